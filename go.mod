@@ -1,0 +1,3 @@
+module github.com/tickbox-fw/tickbox
+
+go 1.26

@@ -1,0 +1,433 @@
+package ctl
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// Type is the type of a command parameter.
+type Type int
+
+// Parameter types. Int accepts decimal, 0x hex, 0o/0 octal and 0b binary
+// spellings in text framings and integral JSON numbers (or such strings) in
+// JSON framings.
+const (
+	String Type = iota
+	Int
+	Bool
+	Float
+)
+
+func (t Type) String() string {
+	switch t {
+	case Int:
+		return "int"
+	case Bool:
+		return "bool"
+	case Float:
+		return "float"
+	default:
+		return "string"
+	}
+}
+
+// Param describes one parameter of a command.
+type Param struct {
+	Name string
+	Type Type
+	// Help is a one-line description shown in long usage.
+	Help string
+	// Required parameters have no default. Optional ones take Default
+	// (which must be of the Go type matching Type: int64, string, bool or
+	// float64; nil means the zero value) when absent.
+	Required bool
+	Default  any
+	// Min and Max bound Int and Float values (inclusive) when Ranged is
+	// set. For String, Max bounds the length in bytes when Ranged is set.
+	Ranged   bool
+	Min, Max float64
+	// Choices, when not empty, lists the only accepted String values.
+	Choices []string
+	// Rest marks the last parameter as taking every remaining positional
+	// argument as a list of strings (for example sfptpd's
+	// "block_clock=1,clk0,clk1").
+	Rest bool
+}
+
+// Input is a command invocation as a front end parsed it, before
+// validation. Text framings fill Positional (and Named from --name=value);
+// JSON framings fill Named with decoded JSON values (decoded with
+// json.Decoder.UseNumber) and Raw with the original arguments.
+type Input struct {
+	Positional []string
+	Named      map[string]any
+	// Raw is the JSON "arguments" value as received, for commands with
+	// AnyArgs set.
+	Raw json.RawMessage
+}
+
+// Args holds a command's validated, converted parameters. Handlers read
+// them with the typed accessors; names not in the schema panic, because
+// that is a programming error caught by the handler's own tests.
+type Args struct {
+	cmd   *Command
+	vals  map[string]any
+	given map[string]bool
+	rest  []string
+	raw   json.RawMessage
+	any   map[string]any
+}
+
+func (a Args) get(name string, t Type) any {
+	v, ok := a.vals[name]
+	if !ok {
+		panic(fmt.Sprintf("ctl: command %q has no %s parameter %q", a.cmd.Name, t, name))
+	}
+	return v
+}
+
+// Int returns an Int parameter.
+func (a Args) Int(name string) int64 { return a.get(name, Int).(int64) }
+
+// String returns a String parameter.
+func (a Args) String(name string) string { return a.get(name, String).(string) }
+
+// Bool returns a Bool parameter.
+func (a Args) Bool(name string) bool { return a.get(name, Bool).(bool) }
+
+// Float returns a Float parameter.
+func (a Args) Float(name string) float64 { return a.get(name, Float).(float64) }
+
+// Given reports whether the caller supplied the parameter (as opposed to
+// its default being used).
+func (a Args) Given(name string) bool { return a.given[name] }
+
+// Rest returns the values collected by a Rest parameter.
+func (a Args) Rest() []string { return a.rest }
+
+// Raw returns the JSON arguments as received (AnyArgs commands).
+func (a Args) Raw() json.RawMessage { return a.raw }
+
+// Any returns the arguments of an AnyArgs command as a map: named
+// arguments as decoded, positional ones under "0", "1", ...
+func (a Args) Any() map[string]any { return a.any }
+
+// ParamError is a parameter validation failure. Its text names the
+// parameter.
+type ParamError struct {
+	Command string
+	Param   string
+	Msg     string
+}
+
+func (e *ParamError) Error() string {
+	if e.Param == "" {
+		return fmt.Sprintf("%s: %s", e.Command, e.Msg)
+	}
+	return fmt.Sprintf("%s: parameter '%s' %s", e.Command, e.Param, e.Msg)
+}
+
+// bind validates in against c's schema and converts every value. It is
+// the only place parameters are checked; handlers never see invalid
+// input.
+func (c *Command) bind(in Input) (Args, error) {
+	a := Args{cmd: c, raw: in.Raw}
+	if c.AnyArgs {
+		a.any = make(map[string]any, len(in.Named)+len(in.Positional))
+		for k, v := range in.Named {
+			a.any[k] = normalizeJSON(v)
+		}
+		for i, p := range in.Positional {
+			a.any[strconv.Itoa(i)] = p
+		}
+		return a, nil
+	}
+	a.vals = make(map[string]any, len(c.Params))
+	a.given = make(map[string]bool, len(c.Params))
+	perr := func(p, format string, args ...any) error {
+		return &ParamError{Command: c.Name, Param: p, Msg: fmt.Sprintf(format, args...)}
+	}
+	pos := in.Positional
+	for i, p := range c.Params {
+		if p.Rest {
+			if i < len(pos) {
+				a.rest = append([]string(nil), pos[i:]...)
+				for _, s := range a.rest {
+					if _, err := p.convert(s); err != nil {
+						return a, perr(p.Name, "%v", err)
+					}
+				}
+				pos = nil
+			}
+			if v, ok := in.Named[p.Name]; ok {
+				list, err := restFromJSON(v)
+				if err != nil {
+					return a, perr(p.Name, "%v", err)
+				}
+				a.rest = append(a.rest, list...)
+			}
+			a.given[p.Name] = len(a.rest) > 0
+			if p.Required && len(a.rest) == 0 {
+				return a, perr(p.Name, "is missing")
+			}
+			continue
+		}
+		var raw any
+		var have bool
+		if i < len(pos) {
+			raw, have = pos[i], true
+			if _, dup := in.Named[p.Name]; dup {
+				return a, perr(p.Name, "is given twice")
+			}
+		} else if v, ok := in.Named[p.Name]; ok {
+			raw, have = v, true
+		}
+		if !have {
+			if p.Required {
+				return a, perr(p.Name, "is missing")
+			}
+			a.vals[p.Name] = p.defaultValue()
+			continue
+		}
+		v, err := p.convert(raw)
+		if err != nil {
+			return a, perr(p.Name, "%v", err)
+		}
+		a.vals[p.Name] = v
+		a.given[p.Name] = true
+	}
+	if n := len(c.Params); len(pos) > n && (n == 0 || !c.Params[n-1].Rest) {
+		return a, &ParamError{Command: c.Name, Msg: fmt.Sprintf("unexpected parameter %q: takes at most %d", pos[n], n)}
+	}
+	for k := range in.Named {
+		if c.param(k) == nil {
+			return a, perr(k, "is not supported")
+		}
+	}
+	return a, nil
+}
+
+func (c *Command) param(name string) *Param {
+	for i := range c.Params {
+		if c.Params[i].Name == name {
+			return &c.Params[i]
+		}
+	}
+	return nil
+}
+
+func (p *Param) defaultValue() any {
+	if p.Default != nil {
+		return p.Default
+	}
+	switch p.Type {
+	case Int:
+		return int64(0)
+	case Bool:
+		return false
+	case Float:
+		return float64(0)
+	default:
+		return ""
+	}
+}
+
+// convert turns a text or JSON value into the parameter's Go type and
+// checks its range.
+func (p *Param) convert(raw any) (any, error) {
+	switch p.Type {
+	case Int:
+		var n int64
+		switch v := raw.(type) {
+		case string:
+			x, err := parseInt(v)
+			if err != nil {
+				return nil, err
+			}
+			n = x
+		case json.Number:
+			x, err := parseInt(string(v))
+			if err != nil {
+				return nil, err
+			}
+			n = x
+		case float64:
+			if v != math.Trunc(v) || math.Abs(v) > 1<<62 {
+				return nil, fmt.Errorf("must be an integer, got %v", v)
+			}
+			n = int64(v)
+		case int64:
+			n = v
+		case int:
+			n = int64(v)
+		default:
+			return nil, fmt.Errorf("must be an integer, got %s", jsonKind(raw))
+		}
+		if p.Ranged && (float64(n) < p.Min || float64(n) > p.Max) {
+			return nil, fmt.Errorf("out of range: %d not in %s", n, p.rangeText())
+		}
+		return n, nil
+	case Float:
+		var f float64
+		switch v := raw.(type) {
+		case string:
+			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
+				return nil, fmt.Errorf("must be a number, got %q", v)
+			}
+			f = x
+		case json.Number:
+			x, err := v.Float64()
+			if err != nil {
+				return nil, fmt.Errorf("must be a number, got %s", v)
+			}
+			f = x
+		case float64:
+			f = v
+		case int64:
+			f = float64(v)
+		default:
+			return nil, fmt.Errorf("must be a number, got %s", jsonKind(raw))
+		}
+		if p.Ranged && (f < p.Min || f > p.Max) {
+			return nil, fmt.Errorf("out of range: %v not in %s", f, p.rangeText())
+		}
+		return f, nil
+	case Bool:
+		switch v := raw.(type) {
+		case bool:
+			return v, nil
+		case string:
+			switch strings.ToLower(v) {
+			case "1", "true", "yes", "on":
+				return true, nil
+			case "0", "false", "no", "off":
+				return false, nil
+			}
+			return nil, fmt.Errorf("must be a boolean (true/false, 1/0, yes/no, on/off), got %q", v)
+		case json.Number:
+			switch v {
+			case "0":
+				return false, nil
+			case "1":
+				return true, nil
+			}
+		}
+		return nil, fmt.Errorf("must be a boolean, got %s", jsonKind(raw))
+	default:
+		var s string
+		switch v := raw.(type) {
+		case string:
+			s = v
+		case json.Number:
+			s = string(v)
+		default:
+			return nil, fmt.Errorf("must be a string, got %s", jsonKind(raw))
+		}
+		if p.Ranged && float64(len(s)) > p.Max {
+			return nil, fmt.Errorf("is too long: %d bytes, at most %d", len(s), int(p.Max))
+		}
+		if len(p.Choices) > 0 {
+			for _, c := range p.Choices {
+				if c == s {
+					return s, nil
+				}
+			}
+			return nil, fmt.Errorf("must be one of %s, got %q", strings.Join(p.Choices, "|"), s)
+		}
+		return s, nil
+	}
+}
+
+func (p *Param) rangeText() string {
+	if p.Type == Int {
+		return fmt.Sprintf("%d..%d", int64(p.Min), int64(p.Max))
+	}
+	return fmt.Sprintf("%v..%v", p.Min, p.Max)
+}
+
+// parseInt accepts decimal, 0x/0X hex, 0o octal and 0b binary, with an
+// optional sign.
+func parseInt(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	n, err := strconv.ParseInt(t, 0, 64)
+	if err != nil {
+		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
+			return 0, fmt.Errorf("out of range: %q does not fit in 64 bits", s)
+		}
+		return 0, fmt.Errorf("must be an integer, got %q", s)
+	}
+	return n, nil
+}
+
+func restFromJSON(v any) ([]string, error) {
+	switch x := v.(type) {
+	case []any:
+		out := make([]string, 0, len(x))
+		for _, e := range x {
+			switch s := e.(type) {
+			case string:
+				out = append(out, s)
+			case json.Number:
+				out = append(out, string(s))
+			default:
+				return nil, fmt.Errorf("must be a list of strings, got an element of type %s", jsonKind(e))
+			}
+		}
+		return out, nil
+	case string:
+		return []string{x}, nil
+	}
+	return nil, fmt.Errorf("must be a list of strings, got %s", jsonKind(v))
+}
+
+// jsonKind names a decoded JSON value's type the way Kea's texts do.
+func jsonKind(v any) string {
+	switch v.(type) {
+	case nil:
+		return "null"
+	case bool:
+		return "boolean"
+	case string:
+		return "string"
+	case json.Number:
+		if strings.ContainsAny(string(v.(json.Number)), ".eE") {
+			return "real"
+		}
+		return "integer"
+	case float64:
+		return "real"
+	case int64, int:
+		return "integer"
+	case []any:
+		return "list"
+	case map[string]any:
+		return "map"
+	}
+	return fmt.Sprintf("%T", v)
+}
+
+// normalizeJSON turns json.Number into int64 or float64 so that handlers
+// and encoders see plain Go values.
+func normalizeJSON(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if n, err := x.Int64(); err == nil {
+			return n
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		for i := range x {
+			x[i] = normalizeJSON(x[i])
+		}
+	case map[string]any:
+		for k := range x {
+			x[k] = normalizeJSON(x[k])
+		}
+	}
+	return v
+}

@@ -1,0 +1,331 @@
+package ctl
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+)
+
+// Code is a Kea-style result code.
+type Code int
+
+// Result codes, as Kea defines them.
+const (
+	Success     Code = 0
+	Error       Code = 1
+	Unsupported Code = 2
+	Empty       Code = 3
+	Conflict    Code = 4
+)
+
+// Result is what a command returns: a code, a human-readable text and
+// optional arguments (any JSON-encodable value; a map[string]any is
+// flattened into IPC replies).
+type Result struct {
+	Code Code
+	Text string
+	Args any
+}
+
+// OK is a convenience for a successful result.
+func OK(text string, args any) Result { return Result{Code: Success, Text: text, Args: args} }
+
+// Fail is a convenience for an error result.
+func Fail(format string, a ...any) Result {
+	return Result{Code: Error, Text: fmt.Sprintf(format, a...)}
+}
+
+// Call is one invocation of a command, handed to its handler.
+type Call struct {
+	Command *Command
+	Args    Args
+	// Out receives a streaming command's output, one line per Write.
+	// For non-streaming commands it still collects text output, which
+	// the console and IPC text form show to the caller.
+	Out io.Writer
+	// Front names the front end the call came in through ("kea",
+	// "dgram", "ipc", "console", "direct").
+	Front string
+	// Line is the command line as received, for logging.
+	Line string
+}
+
+// Handler runs a command. A streaming command's handler writes to
+// call.Out until ctx is cancelled, then returns.
+type Handler func(ctx context.Context, call *Call) Result
+
+// Command is one registered command.
+type Command struct {
+	Name string
+	// Syntax is the short usage's parameter part ("phy address [page]").
+	// Empty means it is derived from Params.
+	Syntax string
+	// Comment is the short usage's one-line description.
+	Comment string
+	// Usage is the long, multi-line usage text.
+	Usage string
+	// Params is the parameter schema. Positional framings bind arguments
+	// in this order.
+	Params []Param
+	// AnyArgs accepts arbitrary arguments without validation (for
+	// commands such as "echo" that treat them as data).
+	AnyArgs bool
+	// Stream marks a command that writes output until cancelled.
+	Stream bool
+	// Persistent commands are replayed on their console connection after
+	// a reload or re-exec.
+	Persistent bool
+	Handler    Handler
+
+	builtin bool
+}
+
+// ShortUsage returns "name syntax - comment", as gone's console lists it.
+func (c *Command) ShortUsage() string {
+	s := c.Name
+	if syn := c.syntax(); syn != "" {
+		s += " " + syn
+	}
+	if c.Comment != "" {
+		s += " - " + c.Comment
+	}
+	return s
+}
+
+func (c *Command) syntax() string {
+	if c.Syntax != "" || c.AnyArgs {
+		return c.Syntax
+	}
+	parts := make([]string, 0, len(c.Params))
+	for _, p := range c.Params {
+		n := p.Name
+		if p.Rest {
+			n += "..."
+		}
+		if !p.Required {
+			n = "[" + n + "]"
+		}
+		parts = append(parts, n)
+	}
+	return strings.Join(parts, " ")
+}
+
+// LongUsage returns the full usage: short usage, long text and the
+// parameter table.
+func (c *Command) LongUsage() string {
+	var b strings.Builder
+	b.WriteString("usage: " + c.Name)
+	if syn := c.syntax(); syn != "" {
+		b.WriteString(" " + syn)
+	}
+	b.WriteString("\n")
+	if c.Comment != "" {
+		b.WriteString("  " + c.Comment + "\n")
+	}
+	if c.Usage != "" {
+		for _, l := range strings.Split(strings.TrimRight(c.Usage, "\n"), "\n") {
+			b.WriteString("  " + l + "\n")
+		}
+	}
+	for _, p := range c.Params {
+		fmt.Fprintf(&b, "  --%s=%s", p.Name, strings.ToUpper(p.Type.String()))
+		var notes []string
+		if p.Required {
+			notes = append(notes, "required")
+		} else if p.Default != nil {
+			notes = append(notes, fmt.Sprintf("default %v", p.Default))
+		}
+		if p.Ranged {
+			if p.Type == String {
+				notes = append(notes, fmt.Sprintf("at most %d bytes", int(p.Max)))
+			} else {
+				notes = append(notes, "range "+p.rangeText())
+			}
+		}
+		if len(p.Choices) > 0 {
+			notes = append(notes, "one of "+strings.Join(p.Choices, "|"))
+		}
+		if p.Rest {
+			notes = append(notes, "repeatable")
+		}
+		if p.Help != "" {
+			fmt.Fprintf(&b, "  %s", p.Help)
+		}
+		if len(notes) > 0 {
+			fmt.Fprintf(&b, " (%s)", strings.Join(notes, ", "))
+		}
+		b.WriteString("\n")
+	}
+	if c.Stream {
+		b.WriteString("  Streams output until cancelled by the next command line.\n")
+	}
+	return b.String()
+}
+
+// Registry holds a daemon's commands. It is safe for concurrent use.
+type Registry struct {
+	mu   sync.RWMutex
+	cmds map[string]*Command
+	log  *slog.Logger
+}
+
+// NewRegistry returns a registry holding only list-commands. Use
+// NewDaemon for a registry with the common Kea-style commands.
+func NewRegistry(log *slog.Logger) *Registry {
+	if log == nil {
+		log = slog.Default()
+	}
+	r := &Registry{cmds: make(map[string]*Command), log: log}
+	r.cmds["list-commands"] = &Command{
+		Name:    "list-commands",
+		Comment: "list the supported commands",
+		builtin: true,
+		Handler: func(context.Context, *Call) Result {
+			names := r.Names()
+			list := make([]any, len(names))
+			for i, n := range names {
+				list[i] = n
+			}
+			return Result{Code: Success, Text: fmt.Sprintf("%d commands", len(list)), Args: list}
+		},
+	}
+	return r
+}
+
+// Logger returns the registry's logger.
+func (r *Registry) Logger() *slog.Logger { return r.log }
+
+// Errors returned by Register and Deregister.
+var (
+	ErrDuplicate = errors.New("command already registered")
+	ErrBuiltin   = errors.New("built-in command cannot be deregistered")
+	ErrNotFound  = errors.New("command not registered")
+)
+
+// Register adds c. Names must be unique, non-empty and free of
+// whitespace, '=' and ','; a nil handler is refused.
+func (r *Registry) Register(c *Command) error {
+	if c == nil || c.Name == "" {
+		return errors.New("ctl: register: command has no name")
+	}
+	if strings.ContainsAny(c.Name, " \t\r\n=,#?!\"'\\") {
+		return fmt.Errorf("ctl: register %q: name contains a reserved character", c.Name)
+	}
+	if c.Handler == nil {
+		return fmt.Errorf("ctl: register %q: nil handler", c.Name)
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Params {
+		if p.Name == "" || seen[p.Name] {
+			return fmt.Errorf("ctl: register %q: parameter %d has an empty or duplicate name", c.Name, i)
+		}
+		seen[p.Name] = true
+		if p.Rest && i != len(c.Params)-1 {
+			return fmt.Errorf("ctl: register %q: Rest parameter %q must be last", c.Name, p.Name)
+		}
+		if p.Default != nil {
+			if _, err := p.convert(p.Default); err != nil {
+				return fmt.Errorf("ctl: register %q: default of %q: %w", c.Name, p.Name, err)
+			}
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.cmds[c.Name]; ok {
+		return fmt.Errorf("ctl: register %q: %w", c.Name, ErrDuplicate)
+	}
+	r.cmds[c.Name] = c
+	return nil
+}
+
+// MustRegister is Register for commands defined at start-up, where an
+// error is a programming mistake.
+func (r *Registry) MustRegister(cs ...*Command) {
+	for _, c := range cs {
+		if err := r.Register(c); err != nil {
+			panic(err)
+		}
+	}
+}
+
+// Deregister removes a command. Built-in commands stay.
+func (r *Registry) Deregister(name string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c, ok := r.cmds[name]
+	if !ok {
+		return fmt.Errorf("ctl: deregister %q: %w", name, ErrNotFound)
+	}
+	if c.builtin {
+		return fmt.Errorf("ctl: deregister %q: %w", name, ErrBuiltin)
+	}
+	delete(r.cmds, name)
+	return nil
+}
+
+// Lookup returns the named command.
+func (r *Registry) Lookup(name string) (*Command, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.cmds[name]
+	return c, ok
+}
+
+// Names returns the sorted command names.
+func (r *Registry) Names() []string {
+	r.mu.RLock()
+	names := make([]string, 0, len(r.cmds))
+	for n := range r.cmds {
+		names = append(names, n)
+	}
+	r.mu.RUnlock()
+	sort.Strings(names)
+	return names
+}
+
+// Commands returns the commands sorted by name.
+func (r *Registry) Commands() []*Command {
+	r.mu.RLock()
+	cs := make([]*Command, 0, len(r.cmds))
+	for _, c := range r.cmds {
+		cs = append(cs, c)
+	}
+	r.mu.RUnlock()
+	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })
+	return cs
+}
+
+// Unsupported returns Kea's reply to an unknown command.
+func UnsupportedResult(name string) Result {
+	return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' command not supported.", name)}
+}
+
+// Invoke validates in against the named command's schema and runs it.
+// Unknown commands give Kea's result 2 text; invalid parameters give
+// result 1 with a text naming the parameter. out receives streamed or
+// textual output and may be nil.
+func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer, front string) Result {
+	c, ok := r.Lookup(name)
+	if !ok {
+		return UnsupportedResult(name)
+	}
+	return r.Run(ctx, c, in, out, front)
+}
+
+// Run is Invoke for an already looked-up command.
+func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer, front string) Result {
+	args, err := c.bind(in)
+	if err != nil {
+		return Result{Code: Error, Text: err.Error()}
+	}
+	if out == nil {
+		out = io.Discard
+	}
+	call := &Call{Command: c, Args: args, Out: out, Front: front}
+	return c.Handler(ctx, call)
+}
