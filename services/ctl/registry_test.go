@@ -1,0 +1,296 @@
+package ctl
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"os"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// mdioRead is a representative schema: required ranged ints, an optional
+// int with a default.
+func mdioRead(got *Args) *Command {
+	return &Command{
+		Name:    "mdio_read",
+		Comment: "read a PHY register",
+		Params: []Param{
+			{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3},
+			{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
+			{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255},
+		},
+		Handler: func(_ context.Context, c *Call) Result {
+			*got = c.Args
+			return OK("", map[string]any{"result": 31049})
+		},
+	}
+}
+
+func TestParamBinding(t *testing.T) {
+	tests := []struct {
+		name    string
+		in      Input
+		wantErr string // substring; "" means success
+		phy     int64
+		addr    int64
+		page    int64
+		given   bool // page given
+	}{
+		{name: "positional", in: Input{Positional: []string{"1", "1"}}, phy: 1, addr: 1, page: -1},
+		{name: "hex", in: Input{Positional: []string{"0x3", "0x1f", "0x10"}}, phy: 3, addr: 31, page: 16, given: true},
+		{name: "named strings", in: Input{Named: map[string]any{"phy": "2", "address": "0x01"}}, phy: 2, addr: 1, page: -1},
+		{name: "json numbers", in: Input{Named: map[string]any{"phy": json.Number("1"), "address": json.Number("4"), "page": json.Number("0")}}, phy: 1, addr: 4, page: 0, given: true},
+		{name: "mixed", in: Input{Positional: []string{"1"}, Named: map[string]any{"address": "2"}}, phy: 1, addr: 2, page: -1},
+		{name: "missing", in: Input{Positional: []string{"1"}}, wantErr: "parameter 'address' is missing"},
+		{name: "missing all", in: Input{}, wantErr: "parameter 'phy' is missing"},
+		{name: "out of range", in: Input{Positional: []string{"4", "1"}}, wantErr: "parameter 'phy' out of range: 4 not in 1..3"},
+		{name: "negative out of range", in: Input{Positional: []string{"1", "-1"}}, wantErr: "parameter 'address' out of range"},
+		{name: "not a number", in: Input{Positional: []string{"one", "1"}}, wantErr: `parameter 'phy' must be an integer, got "one"`},
+		{name: "float for int", in: Input{Named: map[string]any{"phy": json.Number("1.5"), "address": json.Number("1")}}, wantErr: "parameter 'phy' must be an integer"},
+		{name: "string type for int json", in: Input{Named: map[string]any{"phy": true, "address": json.Number("1")}}, wantErr: "parameter 'phy' must be an integer, got boolean"},
+		{name: "too big", in: Input{Positional: []string{"99999999999999999999", "1"}}, wantErr: "does not fit in 64 bits"},
+		{name: "extra positional", in: Input{Positional: []string{"1", "1", "0", "7"}}, wantErr: `unexpected parameter "7": takes at most 3`},
+		{name: "extra named", in: Input{Positional: []string{"1", "1"}, Named: map[string]any{"bogus": "1"}}, wantErr: "parameter 'bogus' is not supported"},
+		{name: "given twice", in: Input{Positional: []string{"1", "1"}, Named: map[string]any{"phy": "1"}}, wantErr: "parameter 'phy' is given twice"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRegistry(quietLogger())
+			var got Args
+			r.MustRegister(mdioRead(&got))
+			res := r.Invoke(context.Background(), "mdio_read", tc.in, nil, "test")
+			if tc.wantErr != "" {
+				if res.Code != Error || !strings.Contains(res.Text, tc.wantErr) {
+					t.Fatalf("got %+v, want error containing %q", res, tc.wantErr)
+				}
+				if got.cmd != nil {
+					t.Fatal("handler ran on invalid input")
+				}
+				return
+			}
+			if res.Code != Success {
+				t.Fatalf("got %+v", res)
+			}
+			if got.Int("phy") != tc.phy || got.Int("address") != tc.addr || got.Int("page") != tc.page {
+				t.Fatalf("phy=%d address=%d page=%d", got.Int("phy"), got.Int("address"), got.Int("page"))
+			}
+			if got.Given("page") != tc.given {
+				t.Fatalf("Given(page)=%v want %v", got.Given("page"), tc.given)
+			}
+		})
+	}
+}
+
+func TestParamTypes(t *testing.T) {
+	tests := []struct {
+		p       Param
+		raw     any
+		want    any
+		wantErr string
+	}{
+		{Param{Name: "b", Type: Bool}, "yes", true, ""},
+		{Param{Name: "b", Type: Bool}, "OFF", false, ""},
+		{Param{Name: "b", Type: Bool}, true, true, ""},
+		{Param{Name: "b", Type: Bool}, json.Number("1"), true, ""},
+		{Param{Name: "b", Type: Bool}, "maybe", nil, "must be a boolean"},
+		{Param{Name: "f", Type: Float}, "0.25", 0.25, ""},
+		{Param{Name: "f", Type: Float}, json.Number("-3e2"), -300.0, ""},
+		{Param{Name: "f", Type: Float}, "NaN", nil, "must be a number"},
+		{Param{Name: "f", Type: Float, Ranged: true, Min: 0, Max: 1}, "1.5", nil, "out of range: 1.5 not in 0..1"},
+		{Param{Name: "s", Type: String}, "abc", "abc", ""},
+		{Param{Name: "s", Type: String}, json.Number("12"), "12", ""},
+		{Param{Name: "s", Type: String}, map[string]any{}, nil, "must be a string, got map"},
+		{Param{Name: "s", Type: String, Ranged: true, Max: 3}, "abcd", nil, "too long: 4 bytes, at most 3"},
+		{Param{Name: "s", Type: String, Choices: []string{"local", "ptp"}}, "pps", nil, "must be one of local|ptp"},
+		{Param{Name: "s", Type: String, Choices: []string{"local", "ptp"}}, "ptp", "ptp", ""},
+		{Param{Name: "i", Type: Int}, "-0x10", int64(-16), ""},
+		{Param{Name: "i", Type: Int}, "0b101", int64(5), ""},
+		{Param{Name: "i", Type: Int}, " 42 ", int64(42), ""},
+		{Param{Name: "i", Type: Int}, []any{}, nil, "must be an integer, got list"},
+	}
+	for _, tc := range tests {
+		got, err := tc.p.convert(tc.raw)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("%s %v: err %v, want %q", tc.p.Type, tc.raw, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s %v: got %#v, %v; want %#v", tc.p.Type, tc.raw, got, err, tc.want)
+		}
+	}
+}
+
+func TestRestParam(t *testing.T) {
+	r := NewRegistry(quietLogger())
+	var got Args
+	r.MustRegister(&Command{
+		Name: "block_clock",
+		Params: []Param{
+			{Name: "block", Type: Bool, Required: true},
+			{Name: "clocks", Type: String, Rest: true},
+		},
+		Handler: func(_ context.Context, c *Call) Result { got = c.Args; return OK("", nil) },
+	})
+	res := r.Invoke(context.Background(), "block_clock", Input{Positional: []string{"1", "phc0", "system"}}, nil, "test")
+	if res.Code != Success || !got.Bool("block") || !reflect.DeepEqual(got.Rest(), []string{"phc0", "system"}) {
+		t.Fatalf("res %+v rest %v", res, got.Rest())
+	}
+	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": false, "clocks": []any{"a", json.Number("2")}}}, nil, "test")
+	if res.Code != Success || got.Bool("block") || !reflect.DeepEqual(got.Rest(), []string{"a", "2"}) {
+		t.Fatalf("res %+v rest %v", res, got.Rest())
+	}
+	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": true, "clocks": map[string]any{}}}, nil, "test")
+	if res.Code != Error || !strings.Contains(res.Text, "parameter 'clocks' must be a list of strings") {
+		t.Fatalf("res %+v", res)
+	}
+}
+
+func TestRegisterRules(t *testing.T) {
+	h := func(context.Context, *Call) Result { return OK("", nil) }
+	tests := []struct {
+		name    string
+		cmd     *Command
+		wantErr string
+	}{
+		{"ok", &Command{Name: "x", Handler: h}, ""},
+		{"nil handler", &Command{Name: "y"}, "nil handler"},
+		{"empty name", &Command{Handler: h}, "no name"},
+		{"space in name", &Command{Name: "a b", Handler: h}, "reserved character"},
+		{"equals in name", &Command{Name: "a=b", Handler: h}, "reserved character"},
+		{"duplicate", &Command{Name: "list-commands", Handler: h}, "already registered"},
+		{"dup param", &Command{Name: "z", Handler: h, Params: []Param{{Name: "a"}, {Name: "a"}}}, "duplicate name"},
+		{"rest not last", &Command{Name: "z", Handler: h, Params: []Param{{Name: "a", Rest: true}, {Name: "b"}}}, "must be last"},
+		{"bad default", &Command{Name: "z", Handler: h, Params: []Param{{Name: "a", Type: Int, Default: "x"}}}, "default of \"a\""},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := NewRegistry(quietLogger())
+			err := r.Register(tc.cmd)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := r.Register(tc.cmd); !errors.Is(err, ErrDuplicate) {
+					t.Fatalf("second register: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("err %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestListCommands(t *testing.T) {
+	r := NewRegistry(quietLogger())
+	h := func(context.Context, *Call) Result { return OK("", nil) }
+	r.MustRegister(&Command{Name: "zeta", Handler: h}, &Command{Name: "alpha", Handler: h}, &Command{Name: "mid", Handler: h})
+	res := r.Invoke(context.Background(), "list-commands", Input{}, nil, "test")
+	want := []any{"alpha", "list-commands", "mid", "zeta"}
+	if res.Code != Success || !reflect.DeepEqual(res.Args, want) {
+		t.Fatalf("got %+v", res)
+	}
+	if err := r.Deregister("list-commands"); !errors.Is(err, ErrBuiltin) {
+		t.Fatalf("deregister list-commands: %v", err)
+	}
+	if err := r.Deregister("mid"); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Deregister("mid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("deregister twice: %v", err)
+	}
+	res = r.Invoke(context.Background(), "mid", Input{}, nil, "test")
+	if res.Code != Unsupported || res.Text != "'mid' command not supported." {
+		t.Fatalf("got %+v", res)
+	}
+	names := r.Names()
+	if !sort.StringsAreSorted(names) || len(names) != 3 {
+		t.Fatalf("names %v", names)
+	}
+}
+
+func TestDaemonCommands(t *testing.T) {
+	d := NewDaemon(DaemonOptions{
+		Name:    "testd",
+		Version: "1.2.3",
+		Logger:  quietLogger(),
+		Config:  func() any { return map[string]any{"interface": "eth0"} },
+		Status:  func() map[string]any { return map[string]any{"instances": 2} },
+	})
+	ctx := context.Background()
+	res := d.Invoke(ctx, "version-get", Input{}, nil, "test")
+	ext, _ := res.Args.(map[string]any)["extended"].(string)
+	if res.Code != Success || res.Text != "1.2.3" || !strings.Contains(ext, "go: go1.") || !strings.Contains(ext, "testd 1.2.3") {
+		t.Fatalf("version-get %+v", res)
+	}
+	res = d.Invoke(ctx, "build-report", Input{}, nil, "test")
+	if res.Code != Success || !strings.Contains(res.Text, "go: ") {
+		t.Fatalf("build-report %+v", res)
+	}
+	res = d.Invoke(ctx, "status-get", Input{}, nil, "test")
+	st := res.Args.(map[string]any)
+	if st["pid"] != os.Getpid() || st["instances"] != 2 || st["uptime"] == nil || st["reload"] == nil || st["reloads"] != 0 {
+		t.Fatalf("status-get %+v", st)
+	}
+	res = d.Invoke(ctx, "config-get", Input{}, nil, "test")
+	if !reflect.DeepEqual(res.Args, map[string]any{"interface": "eth0"}) {
+		t.Fatalf("config-get %+v", res)
+	}
+	res = d.Invoke(ctx, "status-get", Input{Positional: []string{"x"}}, nil, "test")
+	if res.Code != Error || !strings.Contains(res.Text, "unexpected parameter") {
+		t.Fatalf("extra parameter: %+v", res)
+	}
+	select {
+	case <-d.ShutdownRequested():
+		t.Fatal("shutdown before request")
+	default:
+	}
+	res = d.Invoke(ctx, "shutdown", Input{}, nil, "test")
+	if res.Code != Success || res.Text != "Shutting down." {
+		t.Fatalf("shutdown %+v", res)
+	}
+	<-d.ShutdownRequested()
+	// A second shutdown must not panic on the closed channel.
+	d.Invoke(ctx, "shutdown", Input{}, nil, "test")
+	for _, n := range []string{"version-get", "status-get", "build-report", "config-get", "shutdown"} {
+		if err := d.Deregister(n); !errors.Is(err, ErrBuiltin) {
+			t.Errorf("deregister %s: %v", n, err)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	var a Args
+	c := mdioRead(&a)
+	if got, want := c.ShortUsage(), "mdio_read phy address [page] - read a PHY register"; got != want {
+		t.Fatalf("short usage %q, want %q", got, want)
+	}
+	long := c.LongUsage()
+	for _, want := range []string{"usage: mdio_read phy address [page]", "--phy=INT", "required", "range 1..3", "default -1"} {
+		if !strings.Contains(long, want) {
+			t.Errorf("long usage lacks %q:\n%s", want, long)
+		}
+	}
+}
+
+func TestAnyArgs(t *testing.T) {
+	r := NewRegistry(quietLogger())
+	r.MustRegister(&Command{Name: "echo", AnyArgs: true, Handler: func(_ context.Context, c *Call) Result {
+		return OK("", c.Args.Any())
+	}})
+	res := r.Invoke(context.Background(), "echo", Input{Positional: []string{"a"}, Named: map[string]any{"n": json.Number("7"), "f": json.Number("1.5")}}, nil, "test")
+	want := map[string]any{"0": "a", "n": int64(7), "f": 1.5}
+	if !reflect.DeepEqual(res.Args, want) {
+		t.Fatalf("got %#v", res.Args)
+	}
+}
