@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+)
+
+// flags returns a flag set that reports errors as usage errors.
+func (c *cli) flags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(c.stderr, "usage: %s\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return &exitError{0, err}
+		}
+		return &exitError{2, err}
+	}
+	return nil
+}
+
+// interruptible returns a context cancelled by SIGINT/SIGTERM or the
+// timeout (0 = none).
+func interruptible(timeout time.Duration) (context.Context, context.CancelFunc) {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	if timeout <= 0 {
+		return ctx, stop
+	}
+	tctx, cancel := context.WithTimeout(ctx, timeout)
+	return tctx, func() { cancel(); stop() }
+}
+
+// kea: ctl kea [-service S] SOCKET COMMAND [ARGS-JSON]
+func (c *cli) kea(args []string) error {
+	fs := c.flags("ctl kea", "ctl kea [-service NAME[,NAME]] [-timeout D] SOCKET COMMAND [ARGS-JSON]")
+	service := fs.String("service", "", "route through a hub to these services (comma-separated)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0 = never)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 || fs.NArg() > 3 {
+		fs.Usage()
+		return usageErr("kea: want SOCKET COMMAND [ARGS-JSON]")
+	}
+	req := map[string]any{"command": fs.Arg(1)}
+	if fs.NArg() == 3 {
+		var a any
+		if err := json.Unmarshal([]byte(fs.Arg(2)), &a); err != nil {
+			return usageErr("kea: ARGS-JSON is not valid JSON: %v", err)
+		}
+		req["arguments"] = json.RawMessage(fs.Arg(2))
+	}
+	if *service != "" {
+		req["service"] = strings.Split(*service, ",")
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return usageErr("kea: %v", err)
+	}
+	ctx, cancel := interruptible(*timeout)
+	defer cancel()
+	reply, err := ctl.KeaCall(ctx, fs.Arg(0), body)
+	if err != nil {
+		return connErr(err)
+	}
+	fmt.Fprintf(c.stdout, "%s\n", strings.TrimRight(string(reply), "\n"))
+	ok, err := keaSucceeded(reply)
+	if err != nil {
+		return &exitError{1, err}
+	}
+	if !ok {
+		return errFailed
+	}
+	return nil
+}
+
+// keaSucceeded reports whether every answer in a Kea reply (a map, or a
+// list of maps from a hub) has result 0.
+func keaSucceeded(reply []byte) (bool, error) {
+	type answer struct {
+		Result *int `json:"result"`
+	}
+	var list []answer
+	if err := json.Unmarshal(reply, &list); err != nil {
+		var one answer
+		if err := json.Unmarshal(reply, &one); err != nil {
+			return false, fmt.Errorf("kea: reply is not JSON: %w", err)
+		}
+		list = []answer{one}
+	}
+	for _, a := range list {
+		if a.Result == nil || *a.Result != 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// ipc: ctl ipc [-follow] NAME|PATH LINE...
+func (c *cli) ipc(args []string) error {
+	fs := c.flags("ctl ipc", "ctl ipc [-follow] [-timeout D] NAME|PATH LINE...")
+	follow := fs.Bool("follow", false, "after the replies, keep printing events until interrupted or the daemon closes")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up waiting for replies after this long (0 = never; not applied to -follow)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 1 || (fs.NArg() < 2 && !*follow) {
+		fs.Usage()
+		return usageErr("ipc: want NAME|PATH and at least one LINE (or -follow)")
+	}
+	cl, err := ctl.DialIPC(ctl.IPCAddr(fs.Arg(0)))
+	if err != nil {
+		return connErr(err)
+	}
+	defer cl.Close()
+	ctx, cancel := interruptible(0)
+	defer cancel()
+	stop := context.AfterFunc(ctx, func() { cl.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	if *timeout > 0 {
+		cl.SetDeadline(time.Now().Add(*timeout))
+	}
+	failed := false
+	for _, line := range fs.Args()[1:] {
+		if err := cl.Send(line); err != nil {
+			return connErr(err)
+		}
+		// Print every line until this request's reply: events may come
+		// first.
+		for {
+			l, err := cl.ReadLine()
+			if err != nil {
+				return connErr(err)
+			}
+			fmt.Fprintf(c.stdout, "%s\n", l)
+			if _, isEvent := ctl.IPCEvent(l); isEvent {
+				continue
+			}
+			var rep struct {
+				Success *bool `json:"success"`
+			}
+			if json.Unmarshal(l, &rep) == nil && rep.Success != nil && !*rep.Success {
+				failed = true
+			}
+			break
+		}
+	}
+	if *follow {
+		cl.SetDeadline(time.Time{})
+		for {
+			l, err := cl.ReadLine()
+			if err != nil {
+				if ctx.Err() != nil || errors.Is(err, io.EOF) {
+					break
+				}
+				return connErr(err)
+			}
+			fmt.Fprintf(c.stdout, "%s\n", l)
+		}
+	}
+	if failed {
+		return errFailed
+	}
+	return nil
+}
+
+// dgram: ctl dgram SOCKET CMD...
+func (c *cli) dgram(args []string) error {
+	fs := c.flags("ctl dgram", "ctl dgram SOCKET CMD...")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return usageErr("dgram: want SOCKET and at least one CMD")
+	}
+	if err := ctl.SendDgram(fs.Arg(0), fs.Args()[1:]...); err != nil {
+		return connErr(err)
+	}
+	return nil
+}
+
+// console: ctl console SOCKET
+func (c *cli) console(args []string) error {
+	fs := c.flags("ctl console", "ctl console SOCKET")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		fs.Usage()
+		return usageErr("console: want SOCKET")
+	}
+	conn, err := ctl.ConsoleDial(fs.Arg(0))
+	if err != nil {
+		return connErr(err)
+	}
+	defer conn.Close()
+	ctx, cancel := interruptible(0)
+	defer cancel()
+	if err := ctl.ConsolePipe(ctx, conn, c.stdin, c.stdout); err != nil && ctx.Err() == nil {
+		return connErr(err)
+	}
+	return nil
+}
+
+// demux: ctl demux -name N -type T send ADDR HEX | recv [-n K]
+func (c *cli) demux(args []string) error {
+	fs := c.flags("ctl demux", "ctl demux [-name N] -type T send ADDR HEX | recv [-n K] [-timeout D]")
+	name := fs.String("name", "mctp-mux", "demux abstract socket name")
+	typ := fs.String("type", "", "message type to register (0x01..0xff)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	t, err := parseByte(*typ)
+	if err != nil || t == 0 {
+		return usageErr("demux: -type %q: want a message type 1..255", *typ)
+	}
+	if fs.NArg() < 1 {
+		fs.Usage()
+		return usageErr("demux: want send or recv")
+	}
+	sub := fs.Args()[1:]
+	switch fs.Arg(0) {
+	case "send":
+		if len(sub) != 2 {
+			return usageErr("demux send: want ADDR HEX")
+		}
+		addr, err := parseByte(sub[0])
+		if err != nil {
+			return usageErr("demux send: ADDR %q: %v", sub[0], err)
+		}
+		body, err := hex.DecodeString(strings.NewReplacer(" ", "", ":", "").Replace(sub[1]))
+		if err != nil {
+			return usageErr("demux send: HEX %q: %v", sub[1], err)
+		}
+		dc, err := ctl.DialDemux(*name, t)
+		if err != nil {
+			return connErr(err)
+		}
+		defer dc.Close()
+		if err := dc.Send(addr, body); err != nil {
+			return connErr(err)
+		}
+		return nil
+	case "recv":
+		rfs := c.flags("ctl demux recv", "ctl demux -type T recv [-n K] [-timeout D]")
+		n := rfs.Int("n", 0, "stop after K messages (0 = until interrupted)")
+		timeout := rfs.Duration("timeout", 0, "give up after this long (0 = never)")
+		if err := parseFlags(rfs, sub); err != nil {
+			return err
+		}
+		dc, err := ctl.DialDemux(*name, t)
+		if err != nil {
+			return connErr(err)
+		}
+		defer dc.Close()
+		ctx, cancel := interruptible(*timeout)
+		defer cancel()
+		stop := context.AfterFunc(ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
+		defer stop()
+		for got := 0; *n == 0 || got < *n; got++ {
+			addr, mt, body, err := dc.Recv()
+			if err != nil {
+				if ctx.Err() != nil && *n == 0 && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+					return nil
+				}
+				return connErr(err)
+			}
+			fmt.Fprintf(c.stdout, "%02x %02x %s\n", addr, mt, hex.EncodeToString(body))
+		}
+		return nil
+	}
+	return usageErr("demux: unknown action %q (want send or recv)", fs.Arg(0))
+}
+
+func parseByte(s string) (byte, error) {
+	n, err := strconv.ParseUint(s, 0, 8)
+	if err != nil {
+		return 0, fmt.Errorf("want 0..255 (decimal or 0x hex)")
+	}
+	return byte(n), nil
+}

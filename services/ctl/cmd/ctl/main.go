@@ -1,0 +1,106 @@
+// Command ctl is tickbox's control hub and the client for every control
+// protocol the daemons speak.
+//
+//	ctl serve [flags]                         run the hub service
+//	ctl kea SOCKET COMMAND [ARGS-JSON]        Kea JSON channel request
+//	ctl ipc [-follow] NAME|PATH LINE...       nose line-JSON IPC
+//	ctl dgram SOCKET CMD...                   sfptpd-style datagrams
+//	ctl console SOCKET                        interactive console
+//	ctl demux -name N -type T send ADDR HEX   send one demux message
+//	ctl demux -name N -type T recv [-n K]     receive demux messages
+//
+// Client exit codes: 0 success; 1 the daemon answered with a failure; 2
+// usage or connection error.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `usage: ctl COMMAND [ARGS]
+
+commands:
+  serve [flags]                         run the control hub (ctl serve -h)
+  kea [-service S] SOCKET COMMAND [ARGS-JSON]
+                                        send one Kea control-channel command, print the reply
+  ipc [-follow] NAME|PATH LINE...       send nose IPC lines, print replies (and events)
+  dgram SOCKET CMD...                   send each CMD as one sfptpd control datagram
+  console SOCKET                        interactive console: stdin lines in, output out
+  demux -name N -type T send ADDR HEX   send one message through an MCTP-style demux
+  demux -name N -type T recv [-n K]     print received demux messages
+
+exit status: 0 success, 1 the daemon reported a failure, 2 usage or connection error
+`
+
+// exitError carries a process exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// usageErr and connErr are exit status 2; failed is exit status 1.
+func usageErr(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+func connErr(err error) error { return &exitError{2, err} }
+
+var errFailed = &exitError{1, errors.New("the daemon reported a failure")}
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// cli carries a client invocation's streams.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+}
+
+// run executes one ctl invocation and returns its exit status.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	if len(args) < 1 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	var err error
+	rest := args[1:]
+	switch args[0] {
+	case "serve":
+		err = serve(rest, stderr)
+	case "kea":
+		err = c.kea(rest)
+	case "ipc":
+		err = c.ipc(rest)
+	case "dgram":
+		err = c.dgram(rest)
+	case "console":
+		err = c.console(rest)
+	case "demux":
+		err = c.demux(rest)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "ctl: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	if err == nil {
+		return 0
+	}
+	code := 2
+	var ee *exitError
+	if errors.As(err, &ee) {
+		code = ee.code
+	}
+	if err != errFailed {
+		fmt.Fprintf(stderr, "ctl: %v\n", err)
+	}
+	return code
+}

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+)
+
+// listFlag collects a repeatable string flag.
+type listFlag struct {
+	vals []string
+	set  bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.vals, l.set = nil, true
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}
+
+type serveConfig struct {
+	Kea       string   `json:"kea"`
+	Dgram     string   `json:"dgram"`
+	IPC       string   `json:"ipc"`
+	Console   string   `json:"console"`
+	Demux     []string `json:"demux"`
+	DemuxAddr int      `json:"demux-addr"`
+	MaxConns  int      `json:"max-conns"`
+	Mode      string   `json:"socket-mode"`
+	AllowGID  int      `json:"allow-gid"`
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("ctl serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg serveConfig
+	fs.StringVar(&cfg.Kea, "kea", "/run/ctl/control.sock", "Kea JSON channel socket path (empty disables)")
+	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
+	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
+	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
+	demux := &listFlag{vals: []string{"ctl-mux"}}
+	fs.Var(demux, "demux", "demux abstract socket name, repeatable (mctpd owns mctp-mux and mctp-demux)")
+	fs.IntVar(&cfg.DemuxAddr, "demux-addr", 8, "local address of the demux loopback router")
+	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
+	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
+	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
+	verbose := fs.Bool("v", false, "debug logging")
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return nil
+		}
+		return &exitError{2, err}
+	}
+	if fs.NArg() > 0 {
+		return usageErr("serve: unexpected argument %q", fs.Arg(0))
+	}
+	cfg.Demux = demux.vals
+	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
+	if err != nil || mode > 0o777 {
+		return usageErr("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
+	}
+	if cfg.DemuxAddr < 0 || cfg.DemuxAddr > 255 {
+		return usageErr("serve: -demux-addr %d: want 0..255", cfg.DemuxAddr)
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	d := ctl.NewDaemon(ctl.DaemonOptions{
+		Name:   "ctl",
+		Logger: log,
+		Config: func() any { return cfg },
+	})
+	srv := ctl.NewServer(d)
+	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
+
+	streamOpts := ctl.StreamOptions{MaxConns: cfg.MaxConns}
+	if cfg.AllowGID >= 0 {
+		streamOpts.Peers.GIDs = []uint32{uint32(cfg.AllowGID)}
+	}
+	spec := func(addr string) ctl.SocketSpec {
+		return ctl.SocketSpec{Addr: addr, Mode: os.FileMode(mode)}
+	}
+	fail := func(err error) error {
+		srv.Close(context.Background())
+		return &exitError{1, err}
+	}
+	if cfg.Kea != "" {
+		if _, err := srv.ServeKea(spec(cfg.Kea), ctl.KeaOptions{StreamOptions: streamOpts}); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.Dgram != "" {
+		if _, err := srv.ServeDgram(spec(cfg.Dgram), ctl.DgramOptions{}); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.IPC != "" {
+		if _, err := srv.ServeIPC(spec(ctl.IPCAddr(cfg.IPC)), ctl.IPCOptions{StreamOptions: streamOpts}); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.Console != "" {
+		if _, err := srv.ServeConsole(spec(cfg.Console), ctl.ConsoleOptions{StreamOptions: streamOpts}); err != nil {
+			return fail(err)
+		}
+	}
+	if len(cfg.Demux) > 0 && cfg.Demux[0] != "" {
+		if _, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{
+			StreamOptions: streamOpts,
+			Router:        &ctl.LoopbackRouter{Addr: byte(cfg.DemuxAddr)},
+		}); err != nil {
+			return fail(err)
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer func() { signal.Stop(usr2); close(usr2) }()
+	go func() {
+		for range usr2 {
+			log.Info("SIGUSR2: re-executing in place")
+			if err := srv.Reexec(); err != nil {
+				log.Error("re-exec failed; exiting for the supervisor to restart", "err", err)
+				os.Exit(1)
+			}
+		}
+	}()
+	log.Info("ctl serving", "version", d.Version(), "pid", os.Getpid(), "resumed", srv.Resumed())
+	if err := srv.Run(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	log.Info("ctl stopped")
+	return nil
+}
+
+// echoCommand returns its arguments: the diagnostic every front end is
+// tested and benchmarked with.
+func echoCommand() *ctl.Command {
+	return &ctl.Command{
+		Name:    "echo",
+		Syntax:  "[ARGS...]",
+		Comment: "return the arguments",
+		Usage:   "Returns its arguments unchanged: named ones by name, positional ones as \"0\", \"1\", ...",
+		AnyArgs: true,
+		Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
+			args := c.Args.Any()
+			var parts []string
+			for i := 0; ; i++ {
+				v, ok := args[strconv.Itoa(i)]
+				if !ok {
+					break
+				}
+				parts = append(parts, fmt.Sprint(v))
+			}
+			return ctl.OK(strings.Join(parts, " "), args)
+		},
+	}
+}
+
+// streamCommand emits one numbered line every interval until cancelled
+// (or count lines, when count is set).
+func streamCommand() *ctl.Command {
+	return &ctl.Command{
+		Name:    "stream",
+		Comment: "emit a numbered line every INTERVAL ms until cancelled",
+		Usage: "Writes \"N\" lines (1, 2, ...) with a timestamp every interval milliseconds.\n" +
+			"With count > 0 it stops after count lines. It is persistent: a console\n" +
+			"connection running it resumes it after a re-exec.",
+		Params: []ctl.Param{
+			{Name: "interval", Type: ctl.Int, Default: int64(1000), Ranged: true, Min: 1, Max: 3600000, Help: "milliseconds between lines"},
+			{Name: "count", Type: ctl.Int, Default: int64(0), Ranged: true, Min: 0, Max: 1 << 31, Help: "lines to emit; 0 means until cancelled"},
+		},
+		Stream:     true,
+		Persistent: true,
+		Handler: func(ctx context.Context, c *ctl.Call) ctl.Result {
+			tick := time.NewTicker(time.Duration(c.Args.Int("interval")) * time.Millisecond)
+			defer tick.Stop()
+			count := c.Args.Int("count")
+			var n int64
+			for count == 0 || n < count {
+				select {
+				case <-ctx.Done():
+					return ctl.OK(fmt.Sprintf("stream cancelled after %d lines", n), map[string]any{"lines": n})
+				case t := <-tick.C:
+					n++
+					if _, err := fmt.Fprintf(c.Out, "%d %s\n", n, t.UTC().Format(time.RFC3339Nano)); err != nil {
+						return ctl.Fail("stream: %v", err)
+					}
+				}
+			}
+			return ctl.OK(fmt.Sprintf("stream done after %d lines", n), map[string]any{"lines": n})
+		},
+	}
+}
