@@ -104,7 +104,8 @@ func testCommands(block chan struct{}) []*Command {
 		},
 		{
 			Name: "block",
-			Handler: func(context.Context, *Call) Result {
+			Handler: func(_ context.Context, call *Call) Result {
+				fmt.Fprint(call.Out, "blocking")
 				<-block
 				return OK("unblocked", nil)
 			},
