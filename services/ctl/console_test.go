@@ -576,3 +576,116 @@ func (s *safeBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// socketPair returns two connected unix stream connections.
+func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
+	t.Helper()
+	fds, err := syscall.Socketpair(syscall.AF_UNIX, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn := func(fd int) *net.UnixConn {
+		f := os.NewFile(uintptr(fd), "socketpair")
+		defer f.Close()
+		c, err := net.FileConn(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.UnixConn)
+	}
+	return conn(fds[0]), conn(fds[1])
+}
+
+// FuzzConsoleLine feeds arbitrary input to a console session over a real
+// socket pair, then EOF. The session must end, output must stay bounded
+// by the input, no session may be left registered, and single lines get
+// the reply their class demands.
+func FuzzConsoleLine(f *testing.F) {
+	for _, s := range []string{"?", "? add", "add 1 2", "q", "! echo x", "nosuch", "count", "add --help", "echo \"a b", "\x00\xff"} {
+		f.Add([]byte(s))
+	}
+	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "0", Logger: slog.New(slog.DiscardHandler)})
+	d.MustRegister(testCommands(nil)[:4]...) // add, echo, say, fail
+	d.MustRegister(&Command{
+		Name:   "count",
+		Stream: true,
+		Handler: func(ctx context.Context, call *Call) Result {
+			for i := 0; i < 100 && ctx.Err() == nil; i++ {
+				fmt.Fprintf(call.Out, "n %d", i)
+			}
+			<-ctx.Done()
+			return OK("counted", nil)
+		},
+	})
+	srv := NewServer(d)
+	const maxLine = 256
+	cs := &ConsoleServer{
+		s: srv, log: slog.New(slog.DiscardHandler),
+		opts:     ConsoleOptions{MaxLine: maxLine, WriteTimeout: 5 * time.Second},
+		handoff:  make(chan struct{}),
+		sessions: make(map[*consoleSession]struct{}),
+	}
+	var fixed int // the longest output not derived from the input
+	for _, c := range d.Commands() {
+		fixed += len(c.ShortUsage()) + len(c.LongUsage()) + 2
+	}
+	fixed += 100*len("n 100\n") + 1024
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) > 16<<10 {
+			return
+		}
+		client, server := socketPair(t)
+		defer client.Close()
+		served := make(chan struct{})
+		go func() {
+			defer close(served)
+			cs.serve(context.Background(), server, "", nil)
+		}()
+		go func() {
+			client.Write(in)
+			client.CloseWrite()
+		}()
+		bound := fixed + 8*len(in)
+		client.SetReadDeadline(time.Now().Add(10 * time.Second))
+		out, err := io.ReadAll(io.LimitReader(client, int64(bound)+1))
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("read: %v", err)
+		}
+		if len(out) > bound {
+			t.Fatalf("output exceeds %d bytes for %d bytes of input", bound, len(in))
+		}
+		select {
+		case <-served:
+		case <-time.After(10 * time.Second):
+			t.Fatal("session did not end after EOF")
+		}
+		cs.mu.Lock()
+		left := len(cs.sessions)
+		cs.mu.Unlock()
+		if left != 0 {
+			t.Fatalf("%d sessions still registered", left)
+		}
+		line := string(in)
+		if strings.ContainsAny(line, "\n\r") || len(line) > maxLine {
+			return
+		}
+		trimmed := strings.TrimSpace(line)
+		tc, perr := ParseText(trimmed)
+		switch {
+		case strings.HasPrefix(trimmed, "!"):
+		case perr != nil:
+			if want := "error: " + perr.Error() + "\n"; string(out) != want {
+				t.Fatalf("bad line %q: got %q, want %q", line, out, want)
+			}
+		case tc.Name == "" || tc.Name == "q":
+			if len(out) != 0 {
+				t.Fatalf("line %q: got %q, want nothing", line, out)
+			}
+		case tc.Name == "?":
+		default:
+			if _, ok := d.Lookup(tc.Name); !ok && string(out) != consoleUnknown {
+				t.Fatalf("unknown command %q: got %q", line, out)
+			}
+		}
+	})
+}
