@@ -32,6 +32,13 @@ type Server struct {
 	mu     sync.Mutex
 	fronts []frontend
 	closed bool
+	// reexecing is set while Reexec hands the front ends over, so that a
+	// second request (signal and command at once) cannot exec with no
+	// sockets left to hand over.
+	reexecing bool
+	// failed records why the server cannot go on (a re-exec that closed
+	// the front ends and then could not exec); Run returns it.
+	failed error
 }
 
 // frontend is a running front end.
@@ -88,7 +95,23 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	return s.Close(cctx)
+	err := s.Close(cctx)
+	s.mu.Lock()
+	failed := s.failed
+	s.mu.Unlock()
+	return errors.Join(failed, err)
+}
+
+// fail records a fatal error and makes Run return it, so that the
+// program exits non-zero and its supervisor restarts it.
+func (s *Server) fail(err error) {
+	s.log.Error("server failed", "err", err)
+	s.mu.Lock()
+	if s.failed == nil {
+		s.failed = err
+	}
+	s.mu.Unlock()
+	s.d.RequestShutdown()
 }
 
 // Close stops every front end and removes the socket files it created.
@@ -133,8 +156,12 @@ func (s *Server) Reexec() error {
 		return fmt.Errorf("re-exec %s: %w", exe, err)
 	}
 	s.mu.Lock()
+	if s.closed || s.reexecing {
+		s.mu.Unlock()
+		return errors.New("re-exec: server is closed or already re-executing")
+	}
 	fronts := s.fronts
-	s.fronts = nil
+	s.fronts, s.closed, s.reexecing = nil, true, true
 	s.mu.Unlock()
 
 	started, reloads := s.d.state()

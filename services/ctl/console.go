@@ -1,0 +1,812 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+)
+
+// Console defaults.
+const (
+	// DefaultConsoleMaxLine bounds one console input line, as nose bounds
+	// its IPC lines.
+	DefaultConsoleMaxLine = 4096
+	// DefaultConsoleWriteTimeout is how long one write to a console client
+	// may block before the client is considered gone. Without it a client
+	// that stops reading would pin a streaming command forever.
+	DefaultConsoleWriteTimeout = 10 * time.Second
+)
+
+// consoleUnknown is gone's reply to an unknown command, byte for byte.
+const consoleUnknown = "Unknown command, try: ?\n"
+
+// ConsoleOptions configures a console front end.
+type ConsoleOptions struct {
+	StreamOptions
+	// MaxLine bounds an input line in bytes; 0 means
+	// DefaultConsoleMaxLine. Longer lines get an error and are skipped.
+	MaxLine int
+	// WriteTimeout bounds one write to a client; 0 means
+	// DefaultConsoleWriteTimeout.
+	WriteTimeout time.Duration
+}
+
+// ConsoleServer is a One-com/gone style text console: whitespace-split
+// command lines, "?" for help, "q" to quit, "! cmd" to run one command
+// and half-close, streaming commands that run until the next line, and
+// persistent commands that survive an in-place re-exec.
+type ConsoleServer struct {
+	s    *Server
+	a    *acceptor
+	opts ConsoleOptions
+	log  *slog.Logger
+
+	// handoff is closed when a re-exec asks the sessions to stop without
+	// closing their connections.
+	handoff     chan struct{}
+	handoffOnce sync.Once
+
+	adopted sync.WaitGroup // sessions resumed from a previous image
+
+	mu       sync.Mutex
+	sessions map[*consoleSession]struct{}
+	handed   []HandoffConn
+}
+
+// ServeConsole starts a console on spec. Connections handed over by the
+// image that re-executed into this one are resumed first: their unread
+// input is processed and their persistent command is replayed.
+func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleServer, error) {
+	if opts.MaxLine <= 0 {
+		opts.MaxLine = DefaultConsoleMaxLine
+	}
+	if opts.WriteTimeout <= 0 {
+		opts.WriteTimeout = DefaultConsoleWriteTimeout
+	}
+	cs := &ConsoleServer{
+		s: s, opts: opts, log: s.log.With("frontend", "console"),
+		handoff:  make(chan struct{}),
+		sessions: make(map[*consoleSession]struct{}),
+	}
+	limit := opts.MaxConns
+	if limit <= 0 {
+		limit = DefaultMaxConns
+	}
+	a, err := s.startAcceptor("console", "unix", spec, opts.StreamOptions,
+		func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, "", nil) },
+		func(c *net.UnixConn) {
+			fmt.Fprintf(c, "too many connections (limit %d)\n", limit)
+		})
+	if err != nil {
+		return nil, err
+	}
+	cs.a = a
+	for _, h := range s.inherit.takeConns(spec.Addr) {
+		c, err := net.FileConn(h.file)
+		h.file.Close()
+		if err != nil {
+			cs.log.Error("resume handed-over connection failed", "err", err)
+			continue
+		}
+		uc, ok := c.(*net.UnixConn)
+		if !ok {
+			c.Close()
+			cs.log.Error("resume handed-over connection failed: not a unix connection")
+			continue
+		}
+		a.active.Add(1)
+		cs.adopted.Add(1)
+		go func() {
+			defer cs.adopted.Done()
+			defer a.active.Add(-1)
+			cs.log.Info("resumed connection", "replay", h.Replay, "pending", len(h.Pending))
+			cs.serve(a.ctx, uc, h.Replay, h.Pending)
+		}()
+	}
+	if err := s.add(cs); err != nil {
+		cs.close(context.Background(), false)
+		return nil, err
+	}
+	return cs, nil
+}
+
+// Addr returns the listening address.
+func (cs *ConsoleServer) Addr() string { return cs.a.addr() }
+
+// Active returns the number of connected clients.
+func (cs *ConsoleServer) Active() int { return cs.a.Active() }
+
+func (cs *ConsoleServer) addr() string { return cs.a.addr() }
+
+// close stops the console. Without handoff, running commands are
+// cancelled and connections closed. With handoff, streaming commands are
+// cancelled, non-streaming ones finish and reply, and every live
+// connection is returned (with its persistent line and unread input)
+// instead of being closed.
+func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+	f, err := cs.a.stopAccepting(handoff)
+	if handoff {
+		cs.handoffOnce.Do(func() { close(cs.handoff) })
+	} else {
+		cs.a.cancel()
+	}
+	waited := make(chan struct{})
+	go func() { cs.a.wg.Wait(); cs.adopted.Wait(); close(waited) }()
+	select {
+	case <-waited:
+	case <-ctx.Done():
+		cs.a.cancel()
+		cs.mu.Lock()
+		n := len(cs.sessions)
+		for ss := range cs.sessions {
+			ss.conn.Close()
+		}
+		cs.mu.Unlock()
+		cs.log.Warn("closing connections whose commands did not stop in time", "conns", n, "handoff", handoff)
+		<-waited
+	}
+	cs.a.cancel()
+	if !handoff {
+		cs.a.sock.remove()
+		return nil, nil
+	}
+	if err != nil {
+		for _, h := range cs.handed {
+			h.file.Close()
+		}
+		return nil, fmt.Errorf("console handoff: %w", err)
+	}
+	cs.mu.Lock()
+	conns := cs.handed
+	cs.handed = nil
+	cs.mu.Unlock()
+	return &handoffFiles{sock: f, owned: cs.a.sock.created, conns: conns}, nil
+}
+
+// Stop reasons for a running command, kept as context causes so that the
+// session knows whether to print the final result.
+var (
+	errSuperseded = errors.New("superseded by the next line")
+	errClientEOF  = errors.New("client closed its side")
+	errHandoff    = errors.New("re-exec handoff")
+	errWrite      = errors.New("write to client failed")
+)
+
+// consoleSession is one console connection. A reader goroutine fills a
+// bounded input buffer; the session goroutine takes complete lines from
+// it and runs them one at a time, so that input keeps arriving (and can
+// cancel a streaming command) while a command runs, and so that unread
+// input can be handed to the next image intact.
+type consoleSession struct {
+	cs   *ConsoleServer
+	conn *net.UnixConn
+	log  *slog.Logger
+	max  int // input buffer bound: MaxLine plus the newline
+
+	mu      sync.Mutex
+	cond    *sync.Cond // signals the reader that room was made or it must stop
+	inbuf   []byte
+	eof     bool // the reader saw EOF or an error
+	stop    bool // the reader must stop (handoff)
+	discard bool // skipping the rest of an overlong line
+
+	more       chan struct{} // the reader added input (capacity 1)
+	readerDone chan struct{}
+
+	wmu  sync.Mutex
+	werr error
+
+	replay     string // last persistent command line run here
+	halfClosed bool
+}
+
+// serve runs one session until the client quits or disconnects, the
+// console closes, or a handoff takes the connection.
+func (cs *ConsoleServer) serve(ctx context.Context, c *net.UnixConn, replay string, pending []byte) {
+	ss := &consoleSession{
+		cs: cs, conn: c, log: cs.log, max: cs.opts.MaxLine + 1,
+		more:       make(chan struct{}, 1),
+		readerDone: make(chan struct{}),
+		replay:     replay,
+	}
+	ss.cond = sync.NewCond(&ss.mu)
+	if len(pending) > 0 {
+		ss.inbuf = append(ss.inbuf, pending...)
+	}
+	cs.mu.Lock()
+	cs.sessions[ss] = struct{}{}
+	cs.mu.Unlock()
+	defer func() {
+		cs.mu.Lock()
+		delete(cs.sessions, ss)
+		cs.mu.Unlock()
+	}()
+	go ss.readLoop()
+	handed := ss.run(ctx)
+	if !handed {
+		c.Close()
+		ss.stopReader()
+		<-ss.readerDone
+	}
+}
+
+func (ss *consoleSession) readLoop() {
+	defer close(ss.readerDone)
+	buf := make([]byte, 4096)
+	for {
+		ss.mu.Lock()
+		for !ss.stop && len(ss.inbuf) >= ss.max {
+			ss.cond.Wait()
+		}
+		if ss.stop {
+			ss.mu.Unlock()
+			return
+		}
+		room := min(ss.max-len(ss.inbuf), len(buf))
+		ss.mu.Unlock()
+		n, err := ss.conn.Read(buf[:room])
+		ss.mu.Lock()
+		ss.inbuf = append(ss.inbuf, buf[:n]...)
+		stopped := ss.stop
+		if err != nil && !stopped {
+			ss.eof = true
+		}
+		ss.mu.Unlock()
+		ss.notify()
+		if err != nil || stopped {
+			return
+		}
+	}
+}
+
+func (ss *consoleSession) notify() {
+	select {
+	case ss.more <- struct{}{}:
+	default:
+	}
+}
+
+// stopReader makes the reader return without consuming more input and
+// without closing the connection.
+func (ss *consoleSession) stopReader() {
+	ss.mu.Lock()
+	ss.stop = true
+	ss.cond.Broadcast()
+	ss.mu.Unlock()
+	ss.conn.SetReadDeadline(time.Now())
+}
+
+// next takes the next complete line from the input buffer. At EOF an
+// unterminated last line counts as a line. An overlong line yields
+// tooLong once and is then skipped up to its newline.
+func (ss *consoleSession) next() (line string, ok, tooLong, eof bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	defer ss.cond.Broadcast()
+	for ss.discard {
+		i := bytes.IndexByte(ss.inbuf, '\n')
+		if i < 0 {
+			ss.inbuf = ss.inbuf[:0]
+			return "", false, false, ss.eof
+		}
+		ss.inbuf = ss.inbuf[:copy(ss.inbuf, ss.inbuf[i+1:])]
+		ss.discard = false
+	}
+	if i := bytes.IndexByte(ss.inbuf, '\n'); i >= 0 {
+		line = string(ss.inbuf[:i])
+		ss.inbuf = ss.inbuf[:copy(ss.inbuf, ss.inbuf[i+1:])]
+		return line, true, false, false
+	}
+	if len(ss.inbuf) >= ss.max {
+		ss.inbuf = ss.inbuf[:0]
+		ss.discard = true
+		return "", false, true, false
+	}
+	if ss.eof && len(ss.inbuf) > 0 {
+		line = string(ss.inbuf)
+		ss.inbuf = ss.inbuf[:0]
+		return line, true, false, false
+	}
+	return "", false, false, ss.eof
+}
+
+// hasInput reports whether a new line (or EOF) is waiting: what cancels
+// a streaming command.
+func (ss *consoleSession) hasInput() (bool, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	switch {
+	case ss.eof:
+		return true, errClientEOF
+	case bytes.IndexByte(ss.inbuf, '\n') >= 0, len(ss.inbuf) >= ss.max:
+		return true, errSuperseded
+	}
+	return false, nil
+}
+
+// step is what the session does after a line.
+type step int
+
+const (
+	stepNext    step = iota // read the next line
+	stepStop                // close the connection
+	stepHandoff             // hand the connection to the next image
+)
+
+// run is the session loop. It reports whether the connection was handed
+// over (and so must not be closed).
+func (ss *consoleSession) run(ctx context.Context) bool {
+	if ss.replay != "" {
+		line := ss.replay
+		ss.replay = ""
+		// A complete line that arrived during the handoff would have
+		// cancelled a streaming command at once: skip its replay then.
+		if in, _ := ss.hasInput(); !in || !ss.isStream(line) {
+			ss.log.Info("replaying persistent command", "line", line)
+			switch ss.execute(ctx, line) {
+			case stepStop:
+				return false
+			case stepHandoff:
+				return ss.handOver()
+			}
+		}
+	}
+	for {
+		select {
+		case <-ss.cs.handoff:
+			return ss.handOver()
+		case <-ctx.Done():
+			return false
+		default:
+		}
+		if ss.failed() {
+			return false
+		}
+		line, ok, tooLong, eof := ss.next()
+		switch {
+		case tooLong:
+			ss.log.Warn("input line too long; skipping it", "limit", ss.cs.opts.MaxLine)
+			if !ss.halfClosed {
+				ss.write(fmt.Sprintf("error: line too long (more than %d bytes)\n", ss.cs.opts.MaxLine))
+			}
+			continue
+		case ok:
+			if ss.halfClosed {
+				// After "!" the client only gets EOF; its further
+				// input is read and dropped until it closes.
+				continue
+			}
+			switch ss.execute(ctx, line) {
+			case stepStop:
+				return false
+			case stepHandoff:
+				return ss.handOver()
+			}
+			continue
+		case eof:
+			return false
+		}
+		select {
+		case <-ss.more:
+		case <-ss.cs.handoff:
+		case <-ctx.Done():
+		}
+	}
+}
+
+func (ss *consoleSession) failed() bool {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	return ss.werr != nil
+}
+
+func (ss *consoleSession) isStream(line string) bool {
+	line = strings.TrimPrefix(strings.TrimSpace(line), "!")
+	tc, err := ParseText(line)
+	if err != nil {
+		return false
+	}
+	c, ok := ss.cs.s.d.Lookup(tc.Name)
+	return ok && c.Stream
+}
+
+// handOver stops the reader and passes the connection, its unread input
+// and its persistent line to the server's handoff list. A half-closed or
+// broken connection is not worth resuming.
+func (ss *consoleSession) handOver() bool {
+	ss.stopReader()
+	<-ss.readerDone
+	if ss.halfClosed || ss.failed() {
+		return false
+	}
+	ss.mu.Lock()
+	pending := append([]byte(nil), ss.inbuf...)
+	if ss.discard {
+		if i := bytes.IndexByte(pending, '\n'); i >= 0 {
+			pending = pending[i+1:]
+		} else {
+			pending = nil
+		}
+	}
+	ss.mu.Unlock()
+	// A client that already sent EOF still gets its pending lines
+	// answered by the next image, which sees the EOF again.
+	f, err := ss.conn.File()
+	if err != nil {
+		ss.log.Error("handoff: duplicate connection failed; closing it", "err", err)
+		return false
+	}
+	ss.conn.Close()
+	ss.cs.mu.Lock()
+	ss.cs.handed = append(ss.cs.handed, HandoffConn{Replay: ss.replay, Pending: pending, file: f})
+	ss.cs.mu.Unlock()
+	return true
+}
+
+// write sends text to the client with a bounded wait. The first failure
+// is remembered and ends the session.
+func (ss *consoleSession) write(s string) error {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	if ss.werr != nil {
+		return ss.werr
+	}
+	ss.conn.SetWriteDeadline(time.Now().Add(ss.cs.opts.WriteTimeout))
+	if _, err := ss.conn.Write([]byte(s)); err != nil {
+		ss.werr = err
+		ss.log.Info("write to client failed; closing connection", "err", err)
+		return err
+	}
+	return nil
+}
+
+// execute runs one input line and says what to do next. A line
+// starting with "!" half-closes the connection once it is done, whatever
+// its outcome, so a one-shot client always sees EOF.
+func (ss *consoleSession) execute(ctx context.Context, line string) step {
+	trimmed := strings.TrimSpace(line)
+	bang := strings.HasPrefix(trimmed, "!")
+	if bang {
+		trimmed = strings.TrimSpace(trimmed[1:])
+	}
+	next := ss.dispatch(ctx, line, trimmed, bang)
+	if bang && next != stepHandoff {
+		ss.halfClose()
+	}
+	if next == stepNext {
+		if ss.failed() || ctx.Err() != nil {
+			return stepStop
+		}
+	}
+	return next
+}
+
+func (ss *consoleSession) dispatch(ctx context.Context, line, trimmed string, bang bool) step {
+	if bang && trimmed == "" {
+		ss.write("error: usage: ! command [arguments]\n")
+		return stepNext
+	}
+	tc, err := ParseText(trimmed)
+	if err != nil {
+		ss.log.Warn("bad console line", "err", err)
+		ss.write("error: " + err.Error() + "\n")
+		return stepNext
+	}
+	switch tc.Name {
+	case "":
+		return stepNext
+	case "q":
+		return stepStop
+	case "?":
+		ss.write(ss.help(tc))
+		return stepNext
+	}
+	c, ok := ss.cs.s.d.Lookup(tc.Name)
+	if !ok {
+		ss.log.Info("unknown console command", "command", tc.Name)
+		ss.write(consoleUnknown)
+		return stepNext
+	}
+	if tc.Help {
+		ss.write(c.LongUsage())
+		return stepNext
+	}
+	if c.Persistent {
+		ss.replay = line
+	}
+	cause := ss.runCommand(ctx, c, tc, line)
+	switch {
+	case errors.Is(cause, errHandoff):
+		return stepHandoff
+	case c.Stream && errors.Is(cause, errSuperseded):
+		// The user moved on: the stream is not wanted after a re-exec
+		// either.
+		if c.Persistent {
+			ss.replay = ""
+		}
+	}
+	return stepNext
+}
+
+func (ss *consoleSession) halfClose() {
+	ss.wmu.Lock()
+	defer ss.wmu.Unlock()
+	if err := ss.conn.CloseWrite(); err != nil {
+		ss.log.Info("half-close failed", "err", err)
+	}
+	ss.halfClosed = true
+}
+
+// runCommand runs c in its own goroutine so that the session can watch
+// for a new line, EOF, shutdown or handoff, which cancel a streaming
+// command. Non-streaming commands always run to completion (bounded by
+// the close deadline) so that their reply is written, even across a
+// re-exec. It returns why the command was cancelled, if it was.
+func (ss *consoleSession) runCommand(ctx context.Context, c *Command, tc TextCommand, line string) error {
+	cctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	out := &consoleOut{ss: ss, cancel: cancel}
+	done := make(chan Result, 1)
+	go func() {
+		args, err := c.bind(tc.Input)
+		if err != nil {
+			done <- Result{Code: Error, Text: err.Error()}
+			return
+		}
+		call := &Call{Command: c, Args: args, Out: out, Front: "console", Line: line}
+		done <- c.Handler(cctx, call)
+	}()
+	if c.Stream {
+		if in, why := ss.hasInput(); in {
+			cancel(why)
+		}
+	}
+	handoff := ss.cs.handoff
+	more := ss.more
+	if !c.Stream {
+		more = nil
+	}
+	var res Result
+wait:
+	for {
+		select {
+		case res = <-done:
+			break wait
+		case <-more:
+			if in, why := ss.hasInput(); in {
+				cancel(why)
+				more = nil
+			}
+		case <-handoff:
+			if c.Stream {
+				cancel(errHandoff)
+			}
+			handoff = nil
+		}
+	}
+	out.close()
+	// The reader may have signalled while we waited; let the loop see it.
+	ss.notify()
+	var why error
+	if cctx.Err() != nil {
+		why = context.Cause(cctx)
+	}
+	if !errors.Is(why, errHandoff) {
+		// A streaming command cancelled by the next line, EOF or
+		// shutdown still says how it ended (usually nothing). One
+		// stopped for a re-exec says nothing: it goes on in the next
+		// image if it is persistent.
+		ss.write(renderResult(res))
+	}
+	if res.Code != Success && res.Code != Empty {
+		ss.log.Info("console command failed", "command", c.Name, "code", res.Code, "text", res.Text)
+	}
+	return why
+}
+
+// consoleOut is a command's Call.Out: each Write is sent as a line. It
+// refuses writes once the command has returned, so that a goroutine a
+// handler left behind cannot interleave with the next command.
+type consoleOut struct {
+	ss     *consoleSession
+	cancel context.CancelCauseFunc
+	mu     sync.Mutex
+	closed bool
+}
+
+func (o *consoleOut) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.closed {
+		return 0, errors.New("console: command output after the command returned")
+	}
+	s := string(p)
+	if !strings.HasSuffix(s, "\n") {
+		s += "\n"
+	}
+	if err := o.ss.write(s); err != nil {
+		o.cancel(errWrite)
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (o *consoleOut) close() {
+	o.mu.Lock()
+	o.closed = true
+	o.mu.Unlock()
+}
+
+// help answers "?" and "? cmd".
+func (ss *consoleSession) help(tc TextCommand) string {
+	if len(tc.Input.Positional) > 0 {
+		c, ok := ss.cs.s.d.Lookup(tc.Input.Positional[0])
+		if !ok {
+			return consoleUnknown
+		}
+		return c.LongUsage()
+	}
+	var b strings.Builder
+	for _, c := range ss.cs.s.d.Commands() {
+		b.WriteString(c.ShortUsage())
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// renderResult formats a result for people: on success the text, then
+// the arguments as indented "key: value" lines; on failure
+// "error: <text>" and then any arguments.
+func renderResult(r Result) string {
+	var b strings.Builder
+	text := r.Text
+	if r.Code != Success && r.Code != Empty {
+		if text == "" {
+			text = fmt.Sprintf("command failed (result %d)", r.Code)
+		}
+		text = "error: " + text
+	}
+	if text != "" {
+		b.WriteString(text)
+		if !strings.HasSuffix(text, "\n") {
+			b.WriteByte('\n')
+		}
+	}
+	if r.Args != nil {
+		b.WriteString(renderArgs(r.Args))
+	}
+	return b.String()
+}
+
+// renderArgs writes arguments YAML-like: a map as sorted "key: value"
+// lines with nested maps and lists indented below their key, a
+// top-level list as one element per line, multi-line strings as an
+// indented block. Values go through JSON first so that structs render
+// the way the JSON front ends show them.
+func renderArgs(v any) string {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprintf("%v\n", v)
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var val any
+	if err := dec.Decode(&val); err != nil {
+		return string(raw) + "\n"
+	}
+	var b strings.Builder
+	switch x := val.(type) {
+	case nil:
+	case map[string]any:
+		renderMap(&b, x, "")
+	case []any:
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				b.WriteString(s + "\n")
+			} else {
+				b.WriteString(compactJSON(e) + "\n")
+			}
+		}
+	default:
+		renderScalar(&b, "", val, "")
+	}
+	return b.String()
+}
+
+func renderMap(b *strings.Builder, m map[string]any, indent string) {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		renderField(b, indent, k+":", m[k])
+	}
+}
+
+// renderField writes one "label value" entry; label is "key:" or "-".
+func renderField(b *strings.Builder, indent, label string, v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		if len(x) == 0 {
+			b.WriteString(indent + label + " {}\n")
+			return
+		}
+		b.WriteString(indent + label + "\n")
+		renderMap(b, x, indent+"  ")
+	case []any:
+		if len(x) == 0 {
+			b.WriteString(indent + label + " []\n")
+			return
+		}
+		b.WriteString(indent + label + "\n")
+		for _, e := range x {
+			renderField(b, indent+"  ", "-", e)
+		}
+	default:
+		renderScalar(b, indent, v, label)
+	}
+}
+
+func renderScalar(b *strings.Builder, indent string, v any, label string) {
+	prefix := indent
+	if label != "" {
+		prefix += label + " "
+	}
+	s, isString := v.(string)
+	if !isString {
+		b.WriteString(prefix + compactJSON(v) + "\n")
+		return
+	}
+	if !strings.Contains(strings.TrimRight(s, "\n"), "\n") && utf8.ValidString(s) {
+		b.WriteString(prefix + strings.TrimRight(s, "\n") + "\n")
+		return
+	}
+	if label == "" {
+		b.WriteString(s)
+		if !strings.HasSuffix(s, "\n") {
+			b.WriteByte('\n')
+		}
+		return
+	}
+	b.WriteString(strings.TrimRight(prefix, " ") + "\n")
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		b.WriteString(indent + "  " + l + "\n")
+	}
+}
+
+func compactJSON(v any) string {
+	raw, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Sprint(v)
+	}
+	return string(raw)
+}
+
+// ReexecCommand returns a "reexec" command that replies, then re-executes
+// the daemon in place. The re-exec runs after the handler returns: the
+// front ends' handoff waits for in-flight non-streaming commands, so the
+// reply reaches the client before the exec.
+func (s *Server) ReexecCommand() *Command {
+	return &Command{
+		Name:    "reexec",
+		Comment: "re-execute the daemon in place (same pid), keeping sockets and console sessions",
+		Handler: func(context.Context, *Call) Result {
+			go func() {
+				if err := s.Reexec(); err != nil {
+					s.fail(err)
+				}
+			}()
+			return OK("Re-executing.", nil)
+		},
+	}
+}
