@@ -161,12 +161,12 @@ func (d *DgramServer) read() {
 		backoff = 0
 		d.received.Add(1)
 		if flags&syscall.MSG_TRUNC != 0 || n > DgramMaxLen {
-			d.rejected.Add(1)
 			if flags&syscall.MSG_TRUNC != 0 {
 				d.log.Warn("control: over-long datagram rejected", "len", fmt.Sprintf("more than %d", n), "max", DgramMaxLen)
 			} else {
 				d.log.Warn("control: over-long datagram rejected", "len", n, "max", DgramMaxLen)
 			}
+			d.rejected.Add(1)
 			continue
 		}
 		select {
@@ -222,21 +222,21 @@ func ParseDgram(b []byte) (name string, params []string, err error) {
 func (d *DgramServer) runLine(line string) {
 	name, params, err := ParseDgram([]byte(line))
 	if err != nil {
-		d.rejected.Add(1)
 		d.log.Warn("control: "+err.Error()+"; ignored", "line", line)
+		d.rejected.Add(1)
 		return
 	}
 	reg := d.s.d.Registry
 	c, ok := reg.Lookup(name)
 	if !ok {
-		d.failed.Add(1)
 		// The exact text sfptpd logs, so that log watchers keep working.
 		d.log.Warn(fmt.Sprintf("control: unknown command %s received", name))
+		d.failed.Add(1)
 		return
 	}
 	if c.Stream {
-		d.failed.Add(1)
 		d.log.Error("control: command streams its output and cannot run over the datagram socket; use the console", "command", name)
+		d.failed.Add(1)
 		return
 	}
 	if len(c.Params) == 0 && !c.AnyArgs && len(params) > 0 {
@@ -252,13 +252,13 @@ func (d *DgramServer) runLine(line string) {
 		attrs = append(attrs, "output", out.String())
 	}
 	if res.Code == Success {
-		d.run.Add(1)
 		d.log.Info("control: command run", attrs...)
+		d.run.Add(1)
 		return
 	}
-	d.failed.Add(1)
 	attrs = append(attrs, "result", int(res.Code))
 	d.log.Warn("control: command failed", attrs...)
+	d.failed.Add(1)
 }
 
 // close implements frontend. The socket is closed (after a dup when

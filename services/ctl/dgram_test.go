@@ -301,10 +301,28 @@ func TestDgramConformance(t *testing.T) {
 	}
 }
 
+// TestDgramManyInOrder sends datagrams as fast as one client can write
+// them. A client writes faster than commands run (a write is a syscall,
+// a command a registry call plus a log line), so a burst is absorbed by
+// the in-process queue; the first case uses the default queue with a
+// burst that fits it, the second a queue sized for 10,000.
 func TestDgramManyInOrder(t *testing.T) {
-	t.Parallel()
-	const n = 10000
-	f := newDGFixture(t, DgramOptions{})
+	for _, tc := range []struct {
+		n     int
+		queue int
+	}{
+		{n: DefaultDgramQueue, queue: 0},
+		{n: 10000, queue: 10000},
+	} {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
+			t.Parallel()
+			dgManyInOrder(t, tc.n, tc.queue)
+		})
+	}
+}
+
+func dgManyInOrder(t *testing.T, n, queue int) {
+	f := newDGFixture(t, DgramOptions{QueueLen: queue})
 	cmds := make([]string, n)
 	for i := range cmds {
 		cmds[i] = "rec=" + strconv.Itoa(i)
@@ -312,9 +330,9 @@ func TestDgramManyInOrder(t *testing.T) {
 	if err := SendDgram(f.path, cmds...); err != nil {
 		t.Fatal(err)
 	}
-	f.waitProcessed(t, n)
+	f.waitProcessed(t, uint64(n))
 	st := f.dg.Stats()
-	if st != (DgramStats{Received: n, Run: n}) {
+	if st != (DgramStats{Received: uint64(n), Run: uint64(n)}) {
 		t.Fatalf("stats = %+v, want all %d run", st, n)
 	}
 	calls := f.callList()
@@ -457,9 +475,14 @@ func TestDgramHandoff(t *testing.T) {
 
 // describeFDFile is describeFD for a file already open in this process.
 func describeFDFile(f *os.File, owned bool) *inheritedSock {
-	s := describeFD(int(f.Fd()))
-	s.file = f
-	s.owned = owned
+	// Not describeFD: its os.NewFile would close the fd when collected.
+	s := &inheritedSock{file: f, owned: owned}
+	if sa, err := syscall.Getsockname(int(f.Fd())); err == nil {
+		if ua, ok := sa.(*syscall.SockaddrUnix); ok {
+			s.addr = ua.Name
+		}
+	}
+	s.sotype, _ = syscall.GetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_TYPE)
 	return s
 }
 
