@@ -288,8 +288,13 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 		d.log.Info("demux: client registered type 0; closing it", "pid", cred.PID, "uid", cred.UID)
 		return
 	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
+		return
+	}
 	c := &demuxClient{
-		d: d, conn: conn, typ: typ, pid: cred.PID,
+		d: d, conn: conn, typ: typ, pid: cred.PID, rc: rc,
 		wake: make(chan struct{}, 1),
 		dead: make(chan struct{}),
 	}
@@ -373,25 +378,64 @@ type demuxClient struct {
 	typ  byte
 	pid  int32
 
-	mu     sync.Mutex
-	q      [][]byte
-	spare  [][]byte // writer-owned, reused as the next queue
-	msgs   int      // queued plus being written
-	bytes  int
-	closed bool
+	mu      sync.Mutex
+	q       [][]byte
+	spare   [][]byte // writer-owned, reused as the next queue
+	msgs    int      // queued plus being written by the writer
+	bytes   int
+	writing bool // enqueue or the writer is writing to conn
+	closed  bool
+	rc      syscall.RawConn
 
 	wake     chan struct{}
 	dead     chan struct{}
 	killOnce sync.Once
 }
 
-// enqueue adds frame to the client's queue without blocking. On
-// overflow the client is disconnected and its queue discarded.
+// enqueue hands frame to the client without blocking. When nothing is
+// queued or being written it tries one non-blocking write straight away,
+// which saves a goroutine wake-up per message on an idle client; on
+// EAGAIN, or when messages are already waiting, the frame is queued for
+// the writer. On overflow the client is disconnected and its queue
+// discarded.
 func (c *demuxClient) enqueue(frame []byte) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
 		return false
+	}
+	if !c.writing && len(c.q) == 0 {
+		c.writing = true
+		c.mu.Unlock()
+		done, err := c.tryWrite(frame)
+		c.mu.Lock()
+		c.writing = false
+		switch {
+		case err != nil:
+			c.mu.Unlock()
+			c.writeFailed(err)
+			return false
+		case done:
+			more := len(c.q) > 0
+			c.mu.Unlock()
+			c.d.out.Add(1)
+			if more {
+				c.signal()
+			}
+			return true
+		case c.closed:
+			c.mu.Unlock()
+			return false
+		}
+		// EAGAIN: queue it, ahead of anything queued meanwhile.
+		c.q = append(c.q, nil)
+		copy(c.q[1:], c.q)
+		c.q[0] = frame
+		c.msgs++
+		c.bytes += len(frame)
+		c.mu.Unlock()
+		c.signal()
+		return true
 	}
 	if c.msgs+1 > c.d.opts.QueueMsgs || c.bytes+len(frame) > c.d.opts.QueueBytes {
 		lost := c.msgs + 1
@@ -410,14 +454,51 @@ func (c *demuxClient) enqueue(frame []byte) bool {
 	c.msgs++
 	c.bytes += len(frame)
 	c.mu.Unlock()
+	c.signal()
+	return true
+}
+
+func (c *demuxClient) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
 	}
-	return true
 }
 
-// write drains the queue to the socket until the client dies.
+// tryWrite makes one non-blocking write attempt. done is false when the
+// socket buffer is full.
+func (c *demuxClient) tryWrite(frame []byte) (done bool, err error) {
+	var werr error
+	if cerr := c.rc.Write(func(fd uintptr) bool {
+		for {
+			_, werr = syscall.Write(int(fd), frame)
+			if werr != syscall.EINTR {
+				break
+			}
+		}
+		return true // never wait: the caller must not block
+	}); cerr != nil {
+		return false, cerr
+	}
+	if werr == syscall.EAGAIN {
+		return false, nil
+	}
+	if werr != nil {
+		return false, fmt.Errorf("write: %w", werr)
+	}
+	return true, nil
+}
+
+func (c *demuxClient) writeFailed(err error) {
+	if !c.killed() {
+		c.d.log.Info("demux: write to client failed; disconnecting", "type", c.typ, "pid", c.pid, "err", err)
+	}
+	c.kill()
+}
+
+// write drains the queue to the socket until the client dies. It holds
+// the writing token while it writes, so that enqueue's direct writes
+// never overtake queued messages.
 func (c *demuxClient) write() {
 	for {
 		select {
@@ -427,19 +508,17 @@ func (c *demuxClient) write() {
 		}
 		for {
 			c.mu.Lock()
-			if c.closed || len(c.q) == 0 {
+			if c.closed || c.writing || len(c.q) == 0 {
 				c.mu.Unlock()
 				break
 			}
 			batch := c.q
 			c.q = c.spare[:0]
+			c.writing = true
 			c.mu.Unlock()
 			for i, m := range batch {
 				if _, err := c.conn.Write(m); err != nil {
-					if !c.killed() {
-						c.d.log.Info("demux: write to client failed; disconnecting", "type", c.typ, "pid", c.pid, "err", err)
-					}
-					c.kill()
+					c.writeFailed(err)
 					return
 				}
 				c.d.out.Add(1)
@@ -449,6 +528,9 @@ func (c *demuxClient) write() {
 				c.bytes -= len(m)
 				c.mu.Unlock()
 			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
 			c.spare = batch
 		}
 	}
