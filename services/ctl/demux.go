@@ -1,0 +1,598 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultDemuxNames are the abstract socket names the demux serves:
+// libmctp's "mctp-mux" and the seed design's "mctp-demux".
+var DefaultDemuxNames = []string{"mctp-mux", "mctp-demux"}
+
+// Demux defaults.
+const (
+	// DefaultDemuxQueueMsgs and DefaultDemuxQueueBytes bound each
+	// client's queue of messages not yet written to its socket.
+	DefaultDemuxQueueMsgs  = 512
+	DefaultDemuxQueueBytes = 4 << 20
+	// DefaultDemuxMaxMessage is the largest client datagram accepted:
+	// an MCTP message of 64 KiB plus the address and type bytes.
+	DefaultDemuxMaxMessage = 64<<10 + 2
+)
+
+// DemuxMessage is one typed message. From a client, Addr is the
+// destination; towards clients it is the source.
+type DemuxMessage struct {
+	Addr byte
+	Type byte
+	// Body is the message after the type byte.
+	Body []byte
+}
+
+// Router carries client messages onwards. mctpd's router sends them on
+// an MCTP binding; LoopbackRouter only delivers to local clients.
+//
+// Send is called from each client's reader goroutine, so it may run
+// concurrently and must be safe for that; it should not block for long,
+// as that client's further messages wait meanwhile (other clients do
+// not). m.Body is freshly allocated for each call and owned by the
+// router from then on: it may keep or modify it. Messages for local
+// clients go back through d.Deliver. An error drops the message; the
+// demux counts and logs it.
+type Router interface {
+	Send(ctx context.Context, d *Demux, m DemuxMessage) error
+}
+
+// ErrNoRoute is returned by routers for a destination they cannot reach.
+var ErrNoRoute = errors.New("no route to destination")
+
+// LoopbackRouter is a router without a wire, as libmctp's demux daemon
+// behaves for its own EID: messages to Addr are delivered to local
+// clients of their type with source Addr; any other destination is
+// dropped.
+type LoopbackRouter struct {
+	Addr byte
+}
+
+// Send implements Router.
+func (r LoopbackRouter) Send(_ context.Context, d *Demux, m DemuxMessage) error {
+	if m.Addr != r.Addr {
+		return fmt.Errorf("%w %d: loopback only (local address %d)", ErrNoRoute, m.Addr, r.Addr)
+	}
+	d.Deliver(r.Addr, m.Type, m.Body)
+	return nil
+}
+
+// DemuxOptions configures a demux.
+type DemuxOptions struct {
+	// Router receives every client message. It is required.
+	Router Router
+	// QueueMsgs and QueueBytes bound each client's queue; 0 means the
+	// defaults. A client whose queue overflows is disconnected, so a
+	// client that stops reading cannot stall delivery to the others or
+	// grow the daemon's memory.
+	QueueMsgs  int
+	QueueBytes int
+	// MaxMessage is the largest client datagram accepted; 0 means
+	// DefaultDemuxMaxMessage. Each connection holds a read buffer of this
+	// size.
+	MaxMessage int
+	// MaxConns limits concurrent clients per name; 0 means
+	// DefaultMaxConns.
+	MaxConns int
+	// Peers restricts which uids and gids may connect.
+	Peers PeerPolicy
+}
+
+// DemuxStats are the demux's counters.
+type DemuxStats struct {
+	// Registrations counts clients that registered a type.
+	Registrations uint64
+	// In counts client messages handed to the router.
+	In uint64
+	// Out counts message copies written to clients.
+	Out uint64
+	// Delivered counts Deliver calls that reached at least one client.
+	Delivered uint64
+	// Drops by reason.
+	DropShort    uint64 // under 2 bytes, from a client or DeliverFrame
+	DropTooBig   uint64 // client datagram over MaxMessage
+	DropRoute    uint64 // refused by the router
+	DropNoClient uint64 // no client registered for the type
+	DropOverflow uint64 // copies discarded with an overflowing client
+	// Overflows counts clients disconnected because their queue
+	// overflowed.
+	Overflows uint64
+	// Clients is the number of connected clients by registered type.
+	Clients map[byte]int
+}
+
+// Demux is a libmctp-compatible demultiplexer: an AF_UNIX SOCK_SEQPACKET
+// server on abstract names, whose clients register one message type each
+// and exchange [addr][type][body] messages with a Router.
+type Demux struct {
+	s    *Server
+	log  *slog.Logger
+	opts DemuxOptions
+	accs []*acceptor
+
+	mu      sync.RWMutex
+	clients map[byte][]*demuxClient
+
+	dropLog logThrottle
+
+	registrations, in, out, delivered                     atomic.Uint64
+	dropShort, dropTooBig, dropRoute, dropNoClient, dropQ atomic.Uint64
+	overflows                                             atomic.Uint64
+}
+
+// ServeDemux serves the demux on the given abstract names (without the
+// leading '@'; DefaultDemuxNames normally). Each name gets its own
+// listener on the shared accept loop, so peer checks and connection
+// limits apply; all names share one set of clients. Clients do not
+// survive a re-exec (the listeners do): libmctp clients see a
+// disconnect and reconnect.
+func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
+	if opts.Router == nil {
+		return nil, errors.New("demux: no router")
+	}
+	if len(names) == 0 {
+		return nil, errors.New("demux: no socket names")
+	}
+	if opts.QueueMsgs <= 0 {
+		opts.QueueMsgs = DefaultDemuxQueueMsgs
+	}
+	if opts.QueueBytes <= 0 {
+		opts.QueueBytes = DefaultDemuxQueueBytes
+	}
+	if opts.MaxMessage <= 0 {
+		opts.MaxMessage = DefaultDemuxMaxMessage
+	}
+	d := &Demux{
+		s:       s,
+		log:     s.log.With("frontend", "demux"),
+		opts:    opts,
+		clients: make(map[byte][]*demuxClient),
+	}
+	d.dropLog.every = time.Second
+	for _, name := range names {
+		addr := "@" + strings.TrimPrefix(name, "@")
+		a, err := s.startAcceptor("demux", "unixpacket", SocketSpec{Addr: addr},
+			StreamOptions{MaxConns: opts.MaxConns, Peers: opts.Peers}, d.serve, nil)
+		if err == nil {
+			err = s.add(a)
+			if err != nil {
+				a.close(context.Background(), false)
+			}
+		}
+		if err != nil {
+			d.Close(context.Background())
+			return nil, err
+		}
+		d.accs = append(d.accs, a)
+	}
+	return d, nil
+}
+
+// Addrs returns the socket addresses served ("@mctp-mux", ...).
+func (d *Demux) Addrs() []string {
+	out := make([]string, len(d.accs))
+	for i, a := range d.accs {
+		out[i] = a.addr()
+	}
+	return out
+}
+
+// Close stops accepting and disconnects every client, waiting up to
+// ctx's deadline for their goroutines.
+func (d *Demux) Close(ctx context.Context) error {
+	var wg sync.WaitGroup
+	for _, a := range d.accs {
+		wg.Add(1)
+		go func() { defer wg.Done(); a.close(ctx, false) }()
+	}
+	wg.Wait()
+	return nil
+}
+
+// Stats returns the current counters.
+func (d *Demux) Stats() DemuxStats {
+	st := DemuxStats{
+		Registrations: d.registrations.Load(),
+		In:            d.in.Load(),
+		Out:           d.out.Load(),
+		Delivered:     d.delivered.Load(),
+		DropShort:     d.dropShort.Load(),
+		DropTooBig:    d.dropTooBig.Load(),
+		DropRoute:     d.dropRoute.Load(),
+		DropNoClient:  d.dropNoClient.Load(),
+		DropOverflow:  d.dropQ.Load(),
+		Overflows:     d.overflows.Load(),
+		Clients:       map[byte]int{},
+	}
+	d.mu.RLock()
+	for t, cs := range d.clients {
+		if len(cs) > 0 {
+			st.Clients[t] = len(cs)
+		}
+	}
+	d.mu.RUnlock()
+	return st
+}
+
+// Deliver queues [addr][typ][body] for every client registered for
+// exactly typ, and returns how many it reached. It never blocks on a
+// client and does not keep body, so the caller may reuse it. It is safe
+// for concurrent use.
+func (d *Demux) Deliver(addr, typ byte, body []byte) int {
+	frame := make([]byte, 2+len(body))
+	frame[0], frame[1] = addr, typ
+	copy(frame[2:], body)
+	return d.deliver(frame)
+}
+
+// DeliverFrame is Deliver for a message already laid out as
+// [addr][type][body]; frames under 2 bytes are dropped. b is not kept.
+func (d *Demux) DeliverFrame(b []byte) int {
+	if len(b) < 2 {
+		d.dropShort.Add(1)
+		d.dropLog.log(d.log, "demux: message under 2 bytes for clients dropped", "len", len(b))
+		return 0
+	}
+	return d.deliver(bytes.Clone(b))
+}
+
+// deliver fans frame out. frame is shared, read-only, by every queue.
+func (d *Demux) deliver(frame []byte) int {
+	n := 0
+	d.mu.RLock()
+	for _, c := range d.clients[frame[1]] {
+		if c.enqueue(frame) {
+			n++
+		}
+	}
+	d.mu.RUnlock()
+	if n == 0 {
+		d.dropNoClient.Add(1)
+		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", frame[1], "addr", frame[0], "len", len(frame)-2)
+		return 0
+	}
+	d.delivered.Add(1)
+	return n
+}
+
+// serve runs one client connection: registration, then its messages.
+func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
+	stop := context.AfterFunc(ctx, func() { conn.Close() })
+	defer stop()
+	defer conn.Close()
+	cred, _ := peerCred(conn)
+	buf := make([]byte, d.opts.MaxMessage)
+
+	n, _, _, _, err := conn.ReadMsgUnix(buf, nil)
+	if err != nil || n == 0 {
+		d.log.Debug("demux: client left before registering", "pid", cred.PID, "err", err)
+		return
+	}
+	typ := buf[0]
+	if typ == 0 {
+		d.log.Info("demux: client registered type 0; closing it", "pid", cred.PID, "uid", cred.UID)
+		return
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
+		return
+	}
+	c := &demuxClient{
+		d: d, conn: conn, typ: typ, pid: cred.PID, rc: rc,
+		wake: make(chan struct{}, 1),
+		dead: make(chan struct{}),
+	}
+	d.register(c)
+	d.log.Info("demux: client registered", "type", typ, "pid", cred.PID, "uid", cred.UID)
+	writerDone := make(chan struct{})
+	go func() { defer close(writerDone); c.write() }()
+	defer func() {
+		d.unregister(c)
+		c.kill()
+		<-writerDone
+	}()
+
+	for {
+		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) && !c.killed() {
+				d.log.Info("demux: client read failed; disconnecting", "type", typ, "pid", cred.PID, "err", err)
+			}
+			return
+		}
+		if n == 0 {
+			// libmctp treats a zero-length datagram (or EOF) as a
+			// disconnect.
+			d.log.Info("demux: client disconnected", "type", typ, "pid", cred.PID)
+			return
+		}
+		if flags&syscall.MSG_TRUNC != 0 {
+			d.dropTooBig.Add(1)
+			d.dropLog.log(d.log, "demux: client message too big; dropped", "type", typ, "pid", cred.PID, "max", d.opts.MaxMessage)
+			continue
+		}
+		if n < 2 {
+			d.dropShort.Add(1)
+			d.dropLog.log(d.log, "demux: client message under 2 bytes; dropped", "type", typ, "pid", cred.PID, "len", n)
+			continue
+		}
+		d.in.Add(1)
+		m := DemuxMessage{Addr: buf[0], Type: buf[1], Body: bytes.Clone(buf[2:n])}
+		if m.Body == nil {
+			m.Body = []byte{}
+		}
+		if err := d.opts.Router.Send(ctx, d, m); err != nil {
+			d.dropRoute.Add(1)
+			d.dropLog.log(d.log, "demux: router dropped client message", "type", m.Type, "addr", m.Addr, "pid", cred.PID, "err", err)
+		}
+	}
+}
+
+func (d *Demux) register(c *demuxClient) {
+	d.mu.Lock()
+	d.clients[c.typ] = append(d.clients[c.typ], c)
+	d.mu.Unlock()
+	d.registrations.Add(1)
+}
+
+func (d *Demux) unregister(c *demuxClient) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	cs := d.clients[c.typ]
+	for i, x := range cs {
+		if x == c {
+			// A fresh slice, so that a type that once had many clients
+			// does not keep a large backing array.
+			n := make([]*demuxClient, 0, len(cs)-1)
+			n = append(append(n, cs[:i]...), cs[i+1:]...)
+			if len(n) == 0 {
+				delete(d.clients, c.typ)
+			} else {
+				d.clients[c.typ] = n
+			}
+			return
+		}
+	}
+}
+
+// demuxClient is one registered connection and its outgoing queue.
+type demuxClient struct {
+	d    *Demux
+	conn *net.UnixConn
+	typ  byte
+	pid  int32
+
+	mu      sync.Mutex
+	q       [][]byte
+	spare   [][]byte // writer-owned, reused as the next queue
+	msgs    int      // queued plus being written by the writer
+	bytes   int
+	writing bool // enqueue or the writer is writing to conn
+	closed  bool
+	rc      syscall.RawConn
+
+	wake     chan struct{}
+	dead     chan struct{}
+	killOnce sync.Once
+}
+
+// enqueue hands frame to the client without blocking. When nothing is
+// queued or being written it tries one non-blocking write straight away,
+// which saves a goroutine wake-up per message on an idle client; on
+// EAGAIN, or when messages are already waiting, the frame is queued for
+// the writer. On overflow the client is disconnected and its queue
+// discarded.
+func (c *demuxClient) enqueue(frame []byte) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return false
+	}
+	if !c.writing && len(c.q) == 0 {
+		c.writing = true
+		c.mu.Unlock()
+		done, err := c.tryWrite(frame)
+		c.mu.Lock()
+		c.writing = false
+		switch {
+		case err != nil:
+			c.mu.Unlock()
+			c.writeFailed(err)
+			return false
+		case done:
+			more := len(c.q) > 0
+			c.mu.Unlock()
+			c.d.out.Add(1)
+			if more {
+				c.signal()
+			}
+			return true
+		case c.closed:
+			c.mu.Unlock()
+			return false
+		}
+		// EAGAIN: queue it, ahead of anything queued meanwhile.
+		c.q = append(c.q, nil)
+		copy(c.q[1:], c.q)
+		c.q[0] = frame
+		c.msgs++
+		c.bytes += len(frame)
+		c.mu.Unlock()
+		c.signal()
+		return true
+	}
+	if c.msgs+1 > c.d.opts.QueueMsgs || c.bytes+len(frame) > c.d.opts.QueueBytes {
+		lost := c.msgs + 1
+		c.closed = true
+		c.q = nil
+		c.mu.Unlock()
+		c.d.overflows.Add(1)
+		c.d.dropQ.Add(uint64(lost))
+		c.d.log.Warn("demux: client queue overflow; disconnecting it",
+			"type", c.typ, "pid", c.pid, "lost", lost,
+			"max_msgs", c.d.opts.QueueMsgs, "max_bytes", c.d.opts.QueueBytes)
+		c.kill()
+		return false
+	}
+	c.q = append(c.q, frame)
+	c.msgs++
+	c.bytes += len(frame)
+	c.mu.Unlock()
+	c.signal()
+	return true
+}
+
+func (c *demuxClient) signal() {
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// tryWrite makes one non-blocking write attempt. done is false when the
+// socket buffer is full.
+func (c *demuxClient) tryWrite(frame []byte) (done bool, err error) {
+	var werr error
+	if cerr := c.rc.Write(func(fd uintptr) bool {
+		for {
+			_, werr = syscall.Write(int(fd), frame)
+			if werr != syscall.EINTR {
+				break
+			}
+		}
+		return true // never wait: the caller must not block
+	}); cerr != nil {
+		return false, cerr
+	}
+	if werr == syscall.EAGAIN {
+		return false, nil
+	}
+	if werr != nil {
+		return false, fmt.Errorf("write: %w", werr)
+	}
+	return true, nil
+}
+
+func (c *demuxClient) writeFailed(err error) {
+	if !c.killed() {
+		c.d.log.Info("demux: write to client failed; disconnecting", "type", c.typ, "pid", c.pid, "err", err)
+	}
+	c.kill()
+}
+
+// write drains the queue to the socket until the client dies. It holds
+// the writing token while it writes, so that enqueue's direct writes
+// never overtake queued messages.
+func (c *demuxClient) write() {
+	for {
+		select {
+		case <-c.wake:
+		case <-c.dead:
+			return
+		}
+		for {
+			c.mu.Lock()
+			if c.closed || c.writing || len(c.q) == 0 {
+				c.mu.Unlock()
+				break
+			}
+			batch := c.q
+			c.q = c.spare[:0]
+			c.writing = true
+			c.mu.Unlock()
+			for i, m := range batch {
+				if _, err := c.conn.Write(m); err != nil {
+					c.writeFailed(err)
+					return
+				}
+				c.d.out.Add(1)
+				batch[i] = nil
+				c.mu.Lock()
+				c.msgs--
+				c.bytes -= len(m)
+				c.mu.Unlock()
+			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			c.spare = batch
+		}
+	}
+}
+
+// kill closes the connection once; the reader and writer then end.
+func (c *demuxClient) kill() {
+	c.killOnce.Do(func() {
+		c.mu.Lock()
+		c.closed = true
+		c.q = nil
+		c.mu.Unlock()
+		close(c.dead)
+		c.conn.Close()
+	})
+}
+
+func (c *demuxClient) killed() bool {
+	select {
+	case <-c.dead:
+		return true
+	default:
+		return false
+	}
+}
+
+// logThrottle limits each hot-path log message to one line per period,
+// reporting how many were suppressed, so that a misbehaving client cannot
+// flood the log.
+type logThrottle struct {
+	every time.Duration
+	mu    sync.Mutex
+	seen  map[string]*throttled
+}
+
+type throttled struct {
+	last       time.Time
+	suppressed int
+}
+
+func (t *logThrottle) log(l *slog.Logger, msg string, args ...any) {
+	t.mu.Lock()
+	if t.seen == nil {
+		t.seen = make(map[string]*throttled)
+	}
+	st := t.seen[msg]
+	if st == nil {
+		st = &throttled{}
+		t.seen[msg] = st
+	}
+	now := time.Now()
+	if !st.last.IsZero() && now.Sub(st.last) < t.every {
+		st.suppressed++
+		t.mu.Unlock()
+		return
+	}
+	st.last = now
+	n := st.suppressed
+	st.suppressed = 0
+	t.mu.Unlock()
+	if n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	l.Warn(msg, args...)
+}

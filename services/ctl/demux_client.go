@@ -1,0 +1,88 @@
+package ctl
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// DemuxConn is a demux client connection registered for one message
+// type, as a libmctp client (a PLDM or NVMe-MI handler) holds it.
+type DemuxConn struct {
+	conn *net.UnixConn
+	typ  byte
+	buf  []byte
+}
+
+// DialDemux connects to the demux on the abstract name (with or without
+// its leading '@') and registers for message type typ. Type 0 is
+// refused: the demux would close the connection.
+func DialDemux(name string, typ byte) (*DemuxConn, error) {
+	if typ == 0 {
+		return nil, errors.New("demux: type 0 cannot be registered")
+	}
+	addr := "@" + strings.TrimPrefix(name, "@")
+	c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: addr, Net: "unixpacket"})
+	if err != nil {
+		return nil, fmt.Errorf("demux: %w", err)
+	}
+	if _, err := c.Write([]byte{typ}); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("demux: register type %d: %w", typ, err)
+	}
+	return &DemuxConn{conn: c, typ: typ}, nil
+}
+
+// Type returns the registered message type.
+func (c *DemuxConn) Type() byte { return c.typ }
+
+// Send sends body, as a message of the registered type, to addr.
+func (c *DemuxConn) Send(addr byte, body []byte) error {
+	return c.SendType(addr, c.typ, body)
+}
+
+// SendType sends a message of any type; the demux does not require it
+// to match the registered one.
+func (c *DemuxConn) SendType(addr, typ byte, body []byte) error {
+	b := make([]byte, 2+len(body))
+	b[0], b[1] = addr, typ
+	copy(b[2:], body)
+	if _, err := c.conn.Write(b); err != nil {
+		return fmt.Errorf("demux: send: %w", err)
+	}
+	return nil
+}
+
+// Recv returns the next message: its source address, type and body.
+// The body is a fresh slice. A closed connection gives io.EOF.
+func (c *DemuxConn) Recv() (addr, typ byte, body []byte, err error) {
+	if c.buf == nil {
+		c.buf = make([]byte, DefaultDemuxMaxMessage)
+	}
+	for {
+		n, err := c.conn.Read(c.buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return 0, 0, nil, io.EOF
+			}
+			return 0, 0, nil, fmt.Errorf("demux: recv: %w", err)
+		}
+		if n == 0 {
+			return 0, 0, nil, io.EOF
+		}
+		if n < 2 {
+			// The demux never sends these; skip rather than fail.
+			continue
+		}
+		return c.buf[0], c.buf[1], append([]byte(nil), c.buf[2:n]...), nil
+	}
+}
+
+// SetDeadline sets the read and write deadline.
+func (c *DemuxConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+
+// Close closes the connection; the demux sees a disconnect.
+func (c *DemuxConn) Close() error { return c.conn.Close() }

@@ -1,0 +1,312 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DgramMaxLen is the longest datagram command sfptpd accepts (it reads
+// into a 128-byte buffer with room for the terminating NUL). Longer
+// datagrams are rejected whole rather than truncated, because running a
+// truncated command line could run a different command.
+const DgramMaxLen = 127
+
+// DefaultDgramQueue is the default length of the in-process queue
+// between the datagram reader and the command executor.
+const DefaultDgramQueue = 1024
+
+// dgramReadBuf is the receive buffer size. It is far larger than
+// DgramMaxLen so that an over-long datagram is seen at its real length;
+// MSG_TRUNC catches anything larger still.
+const dgramReadBuf = 64 << 10
+
+// dgramOutputMax bounds the command output kept for the log line.
+const dgramOutputMax = 4 << 10
+
+// DgramOptions configures a datagram front end.
+type DgramOptions struct {
+	// QueueLen bounds the commands read from the socket but not yet run;
+	// 0 means DefaultDgramQueue. When it is full further datagrams are
+	// dropped (and counted), so that the reader never stops draining the
+	// kernel queue and clients never block.
+	QueueLen int
+}
+
+// DgramStats are the datagram front end's counters.
+type DgramStats struct {
+	// Received counts every datagram read from the socket.
+	Received uint64
+	// Run counts commands that ran and returned success.
+	Run uint64
+	// Failed counts unknown commands, parameter errors, streaming
+	// commands and handler failures.
+	Failed uint64
+	// Rejected counts empty and over-long datagrams.
+	Rejected uint64
+	// Dropped counts datagrams lost because the in-process queue was
+	// full, or still queued when the front end closed.
+	Dropped uint64
+}
+
+// DgramServer is sfptpd's control socket: an AF_UNIX SOCK_DGRAM socket
+// taking one "cmd[=p1[,p2...]]" command per datagram, with no reply.
+// Every outcome is logged.
+type DgramServer struct {
+	s    *Server
+	log  *slog.Logger
+	conn *net.UnixConn
+	sock *unixSocket
+
+	queue chan string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	readerDone chan struct{}
+	execDone   chan struct{}
+	closeOnce  sync.Once
+	closeRes   *handoffFiles
+	closeErr   error
+
+	received, run, failed, rejected, dropped atomic.Uint64
+}
+
+// ServeDgram starts the datagram front end on spec (a path, or "@name").
+// It adopts an inherited socket when one matches, so datagrams queued in
+// the kernel during a re-exec are read by the new image.
+func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, error) {
+	if opts.QueueLen <= 0 {
+		opts.QueueLen = DefaultDgramQueue
+	}
+	conn, sock, err := s.listenDgram(spec)
+	if err != nil {
+		return nil, fmt.Errorf("dgram: %w", err)
+	}
+	d := &DgramServer{
+		s:          s,
+		log:        s.log.With("frontend", "dgram"),
+		conn:       conn,
+		sock:       sock,
+		queue:      make(chan string, opts.QueueLen),
+		readerDone: make(chan struct{}),
+		execDone:   make(chan struct{}),
+	}
+	d.ctx, d.cancel = context.WithCancel(context.Background())
+	if err := s.add(d); err != nil {
+		conn.Close()
+		sock.remove()
+		d.cancel()
+		return nil, fmt.Errorf("dgram: %w", err)
+	}
+	go d.read()
+	go d.execute()
+	s.log.Info("listening", "frontend", "dgram", "addr", spec.Addr)
+	return d, nil
+}
+
+// Addr returns the socket address.
+func (d *DgramServer) Addr() string { return d.sock.addr }
+
+func (d *DgramServer) addr() string { return d.sock.addr }
+
+// Stats returns the current counters.
+func (d *DgramServer) Stats() DgramStats {
+	return DgramStats{
+		Received: d.received.Load(),
+		Run:      d.run.Load(),
+		Failed:   d.failed.Load(),
+		Rejected: d.rejected.Load(),
+		Dropped:  d.dropped.Load(),
+	}
+}
+
+// Close stops the front end, runs the commands already read (within
+// ctx's deadline) and removes the socket file it created.
+func (d *DgramServer) Close(ctx context.Context) error {
+	_, err := d.close(ctx, false)
+	return err
+}
+
+// read drains the kernel queue as fast as datagrams arrive. It never
+// runs commands itself: a slow command must not make clients' writes
+// block.
+func (d *DgramServer) read() {
+	defer close(d.readerDone)
+	defer close(d.queue)
+	buf := make([]byte, dgramReadBuf)
+	var lastDropLog time.Time
+	var backoff time.Duration
+	for {
+		n, _, flags, _, err := d.conn.ReadMsgUnix(buf, nil)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if backoff < time.Second {
+				backoff = max(2*backoff, 5*time.Millisecond)
+			}
+			d.log.Error("control: receive failed; retrying", "addr", d.sock.addr, "err", err, "backoff", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		d.received.Add(1)
+		if flags&syscall.MSG_TRUNC != 0 || n > DgramMaxLen {
+			if flags&syscall.MSG_TRUNC != 0 {
+				d.log.Warn("control: over-long datagram rejected", "len", fmt.Sprintf("more than %d", n), "max", DgramMaxLen)
+			} else {
+				d.log.Warn("control: over-long datagram rejected", "len", n, "max", DgramMaxLen)
+			}
+			d.rejected.Add(1)
+			continue
+		}
+		select {
+		case d.queue <- string(buf[:n]):
+		default:
+			total := d.dropped.Add(1)
+			// One line per second at most: a flood must not turn into a
+			// flood of log lines as well.
+			if now := time.Now(); now.Sub(lastDropLog) >= time.Second {
+				lastDropLog = now
+				d.log.Warn("control: command queue full; datagram dropped", "queue", cap(d.queue), "dropped_total", total)
+			}
+		}
+	}
+}
+
+// execute runs queued commands one at a time, in arrival order.
+func (d *DgramServer) execute() {
+	defer close(d.execDone)
+	for line := range d.queue {
+		if d.ctx.Err() != nil {
+			d.dropped.Add(1)
+			d.log.Warn("control: front end closing; queued command not run", "line", line)
+			continue
+		}
+		d.runLine(line)
+	}
+}
+
+// ParseDgram splits one datagram into a command name and its positional
+// parameters: "cmd", "cmd=p1" or "cmd=p1,p2,...". It splits at the first
+// '=' and then at every ','; an empty parameter part ("cmd=") means no
+// parameters. One trailing '\n' is tolerated, because `echo cmd | socat`
+// sends one. A datagram over DgramMaxLen bytes or with an empty command
+// name is an error.
+func ParseDgram(b []byte) (name string, params []string, err error) {
+	if len(b) > DgramMaxLen {
+		return "", nil, fmt.Errorf("datagram of %d bytes is over the limit of %d", len(b), DgramMaxLen)
+	}
+	b = bytes.TrimSuffix(b, []byte("\n"))
+	if len(b) == 0 {
+		return "", nil, errors.New("empty datagram")
+	}
+	s := string(b)
+	name, rest, hasParams := strings.Cut(s, "=")
+	if hasParams && rest != "" {
+		params = strings.Split(rest, ",")
+	}
+	return name, params, nil
+}
+
+// runLine parses and runs one datagram's command and logs the outcome.
+func (d *DgramServer) runLine(line string) {
+	name, params, err := ParseDgram([]byte(line))
+	if err != nil {
+		d.log.Warn("control: "+err.Error()+"; ignored", "line", line)
+		d.rejected.Add(1)
+		return
+	}
+	reg := d.s.d.Registry
+	c, ok := reg.Lookup(name)
+	if !ok {
+		// The exact text sfptpd logs, so that log watchers keep working.
+		d.log.Warn(fmt.Sprintf("control: unknown command %s received", name))
+		d.failed.Add(1)
+		return
+	}
+	if c.Stream {
+		d.log.Error("control: command streams its output and cannot run over the datagram socket; use the console", "command", name)
+		d.failed.Add(1)
+		return
+	}
+	if len(c.Params) == 0 && !c.AnyArgs && len(params) > 0 {
+		// sfptpd matches parameterless commands on the part before '='
+		// ("exit=now" exits), so extra parameters are not an error here.
+		d.log.Debug("control: ignoring parameters of a command that takes none", "command", name, "params", params)
+		params = nil
+	}
+	out := &cappedBuffer{max: dgramOutputMax}
+	res := reg.Run(d.ctx, c, Input{Positional: params}, out, "dgram")
+	attrs := []any{"command", name, "text", res.Text}
+	if out.Len() > 0 {
+		attrs = append(attrs, "output", out.String())
+	}
+	if res.Code == Success {
+		d.log.Info("control: command run", attrs...)
+		d.run.Add(1)
+		return
+	}
+	attrs = append(attrs, "result", int(res.Code))
+	d.log.Warn("control: command failed", attrs...)
+	d.failed.Add(1)
+}
+
+// close implements frontend. The socket is closed (after a dup when
+// handing off, so datagrams still in the kernel queue wait there for the
+// next image); commands already read are run within ctx's deadline and
+// dropped after it.
+func (d *DgramServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+	d.closeOnce.Do(func() {
+		var hf *handoffFiles
+		if handoff {
+			f, err := d.conn.File()
+			if err != nil {
+				d.closeErr = fmt.Errorf("dgram handoff: %w", err)
+			} else {
+				hf = &handoffFiles{sock: f, owned: d.sock.created}
+			}
+		}
+		d.conn.Close()
+		<-d.readerDone
+		select {
+		case <-d.execDone:
+		case <-ctx.Done():
+			d.cancel()
+			<-d.execDone
+		}
+		d.cancel()
+		if !handoff {
+			d.sock.remove()
+		}
+		d.closeRes = hf
+	})
+	return d.closeRes, d.closeErr
+}
+
+// cappedBuffer keeps at most max bytes of output; the rest is discarded
+// so that a chatty command cannot grow memory without bound.
+type cappedBuffer struct {
+	bytes.Buffer
+	max int
+}
+
+func (b *cappedBuffer) Write(p []byte) (int, error) {
+	if room := b.max - b.Len(); room > 0 {
+		if len(p) > room {
+			b.Buffer.Write(p[:room])
+		} else {
+			b.Buffer.Write(p)
+		}
+	}
+	return len(p), nil
+}

@@ -1,0 +1,769 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// dgRecord is one captured log record.
+type dgRecord struct {
+	Level slog.Level
+	Msg   string
+	Attrs map[string]string
+}
+
+// dgLogs is a thread-safe slog handler that keeps every record, so tests
+// can assert exact log texts.
+type dgLogs struct {
+	mu    sync.Mutex
+	recs  []dgRecord
+	attrs []slog.Attr
+	root  *dgLogs
+}
+
+func newDGLogs() *dgLogs { l := &dgLogs{}; l.root = l; return l }
+
+func (l *dgLogs) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *dgLogs) Handle(_ context.Context, r slog.Record) error {
+	rec := dgRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
+	for _, a := range l.attrs {
+		rec.Attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.Attrs[a.Key] = a.Value.String()
+		return true
+	})
+	l.root.mu.Lock()
+	l.root.recs = append(l.root.recs, rec)
+	l.root.mu.Unlock()
+	return nil
+}
+
+func (l *dgLogs) WithAttrs(as []slog.Attr) slog.Handler {
+	return &dgLogs{attrs: append(append([]slog.Attr(nil), l.attrs...), as...), root: l.root}
+}
+
+func (l *dgLogs) WithGroup(string) slog.Handler { return l }
+
+func (l *dgLogs) records() []dgRecord {
+	l.root.mu.Lock()
+	defer l.root.mu.Unlock()
+	return append([]dgRecord(nil), l.root.recs...)
+}
+
+// find returns the records whose message is msg.
+func (l *dgLogs) find(msg string) []dgRecord {
+	var out []dgRecord
+	for _, r := range l.records() {
+		if r.Msg == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *dgLogs) dump() string {
+	var b strings.Builder
+	for _, r := range l.records() {
+		fmt.Fprintf(&b, "%s %q %v\n", r.Level, r.Msg, r.Attrs)
+	}
+	return b.String()
+}
+
+// dgShortDir returns a short temporary directory: t.TempDir() paths can
+// exceed sun_path's 107 bytes.
+func dgShortDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "tb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// dgWait polls cond until it holds or two seconds pass.
+func dgWait(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// dgFixture is a daemon with test commands behind a datagram socket.
+type dgFixture struct {
+	logs *dgLogs
+	srv  *Server
+	dg   *DgramServer
+	path string
+
+	mu    sync.Mutex
+	calls []string // "name:arg1,arg2" in run order
+}
+
+func (f *dgFixture) record(name string, args ...string) {
+	f.mu.Lock()
+	f.calls = append(f.calls, name+":"+strings.Join(args, ","))
+	f.mu.Unlock()
+}
+
+func (f *dgFixture) callList() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]string(nil), f.calls...)
+}
+
+func newDGFixture(t testing.TB, opts DgramOptions, extra ...*Command) *dgFixture {
+	t.Helper()
+	f := &dgFixture{logs: newDGLogs()}
+	var h slog.Handler = f.logs
+	if _, bench := t.(*testing.B); bench {
+		h = slog.DiscardHandler // keeping b.N records would skew the numbers
+	}
+	d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(h)})
+	d.MustRegister(
+		&Command{Name: "echo", AnyArgs: true, Handler: func(_ context.Context, c *Call) Result {
+			var args []string
+			for i := 0; ; i++ {
+				v, ok := c.Args.Any()[strconv.Itoa(i)]
+				if !ok {
+					break
+				}
+				args = append(args, v.(string))
+			}
+			f.record("echo", args...)
+			return OK(strings.Join(args, " "), nil)
+		}},
+		&Command{Name: "exit", Handler: func(context.Context, *Call) Result {
+			f.record("exit")
+			return OK("exiting", nil)
+		}},
+		&Command{Name: "set", Params: []Param{
+			{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
+			{Name: "mode", Type: String, Choices: []string{"fast", "slow"}, Default: "fast"},
+		}, Handler: func(_ context.Context, c *Call) Result {
+			f.record("set", strconv.FormatInt(c.Args.Int("phy"), 10), c.Args.String("mode"))
+			fmt.Fprintf(c.Out, "set phy %d\n", c.Args.Int("phy"))
+			return OK("done", nil)
+		}},
+		&Command{Name: "rec", Params: []Param{{Name: "n", Type: Int, Required: true}}, Handler: func(_ context.Context, c *Call) Result {
+			f.record("rec", strconv.FormatInt(c.Args.Int("n"), 10))
+			return OK("", nil)
+		}},
+		&Command{Name: "block_clock", Params: []Param{
+			{Name: "on", Type: Bool, Required: true},
+			{Name: "clocks", Type: String, Rest: true},
+		}, Handler: func(_ context.Context, c *Call) Result {
+			f.record("block_clock", append([]string{strconv.FormatBool(c.Args.Bool("on"))}, c.Args.Rest()...)...)
+			return OK("", nil)
+		}},
+		&Command{Name: "fail", Handler: func(context.Context, *Call) Result {
+			f.record("fail")
+			return Fail("it broke")
+		}},
+		&Command{Name: "watch", Stream: true, Handler: func(ctx context.Context, c *Call) Result {
+			f.record("watch")
+			<-ctx.Done()
+			return OK("", nil)
+		}},
+	)
+	d.MustRegister(extra...)
+	f.srv = NewServer(d)
+	f.path = filepath.Join(dgShortDir(t), "control-v1.sock")
+	dg, err := f.srv.ServeDgram(SocketSpec{Addr: f.path}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.dg = dg
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		f.srv.Close(ctx)
+	})
+	return f
+}
+
+// processed is the number of datagrams fully handled.
+func (s DgramStats) processed() uint64 { return s.Run + s.Failed + s.Rejected + s.Dropped }
+
+func (f *dgFixture) waitProcessed(t testing.TB, n uint64) {
+	t.Helper()
+	dgWait(t, fmt.Sprintf("%d datagrams processed", n), func() bool { return f.dg.Stats().processed() >= n })
+}
+
+// sendRaw sends one datagram with its own socket, bypassing SendDgram.
+func dgSendRaw(t testing.TB, path string, b []byte) {
+	t.Helper()
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestDgramConformance(t *testing.T) {
+	exact127 := "echo=" + strings.Repeat("x", DgramMaxLen-len("echo="))
+	tests := []struct {
+		name  string
+		dgram []byte
+		calls []string // expected handler calls
+		msg   string   // a log message that must appear
+		attrs map[string]string
+		stats DgramStats
+	}{
+		{name: "plain", dgram: []byte("exit"), calls: []string{"exit:"}, msg: "control: command run",
+			attrs: map[string]string{"command": "exit", "text": "exiting"}, stats: DgramStats{Received: 1, Run: 1}},
+		{name: "params", dgram: []byte("echo=a,b"), calls: []string{"echo:a,b"}, msg: "control: command run",
+			attrs: map[string]string{"command": "echo", "text": "a b"}, stats: DgramStats{Received: 1, Run: 1}},
+		{name: "zero-param command ignores parameters", dgram: []byte("exit=now"), calls: []string{"exit:"},
+			msg: "control: ignoring parameters of a command that takes none", stats: DgramStats{Received: 1, Run: 1}},
+		{name: "trailing newline", dgram: []byte("echo=a\n"), calls: []string{"echo:a"}, msg: "control: command run",
+			stats: DgramStats{Received: 1, Run: 1}},
+		{name: "typed params", dgram: []byte("set=0x1f,slow"), calls: []string{"set:31,slow"}, msg: "control: command run",
+			attrs: map[string]string{"output": "set phy 31\n"}, stats: DgramStats{Received: 1, Run: 1}},
+		{name: "rest params", dgram: []byte("block_clock=1,phc0,phc1"), calls: []string{"block_clock:true,phc0,phc1"},
+			msg: "control: command run", stats: DgramStats{Received: 1, Run: 1}},
+		{name: "empty param part", dgram: []byte("set="), msg: "control: command failed",
+			attrs: map[string]string{"text": "set: parameter 'phy' is missing"}, stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "param out of range", dgram: []byte("set=32"), msg: "control: command failed",
+			attrs: map[string]string{"text": "set: parameter 'phy' out of range: 32 not in 0..31", "result": "1"},
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "bad choice", dgram: []byte("set=1,medium"), msg: "control: command failed",
+			attrs: map[string]string{"text": `set: parameter 'mode' must be one of fast|slow, got "medium"`},
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "too many params", dgram: []byte("rec=1,2"), msg: "control: command failed",
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "handler failure", dgram: []byte("fail"), calls: []string{"fail:"}, msg: "control: command failed",
+			attrs: map[string]string{"text": "it broke"}, stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "unknown", dgram: []byte("bogus=1,2"), msg: "control: unknown command bogus received",
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "unknown with newline", dgram: []byte("frob\n"), msg: "control: unknown command frob received",
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "streaming", dgram: []byte("watch"), msg: "control: command streams its output and cannot run over the datagram socket; use the console",
+			stats: DgramStats{Received: 1, Failed: 1}},
+		{name: "empty", dgram: []byte{}, msg: "control: empty datagram; ignored", stats: DgramStats{Received: 1, Rejected: 1}},
+		{name: "only newline", dgram: []byte("\n"), msg: "control: empty datagram; ignored", stats: DgramStats{Received: 1, Rejected: 1}},
+		{name: "127 bytes accepted", dgram: []byte(exact127), calls: []string{"echo:" + exact127[5:]},
+			msg: "control: command run", stats: DgramStats{Received: 1, Run: 1}},
+		{name: "128 bytes rejected", dgram: []byte(exact127 + "y"), msg: "control: over-long datagram rejected",
+			attrs: map[string]string{"len": "128"}, stats: DgramStats{Received: 1, Rejected: 1}},
+		{name: "64 KiB rejected", dgram: append([]byte("exit="), bytes.Repeat([]byte("z"), 64<<10-5)...),
+			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "65536"}, stats: DgramStats{Received: 1, Rejected: 1}},
+		{name: "over 64 KiB truncated by the kernel and rejected", dgram: append([]byte("exit="), bytes.Repeat([]byte("z"), 100<<10)...),
+			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "more than 65536"}, stats: DgramStats{Received: 1, Rejected: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			f := newDGFixture(t, DgramOptions{})
+			dgSendRaw(t, f.path, tc.dgram)
+			f.waitProcessed(t, 1)
+			if got := f.dg.Stats(); got != tc.stats {
+				t.Errorf("stats = %+v, want %+v", got, tc.stats)
+			}
+			if got := f.callList(); strings.Join(got, "|") != strings.Join(tc.calls, "|") {
+				t.Errorf("calls = %q, want %q", got, tc.calls)
+			}
+			recs := f.logs.find(tc.msg)
+			if len(recs) != 1 {
+				t.Fatalf("want one %q log line; logs:\n%s", tc.msg, f.logs.dump())
+			}
+			for k, v := range tc.attrs {
+				if recs[0].Attrs[k] != v {
+					t.Errorf("log attr %s = %q, want %q", k, recs[0].Attrs[k], v)
+				}
+			}
+			if recs[0].Attrs["frontend"] != "dgram" {
+				t.Errorf("log line lacks frontend=dgram: %v", recs[0].Attrs)
+			}
+		})
+	}
+}
+
+// TestDgramManyInOrder sends datagrams as fast as one client can write
+// them. A client writes faster than commands run (a write is a syscall,
+// a command a registry call plus a log line), so a burst is absorbed by
+// the in-process queue; the first case uses the default queue with a
+// burst that fits it, the second a queue sized for 10,000.
+func TestDgramManyInOrder(t *testing.T) {
+	for _, tc := range []struct {
+		n     int
+		queue int
+	}{
+		{n: DefaultDgramQueue, queue: 0},
+		{n: 10000, queue: 10000},
+	} {
+		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
+			t.Parallel()
+			dgManyInOrder(t, tc.n, tc.queue)
+		})
+	}
+}
+
+func dgManyInOrder(t *testing.T, n, queue int) {
+	f := newDGFixture(t, DgramOptions{QueueLen: queue})
+	cmds := make([]string, n)
+	for i := range cmds {
+		cmds[i] = "rec=" + strconv.Itoa(i)
+	}
+	if err := SendDgram(f.path, cmds...); err != nil {
+		t.Fatal(err)
+	}
+	f.waitProcessed(t, uint64(n))
+	st := f.dg.Stats()
+	if st != (DgramStats{Received: uint64(n), Run: uint64(n)}) {
+		t.Fatalf("stats = %+v, want all %d run", st, n)
+	}
+	calls := f.callList()
+	for i, c := range calls {
+		if c != "rec:"+strconv.Itoa(i) {
+			t.Fatalf("call %d = %q: out of order", i, c)
+		}
+	}
+}
+
+// TestDgramQueueFullDrops blocks the executor and checks that the reader
+// keeps draining the kernel queue, dropping (and counting) what does not
+// fit in the in-process queue instead of blocking clients.
+func TestDgramQueueFullDrops(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	started := make(chan struct{}, 1)
+	block := &Command{Name: "block", Handler: func(context.Context, *Call) Result {
+		started <- struct{}{}
+		<-release
+		return OK("", nil)
+	}}
+	f := newDGFixture(t, DgramOptions{QueueLen: 2}, block)
+	if err := SendDgram(f.path, "block"); err != nil {
+		t.Fatal(err)
+	}
+	<-started
+	// Far more than the kernel queue holds (about 10): had the reader
+	// stopped, this write would block and the test would time out.
+	cmds := make([]string, 50)
+	for i := range cmds {
+		cmds[i] = "rec=" + strconv.Itoa(i)
+	}
+	if err := SendDgram(f.path, cmds...); err != nil {
+		t.Fatal(err)
+	}
+	dgWait(t, "all datagrams received", func() bool { return f.dg.Stats().Received == 51 })
+	close(release)
+	f.waitProcessed(t, 51)
+	st := f.dg.Stats()
+	if st.Dropped != 48 || st.Run != 3 {
+		t.Fatalf("stats = %+v, want 48 dropped, 3 run", st)
+	}
+	if got := f.callList(); strings.Join(got, "|") != "rec:0|rec:1" {
+		t.Fatalf("calls = %q, want the first two queued", got)
+	}
+	recs := f.logs.find("control: command queue full; datagram dropped")
+	if len(recs) == 0 || recs[0].Attrs["dropped_total"] != "1" {
+		t.Fatalf("missing drop log line; logs:\n%s", f.logs.dump())
+	}
+}
+
+func TestDgramSocat(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	f := newDGFixture(t, DgramOptions{})
+	cmd := exec.Command("socat", "-", "UNIX-SENDTO:"+f.path)
+	cmd.Stdin = strings.NewReader("echo=a,b")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("socat: %v: %s", err, out)
+	}
+	// echo | socat sends a trailing newline, which is tolerated.
+	sh := exec.Command("sh", "-c", `echo 'echo=c' | socat - UNIX-SENDTO:"$0"`, f.path)
+	if out, err := sh.CombinedOutput(); err != nil {
+		t.Fatalf("socat: %v: %s", err, out)
+	}
+	f.waitProcessed(t, 2)
+	if got := strings.Join(f.callList(), "|"); got != "echo:a,b|echo:c" {
+		t.Fatalf("calls = %q", got)
+	}
+}
+
+// TestDgramCloseRunsQueued checks that Close runs the commands already
+// read, and removes the socket file.
+func TestDgramCloseRunsQueued(t *testing.T) {
+	t.Parallel()
+	f := newDGFixture(t, DgramOptions{})
+	if err := SendDgram(f.path, "rec=1", "rec=2", "rec=3"); err != nil {
+		t.Fatal(err)
+	}
+	dgWait(t, "received", func() bool { return f.dg.Stats().Received == 3 })
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.dg.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(f.callList(), "|"); got != "rec:1|rec:2|rec:3" {
+		t.Fatalf("calls = %q", got)
+	}
+	if _, err := os.Lstat(f.path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket file left behind: %v", err)
+	}
+	if err := f.dg.Close(ctx); err != nil {
+		t.Fatalf("second close: %v", err)
+	}
+}
+
+// TestDgramHandoff checks that datagrams sent while no process reads the
+// socket wait in the kernel and are run by the front end that adopts it.
+func TestDgramHandoff(t *testing.T) {
+	t.Parallel()
+	f := newDGFixture(t, DgramOptions{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	hf, err := f.dg.close(ctx, true)
+	if err != nil || hf == nil || hf.sock == nil {
+		t.Fatalf("handoff: %v %+v", err, hf)
+	}
+	if !hf.owned {
+		t.Error("handoff does not pass ownership of the socket file")
+	}
+	if err := SendDgram(f.path, "rec=7", "rec=8"); err != nil {
+		t.Fatalf("send while handed off: %v", err)
+	}
+	// Adopt it as the next image would.
+	d2 := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(f.logs)})
+	var mu sync.Mutex
+	var got []int64
+	d2.MustRegister(&Command{Name: "rec", Params: []Param{{Name: "n", Type: Int, Required: true}}, Handler: func(_ context.Context, c *Call) Result {
+		mu.Lock()
+		got = append(got, c.Args.Int("n"))
+		mu.Unlock()
+		return OK("", nil)
+	}})
+	srv2 := &Server{d: d2, log: d2.Logger(), inherit: &inheritance{socks: []*inheritedSock{describeFDFile(hf.sock, true)}}}
+	dg2, err := srv2.ServeDgram(SocketSpec{Addr: f.path}, DgramOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv2.Close(ctx)
+	dgWait(t, "handed-over datagrams run", func() bool { return dg2.Stats().Run == 2 })
+	mu.Lock()
+	defer mu.Unlock()
+	if fmt.Sprint(got) != "[7 8]" {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// describeFDFile is describeFD for a file already open in this process.
+func describeFDFile(f *os.File, owned bool) *inheritedSock {
+	// Not describeFD: its os.NewFile would close the fd when collected.
+	s := &inheritedSock{file: f, owned: owned}
+	if sa, err := syscall.Getsockname(int(f.Fd())); err == nil {
+		if ua, ok := sa.(*syscall.SockaddrUnix); ok {
+			s.addr = ua.Name
+		}
+	}
+	s.sotype, _ = syscall.GetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_TYPE)
+	return s
+}
+
+// TestDgramHelperProcess is not a test: it is the child process that
+// dgRunAsNobody starts under another uid.
+func TestDgramHelperProcess(t *testing.T) {
+	action := os.Getenv("TICKBOX_CTL_TEST_HELPER")
+	if action == "" {
+		t.Skip("helper process only")
+	}
+	arg := os.Getenv("TICKBOX_CTL_TEST_ARG")
+	switch action {
+	case "senddgram":
+		if err := SendDgram(arg, "exit"); err != nil {
+			fmt.Println(err)
+		} else {
+			fmt.Println("ok")
+		}
+	case "demuxdial":
+		c, err := DialDemux(arg, 5)
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			fmt.Println("recv: closed") // refused before the registration was written
+			break
+		}
+		if err != nil {
+			fmt.Println("dial:", err)
+			break
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _, _, err = c.Recv()
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			// A refused connection is closed with the registration
+			// unread, which the kernel reports as a reset.
+			fmt.Println("recv: closed")
+		} else {
+			fmt.Println("recv:", err)
+		}
+	}
+	os.Exit(0)
+}
+
+// dgRunAsNobody runs TestDgramHelperProcess as uid/gid 65534 and returns
+// its output. The test binary is copied to a world-readable directory
+// first, because go test builds it in a private one.
+func dgRunAsNobody(t *testing.T, action, arg string) string {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to switch to uid 65534")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := dgShortDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ctl.test")
+	src, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	cmd := exec.Command(bin, "-test.run=^TestDgramHelperProcess$")
+	cmd.Env = append(os.Environ(), "TICKBOX_CTL_TEST_HELPER="+action, "TICKBOX_CTL_TEST_ARG="+arg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+func TestSendDgramErrors(t *testing.T) {
+	t.Parallel()
+	dir := dgShortDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+
+	missing := filepath.Join(dir, "missing.sock")
+
+	stale := filepath.Join(dir, "stale.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: stale, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close() // a datagram socket leaves its file behind
+
+	regular := filepath.Join(dir, "regular")
+	if err := os.WriteFile(regular, []byte("x"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+
+	stream := filepath.Join(dir, "stream.sock")
+	sl, err := net.ListenUnix("unix", &net.UnixAddr{Name: stream, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sl.Close()
+
+	long := "/" + strings.Repeat("d", 120)
+
+	tests := []struct {
+		name, path, want string
+		errno            error
+	}{
+		{"missing", missing, "connect: No such file or directory", syscall.ENOENT},
+		{"stale socket", stale, "connect: Connection refused", syscall.ECONNREFUSED},
+		{"regular file", regular, "connect: Connection refused", syscall.ECONNREFUSED},
+		{"stream socket", stream, "connect: Protocol wrong type for socket", syscall.EPROTOTYPE},
+		{"too long", long, "address too long: " + long, ErrAddressTooLong},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := SendDgram(tc.path, "exit")
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+			if !errors.Is(err, tc.errno) {
+				t.Fatalf("errors.Is(%v, %v) is false", err, tc.errno)
+			}
+		})
+	}
+
+	t.Run("permission denied", func(t *testing.T) {
+		f := newDGFixture(t, DgramOptions{})
+		if err := os.Chmod(filepath.Dir(f.path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(f.path, 0); err != nil {
+			t.Fatal(err)
+		}
+		if got := dgRunAsNobody(t, "senddgram", f.path); got != "connect: Permission denied" {
+			t.Fatalf("as uid 65534: %q, want %q", got, "connect: Permission denied")
+		}
+		if err := os.Chmod(f.path, 0o666); err != nil {
+			t.Fatal(err)
+		}
+		if got := dgRunAsNobody(t, "senddgram", f.path); got != "ok" {
+			t.Fatalf("as uid 65534 with mode 0666: %q", got)
+		}
+		f.waitProcessed(t, 1)
+		if got := strings.Join(f.callList(), "|"); got != "exit:" {
+			t.Fatalf("calls = %q", got)
+		}
+	})
+}
+
+func TestStrerror(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{syscall.ENOENT, "No such file or directory"},
+		{syscall.EACCES, "Permission denied"},
+		{fmt.Errorf("wrapped: %w", syscall.ECONNREFUSED), "Connection refused"},
+		{errors.New("plain"), "plain"},
+	} {
+		if got := strerror(tc.err); got != tc.want {
+			t.Errorf("strerror(%v) = %q, want %q", tc.err, got, tc.want)
+		}
+	}
+}
+
+func TestParseDgram(t *testing.T) {
+	tests := []struct {
+		in     string
+		name   string
+		params []string
+		err    bool
+	}{
+		{in: "logrotate", name: "logrotate"},
+		{in: "exit=now", name: "exit", params: []string{"now"}},
+		{in: "pid_adjust=0.1,0.2,0.3,ptp", name: "pid_adjust", params: []string{"0.1", "0.2", "0.3", "ptp"}},
+		{in: "selectinstance=a=b", name: "selectinstance", params: []string{"a=b"}},
+		{in: "x=a,,b", name: "x", params: []string{"a", "", "b"}},
+		{in: "x=", name: "x"},
+		{in: "x\n", name: "x"},
+		{in: "x\n\n", name: "x\n"},
+		{in: "=a", name: "", params: []string{"a"}},
+		{in: "", err: true},
+		{in: "\n", err: true},
+		{in: strings.Repeat("a", DgramMaxLen), name: strings.Repeat("a", DgramMaxLen)},
+		{in: strings.Repeat("a", DgramMaxLen+1), err: true},
+	}
+	for _, tc := range tests {
+		name, params, err := ParseDgram([]byte(tc.in))
+		if (err != nil) != tc.err {
+			t.Errorf("ParseDgram(%q) err = %v, want error %v", tc.in, err, tc.err)
+			continue
+		}
+		if name != tc.name || fmt.Sprintf("%q", params) != fmt.Sprintf("%q", tc.params) {
+			t.Errorf("ParseDgram(%q) = %q %q, want %q %q", tc.in, name, params, tc.name, tc.params)
+		}
+	}
+}
+
+// FuzzDgram checks the datagram parser's invariants, and that a datagram
+// over the limit never runs a command end to end.
+func FuzzDgram(f *testing.F) {
+	f.Add([]byte("exit"))
+	f.Add([]byte("echo=a,b"))
+	f.Add([]byte(""))
+	f.Add([]byte(strings.Repeat("x", 200)))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		name, params, err := ParseDgram(b)
+		if len(b) > DgramMaxLen {
+			if err == nil {
+				t.Fatalf("over-long datagram of %d bytes parsed", len(b))
+			}
+			return
+		}
+		trimmed := bytes.TrimSuffix(b, []byte("\n"))
+		if len(trimmed) == 0 {
+			if err == nil {
+				t.Fatal("empty datagram parsed")
+			}
+			return
+		}
+		if err != nil {
+			t.Fatalf("ParseDgram(%q): %v", b, err)
+		}
+		if strings.Contains(name, "=") {
+			t.Fatalf("name %q contains '='", name)
+		}
+		// Round trip: joining the parts gives the datagram back.
+		re := name
+		if params != nil {
+			re += "=" + strings.Join(params, ",")
+		}
+		if re != string(trimmed) && re+"=" != string(trimmed) {
+			t.Fatalf("round trip %q -> %q %q -> %q", b, name, params, re)
+		}
+		total := len(name)
+		for _, p := range params {
+			total += len(p)
+		}
+		if total > len(b) {
+			t.Fatalf("output larger than input")
+		}
+	})
+}
+
+// BenchmarkDgram measures end-to-end datagram commands per second with
+// the default queue. The sender keeps at most half the in-process queue
+// outstanding so that no datagram is dropped; any loss fails it.
+func BenchmarkDgram(b *testing.B) {
+	fx := newDGFixture(b, DgramOptions{})
+	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: fx.path, Net: "unixgram"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	before := fx.dg.Stats()
+	msg := []byte("rec=1")
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		for uint64(i)-(fx.dg.Stats().processed()-before.processed()) > DefaultDgramQueue/2 {
+			time.Sleep(10 * time.Microsecond)
+		}
+		if _, err := c.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+	}
+	want := before.Run + uint64(b.N)
+	for fx.dg.Stats().processed()-before.processed() < uint64(b.N) {
+		time.Sleep(10 * time.Microsecond)
+	}
+	b.StopTimer()
+	st := fx.dg.Stats()
+	if st.Run != want || st.Dropped != 0 {
+		b.Fatalf("lost datagrams: %+v, want %d run", st, want)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "dgrams/s")
+}
