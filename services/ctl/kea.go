@@ -42,9 +42,15 @@ type KeaOptions struct {
 	// Forward routes a request with a non-empty "service" list, as
 	// Kea's Control Agent does: req is the request without "service",
 	// and the reply is that daemon's JSON answer (a map, or a list of
-	// maps). Nil means no service is configured.
+	// maps). Nil means no service is configured. Returning an error
+	// wrapping ErrKeaNoService says that this one service is unknown.
 	Forward func(ctx context.Context, service string, req []byte) ([]byte, error)
 }
+
+// ErrKeaNoService is returned (wrapped) by a Forward hook for a service
+// it has no socket for; the answer is then Kea's "forwarding socket is
+// not configured" text rather than "server is likely to be offline".
+var ErrKeaNoService = errors.New("no forwarding socket for this service")
 
 // KeaServer is a running Kea control channel: AF_UNIX SOCK_STREAM, one
 // JSON command per connection, answered with
@@ -370,12 +376,16 @@ func (k *KeaServer) forward(ctx context.Context, name string, m map[string]any, 
 	body := appendKeaJSON(nil, req)
 	var answers []any
 	for _, svc := range services {
-		if k.opts.Forward == nil {
+		var resp []byte
+		var err error
+		if k.opts.Forward != nil {
+			k.log.Info("forwarding command", "command", name, "service", svc)
+			resp, err = k.opts.Forward(ctx, svc, body)
+		}
+		if k.opts.Forward == nil || errors.Is(err, ErrKeaNoService) {
 			answers = append(answers, keaResultMap(Fail("forwarding socket is not configured for the server type %s", svc)))
 			continue
 		}
-		k.log.Info("forwarding command", "command", name, "service", svc)
-		resp, err := k.opts.Forward(ctx, svc, body)
 		if err != nil {
 			k.log.Warn("forwarding failed", "command", name, "service", svc, "err", err)
 			answers = append(answers, keaResultMap(Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))

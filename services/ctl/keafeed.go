@@ -34,21 +34,21 @@ func (s feedStatus) String() string {
 type feedState int
 
 const (
-	fsStart          feedState = iota // nothing but the first byte seen
-	fsWhitespace                      // whitespace or a comment seen before the value
-	fsHashBefore                      // "# ..." before the value
-	fsSlashBefore                     // "/" before the value
-	fsLineBefore                      // "// ..." before the value
-	fsBlockBefore                     // "/* ..." before the value
-	fsBlockStarBefore                 // "/* ... *" before the value
-	fsInner                           // inside the value, outside strings
-	fsString                          // inside a string
-	fsEscape                          // after a backslash in a string
-	fsHash                            // "# ..." inside the value
-	fsSlash                           // "/" inside the value
-	fsLine                            // "// ..." inside the value
-	fsBlock                           // "/* ..." inside the value
-	fsBlockStar                       // "/* ... *" inside the value
+	fsStart           feedState = iota // no byte seen yet
+	fsWhitespace                       // whitespace or a comment seen before the value
+	fsHashBefore                       // "# ..." before the value
+	fsSlashBefore                      // "/" before the value
+	fsLineBefore                       // "// ..." before the value
+	fsBlockBefore                      // "/* ..." before the value
+	fsBlockStarBefore                  // "/* ... *" before the value
+	fsInner                            // inside the value, outside strings
+	fsString                           // inside a string
+	fsEscape                           // after a backslash in a string
+	fsHash                             // "# ..." inside the value
+	fsSlash                            // "/" inside the value
+	fsLine                             // "// ..." inside the value
+	fsBlock                            // "/* ..." inside the value
+	fsBlockStar                        // "/* ... *" inside the value
 	fsDone
 	fsFailed
 )
