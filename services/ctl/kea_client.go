@@ -28,6 +28,17 @@ const keaMaxReply = 256 << 20
 func KeaCall(ctx context.Context, path string, req []byte) ([]byte, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
+	// A unix socket whose accept backlog is full refuses with EAGAIN
+	// rather than queueing the connect; retry briefly, as a TCP client's
+	// SYN retransmission would.
+	for wait := time.Millisecond; err != nil && errors.Is(err, syscall.EAGAIN) && wait < time.Second; wait *= 2 {
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("kea: %w (%v)", err, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+		conn, err = d.DialContext(ctx, "unix", path)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("kea: %w", err)
 	}

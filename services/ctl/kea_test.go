@@ -552,22 +552,41 @@ func TestKeaConnLimit(t *testing.T) {
 	}
 }
 
-func raiseNoFile(t *testing.T, n uint64) {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Skip(err)
+// holdEnv makes the test binary, re-run as a child, a holder of idle
+// connections: the file limit here (20,000) cannot hold both ends of
+// 10,000 connections in one process.
+const holdEnv = "TB_KEA_HOLD"
+
+// TestKeaHoldHelper is the child side of TestKeaManyIdleConnections.
+func TestKeaHoldHelper(t *testing.T) {
+	spec := os.Getenv(holdEnv)
+	if spec == "" {
+		t.Skip("helper process only")
 	}
-	if lim.Cur >= n {
-		return
+	path, count, _ := strings.Cut(spec, ",")
+	var n int
+	fmt.Sscan(count, &n)
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("unix", path)
+		// A full accept backlog gives EAGAIN on unix sockets: wait
+		// for the server to catch up.
+		for try := 0; err != nil && errors.Is(err, syscall.EAGAIN) && try < 1000; try++ {
+			time.Sleep(time.Millisecond)
+			c, err = net.Dial("unix", path)
+		}
+		if err != nil {
+			fmt.Printf("dial %d: %v\n", i, err)
+			os.Exit(1)
+		}
+		conns = append(conns, c)
 	}
-	want := lim
-	want.Cur = n
-	if want.Max < n {
-		want.Max = n
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
 	}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want); err != nil {
-		t.Skipf("cannot raise the open file limit to %d: %v", n, err)
-	}
+	os.Exit(0)
 }
 
 func TestKeaManyIdleConnections(t *testing.T) {
@@ -575,20 +594,28 @@ func TestKeaManyIdleConnections(t *testing.T) {
 		t.Skip("opens 10,000 connections")
 	}
 	const n = 10000
-	raiseNoFile(t, 2*n+1000)
 	env := startKea(t, "many", nil, KeaOptions{StreamOptions: StreamOptions{MaxConns: 12000}, IdleTimeout: time.Minute})
-	conns := make([]net.Conn, 0, n)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKeaHoldHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", holdEnv, env.path, n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
 	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
+		stdin.Close()
+		cmd.Wait()
 	}()
-	for i := 0; i < n; i++ {
-		c, err := net.Dial("unix", env.path)
-		if err != nil {
-			t.Fatalf("connection %d: %v", i, err)
-		}
-		conns = append(conns, c)
+	line := make([]byte, 64)
+	k, _ := stdout.Read(line)
+	if !strings.HasPrefix(string(line[:k]), "ready") {
+		t.Fatalf("helper: %q", line[:k])
 	}
 	waitActive(t, env.kea, n)
 	var best time.Duration
