@@ -284,7 +284,14 @@ func (k *KeaServer) handleRequest(ctx context.Context, text []byte) []byte {
 	return k.dispatch(ctx, v)
 }
 
-var keaRequestKeys = map[string]bool{"command": true, "arguments": true, "service": true, "remote-address": true}
+// keaRequestKey reports whether key may appear in a request map.
+func keaRequestKey(key string) bool {
+	switch key {
+	case "command", "arguments", "service", "remote-address":
+		return true
+	}
+	return false
+}
 
 // dispatch checks the request map as Kea's parseCommand does (same
 // order, same texts), then routes it or runs it.
@@ -302,7 +309,7 @@ func (k *KeaServer) dispatch(ctx context.Context, v any) []byte {
 	}
 	sort.Strings(keys)
 	for _, key := range keys {
-		if !keaRequestKeys[key] {
+		if !keaRequestKey(key) {
 			return keaCommandError("unsupported parameter '%s'", key)
 		}
 	}
