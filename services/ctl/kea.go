@@ -1,0 +1,459 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// DefaultKeaIdleTimeout is how long a Kea connection may stay silent, as
+// in Kea (TIMEOUT_DHCP_SERVER_RECEIVE_COMMAND).
+const DefaultKeaIdleTimeout = 10 * time.Second
+
+// keaWriteChunk is how much of a reply is written per deadline, so that
+// a slow but live reader is not cut off while a stalled one is.
+const keaWriteChunk = 64 << 10
+
+// keaMaxOutput bounds the text a non-streaming handler writes to
+// call.Out that is kept for the reply.
+const keaMaxOutput = 1 << 20
+
+// KeaOptions configures the Kea control channel.
+type KeaOptions struct {
+	StreamOptions
+	// IdleTimeout closes a connection that sends nothing for this long,
+	// after a timeout reply; it restarts on every read and write. 0 means
+	// DefaultKeaIdleTimeout.
+	IdleTimeout time.Duration
+	// MaxRequest bounds a request's raw size, comments and leading
+	// whitespace included; 0 means DefaultKeaMaxRequest.
+	MaxRequest int
+	// Forward routes a request with a non-empty "service" list, as
+	// Kea's Control Agent does: req is the request without "service",
+	// and the reply is that daemon's JSON answer (a map, or a list of
+	// maps). Nil means no service is configured. Returning an error
+	// wrapping ErrKeaNoService says that this one service is unknown.
+	Forward func(ctx context.Context, service string, req []byte) ([]byte, error)
+}
+
+// ErrKeaNoService is returned (wrapped) by a Forward hook for a service
+// it has no socket for; the answer is then Kea's "forwarding socket is
+// not configured" text rather than "server is likely to be offline".
+var ErrKeaNoService = errors.New("no forwarding socket for this service")
+
+// KeaServer is a running Kea control channel: AF_UNIX SOCK_STREAM, one
+// JSON command per connection, answered with
+// { "arguments": ..., "result": N, "text": "..." } before the server
+// closes the connection.
+type KeaServer struct {
+	*acceptor
+	opts KeaOptions
+	log  *slog.Logger
+	// d and maxConns are set before the accept loop starts, which runs
+	// serve and reject before ServeKea has stored the acceptor.
+	d        *Daemon
+	maxConns int
+
+	// hard is closed when the close deadline passes: in-flight commands
+	// are cancelled then (they run undisturbed until it).
+	hard     chan struct{}
+	hardOnce sync.Once
+	closing  atomic.Bool
+}
+
+// ServeKea starts a Kea control channel on spec.
+func (s *Server) ServeKea(spec SocketSpec, opts KeaOptions) (*KeaServer, error) {
+	if opts.IdleTimeout <= 0 {
+		opts.IdleTimeout = DefaultKeaIdleTimeout
+	}
+	if opts.MaxRequest <= 0 {
+		opts.MaxRequest = DefaultKeaMaxRequest
+	}
+	if opts.MaxConns <= 0 {
+		opts.MaxConns = DefaultMaxConns
+	}
+	k := &KeaServer{opts: opts, log: s.log.With("frontend", "kea"), d: s.d, maxConns: opts.MaxConns, hard: make(chan struct{})}
+	a, err := s.startAcceptor("kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
+	if err != nil {
+		return nil, err
+	}
+	k.acceptor = a
+	if err := s.add(k); err != nil {
+		k.close(context.Background(), false)
+		return nil, err
+	}
+	return k, nil
+}
+
+// Addr returns the listening address.
+func (k *KeaServer) Addr() string { return k.addr() }
+
+// Close stops the channel: idle connections are closed without a reply,
+// commands already running finish and send their reply until ctx ends.
+func (k *KeaServer) Close(ctx context.Context) error {
+	_, err := k.close(ctx, false)
+	return err
+}
+
+// close is the frontend method. It overrides the acceptor's to cancel
+// running commands only when ctx runs out, not at once.
+func (k *KeaServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+	k.closing.Store(true)
+	stop := context.AfterFunc(ctx, func() { k.hardOnce.Do(func() { close(k.hard) }) })
+	defer stop()
+	return k.acceptor.close(ctx, handoff)
+}
+
+// keaReply encodes one answer as Kea does: keys sorted, which puts them
+// in the order arguments, result, text; empty text and nil arguments
+// left out.
+func keaReply(r Result) []byte {
+	b := make([]byte, 0, 64)
+	return appendKeaResult(b, r)
+}
+
+func appendKeaResult(b []byte, r Result) []byte {
+	b = append(b, "{ "...)
+	if r.Args != nil {
+		b = append(b, `"arguments": `...)
+		b = appendKeaJSON(b, r.Args)
+		b = append(b, ", "...)
+	}
+	b = append(b, `"result": `...)
+	b = appendKeaJSON(b, int(r.Code))
+	if r.Text != "" {
+		b = append(b, `, "text": `...)
+		b = appendKeaString(b, r.Text)
+	}
+	return append(b, " }"...)
+}
+
+func (k *KeaServer) reject(c *net.UnixConn) {
+	k.write(c, keaReply(Fail("too many connections (limit %d)", k.maxConns)))
+	finishConn(c)
+}
+
+// serve runs one connection: frame, run, reply, close.
+func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
+	defer c.Close()
+	// On close, wake a blocked read; the loop then sees closing and
+	// drops the connection without a reply.
+	wake := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
+	defer wake()
+
+	feed := newKeaFeed(k.opts.MaxRequest)
+	// Start small: an idle connection holds only this buffer, so that
+	// thousands of them stay cheap.
+	buf := make([]byte, 512)
+	for feed.Status() == feedNeedMore {
+		c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
+		// Checked after setting the deadline: closing is set before the
+		// wake-up runs, so either we see it here or the wake-up's past
+		// deadline overrides ours.
+		if k.closing.Load() {
+			k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
+			return
+		}
+		n, err := c.Read(buf)
+		if n > 0 {
+			feed.Write(buf[:n])
+			if n == len(buf) && len(buf) < 64<<10 {
+				buf = make([]byte, 4*len(buf))
+			}
+			continue
+		}
+		switch {
+		case err == nil:
+			continue
+		case k.closing.Load():
+			k.log.Debug("closing connection on shutdown", "partial", len(feed.Output()))
+			return
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			text := "Connection over control channel timed out"
+			if p := len(feed.Output()); p > 0 {
+				text += fmt.Sprintf(", discarded partial command of %d bytes", p)
+			}
+			k.log.Info("connection timed out", "partial", len(feed.Output()))
+			k.write(c, keaReply(Fail("%s", text)))
+			finishConn(c)
+			return
+		case errors.Is(err, io.EOF):
+			if p := len(feed.Output()); p > 0 {
+				k.log.Info("connection closed by peer; discarding partial command", "bytes", p)
+			} else {
+				k.log.Debug("connection closed by peer with no input")
+			}
+			return
+		default:
+			k.log.Info("read failed", "err", err)
+			return
+		}
+	}
+	c.SetReadDeadline(time.Time{})
+
+	var reply []byte
+	if feed.Status() == feedFailed {
+		k.log.Warn("bad request framing", "err", feed.Err())
+		reply = keaReply(Fail("%s", feed.Err()))
+	} else {
+		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		go func() {
+			select {
+			case <-k.hard:
+				cancel()
+			case <-cctx.Done():
+			}
+		}()
+		reply = k.handleRequest(cctx, feed.Output())
+		cancel()
+	}
+	if err := k.write(c, reply); err != nil {
+		return
+	}
+	finishConn(c)
+}
+
+// write sends all of b, restarting the idle deadline per chunk.
+func (k *KeaServer) write(c *net.UnixConn, b []byte) error {
+	for len(b) > 0 {
+		n := min(len(b), keaWriteChunk)
+		c.SetWriteDeadline(time.Now().Add(k.opts.IdleTimeout))
+		w, err := c.Write(b[:n])
+		b = b[w:]
+		if err != nil {
+			// A client that leaves before reading its reply is not
+			// the server's problem; say so quietly.
+			if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+				k.log.Debug("client left before reading the reply", "err", err, "unsent", len(b))
+			} else {
+				k.log.Info("reply write failed", "err", err, "unsent", len(b))
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// finishConn half-closes after a reply and discards input still queued,
+// so that closing does not turn the client's EOF into ECONNRESET (Linux
+// resets the peer when a unix socket is closed with unread data, such
+// as trailing bytes after the request).
+func finishConn(c *net.UnixConn) {
+	c.CloseWrite()
+	rc, err := c.SyscallConn()
+	if err != nil {
+		return
+	}
+	var scratch [4096]byte
+	left := 1 << 20
+	rc.Read(func(fd uintptr) bool {
+		for left > 0 {
+			n, err := syscall.Read(int(fd), scratch[:])
+			if n <= 0 || err != nil {
+				break
+			}
+			left -= n
+		}
+		return true
+	})
+}
+
+// keaCommandError formats Kea's text for a malformed command map.
+func keaCommandError(format string, a ...any) []byte {
+	return keaReply(Fail("Error during command processing: invalid command: "+format, a...))
+}
+
+// handleRequest parses a framed request and answers it.
+func (k *KeaServer) handleRequest(ctx context.Context, text []byte) []byte {
+	v, err := parseKeaWire(text)
+	if err != nil {
+		k.log.Warn("bad request JSON", "err", err)
+		return keaReply(Fail("%s", err.Error()))
+	}
+	return k.dispatch(ctx, v)
+}
+
+// keaRequestKey reports whether key may appear in a request map.
+func keaRequestKey(key string) bool {
+	switch key {
+	case "command", "arguments", "service", "remote-address":
+		return true
+	}
+	return false
+}
+
+// dispatch checks the request map as Kea's parseCommand does (same
+// order, same texts), then routes it or runs it.
+func (k *KeaServer) dispatch(ctx context.Context, v any) []byte {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v))
+	}
+	if _, ok := m["command"]; !ok {
+		return keaCommandError("does not contain mandatory 'command'")
+	}
+	keys := make([]string, 0, len(m))
+	for key := range m {
+		keys = append(keys, key)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		if !keaRequestKey(key) {
+			return keaCommandError("unsupported parameter '%s'", key)
+		}
+	}
+	name, ok := m["command"].(string)
+	if !ok {
+		// Kea names the type of the whole request here, not of the
+		// command value; clients match this text, so keep it.
+		return keaCommandError("expected 'command' to be a string, got map instead")
+	}
+	if sv, ok := m["service"]; ok && sv != nil {
+		list, ok := sv.([]any)
+		if !ok {
+			return keaCommandError("expected 'service' to be a list, got %s instead", keaTypeName(sv))
+		}
+		services := make([]string, len(list))
+		for i, e := range list {
+			s, ok := e.(string)
+			if !ok {
+				return keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e))
+			}
+			services[i] = s
+		}
+		if len(services) > 0 {
+			return k.forward(ctx, name, m, services)
+		}
+	}
+	args, hasArgs := m["arguments"]
+	var named map[string]any
+	if hasArgs && args != nil {
+		named, ok = args.(map[string]any)
+		if !ok {
+			return keaReply(Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args)))
+		}
+	}
+	return keaReply(k.run(ctx, name, named))
+}
+
+// run looks the command up and runs it through the registry.
+func (k *KeaServer) run(ctx context.Context, name string, named map[string]any) Result {
+	cmd, ok := k.d.Lookup(name)
+	if !ok {
+		k.log.Info("unsupported command", "command", name)
+		return UnsupportedResult(name)
+	}
+	if cmd.Stream {
+		return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}
+	}
+	in := Input{Named: named}
+	if named != nil {
+		in.Raw = appendKeaJSON(nil, named)
+	}
+	var out limitedBuffer
+	out.max = keaMaxOutput
+	k.log.Info("command received", "command", name)
+	r := k.d.Run(ctx, cmd, in, &out, "kea")
+	if r.Text == "" && out.b.Len() > 0 {
+		r.Text = strings.TrimRight(out.b.String(), "\n")
+	}
+	return r
+}
+
+// forward implements the Control Agent's routing: one answer per
+// service, in a list.
+func (k *KeaServer) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
+	req := make(map[string]any, len(m))
+	for key, v := range m {
+		if key != "service" {
+			req[key] = v
+		}
+	}
+	body := appendKeaJSON(nil, req)
+	var answers []any
+	for _, svc := range services {
+		var resp []byte
+		var err error
+		if k.opts.Forward != nil {
+			k.log.Info("forwarding command", "command", name, "service", svc)
+			resp, err = k.opts.Forward(ctx, svc, body)
+		}
+		if k.opts.Forward == nil || errors.Is(err, ErrKeaNoService) {
+			answers = append(answers, keaResultMap(Fail("forwarding socket is not configured for the server type %s", svc)))
+			continue
+		}
+		if err != nil {
+			k.log.Warn("forwarding failed", "command", name, "service", svc, "err", err)
+			answers = append(answers, keaResultMap(Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))
+			continue
+		}
+		answers = append(answers, parseForwarded(svc, resp)...)
+	}
+	return appendKeaJSON(nil, answers)
+}
+
+// keaResultMap is a Result as a JSON map value.
+func keaResultMap(r Result) map[string]any {
+	m := map[string]any{"result": int(r.Code)}
+	if r.Text != "" {
+		m["text"] = r.Text
+	}
+	if r.Args != nil {
+		m["arguments"] = r.Args
+	}
+	return m
+}
+
+// parseForwarded turns a daemon's reply into list elements: a map is one
+// element, a list contributes its elements.
+func parseForwarded(svc string, resp []byte) []any {
+	bad := func(why string) []any {
+		return []any{keaResultMap(Fail("invalid answer from the %s service: %s", svc, why))}
+	}
+	f := newKeaFeed(len(resp) + 1)
+	f.Write(resp)
+	switch f.Status() {
+	case feedFailed:
+		return bad(f.Err())
+	case feedNeedMore:
+		return bad("incomplete JSON")
+	}
+	v, err := parseKeaWire(f.Output())
+	if err != nil {
+		return bad(err.Error())
+	}
+	switch x := v.(type) {
+	case map[string]any:
+		return []any{x}
+	case []any:
+		return x
+	}
+	return bad("expected a map or a list, got " + keaTypeName(v))
+}
+
+// limitedBuffer keeps at most max bytes and drops the rest.
+type limitedBuffer struct {
+	mu  sync.Mutex
+	b   bytes.Buffer
+	max int
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if room := l.max - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(len(p), room)])
+	}
+	return len(p), nil
+}

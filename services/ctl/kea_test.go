@@ -1,0 +1,727 @@
+package ctl
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// syncBuffer is a goroutine-safe log sink.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// shortDir returns a short temporary directory: t.TempDir() paths can
+// exceed the 107-byte sun_path limit.
+func shortDir(t testing.TB) string {
+	dir, err := os.MkdirTemp("", "tb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	return dir
+}
+
+// keaTestDaemon returns a daemon with the commands the Kea tests use.
+func keaTestDaemon(name string, cfg map[string]any, log *slog.Logger) *Daemon {
+	d := NewDaemon(DaemonOptions{Name: name, Version: "1.2.3", Logger: log, Config: func() any { return cfg }})
+	d.MustRegister(
+		&Command{Name: "arglen", AnyArgs: true, Comment: "length of the data argument",
+			Handler: func(_ context.Context, c *Call) Result {
+				s, _ := c.Args.Any()["data"].(string)
+				return OK("", map[string]any{"len": len(s), "raw": len(c.Args.Raw())})
+			}},
+		&Command{Name: "big", Params: []Param{{Name: "size", Type: Int, Required: true}},
+			Handler: func(_ context.Context, c *Call) Result {
+				return OK("", map[string]any{"data": strings.Repeat("x", int(c.Args.Int("size")))})
+			}},
+		&Command{Name: "typed", Params: []Param{{Name: "n", Type: Int, Required: true}},
+			Handler: func(_ context.Context, c *Call) Result {
+				return OK("", map[string]any{"n": c.Args.Int("n")})
+			}},
+		&Command{Name: "sleep", Params: []Param{{Name: "ms", Type: Int, Required: true}},
+			Handler: func(ctx context.Context, c *Call) Result {
+				select {
+				case <-time.After(time.Duration(c.Args.Int("ms")) * time.Millisecond):
+					return OK("slept", nil)
+				case <-ctx.Done():
+					return Fail("cancelled")
+				}
+			}},
+		&Command{Name: "tail", Stream: true,
+			Handler: func(ctx context.Context, c *Call) Result { <-ctx.Done(); return OK("", nil) }},
+		&Command{Name: "say", Comment: "writes its output instead of a text",
+			Handler: func(_ context.Context, c *Call) Result {
+				fmt.Fprintln(c.Out, "hello")
+				return OK("", nil)
+			}},
+	)
+	return d
+}
+
+type keaEnv struct {
+	srv  *Server
+	kea  *KeaServer
+	d    *Daemon
+	path string
+	log  *syncBuffer
+}
+
+func startKea(t testing.TB, name string, cfg map[string]any, opts KeaOptions) *keaEnv {
+	t.Helper()
+	lb := &syncBuffer{}
+	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	d := keaTestDaemon(name, cfg, log)
+	srv := NewServer(d)
+	path := filepath.Join(shortDir(t), name+".sock")
+	k, err := srv.ServeKea(SocketSpec{Addr: path}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Close(ctx)
+	})
+	return &keaEnv{srv: srv, kea: k, d: d, path: path, log: lb}
+}
+
+// exchange writes chunks (pausing between them), then reads until the
+// server closes. A reset after the reply counts as the end.
+func exchange(t testing.TB, path string, chunks [][]byte, pause time.Duration, closeWrite bool) []byte {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	go func() {
+		for i, ch := range chunks {
+			if i > 0 && pause > 0 {
+				time.Sleep(pause)
+			}
+			if _, err := c.Write(ch); err != nil {
+				return
+			}
+		}
+		if closeWrite {
+			c.(*net.UnixConn).CloseWrite()
+		}
+	}()
+	var out bytes.Buffer
+	_, err = io.Copy(&out, c)
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read: %v (got %q)", err, out.String())
+	}
+	return out.Bytes()
+}
+
+func chunks(ss ...string) [][]byte {
+	out := make([][]byte, len(ss))
+	for i, s := range ss {
+		out[i] = []byte(s)
+	}
+	return out
+}
+
+func TestKeaConformance(t *testing.T) {
+	t.Parallel()
+	ptpd := startKea(t, "ptpd", map[string]any{"b": 2}, KeaOptions{})
+	downPath := filepath.Join(shortDir(t), "down.sock")
+	env := startKea(t, "hub", map[string]any{"a": 1}, KeaOptions{
+		Forward: func(ctx context.Context, service string, req []byte) ([]byte, error) {
+			switch service {
+			case "ptpd":
+				return KeaCall(ctx, ptpd.path, req)
+			case "down":
+				return KeaCall(ctx, downPath, req)
+			case "lister":
+				return []byte(`[ { "result": 0, "text": "one" }, { "result": 3, "text": "two" } ]`), nil
+			}
+			return nil, fmt.Errorf("%s: %w", service, ErrKeaNoService)
+		},
+	})
+	nilFwd := startKea(t, "plain", map[string]any{}, KeaOptions{})
+
+	names := env.d.Names()
+	var quoted []string
+	for _, n := range names {
+		quoted = append(quoted, `"`+n+`"`)
+	}
+	listReply := fmt.Sprintf(`{ "arguments": [ %s ], "result": 0, "text": "%d commands" }`, strings.Join(quoted, ", "), len(names))
+	cfgReply := `{ "arguments": { "a": 1 }, "result": 0 }`
+	const near = DefaultKeaMaxRequest - 64
+	bigReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("y", near-len(`{"command":"arglen","arguments":{"data":""}}`)) + `"}}`
+	if len(bigReq) != near {
+		t.Fatalf("big request is %d bytes", len(bigReq))
+	}
+	overReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("z", DefaultKeaMaxRequest) + `"}}`
+	_, dialErr := KeaCall(context.Background(), downPath, nil)
+
+	cases := []struct {
+		name   string
+		path   string // default env.path
+		in     [][]byte
+		pause  time.Duration
+		want   string
+		check  func(t *testing.T, got []byte)
+		halfCl bool
+	}{
+		{name: "unknown command", in: chunks(`{"command":"foo"}`),
+			want: `{ "result": 2, "text": "'foo' command not supported." }`},
+		{name: "empty map", in: chunks(`{}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: does not contain mandatory 'command'" }`},
+		{name: "command not a string", in: chunks(`{"command":1}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: expected 'command' to be a string, got map instead" }`},
+		{name: "toplevel list", in: chunks(`[{"command":"list-commands"}]`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: expected toplevel entry to be a map, got list instead" }`},
+		{name: "extra key", in: chunks(`{"command":"list-commands","foo":1}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: unsupported parameter 'foo'" }`},
+		{name: "bad json", in: chunks(`{"command": }`),
+			want: `{ "result": 1, "text": "error: unexpected character } in <wire>:0:13" }`},
+		{name: "bad json second line", in: chunks("{\n\"command\": }"),
+			want: `{ "result": 1, "text": "error: unexpected character } in <wire>:1:13" }`},
+		{name: "trailing comma in map", in: chunks(`{"a":1,}`),
+			want: `{ "result": 1, "text": "String expected in <wire>:0:8" }`},
+		{name: "invalid first character", in: chunks(`x{"command":"list-commands"}`),
+			want: `{ "result": 1, "text": "invalid first character x" }`},
+		{name: "invalid character after whitespace", in: chunks(" \n\"command\""),
+			want: `{ "result": 1, "text": "invalid character \"" }`},
+		{name: "invalid comment", in: chunks(`/x`),
+			want: `{ "result": 1, "text": "invalid characters /x" }`},
+		{name: "comments before and inside", in: chunks("# hash\n// line\n/* block\n**/ {\"command\" /* in */ : # h\n \"config-get\" // x\n}"),
+			want: cfgReply},
+		{name: "split writes with pauses", in: chunks(`{"comm`, `and":"con`, `fig-get"`, `}`), pause: 30 * time.Millisecond,
+			want: cfgReply},
+		{name: "byte by byte", in: chunks(strings.Split(`{"command":"config-get"}`, "")...), pause: time.Millisecond,
+			want: cfgReply},
+		{name: "two objects in one write", in: chunks(`{"command":"config-get"}{"command":"foo"}`),
+			want: cfgReply},
+		{name: "trailing garbage", in: chunks(`{"command":"config-get"} }}]] garbage`),
+			want: cfgReply},
+		{name: "whitespace before", in: chunks(" \t\r\n {\"command\":\"config-get\"}"),
+			want: cfgReply},
+		{name: "braces in strings", in: chunks(`{"command":"arglen","arguments":{"data":"}]\"{["}}`),
+			want: `{ "arguments": { "len": 5, "raw": 20 }, "result": 0 }`},
+		{name: "remote address", in: chunks(`{"command":"config-get","remote-address":"127.0.0.1"}`),
+			want: cfgReply},
+		{name: "arguments not a map", in: chunks(`{"command":"config-get","arguments":[1]}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command 'config-get': expected 'arguments' to be a map, got list instead" }`},
+		{name: "arguments null", in: chunks(`{"command":"config-get","arguments":null}`),
+			want: cfgReply},
+		{name: "bad parameter", in: chunks(`{"command":"typed","arguments":{"n":"abc"}}`),
+			want: `{ "result": 1, "text": "typed: parameter 'n' must be an integer, got \"abc\"" }`},
+		{name: "typed parameter", in: chunks(`{"command":"typed","arguments":{"n":"0x10"}}`),
+			want: `{ "arguments": { "n": 16 }, "result": 0 }`},
+		{name: "streaming command", in: chunks(`{"command":"tail"}`),
+			want: `{ "result": 2, "text": "'tail' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket" }`},
+		{name: "output becomes text", in: chunks(`{"command":"say"}`),
+			want: `{ "result": 0, "text": "hello" }`},
+		{name: "list-commands", in: chunks(`{"command":"list-commands"}`), want: listReply,
+			check: func(t *testing.T, got []byte) {
+				var r struct{ Arguments []string }
+				if err := json.Unmarshal(got, &r); err != nil {
+					t.Fatal(err)
+				}
+				if !contains(r.Arguments, "list-commands") {
+					t.Errorf("list-commands not listed: %v", r.Arguments)
+				}
+				for i := 1; i < len(r.Arguments); i++ {
+					if r.Arguments[i-1] >= r.Arguments[i] {
+						t.Errorf("not sorted: %v", r.Arguments)
+					}
+				}
+			}},
+		{name: "version-get", in: chunks(`{"command":"version-get"}`),
+			check: func(t *testing.T, got []byte) {
+				var r struct {
+					Result    int
+					Text      string
+					Arguments struct{ Extended string }
+				}
+				if err := json.Unmarshal(got, &r); err != nil {
+					t.Fatal(err)
+				}
+				if r.Result != 0 || r.Text != "1.2.3" || strings.Count(r.Arguments.Extended, "\n") < 2 ||
+					!strings.HasPrefix(r.Arguments.Extended, "hub 1.2.3\n") {
+					t.Errorf("bad version-get reply %s", got)
+				}
+				if !bytes.HasPrefix(got, []byte(`{ "arguments": { "extended": "hub 1.2.3\n`)) {
+					t.Errorf("layout: %s", got)
+				}
+			}},
+		{name: "status-get", in: chunks(`{"command":"status-get"}`),
+			check: func(t *testing.T, got []byte) {
+				var r struct {
+					Result    int
+					Arguments map[string]any
+				}
+				if err := json.Unmarshal(got, &r); err != nil {
+					t.Fatal(err)
+				}
+				for _, k := range []string{"pid", "uptime", "reload"} {
+					if _, ok := r.Arguments[k]; !ok {
+						t.Errorf("status-get lacks %q: %s", k, got)
+					}
+				}
+				if int(r.Arguments["pid"].(float64)) != os.Getpid() {
+					t.Errorf("pid: %s", got)
+				}
+			}},
+		{name: "config-get", in: chunks(`{"command":"config-get"}`), want: cfgReply},
+		{name: "build-report", in: chunks(`{"command":"build-report"}`),
+			check: func(t *testing.T, got []byte) {
+				if !bytes.HasPrefix(got, []byte(`{ "result": 0, "text": "hub 1.2.3\ngo: `)) {
+					t.Errorf("build-report: %s", got)
+				}
+			}},
+		{name: "shutdown", path: nilFwd.path, in: chunks(`{"command":"shutdown"}`),
+			want: `{ "result": 0, "text": "Shutting down." }`},
+		{name: "request just under the limit", in: [][]byte{[]byte(bigReq)},
+			want: fmt.Sprintf(`{ "arguments": { "len": %d, "raw": %d }, "result": 0 }`, near-44, near-44+14)},
+		{name: "request over the limit", in: [][]byte{[]byte(overReq)},
+			want: `{ "result": 1, "text": "request too large: exceeds 16777216 bytes" }`},
+		{name: "100 KiB reply", in: chunks(`{"command":"big","arguments":{"size":102400}}`),
+			want: `{ "arguments": { "data": "` + strings.Repeat("x", 102400) + `" }, "result": 0 }`},
+		{name: "connect and close", in: nil, halfCl: true, want: ""},
+		{name: "partial then EOF", in: chunks(`{"command":"con`), halfCl: true, want: ""},
+		{name: "service without forwarding", path: nilFwd.path, in: chunks(`{"command":"config-get","service":["dhcp4"]}`),
+			want: `[ { "result": 1, "text": "forwarding socket is not configured for the server type dhcp4" } ]`},
+		{name: "unknown service", in: chunks(`{"command":"config-get","service":["nosuch"]}`),
+			want: `[ { "result": 1, "text": "forwarding socket is not configured for the server type nosuch" } ]`},
+		{name: "service offline", in: chunks(`{"command":"config-get","service":["down"]}`),
+			want: `[ { "result": 1, "text": "unable to forward command to the down service: ` + dialErr.Error() + `. The server is likely to be offline" } ]`},
+		{name: "service forwarded", in: chunks(`{"command":"config-get","service":["ptpd"]}`),
+			want: `[ { "arguments": { "b": 2 }, "result": 0 } ]`},
+		{name: "service forwarded with arguments", in: chunks(`{"command":"typed","arguments":{"n":7},"service":["ptpd"]}`),
+			want: `[ { "arguments": { "n": 7 }, "result": 0 } ]`},
+		{name: "several services", in: chunks(`{"command":"config-get","service":["ptpd","nosuch","lister"]}`),
+			want: `[ { "arguments": { "b": 2 }, "result": 0 }, { "result": 1, "text": "forwarding socket is not configured for the server type nosuch" }, { "result": 0, "text": "one" }, { "result": 3, "text": "two" } ]`},
+		{name: "empty service list is local", in: chunks(`{"command":"config-get","service":[]}`),
+			want: cfgReply},
+		{name: "service not a list", in: chunks(`{"command":"config-get","service":"ptpd"}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: expected 'service' to be a list, got string instead" }`},
+	}
+	if len(cases) < 25 {
+		t.Fatalf("only %d cases", len(cases))
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			path := tc.path
+			if path == "" {
+				path = env.path
+			}
+			got := exchange(t, path, tc.in, tc.pause, tc.halfCl)
+			if tc.check != nil {
+				tc.check(t, got)
+			}
+			if (tc.check == nil || tc.want != "") && string(got) != tc.want {
+				g, w := string(got), tc.want
+				if len(g) > 300 || len(w) > 300 {
+					g, w = fmt.Sprintf("%d bytes %.200q", len(g), g), fmt.Sprintf("%d bytes %.200q", len(w), w)
+				}
+				t.Errorf("reply\n got %s\nwant %s", g, w)
+			}
+		})
+	}
+	if strings.Contains(env.log.String(), "level=ERROR") {
+		t.Errorf("errors logged:\n%s", env.log.String())
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, e := range list {
+		if e == s {
+			return true
+		}
+	}
+	return false
+}
+
+func TestKeaTimeouts(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "to", nil, KeaOptions{IdleTimeout: 150 * time.Millisecond})
+	cases := []struct {
+		name string
+		in   [][]byte
+		want string
+	}{
+		{"no bytes", nil, `{ "result": 1, "text": "Connection over control channel timed out" }`},
+		{"only whitespace", chunks("  \n"), `{ "result": 1, "text": "Connection over control channel timed out" }`},
+		{"partial command", chunks(` {"comm`), `{ "result": 1, "text": "Connection over control channel timed out, discarded partial command of 6 bytes" }`},
+		{"partial with comment", chunks("{\"a\" /* x */ :"), `{ "result": 1, "text": "Connection over control channel timed out, discarded partial command of 7 bytes" }`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			got := exchange(t, env.path, tc.in, 0, false)
+			if string(got) != tc.want {
+				t.Errorf("got %s, want %s", got, tc.want)
+			}
+			if d := time.Since(start); d < 150*time.Millisecond || d > 3*time.Second {
+				t.Errorf("timed out after %v", d)
+			}
+		})
+	}
+	t.Run("restarted on every read", func(t *testing.T) {
+		got := exchange(t, env.path, chunks(`{"comma`, `nd":"con`, `fig-get"}`), 100*time.Millisecond, false)
+		if want := `{ "arguments": {  }, "result": 0 }`; string(got) != want {
+			t.Errorf("got %s, want %s", got, want)
+		}
+	})
+}
+
+// TestKeaDefaultTimeout checks the real 10 s default once.
+func TestKeaDefaultTimeout(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("takes 10 s")
+	}
+	env := startKea(t, "dto", nil, KeaOptions{})
+	start := time.Now()
+	got := exchange(t, env.path, nil, 0, false)
+	if want := `{ "result": 1, "text": "Connection over control channel timed out" }`; string(got) != want {
+		t.Errorf("got %s, want %s", got, want)
+	}
+	if d := time.Since(start); d < 10*time.Second || d > 12*time.Second {
+		t.Errorf("default timeout took %v", d)
+	}
+}
+
+func TestKeaEPIPE(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "pipe", nil, KeaOptions{})
+	for i := 0; i < 3; i++ {
+		c, err := net.Dial("unix", env.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Write([]byte(`{"command":"big","arguments":{"size":8388608}}`)); err != nil {
+			t.Fatal(err)
+		}
+		// Read a little so that the server is surely writing, then leave.
+		c.Read(make([]byte, 10))
+		c.Close()
+	}
+	got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	if err != nil || string(got) != `{ "arguments": {  }, "result": 0 }` {
+		t.Fatalf("after EPIPE: %s, %v", got, err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for env.kea.Active() != 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	logs := env.log.String()
+	if strings.Contains(logs, "level=ERROR") || strings.Contains(logs, "level=WARN") {
+		t.Errorf("EPIPE logged loudly:\n%s", logs)
+	}
+	if !strings.Contains(logs, "client left before reading the reply") {
+		t.Errorf("EPIPE not logged at all:\n%s", logs)
+	}
+}
+
+func TestKeaSocat(t *testing.T) {
+	t.Parallel()
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	env := startKea(t, "socat", nil, KeaOptions{})
+	out, err := exec.Command("sh", "-c", `echo '{"command":"list-commands"}' | socat - UNIX-CONNECT:`+env.path).CombinedOutput()
+	if err != nil {
+		t.Fatalf("socat: %v: %s", err, out)
+	}
+	names := env.d.Names()
+	want := fmt.Sprintf(`{ "arguments": [ "%s" ], "result": 0, "text": "%d commands" }`, strings.Join(names, `", "`), len(names))
+	if string(out) != want {
+		t.Errorf("socat got %s\nwant %s", out, want)
+	}
+}
+
+func TestKeaClient(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "cli", map[string]any{"x": "y"}, KeaOptions{StreamOptions: StreamOptions{MaxConns: 1}, IdleTimeout: 5 * time.Second})
+	got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	if err != nil || string(got) != `{ "arguments": { "x": "y" }, "result": 0 }` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	// Abstract names work too.
+	abs := fmt.Sprintf("@tb-kea-%d-%d", os.Getpid(), time.Now().UnixNano())
+	if _, err := env.srv.ServeKea(SocketSpec{Addr: abs}, KeaOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := KeaCall(context.Background(), abs, []byte(`{"command":"config-get"}`)); err != nil || !bytes.Contains(got, []byte(`"x": "y"`)) {
+		t.Fatalf("abstract: %s, %v", got, err)
+	}
+	// A missing socket keeps the OS error text.
+	_, err = KeaCall(context.Background(), filepath.Join(shortDir(t), "none"), []byte(`{}`))
+	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || !errors.Is(err, syscall.ENOENT) {
+		t.Errorf("missing socket: %v", err)
+	}
+	// A rejected connection (limit 1) still returns the reject reply
+	// even if the write races the server's close.
+	hold, err := net.Dial("unix", env.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hold.Close()
+	waitActive(t, env.kea, 1)
+	got, err = KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	if err != nil || string(got) != `{ "result": 1, "text": "too many connections (limit 1)" }` {
+		t.Errorf("over limit: %s, %v", got, err)
+	}
+	// The context bounds the call.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	hold.Close()
+	waitActive(t, env.kea, 0)
+	start := time.Now()
+	_, err = KeaCall(ctx, env.path, []byte(`{"command":`))
+	if err == nil || time.Since(start) > 2*time.Second || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("deadline: %v after %v", err, time.Since(start))
+	}
+}
+
+func waitActive(t testing.TB, k *KeaServer, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for k.Active() != n {
+		if time.Now().After(deadline) {
+			t.Fatalf("active connections: %d, want %d", k.Active(), n)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+func TestKeaConnLimit(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "lim", nil, KeaOptions{StreamOptions: StreamOptions{MaxConns: 5}})
+	var held []net.Conn
+	for i := 0; i < 5; i++ {
+		c, err := net.Dial("unix", env.path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		held = append(held, c)
+	}
+	waitActive(t, env.kea, 5)
+	start := time.Now()
+	got := exchange(t, env.path, nil, 0, false)
+	if want := `{ "result": 1, "text": "too many connections (limit 5)" }`; string(got) != want {
+		t.Errorf("6th connection got %q", got)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("reject took %v", d)
+	}
+	for i, c := range held {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		if _, err := c.Write([]byte(`{"command":"config-get"}`)); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(c)
+		if err != nil || string(b) != `{ "arguments": {  }, "result": 0 }` {
+			t.Errorf("held connection %d: %s, %v", i, b, err)
+		}
+	}
+}
+
+// holdEnv makes the test binary, re-run as a child, a holder of idle
+// connections: the file limit here (20,000) cannot hold both ends of
+// 10,000 connections in one process.
+const holdEnv = "TB_KEA_HOLD"
+
+// TestKeaHoldHelper is the child side of TestKeaManyIdleConnections.
+func TestKeaHoldHelper(t *testing.T) {
+	spec := os.Getenv(holdEnv)
+	if spec == "" {
+		t.Skip("helper process only")
+	}
+	path, count, _ := strings.Cut(spec, ",")
+	var n int
+	fmt.Sscan(count, &n)
+	conns := make([]net.Conn, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("unix", path)
+		// A full accept backlog gives EAGAIN on unix sockets: wait
+		// for the server to catch up.
+		for try := 0; err != nil && errors.Is(err, syscall.EAGAIN) && try < 1000; try++ {
+			time.Sleep(time.Millisecond)
+			c, err = net.Dial("unix", path)
+		}
+		if err != nil {
+			fmt.Printf("dial %d: %v\n", i, err)
+			os.Exit(1)
+		}
+		conns = append(conns, c)
+	}
+	fmt.Println("ready")
+	io.Copy(io.Discard, os.Stdin)
+	for _, c := range conns {
+		c.Close()
+	}
+	os.Exit(0)
+}
+
+func TestKeaManyIdleConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("opens 10,000 connections")
+	}
+	const n = 10000
+	env := startKea(t, "many", nil, KeaOptions{StreamOptions: StreamOptions{MaxConns: 12000}, IdleTimeout: time.Minute})
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKeaHoldHelper$", "-test.count=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", holdEnv, env.path, n))
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+	}()
+	line := make([]byte, 64)
+	k, _ := stdout.Read(line)
+	if !strings.HasPrefix(string(line[:k]), "ready") {
+		t.Fatalf("helper: %q", line[:k])
+	}
+	waitActive(t, env.kea, n)
+	var best time.Duration
+	for try := 0; try < 3; try++ {
+		start := time.Now()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		got, err := KeaCall(ctx, env.path, []byte(`{"command":"config-get"}`))
+		cancel()
+		d := time.Since(start)
+		if err != nil || string(got) != `{ "arguments": {  }, "result": 0 }` {
+			t.Fatalf("fresh client: %s, %v", got, err)
+		}
+		if try == 0 || d < best {
+			best = d
+		}
+	}
+	t.Logf("answer with %d idle connections open: %v", n, best)
+	if best > 100*time.Millisecond {
+		t.Errorf("fresh client answered after %v, want < 100ms", best)
+	}
+	if env.kea.Active() != n {
+		t.Errorf("active %d, want %d", env.kea.Active(), n)
+	}
+}
+
+func TestKeaClose(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "close", nil, KeaOptions{IdleTimeout: time.Minute})
+	idle, err := net.Dial("unix", env.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	partial, err := net.Dial("unix", env.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer partial.Close()
+	partial.Write([]byte(`{"comm`))
+	busy := make(chan []byte)
+	go func() {
+		got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":300}}`))
+		if err != nil {
+			t.Error(err)
+		}
+		busy <- got
+	}()
+	waitActive(t, env.kea, 3)
+	time.Sleep(50 * time.Millisecond) // let the sleep command start
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	closed := make(chan error)
+	go func() { closed <- env.srv.Close(ctx) }()
+	for _, c := range []net.Conn{idle, partial} {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		b, err := io.ReadAll(c)
+		if err != nil || len(b) != 0 {
+			t.Errorf("idle connection on close: %q, %v", b, err)
+		}
+	}
+	if d := time.Since(start); d > 200*time.Millisecond {
+		t.Errorf("idle connections closed after %v", d)
+	}
+	if got := <-busy; string(got) != `{ "result": 0, "text": "slept" }` {
+		t.Errorf("in-flight reply %s", got)
+	}
+	if err := <-closed; err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(env.path); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("socket left behind: %v", err)
+	}
+}
+
+func TestKeaCloseDeadlineCancels(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "hard", nil, KeaOptions{})
+	busy := make(chan []byte)
+	go func() {
+		got, _ := KeaCall(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":60000}}`))
+		busy <- got
+	}()
+	waitActive(t, env.kea, 1)
+	time.Sleep(50 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	env.srv.Close(ctx)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("close took %v", d)
+	}
+	got := <-busy
+	if len(got) != 0 && string(got) != `{ "result": 1, "text": "cancelled" }` {
+		t.Errorf("cancelled command reply %s", got)
+	}
+}
+
+func BenchmarkKea(b *testing.B) {
+	env := startKea(b, "bench", nil, KeaOptions{})
+	req := []byte(`{"command":"list-commands"}`)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := KeaCall(ctx, env.path, req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
