@@ -37,17 +37,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// shortDir returns a short temporary directory: t.TempDir() paths can
-// exceed the 107-byte sun_path limit.
-func shortDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // keaTestDaemon returns a daemon with the commands the Kea tests use.
 func keaTestDaemon(name string, cfg map[string]any, log *slog.Logger) *Daemon {
 	d := NewDaemon(DaemonOptions{Name: name, Version: "1.2.3", Logger: log, Config: func() any { return cfg }})

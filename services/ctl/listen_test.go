@@ -14,18 +14,6 @@ import (
 	"time"
 )
 
-// shortTempDir returns a temporary directory with a path short enough for
-// socket names (t.TempDir can exceed sun_path's 107 bytes).
-func shortTempDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 func newTestServer(t *testing.T) *Server {
 	t.Helper()
 	return NewServer(NewDaemon(DaemonOptions{Name: "test", Logger: quietLogger()}))
@@ -132,7 +120,7 @@ func TestSocketPathRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(shortTempDir(t), "run", "x", "s.sock")
+			path := filepath.Join(shortDir(t), "run", "x", "s.sock")
 			if c := tc.setup(t, path); c != nil {
 				defer c()
 			}
@@ -243,7 +231,7 @@ func TestSocketActivation(t *testing.T) {
 	if err != nil {
 		t.Skip("no sh to emulate the service manager: " + err.Error())
 	}
-	path := filepath.Join(shortTempDir(t), "act.sock")
+	path := filepath.Join(shortDir(t), "act.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
