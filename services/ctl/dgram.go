@@ -35,9 +35,9 @@ const dgramOutputMax = 4 << 10
 // DgramOptions configures a datagram front end.
 type DgramOptions struct {
 	// QueueLen bounds the commands read from the socket but not yet run;
-	// 0 means DefaultDgramQueue. When it is full further datagrams are
-	// dropped (and counted), so that the reader never stops draining the
-	// kernel queue and clients never block.
+	// 0 means DefaultDgramQueue. The queue lets a slow command run
+	// without clients' writes blocking; when it is full the reader waits
+	// (and counts a stall) instead of dropping a command.
 	QueueLen int
 }
 
@@ -52,8 +52,11 @@ type DgramStats struct {
 	Failed uint64
 	// Rejected counts empty and over-long datagrams.
 	Rejected uint64
-	// Dropped counts datagrams lost because the in-process queue was
-	// full, or still queued when the front end closed.
+	// Stalls counts the times the in-process queue was full and reading
+	// paused until a command completed.
+	Stalls uint64
+	// Dropped counts commands read but not run because the front end
+	// closed (its close deadline passed) before their turn.
 	Dropped uint64
 }
 
@@ -77,7 +80,7 @@ type DgramServer struct {
 	closeRes   *handoffFiles
 	closeErr   error
 
-	received, run, failed, rejected, dropped atomic.Uint64
+	received, run, failed, rejected, stalls, dropped atomic.Uint64
 }
 
 // ServeDgram starts the datagram front end on spec (a path, or "@name").
@@ -125,6 +128,7 @@ func (d *DgramServer) Stats() DgramStats {
 		Run:      d.run.Load(),
 		Failed:   d.failed.Load(),
 		Rejected: d.rejected.Load(),
+		Stalls:   d.stalls.Load(),
 		Dropped:  d.dropped.Load(),
 	}
 }
@@ -143,7 +147,7 @@ func (d *DgramServer) read() {
 	defer close(d.readerDone)
 	defer close(d.queue)
 	buf := make([]byte, dgramReadBuf)
-	var lastDropLog time.Time
+	var lastStallLog time.Time
 	var backoff time.Duration
 	for {
 		n, _, flags, _, err := d.conn.ReadMsgUnix(buf, nil)
@@ -169,16 +173,27 @@ func (d *DgramServer) read() {
 			d.rejected.Add(1)
 			continue
 		}
+		line := string(buf[:n])
 		select {
-		case d.queue <- string(buf[:n]):
+		case d.queue <- line:
+			continue
 		default:
-			total := d.dropped.Add(1)
-			// One line per second at most: a flood must not turn into a
-			// flood of log lines as well.
-			if now := time.Now(); now.Sub(lastDropLog) >= time.Second {
-				lastDropLog = now
-				d.log.Warn("control: command queue full; datagram dropped", "queue", cap(d.queue), "dropped_total", total)
-			}
+		}
+		// The queue is full: wait for the executor rather than drop a
+		// command. The kernel queue then fills and clients' writes block,
+		// which is what sfptpd's clients expect; losing a stepclocks
+		// would be worse. One log line per second at most.
+		total := d.stalls.Add(1)
+		if now := time.Now(); now.Sub(lastStallLog) >= time.Second {
+			lastStallLog = now
+			d.log.Warn("control: command queue full; reading paused until commands complete", "queue", cap(d.queue), "stalls_total", total)
+		}
+		select {
+		case d.queue <- line:
+		case <-d.ctx.Done():
+			d.dropped.Add(1)
+			d.log.Warn("control: front end closing; command not run", "line", line)
+			return
 		}
 	}
 }
@@ -277,13 +292,16 @@ func (d *DgramServer) close(ctx context.Context, handoff bool) (*handoffFiles, e
 			}
 		}
 		d.conn.Close()
-		<-d.readerDone
+		// The executor ends once the reader has closed the queue; past
+		// ctx's deadline, commands still queued are abandoned (and
+		// counted) and a reader waiting on the full queue gives up.
 		select {
 		case <-d.execDone:
 		case <-ctx.Done():
 			d.cancel()
-			<-d.execDone
 		}
+		<-d.readerDone
+		<-d.execDone
 		d.cancel()
 		if !handoff {
 			d.sock.remove()

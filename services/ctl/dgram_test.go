@@ -343,10 +343,11 @@ func dgManyInOrder(t *testing.T, n, queue int) {
 	}
 }
 
-// TestDgramQueueFullDrops blocks the executor and checks that the reader
-// keeps draining the kernel queue, dropping (and counting) what does not
-// fit in the in-process queue instead of blocking clients.
-func TestDgramQueueFullDrops(t *testing.T) {
+// TestDgramQueueFullBackpressure blocks the executor and checks that a
+// full in-process queue makes the reader wait, so the kernel queue fills
+// and the client's writes block, instead of losing commands; every
+// command then runs, in order.
+func TestDgramQueueFullBackpressure(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
@@ -360,28 +361,41 @@ func TestDgramQueueFullDrops(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-started
-	// Far more than the kernel queue holds (about 10): had the reader
-	// stopped, this write would block and the test would time out.
-	cmds := make([]string, 50)
+	// Far more than the kernel queue (net.unix.max_dgram_qlen, 10 by
+	// default) plus the in-process queue hold: the sender must block.
+	const n = 600
+	cmds := make([]string, n)
 	for i := range cmds {
 		cmds[i] = "rec=" + strconv.Itoa(i)
 	}
-	if err := SendDgram(f.path, cmds...); err != nil {
+	sent := make(chan error, 1)
+	go func() { sent <- SendDgram(f.path, cmds...) }()
+	dgWait(t, "reader stalled on the full queue", func() bool { return f.dg.Stats().Stalls >= 1 })
+	select {
+	case err := <-sent:
+		t.Fatalf("sender finished while the executor was blocked (err %v): datagrams were not held back", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(release)
+	if err := <-sent; err != nil {
 		t.Fatal(err)
 	}
-	dgWait(t, "all datagrams received", func() bool { return f.dg.Stats().Received == 51 })
-	close(release)
-	f.waitProcessed(t, 51)
+	f.waitProcessed(t, n+1)
 	st := f.dg.Stats()
-	if st.Dropped != 48 || st.Run != 3 {
-		t.Fatalf("stats = %+v, want 48 dropped, 3 run", st)
+	if st.Run != n+1 || st.Dropped != 0 || st.Received != n+1 {
+		t.Fatalf("stats = %+v, want all %d run and none dropped", st, n+1)
 	}
-	if got := f.callList(); strings.Join(got, "|") != "rec:0|rec:1" {
-		t.Fatalf("calls = %q, want the first two queued", got)
+	calls := f.callList()
+	if len(calls) != n {
+		t.Fatalf("%d calls, want %d", len(calls), n)
 	}
-	recs := f.logs.find("control: command queue full; datagram dropped")
-	if len(recs) == 0 || recs[0].Attrs["dropped_total"] != "1" {
-		t.Fatalf("missing drop log line; logs:\n%s", f.logs.dump())
+	for i, c := range calls {
+		if c != "rec:"+strconv.Itoa(i) {
+			t.Fatalf("call %d = %q: order lost", i, c)
+		}
+	}
+	if recs := f.logs.find("control: command queue full; reading paused until commands complete"); len(recs) == 0 {
+		t.Fatalf("missing stall log line; logs:\n%s", f.logs.dump())
 	}
 }
 
