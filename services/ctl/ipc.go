@@ -495,7 +495,9 @@ func (ss *ipcSession) fail(id, msg string) {
 	ss.reply(appendErrorReply(ss.scratch[:0], id, msg))
 }
 
-func isSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f' }
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
+}
 
 // handleLine runs one request line. A streaming command still running
 // from the previous line is cancelled first, so replies keep their order.
