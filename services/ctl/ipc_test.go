@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -347,6 +348,10 @@ func TestIPCEventsBetweenRequestAndReply(t *testing.T) {
 	env := newIPCEnv(t, IPCOptions{})
 	c := env.dial(t)
 	other := env.dial(t)
+	// A round trip makes sure the server registered the connection.
+	if _, err := other.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
 
 	// A command that broadcasts before replying: its event comes first,
 	// and the other client sees it too.
@@ -751,4 +756,126 @@ func TestIPCUnencodableResult(t *testing.T) {
 			t.Fatalf("got %s", got)
 		}
 	}
+}
+
+// FuzzIPCLine feeds one arbitrary request line through the connection
+// code: the output is either nothing (blank or comment-only line) or log
+// events followed by exactly one reply, every line one well-formed JSON
+// object, and its size bounded.
+func FuzzIPCLine(f *testing.F) {
+	for _, s := range []string{
+		`{"command":"mdio_read","phy":1,"address":1,"id":1}`,
+		`{"command":"echo","id":2,"x":[1,{"a":null}],"s":"\u00e9"}`,
+		`{"command":`, `{"id":1.5}`, `{"command":"help","search":1}`,
+		`mdio_read 1 1`, `mdio_read --phy=0x1 --address=1 # c`, `echo "a b" 'c' d\ e`,
+		`mdio_read --help`, `help mdio`, `textual`, `exit`, `   `, `# only`, `"unterminated`,
+		strings.Repeat("y", 300),
+	} {
+		f.Add([]byte(s))
+	}
+	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ipcTestCommands(d, nil)
+	srv := &Server{d: d, log: d.Logger()}
+	const maxLine = 256
+	f.Fuzz(func(t *testing.T, data []byte) {
+		line := strings.ReplaceAll(string(data), "\n", " ")
+		var total atomic.Uint64
+		q := newIPCQueue(1<<30, &total, srv.log)
+		ss := &ipcSession{s: srv, q: q, log: srv.log, maxLine: maxLine}
+		if err := ss.serve(context.Background(), strings.NewReader(line+"\n")); err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+		out := q.take()
+		if len(out) > 8192+8*len(line) {
+			t.Fatalf("output of %d bytes for a %d-byte line", len(out), len(line))
+		}
+		wantReplies := 1
+		content := strings.TrimSuffix(line, "\r")
+		if len(content) <= maxLine {
+			trimmed := strings.TrimLeft(content, " \t\r\n\v\f")
+			if trimmed == "" {
+				wantReplies = 0
+			} else if trimmed[0] != '{' {
+				if tc, err := ParseText(content); err == nil && tc.Name == "" {
+					wantReplies = 0
+				}
+			}
+		}
+		if wantReplies == 0 {
+			if len(out) != 0 {
+				t.Fatalf("output for an empty line: %q", out)
+			}
+			return
+		}
+		if len(out) == 0 || out[len(out)-1] != '\n' {
+			t.Fatalf("output not newline-terminated: %q", out)
+		}
+		lines := strings.Split(string(out[:len(out)-1]), "\n")
+		for i, l := range lines {
+			if !json.Valid([]byte(l)) || l[0] != '{' {
+				t.Fatalf("line %d not a JSON object: %q", i, l)
+			}
+			_, isEvent := IPCEvent([]byte(l))
+			if isEvent != (i < len(lines)-1) {
+				t.Fatalf("line %d of %d: event=%v: %q", i, len(lines), isEvent, l)
+			}
+		}
+		var reply struct {
+			ID      *json.Number `json:"id"`
+			Success *bool        `json:"success"`
+			Error   *string      `json:"error"`
+		}
+		d := json.NewDecoder(strings.NewReader(lines[len(lines)-1]))
+		d.UseNumber()
+		if err := d.Decode(&reply); err != nil || reply.ID == nil || reply.Success == nil {
+			t.Fatalf("reply lacks id or success: %q", lines[len(lines)-1])
+		}
+		if _, err := reply.ID.Int64(); err != nil {
+			t.Fatalf("reply id not an integer: %q", lines[len(lines)-1])
+		}
+		if !*reply.Success && (reply.Error == nil || *reply.Error == "") {
+			t.Fatalf("failure without an error text: %q", lines[len(lines)-1])
+		}
+	})
+}
+
+// BenchmarkIPCPipelinedEcho measures pipelined requests on one
+// connection, the pattern of a tool driving a daemon in bulk.
+func BenchmarkIPCPipelinedEcho(b *testing.B) {
+	env := newIPCEnv(b, IPCOptions{})
+	c := env.dial(b)
+	c.SetDeadline(time.Time{})
+	line := []byte(`{"command":"echo","id":1,"x":1}` + "\n")
+	var batch []byte
+	for i := 0; i < 64; i++ {
+		batch = append(batch, line...)
+	}
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	go func() {
+		n := b.N
+		for n > 0 {
+			k := min(n, 64)
+			if _, err := ipcRawConn(c).Write(batch[:k*len(line)]); err != nil {
+				errc <- err
+				return
+			}
+			n -= k
+		}
+		errc <- nil
+	}()
+	want := `{"id":1,"x":1,"success":true}`
+	for i := 0; i < b.N; i++ {
+		l, err := c.ReadLine()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if string(l) != want {
+			b.Fatalf("got %s", l)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
