@@ -379,7 +379,9 @@ func (q *ipcQueue) writeTo(w io.Writer) error {
 		_, err := w.Write(out)
 
 		q.mu.Lock()
-		if cap(out) <= 4*q.limit {
+		// Keep the buffer for the next swap unless a burst grew it: an
+		// idle connection should not pin a large buffer.
+		if cap(out) <= 64<<10 {
 			q.spare = out[:0]
 		}
 		if err != nil {

@@ -879,3 +879,21 @@ func BenchmarkIPCPipelinedEcho(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
 }
+
+// A daemon's own help or exit command wins over the front end's.
+func TestIPCRegistryOverridesBuiltins(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	env.srv.d.MustRegister(&Command{Name: "exit", Comment: "daemon exit", Handler: func(context.Context, *Call) Result {
+		return OK("", "daemon's exit")
+	}})
+	c := env.dial(t)
+	got, err := c.Do(`{"command":"exit","id":1}`, nil)
+	if err != nil || string(got) != `{"id":1,"result":"daemon's exit","success":true}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	// The connection is still open.
+	got, err = c.Do(`{"command":"help","search":"exit","id":2}`, nil)
+	if err != nil || string(got) != `{"id":2,"result":["exit - daemon exit"],"success":true}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+}
