@@ -893,7 +893,7 @@ func TestIPCRegistryOverridesBuiltins(t *testing.T) {
 	}
 	// The connection is still open.
 	got, err = c.Do(`{"command":"help","search":"exit","id":2}`, nil)
-	if err != nil || string(got) != `{"id":2,"result":["exit - daemon exit"],"success":true}` {
+	if err != nil || string(got) != `{"id":2,"result":["exit - daemon exit","shutdown - shut the daemon down cleanly (exit 0)"],"success":true}` {
 		t.Fatalf("got %s, %v", got, err)
 	}
 }
