@@ -86,11 +86,9 @@ type DemuxOptions struct {
 	// DefaultDemuxMaxMessage. Each connection holds a read buffer of this
 	// size.
 	MaxMessage int
-	// MaxConns limits concurrent clients per name; 0 means
-	// DefaultMaxConns.
-	MaxConns int
-	// Peers restricts which uids and gids may connect.
-	Peers PeerPolicy
+	// StreamOptions limit concurrent clients per name and say which uids
+	// and gids may connect.
+	StreamOptions
 }
 
 // DemuxStats are the demux's counters.
@@ -167,7 +165,7 @@ func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
 	for _, name := range names {
 		addr := "@" + strings.TrimPrefix(name, "@")
 		a, err := s.startAcceptor("demux", "unixpacket", SocketSpec{Addr: addr},
-			StreamOptions{MaxConns: opts.MaxConns, Peers: opts.Peers}, d.serve, nil)
+			opts.StreamOptions, d.serve, nil)
 		if err == nil {
 			err = s.add(a)
 			if err != nil {

@@ -430,7 +430,7 @@ func TestDemuxPeerRefused(t *testing.T) {
 		}
 	})
 	t.Run("allowed", func(t *testing.T) {
-		f := newDMFixture(t, DemuxOptions{Peers: PeerPolicy{UIDs: []uint32{65534}}})
+		f := newDMFixture(t, DemuxOptions{StreamOptions: StreamOptions{Peers: PeerPolicy{UIDs: []uint32{65534}}}})
 		done := make(chan string, 1)
 		go func() { done <- dgRunAsNobody(t, "demuxdial", f.names[1]) }()
 		dgWait(t, "child registered", func() bool { return f.dm.Stats().Clients[5] == 1 })

@@ -134,7 +134,7 @@ func appendKeaResult(b []byte, r Result) []byte {
 	b = appendKeaJSON(b, int(r.Code))
 	if r.Text != "" {
 		b = append(b, `, "text": `...)
-		b = appendKeaString(b, r.Text)
+		b = appendJSONString(b, r.Text)
 	}
 	return append(b, " }"...)
 }

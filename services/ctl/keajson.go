@@ -381,7 +381,7 @@ func appendKeaJSON(b []byte, v any) []byte {
 	case bool:
 		return strconv.AppendBool(b, x)
 	case string:
-		return appendKeaString(b, x)
+		return appendJSONString(b, x)
 	case json.Number:
 		if x == "" {
 			return append(b, '0')
@@ -400,7 +400,7 @@ func appendKeaJSON(b []byte, v any) []byte {
 	case []any:
 		return appendKeaList(b, len(x), func(b []byte, i int) []byte { return appendKeaJSON(b, x[i]) })
 	case []string:
-		return appendKeaList(b, len(x), func(b []byte, i int) []byte { return appendKeaString(b, x[i]) })
+		return appendKeaList(b, len(x), func(b []byte, i int) []byte { return appendJSONString(b, x[i]) })
 	case map[string]any:
 		keys := make([]string, 0, len(x))
 		for k := range x {
@@ -415,7 +415,7 @@ func appendKeaJSON(b []byte, v any) []byte {
 			if i > 0 {
 				b = append(b, ", "...)
 			}
-			b = appendKeaString(b, k)
+			b = appendJSONString(b, k)
 			b = append(b, ": "...)
 			b = appendKeaJSON(b, x[k])
 		}
@@ -425,7 +425,7 @@ func appendKeaJSON(b []byte, v any) []byte {
 	}
 	raw, err := json.Marshal(v)
 	if err != nil {
-		return appendKeaString(b, fmt.Sprintf("unencodable value: %v", err))
+		return appendJSONString(b, fmt.Sprintf("unencodable value: %v", err))
 	}
 	return appendKeaJSON(b, decodeForKea(raw))
 }
@@ -460,44 +460,4 @@ func appendKeaFloat(b []byte, f float64, bits int) []byte {
 		return append(b, "null"...)
 	}
 	return strconv.AppendFloat(b, f, 'g', -1, bits)
-}
-
-const hexDigits = "0123456789abcdef"
-
-func appendKeaString(b []byte, s string) []byte {
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\b':
-			b = append(b, '\\', 'b')
-		case '\f':
-			b = append(b, '\\', 'f')
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			if c < 0x20 || c == 0x7f {
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-			} else if c < utf8.RuneSelf {
-				b = append(b, c)
-			} else {
-				r, n := utf8.DecodeRuneInString(s[i:])
-				if r == utf8.RuneError && n == 1 {
-					b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&15])
-				} else {
-					b = append(b, s[i:i+n]...)
-				}
-				i += n
-				continue
-			}
-		}
-		i++
-	}
-	return append(b, '"')
 }

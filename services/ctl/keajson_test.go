@@ -78,7 +78,7 @@ func TestKeaEncode(t *testing.T) {
 		{[]string{"a", "b"}, `[ "a", "b" ]`},
 		{map[string]any{"z": 1, "a": []any{true, 1.5, int64(-3)}}, `{ "a": [ true, 1.5, -3 ], "z": 1 }`},
 		{st{A: 1, B: "x"}, `{ "a": 1, "b": "x" }`},
-		{"q\"\\\n\x01é\xff", `"q\"\\\n\u0001é\u00ff"`},
+		{"q\"\\\n\x01é\xff\x7f", `"q\"\\\n\u0001é\ufffd\u007f"`},
 		{uint8(7), `7`},
 	}
 	for _, tc := range cases {

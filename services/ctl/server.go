@@ -39,6 +39,10 @@ type Server struct {
 	// failed records why the server cannot go on (a re-exec that closed
 	// the front ends and then could not exec); Run returns it.
 	failed error
+
+	// ipc holds every IPC connection (listened or dialled out), so that
+	// log events reach all of them whichever front end they came from.
+	ipc ipcHub
 }
 
 // frontend is a running front end.
@@ -82,6 +86,20 @@ func (s *Server) add(f frontend) error {
 	}
 	s.fronts = append(s.fronts, f)
 	return nil
+}
+
+// remove forgets a front end that ended on its own (an outgoing
+// connection), so a daemon that reconnects in a loop does not grow the
+// list.
+func (s *Server) remove(f frontend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, g := range s.fronts {
+		if g == f {
+			s.fronts = append(s.fronts[:i], s.fronts[i+1:]...)
+			return
+		}
+	}
 }
 
 // Run serves until ctx is cancelled or a shutdown command arrives, then

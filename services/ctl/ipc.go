@@ -1,0 +1,1140 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// IPC front end: the nose line-JSON protocol (PROTOCOLS.md §4).
+//
+// Every request line gets exactly one reply line, in request order:
+//
+//	{"id":N, <arguments flattened>, "text":"…", "success":true}
+//	{"id":N, "error":"…", "success":false}
+//
+// Log events {"type":"log","msg":"…"} may come at any time, between whole
+// lines only. Text-form lines ("mdio_read 1 1") get their output as log
+// events to that client, then the reply line with id -1, so that a client
+// always knows where a command's output ends.
+//
+// Slow clients: each connection has a bounded outgoing queue. Broadcast
+// events that do not fit are dropped for that client only (counted and
+// logged). Replies are never dropped: when the queue is full, the
+// connection stops reading requests until its client reads, so a client
+// that does not read only stalls itself.
+
+// Defaults of IPCOptions.
+const (
+	DefaultIPCMaxLine    = 4096
+	DefaultIPCQueueBytes = 256 << 10
+)
+
+// ipcFlushTimeout bounds how long queued output may take to drain after a
+// connection's input ended.
+const ipcFlushTimeout = 5 * time.Second
+
+// IPCOptions configures the IPC front end.
+type IPCOptions struct {
+	StreamOptions
+	// MaxLine is the longest request line in bytes, not counting the
+	// "\n" or "\r\n" terminator; 0 means DefaultIPCMaxLine.
+	MaxLine int
+	// QueueBytes bounds a connection's queued output; 0 means
+	// DefaultIPCQueueBytes. Events beyond it are dropped for that client.
+	QueueBytes int
+}
+
+func (o IPCOptions) withDefaults() IPCOptions {
+	if o.MaxLine <= 0 {
+		o.MaxLine = DefaultIPCMaxLine
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = DefaultIPCQueueBytes
+	}
+	if o.MaxConns <= 0 {
+		o.MaxConns = DefaultMaxConns
+	}
+	return o
+}
+
+// IPCAddr resolves nose's --ipc-server NAME: a plain name becomes
+// /tmp/NAME.socket; a name containing '/' is a path used as is.
+func IPCAddr(name string) string {
+	if strings.Contains(name, "/") {
+		return name
+	}
+	return "/tmp/" + name + ".socket"
+}
+
+// IPCServer is a listening IPC front end.
+type IPCServer struct {
+	s    *Server
+	a    *acceptor
+	opts IPCOptions
+}
+
+// ServeIPC listens on spec (resolve names with IPCAddr first) and serves
+// IPC clients until the server closes.
+func (s *Server) ServeIPC(spec SocketSpec, opts IPCOptions) (*IPCServer, error) {
+	opts = opts.withDefaults()
+	i := &IPCServer{s: s, opts: opts}
+	a, err := s.startAcceptor("ipc", "unix", spec, opts.StreamOptions,
+		func(ctx context.Context, c *net.UnixConn) { s.serveIPCConn(ctx, c, opts) },
+		func(c *net.UnixConn) {
+			var b []byte
+			b = appendErrorReply(b, "-1", fmt.Sprintf("too many connections (limit %d)", opts.MaxConns))
+			c.Write(b)
+		})
+	if err != nil {
+		return nil, err
+	}
+	i.a = a
+	if err := s.add(i); err != nil {
+		a.close(context.Background(), false)
+		return nil, fmt.Errorf("ipc: %w", err)
+	}
+	return i, nil
+}
+
+func (i *IPCServer) addr() string { return i.a.addr() }
+
+func (i *IPCServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+	return i.a.close(ctx, handoff)
+}
+
+// Addr returns the listening address.
+func (i *IPCServer) Addr() string { return i.a.addr() }
+
+// Active returns the number of connected clients of this listener.
+func (i *IPCServer) Active() int { return i.a.Active() }
+
+// Broadcast sends msg as a log event to every IPC client of the server,
+// including connections made with ConnectIPC. It never blocks on a slow
+// client. A missing trailing newline is added, as nose's messages end
+// with one.
+func (i *IPCServer) Broadcast(msg string) { i.s.IPCBroadcast(msg) }
+
+// Writer returns an io.Writer whose every Write is broadcast as one log
+// event, for hooking loggers (slog.NewTextHandler(srv.Writer(), nil)).
+func (i *IPCServer) Writer() io.Writer { return ipcBroadcastWriter{i.s} }
+
+// Dropped returns how many events were dropped for slow clients.
+func (i *IPCServer) Dropped() uint64 { return i.s.ipc.dropped.Load() }
+
+// IPCBroadcast is Broadcast for daemons that hold only the Server.
+func (s *Server) IPCBroadcast(msg string) {
+	line := appendEvent(nil, msg)
+	h := &s.ipc
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		c.putEvent(line)
+	}
+}
+
+type ipcBroadcastWriter struct{ s *Server }
+
+func (w ipcBroadcastWriter) Write(p []byte) (int, error) {
+	w.s.IPCBroadcast(string(p))
+	return len(p), nil
+}
+
+// ConnectIPC is nose's --ipc-connect PATH: it dials out and serves that
+// one connection like an accepted one (Broadcast reaches it too). It
+// returns nil when the peer closes the connection or the server closes,
+// and ctx's error when ctx is cancelled. The connection is not handed
+// over across a re-exec; the daemon connects again after it.
+func (s *Server) ConnectIPC(ctx context.Context, path string, opts IPCOptions) error {
+	opts = opts.withDefaults()
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, "unix", path)
+	if err != nil {
+		return fmt.Errorf("ipc connect: %w", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	o := &ipcOutbound{path: path, c: nc, cancel: cancel, done: make(chan struct{})}
+	if err := s.add(o); err != nil {
+		nc.Close()
+		return fmt.Errorf("ipc connect %s: %w", path, err)
+	}
+	defer s.remove(o)
+	s.log.Info("connected", "frontend", "ipc", "addr", path)
+	s.serveIPCConn(cctx, nc, opts)
+	close(o.done)
+	return ctx.Err()
+}
+
+// ipcOutbound is the frontend entry of a ConnectIPC connection, so that
+// Server.Close ends it.
+type ipcOutbound struct {
+	path   string
+	c      net.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (o *ipcOutbound) addr() string { return o.path }
+
+func (o *ipcOutbound) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+	o.cancel()
+	select {
+	case <-o.done:
+	case <-ctx.Done():
+		o.c.Close()
+		<-o.done
+	}
+	return nil, nil
+}
+
+// ipcHub is the set of live IPC connections of one Server. Its zero value
+// is ready to use.
+type ipcHub struct {
+	mu      sync.RWMutex
+	conns   map[*ipcConn]struct{}
+	dropped atomic.Uint64
+}
+
+func (h *ipcHub) add(c *ipcConn) {
+	h.mu.Lock()
+	if h.conns == nil {
+		h.conns = make(map[*ipcConn]struct{})
+	}
+	h.conns[c] = struct{}{}
+	h.mu.Unlock()
+}
+
+func (h *ipcHub) del(c *ipcConn) {
+	h.mu.Lock()
+	delete(h.conns, c)
+	h.mu.Unlock()
+}
+
+// serveIPCConn serves one connection until EOF, exit, a write failure or
+// ctx's end, then flushes what is queued and closes it.
+func (s *Server) serveIPCConn(ctx context.Context, nc net.Conn, opts IPCOptions) {
+	log := s.log.With("frontend", "ipc")
+	q := newIPCQueue(opts.QueueBytes, &s.ipc.dropped, log)
+	s.ipc.add(q.conn)
+	wdone := make(chan error, 1)
+	go func() {
+		err := q.writeTo(nc)
+		if err != nil {
+			// Stop reading: nobody will see the replies.
+			nc.SetReadDeadline(time.Unix(1, 0))
+		}
+		wdone <- err
+	}()
+	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
+	sess := &ipcSession{s: s, q: q, log: log, maxLine: opts.MaxLine}
+	err := sess.serve(ctx, nc)
+	stop()
+	s.ipc.del(q.conn)
+	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
+		log.Info("connection read failed", "err", err)
+	}
+	nc.SetWriteDeadline(time.Now().Add(ipcFlushTimeout))
+	q.finish()
+	if werr := <-wdone; werr != nil && !errors.Is(werr, net.ErrClosed) {
+		log.Info("connection write failed", "err", werr)
+	}
+	nc.Close()
+}
+
+// ipcConn identifies a connection in the hub; it is the queue's handle.
+type ipcConn struct{ q *ipcQueue }
+
+func (c *ipcConn) putEvent(line []byte) { c.q.put(nil, line, ipcEvent) }
+
+type ipcKind int
+
+const (
+	ipcReply  ipcKind = iota // never dropped; waits for room
+	ipcOutput                // command output: waits for room unless its ctx ends
+	ipcEvent                 // broadcast: dropped when there is no room
+)
+
+// ipcQueue is a connection's outgoing byte queue. Producers append whole
+// lines under the lock, so events never split another line; one writer
+// goroutine swaps the buffer out and writes it, which batches pipelined
+// replies into few syscalls.
+type ipcQueue struct {
+	conn    *ipcConn
+	limit   int
+	total   *atomic.Uint64
+	log     *slog.Logger
+	mu      sync.Mutex
+	cond    sync.Cond
+	buf     []byte
+	spare   []byte
+	done    bool // input ended: the writer drains and exits
+	broken  bool // the writer failed: everything is dropped
+	drops   uint64
+	dropped bool // in a run of drops, logged once at its start and end
+}
+
+func newIPCQueue(limit int, total *atomic.Uint64, log *slog.Logger) *ipcQueue {
+	q := &ipcQueue{limit: limit, total: total, log: log}
+	q.cond.L = &q.mu
+	q.conn = &ipcConn{q: q}
+	return q
+}
+
+// errIPCGone is returned to a command writing to a connection that can no
+// longer take output.
+var errIPCGone = errors.New("ipc: client gone or not reading")
+
+// put queues one line. It reports whether the line was queued.
+func (q *ipcQueue) put(ctx context.Context, line []byte, kind ipcKind) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.broken || (q.done && kind == ipcEvent) {
+		return false
+	}
+	if len(q.buf) >= q.limit {
+		if kind == ipcEvent {
+			q.drop()
+			return false
+		}
+		if kind == ipcOutput && ctx != nil {
+			stop := context.AfterFunc(ctx, func() {
+				q.mu.Lock()
+				q.cond.Broadcast()
+				q.mu.Unlock()
+			})
+			defer stop()
+		}
+		for len(q.buf) >= q.limit && !q.broken {
+			if kind == ipcOutput && ctx != nil && ctx.Err() != nil {
+				q.drop()
+				return false
+			}
+			q.cond.Wait()
+		}
+		if q.broken {
+			return false
+		}
+	}
+	if q.dropped {
+		q.dropped = false
+		q.log.Warn("slow client reads again; events were dropped", "dropped", q.drops)
+	}
+	wake := len(q.buf) == 0
+	q.buf = append(q.buf, line...)
+	if wake {
+		q.cond.Broadcast()
+	}
+	return true
+}
+
+func (q *ipcQueue) drop() {
+	q.drops++
+	q.total.Add(1)
+	if !q.dropped {
+		q.dropped = true
+		q.log.Warn("slow client: output queue full, dropping events for it", "limit", q.limit)
+	}
+}
+
+// finish marks the end of input: the writer drains the queue and exits.
+func (q *ipcQueue) finish() {
+	q.mu.Lock()
+	q.done = true
+	q.cond.Broadcast()
+	q.mu.Unlock()
+}
+
+// writeTo writes queued output to w until finish, then drains.
+func (q *ipcQueue) writeTo(w io.Writer) error {
+	for {
+		q.mu.Lock()
+		for len(q.buf) == 0 && !q.done {
+			q.cond.Wait()
+		}
+		if len(q.buf) == 0 {
+			q.mu.Unlock()
+			return nil
+		}
+		out := q.buf
+		q.buf, q.spare = q.spare[:0], nil
+		q.cond.Broadcast() // room for waiting producers
+		q.mu.Unlock()
+
+		_, err := w.Write(out)
+
+		q.mu.Lock()
+		// Keep the buffer for the next swap unless a burst grew it: an
+		// idle connection should not pin a large buffer.
+		if cap(out) <= 64<<10 {
+			q.spare = out[:0]
+		}
+		if err != nil {
+			q.broken = true
+			q.buf = nil
+			q.cond.Broadcast()
+		}
+		q.mu.Unlock()
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// take returns and clears what is queued (for tests and fuzzing, where no
+// writer runs).
+func (q *ipcQueue) take() []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	b := q.buf
+	q.buf = nil
+	return b
+}
+
+// ipcOut is a command's Out: each Write becomes one log event to the
+// calling client.
+type ipcOut struct {
+	ctx context.Context
+	q   *ipcQueue
+}
+
+func (o ipcOut) Write(p []byte) (int, error) {
+	if !o.q.put(o.ctx, appendEvent(nil, string(p)), ipcOutput) {
+		return 0, errIPCGone
+	}
+	return len(p), nil
+}
+
+// ipcSession is the request side of one connection.
+type ipcSession struct {
+	s       *Server
+	q       *ipcQueue
+	log     *slog.Logger
+	maxLine int
+	scratch []byte
+	out     io.Writer // Out of non-streaming commands, made once
+	stream  *ipcStream
+	quit    bool
+}
+
+// ipcStream is a running streaming command.
+type ipcStream struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// serve reads request lines from r until EOF, exit or a read error.
+func (ss *ipcSession) serve(ctx context.Context, r io.Reader) error {
+	defer ss.stopStream()
+	// +2 leaves room for "\r\n" after a line of exactly maxLine bytes.
+	br := bufio.NewReaderSize(r, ss.maxLine+2)
+	for !ss.quit {
+		line, err := br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			ss.stopStream()
+			ss.tooLong()
+			for errors.Is(err, bufio.ErrBufferFull) {
+				_, err = br.ReadSlice('\n')
+			}
+			if err != nil {
+				return ignoreEOF(err)
+			}
+			continue
+		}
+		if len(line) > 0 {
+			ss.handleLine(ctx, line)
+		}
+		if err != nil {
+			return ignoreEOF(err)
+		}
+	}
+	return nil
+}
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+func (ss *ipcSession) tooLong() {
+	msg := fmt.Sprintf("line too long (max %d bytes)", ss.maxLine)
+	ss.log.Warn("bad request", "err", msg)
+	ss.reply(appendErrorReply(ss.scratch[:0], "-1", msg))
+}
+
+// stopStream cancels a running streaming command and waits until its
+// reply is queued.
+func (ss *ipcSession) stopStream() {
+	if ss.stream != nil {
+		ss.stream.cancel()
+		<-ss.stream.done
+		ss.stream = nil
+	}
+}
+
+func (ss *ipcSession) reply(b []byte) {
+	ss.q.put(nil, b, ipcReply)
+	ss.scratch = b[:0]
+}
+
+func (ss *ipcSession) fail(id, msg string) {
+	ss.reply(appendErrorReply(ss.scratch[:0], id, msg))
+}
+
+func isSpace(c byte) bool {
+	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
+}
+
+// handleLine runs one request line. A streaming command still running
+// from the previous line is cancelled first, so replies keep their order.
+func (ss *ipcSession) handleLine(ctx context.Context, line []byte) {
+	line = bytes.TrimRight(line, "\n")
+	line = bytes.TrimSuffix(line, []byte("\r"))
+	i := 0
+	for i < len(line) && isSpace(line[i]) {
+		i++
+	}
+	if i == len(line) {
+		return
+	}
+	ss.stopStream()
+	if len(line) > ss.maxLine {
+		ss.tooLong()
+		return
+	}
+	if line[i] == '{' {
+		ss.handleJSON(ctx, line[i:])
+		return
+	}
+	ss.handleText(ctx, line)
+}
+
+// ipcBuiltin returns the commands this front end adds when the registry
+// has none of that name: help and exit.
+func (ss *ipcSession) ipcBuiltin(name string) *Command {
+	switch name {
+	case "help":
+		return &Command{
+			Name:    "help",
+			Comment: "list commands, optionally only those whose name or comment contains SEARCH",
+			Params:  []Param{{Name: "search", Type: String, Help: "text to look for (case-insensitive)"}},
+			Handler: func(_ context.Context, call *Call) Result {
+				return OK("", ss.helpList(call.Args.String("search")))
+			},
+		}
+	case "exit":
+		return &Command{
+			Name:    "exit",
+			Comment: "close this connection",
+			Handler: func(context.Context, *Call) Result {
+				ss.quit = true
+				return OK("", nil)
+			},
+		}
+	}
+	return nil
+}
+
+// helpList returns the short usages matching search, the front end's
+// own commands included.
+func (ss *ipcSession) helpList(search string) []any {
+	search = strings.ToLower(search)
+	cmds := ss.s.d.Commands()
+	for _, n := range []string{"exit", "help"} {
+		if _, ok := ss.s.d.Lookup(n); !ok {
+			cmds = append(cmds, ss.ipcBuiltin(n))
+		}
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	out := []any{}
+	for _, c := range cmds {
+		if search == "" || strings.Contains(strings.ToLower(c.Name), search) ||
+			strings.Contains(strings.ToLower(c.Comment), search) {
+			out = append(out, c.ShortUsage())
+		}
+	}
+	return out
+}
+
+func (ss *ipcSession) lookup(name string) (*Command, bool) {
+	if c, ok := ss.s.d.Lookup(name); ok {
+		return c, true
+	}
+	if c := ss.ipcBuiltin(name); c != nil {
+		return c, true
+	}
+	return nil, false
+}
+
+// handleJSON runs {"command":"name","id":N,"param":value,...}.
+func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
+	req, err := parseIPCRequest(line)
+	if err != nil {
+		msg := "invalid JSON: " + err.Error()
+		ss.log.Warn("bad request", "err", msg)
+		ss.fail("-1", msg)
+		return
+	}
+	id := "-1"
+	if req.id != nil {
+		if _, err := strconv.ParseInt(string(req.id), 10, 64); err != nil {
+			msg := fmt.Sprintf("invalid 'id': must be an integer, got %s", clip(string(req.id), 40))
+			ss.log.Warn("bad request", "err", msg)
+			ss.fail("-1", msg)
+			return
+		}
+		id = string(req.id)
+	}
+	if req.cmd == nil {
+		ss.log.Warn("bad request", "err", "no command")
+		ss.fail(id, "invalid command: does not contain mandatory 'command'")
+		return
+	}
+	v, err := decodeJSONValue(req.cmd)
+	name, isStr := v.(string)
+	if err != nil || !isStr {
+		msg := fmt.Sprintf("invalid command: expected 'command' to be a string, got %s", jsonKind(v))
+		ss.log.Warn("bad request", "err", msg)
+		ss.fail(id, msg)
+		return
+	}
+	in := Input{Named: req.named}
+	cmd, ok := ss.lookup(name)
+	if !ok {
+		res := UnsupportedResult(name)
+		ss.log.Info("unknown command", "command", clip(name, 64))
+		ss.fail(id, res.Text)
+		return
+	}
+	ss.run(ctx, cmd, in, id, false)
+}
+
+// handleText runs a text-form line: "cmd args", "cmd --name=value",
+// "cmd --help".
+func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
+	tc, err := ParseText(string(line))
+	if err != nil {
+		ss.log.Warn("bad request", "err", err)
+		ss.fail("-1", err.Error())
+		return
+	}
+	if tc.Name == "" { // a comment-only line, like a blank one
+		return
+	}
+	cmd, ok := ss.lookup(tc.Name)
+	if !ok {
+		ss.log.Info("unknown command", "command", clip(tc.Name, 64))
+		ss.fail("-1", UnsupportedResult(tc.Name).Text+" Try: help")
+		return
+	}
+	if tc.Help {
+		ss.textLines(cmd.LongUsage())
+		ss.reply(appendOK(ss.scratch[:0], "-1"))
+		return
+	}
+	ss.run(ctx, cmd, tc.Input, "-1", true)
+}
+
+// run runs cmd. Streaming commands run in their own goroutine until the
+// next line arrives; everything else runs here, one at a time.
+func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string, text bool) {
+	if cmd.Stream {
+		sctx, cancel := context.WithCancel(ctx)
+		st := &ipcStream{cancel: cancel, done: make(chan struct{})}
+		ss.stream = st
+		go func() {
+			defer close(st.done)
+			defer cancel()
+			res := ss.s.d.Run(sctx, cmd, in, ipcOut{ctx: sctx, q: ss.q}, "ipc")
+			ss.q.put(nil, ss.render(nil, id, res, text), ipcReply)
+		}()
+		return
+	}
+	if ss.out == nil {
+		ss.out = ipcOut{ctx: ctx, q: ss.q}
+	}
+	res := ss.s.d.Run(ctx, cmd, in, ss.out, "ipc")
+	ss.reply(ss.render(ss.scratch[:0], id, res, text))
+}
+
+// render turns a result into its reply line; for the text form the
+// result's text and arguments go out first as log events.
+func (ss *ipcSession) render(b []byte, id string, res Result, text bool) []byte {
+	if res.Code == Success && text {
+		if res.Text != "" {
+			ss.textLines(res.Text)
+		}
+		if res.Args != nil {
+			lines, err := textArgs(res.Args)
+			if err != nil {
+				return ss.encodeFailed(b, id, err)
+			}
+			for _, l := range lines {
+				ss.q.put(nil, appendEvent(nil, l), ipcReply)
+			}
+		}
+		return appendOK(b, id)
+	}
+	if res.Code != Success {
+		ss.log.Debug("command failed", "code", int(res.Code), "text", res.Text)
+	}
+	out, err := appendResult(b, id, res)
+	if err != nil {
+		return ss.encodeFailed(b[:0], id, err)
+	}
+	return out
+}
+
+func (ss *ipcSession) encodeFailed(b []byte, id string, err error) []byte {
+	ss.log.Error("cannot encode command result", "err", err)
+	return appendErrorReply(b[:0], id, "internal error: cannot encode result: "+err.Error())
+}
+
+// textLines sends each line of s as a log event to this client.
+func (ss *ipcSession) textLines(s string) {
+	for _, l := range strings.SplitAfter(strings.TrimRight(s, "\n")+"\n", "\n") {
+		if l != "" {
+			ss.q.put(nil, appendEvent(nil, l), ipcReply)
+		}
+	}
+}
+
+func clip(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
+}
+
+// ipcRequest is a JSON request line split into its parts.
+type ipcRequest struct {
+	id, cmd []byte // raw values; nil when absent
+	named   map[string]any
+}
+
+// parseIPCRequest splits a JSON object line into id, command and the
+// named parameters. encoding/json checks the syntax (json.Valid is its
+// fast scanner); splitting the already valid object by hand then avoids
+// the reflection of a full Unmarshal, which dominated the per-request
+// cost. As with Unmarshal, the last of duplicate keys wins.
+func parseIPCRequest(line []byte) (ipcRequest, error) {
+	var r ipcRequest
+	if !json.Valid(line) {
+		var v any
+		err := json.Unmarshal(line, &v) // for its error text
+		if err == nil {
+			err = errors.New("not a JSON value")
+		}
+		return r, err
+	}
+	i := skipJSONSpace(line, 0)
+	if line[i] != '{' {
+		return r, errors.New("expected a JSON object")
+	}
+	i++
+	for {
+		i = skipJSONSpace(line, i)
+		switch line[i] {
+		case '}':
+			return r, nil
+		case ',':
+			i++
+			continue
+		}
+		kend := skipJSONString(line, i)
+		rawKey := line[i:kend]
+		i = skipJSONSpace(line, kend) + 1 // past ':'
+		i = skipJSONSpace(line, i)
+		vend := skipJSONValue(line, i)
+		raw := line[i:vend]
+		i = vend
+		switch {
+		case string(rawKey) == `"id"`:
+			r.id = raw
+		case string(rawKey) == `"command"`:
+			r.cmd = raw
+		default:
+			key, err := decodeJSONValue(rawKey)
+			if err != nil {
+				return r, err
+			}
+			k := key.(string)
+			if k == "id" || k == "command" { // spelled with escapes
+				if k == "id" {
+					r.id = raw
+				} else {
+					r.cmd = raw
+				}
+				continue
+			}
+			v, err := decodeJSONValue(raw)
+			if err != nil {
+				return r, fmt.Errorf("value of '%s': %w", k, err)
+			}
+			if r.named == nil {
+				r.named = make(map[string]any)
+			}
+			r.named[k] = v
+		}
+	}
+}
+
+func skipJSONSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+		i++
+	}
+	return i
+}
+
+// skipJSONString returns the index after the string starting at b[i],
+// which must be valid JSON.
+func skipJSONString(b []byte, i int) int {
+	for i++; b[i] != '"'; i++ {
+		if b[i] == '\\' {
+			i++
+		}
+	}
+	return i + 1
+}
+
+// skipJSONValue returns the index after the valid JSON value at b[i].
+func skipJSONValue(b []byte, i int) int {
+	switch b[i] {
+	case '"':
+		return skipJSONString(b, i)
+	case '{', '[':
+		depth := 0
+		for ; i < len(b); i++ {
+			switch b[i] {
+			case '"':
+				i = skipJSONString(b, i) - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return i + 1
+				}
+			}
+		}
+		return i
+	}
+	for i < len(b) && b[i] != ',' && b[i] != '}' && b[i] != ']' && b[i] != ' ' && b[i] != '\t' && b[i] != '\r' && b[i] != '\n' {
+		i++
+	}
+	return i
+}
+
+// decodeJSONValue decodes one JSON value with numbers kept as
+// json.Number. Strings and numbers, the common case, avoid a Decoder.
+func decodeJSONValue(raw json.RawMessage) (any, error) {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 {
+		return nil, errors.New("empty value")
+	}
+	switch c := raw[0]; {
+	case c == '"':
+		if len(raw) >= 2 && bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
+			return string(raw[1 : len(raw)-1]), nil
+		}
+		var s string
+		err := json.Unmarshal(raw, &s)
+		return s, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return json.Number(raw), nil
+	case bytes.Equal(raw, []byte("true")):
+		return true, nil
+	case bytes.Equal(raw, []byte("false")):
+		return false, nil
+	case bytes.Equal(raw, []byte("null")):
+		return nil, nil
+	}
+	d := json.NewDecoder(bytes.NewReader(raw))
+	d.UseNumber()
+	var v any
+	err := d.Decode(&v)
+	return v, err
+}
+
+// reservedIPCKeys are the reply keys a flattened map result may not
+// override; such keys are sent with a "result_" prefix instead.
+var reservedIPCKeys = map[string]bool{"id": true, "success": true, "error": true, "text": true, "type": true}
+
+// appendResult encodes a reply: id first, then the arguments (a map, or
+// anything that encodes as a JSON object, is flattened with sorted keys;
+// anything else goes under "result"), "text" when not empty, and
+// success last. A failure carries only id, error and success.
+func appendResult(b []byte, id string, res Result) ([]byte, error) {
+	if res.Code != Success {
+		msg := res.Text
+		if msg == "" {
+			msg = fmt.Sprintf("command failed (result %d)", int(res.Code))
+		}
+		return appendErrorReply(b, id, msg), nil
+	}
+	b = append(b, `{"id":`...)
+	b = append(b, id...)
+	if res.Args != nil {
+		var err error
+		if b, err = appendArgs(b, res.Args); err != nil {
+			return nil, err
+		}
+	}
+	if res.Text != "" {
+		b = append(b, `,"text":`...)
+		b = appendJSONString(b, res.Text)
+	}
+	return append(b, ",\"success\":true}\n"...), nil
+}
+
+func appendArgs(b []byte, args any) ([]byte, error) {
+	m, ok := args.(map[string]any)
+	if !ok {
+		enc, err := encodeJSON(args)
+		if err != nil {
+			return nil, err
+		}
+		if len(enc) == 0 || enc[0] != '{' {
+			b = append(b, `,"result":`...)
+			return append(b, enc...), nil
+		}
+		// Typed maps and structs: flatten them like a map.
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal(enc, &raw); err != nil {
+			return nil, err
+		}
+		m = make(map[string]any, len(raw))
+		for k, v := range raw {
+			m[k] = v
+		}
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		name := k
+		if reservedIPCKeys[k] {
+			name = "result_" + k
+			if _, clash := m[name]; clash {
+				continue // the caller's own "result_id" wins
+			}
+		}
+		b = append(b, ',')
+		b = appendJSONString(b, name)
+		b = append(b, ':')
+		var err error
+		if b, err = appendJSONValue(b, m[k]); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+func encodeJSON(v any) ([]byte, error) {
+	return appendJSONValue(nil, v)
+}
+
+// appendJSONValue encodes the common result types directly and falls
+// back to encoding/json for the rest.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case uint16:
+		return strconv.AppendUint(b, uint64(x), 10), nil
+	case float64:
+		return appendJSONFloat(b, x)
+	case json.RawMessage:
+		if !json.Valid(x) {
+			return nil, errors.New("invalid json.RawMessage")
+		}
+		return append(b, x...), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			var err error
+			if b, err = appendJSONValue(b, e); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case []string:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, e)
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		b = append(b, '{')
+		for i, k := range keys {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ':')
+			var err error
+			if b, err = appendJSONValue(b, x[k]); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	// json.Number, typed maps, structs and the rest.
+	enc, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return append(b, enc...), nil
+}
+
+// appendJSONFloat formats like encoding/json: plain notation for
+// ordinary magnitudes, exponent notation (without a padded exponent) for
+// very small and very large ones.
+func appendJSONFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return nil, fmt.Errorf("unsupported value: %v", f)
+	}
+	format := byte('f')
+	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// appendErrorReply encodes {"id":N,"error":"msg","success":false}.
+func appendErrorReply(b []byte, id, msg string) []byte {
+	b = append(b, `{"id":`...)
+	b = append(b, id...)
+	b = append(b, `,"error":`...)
+	b = appendJSONString(b, msg)
+	return append(b, ",\"success\":false}\n"...)
+}
+
+// appendOK encodes a bare success reply.
+func appendOK(b []byte, id string) []byte {
+	b = append(b, `{"id":`...)
+	b = append(b, id...)
+	return append(b, ",\"success\":true}\n"...)
+}
+
+// appendEvent encodes {"type":"log","msg":"…\n"}.
+func appendEvent(b []byte, msg string) []byte {
+	b = append(b, `{"type":"log","msg":`...)
+	if !strings.HasSuffix(msg, "\n") {
+		b = appendJSONString(b, msg+"\n")
+	} else {
+		b = appendJSONString(b, msg)
+	}
+	return append(b, "}\n"...)
+}
+
+// textArgs renders a result's arguments for a person: a map as sorted
+// "key: value" lines, a list one element per line, a scalar as itself;
+// nested values as JSON.
+func textArgs(args any) ([]string, error) {
+	one := func(v any) (string, error) {
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		b, err := appendJSONValue(nil, v)
+		return string(b), err
+	}
+	enc, err := encodeJSON(args)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	switch enc[0] {
+	case '{':
+		var m map[string]any
+		d := json.NewDecoder(bytes.NewReader(enc))
+		d.UseNumber()
+		if err := d.Decode(&m); err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(m))
+		for k := range m {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			s, err := one(m[k])
+			if err != nil {
+				return nil, err
+			}
+			lines = append(lines, k+": "+s)
+		}
+	case '[':
+		var l []any
+		d := json.NewDecoder(bytes.NewReader(enc))
+		d.UseNumber()
+		if err := d.Decode(&l); err != nil {
+			return nil, err
+		}
+		for _, e := range l {
+			s, err := one(e)
+			if err != nil {
+				return nil, err
+			}
+			lines = append(lines, s)
+		}
+	default:
+		s, err := one(args)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, s)
+	}
+	return lines, nil
+}

@@ -1,0 +1,890 @@
+package ctl
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects log output from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// ipcTestEnv is a server with the test commands, listening on a short
+// socket path.
+type ipcTestEnv struct {
+	srv  *Server
+	ipc  *IPCServer
+	path string
+	logs *lockedBuffer
+	// slowIn is closed by the slow command when it started; slowGo lets
+	// it return.
+	slowIn, slowGo chan struct{}
+}
+
+// ipcTestCommands registers the commands the IPC tests use.
+func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
+	d.MustRegister(
+		&Command{
+			Name: "echo", Comment: "return the arguments", AnyArgs: true,
+			Handler: func(_ context.Context, c *Call) Result { return OK("", c.Args.Any()) },
+		},
+		&Command{
+			Name: "mdio_read", Comment: "read a PHY register",
+			Params: []Param{
+				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3},
+				{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
+				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255},
+			},
+			Handler: func(_ context.Context, c *Call) Result {
+				v := int64(0x7949) + c.Args.Int("address") - 1
+				if c.Args.Int("phy") == 3 {
+					return OK("", map[string]any{"result_phy0": v, "result_phy1": v})
+				}
+				return OK("", v)
+			},
+		},
+		&Command{
+			Name: "fail", Comment: "always fails",
+			Handler: func(context.Context, *Call) Result { return Fail("boom: %d", 42) },
+		},
+		&Command{
+			Name: "textual", Comment: "returns text and a map",
+			Handler: func(context.Context, *Call) Result {
+				return OK("hello\nworld", map[string]any{"a": int64(1), "b": "x\"y"})
+			},
+		},
+		&Command{
+			Name: "clash", Comment: "returns reserved keys",
+			Handler: func(context.Context, *Call) Result {
+				return OK("", map[string]any{"id": int64(5), "success": "x", "type": "t", "z": 1.5})
+			},
+		},
+		&Command{
+			Name: "writer", Comment: "writes output, then returns",
+			Handler: func(_ context.Context, c *Call) Result {
+				fmt.Fprint(c.Out, "out1")
+				fmt.Fprint(c.Out, "out2\n")
+				return OK("", nil)
+			},
+		},
+	)
+	if env == nil {
+		return
+	}
+	d.MustRegister(
+		&Command{
+			Name: "say", Comment: "broadcasts its word, then replies",
+			Params: []Param{{Name: "word", Type: String, Required: true}},
+			Handler: func(_ context.Context, c *Call) Result {
+				env.ipc.Broadcast("said " + c.Args.String("word"))
+				return OK("", nil)
+			},
+		},
+		&Command{
+			Name: "slow", Comment: "waits for the test",
+			Handler: func(ctx context.Context, c *Call) Result {
+				close(env.slowIn)
+				select {
+				case <-env.slowGo:
+				case <-ctx.Done():
+				}
+				return OK("", "slow done")
+			},
+		},
+		&Command{
+			Name: "watch", Comment: "streams ticks", Stream: true,
+			Handler: func(ctx context.Context, c *Call) Result {
+				for i := 0; ; i++ {
+					if _, err := fmt.Fprintf(c.Out, "tick %d", i); err != nil {
+						return Fail("write: %v", err)
+					}
+					select {
+					case <-ctx.Done():
+						return OK("stopped", nil)
+					case <-time.After(2 * time.Millisecond):
+					}
+				}
+			},
+		},
+	)
+}
+
+func newIPCEnv(t testing.TB, opts IPCOptions) *ipcTestEnv {
+	t.Helper()
+	env := &ipcTestEnv{logs: &lockedBuffer{}, slowIn: make(chan struct{}), slowGo: make(chan struct{})}
+	d := NewDaemon(DaemonOptions{Name: "test", Version: "1.0", Logger: slog.New(slog.NewTextHandler(env.logs, nil))})
+	ipcTestCommands(d, env)
+	env.srv = NewServer(d)
+	env.path = IPCAddr(filepath.Join(shortDir(t), "t.socket"))
+	ipc, err := env.srv.ServeIPC(SocketSpec{Addr: env.path}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	env.ipc = ipc
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := env.srv.Close(ctx); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+	return env
+}
+
+func (e *ipcTestEnv) dial(t testing.TB) *IPCClient {
+	t.Helper()
+	c, err := DialIPC(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// readLine reads one line and checks it is one well-formed JSON object.
+func ipcReadLine(t testing.TB, c *IPCClient) string {
+	t.Helper()
+	l, err := c.ReadLine()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	if !json.Valid(l) || l[0] != '{' {
+		t.Fatalf("malformed line %q", l)
+	}
+	return string(l)
+}
+
+func ev(msg string) string {
+	b, _ := json.Marshal(msg)
+	return `{"type":"log","msg":` + string(b) + `}`
+}
+
+func TestIPCAddr(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"mdio", "/tmp/mdio.socket"},
+		{"nose-1", "/tmp/nose-1.socket"},
+		{"/run/x.sock", "/run/x.sock"},
+		{"./rel/x", "./rel/x"},
+		{"a/b", "a/b"},
+	} {
+		if got := IPCAddr(tc.in); got != tc.want {
+			t.Errorf("IPCAddr(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestIPCConformance(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	longUsage, _ := env.srv.d.Lookup("mdio_read")
+	var usageEvents []string
+	for _, l := range strings.SplitAfter(strings.TrimRight(longUsage.LongUsage(), "\n"), "\n") {
+		if !strings.HasSuffix(l, "\n") {
+			l += "\n"
+		}
+		usageEvents = append(usageEvents, ev(l))
+	}
+	pad := func(n int) string {
+		// A request line of exactly n bytes.
+		base := `{"command":"echo","id":1,"x":""}`
+		return strings.Replace(base, `""`, `"`+strings.Repeat("p", n-len(base))+`"`, 1)
+	}
+	tests := []struct {
+		name string
+		line string
+		want []string // events, then the reply
+	}{
+		{"json", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
+		{"json no id", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
+		{"json id first", `{"id":77,"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":77,"result":31049,"success":true}`}},
+		{"json negative id", `{"id":-5,"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-5,"result":31049,"success":true}`}},
+		{"json both phys", `{"command":"mdio_read","phy":3,"address":2,"id":2}`, []string{`{"id":2,"result_phy0":31050,"result_phy1":31050,"success":true}`}},
+		{"json hex string", `{"command":"mdio_read","phy":"0x1","address":"0x1f","id":3}`, []string{`{"id":3,"result":31079,"success":true}`}},
+		{"json spaces", "  { \"command\" : \"mdio_read\", \"phy\":1, \"address\":1, \"id\":4 }  ", []string{`{"id":4,"result":31049,"success":true}`}},
+		{"json crlf", "{\"command\":\"mdio_read\",\"phy\":1,\"address\":1,\"id\":4}\r", []string{`{"id":4,"result":31049,"success":true}`}},
+		{"out of range", `{"command":"mdio_read","phy":4,"address":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'phy' out of range: 4 not in 1..3","success":false}`}},
+		{"missing param", `{"command":"mdio_read","phy":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
+		{"unknown param", `{"command":"mdio_read","phy":1,"address":1,"foo":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'foo' is not supported","success":false}`}},
+		{"unknown command", `{"command":"nope","id":6}`, []string{`{"id":6,"error":"'nope' command not supported.","success":false}`}},
+		{"bad json", `{"command":`, []string{`{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
+		{"trailing junk", `{"command":"echo"} x`, []string{`{"id":-1,"error":"invalid JSON: invalid character 'x' after top-level value","success":false}`}},
+		{"not an object", `{"command":"echo"`, []string{`{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
+		{"float id", `{"command":"echo","id":1.5}`, []string{`{"id":-1,"error":"invalid 'id': must be an integer, got 1.5","success":false}`}},
+		{"string id", `{"command":"echo","id":"7"}`, []string{`{"id":-1,"error":"invalid 'id': must be an integer, got \"7\"","success":false}`}},
+		{"no command", `{"id":9}`, []string{`{"id":9,"error":"invalid command: does not contain mandatory 'command'","success":false}`}},
+		{"command not string", `{"command":1,"id":9}`, []string{`{"id":9,"error":"invalid command: expected 'command' to be a string, got integer","success":false}`}},
+		{"failure", `{"command":"fail","id":10}`, []string{`{"id":10,"error":"boom: 42","success":false}`}},
+		{"text and map", `{"command":"textual","id":11}`, []string{`{"id":11,"a":1,"b":"x\"y","text":"hello\nworld","success":true}`}},
+		{"reserved keys", `{"command":"clash","id":12}`, []string{`{"id":12,"result_id":5,"result_success":"x","result_type":"t","z":1.5,"success":true}`}},
+		{"echo values", `{"command":"echo","id":13,"s":"\u00e9\u2028","n":-0.5,"l":[1,"a",null],"m":{"k":true}}`, []string{`{"id":13,"l":[1,"a",null],"m":{"k":true},"n":-0.5,"s":"é\u2028","success":true}`}},
+		{"output as events", `{"command":"writer","id":14}`, []string{ev("out1\n"), ev("out2\n"), `{"id":14,"success":true}`}},
+		{"json help", `{"command":"help","search":"MDIO","id":15}`, []string{`{"id":15,"result":["mdio_read phy address [page] - read a PHY register"],"success":true}`}},
+
+		{"text", `mdio_read 1 1`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
+		{"text named hex", `mdio_read --phy=0x3 --address=0x2 # comment`, []string{ev("result_phy0: 31050\n"), ev("result_phy1: 31050\n"), `{"id":-1,"success":true}`}},
+		{"text quoted", `echo "a b" 'c d' x\ y ""`, []string{ev("0: a b\n"), ev("1: c d\n"), ev("2: x y\n"), ev("3: \n"), `{"id":-1,"success":true}`}},
+		{"text help flag", `mdio_read --help`, append(usageEvents, `{"id":-1,"success":true}`)},
+		{"text help search", `help mdio`, []string{ev("mdio_read phy address [page] - read a PHY register\n"), `{"id":-1,"success":true}`}},
+		{"text help by comment", `help "always FAILS"`, []string{ev("fail - always fails\n"), `{"id":-1,"success":true}`}},
+		{"text help nothing", `help zzzz`, []string{`{"id":-1,"success":true}`}},
+		{"text text", `textual`, []string{ev("hello\n"), ev("world\n"), ev("a: 1\n"), ev("b: x\"y\n"), `{"id":-1,"success":true}`}},
+		{"text failure", `fail`, []string{`{"id":-1,"error":"boom: 42","success":false}`}},
+		{"text out of range", `mdio_read 1 32`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
+		{"text not a number", `mdio_read 1 x`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' must be an integer, got \"x\"","success":false}`}},
+		{"text unknown", `nope 1`, []string{`{"id":-1,"error":"'nope' command not supported. Try: help","success":false}`}},
+		{"text bad quote", `echo "abc`, []string{`{"id":-1,"error":"unterminated quote","success":false}`}},
+		{"text writer", `writer`, []string{ev("out1\n"), ev("out2\n"), `{"id":-1,"success":true}`}},
+		{"max line ok", pad(DefaultIPCMaxLine), []string{`{"id":1,"x":"` + strings.Repeat("p", DefaultIPCMaxLine-len(`{"command":"echo","id":1,"x":""}`)) + `","success":true}`}},
+		{"max line + 1", pad(DefaultIPCMaxLine + 1), []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"very long line", strings.Repeat("x", 100000), []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+	}
+	c := env.dial(t)
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := c.Send(tc.line); err != nil {
+				t.Fatal(err)
+			}
+			for i, want := range tc.want {
+				if got := ipcReadLine(t, c); got != want {
+					t.Fatalf("line %d:\n got %s\nwant %s", i, got, want)
+				}
+			}
+		})
+	}
+	// Blank and comment-only lines get no reply: the next line read is
+	// the reply to the request after them. The connection survived all
+	// the errors above.
+	if _, err := io.WriteString(ipcRawConn(c), "\n   \n\r\n# just a comment\n{\"command\":\"echo\",\"id\":99}\n"); err != nil {
+		t.Fatal(err)
+	}
+	if got := ipcReadLine(t, c); got != `{"id":99,"success":true}` {
+		t.Fatalf("after blank lines got %s", got)
+	}
+	logs := env.logs.String()
+	for _, want := range []string{"line too long", "invalid JSON", "unknown command"} {
+		if !strings.Contains(logs, want) {
+			t.Errorf("log lacks %q:\n%s", want, logs)
+		}
+	}
+}
+
+func ipcRawConn(c *IPCClient) *net.UnixConn { return c.c }
+
+func TestIPCPipelined(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	c := env.dial(t)
+	const n = 1000
+	var req bytes.Buffer
+	for i := 0; i < n; i++ {
+		if i%2 == 0 {
+			fmt.Fprintf(&req, "{\"command\":\"mdio_read\",\"phy\":1,\"address\":%d,\"id\":%d}\n", i%32, i)
+		} else {
+			fmt.Fprintf(&req, "mdio_read 1 %d\n", i%32) // text form: event, then id -1
+		}
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ipcRawConn(c).Write(req.Bytes())
+		errc <- err
+	}()
+	for i := 0; i < n; i++ {
+		v := 0x7949 + i%32 - 1
+		var want []string
+		if i%2 == 0 {
+			want = []string{fmt.Sprintf(`{"id":%d,"result":%d,"success":true}`, i, v)}
+		} else {
+			want = []string{ev(fmt.Sprintf("%d\n", v)), `{"id":-1,"success":true}`}
+		}
+		for _, w := range want {
+			if got := ipcReadLine(t, c); got != w {
+				t.Fatalf("request %d: got %s, want %s", i, got, w)
+			}
+		}
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIPCEventsBetweenRequestAndReply(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	c := env.dial(t)
+	other := env.dial(t)
+	// A round trip makes sure the server registered the connection.
+	if _, err := other.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// A command that broadcasts before replying: its event comes first,
+	// and the other client sees it too.
+	if err := c.Send(`{"command":"say","word":"hi","id":1}`); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{ev("said hi\n"), `{"id":1,"success":true}`} {
+		if got := ipcReadLine(t, c); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	if got := ipcReadLine(t, other); got != ev("said hi\n") {
+		t.Fatalf("other client got %s", got)
+	}
+
+	// A broadcast while a slow command runs arrives before its reply.
+	if err := c.Send(`{"command":"slow","id":2}`); err != nil {
+		t.Fatal(err)
+	}
+	<-env.slowIn
+	env.ipc.Broadcast("PHY A: link up 1000MBit (master)\n")
+	fmt.Fprintf(env.ipc.Writer(), "via writer")
+	close(env.slowGo)
+	for _, want := range []string{
+		ev("PHY A: link up 1000MBit (master)\n"),
+		ev("via writer\n"),
+		`{"id":2,"result":"slow done","success":true}`,
+	} {
+		if got := ipcReadLine(t, c); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+}
+
+func TestIPCBroadcastManyClients(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	var cs []*IPCClient
+	for i := 0; i < 5; i++ {
+		c := env.dial(t)
+		// A round trip makes sure the server registered the connection.
+		if got, err := c.Do(`{"command":"echo","id":1}`, nil); err != nil || string(got) != `{"id":1,"success":true}` {
+			t.Fatalf("client %d: %s, %v", i, got, err)
+		}
+		cs = append(cs, c)
+	}
+	for i := 0; i < 3; i++ {
+		env.ipc.Broadcast(fmt.Sprintf("event %d", i))
+	}
+	for n, c := range cs {
+		for i := 0; i < 3; i++ {
+			if got, want := ipcReadLine(t, c), ev(fmt.Sprintf("event %d\n", i)); got != want {
+				t.Fatalf("client %d: got %s, want %s", n, got, want)
+			}
+		}
+	}
+}
+
+// A client that never reads must not stall broadcasts or other clients:
+// its events are dropped and counted, everyone else carries on.
+func TestIPCSlowClient(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{QueueBytes: 4096})
+	stuck := env.dial(t)
+	if _, err := stuck.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
+	good := env.dial(t)
+	if _, err := good.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
+	msg := strings.Repeat("m", 1000)
+	start := time.Now()
+	const n = 5000 // 5 MB: far beyond the socket buffers
+	done := make(chan error, 1)
+	go func() {
+		// The reading client may lose events too if it reads slower than
+		// the broadcaster; its reply must arrive regardless.
+		for {
+			l, err := good.ReadLine()
+			if err != nil {
+				done <- err
+				return
+			}
+			if string(l) == `{"id":2,"success":true}` {
+				done <- nil
+				return
+			}
+		}
+	}()
+	for i := 0; i < n; i++ {
+		env.ipc.Broadcast(msg)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Fatalf("broadcasting took %v", d)
+	}
+	if env.ipc.Dropped() == 0 {
+		t.Fatal("no events dropped for the client that does not read")
+	}
+	if err := good.Send(`{"command":"echo","id":2}`); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("reading client: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading client got no reply")
+	}
+	if !strings.Contains(env.logs.String(), "dropping events") {
+		t.Error("no log line about dropped events")
+	}
+}
+
+func TestIPCStream(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	c := env.dial(t)
+	if err := c.Send(`{"command":"watch","id":1}`); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 3; i++ {
+		if got, want := ipcReadLine(t, c), ev(fmt.Sprintf("tick %d\n", i)); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	// The next line stops the stream; its reply comes before the new
+	// request's.
+	if err := c.Send(`{"command":"echo","id":2}`); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got := ipcReadLine(t, c)
+		if strings.HasPrefix(got, `{"type":"log","msg":"tick `) {
+			continue
+		}
+		if want := `{"id":1,"text":"stopped","success":true}`; got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+		break
+	}
+	if got := ipcReadLine(t, c); got != `{"id":2,"success":true}` {
+		t.Fatalf("got %s", got)
+	}
+	// Text form: the stream's reply is id -1; EOF ends it too.
+	if err := c.Send(`watch`); err != nil {
+		t.Fatal(err)
+	}
+	if got := ipcReadLine(t, c); got != ev("tick 0\n") {
+		t.Fatalf("got %s", got)
+	}
+	c.CloseWrite()
+	var last string
+	for {
+		l, err := c.ReadLine()
+		if err != nil {
+			break
+		}
+		last = string(l)
+	}
+	if want := `{"id":-1,"success":true}`; last != want {
+		t.Fatalf("last line %s, want %s", last, want)
+	}
+}
+
+func TestIPCExit(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	for _, line := range []string{"exit", `{"command":"exit","id":4}`} {
+		c := env.dial(t)
+		if err := c.Send(line); err != nil {
+			t.Fatal(err)
+		}
+		// A request after exit is not run.
+		c.Send(`{"command":"echo","id":5}`)
+		got := ipcReadLine(t, c)
+		if !strings.HasSuffix(got, `"success":true}`) {
+			t.Fatalf("%s: got %s", line, got)
+		}
+		if l, err := c.ReadLine(); !errors.Is(err, io.EOF) {
+			t.Fatalf("%s: after exit got %q, %v; want EOF", line, l, err)
+		}
+	}
+}
+
+func TestIPCConnectionLimit(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{StreamOptions: StreamOptions{MaxConns: 1}})
+	first := env.dial(t)
+	if _, err := first.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
+	second := env.dial(t)
+	if got, want := ipcReadLine(t, second), `{"id":-1,"error":"too many connections (limit 1)","success":false}`; got != want {
+		t.Fatalf("got %s, want %s", got, want)
+	}
+	if _, err := second.ReadLine(); !errors.Is(err, io.EOF) {
+		t.Fatalf("want EOF after the limit error, got %v", err)
+	}
+	if _, err := first.Do(`{"command":"echo","id":2}`, nil); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestIPCConnect(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	path := filepath.Join(shortDir(t), "peer.socket")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ret := make(chan error, 1)
+	go func() { ret <- env.srv.ConnectIPC(ctx, path, IPCOptions{}) }()
+	ln.SetDeadline(time.Now().Add(5 * time.Second))
+	uc, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := &IPCClient{c: uc, r: bufio.NewReader(uc)}
+	peer.SetDeadline(time.Now().Add(5 * time.Second))
+	got, err := peer.Do(`{"command":"mdio_read","phy":1,"address":1,"id":1}`, nil)
+	if err != nil || string(got) != `{"id":1,"result":31049,"success":true}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	env.ipc.Broadcast("to the dialled-out peer too")
+	if got := ipcReadLine(t, peer); got != ev("to the dialled-out peer too\n") {
+		t.Fatalf("got %s", got)
+	}
+	// The peer closing ends ConnectIPC with nil.
+	uc.Close()
+	select {
+	case err := <-ret:
+		if err != nil {
+			t.Fatalf("ConnectIPC returned %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConnectIPC did not return after the peer closed")
+	}
+
+	// Cancelling ctx ends it with ctx's error.
+	go func() { ret <- env.srv.ConnectIPC(ctx, path, IPCOptions{}) }()
+	uc2, err := ln.AcceptUnix()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer uc2.Close()
+	cancel()
+	select {
+	case err := <-ret:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("ConnectIPC returned %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConnectIPC did not return after cancel")
+	}
+
+	// Nothing listening: a clear error.
+	if err := env.srv.ConnectIPC(context.Background(), path+".none", IPCOptions{}); err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("dial to nothing: %v", err)
+	}
+}
+
+func TestIPCCloseEndsClients(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	c := env.dial(t)
+	if _, err := c.Do(`{"command":"echo","id":1}`, nil); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	if err := env.srv.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("close took %v with an idle client", d)
+	}
+	if _, err := c.ReadLine(); !errors.Is(err, io.EOF) {
+		t.Fatalf("want EOF after close, got %v", err)
+	}
+	if _, err := os.Stat(env.path); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("socket file left behind: %v", err)
+	}
+}
+
+func TestIPCSocat(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	env := newIPCEnv(t, IPCOptions{})
+	names := env.srv.d.Names()
+	list, _ := json.Marshal(names)
+	for _, tc := range []struct{ in, want string }{
+		{`{"command":"list-commands","id":3}` + "\n",
+			fmt.Sprintf(`{"id":3,"result":%s,"text":"%d commands","success":true}`+"\n", list, len(names))},
+		{"mdio_read 1 1\n{\"command\":\"nope\"}\n",
+			ev("31049\n") + "\n" + `{"id":-1,"success":true}` + "\n" + `{"id":-1,"error":"'nope' command not supported.","success":false}` + "\n"},
+	} {
+		cmd := exec.Command("socat", "-t", "5", "-", "UNIX-CONNECT:"+env.path)
+		cmd.Stdin = strings.NewReader(tc.in)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("socat: %v", err)
+		}
+		if string(out) != tc.want {
+			t.Fatalf("socat got\n%s\nwant\n%s", out, tc.want)
+		}
+	}
+}
+
+// The idle server costs nothing per connection beyond its goroutines:
+// many clients at once are served.
+func TestIPCManyClients(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 50)
+	for i := 0; i < 50; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := DialIPC(env.path)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			for j := 0; j < 20; j++ {
+				got, err := c.Do(fmt.Sprintf(`{"command":"echo","id":%d,"c":%d}`, j, i), nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := fmt.Sprintf(`{"id":%d,"c":%d,"success":true}`, j, i); string(got) != want {
+					errs <- fmt.Errorf("got %s, want %s", got, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+func TestIPCJSONEncoding(t *testing.T) {
+	for _, tc := range []struct {
+		in   any
+		want string
+	}{
+		{"plain", `"plain"`},
+		{"q\"b\\n\n\t\r\x01\x7f", `"q\"b\\n\n\t\r\u0001\u007f"`},
+		{"bad \xff utf8", `"bad \ufffd utf8"`},
+		{"<&>", `"<&>"`},
+		{1e21, `1e+21`},
+		{1e-7, `1e-7`},
+		{123.25, `123.25`},
+		{int64(-3), `-3`},
+		{[]string{"a"}, `["a"]`},
+		{map[string]int{"b": 2, "a": 1}, `{"a":1,"b":2}`},
+		{struct {
+			X int `json:"x"`
+		}{5}, `{"x":5}`},
+		{json.Number("12"), `12`},
+	} {
+		got, err := appendJSONValue(nil, tc.in)
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%#v: got %s, %v; want %s", tc.in, got, err, tc.want)
+		}
+		if !json.Valid(got) {
+			t.Errorf("%#v: invalid JSON %s", tc.in, got)
+		}
+	}
+	if _, err := appendJSONValue(nil, map[string]any{"x": 0.0 / zero()}); err == nil {
+		t.Error("NaN encoded without error")
+	}
+	// Typed maps and structs are flattened like map[string]any.
+	b, err := appendResult(nil, "1", OK("", struct {
+		ID int `json:"id"`
+		V  int `json:"v"`
+	}{1, 2}))
+	if err != nil || string(b) != `{"id":1,"result_id":1,"v":2,"success":true}`+"\n" {
+		t.Errorf("struct result: %s, %v", b, err)
+	}
+}
+
+func zero() float64 { return 0 }
+
+func TestIPCUnencodableResult(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	env.srv.d.MustRegister(&Command{Name: "nan", Handler: func(context.Context, *Call) Result {
+		return OK("", map[string]any{"x": 0.0 / zero()})
+	}})
+	c := env.dial(t)
+	for _, line := range []string{`{"command":"nan","id":1}`, "nan"} {
+		got, err := c.Do(line, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !json.Valid(got) || !strings.Contains(string(got), `"error":"internal error: cannot encode result`) {
+			t.Fatalf("got %s", got)
+		}
+	}
+}
+
+// FuzzIPCLine feeds one arbitrary request line through the connection
+// code: the output is either nothing (blank or comment-only line) or log
+// events followed by exactly one reply, every line one well-formed JSON
+// object, and its size bounded.
+func FuzzIPCLine(f *testing.F) {
+	for _, s := range []string{
+		`{"command":"mdio_read","phy":1,"address":1,"id":1}`,
+		`{"command":"echo","id":2,"x":[1,{"a":null}],"s":"\u00e9"}`,
+		`{"command":`, `{"id":1.5}`, `{"command":"help","search":1}`,
+		`mdio_read 1 1`, `mdio_read --phy=0x1 --address=1 # c`, `echo "a b" 'c' d\ e`,
+		`mdio_read --help`, `help mdio`, `textual`, `exit`, `   `, `# only`, `"unterminated`,
+		strings.Repeat("y", 300),
+	} {
+		f.Add([]byte(s))
+	}
+	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	ipcTestCommands(d, nil)
+	srv := &Server{d: d, log: d.Logger()}
+	const maxLine = 256
+	f.Fuzz(func(t *testing.T, data []byte) {
+		line := strings.ReplaceAll(string(data), "\n", " ")
+		var total atomic.Uint64
+		q := newIPCQueue(1<<30, &total, srv.log)
+		ss := &ipcSession{s: srv, q: q, log: srv.log, maxLine: maxLine}
+		if err := ss.serve(context.Background(), strings.NewReader(line+"\n")); err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+		out := q.take()
+		if len(out) > 8192+8*len(line) {
+			t.Fatalf("output of %d bytes for a %d-byte line", len(out), len(line))
+		}
+		wantReplies := 1
+		content := strings.TrimSuffix(line, "\r")
+		if len(content) <= maxLine {
+			trimmed := strings.TrimLeft(content, " \t\r\n\v\f")
+			if trimmed == "" {
+				wantReplies = 0
+			} else if trimmed[0] != '{' {
+				if tc, err := ParseText(content); err == nil && tc.Name == "" {
+					wantReplies = 0
+				}
+			}
+		}
+		if wantReplies == 0 {
+			if len(out) != 0 {
+				t.Fatalf("output for an empty line: %q", out)
+			}
+			return
+		}
+		if len(out) == 0 || out[len(out)-1] != '\n' {
+			t.Fatalf("output not newline-terminated: %q", out)
+		}
+		lines := strings.Split(string(out[:len(out)-1]), "\n")
+		for i, l := range lines {
+			if !json.Valid([]byte(l)) || l[0] != '{' {
+				t.Fatalf("line %d not a JSON object: %q", i, l)
+			}
+			_, isEvent := IPCEvent([]byte(l))
+			if isEvent != (i < len(lines)-1) {
+				t.Fatalf("line %d of %d: event=%v: %q", i, len(lines), isEvent, l)
+			}
+		}
+		var reply struct {
+			ID      *json.Number `json:"id"`
+			Success *bool        `json:"success"`
+			Error   *string      `json:"error"`
+		}
+		d := json.NewDecoder(strings.NewReader(lines[len(lines)-1]))
+		d.UseNumber()
+		if err := d.Decode(&reply); err != nil || reply.ID == nil || reply.Success == nil {
+			t.Fatalf("reply lacks id or success: %q", lines[len(lines)-1])
+		}
+		if _, err := reply.ID.Int64(); err != nil {
+			t.Fatalf("reply id not an integer: %q", lines[len(lines)-1])
+		}
+		if !*reply.Success && (reply.Error == nil || *reply.Error == "") {
+			t.Fatalf("failure without an error text: %q", lines[len(lines)-1])
+		}
+	})
+}
+
+// BenchmarkIPCPipelinedEcho measures pipelined requests on one
+// connection, the pattern of a tool driving a daemon in bulk.
+func BenchmarkIPCPipelinedEcho(b *testing.B) {
+	env := newIPCEnv(b, IPCOptions{})
+	c := env.dial(b)
+	c.SetDeadline(time.Time{})
+	line := []byte(`{"command":"echo","id":1,"x":1}` + "\n")
+	var batch []byte
+	for i := 0; i < 64; i++ {
+		batch = append(batch, line...)
+	}
+	b.ResetTimer()
+	errc := make(chan error, 1)
+	go func() {
+		n := b.N
+		for n > 0 {
+			k := min(n, 64)
+			if _, err := ipcRawConn(c).Write(batch[:k*len(line)]); err != nil {
+				errc <- err
+				return
+			}
+			n -= k
+		}
+		errc <- nil
+	}()
+	want := `{"id":1,"x":1,"success":true}`
+	for i := 0; i < b.N; i++ {
+		l, err := c.ReadLine()
+		if err != nil {
+			b.Fatal(err)
+		}
+		if string(l) != want {
+			b.Fatalf("got %s", l)
+		}
+	}
+	if err := <-errc; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+}
+
+// A daemon's own help or exit command wins over the front end's.
+func TestIPCRegistryOverridesBuiltins(t *testing.T) {
+	env := newIPCEnv(t, IPCOptions{})
+	env.srv.d.MustRegister(&Command{Name: "exit", Comment: "daemon exit", Handler: func(context.Context, *Call) Result {
+		return OK("", "daemon's exit")
+	}})
+	c := env.dial(t)
+	got, err := c.Do(`{"command":"exit","id":1}`, nil)
+	if err != nil || string(got) != `{"id":1,"result":"daemon's exit","success":true}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+	// The connection is still open.
+	got, err = c.Do(`{"command":"help","search":"exit","id":2}`, nil)
+	if err != nil || string(got) != `{"id":2,"result":["exit - daemon exit","shutdown - shut the daemon down cleanly (exit 0)"],"success":true}` {
+		t.Fatalf("got %s, %v", got, err)
+	}
+}
