@@ -125,11 +125,6 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 	keaReq := []byte(`{"command":"list-commands"}`)
 	fmt.Fprintf(os.Stderr, "ctlbench: %s, %d CPUs, %v per measurement\n", runtime.Version(), runtime.NumCPU(), dur)
 
-	seq := func(fe, mode string, op func() error, conc int) (result, error) {
-		r, err := measure(dur, conc, op)
-		r.Frontend, r.Mode = fe, mode
-		return r, err
-	}
 	type keaCase struct {
 		name, path string
 	}
@@ -139,20 +134,26 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 	}
 	keaRes := map[string]result{}
 	keaRes8 := map[string]result{}
-	for _, c := range cases {
-		op := func() error { return keaOnce(c.path, keaReq) }
-		r, err := seq(c.name, "sequential", op, 1)
-		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+	for _, conc := range []int{1, 8} {
+		ops := make([]func() error, len(cases))
+		for i, c := range cases {
+			ops[i] = func() error { return keaOnce(c.path, keaReq) }
 		}
-		add(r)
-		keaRes[c.name] = r
-		r, err = seq(c.name, "8 clients", op, 8)
+		rs, err := measureInterleaved(dur, conc, ops)
 		if err != nil {
-			return fmt.Errorf("%s: %w", c.name, err)
+			return fmt.Errorf("kea channel: %w", err)
 		}
-		add(r)
-		keaRes8[c.name] = r
+		for i, c := range cases {
+			r := rs[i]
+			r.Frontend, r.Mode = c.name, "sequential"
+			if conc > 1 {
+				r.Mode = fmt.Sprintf("%d clients", conc)
+				keaRes8[c.name] = r
+			} else {
+				keaRes[c.name] = r
+			}
+			add(r)
+		}
 	}
 
 	// IPC: request/reply on one connection, 8 connections, and pipelined.
@@ -226,13 +227,50 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 	return nil
 }
 
+// interleaveRounds is how many slices each server's measurement is cut
+// into when servers are compared: alternating them spreads the noise of
+// a shared machine over all of them instead of favouring one.
+const interleaveRounds = 10
+
+// measureInterleaved measures each op for about d in total, alternating
+// between them in short rounds, and returns one result per op.
+func measureInterleaved(d time.Duration, conc int, ops []func() error) ([]result, error) {
+	lat := make([][]time.Duration, len(ops))
+	busy := make([]time.Duration, len(ops))
+	for round := 0; round < interleaveRounds; round++ {
+		for i, op := range ops {
+			l, el, err := run1(d/interleaveRounds, conc, op, round == 0)
+			if err != nil {
+				return nil, err
+			}
+			lat[i] = append(lat[i], l...)
+			busy[i] += el
+		}
+	}
+	out := make([]result, len(ops))
+	for i := range ops {
+		out[i] = summarize(lat[i], busy[i])
+	}
+	return out, nil
+}
+
 // measure runs op from conc goroutines for about d and returns the
 // throughput and latency percentiles.
 func measure(d time.Duration, conc int, op func() error) (result, error) {
+	lat, el, err := run1(d, conc, op, true)
+	if err != nil {
+		return result{}, err
+	}
+	return summarize(lat, el), nil
+}
+
+// run1 runs op from conc goroutines for about d, after a warm-up when
+// asked, and returns every latency and the elapsed time.
+func run1(d time.Duration, conc int, op func() error, warm bool) ([]time.Duration, time.Duration, error) {
 	// Warm up: connections, caches, goroutine pools.
-	for i := 0; i < 200; i++ {
+	for i := 0; warm && i < 200; i++ {
 		if err := op(); err != nil {
-			return result{}, err
+			return nil, 0, err
 		}
 	}
 	var mu sync.Mutex
@@ -266,9 +304,9 @@ func measure(d time.Duration, conc int, op func() error) (result, error) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	if firstErr != nil {
-		return result{}, firstErr
+		return nil, 0, firstErr
 	}
-	return summarize(lat, elapsed), nil
+	return lat, elapsed, nil
 }
 
 func summarize(lat []time.Duration, elapsed time.Duration) result {

@@ -94,24 +94,24 @@ type DemuxOptions struct {
 // DemuxStats are the demux's counters.
 type DemuxStats struct {
 	// Registrations counts clients that registered a type.
-	Registrations uint64
+	Registrations uint64 `json:"registrations"`
 	// In counts client messages handed to the router.
-	In uint64
+	In uint64 `json:"in"`
 	// Out counts message copies written to clients.
-	Out uint64
+	Out uint64 `json:"out"`
 	// Delivered counts Deliver calls that reached at least one client.
-	Delivered uint64
+	Delivered uint64 `json:"delivered"`
 	// Drops by reason.
-	DropShort    uint64 // under 2 bytes, from a client or DeliverFrame
-	DropTooBig   uint64 // client datagram over MaxMessage
-	DropRoute    uint64 // refused by the router
-	DropNoClient uint64 // no client registered for the type
-	DropOverflow uint64 // copies discarded with an overflowing client
+	DropShort    uint64 `json:"drop-short"`     // under 2 bytes, from a client or DeliverFrame
+	DropTooBig   uint64 `json:"drop-too-big"`   // client datagram over MaxMessage
+	DropRoute    uint64 `json:"drop-route"`     // refused by the router
+	DropNoClient uint64 `json:"drop-no-client"` // no client registered for the type
+	DropOverflow uint64 `json:"drop-overflow"`  // copies discarded with an overflowing client
 	// Overflows counts clients disconnected because their queue
 	// overflowed.
-	Overflows uint64
+	Overflows uint64 `json:"overflows"`
 	// Clients is the number of connected clients by registered type.
-	Clients map[byte]int
+	Clients map[byte]int `json:"clients"`
 }
 
 // Demux is a libmctp-compatible demultiplexer: an AF_UNIX SOCK_SEQPACKET

@@ -44,20 +44,20 @@ type DgramOptions struct {
 // DgramStats are the datagram front end's counters.
 type DgramStats struct {
 	// Received counts every datagram read from the socket.
-	Received uint64
+	Received uint64 `json:"received"`
 	// Run counts commands that ran and returned success.
-	Run uint64
+	Run uint64 `json:"run"`
 	// Failed counts unknown commands, parameter errors, streaming
 	// commands and handler failures.
-	Failed uint64
+	Failed uint64 `json:"failed"`
 	// Rejected counts empty and over-long datagrams.
-	Rejected uint64
+	Rejected uint64 `json:"rejected"`
 	// Stalls counts the times the in-process queue was full and reading
 	// paused until a command completed.
-	Stalls uint64
+	Stalls uint64 `json:"stalls"`
 	// Dropped counts commands read but not run because the front end
 	// closed (its close deadline passed) before their turn.
-	Dropped uint64
+	Dropped uint64 `json:"dropped"`
 }
 
 // DgramServer is sfptpd's control socket: an AF_UNIX SOCK_DGRAM socket

@@ -636,7 +636,7 @@ func TestIPCSocat(t *testing.T) {
 	list, _ := json.Marshal(names)
 	for _, tc := range []struct{ in, want string }{
 		{`{"command":"list-commands","id":3}` + "\n",
-			fmt.Sprintf(`{"id":3,"result":%s,"text":"%d commands","success":true}`+"\n", list, len(names))},
+			fmt.Sprintf(`{"id":3,"result":%s,"success":true}`+"\n", list)},
 		{"mdio_read 1 1\n{\"command\":\"nope\"}\n",
 			ev("31049\n") + "\n" + `{"id":-1,"success":true}` + "\n" + `{"id":-1,"error":"'nope' command not supported.","success":false}` + "\n"},
 	} {

@@ -65,10 +65,12 @@ type KeaServer struct {
 	d        *Daemon
 	maxConns int
 
-	// hard is closed when the close deadline passes: in-flight commands
-	// are cancelled then (they run undisturbed until it).
-	hard     chan struct{}
-	hardOnce sync.Once
+	// hardCtx is the context commands run in. It is cancelled when the
+	// close deadline passes: in-flight commands run undisturbed until
+	// then. One context for all requests keeps the per-request path free
+	// of goroutines and allocations.
+	hardCtx  context.Context
+	hardStop context.CancelFunc
 	closing  atomic.Bool
 }
 
@@ -83,7 +85,8 @@ func (s *Server) ServeKea(spec SocketSpec, opts KeaOptions) (*KeaServer, error) 
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = DefaultMaxConns
 	}
-	k := &KeaServer{opts: opts, log: s.log.With("frontend", "kea"), d: s.d, maxConns: opts.MaxConns, hard: make(chan struct{})}
+	k := &KeaServer{opts: opts, log: s.log.With("frontend", "kea"), d: s.d, maxConns: opts.MaxConns}
+	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	a, err := s.startAcceptor("kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
 		return nil, err
@@ -110,8 +113,9 @@ func (k *KeaServer) Close(ctx context.Context) error {
 // running commands only when ctx runs out, not at once.
 func (k *KeaServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
 	k.closing.Store(true)
-	stop := context.AfterFunc(ctx, func() { k.hardOnce.Do(func() { close(k.hard) }) })
+	stop := context.AfterFunc(ctx, k.hardStop)
 	defer stop()
+	defer k.hardStop()
 	return k.acceptor.close(ctx, handoff)
 }
 
@@ -156,6 +160,10 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 	// Start small: an idle connection holds only this buffer, so that
 	// thousands of them stay cheap.
 	buf := make([]byte, 512)
+	// trailing is set when bytes followed the request in what was read:
+	// more may still be queued, and closing a unix socket with unread
+	// input resets the peer instead of giving it EOF.
+	trailing := false
 	for feed.Status() == feedNeedMore {
 		c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
 		// Checked after setting the deadline: closing is set before the
@@ -167,7 +175,9 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 		}
 		n, err := c.Read(buf)
 		if n > 0 {
-			feed.Write(buf[:n])
+			if feed.Write(buf[:n]) < n {
+				trailing = true
+			}
 			if n == len(buf) && len(buf) < 64<<10 {
 				buf = make([]byte, 4*len(buf))
 			}
@@ -207,21 +217,16 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 		k.log.Warn("bad request framing", "err", feed.Err())
 		reply = keaReply(Fail("%s", feed.Err()))
 	} else {
-		cctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-		go func() {
-			select {
-			case <-k.hard:
-				cancel()
-			case <-cctx.Done():
-			}
-		}()
-		reply = k.handleRequest(cctx, feed.Output())
-		cancel()
+		reply = k.handleRequest(k.hardCtx, feed.Output())
 	}
 	if err := k.write(c, reply); err != nil {
 		return
 	}
-	finishConn(c)
+	// The common case, one request and nothing after it, needs only the
+	// deferred close: two syscalls fewer per request.
+	if trailing || feed.Status() == feedFailed {
+		finishConn(c)
+	}
 }
 
 // write sends all of b, restarting the idle deadline per chunk.
@@ -363,7 +368,7 @@ func (k *KeaServer) run(ctx context.Context, name string, named map[string]any) 
 	}
 	var out limitedBuffer
 	out.max = keaMaxOutput
-	k.log.Info("command received", "command", name)
+	k.log.Debug("command received", "command", name)
 	r := k.d.Run(ctx, cmd, in, &out, "kea")
 	if r.Text == "" && out.b.Len() > 0 {
 		r.Text = strings.TrimRight(out.b.String(), "\n")

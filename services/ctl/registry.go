@@ -171,7 +171,9 @@ func (c *Command) LongUsage() string {
 type Registry struct {
 	mu   sync.RWMutex
 	cmds map[string]*Command
-	log  *slog.Logger
+	// names caches the sorted names; nil after a change.
+	names []string
+	log   *slog.Logger
 }
 
 // NewRegistry returns a registry holding only list-commands. Use
@@ -191,7 +193,7 @@ func NewRegistry(log *slog.Logger) *Registry {
 			for i, n := range names {
 				list[i] = n
 			}
-			return Result{Code: Success, Text: fmt.Sprintf("%d commands", len(list)), Args: list}
+			return Result{Code: Success, Args: list}
 		},
 	}
 	return r
@@ -240,6 +242,7 @@ func (r *Registry) Register(c *Command) error {
 		return fmt.Errorf("ctl: register %q: %w", c.Name, ErrDuplicate)
 	}
 	r.cmds[c.Name] = c
+	r.names = nil
 	return nil
 }
 
@@ -265,6 +268,7 @@ func (r *Registry) Deregister(name string) error {
 		return fmt.Errorf("ctl: deregister %q: %w", name, ErrBuiltin)
 	}
 	delete(r.cmds, name)
+	r.names = nil
 	return nil
 }
 
@@ -276,16 +280,25 @@ func (r *Registry) Lookup(name string) (*Command, bool) {
 	return c, ok
 }
 
-// Names returns the sorted command names.
+// Names returns the sorted command names. The slice is shared: callers
+// must not modify it.
 func (r *Registry) Names() []string {
 	r.mu.RLock()
-	names := make([]string, 0, len(r.cmds))
-	for n := range r.cmds {
-		names = append(names, n)
-	}
+	names := r.names
 	r.mu.RUnlock()
-	sort.Strings(names)
-	return names
+	if names != nil {
+		return names
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.names == nil {
+		r.names = make([]string, 0, len(r.cmds))
+		for n := range r.cmds {
+			r.names = append(r.names, n)
+		}
+		sort.Strings(r.names)
+	}
+	return r.names
 }
 
 // Commands returns the commands sorted by name.

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -81,10 +82,45 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// The front ends, once started; status-get reports their counters.
+	// A front end may answer status-get before the next one is started,
+	// hence the lock.
+	var fe struct {
+		sync.Mutex
+		kea     *ctl.KeaServer
+		dgram   *ctl.DgramServer
+		ipc     *ctl.IPCServer
+		console *ctl.ConsoleServer
+		demux   *ctl.Demux
+	}
 	d := ctl.NewDaemon(ctl.DaemonOptions{
 		Name:   "ctl",
 		Logger: log,
 		Config: func() any { return cfg },
+		Status: func() map[string]any {
+			fe.Lock()
+			defer fe.Unlock()
+			st := map[string]any{}
+			conns := map[string]any{}
+			if fe.kea != nil {
+				conns["kea"] = fe.kea.Active()
+			}
+			if fe.ipc != nil {
+				conns["ipc"] = fe.ipc.Active()
+				st["ipc-events-dropped"] = fe.ipc.Dropped()
+			}
+			if fe.console != nil {
+				conns["console"] = fe.console.Active()
+			}
+			st["connections"] = conns
+			if fe.dgram != nil {
+				st["dgram"] = fe.dgram.Stats()
+			}
+			if fe.demux != nil {
+				st["demux"] = fe.demux.Stats()
+			}
+			return st
+		},
 	})
 	srv := ctl.NewServer(d)
 	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
@@ -101,30 +137,30 @@ func serve(args []string, stderr io.Writer) error {
 		return &exitError{1, err}
 	}
 	if cfg.Kea != "" {
-		if _, err := srv.ServeKea(spec(cfg.Kea), ctl.KeaOptions{StreamOptions: streamOpts}); err != nil {
+		if err := keep(&fe.Mutex, &fe.kea)(srv.ServeKea(spec(cfg.Kea), ctl.KeaOptions{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Dgram != "" {
-		if _, err := srv.ServeDgram(spec(cfg.Dgram), ctl.DgramOptions{}); err != nil {
+		if err := keep(&fe.Mutex, &fe.dgram)(srv.ServeDgram(spec(cfg.Dgram), ctl.DgramOptions{})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.IPC != "" {
-		if _, err := srv.ServeIPC(spec(ctl.IPCAddr(cfg.IPC)), ctl.IPCOptions{StreamOptions: streamOpts}); err != nil {
+		if err := keep(&fe.Mutex, &fe.ipc)(srv.ServeIPC(spec(ctl.IPCAddr(cfg.IPC)), ctl.IPCOptions{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Console != "" {
-		if _, err := srv.ServeConsole(spec(cfg.Console), ctl.ConsoleOptions{StreamOptions: streamOpts}); err != nil {
+		if err := keep(&fe.Mutex, &fe.console)(srv.ServeConsole(spec(cfg.Console), ctl.ConsoleOptions{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
 	if len(cfg.Demux) > 0 && cfg.Demux[0] != "" {
-		if _, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{
+		if err := keep(&fe.Mutex, &fe.demux)(srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{
 			StreamOptions: streamOpts,
-			Router:        &ctl.LoopbackRouter{Addr: byte(cfg.DemuxAddr)},
-		}); err != nil {
+			Router:        ctl.LoopbackRouter{Addr: byte(cfg.DemuxAddr)},
+		})); err != nil {
 			return fail(err)
 		}
 	}
@@ -149,6 +185,18 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	log.Info("ctl stopped")
 	return nil
+}
+
+// keep stores a started front end under mu, for status-get.
+func keep[T any](mu *sync.Mutex, dst *T) func(T, error) error {
+	return func(x T, err error) error {
+		if err == nil {
+			mu.Lock()
+			*dst = x
+			mu.Unlock()
+		}
+		return err
+	}
 }
 
 // echoCommand returns its arguments: the diagnostic every front end is
