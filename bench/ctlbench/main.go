@@ -382,6 +382,7 @@ func findKea() string {
 }
 
 // startKea runs kea-dhcp4 with no interfaces and only a control socket.
+// Like ctl serve, it logs at its default severity (INFO), to a file.
 func startKea(bin, dir, sock string) (*exec.Cmd, string, error) {
 	out, _ := exec.Command(bin, "-v").Output()
 	version := strings.TrimSpace(string(out))
@@ -389,8 +390,8 @@ func startKea(bin, dir, sock string) (*exec.Cmd, string, error) {
   "interfaces-config":{"interfaces":[]},
   "control-socket":{"socket-type":"unix","socket-name":%q},
   "lease-database":{"type":"memfile","persist":false},
-  "loggers":[{"name":"kea-dhcp4","severity":"WARN","output_options":[{"output":"stderr"}]}]
-}}`, sock)
+  "loggers":[{"name":"kea-dhcp4","severity":"INFO","output_options":[{"output":%q}]}]
+}}`, sock, filepath.Join(dir, "kea.log"))
 	cfgPath := filepath.Join(dir, "kea-dhcp4.json")
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		return nil, "", err

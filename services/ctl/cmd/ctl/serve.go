@@ -38,6 +38,7 @@ type serveConfig struct {
 	IPC       string   `json:"ipc"`
 	Console   string   `json:"console"`
 	Demux     []string `json:"demux"`
+	IPCDial   string   `json:"ipc-connect,omitempty"`
 	DemuxAddr int      `json:"demux-addr"`
 	MaxConns  int      `json:"max-conns"`
 	Mode      string   `json:"socket-mode"`
@@ -52,8 +53,9 @@ func serve(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
 	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
 	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
-	demux := &listFlag{vals: []string{"ctl-mux"}}
-	fs.Var(demux, "demux", "demux abstract socket name, repeatable (mctpd owns mctp-mux and mctp-demux)")
+	demux := &listFlag{vals: append([]string(nil), ctl.DefaultDemuxNames...)}
+	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux; -demux '' disables)")
+	ipcConnect := fs.String("ipc-connect", "", "also dial out to this nose IPC socket and serve that connection")
 	fs.IntVar(&cfg.DemuxAddr, "demux-addr", 8, "local address of the demux loopback router")
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
@@ -69,6 +71,7 @@ func serve(args []string, stderr io.Writer) error {
 		return usageErr("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.Demux = demux.vals
+	cfg.IPCDial = *ipcConnect
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {
 		return usageErr("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
@@ -179,6 +182,16 @@ func serve(args []string, stderr io.Writer) error {
 			}
 		}
 	}()
+	if cfg.IPCDial != "" {
+		go func() {
+			err := srv.ConnectIPC(ctx, cfg.IPCDial, ctl.IPCOptions{})
+			if err != nil && ctx.Err() == nil {
+				log.Error("ipc-connect ended", "path", cfg.IPCDial, "err", err)
+			} else {
+				log.Info("ipc-connect connection closed", "path", cfg.IPCDial)
+			}
+		}()
+	}
 	log.Info("ctl serving", "version", d.Version(), "pid", os.Getpid(), "resumed", srv.Resumed())
 	if err := srv.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)

@@ -1,0 +1,381 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ctlBin is the ctl program built once for the tests: the hub runs as a
+// real process and the clients' exit codes are real exit codes.
+var ctlBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ctltest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctlBin = filepath.Join(dir, "ctl")
+	build := exec.Command("go", "build", "-o", ctlBin, ".")
+	build.Stderr = os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ctl:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// hub is a running "ctl serve".
+type hub struct {
+	cmd                         *exec.Cmd
+	dir                         string
+	kea, dgram, ipc, con, demux string
+	log                         *syncBuffer
+}
+
+type syncBuffer struct {
+	mu chan struct{}
+	b  bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.b.String()
+}
+
+func startHub(t *testing.T, extra ...string) *hub {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "tb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	h := &hub{
+		dir: dir, kea: filepath.Join(dir, "kea.sock"), dgram: filepath.Join(dir, "dgram.sock"),
+		ipc: filepath.Join(dir, "ipc.socket"), con: filepath.Join(dir, "console.sock"),
+		demux: fmt.Sprintf("tb-ctl-test-%d-%d", os.Getpid(), time.Now().UnixNano()),
+		log:   newSyncBuffer(),
+	}
+	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con, "-demux", h.demux}, extra...)
+	h.cmd = exec.Command(ctlBin, args...)
+	h.cmd.Stderr = h.log
+	if err := h.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if h.cmd.ProcessState == nil {
+			h.cmd.Process.Kill()
+			h.cmd.Wait()
+		}
+		if t.Failed() {
+			t.Logf("ctl serve log:\n%s", h.log.String())
+		}
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range []string{h.kea, h.dgram, h.ipc, h.con} {
+		for {
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&os.ModeSocket != 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("socket %s did not appear; log:\n%s", p, h.log.String())
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	return h
+}
+
+// runCtl runs the ctl binary and returns its exit code and output.
+func runCtl(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(ctlBin, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run ctl %v: %v", args, err)
+	}
+	return code, out.String(), errb.String()
+}
+
+func TestClients(t *testing.T) {
+	h := startHub(t)
+	tests := []struct {
+		name   string
+		stdin  string
+		args   []string
+		code   int
+		stdout []string // substrings
+		stderr string
+	}{
+		{name: "kea list-commands", args: []string{"kea", h.kea, "list-commands"}, code: 0,
+			stdout: []string{`"echo"`, `"list-commands"`, `"stream"`, `"result": 0`}},
+		{name: "kea echo args", args: []string{"kea", h.kea, "echo", `{"a":1,"s":"x y"}`}, code: 0,
+			stdout: []string{`"a": 1`, `"s": "x y"`}},
+		{name: "kea unknown command", args: []string{"kea", h.kea, "nosuch"}, code: 1,
+			stdout: []string{`{ "result": 2, "text": "'nosuch' command not supported." }`}},
+		{name: "kea parameter error", args: []string{"kea", h.kea, "status-get", `{"x":1}`}, code: 1,
+			stdout: []string{"parameter 'x' is not supported"}},
+		{name: "kea streaming refused", args: []string{"kea", h.kea, "stream"}, code: 1,
+			stdout: []string{`"result": 2`, "use the console or the ipc socket"}},
+		{name: "kea bad args json", args: []string{"kea", h.kea, "echo", `{bad`}, code: 2,
+			stderr: "ARGS-JSON is not valid JSON"},
+		{name: "kea missing socket", args: []string{"kea", filepath.Join(h.dir, "none.sock"), "list-commands"}, code: 2,
+			stderr: "no such file or directory"},
+		{name: "kea service routing unconfigured", args: []string{"kea", "-service", "ptpd", h.kea, "list-commands"}, code: 1,
+			stdout: []string{`[ { "result": 1, "text": "forwarding socket is not configured for the server type ptpd" } ]`}},
+		{name: "kea usage", args: []string{"kea", h.kea}, code: 2, stderr: "want SOCKET COMMAND"},
+		{name: "ipc json", args: []string{"ipc", h.ipc, `{"command":"echo","id":4,"x":1}`}, code: 0,
+			stdout: []string{`{"id":4,"x":1,"success":true}`}},
+		{name: "ipc text with events", args: []string{"ipc", h.ipc, "stream --interval=1 --count=3"}, code: 0,
+			stdout: []string{`{"type":"log","msg":"1 `, `{"type":"log","msg":"3 `, `"success":true}`}},
+		{name: "ipc two lines in order", args: []string{"ipc", h.ipc, `{"command":"echo","id":1}`, `{"command":"echo","id":2}`}, code: 0,
+			stdout: []string{"{\"id\":1,\"success\":true}\n{\"id\":2,\"success\":true}\n"}},
+		{name: "ipc failure", args: []string{"ipc", h.ipc, `{"command":"nosuch","id":9}`}, code: 1,
+			stdout: []string{`{"id":9,"error":"'nosuch' command not supported.","success":false}`}},
+		{name: "ipc missing socket", args: []string{"ipc", filepath.Join(h.dir, "none"), "x"}, code: 2,
+			stderr: "no such file or directory"},
+		{name: "dgram sends", args: []string{"dgram", h.dgram, "echo=a,b", "echo"}, code: 0},
+		{name: "dgram missing socket", args: []string{"dgram", filepath.Join(h.dir, "none.sock"), "x"}, code: 2,
+			stderr: "connect: No such file or directory"},
+		{name: "dgram stream socket", args: []string{"dgram", h.kea, "x"}, code: 2,
+			stderr: "connect: Protocol wrong type for socket"},
+		{name: "console", stdin: "echo hello there\n", args: []string{"console", h.con}, code: 0,
+			stdout: []string{"hello there"}},
+		{name: "console unknown", stdin: "frobnicate\n", args: []string{"console", h.con}, code: 0,
+			stdout: []string{"Unknown command, try: ?"}},
+		{name: "no command", args: nil, code: 2, stderr: "usage: ctl COMMAND"},
+		{name: "unknown sub-command", args: []string{"frob"}, code: 2, stderr: `unknown command "frob"`},
+		{name: "demux bad type", args: []string{"demux", "-name", h.demux, "-type", "0", "recv"}, code: 2, stderr: "want a message type 1..255"},
+		{name: "demux bad hex", args: []string{"demux", "-name", h.demux, "-type", "5", "send", "8", "zz"}, code: 2, stderr: "HEX"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := runCtl(t, tc.stdin, tc.args...)
+			if code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", code, tc.code, out, errs)
+			}
+			for _, want := range tc.stdout {
+				if !strings.Contains(out, want) {
+					t.Errorf("stdout lacks %q:\n%s", want, out)
+				}
+			}
+			if tc.stderr != "" && !strings.Contains(errs, tc.stderr) {
+				t.Errorf("stderr lacks %q:\n%s", tc.stderr, errs)
+			}
+		})
+	}
+
+	// The datagrams above ran: status-get counts them.
+	st := hubStatus(t, h)
+	var dg struct {
+		Run uint64 `json:"run"`
+	}
+	json.Unmarshal(st["dgram"], &dg)
+	if dg.Run < 2 {
+		t.Errorf("dgram run counter %d after two datagrams; status: %v", dg.Run, st)
+	}
+}
+
+func hubStatus(t *testing.T, h *hub) map[string]json.RawMessage {
+	t.Helper()
+	code, out, errs := runCtl(t, "", "kea", h.kea, "status-get")
+	if code != 0 {
+		t.Fatalf("status-get: exit %d: %s %s", code, out, errs)
+	}
+	var rep struct {
+		Arguments map[string]json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatalf("status-get reply %q: %v", out, err)
+	}
+	return rep.Arguments
+}
+
+func TestDemuxCLI(t *testing.T) {
+	h := startHub(t)
+	recv := exec.Command(ctlBin, "demux", "-name", h.demux, "-type", "0x05", "recv", "-n", "2", "-timeout", "10s")
+	var out bytes.Buffer
+	recv.Stdout, recv.Stderr = &out, &out
+	if err := recv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Wait for the receiver's registration to show in the demux stats.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		var dm struct {
+			Clients map[string]int `json:"clients"`
+		}
+		json.Unmarshal(hubStatus(t, h)["demux"], &dm)
+		if dm.Clients["5"] == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("receiver did not register; demux stats never showed it")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// Local address 8: the loopback router delivers back to type 5.
+	for _, body := range []string{"6869", "00ff7e7d"} {
+		if code, o, e := runCtl(t, "", "demux", "-name", h.demux, "-type", "5", "send", "8", body); code != 0 {
+			t.Fatalf("send: exit %d %s %s", code, o, e)
+		}
+	}
+	if err := recv.Wait(); err != nil {
+		t.Fatalf("recv: %v: %s", err, out.String())
+	}
+	if got, want := out.String(), "08 05 6869\n08 05 00ff7e7d\n"; got != want {
+		t.Fatalf("recv printed %q, want %q", got, want)
+	}
+	// A message to another address has no route in the loopback router.
+	runCtl(t, "", "demux", "-name", h.demux, "-type", "5", "send", "9", "01")
+	var dm struct {
+		DropRoute uint64 `json:"drop-route"`
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for dm.DropRoute == 0 && time.Now().Before(deadline) {
+		json.Unmarshal(hubStatus(t, h)["demux"], &dm)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if dm.DropRoute != 1 {
+		t.Fatalf("drop-route %d, want 1", dm.DropRoute)
+	}
+}
+
+// TestSocatClients talks to the hub with socat, an independent client.
+func TestSocatClients(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	h := startHub(t)
+	tests := []struct {
+		name, script, want string
+	}{
+		{"kea", `printf '{"command":"echo","arguments":{"k":"v"}}' | socat - UNIX-CONNECT:` + h.kea, `{ "arguments": { "k": "v" }, "result": 0 }`},
+		{"ipc", `printf '{"command":"echo","id":7,"k":"v"}\n' | socat -t 2 - UNIX-CONNECT:` + h.ipc, `{"id":7,"k":"v","success":true}`},
+		{"console", `printf 'echo a b\n' | socat -t 2 - UNIX-CONNECT:` + h.con, "a b"},
+		{"demux", `(printf '\005'; sleep 0.2; printf '\010\005hi'; sleep 0.5) | socat -t 1 - ABSTRACT-CONNECT:` + h.demux + `,socktype=5 | od -An -tx1`, "08 05 68 69"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := exec.Command("sh", "-c", tc.script).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%v: %s", err, out)
+			}
+			if !strings.Contains(string(out), tc.want) {
+				t.Fatalf("got %q, want %q in it", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestServeRefusesLiveSocket(t *testing.T) {
+	h := startHub(t)
+	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "", "-demux", "")
+	if code != 1 || !strings.Contains(errs, "address already in use by a running process") {
+		t.Fatalf("exit %d, stderr %s", code, errs)
+	}
+	// The running hub is untouched.
+	if c, out, _ := runCtl(t, "", "kea", h.kea, "list-commands"); c != 0 {
+		t.Fatalf("hub broken after refused start: %d %s", c, out)
+	}
+}
+
+func TestServeShutdown(t *testing.T) {
+	h := startHub(t)
+	code, out, _ := runCtl(t, "", "kea", h.kea, "shutdown")
+	if code != 0 || !strings.Contains(out, `"text": "Shutting down."`) {
+		t.Fatalf("shutdown: %d %s", code, out)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("ctl serve exited with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ctl serve did not exit after shutdown")
+	}
+	for _, p := range []string{h.kea, h.dgram, h.ipc, h.con} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("socket %s left behind: %v", p, err)
+		}
+	}
+}
+
+// TestServeReexec re-executes the hub with SIGUSR2 while a console client
+// runs the persistent stream command: same PID, the reload counted, and
+// the same connection keeps streaming.
+func TestServeReexec(t *testing.T) {
+	h := startHub(t)
+	c, err := net.Dial("unix", h.con)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	br := bufio.NewReader(c)
+	if _, err := io.WriteString(c, "stream --interval=10\n"); err != nil {
+		t.Fatal(err)
+	}
+	readN := func(n int) {
+		for i := 0; i < n; i++ {
+			if _, err := br.ReadString('\n'); err != nil {
+				t.Fatalf("read stream line: %v", err)
+			}
+		}
+	}
+	readN(3)
+	if err := h.cmd.Process.Signal(syscall.SIGUSR2); err != nil {
+		t.Fatal(err)
+	}
+	// The stream restarts from 1 in the new image on this connection.
+	sawRestart := false
+	for i := 0; i < 500 && !sawRestart; i++ {
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("connection lost across re-exec: %v\nlog:\n%s", err, h.log.String())
+		}
+		sawRestart = strings.HasPrefix(line, "1 ")
+	}
+	if !sawRestart {
+		t.Fatal("persistent stream not replayed after re-exec")
+	}
+	readN(2)
+	st := hubStatus(t, h)
+	var pid, reloads int
+	json.Unmarshal(st["pid"], &pid)
+	json.Unmarshal(st["reloads"], &reloads)
+	if pid != h.cmd.Process.Pid || reloads != 1 {
+		t.Fatalf("after re-exec: pid %d (process %d), reloads %d", pid, h.cmd.Process.Pid, reloads)
+	}
+	if !strings.Contains(h.log.String(), "resumed after re-exec") {
+		t.Fatalf("no resume log line:\n%s", h.log.String())
+	}
+}
