@@ -193,7 +193,12 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 	fmt.Println("| front end | mode | ops/s | p50 µs | p99 µs | note |")
 	fmt.Println("|---|---|---:|---:|---:|---|")
 	for _, r := range results {
-		fmt.Printf("| %s | %s | %.0f | %.1f | %.1f | %s |\n", r.Frontend, r.Mode, r.OpsPerS, r.P50us, r.P99us, r.Note)
+		// Pipelined modes have no per-operation latency.
+		p50, p99 := "–", "–"
+		if r.P50us > 0 {
+			p50, p99 = fmt.Sprintf("%.1f", r.P50us), fmt.Sprintf("%.1f", r.P99us)
+		}
+		fmt.Printf("| %s | %s | %.0f | %s | %s | %s |\n", r.Frontend, r.Mode, r.OpsPerS, p50, p99, r.Note)
 	}
 	fmt.Println()
 	tk := keaRes["kea"]

@@ -442,9 +442,7 @@ func TestConsoleWriteTimeout(t *testing.T) {
 }
 
 func TestConsoleSocat(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
-	}
+	needSocat(t)
 	tc := startConsole(t, ConsoleOptions{})
 	run := func(input string) string {
 		cmd := exec.Command("socat", "-", "UNIX-CONNECT:"+tc.path)

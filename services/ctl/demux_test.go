@@ -503,9 +503,7 @@ func TestDemuxDefaultNames(t *testing.T) {
 // abstract name.
 func TestDemuxSocat(t *testing.T) {
 	t.Parallel()
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
-	}
+	needSocat(t)
 	f := newDMFixture(t, DemuxOptions{})
 	cmd := exec.Command("socat", "-t", "0.2", "-", "ABSTRACT-CONNECT:"+f.names[0]+",socktype=5")
 	stdin, err := cmd.StdinPipe()

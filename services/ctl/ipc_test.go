@@ -628,9 +628,7 @@ func TestIPCCloseEndsClients(t *testing.T) {
 }
 
 func TestIPCSocat(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
-	}
+	needSocat(t)
 	env := newIPCEnv(t, IPCOptions{})
 	names := env.srv.d.Names()
 	list, _ := json.Marshal(names)
