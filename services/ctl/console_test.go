@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -136,11 +135,7 @@ func startConsole(t *testing.T, opts ConsoleOptions) *testConsole {
 		t.Fatal(err)
 	}
 	tc.cs = cs
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		tc.srv.Close(ctx)
-	})
+	closeOnCleanup(t, tc.srv)
 	return tc
 }
 
@@ -544,24 +539,6 @@ func TestRenderResult(t *testing.T) {
 			}
 		})
 	}
-}
-
-// safeBuffer collects a child's output for failure messages.
-type safeBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *safeBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *safeBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // socketPair returns two connected unix stream connections.

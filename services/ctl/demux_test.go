@@ -57,11 +57,7 @@ func newDMFixtureNames(t testing.TB, names []string, opts DemuxOptions) *dmFixtu
 		t.Fatal(err)
 	}
 	f.dm = dm
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		f.srv.Close(ctx)
-	})
+	closeOnCleanup(t, f.srv)
 	return f
 }
 
@@ -245,8 +241,14 @@ func TestDemuxDrops(t *testing.T) {
 	if got, want := dmRecv(t, c), (dmMsg{dmLocal, 5, "ok"}); got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	st := f.dm.Stats()
-	if st.DropShort != 2 || st.DropRoute != 1 || st.DropNoClient != 2 || st.In != 3 {
+	// Each connection has its own reader: c's messages may still be on
+	// their way when raw's "ok" is back, so wait for the counters to
+	// settle, then check them exactly.
+	want := func(st DemuxStats) bool {
+		return st.DropShort == 2 && st.DropRoute == 1 && st.DropNoClient == 2 && st.In == 3
+	}
+	dgWait(t, "drop counters", func() bool { return want(f.dm.Stats()) })
+	if st := f.dm.Stats(); !want(st) {
 		t.Fatalf("stats = %+v", st)
 	}
 	for _, msg := range []string{

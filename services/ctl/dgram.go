@@ -260,7 +260,7 @@ func (d *DgramServer) runLine(line string) {
 		d.log.Debug("control: ignoring parameters of a command that takes none", "command", name, "params", params)
 		params = nil
 	}
-	out := &cappedBuffer{max: dgramOutputMax}
+	out := &limitedBuffer{max: dgramOutputMax}
 	res := reg.Run(d.ctx, c, Input{Positional: params}, out, "dgram")
 	attrs := []any{"command", name, "text", res.Text}
 	if out.Len() > 0 {
@@ -309,22 +309,4 @@ func (d *DgramServer) close(ctx context.Context, handoff bool) (*handoffFiles, e
 		d.closeRes = hf
 	})
 	return d.closeRes, d.closeErr
-}
-
-// cappedBuffer keeps at most max bytes of output; the rest is discarded
-// so that a chatty command cannot grow memory without bound.
-type cappedBuffer struct {
-	bytes.Buffer
-	max int
-}
-
-func (b *cappedBuffer) Write(p []byte) (int, error) {
-	if room := b.max - b.Len(); room > 0 {
-		if len(p) > room {
-			b.Buffer.Write(p[:room])
-		} else {
-			b.Buffer.Write(p)
-		}
-	}
-	return len(p), nil
 }

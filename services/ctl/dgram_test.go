@@ -193,11 +193,7 @@ func newDGFixture(t testing.TB, opts DgramOptions, extra ...*Command) *dgFixture
 		t.Fatal(err)
 	}
 	f.dg = dg
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		f.srv.Close(ctx)
-	})
+	closeOnCleanup(t, f.srv)
 	return f
 }
 

@@ -1,7 +1,6 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -366,12 +364,11 @@ func (k *KeaServer) run(ctx context.Context, name string, named map[string]any) 
 	if named != nil {
 		in.Raw = appendKeaJSON(nil, named)
 	}
-	var out limitedBuffer
-	out.max = keaMaxOutput
+	out := limitedBuffer{max: keaMaxOutput}
 	k.log.Debug("command received", "command", name)
 	r := k.d.Run(ctx, cmd, in, &out, "kea")
-	if r.Text == "" && out.b.Len() > 0 {
-		r.Text = strings.TrimRight(out.b.String(), "\n")
+	if r.Text == "" && out.Len() > 0 {
+		r.Text = strings.TrimRight(out.String(), "\n")
 	}
 	return r
 }
@@ -445,20 +442,4 @@ func parseForwarded(svc string, resp []byte) []any {
 		return x
 	}
 	return bad("expected a map or a list, got " + keaTypeName(v))
-}
-
-// limitedBuffer keeps at most max bytes and drops the rest.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	max int
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if room := l.max - l.b.Len(); room > 0 {
-		l.b.Write(p[:min(len(p), room)])
-	}
-	return len(p), nil
 }

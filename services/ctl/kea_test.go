@@ -13,29 +13,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
-
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // keaTestDaemon returns a daemon with the commands the Kea tests use.
 func keaTestDaemon(name string, cfg map[string]any, log *slog.Logger) *Daemon {
@@ -79,12 +60,12 @@ type keaEnv struct {
 	kea  *KeaServer
 	d    *Daemon
 	path string
-	log  *syncBuffer
+	log  *lockedBuffer
 }
 
 func startKea(t testing.TB, name string, cfg map[string]any, opts KeaOptions) *keaEnv {
 	t.Helper()
-	lb := &syncBuffer{}
+	lb := &lockedBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := keaTestDaemon(name, cfg, log)
 	srv := NewServer(d)
@@ -93,11 +74,7 @@ func startKea(t testing.TB, name string, cfg map[string]any, opts KeaOptions) *k
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Close(ctx)
-	})
+	closeOnCleanup(t, srv)
 	return &keaEnv{srv: srv, kea: k, d: d, path: path, log: lb}
 }
 

@@ -107,11 +107,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	if _, err := srv2.ServeConsole(SocketSpec{Addr: tc.path}, ConsoleOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv2.Close(ctx)
-	})
+	closeOnCleanup(t, srv2)
 	// The stream resumes on the same connection, numbered afresh.
 	readUntil(t, a, ra, func(l string) bool { return l == "ptick 0" })
 	if l := readLine(t, b, rb); l != "sum: 3" {
@@ -236,7 +232,7 @@ func TestConsoleReexec(t *testing.T) {
 	sock := filepath.Join(shortDir(t), "c.sock")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestConsoleHelperProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperSockEnv+"="+sock)
-	var out safeBuffer
+	var out lockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
