@@ -523,7 +523,7 @@ func (ss *consoleSession) dispatch(ctx context.Context, line, trimmed string, ba
 	if c.Persistent {
 		ss.replay = line
 	}
-	cause := ss.runCommand(ctx, c, tc, line)
+	cause := ss.runCommand(ctx, c, tc)
 	switch {
 	case errors.Is(cause, errHandoff):
 		return stepHandoff
@@ -551,20 +551,12 @@ func (ss *consoleSession) halfClose() {
 // command. Non-streaming commands always run to completion (bounded by
 // the close deadline) so that their reply is written, even across a
 // re-exec. It returns why the command was cancelled, if it was.
-func (ss *consoleSession) runCommand(ctx context.Context, c *Command, tc TextCommand, line string) error {
+func (ss *consoleSession) runCommand(ctx context.Context, c *Command, tc TextCommand) error {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	out := &consoleOut{ss: ss, cancel: cancel}
 	done := make(chan Result, 1)
-	go func() {
-		args, err := c.bind(tc.Input)
-		if err != nil {
-			done <- Result{Code: Error, Text: err.Error()}
-			return
-		}
-		call := &Call{Command: c, Args: args, Out: out, Front: "console", Line: line}
-		done <- c.Handler(cctx, call)
-	}()
+	go func() { done <- ss.cs.s.d.Run(cctx, c, tc.Input, out, "console") }()
 	if c.Stream {
 		if in, why := ss.hasInput(); in {
 			cancel(why)

@@ -51,8 +51,6 @@ type Call struct {
 	// Front names the front end the call came in through ("kea",
 	// "dgram", "ipc", "console", "direct").
 	Front string
-	// Line is the command line as received, for logging.
-	Line string
 }
 
 // Handler runs a command. A streaming command's handler writes to
