@@ -193,9 +193,14 @@ func (a *Agent) Run(ctx context.Context) {
 				retry.Reset(d)
 				continue
 			}
+			// A message after the deadline belongs to the next window,
+			// even if it won the race against the flush timer.
+			now := time.Now()
 			a.mu.Lock()
-			a.coal.Apply(time.Now(), u)
+			due := a.coal.Flush(now)
+			a.coal.Apply(now, u)
 			a.mu.Unlock()
+			a.emit(due)
 			arm()
 
 		case <-flush.C:
