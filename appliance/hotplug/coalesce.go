@@ -1,6 +1,7 @@
 package hotplug
 
 import (
+	"fmt"
 	"slices"
 	"time"
 )
@@ -46,6 +47,18 @@ func (k Kind) String() string {
 
 // MarshalText makes a Kind encode as its name in JSON.
 func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
+
+// UnmarshalText parses a Kind's name, so that clients can decode
+// events-get replies into Event.
+func (k *Kind) UnmarshalText(b []byte) error {
+	for _, c := range []Kind{Insert, Remove, State, Transient} {
+		if string(b) == c.String() {
+			*k = c
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown event kind %q", b)
+}
 
 // Change is one net change of a coalescing window.
 type Change struct {
