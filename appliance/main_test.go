@@ -298,7 +298,7 @@ func TestAgentInNetns(t *testing.T) {
 	// The agent starts before its target exists, as at boot when ptpd
 	// is not up yet.
 	p := startAgent(t, []string{"ip", "netns", "exec", ns},
-		"-sfptpd-socket", dgram, "-kea", kea, "-ignore", "ign*", "-coalesce", "100ms")
+		"-sfptpd-socket", dgram, "-kea", kea, "-ignore", "ign*", "-coalesce", "250ms")
 
 	ip(t, "-n", ns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
 	waitFor(t, "the target to be found missing", 10*time.Second, func() bool {
