@@ -292,11 +292,10 @@ func (c *Coalescer) Flush(now time.Time) []Change {
 			}
 		}
 	}
-	// Names in cur are unique, so every held name an insert waits for is
-	// released by its holder's removal above; nothing is left waiting.
-	// Should that ever not hold, the insert is dropped here rather than
-	// sent as a duplicate, and the next listing resynchronises.
-	clear(waiting)
+	// Names in cur are unique (set enforces it), and told matched cur at
+	// the last flush, so a name an insert waits for is held by an index
+	// that changed in this window and lost the name: its removal above
+	// released the insert. FuzzCoalesce checks that none is left.
 
 	c.open = false
 	c.order = c.order[:0]
