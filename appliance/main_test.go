@@ -16,11 +16,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
@@ -85,49 +85,10 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-// lockedBuffer collects a child's stderr while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func shortDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // agentProc is the agent running as a child process.
 type agentProc struct {
 	cmd    *exec.Cmd
-	stderr *lockedBuffer
+	stderr *testutil.LockedBuffer
 	done   chan struct{}
 	err    error
 }
@@ -144,7 +105,7 @@ func startAgent(t *testing.T, prefix []string, args ...string) *agentProc {
 	argv = append(argv, args...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Env = append(os.Environ(), runEnv+"=1")
-	p := &agentProc{cmd: cmd, stderr: &lockedBuffer{}, done: make(chan struct{})}
+	p := &agentProc{cmd: cmd, stderr: &testutil.LockedBuffer{}, done: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -167,7 +128,7 @@ func startAgent(t *testing.T, prefix []string, args ...string) *agentProc {
 			t.Logf("agent log:\n%s", p.stderr.String())
 		}
 	})
-	waitFor(t, "the agent to watch links", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the agent to watch links", 10*time.Second, func() bool {
 		select {
 		case <-p.done:
 			t.Fatalf("agent exited early (%v):\n%s", p.err, p.stderr.String())
@@ -225,7 +186,7 @@ func keaCall(t *testing.T, sock, cmd string, args any) {
 // removes its control socket. It runs in the host's namespace and only
 // reads the link table.
 func TestSignalExit(t *testing.T) {
-	dir := shortDir(t)
+	dir := testutil.ShortDir(t)
 	kea := filepath.Join(dir, "control.sock")
 	p := startAgent(t, nil, "-sfptpd-socket", "", "-kea", kea)
 	var ifs struct{ Interfaces []hotplug.Interface }
@@ -292,7 +253,7 @@ func TestAgentInNetns(t *testing.T) {
 	})
 	kind := linkKind(t, ns)
 
-	dir := shortDir(t)
+	dir := testutil.ShortDir(t)
 	dgram := filepath.Join(dir, "control-v1.sock")
 	kea := filepath.Join(dir, "control.sock")
 	// The agent starts before its target exists, as at boot when ptpd
@@ -301,7 +262,7 @@ func TestAgentInNetns(t *testing.T) {
 		"-sfptpd-socket", dgram, "-kea", kea, "-ignore", "ign*", "-coalesce", "250ms")
 
 	ip(t, "-n", ns, "link", "add", "va", "type", "veth", "peer", "name", "vb")
-	waitFor(t, "the target to be found missing", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "the target to be found missing", 10*time.Second, func() bool {
 		return strings.Contains(p.stderr.String(), "target unreachable")
 	})
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: dgram, Net: "unixgram"})
@@ -355,7 +316,7 @@ func TestAgentInNetns(t *testing.T) {
 	// State changes are logged, not sent.
 	ip(t, "-n", ns, "link", "set", "lan0", "up")
 	ip(t, "-n", ns, "link", "set", "vb", "up")
-	waitFor(t, "state changes", 10*time.Second, func() bool {
+	testutil.WaitFor(t, "state changes", 10*time.Second, func() bool {
 		return strings.Count(p.stderr.String(), `msg="interface changed"`) >= 2
 	})
 

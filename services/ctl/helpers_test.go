@@ -1,26 +1,19 @@
 package ctl
 
 import (
-	"bytes"
 	"context"
-	"os"
 	"os/exec"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
-// shortDir returns a temporary directory short enough for socket paths:
-// t.TempDir() paths can exceed sun_path's 107 bytes.
-func shortDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
+// lockedBuffer and shortDir are the shared test helpers under the names
+// this package's tests use.
+type lockedBuffer = testutil.LockedBuffer
+
+func shortDir(t testing.TB) string { t.Helper(); return testutil.ShortDir(t) }
 
 // needSocat fails the test when socat, the independent client the
 // conformance tests talk through, is missing: ./test.sh installs it, so a
@@ -30,25 +23,6 @@ func needSocat(t testing.TB) {
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Fatalf("socat is required (./test.sh installs it with apt): %v", err)
 	}
-}
-
-// lockedBuffer collects output (logs, a child's stderr) written from
-// several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // closeOnCleanup closes srv when the test ends, giving in-flight work 5 s.
