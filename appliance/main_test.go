@@ -20,8 +20,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
