@@ -242,7 +242,7 @@ if [ $mode = device ]; then
 	if [ $yes -ne 1 ]; then
 		printf '%s: write the %s image to %s, erasing everything on it? [y/N] ' "$prog" "$target" "$device" >&2
 		answer=""
-		read -r answer || true
+		read -r answer || echo >&2
 		case $answer in
 		y | Y | yes | YES) ;;
 		*) die "not confirmed; nothing written" ;;
@@ -385,16 +385,19 @@ kvm_works() {
 		return
 	fi
 	plog=$build_dir/kvm-probe.serial
-	rm -f "$plog"
-	timeout 20 "$qemu" -accel kvm -cpu host -m 512 -smp 1 -snapshot \
+	rm -f "$plog" "$plog.err"
+	timeout 30 "$qemu" -nodefaults -accel kvm -cpu host -m 512 -smp 1 -snapshot \
 		-drive "file=$out,format=raw" -nic none -serial "file:$plog" -display none \
-		>/dev/null 2>&1 &
+		>"$plog.err" 2>&1 &
 	local pid=$! i ok=no
-	for ((i = 0; i < 40; i++)); do
-		if grep -q 'gokrazy' "$plog" 2>/dev/null; then
+	for ((i = 0; i < 50; i++)); do
+		if grep -q 'gokrazy build timestamp' "$plog" 2>/dev/null; then
 			ok=yes
 			break
 		fi
+		# qemu reports a KVM failure (e.g. "emulation failure") and pauses
+		# instead of exiting: stop waiting as soon as it says so.
+		grep -qi 'error\|failure' "$plog.err" 2>/dev/null && break
 		kill -0 $pid 2>/dev/null || break
 		sleep 0.5
 	done
@@ -436,7 +439,8 @@ serial=$build_dir/serial.log
 qemu_log=$build_dir/qemu.log
 echo "$prog: booting $out in qemu (${accel_args[*]}); serial console log: $serial"
 boot_start=$(date +%s)
-"$qemu" -name tickbox -m 1024 -smp 2 "${accel_args[@]}" \
+# -nodefaults: no empty CD-ROM drive for gokrazy's root device scan to trip on.
+"$qemu" -name tickbox -nodefaults -m 1024 -smp 2 "${accel_args[@]}" \
 	-drive "file=$out,format=raw" \
 	-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
 	-device e1000,netdev=n0 -serial "file:$serial" -display none -monitor none \
