@@ -440,9 +440,11 @@ qemu_log=$build_dir/qemu.log
 echo "$prog: booting $out in qemu (${accel_args[*]}); serial console log: $serial"
 boot_start=$(date +%s)
 # -nodefaults: no empty CD-ROM drive for gokrazy's root device scan to trip on.
+# restrict=on: the guest reaches nothing beyond the two forwarded loopback
+# ports (its NTP and DHCP clients stay inside qemu's user network).
 "$qemu" -name tickbox -nodefaults -m 1024 -smp 2 "${accel_args[@]}" \
 	-drive "file=$out,format=raw" \
-	-netdev "user,id=n0,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
+	-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
 	-device e1000,netdev=n0 -serial "file:$serial" -display none -monitor none \
 	>"$qemu_log" 2>&1 </dev/null &
 qemu_pid=$!
