@@ -110,6 +110,9 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 			pkgs = append(pkgs, p)
 		}
 	}
+	if pkgs == nil {
+		pkgs = []string{}
+	}
 	cfg["Packages"] = pkgs
 
 	if opts.AuthorizedKeys != "" {
@@ -141,7 +144,23 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding config.json: %w", err)
 	}
+	// Fail here, with the field named, rather than deep inside gok.
+	var shape gokShape
+	if err := json.Unmarshal(out, &shape); err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
+	}
 	return append(out, '\n'), nil
+}
+
+// gokShape holds the types gok expects for the fields flash.sh relies on.
+type gokShape struct {
+	Hostname      string
+	Packages      []string
+	PackageConfig map[string]struct {
+		CommandLineFlags  []string
+		ExtraFileContents map[string]string
+		DontStart         bool
+	}
 }
 
 func targetNames() []string {
