@@ -280,7 +280,7 @@ if [ -z "$password_file" ]; then
 	if [ ! -s "$password_file" ]; then
 		pw=$(head -c 1024 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
 		(umask 077 && printf '%s\n' "${pw:0:20}" >"$password_file")
-		echo "$prog: generated the web UI password in $password_file"
+		echo "$prog: generated the web UI password ${pw:0:20} (user gokrazy), saved in $password_file"
 	fi
 fi
 [ -s "$password_file" ] || die "$password_file: missing or empty password file"
