@@ -8,6 +8,12 @@ need=()
 command -v socat >/dev/null || need+=(socat)
 command -v kea-dhcp4 >/dev/null || [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+# The image tests (e2e/): qemu boots the image, ssh reaches breakglass,
+# mkfs.ext4 makes /perm, losetup backs the device-refusal tests.
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
+command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+command -v losetup >/dev/null || [ -x /usr/sbin/losetup ] || [ -x /sbin/losetup ] || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
 		echo "test.sh: installing ${need[*]}"

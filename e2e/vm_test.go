@@ -1,0 +1,514 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// vmTimeout bounds the whole boot-and-check part of TestVM; the image build
+// before it has its own bound.
+const vmTimeout = 5 * time.Minute
+
+// lockedBuffer collects output written from several goroutines.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// vm is a booted image, driven through the web UI and ssh.
+type vm struct {
+	t         *testing.T
+	base      string // http://127.0.0.1:PORT
+	password  string
+	sshPort   int
+	sshKey    string
+	client    *http.Client
+	logs      map[string]*lockedBuffer // service path → stderr seen so far
+	logsMu    sync.Mutex
+	logCtx    context.Context
+	buildDir  string
+	flashLogs *lockedBuffer
+}
+
+func (v *vm) get(ctx context.Context, p string, accept string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", v.base+p, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth("gokrazy", v.password)
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	return v.client.Do(req)
+}
+
+type service struct {
+	Stopped   bool
+	StartTime time.Time
+	Pid       int
+	Path      string
+	Args      []string
+}
+
+// services reads the web UI's service list (its JSON form).
+func (v *vm) services(ctx context.Context) (map[string]service, error) {
+	resp, err := v.get(ctx, "/", "application/json")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET /: %s", resp.Status)
+	}
+	var st struct{ Services []service }
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		return nil, fmt.Errorf("GET /: %w", err)
+	}
+	m := map[string]service{}
+	for _, s := range st.Services {
+		m[s.Path] = s
+	}
+	return m, nil
+}
+
+// follow streams /log?path=SVC&stream=stderr into a buffer until the test
+// ends; gokrazy replays the retained log first, then new lines.
+func (v *vm) follow(svc string) *lockedBuffer {
+	v.logsMu.Lock()
+	defer v.logsMu.Unlock()
+	if b, ok := v.logs[svc]; ok {
+		return b
+	}
+	b := &lockedBuffer{}
+	v.logs[svc] = b
+	go func() {
+		for v.logCtx.Err() == nil {
+			resp, err := v.get(v.logCtx, "/log?path="+url.QueryEscape(svc)+"&stream=stderr", "")
+			if err == nil {
+				if resp.StatusCode == http.StatusOK {
+					// Each connection replays the retained log first.
+					b.mu.Lock()
+					b.b.Reset()
+					b.mu.Unlock()
+					io.Copy(b, io.LimitReader(resp.Body, 16<<20))
+				}
+				resp.Body.Close()
+			}
+			select {
+			case <-v.logCtx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return b
+}
+
+// logSnapshot reads a service's stderr for a moment; used for failure reports.
+func (v *vm) logSnapshot(svc string) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	resp, err := v.get(ctx, "/log?path="+url.QueryEscape(svc)+"&stream=stderr", "")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
+	return string(b)
+}
+
+// ssh runs one command on the VM through breakglass.
+func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "ssh", append([]string{
+		"-p", strconv.Itoa(v.sshPort), "-i", v.sshKey,
+		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
+		"root@127.0.0.1"}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// startBreakglass presses the "supervise" button on breakglass's status
+// page: GET the page for its xsrf token and cookie, POST /restart.
+func (v *vm) startBreakglass(ctx context.Context) error {
+	resp, err := v.get(ctx, "/status?path=/user/breakglass", "")
+	if err != nil {
+		return err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="xsrftoken" value="(-?[0-9]+)"`).FindSubmatch(body)
+	if m == nil {
+		return fmt.Errorf("no xsrftoken on /status?path=/user/breakglass (%s)", resp.Status)
+	}
+	form := url.Values{"xsrftoken": {string(m[1])}, "path": {"/user/breakglass"}, "supervise": {"loop"}}
+	req, err := http.NewRequestWithContext(ctx, "POST", v.base+"/restart", strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.SetBasicAuth("gokrazy", v.password)
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err = v.client.Do(req)
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return fmt.Errorf("POST /restart: %s", resp.Status)
+	}
+	return nil
+}
+
+// tickboxServices lists the services the image must run: every tickbox
+// package in the committed config that is not DontStart.
+func tickboxServices(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(repoRoot(t), "gokrazy-instance", "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cfg struct {
+		Packages      []string
+		PackageConfig map[string]struct{ DontStart bool }
+	}
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, p := range cfg.Packages {
+		if strings.HasPrefix(p, "github.com/tickbox-fw/tickbox/") && !cfg.PackageConfig[p].DontStart {
+			out = append(out, "/user/"+path.Base(p))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("config.json has no tickbox services")
+	}
+	return out
+}
+
+func waitFor(ctx context.Context, what string, every time.Duration, f func() error) error {
+	var last error
+	for {
+		if last = f(); last == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last error: %v)", what, ctx.Err(), last)
+		case <-time.After(every):
+		}
+	}
+}
+
+// TestVM builds the image with flash.sh (throwaway key and password), boots
+// it in qemu and checks it the way a user would.
+func TestVM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("boots the image in qemu")
+	}
+	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "mkfs.ext4"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if _, err2 := os.Stat("/usr/sbin/" + tool); err2 != nil {
+				t.Fatalf("%s not found: run ./test.sh, which installs it", tool)
+			}
+		}
+	}
+	t.Parallel()
+	dir := t.TempDir()
+	buildDir := filepath.Join(dir, "build")
+	pwFile := filepath.Join(dir, "password")
+	password := "e2e" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pub := writeTestKey(t, dir)
+	httpPort, sshPort := freePort(t), freePort(t)
+	for sshPort == httpPort {
+		sshPort = freePort(t)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"),
+		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
+		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 20 * time.Second
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	flashOut := &lockedBuffer{}
+	cmd.Stderr = flashOut
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			fmt.Fprintln(flashOut, sc.Text())
+			lines <- sc.Text()
+		}
+		close(lines)
+		exited <- cmd.Wait()
+	}()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			cmd.Process.Signal(os.Interrupt)
+			select {
+			case <-exited:
+			case <-time.After(30 * time.Second):
+			}
+		}
+		// Whatever happened, nothing of flash.sh's (qemu) outlives the test.
+		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	})
+
+	logCtx, stopLogs := context.WithCancel(context.Background())
+	defer stopLogs()
+	v := &vm{
+		t: t, base: "http://127.0.0.1:" + strconv.Itoa(httpPort), password: password,
+		sshPort: sshPort, sshKey: strings.TrimSuffix(pub, ".pub"),
+		client:   &http.Client{Timeout: 0},
+		logs:     map[string]*lockedBuffer{},
+		logCtx:   logCtx,
+		buildDir: buildDir, flashLogs: flashOut,
+	}
+	jar, _ := cookiejar.New(nil)
+	v.client.Jar = jar
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		t.Logf("flash.sh output:\n%s", flashOut.String())
+		if b, err := os.ReadFile(filepath.Join(buildDir, "serial.log")); err == nil {
+			s := string(b)
+			if len(s) > 64<<10 {
+				s = "…" + s[len(s)-64<<10:]
+			}
+			t.Logf("serial console log:\n%s", s)
+		}
+		if b, err := os.ReadFile(filepath.Join(buildDir, "qemu.log")); err == nil && len(b) > 0 {
+			t.Logf("qemu output:\n%s", b)
+		}
+		for _, svc := range append(tickboxServices(t), "/user/breakglass") {
+			t.Logf("%s stderr:\n%s", svc, v.logSnapshot(svc))
+		}
+	})
+
+	// flash.sh: build, then boot; the "booting" line is when qemu starts.
+	var bootStart time.Time
+	var image string
+	bootRe := regexp.MustCompile(`^flash\.sh: booting (\S+) in qemu`)
+	for ready := false; !ready; {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("flash.sh ended before the VM was up: %v", <-exited)
+			}
+			if m := bootRe.FindStringSubmatch(l); m != nil {
+				bootStart, image = time.Now(), m[1]
+			}
+			if strings.HasPrefix(l, "tickbox is up") {
+				ready = true
+			}
+		case <-ctx.Done():
+			t.Fatal("flash.sh did not report the VM up in time")
+		}
+	}
+	if bootStart.IsZero() {
+		t.Fatal("flash.sh did not say when qemu started")
+	}
+	go func() { // keep draining flash.sh's output
+		for range lines {
+		}
+	}()
+	webUI := time.Since(bootStart)
+	var st syscall.Stat_t
+	if err := syscall.Stat(image, &st); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("image %s: %d bytes (%.0f MiB), %d MiB allocated", filepath.Base(image), st.Size, float64(st.Size)/(1<<20), st.Blocks*512>>20)
+	t.Logf("web UI answered %.1f s after qemu started", webUI.Seconds())
+
+	vctx, vcancel := context.WithTimeout(ctx, vmTimeout)
+	defer vcancel()
+
+	// Basic auth is enforced.
+	if resp, err := http.Get(v.base + "/"); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("GET / without a password: %s, want 401", resp.Status)
+		}
+	}
+
+	// Every tickbox service is listed and running: not stopped, started more
+	// than 5 s ago (the web UI's "restarting" threshold) and with the same
+	// pid and start time on two looks a few seconds apart.
+	want := tickboxServices(t)
+	var prev map[string]service
+	err = waitFor(vctx, "all services running", 2*time.Second, func() error {
+		cur, err := v.services(vctx)
+		if err != nil {
+			return err
+		}
+		defer func() { prev = cur }()
+		for _, name := range want {
+			s, ok := cur[name]
+			switch {
+			case !ok:
+				return fmt.Errorf("%s is not listed", name)
+			case s.Stopped || s.Pid == 0:
+				return fmt.Errorf("%s is stopped", name)
+			case time.Since(s.StartTime) < 5*time.Second && s.StartTime.Before(time.Now()):
+				return fmt.Errorf("%s is restarting (started %s)", name, s.StartTime)
+			case prev == nil || prev[name].Pid != s.Pid || !prev[name].StartTime.Equal(s.StartTime):
+				return fmt.Errorf("%s was restarted between two looks", name)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("all tickbox services %v running %.1f s after qemu started", want, time.Since(bootStart).Seconds())
+	for _, name := range want {
+		v.follow(name)
+	}
+
+	// breakglass through the web UI form, then ssh.
+	if err := v.startBreakglass(vctx); err != nil {
+		t.Fatal(err)
+	}
+	err = waitFor(vctx, "ssh via breakglass", 2*time.Second, func() error {
+		out, err := v.ssh(vctx, "true")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := v.ssh(vctx, "/user/ctl", "kea", "/run/ctl/control.sock", "list-commands")
+	if err != nil {
+		t.Fatalf("ctl kea list-commands: %v\n%s", err, out)
+	}
+	var reply struct {
+		Result    *int
+		Arguments []string
+	}
+	if err := json.Unmarshal([]byte(out), &reply); err != nil {
+		t.Fatalf("ctl kea list-commands: %v\n%s", err, out)
+	}
+	if reply.Result == nil || *reply.Result != 0 {
+		t.Errorf("list-commands result is not 0: %s", out)
+	}
+	for _, c := range []string{"list-commands", "version-get", "status-get", "config-get", "build-report", "shutdown"} {
+		if !slices.Contains(reply.Arguments, c) {
+			t.Errorf("list-commands lacks %s: %s", c, out)
+		}
+	}
+
+	checkHotplug(t, vctx, v)
+
+	// Ctrl-C on flash.sh shuts the VM down.
+	stopped = true
+	cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("flash.sh after Ctrl-C: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("flash.sh did not stop within 30 s of Ctrl-C")
+	}
+	if !strings.Contains(flashOut.String(), "the VM is off") {
+		t.Errorf("flash.sh did not report the VM off:\n%s", flashOut.String())
+	}
+}
+
+// checkHotplug creates and deletes a veth pair inside the VM (its kernel has
+// no PCI hotplug) and checks that the appliance agent logged the insert and
+// the removal and that its datagrams reached their target. Until ptpd is on
+// the image the target is ctl serve's datagram socket, whose log shows each
+// datagram as an unknown command.
+func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
+	t.Helper()
+	appLog, ctlLog := v.follow("/user/appliance"), v.follow("/user/ctl")
+	count := func(b *lockedBuffer, s string) int { return strings.Count(b.String(), s) }
+	// Let the log streams catch up, then take the counts before the change.
+	time.Sleep(2 * time.Second)
+	inserts0 := count(ctlLog, "unknown command interfaceinsert received")
+	removes0 := count(ctlLog, "unknown command interfaceremove received")
+
+	// busybox ip names the peer veth0 whatever it is asked for.
+	if out, err := v.ssh(ctx, "ip", "link", "add", "tbe2e0", "type", "veth", "peer", "name", "tbe2e1"); err != nil {
+		t.Fatalf("ip link add: %v\n%s", err, out)
+	}
+	err := waitFor(ctx, "insert logged", time.Second, func() error {
+		if !regexp.MustCompile(`msg="interface inserted" interface=tbe2e0 `).MatchString(appLog.String()) {
+			return fmt.Errorf("appliance did not log the insert of tbe2e0")
+		}
+		if count(ctlLog, "unknown command interfaceinsert received") <= inserts0 {
+			return fmt.Errorf("no interfaceinsert datagram reached ctl serve")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	if out, err := v.ssh(ctx, "ip", "link", "del", "tbe2e0"); err != nil {
+		t.Fatalf("ip link del: %v\n%s", err, out)
+	}
+	err = waitFor(ctx, "removal logged", time.Second, func() error {
+		if !regexp.MustCompile(`msg="interface removed" interface=tbe2e0 `).MatchString(appLog.String()) {
+			return fmt.Errorf("appliance did not log the removal of tbe2e0")
+		}
+		if count(ctlLog, "unknown command interfaceremove received") <= removes0 {
+			return fmt.Errorf("no interfaceremove datagram reached ctl serve")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,310 @@
+// Command derive writes a buildable gokrazy instance for one target from the
+// committed instance in gokrazy-instance/.
+//
+// The repository keeps a single config.json (the amd64 image). Everything
+// that differs per build — the target's GOARCH, kernel, firmware and EEPROM
+// packages, the breakglass authorized keys of whoever builds the image, and
+// extra packages — is applied here, so there is never a second copy of the
+// configuration to keep in sync. flash.sh runs it; it is a program rather
+// than sed/jq so that the JSON edits are exact and tested.
+//
+// The derived instance directory gets config.json and a builddir symlink to
+// the committed builddir. gok runs go in the resolved directory, so the
+// committed relative replace directives keep working.
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+)
+
+// breakglassPkg is the package whose ExtraFileContents carry the keys.
+const breakglassPkg = "github.com/gokrazy/breakglass"
+
+// authorizedKeysPath is where breakglass reads the keys on the image; the
+// committed config passes it as -authorized_keys.
+const authorizedKeysPath = "/etc/breakglass.authorized_keys"
+
+// maxKeysBytes bounds the key file: breakglass keys are a few lines, and a
+// huge file is a mistake (e.g. a private key or an image passed by accident).
+const maxKeysBytes = 64 << 10
+
+// Target describes the per-target part of the instance config.
+type Target struct {
+	GOARCH          string
+	KernelPackage   string
+	FirmwarePackage string
+	EEPROMPackage   string
+	// SerialConsole is the kernel console: the PC's first UART is ttyS0,
+	// the Raspberry Pi's firmware names its UART serial0.
+	SerialConsole string
+}
+
+// Targets are the supported build targets. amd64 matches the committed
+// config.json; rpi4 is derived from it.
+var Targets = map[string]Target{
+	"amd64": {GOARCH: "amd64", KernelPackage: "github.com/gokrazy/kernel.amd64", SerialConsole: "ttyS0,115200"},
+	"rpi4": {
+		GOARCH:          "arm64",
+		KernelPackage:   "github.com/gokrazy/kernel.rpi",
+		FirmwarePackage: "github.com/gokrazy/firmware",
+		EEPROMPackage:   "github.com/gokrazy/rpi-eeprom",
+		SerialConsole:   "serial0,115200",
+	},
+}
+
+// Options are the per-build changes applied to the committed config.
+type Options struct {
+	Target         string
+	AuthorizedKeys string   // contents of the authorized_keys file; empty: leave as is
+	ExtraPackages  []string // appended to Packages
+}
+
+// Derive returns the config for opts, given the committed config.json bytes.
+// Unknown fields of the source config are preserved.
+func Derive(src []byte, opts Options) ([]byte, error) {
+	tgt, ok := Targets[opts.Target]
+	if !ok {
+		return nil, fmt.Errorf("unknown target %q (want one of %s)", opts.Target, strings.Join(targetNames(), ", "))
+	}
+	var cfg map[string]any
+	dec := json.NewDecoder(bytes.NewReader(src))
+	dec.UseNumber()
+	if err := dec.Decode(&cfg); err != nil {
+		return nil, fmt.Errorf("parsing config.json: %w", err)
+	}
+	if cfg == nil {
+		return nil, errors.New("parsing config.json: not a JSON object")
+	}
+
+	env, err := stringList(cfg, "Environment")
+	if err != nil {
+		return nil, err
+	}
+	env = slices.DeleteFunc(env, func(kv string) bool {
+		return strings.HasPrefix(kv, "GOARCH=") || strings.HasPrefix(kv, "GOOS=")
+	})
+	cfg["Environment"] = append([]string{"GOOS=linux", "GOARCH=" + tgt.GOARCH}, env...)
+	cfg["KernelPackage"] = tgt.KernelPackage
+	cfg["FirmwarePackage"] = tgt.FirmwarePackage
+	cfg["EEPROMPackage"] = tgt.EEPROMPackage
+	cfg["SerialConsole"] = tgt.SerialConsole
+
+	pkgs, err := stringList(cfg, "Packages")
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range opts.ExtraPackages {
+		if p == "" || strings.ContainsAny(p, " \t\n") {
+			return nil, fmt.Errorf("invalid extra package %q", p)
+		}
+		if !slices.Contains(pkgs, p) {
+			pkgs = append(pkgs, p)
+		}
+	}
+	if pkgs == nil {
+		pkgs = []string{}
+	}
+	cfg["Packages"] = pkgs
+
+	if opts.AuthorizedKeys != "" {
+		if err := checkKeys(opts.AuthorizedKeys); err != nil {
+			return nil, err
+		}
+		if !slices.Contains(pkgs, breakglassPkg) {
+			return nil, fmt.Errorf("authorized keys given, but %s is not in Packages", breakglassPkg)
+		}
+		pc, _ := cfg["PackageConfig"].(map[string]any)
+		if pc == nil {
+			pc = map[string]any{}
+			cfg["PackageConfig"] = pc
+		}
+		bg, _ := pc[breakglassPkg].(map[string]any)
+		if bg == nil {
+			bg = map[string]any{}
+			pc[breakglassPkg] = bg
+		}
+		files, _ := bg["ExtraFileContents"].(map[string]any)
+		if files == nil {
+			files = map[string]any{}
+			bg["ExtraFileContents"] = files
+		}
+		files[authorizedKeysPath] = opts.AuthorizedKeys
+	}
+
+	out, err := json.MarshalIndent(cfg, "", "    ")
+	if err != nil {
+		return nil, fmt.Errorf("encoding config.json: %w", err)
+	}
+	// Fail here, with the field named, rather than deep inside gok.
+	var shape gokShape
+	if err := json.Unmarshal(out, &shape); err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
+	}
+	return append(out, '\n'), nil
+}
+
+// gokShape holds the types gok expects for the fields flash.sh relies on.
+type gokShape struct {
+	Hostname      string
+	Packages      []string
+	PackageConfig map[string]struct {
+		CommandLineFlags  []string
+		ExtraFileContents map[string]string
+		DontStart         bool
+	}
+}
+
+func targetNames() []string {
+	var names []string
+	for n := range Targets {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// stringList reads cfg[key] as a list of strings; a missing key is empty.
+func stringList(cfg map[string]any, key string) ([]string, error) {
+	v, ok := cfg[key]
+	if !ok || v == nil {
+		return nil, nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return nil, fmt.Errorf("config.json: %s is not a list", key)
+	}
+	out := make([]string, 0, len(list))
+	for _, e := range list {
+		s, ok := e.(string)
+		if !ok {
+			return nil, fmt.Errorf("config.json: %s holds a non-string %v", key, e)
+		}
+		out = append(out, s)
+	}
+	return out, nil
+}
+
+// checkKeys rejects key files that breakglass would not accept, so a wrong
+// file fails the build instead of producing an image nobody can ssh into.
+func checkKeys(keys string) error {
+	if len(keys) > maxKeysBytes {
+		return fmt.Errorf("authorized keys: %d bytes, more than %d", len(keys), maxKeysBytes)
+	}
+	n := 0
+	sc := bufio.NewScanner(strings.NewReader(keys))
+	sc.Buffer(make([]byte, 0, 4096), maxKeysBytes)
+	for line := 1; sc.Scan(); line++ {
+		l := strings.TrimSpace(sc.Text())
+		if l == "" || strings.HasPrefix(l, "#") {
+			continue
+		}
+		if strings.Contains(l, "PRIVATE KEY") {
+			return fmt.Errorf("authorized keys line %d: this is a private key", line)
+		}
+		fields := strings.Fields(l)
+		if len(fields) < 2 || !isKeyType(fields[0]) {
+			return fmt.Errorf("authorized keys line %d: not an ssh public key", line)
+		}
+		n++
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("authorized keys: %w", err)
+	}
+	if n == 0 {
+		return errors.New("authorized keys: no public key found")
+	}
+	return nil
+}
+
+func isKeyType(s string) bool {
+	return strings.HasPrefix(s, "ssh-") || strings.HasPrefix(s, "ecdsa-sha2-") ||
+		strings.HasPrefix(s, "sk-ssh-") || strings.HasPrefix(s, "sk-ecdsa-")
+}
+
+// writeInstance writes dir/config.json (atomically) and points dir/builddir
+// at the committed builddir.
+func writeInstance(srcDir, dir string, cfg []byte) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	absSrc, err := filepath.Abs(filepath.Join(srcDir, "builddir"))
+	if err != nil {
+		return err
+	}
+	absDir, err := filepath.Abs(dir)
+	if err != nil {
+		return err
+	}
+	rel, err := filepath.Rel(absDir, absSrc)
+	if err != nil {
+		return err
+	}
+	link := filepath.Join(dir, "builddir")
+	if cur, err := os.Readlink(link); err != nil || cur != rel {
+		if err := os.RemoveAll(link); err != nil {
+			return err
+		}
+		if err := os.Symlink(rel, link); err != nil {
+			return err
+		}
+	}
+	tmp := filepath.Join(dir, ".config.json.tmp")
+	if err := os.WriteFile(tmp, cfg, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(dir, "config.json"))
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("derive", flag.ContinueOnError)
+	src := fs.String("src", "gokrazy-instance", "committed instance directory (config.json, builddir/)")
+	out := fs.String("out", "", "derived instance directory to write")
+	target := fs.String("target", "amd64", "target: "+strings.Join(targetNames(), " or "))
+	keysFile := fs.String("authorized-keys", "", "file with the ssh public keys for breakglass")
+	var extra listFlag
+	fs.Var(&extra, "extra-package", "extra Go package to add to the image (repeatable)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *out == "" || fs.NArg() != 0 {
+		return errors.New("usage: derive -out DIR [-src DIR] [-target T] [-authorized-keys FILE] [-extra-package PKG]...")
+	}
+	srcCfg, err := os.ReadFile(filepath.Join(*src, "config.json"))
+	if err != nil {
+		return err
+	}
+	opts := Options{Target: *target, ExtraPackages: extra}
+	if *keysFile != "" {
+		keys, err := os.ReadFile(*keysFile)
+		if err != nil {
+			return err
+		}
+		opts.AuthorizedKeys = string(keys)
+	}
+	cfg, err := Derive(srcCfg, opts)
+	if err != nil {
+		return err
+	}
+	return writeInstance(*src, *out, cfg)
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "derive:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+)
+
+const key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGk0ZHVtbXlrZXlmb3J0ZXN0aW5nb25seTAwMDAwMDAw test@host\n"
+
+// derived is the part of the gokrazy config the tests look at.
+type derived struct {
+	Hostname        string
+	Environment     []string
+	Packages        []string
+	KernelPackage   string
+	FirmwarePackage string
+	EEPROMPackage   string
+	SerialConsole   string
+	PackageConfig   map[string]struct {
+		CommandLineFlags  []string
+		ExtraFileContents map[string]string
+		DontStart         bool
+	}
+}
+
+func committed(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestDeriveTargets(t *testing.T) {
+	src := committed(t)
+	var orig derived
+	if err := json.Unmarshal(src, &orig); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		target                   string
+		goarch, kernel, firmware string
+		eeprom, console          string
+	}{
+		{"amd64", "amd64", "github.com/gokrazy/kernel.amd64", "", "", "ttyS0,115200"},
+		{"rpi4", "arm64", "github.com/gokrazy/kernel.rpi", "github.com/gokrazy/firmware", "github.com/gokrazy/rpi-eeprom", "serial0,115200"},
+	} {
+		t.Run(tc.target, func(t *testing.T) {
+			out, err := Derive(src, Options{Target: tc.target, AuthorizedKeys: key, ExtraPackages: []string{"example.com/x"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got derived
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			if got.Hostname != "tickbox" {
+				t.Errorf("Hostname = %q", got.Hostname)
+			}
+			if !slices.Contains(got.Environment, "GOARCH="+tc.goarch) || !slices.Contains(got.Environment, "GOOS=linux") {
+				t.Errorf("Environment = %q", got.Environment)
+			}
+			for _, kv := range got.Environment {
+				if strings.HasPrefix(kv, "GOARCH=") && kv != "GOARCH="+tc.goarch {
+					t.Errorf("stale %s in Environment", kv)
+				}
+			}
+			if got.KernelPackage != tc.kernel || got.FirmwarePackage != tc.firmware || got.EEPROMPackage != tc.eeprom {
+				t.Errorf("kernel/firmware/eeprom = %q %q %q", got.KernelPackage, got.FirmwarePackage, got.EEPROMPackage)
+			}
+			if got.SerialConsole != tc.console {
+				t.Errorf("SerialConsole = %q, want %q", got.SerialConsole, tc.console)
+			}
+			want := append(slices.Clone(orig.Packages), "example.com/x")
+			if !slices.Equal(got.Packages, want) {
+				t.Errorf("Packages = %q, want %q", got.Packages, want)
+			}
+			bg := got.PackageConfig[breakglassPkg]
+			if bg.ExtraFileContents[authorizedKeysPath] != key {
+				t.Errorf("authorized keys = %q", bg.ExtraFileContents[authorizedKeysPath])
+			}
+			if !slices.Contains(bg.CommandLineFlags, "-authorized_keys="+authorizedKeysPath) {
+				t.Errorf("breakglass flags = %q", bg.CommandLineFlags)
+			}
+			// The other package configs pass through unchanged.
+			for pkg, pc := range orig.PackageConfig {
+				if !slices.Equal(got.PackageConfig[pkg].CommandLineFlags, pc.CommandLineFlags) {
+					t.Errorf("%s flags = %q, want %q", pkg, got.PackageConfig[pkg].CommandLineFlags, pc.CommandLineFlags)
+				}
+			}
+		})
+	}
+}
+
+// TestCommittedConfig checks the rules the issue sets for the instance.
+func TestCommittedConfig(t *testing.T) {
+	var c derived
+	if err := json.Unmarshal(committed(t), &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Hostname != "tickbox" {
+		t.Errorf("Hostname = %q", c.Hostname)
+	}
+	for _, p := range []string{"github.com/gokrazy/serial-busybox", breakglassPkg,
+		"github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl", "github.com/tickbox-fw/tickbox/appliance"} {
+		if !slices.Contains(c.Packages, p) {
+			t.Errorf("Packages lacks %s", p)
+		}
+	}
+	if f := c.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"].CommandLineFlags; !slices.Equal(f, []string{"serve"}) {
+		t.Errorf("ctl flags = %q, want [serve]", f)
+	}
+	if c.KernelPackage != Targets["amd64"].KernelPackage || c.FirmwarePackage != "" || c.EEPROMPackage != "" {
+		t.Errorf("committed config is not the amd64 target")
+	}
+	raw := map[string]any{}
+	json.Unmarshal(committed(t), &raw)
+	if u, _ := raw["Update"].(map[string]any); u["HTTPPassword"] != nil {
+		t.Error("config.json must not hold the web UI password")
+	}
+	// Every package has a committed builddir, so gok never runs go get.
+	for _, p := range append(slices.Clone(c.Packages), c.KernelPackage, Targets["rpi4"].KernelPackage,
+		Targets["rpi4"].FirmwarePackage, Targets["rpi4"].EEPROMPackage, "github.com/gokrazy/gokrazy") {
+		found := false
+		for dir := filepath.Join("..", "builddir", p); dir != filepath.Join("..", "builddir"); dir = filepath.Dir(dir) {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				found = true
+				break
+			}
+		}
+		if !found {
+			t.Errorf("no builddir go.mod covers %s", p)
+		}
+	}
+}
+
+func TestDeriveErrors(t *testing.T) {
+	src := committed(t)
+	for _, tc := range []struct {
+		name string
+		src  []byte
+		opts Options
+		want string
+	}{
+		{"unknown target", src, Options{Target: "mips"}, "unknown target"},
+		{"bad json", []byte("{"), Options{Target: "amd64"}, "parsing config.json"},
+		{"not an object", []byte("null"), Options{Target: "amd64"}, "not a JSON object"},
+		{"packages not a list", []byte(`{"Packages":"x"}`), Options{Target: "amd64"}, "Packages is not a list"},
+		{"private key", src, Options{Target: "amd64", AuthorizedKeys: "-----BEGIN OPENSSH PRIVATE KEY-----\n"}, "private key"},
+		{"not a key", src, Options{Target: "amd64", AuthorizedKeys: "hello world\n"}, "not an ssh public key"},
+		{"only comments", src, Options{Target: "amd64", AuthorizedKeys: "# nothing\n\n"}, "no public key"},
+		{"huge", src, Options{Target: "amd64", AuthorizedKeys: strings.Repeat(key, 2000)}, "more than"},
+		{"bad package", src, Options{Target: "amd64", ExtraPackages: []string{"a b"}}, "invalid extra package"},
+		{"no breakglass", []byte(`{"Packages":[]}`), Options{Target: "amd64", AuthorizedKeys: key}, "not in Packages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Derive(tc.src, tc.opts)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunWritesInstance(t *testing.T) {
+	dir := t.TempDir()
+	keys := filepath.Join(dir, "keys")
+	if err := os.WriteFile(keys, []byte(key), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "instance", "tickbox-rpi4")
+	for range 2 { // the second run replaces the first
+		if err := run([]string{"-src", "..", "-out", out, "-target", "rpi4", "-authorized-keys", keys}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(out, "builddir", "github.com", "tickbox-fw", "tickbox", "go.mod")); err != nil {
+		t.Errorf("builddir link does not reach the committed builddir: %v", err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), "kernel.rpi") {
+		t.Errorf("config.json is not the rpi4 config:\n%s", b)
+	}
+	if err := run([]string{"-src", "..", "-target", "rpi4"}); err == nil {
+		t.Error("run without -out succeeded")
+	}
+	if err := run([]string{"-src", "..", "-out", out, "-authorized-keys", filepath.Join(dir, "missing")}); err == nil {
+		t.Error("run with a missing key file succeeded")
+	}
+}
+
+// FuzzDerive: any input either fails cleanly or yields a config that is
+// valid JSON, targets the requested architecture, and derives to itself.
+func FuzzDerive(f *testing.F) {
+	f.Add([]byte(`{"Hostname":"tickbox","Packages":["github.com/gokrazy/breakglass"]}`), "amd64")
+	f.Add([]byte(`{"Environment":["GOARCH=386","X=1"],"PackageConfig":{"github.com/gokrazy/breakglass":null}}`), "rpi4")
+	f.Add([]byte(`[]`), "amd64")
+	f.Fuzz(func(t *testing.T, src []byte, target string) {
+		out, err := Derive(src, Options{Target: target})
+		if err != nil {
+			return
+		}
+		var c derived
+		if err := json.Unmarshal(out, &c); err != nil {
+			t.Fatalf("derived config is not valid: %v\n%s", err, out)
+		}
+		if !slices.Contains(c.Environment, "GOARCH="+Targets[target].GOARCH) {
+			t.Fatalf("Environment = %q", c.Environment)
+		}
+		again, err := Derive(out, Options{Target: target})
+		if err != nil || string(again) != string(out) {
+			t.Fatalf("deriving twice changed the config: %v\n%s\n%s", err, out, again)
+		}
+	})
+}
