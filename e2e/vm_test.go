@@ -477,8 +477,12 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 	count := func(b *lockedBuffer, s string) int { return strings.Count(b.String(), s) }
 	// Let the log streams catch up, then take the counts before the change.
 	time.Sleep(2 * time.Second)
-	inserts0 := count(ctlLog, "unknown command interfaceinsert received")
-	removes0 := count(ctlLog, "unknown command interfaceremove received")
+	// ctl serve logs each datagram it has no command for, with the
+	// datagram itself.
+	const insertSeen = `control: unknown command interfaceinsert received" frontend=dgram line="interfaceinsert=tbe2e0"`
+	const removeSeen = `control: unknown command interfaceremove received" frontend=dgram line="interfaceremove=tbe2e0"`
+	inserts0 := count(ctlLog, insertSeen)
+	removes0 := count(ctlLog, removeSeen)
 
 	// busybox ip names the peer veth0 whatever it is asked for.
 	if out, err := v.ssh(ctx, "ip", "link", "add", "tbe2e0", "type", "veth", "peer", "name", "tbe2e1"); err != nil {
@@ -488,8 +492,8 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 		if !regexp.MustCompile(`msg="interface inserted" interface=tbe2e0 `).MatchString(appLog.String()) {
 			return fmt.Errorf("appliance did not log the insert of tbe2e0")
 		}
-		if count(ctlLog, "unknown command interfaceinsert received") <= inserts0 {
-			return fmt.Errorf("no interfaceinsert datagram reached ctl serve")
+		if count(ctlLog, insertSeen) <= inserts0 {
+			return fmt.Errorf("no interfaceinsert=tbe2e0 datagram reached ctl serve")
 		}
 		return nil
 	})
@@ -503,8 +507,8 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 		if !regexp.MustCompile(`msg="interface removed" interface=tbe2e0 `).MatchString(appLog.String()) {
 			return fmt.Errorf("appliance did not log the removal of tbe2e0")
 		}
-		if count(ctlLog, "unknown command interfaceremove received") <= removes0 {
-			return fmt.Errorf("no interfaceremove datagram reached ctl serve")
+		if count(ctlLog, removeSeen) <= removes0 {
+			return fmt.Errorf("no interfaceremove=tbe2e0 datagram reached ctl serve")
 		}
 		return nil
 	})

@@ -244,8 +244,9 @@ func (d *DgramServer) runLine(line string) {
 	reg := d.s.d.Registry
 	c, ok := reg.Lookup(name)
 	if !ok {
-		// The exact text sfptpd logs, so that log watchers keep working.
-		d.log.Warn(fmt.Sprintf("control: unknown command %s received", name))
+		// The exact text sfptpd logs, so that log watchers keep working,
+		// with the whole datagram as an attribute.
+		d.log.Warn(fmt.Sprintf("control: unknown command %s received", name), "line", line)
 		d.failed.Add(1)
 		return
 	}
