@@ -170,6 +170,26 @@ func TestFlashRefusesRootDevice(t *testing.T) {
 	noFilesUnder(t, dir)
 }
 
+// loopDevice attaches a sparse file of size bytes under dir to a loop
+// device, detached when the test ends.
+func loopDevice(t *testing.T, dir string, size int64) string {
+	t.Helper()
+	backing := filepath.Join(dir, "disk")
+	if err := os.WriteFile(backing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(backing, size); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
+	if err != nil {
+		t.Skipf("no loop devices here: %v", err)
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	return loop
+}
+
 // TestFlashRefusesMountedDevice mounts a loop device and checks that
 // flash.sh refuses it, then that an unmounted one is only written after
 // confirmation.
@@ -179,19 +199,7 @@ func TestFlashRefusesMountedDevice(t *testing.T) {
 		t.Skip("needs root for losetup and mount")
 	}
 	dir := t.TempDir()
-	backing := filepath.Join(dir, "disk")
-	if err := os.WriteFile(backing, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, 64<<20); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
-	if err != nil {
-		t.Skipf("no loop devices here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	loop := loopDevice(t, dir, 64<<20)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -223,19 +231,7 @@ func TestFlashNotConfirmed(t *testing.T) {
 		t.Skip("needs root for losetup")
 	}
 	dir := t.TempDir()
-	backing := filepath.Join(dir, "disk")
-	if err := os.WriteFile(backing, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, 1258299392); err != nil { // sparse
-		t.Fatal(err)
-	}
-	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
-	if err != nil {
-		t.Skipf("no loop devices here: %v", err)
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	loop := loopDevice(t, dir, 1258299392)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	build := filepath.Join(dir, "build")

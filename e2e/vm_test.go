@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // vmTimeout bounds the whole boot-and-check part of TestVM; the image build
@@ -28,22 +30,7 @@ import (
 const vmTimeout = 5 * time.Minute
 
 // lockedBuffer collects output written from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+type lockedBuffer = testutil.LockedBuffer
 
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
@@ -117,9 +104,7 @@ func (v *vm) follow(svc string) *lockedBuffer {
 			if err == nil {
 				if resp.StatusCode == http.StatusOK {
 					// Each connection replays the retained log first.
-					b.mu.Lock()
-					b.b.Reset()
-					b.mu.Unlock()
+					b.Reset()
 					io.Copy(b, io.LimitReader(resp.Body, 16<<20))
 				}
 				resp.Body.Close()

@@ -31,6 +31,13 @@ func (l *LockedBuffer) String() string {
 	return l.b.String()
 }
 
+// Reset discards everything written so far.
+func (l *LockedBuffer) Reset() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.b.Reset()
+}
+
 // ShortDir returns a temporary directory short enough for socket paths
 // (t.TempDir() paths can exceed sun_path's 107 bytes), removed when the
 // test ends.
