@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,7 +217,7 @@ func TestKeaConformance(t *testing.T) {
 				if err := json.Unmarshal(got, &r); err != nil {
 					t.Fatal(err)
 				}
-				if !contains(r.Arguments, "list-commands") {
+				if !slices.Contains(r.Arguments, "list-commands") {
 					t.Errorf("list-commands not listed: %v", r.Arguments)
 				}
 				for i := 1; i < len(r.Arguments); i++ {
@@ -320,15 +321,6 @@ func TestKeaConformance(t *testing.T) {
 	if strings.Contains(env.log.String(), "level=ERROR") {
 		t.Errorf("errors logged:\n%s", env.log.String())
 	}
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 func TestKeaTimeouts(t *testing.T) {

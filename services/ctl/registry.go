@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -78,7 +79,11 @@ type Command struct {
 	// Persistent commands are replayed on their console connection after
 	// a reload or re-exec.
 	Persistent bool
-	Handler    Handler
+	// Aliases are further names for the same command, such as the Kea
+	// spelling of an sfptpd datagram command ("instance-select" for
+	// "selectinstance"). They share everything, parameters included.
+	Aliases []string
+	Handler Handler
 
 	builtin bool
 }
@@ -207,14 +212,18 @@ var (
 	ErrNotFound  = errors.New("command not registered")
 )
 
-// Register adds c. Names must be unique, non-empty and free of
-// whitespace, '=' and ','; a nil handler is refused.
+// Register adds c under its name and aliases. Names must be unique,
+// non-empty and free of whitespace, '=' and ','; a nil handler is
+// refused.
 func (r *Registry) Register(c *Command) error {
 	if c == nil || c.Name == "" {
 		return errors.New("ctl: register: command has no name")
 	}
-	if strings.ContainsAny(c.Name, " \t\r\n=,#?!\"'\\") {
-		return fmt.Errorf("ctl: register %q: name contains a reserved character", c.Name)
+	names := append([]string{c.Name}, c.Aliases...)
+	for _, n := range names {
+		if n == "" || strings.ContainsAny(n, " \t\r\n=,#?!\"'\\") {
+			return fmt.Errorf("ctl: register %q: name %q is empty or contains a reserved character", c.Name, n)
+		}
 	}
 	if c.Handler == nil {
 		return fmt.Errorf("ctl: register %q: nil handler", c.Name)
@@ -236,10 +245,14 @@ func (r *Registry) Register(c *Command) error {
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if _, ok := r.cmds[c.Name]; ok {
-		return fmt.Errorf("ctl: register %q: %w", c.Name, ErrDuplicate)
+	for i, n := range names {
+		if _, ok := r.cmds[n]; ok || (i > 0 && slices.Contains(names[:i], n)) {
+			return fmt.Errorf("ctl: register %q: %q: %w", c.Name, n, ErrDuplicate)
+		}
 	}
-	r.cmds[c.Name] = c
+	for _, n := range names {
+		r.cmds[n] = c
+	}
 	r.names = nil
 	return nil
 }
@@ -254,7 +267,8 @@ func (r *Registry) MustRegister(cs ...*Command) {
 	}
 }
 
-// Deregister removes a command. Built-in commands stay.
+// Deregister removes a command, by its name or an alias, with all its
+// names. Built-in commands stay.
 func (r *Registry) Deregister(name string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -265,7 +279,10 @@ func (r *Registry) Deregister(name string) error {
 	if c.builtin {
 		return fmt.Errorf("ctl: deregister %q: %w", name, ErrBuiltin)
 	}
-	delete(r.cmds, name)
+	delete(r.cmds, c.Name)
+	for _, a := range c.Aliases {
+		delete(r.cmds, a)
+	}
 	r.names = nil
 	return nil
 }
@@ -299,12 +316,15 @@ func (r *Registry) Names() []string {
 	return r.names
 }
 
-// Commands returns the commands sorted by name.
+// Commands returns the commands sorted by name, each once (aliases are
+// not repeated).
 func (r *Registry) Commands() []*Command {
 	r.mu.RLock()
 	cs := make([]*Command, 0, len(r.cmds))
-	for _, c := range r.cmds {
-		cs = append(cs, c)
+	for n, c := range r.cmds {
+		if n == c.Name {
+			cs = append(cs, c)
+		}
 	}
 	r.mu.RUnlock()
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Name < cs[j].Name })

@@ -166,6 +166,9 @@ func TestRegisterRules(t *testing.T) {
 		{"empty name", &Command{Handler: h}, "no name"},
 		{"space in name", &Command{Name: "a b", Handler: h}, "reserved character"},
 		{"equals in name", &Command{Name: "a=b", Handler: h}, "reserved character"},
+		{"bad alias", &Command{Name: "ok", Aliases: []string{"a b"}, Handler: h}, "reserved character"},
+		{"alias clashes", &Command{Name: "ok", Aliases: []string{"list-commands"}, Handler: h}, "already registered"},
+		{"alias repeats name", &Command{Name: "ok", Aliases: []string{"ok"}, Handler: h}, "already registered"},
 		{"duplicate", &Command{Name: "list-commands", Handler: h}, "already registered"},
 		{"dup param", &Command{Name: "z", Handler: h, Params: []Param{{Name: "a"}, {Name: "a"}}}, "duplicate name"},
 		{"rest not last", &Command{Name: "z", Handler: h, Params: []Param{{Name: "a", Rest: true}, {Name: "b"}}}, "must be last"},
@@ -292,5 +295,40 @@ func TestAnyArgs(t *testing.T) {
 	want := map[string]any{"0": "a", "n": int64(7), "f": 1.5}
 	if !reflect.DeepEqual(res.Args, want) {
 		t.Fatalf("got %#v", res.Args)
+	}
+}
+
+func TestAliases(t *testing.T) {
+	r := NewRegistry(quietLogger())
+	var got []string
+	r.MustRegister(&Command{
+		Name:    "selectinstance",
+		Aliases: []string{"instance-select"},
+		Params:  []Param{{Name: "instance", Type: String, Required: true}},
+		Handler: func(_ context.Context, c *Call) Result {
+			got = append(got, c.Args.String("instance"))
+			return OK("", nil)
+		},
+	})
+	ctx := context.Background()
+	r.Invoke(ctx, "selectinstance", Input{Positional: []string{"ptp1"}}, nil, "dgram")
+	r.Invoke(ctx, "instance-select", Input{Named: map[string]any{"instance": "ptp2"}}, nil, "kea")
+	if !reflect.DeepEqual(got, []string{"ptp1", "ptp2"}) {
+		t.Fatalf("handler saw %v", got)
+	}
+	if res := r.Invoke(ctx, "instance-select", Input{}, nil, "kea"); res.Code != Error || !strings.Contains(res.Text, "parameter 'instance' is missing") {
+		t.Fatalf("alias does not share the schema: %+v", res)
+	}
+	if names := r.Names(); !reflect.DeepEqual(names, []string{"instance-select", "list-commands", "selectinstance"}) {
+		t.Fatalf("names %v", names)
+	}
+	if cs := r.Commands(); len(cs) != 2 {
+		t.Fatalf("Commands lists %d, want 2 (aliases once)", len(cs))
+	}
+	if err := r.Deregister("instance-select"); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Lookup("selectinstance"); ok {
+		t.Fatal("deregistering an alias left the command's name")
 	}
 }
