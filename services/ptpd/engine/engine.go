@@ -1,0 +1,463 @@
+// Package engine is ptpd's sfptpd-compatible core: it creates the sync
+// instances a configuration declares (through module factories passed
+// in, so the engine knows no module), selects one of them with sfptpd's
+// rules and holdoff, tells the selected one to discipline its clock,
+// writes the stats logs and state files, and carries out the control
+// commands (logrotate, stepclocks, selectinstance, interfaceinsert, ...)
+// whichever front end or signal they arrive through.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
+	"github.com/tickbox-fw/tickbox/services/ptpd/config"
+	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
+)
+
+// Factory creates a sync instance of one module from its configuration
+// section. clk is the clock the daemon runs on (the system clock, or a
+// virtual clock for tests and development hosts); a module that drives
+// a PHC of its interface may use that instead unless clk is virtual.
+type Factory func(sec config.Instance, clk clock.Clock) (instance.Instance, error)
+
+// DefaultStatsInterval is sfptpd's stats logging period; the selection
+// is re-evaluated and state files are written at the same pace.
+const DefaultStatsInterval = time.Second
+
+// Options configure an Engine.
+type Options struct {
+	Config *config.Config
+	// Modules maps a sync_module name ("freerun", "ptp") to its factory.
+	// A configured module missing here fails New with a FILE:LINE error.
+	Modules map[string]Factory
+	// Clock is handed to every factory.
+	Clock clock.Clock
+	// Logger is the message log.
+	Logger *slog.Logger
+	// Logs are the log files logrotate reopens and the stats go to; nil
+	// means no stats logs.
+	Logs *Logs
+	// StatsInterval is the period of stats lines, selection and state
+	// files; 0 means DefaultStatsInterval.
+	StatsInterval time.Duration
+	// Now reads the time for the holdoff and the stats time stamps; nil
+	// means time.Now. Tests inject a clock here.
+	Now func() time.Time
+	// InterfaceExists says whether a network interface is present; nil
+	// means asking the kernel. Instances bound to an absent interface
+	// wait for it (netlink) or for interfaceinsert (manual).
+	InterfaceExists func(name string) bool
+}
+
+// record is one configured instance and, while it runs, its instance.
+type record struct {
+	cfg   config.Instance
+	index int
+
+	inst    instance.Instance // nil while stopped
+	cancel  context.CancelFunc
+	done    chan struct{}
+	disc    bool // last SetDiscipline value
+	discSet bool
+
+	kp, ki, kd float64
+}
+
+// Engine runs the sync instances. Its methods are safe for concurrent
+// use: control commands come from the datagram and Kea front ends and
+// from signals while the stats loop runs.
+type Engine struct {
+	opts Options
+	cfg  *config.Config
+	g    config.General
+	log  *slog.Logger
+
+	mu        sync.Mutex
+	recs      []*record
+	byName    map[string]*record
+	selected  *record
+	manual    *record // the manually selected instance (manual policy)
+	candidate *record
+	deadline  time.Time
+	// blocked holds blocked clock names; blockAll blocks every clock.
+	blocked  map[string]bool
+	blockAll bool
+	runCtx   context.Context
+	stop     context.CancelFunc
+	loopDone chan struct{}
+	wg       sync.WaitGroup
+
+	intervals    int64
+	lastStateErr string
+}
+
+// New checks the configuration against the available modules and
+// returns an engine ready to Start. A module that is not available is a
+// configuration error at its sync_module line.
+func New(opts Options) (*Engine, error) {
+	if opts.Config == nil {
+		return nil, errors.New("engine: no configuration")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.StatsInterval <= 0 {
+		opts.StatsInterval = DefaultStatsInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.InterfaceExists == nil {
+		opts.InterfaceExists = func(name string) bool {
+			_, err := net.InterfaceByName(name)
+			return err == nil
+		}
+	}
+	e := &Engine{opts: opts, cfg: opts.Config, g: opts.Config.General, log: opts.Logger,
+		byName: map[string]*record{}, blocked: map[string]bool{}}
+	for i, in := range opts.Config.Instances {
+		if _, ok := opts.Modules[in.Module]; !ok {
+			return nil, config.Errorf(opts.Config.File, in.Line, "sync module '%s' is not available in this build", in.Module)
+		}
+		r := &record{cfg: in, index: i, kp: in.PIDFilterP, ki: in.PIDFilterI}
+		e.recs = append(e.recs, r)
+		e.byName[in.Name] = r
+	}
+	return e, nil
+}
+
+// Start creates and runs the instances whose interfaces are present,
+// makes the initial selection and starts the stats loop. A factory
+// failure at start-up is returned: the daemon cannot do what it was
+// configured to do.
+func (e *Engine) Start(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.runCtx != nil {
+		return errors.New("engine: already started")
+	}
+	e.runCtx, e.stop = context.WithCancel(ctx)
+	for _, r := range e.recs {
+		if r.cfg.Interface != "" && !e.opts.InterfaceExists(r.cfg.Interface) {
+			e.log.Warn("sync instance waits for its interface", "instance", r.cfg.Name, "interface", r.cfg.Interface, "hotplug", e.g.Hotplug)
+			continue
+		}
+		if err := e.startLocked(r); err != nil {
+			e.stop()
+			e.stopAllLocked()
+			return err
+		}
+	}
+	switch e.g.SelectionPolicy {
+	case config.PolicyManual, config.PolicyManualStartup:
+		r := e.byName[e.g.SelectionInstance]
+		e.log.Info(fmt.Sprintf("Selecting initial sync instance '%s'", r.cfg.Name))
+		if e.g.SelectionPolicy == config.PolicyManual {
+			e.manual = r
+		}
+		e.selectLocked(r, "initial")
+	default:
+		if b := best(e.candidatesLocked()); b != nil {
+			e.selectLocked(b.rec, "initial")
+		}
+	}
+	if e.g.Hotplug == config.HotplugNetlink && e.hasInterfaces() {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			e.watchLinks(e.runCtx)
+		}()
+	}
+	e.loopDone = make(chan struct{})
+	go e.loop(e.runCtx)
+	return nil
+}
+
+func (e *Engine) hasInterfaces() bool {
+	for _, r := range e.recs {
+		if r.cfg.Interface != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop stops the loop and every instance and waits for them.
+func (e *Engine) Stop() {
+	e.mu.Lock()
+	if e.stop == nil {
+		e.mu.Unlock()
+		return
+	}
+	e.stop()
+	done := e.loopDone
+	e.mu.Unlock()
+	<-done
+	e.mu.Lock()
+	e.stopAllLocked()
+	n := e.intervals
+	e.mu.Unlock()
+	e.wg.Wait()
+	e.log.Info("engine stopped", "stats_intervals", n)
+}
+
+func (e *Engine) stopAllLocked() {
+	for _, r := range e.recs {
+		if r.inst != nil {
+			r.cancel()
+			r.inst = nil
+		}
+	}
+}
+
+// startLocked creates r's instance and runs it.
+func (e *Engine) startLocked(r *record) error {
+	inst, err := e.opts.Modules[r.cfg.Module](r.cfg, e.opts.Clock)
+	if err != nil {
+		return fmt.Errorf("sync instance %s: %w", r.cfg.Name, err)
+	}
+	ctx, cancel := context.WithCancel(e.runCtx)
+	r.inst, r.cancel, r.done, r.discSet = inst, cancel, make(chan struct{}), false
+	done := r.done
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		defer close(done)
+		err := inst.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		// The instance ended on its own: it is faulty. Forget it so
+		// that the selection moves away and a hotplug insert can start
+		// it again.
+		e.log.Error("sync instance stopped", "instance", r.cfg.Name, "err", err)
+		e.mu.Lock()
+		if r.inst == inst {
+			r.inst = nil
+			cancel()
+		}
+		e.mu.Unlock()
+	}()
+	e.log.Info("sync instance started", "instance", r.cfg.Name, "module", r.cfg.Module, "interface", r.cfg.Interface)
+	return nil
+}
+
+// stopLocked stops r's instance; it returns the channel closed when Run
+// has returned.
+func (e *Engine) stopLocked(r *record) chan struct{} {
+	if r.inst == nil {
+		return nil
+	}
+	r.cancel()
+	r.inst = nil
+	e.log.Info("sync instance stopped", "instance", r.cfg.Name, "interface", r.cfg.Interface)
+	return r.done
+}
+
+// status returns r's status; a stopped instance reports disabled.
+func (r *record) status() instance.Status {
+	if r.inst != nil {
+		return r.inst.Status()
+	}
+	return instance.Status{Name: r.cfg.Name, Module: r.cfg.Module, Interface: r.cfg.Interface,
+		State: instance.Disabled, UserPriority: r.cfg.Priority, ClockClass: 255, StepsRemoved: 1 << 30}
+}
+
+func (e *Engine) candidatesLocked() []candidate {
+	cs := make([]candidate, len(e.recs))
+	for i, r := range e.recs {
+		cs[i] = candidate{rec: r, st: r.status(), manual: r == e.manual}
+	}
+	return cs
+}
+
+// selectLocked makes r the selected instance, at once.
+func (e *Engine) selectLocked(r *record, why string) {
+	prev := e.selected
+	e.selected, e.candidate = r, nil
+	if prev != r {
+		e.log.Info(fmt.Sprintf("selected sync instance %s", r.cfg.Name), "previous", nameOf(prev), "reason", why)
+	}
+	e.applyDisciplineLocked()
+}
+
+func nameOf(r *record) string {
+	if r == nil {
+		return "none"
+	}
+	return r.cfg.Name
+}
+
+// clockBlockedLocked reports whether r's clock is blocked by
+// block_clock (by clock name or interface name).
+func (e *Engine) clockBlockedLocked(r *record, st instance.Status) bool {
+	return e.blockAll || e.blocked[st.Clock] || (r.cfg.Interface != "" && e.blocked[r.cfg.Interface])
+}
+
+// applyDisciplineLocked gives the selected instance SetDiscipline(true)
+// (unless its clock is blocked) and every other one false, calling each
+// only on a change.
+func (e *Engine) applyDisciplineLocked() {
+	for _, r := range e.recs {
+		if r.inst == nil {
+			continue
+		}
+		on := r == e.selected && !e.clockBlockedLocked(r, r.inst.Status())
+		if !r.discSet || r.disc != on {
+			r.inst.SetDiscipline(on)
+			r.disc, r.discSet = on, true
+		}
+	}
+}
+
+// evaluate runs the automatic selection with sfptpd's holdoff: a better
+// instance becomes the candidate, and is selected once it has stayed the
+// best for the holdoff interval; if the selected one recovers first the
+// switch is cancelled.
+func (e *Engine) evaluate(now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.evaluateLocked(now)
+}
+
+func (e *Engine) evaluateLocked(now time.Time) {
+	b := best(e.candidatesLocked())
+	if b == nil {
+		return
+	}
+	next := b.rec
+	switch {
+	case e.selected == nil:
+		e.selectLocked(next, "no instance selected")
+	case next == e.selected && e.candidate == nil:
+	case next == e.selected:
+		e.log.Info(fmt.Sprintf("canceled switch away from sync instance %s as its rank recovered", next.cfg.Name))
+		e.candidate = nil
+	case next == e.candidate:
+		if !now.Before(e.deadline) {
+			e.selectLocked(next, "holdoff expired")
+		}
+	case e.g.SelectionHoldoff == 0:
+		e.selectLocked(next, "better instance")
+	default:
+		if e.candidate == nil {
+			e.deadline = now.Add(e.g.SelectionHoldoff)
+		}
+		e.candidate = next
+		left := (e.deadline.Sub(now) + time.Second/2) / time.Second
+		e.log.Info(fmt.Sprintf("will switch to sync instance %s in %d seconds if %s does not recover", next.cfg.Name, left, e.selected.cfg.Name))
+	}
+	e.applyDisciplineLocked()
+}
+
+// loop is the periodic work: selection, stats, state files.
+func (e *Engine) loop(ctx context.Context) {
+	defer close(e.loopDone)
+	t := time.NewTicker(e.opts.StatsInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			e.tick()
+		}
+	}
+}
+
+// snapshot is one instance's state for one stats interval.
+type snapshot struct {
+	st       instance.Status
+	selected bool
+	running  bool
+}
+
+func (e *Engine) tick() {
+	now := e.opts.Now()
+	e.mu.Lock()
+	e.evaluateLocked(now)
+	snaps := make([]snapshot, len(e.recs))
+	for i, r := range e.recs {
+		snaps[i] = snapshot{st: r.status(), selected: r == e.selected, running: r.inst != nil}
+	}
+	e.intervals++
+	e.mu.Unlock()
+	e.writeStats(now, snaps)
+	e.writeState(snaps)
+}
+
+// writeStats writes one line per running instance to each stats log.
+func (e *Engine) writeStats(now time.Time, snaps []snapshot) {
+	l := e.opts.Logs
+	if l == nil {
+		return
+	}
+	for _, s := range snaps {
+		if !s.running {
+			continue
+		}
+		if l.Stats != nil {
+			if _, err := l.Stats.Write([]byte(StatsLine(now, s.st))); err != nil {
+				e.log.Error("stats_log write failed", "err", err)
+			}
+		}
+		if l.JSON != nil {
+			if _, err := l.JSON.Write(JSONStatsLine(now, s.st)); err != nil {
+				e.log.Error("json_stats write failed", "err", err)
+			}
+		}
+	}
+}
+
+// writeState writes state-NAME per instance and sync-instances, each
+// atomically. A failure is logged once until the error changes, so a
+// read-only state_path does not flood the log.
+func (e *Engine) writeState(snaps []snapshot) {
+	dir := e.g.StatePath
+	if dir == "" {
+		return
+	}
+	err := os.MkdirAll(dir, 0o755)
+	var list strings.Builder
+	for _, s := range snaps {
+		if err != nil {
+			break
+		}
+		err = writeAtomic(dir, "state-"+s.st.Name, []byte(stateText(s.st, s.selected, s.running)))
+		state := s.st.State.String()
+		if !s.running {
+			state = instance.Disabled.String()
+		}
+		sel := ""
+		if s.selected {
+			sel = " selected"
+		}
+		fmt.Fprintf(&list, "%s %s %s%s\n", s.st.Name, s.st.Module, state, sel)
+	}
+	if err == nil {
+		err = writeAtomic(dir, "sync-instances", []byte(list.String()))
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg != e.lastStateErr {
+		if err != nil {
+			e.log.Error("cannot write state files", "state_path", dir, "err", err)
+		} else {
+			e.log.Info("state files written again", "state_path", dir)
+		}
+		e.lastStateErr = msg
+	}
+}

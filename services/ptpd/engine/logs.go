@@ -1,0 +1,152 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/syslog"
+	"os"
+	"sync"
+
+	"github.com/tickbox-fw/tickbox/services/ptpd/config"
+)
+
+// Sink is one log destination: a standard stream, or a file that
+// logrotate can reopen. A Write is one whole line and holds the lock,
+// and Reopen swaps files under the same lock, so a rotation never cuts
+// or loses a line: lines before it go to the old (renamed) file, lines
+// after it to the new one.
+type Sink struct {
+	path string // "" for a stream
+	mu   sync.Mutex
+	w    io.Writer
+	f    *os.File
+}
+
+// openSink opens spec: "stdout", "stderr" or a file path (appended to,
+// created 0644 with its parents as sfptpd does).
+func openSink(spec string, stdout, stderr io.Writer) (*Sink, error) {
+	switch spec {
+	case "stdout":
+		return &Sink{w: stdout}, nil
+	case "stderr":
+		return &Sink{w: stderr}, nil
+	}
+	s := &Sink{path: spec}
+	f, err := s.open()
+	if err != nil {
+		return nil, err
+	}
+	s.f, s.w = f, f
+	return s, nil
+}
+
+func (s *Sink) open() (*os.File, error) {
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open log %w", err)
+	}
+	return f, nil
+}
+
+// Write writes p whole.
+func (s *Sink) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+// Reopen opens the path again (logrotate has usually renamed the old
+// file) and then closes the old file. On failure the old file stays in
+// use, so lines keep going somewhere.
+func (s *Sink) Reopen() error {
+	if s == nil || s.path == "" {
+		return nil
+	}
+	f, err := s.open()
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	old := s.f
+	s.f, s.w = f, f
+	s.mu.Unlock()
+	return old.Close()
+}
+
+// Close closes a file sink.
+func (s *Sink) Close() error {
+	if s == nil || s.f == nil {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.f.Close()
+}
+
+// Path returns the file path ("" for a stream).
+func (s *Sink) Path() string { return s.path }
+
+// Logs are the message log, the text stats log and the json_stats log.
+type Logs struct {
+	// Message receives the daemon's log lines (a slog handler writes
+	// to it).
+	Message io.Writer
+	msg     *Sink
+	sysl    *syslog.Writer
+	// Stats and JSON are nil when off.
+	Stats *Sink
+	JSON  *Sink
+}
+
+// OpenLogs opens the logs g names. message_log "syslog" uses the local
+// syslog daemon.
+func OpenLogs(g config.General, stdout, stderr io.Writer) (*Logs, error) {
+	l := &Logs{}
+	var err error
+	if g.MessageLog == "syslog" {
+		l.sysl, err = syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "ptpd")
+		if err != nil {
+			return nil, fmt.Errorf("message_log syslog: %w", err)
+		}
+		l.Message = l.sysl
+	} else {
+		if l.msg, err = openSink(g.MessageLog, stdout, stderr); err != nil {
+			return nil, fmt.Errorf("message_log: %w", err)
+		}
+		l.Message = l.msg
+	}
+	if g.StatsLog != "" {
+		if l.Stats, err = openSink(g.StatsLog, stdout, stderr); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("stats_log: %w", err)
+		}
+	}
+	if g.JSONStats != "" {
+		if l.JSON, err = openSink(g.JSONStats, stdout, stderr); err != nil {
+			l.Close()
+			return nil, fmt.Errorf("json_stats: %w", err)
+		}
+	}
+	return l, nil
+}
+
+// Rotate reopens every log file (logrotate, SIGHUP).
+func (l *Logs) Rotate() error {
+	if l == nil {
+		return nil
+	}
+	return errors.Join(l.msg.Reopen(), l.Stats.Reopen(), l.JSON.Reopen())
+}
+
+// Close closes the files.
+func (l *Logs) Close() error {
+	if l == nil {
+		return nil
+	}
+	var errs []error
+	if l.sysl != nil {
+		errs = append(errs, l.sysl.Close())
+	}
+	return errors.Join(append(errs, l.msg.Close(), l.Stats.Close(), l.JSON.Close())...)
+}
