@@ -35,14 +35,14 @@ type candidate struct {
 // Selection rules, in sfptpd's order; compare reports the first that
 // decides.
 const (
-	ruleManual    = "manual"
-	ruleState     = "state"
-	ruleAlarms    = "no-alarms"
-	rulePriority  = "user-priority"
-	ruleClass     = "clock-class"
-	ruleAccuracy  = "total-accuracy"
-	ruleSteps     = "steps-removed"
-	ruleTieBreak  = "tie-break"
+	ruleManual   = "manual"
+	ruleState    = "state"
+	ruleAlarms   = "no-alarms"
+	rulePriority = "user-priority"
+	ruleClass    = "clock-class"
+	ruleAccuracy = "total-accuracy"
+	ruleSteps    = "steps-removed"
+	ruleTieBreak = "tie-break"
 )
 
 // compare returns <0 when a is better than b, >0 when b is better, and
