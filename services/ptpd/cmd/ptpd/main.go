@@ -69,15 +69,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ptpd:", err)
 		return 2
 	}
-	cfg, err := config.Load(o.config)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
 	clk, err := openClock(o.virtual)
 	if err != nil {
 		fmt.Fprintln(stderr, "ptpd:", err)
 		return 2
+	}
+	cfg, err := config.Load(o.config)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
 	}
 	logs, err := engine.OpenLogs(cfg.General, stdout, stderr)
 	if err != nil {
@@ -110,6 +110,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		log.Error("register commands", "err", err)
 		return 1
 	}
+	// Signals are caught from here on and handled once the engine runs,
+	// so one sent as soon as the socket exists is not fatal.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	srv := ctl.NewServer(d)
 	if _, err := srv.ServeDgram(ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, ctl.DgramOptions{}); err != nil {
 		log.Error("control socket", "err", err)
@@ -132,9 +137,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log.Info("ptpd started", "config", o.config, "control", cfg.General.ControlPath, "kea", o.kea, "clock", clk.Name(), "instances", len(cfg.Instances))
 
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go handleSignals(ctx, d, sigs)
 
 	err = srv.Run(ctx)

@@ -1,0 +1,414 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
+)
+
+// bins holds ptpd and sfptpdctl built once for the process tests.
+var bins struct{ ptpd, ctl string }
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ptpdbin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	bins.ptpd = filepath.Join(dir, "ptpd")
+	bins.ctl = filepath.Join(dir, "sfptpdctl")
+	for _, b := range []struct{ out, pkg string }{{bins.ptpd, "."}, {bins.ctl, "../sfptpdctl"}} {
+		if out, err := exec.Command("go", "build", "-o", b.out, b.pkg).CombinedOutput(); err != nil {
+			fmt.Fprintf(os.Stderr, "build %s: %v\n%s", b.pkg, err, out)
+			os.RemoveAll(dir)
+			os.Exit(1)
+		}
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// daemon is a running ptpd.
+type daemon struct {
+	dir, ctl, kea, cfg string
+	cmd                *exec.Cmd
+	out                *testutil.LockedBuffer
+	done               chan struct{}
+	err                error
+}
+
+// startPtpd writes cfg (with CONTROL and DIR substituted) and starts
+// ptpd on a virtual clock.
+func startPtpd(t *testing.T, cfg string, extra ...string) *daemon {
+	t.Helper()
+	d := &daemon{dir: testutil.ShortDir(t), out: &testutil.LockedBuffer{}, done: make(chan struct{})}
+	d.ctl = filepath.Join(d.dir, "ctl.sock")
+	d.kea = filepath.Join(d.dir, "kea.sock")
+	d.cfg = filepath.Join(d.dir, "ptpd.cfg")
+	cfg = strings.NewReplacer("CONTROL", d.ctl, "DIR", d.dir).Replace(cfg)
+	if err := os.WriteFile(d.cfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	args := append([]string{"-f", d.cfg, "-kea", d.kea, "-virtual-clock", "500us,30", "-stats-interval", "20ms"}, extra...)
+	d.cmd = exec.Command(bins.ptpd, args...)
+	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.err = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	testutil.WaitFor(t, "ptpd started", 10*time.Second, func() bool {
+		select {
+		case <-d.done:
+			t.Fatalf("ptpd exited: %v\n%s", d.err, d.out)
+		default:
+		}
+		return strings.Contains(d.out.String(), "ptpd started")
+	})
+	return d
+}
+
+func (d *daemon) waitLog(t *testing.T, s string) {
+	t.Helper()
+	testutil.WaitFor(t, "log "+s, 10*time.Second, func() bool { return strings.Contains(d.out.String(), s) })
+}
+
+// wait returns the exit status.
+func (d *daemon) wait(t *testing.T) int {
+	t.Helper()
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ptpd did not exit\n%s", d.out)
+	}
+	if d.err == nil {
+		return 0
+	}
+	if ee, ok := d.err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	t.Fatal(d.err)
+	return -1
+}
+
+func sfptpdctl(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	out, err := exec.Command(bins.ctl, args...).CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	return string(out), code
+}
+
+func socatSend(t *testing.T, path, msg string) {
+	t.Helper()
+	cmd := exec.Command("socat", "-", "UNIX-SENDTO:"+path)
+	cmd.Stdin = strings.NewReader(msg)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("socat: %v: %s", err, out)
+	}
+}
+
+func kea(t *testing.T, path, req string) map[string]any {
+	t.Helper()
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, req)
+	b, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	return m
+}
+
+const freerunCfg = `[general]
+sync_module freerun fr1 fr2
+selection_policy manual fr1
+control_path CONTROL
+state_path DIR/state
+stats_log DIR/stats.log
+json_stats DIR/stats.json
+hotplug_detection_mode manual
+[fr2]
+priority 3
+interface tbabsent0
+`
+
+func TestConfigErrors(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct{ cfg, want string }{
+		{"[general]\nsync_module freerun fr1\nfrobnicate 1\n", ":3: unknown keyword 'frobnicate' in [general]"},
+		{"[general]\nsync_module freerun fr1\nsync_module ptp ptp1\n[ptp1]\ninterface eth0\n", ":3: sync module 'ptp' is not available in this build"},
+		{"[general]\nsync_module freerun fr1\nclock_control maybe\n", ":3: clock_control: bad value 'maybe'"},
+	} {
+		p := filepath.Join(dir, "c.cfg")
+		os.WriteFile(p, []byte(tc.cfg), 0o644)
+		out, err := exec.Command(bins.ptpd, "-f", p, "-kea", "").CombinedOutput()
+		ee, ok := err.(*exec.ExitError)
+		if !ok || ee.ExitCode() != 1 || !strings.HasPrefix(string(out), p+tc.want) {
+			t.Errorf("%q: exit %v, output %q; want %s%s", tc.cfg, err, out, p, tc.want)
+		}
+	}
+}
+
+func TestControlCommands(t *testing.T) {
+	t.Parallel()
+	d := startPtpd(t, freerunCfg)
+
+	// sfptpdctl: several commands, one datagram each, in order.
+	if out, code := sfptpdctl(t, "-s", d.ctl, "dumptables", "stepclocks", "selectinstance=fr2=extra", "stepclocks"); code != 0 || out != "" {
+		t.Fatalf("sfptpdctl: %d %q", code, out)
+	}
+	d.waitLog(t, "selected sync instance fr2")
+	d.waitLog(t, "dumptables:   1    fr1")
+	d.waitLog(t, "stepclocks: clock stepped to the selected instance")
+	// fr2 is selected but waits for its interface: nothing to step.
+	d.waitLog(t, "cannot step clocks with no selected sync instance")
+	// The same over socat.
+	socatSend(t, d.ctl, "selectinstance=fr1")
+	d.waitLog(t, "selected sync instance fr1")
+	socatSend(t, d.ctl, "selectinstance=nosuch")
+	d.waitLog(t, "Sync instance 'nosuch' not found - can't select")
+	socatSend(t, d.ctl, "pid_adjust=0.5,0.01,0,ptp,reset")
+	d.waitLog(t, "command=pid_adjust")
+	socatSend(t, d.ctl, "block_clock=1,virtual")
+	d.waitLog(t, "block_clock: clock adjustments blocked")
+	socatSend(t, d.ctl, "block_clock=maybe")
+	d.waitLog(t, "parameter 'block' must be a boolean")
+
+	// Malformed, unknown, empty and oversize datagrams are logged.
+	socatSend(t, d.ctl, "nonsense=1")
+	d.waitLog(t, "control: unknown command nonsense received")
+	c, err := net.Dial("unixgram", d.ctl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Write([]byte{})
+	c.Write([]byte(strings.Repeat("x", 200)))
+	c.Close()
+	d.waitLog(t, "empty datagram")
+	d.waitLog(t, "over-long datagram rejected")
+
+	// Manual hotplug: fr2's interface is absent, so it waits.
+	socatSend(t, d.ctl, "interfaceinsert=tbabsent0")
+	d.waitLog(t, "sync instance started\" instance=fr2")
+	m := kea(t, d.kea, `{"command":"instances-get"}`)
+	insts := m["arguments"].(map[string]any)["instances"].([]any)
+	if len(insts) != 2 {
+		t.Fatalf("instances-get: %v", m)
+	}
+	fr2 := insts[1].(map[string]any)
+	for _, k := range []string{"name", "module", "state", "selected", "offset-ns", "freq-adj-ppb", "path-delay-ns", "master", "alarms"} {
+		if _, ok := fr2[k]; !ok {
+			t.Fatalf("instances-get lacks %q: %v", k, fr2)
+		}
+	}
+	if fr2["name"] != "fr2" || fr2["state"] != "freerun" || fr2["selected"] != false || fr2["module"] != "freerun" {
+		t.Fatalf("fr2 = %v", fr2)
+	}
+	socatSend(t, d.ctl, "interfaceremove=tbabsent0")
+	d.waitLog(t, "sync instance stopped\" instance=fr2")
+	m = kea(t, d.kea, `{"command":"instances-get"}`)
+	if st := m["arguments"].(map[string]any)["instances"].([]any)[1].(map[string]any)["state"]; st != "disabled" {
+		t.Fatalf("after interfaceremove fr2 is %v", st)
+	}
+
+	// Kea aliases reach the same commands.
+	if r := kea(t, d.kea, `{"command":"instance-select","arguments":{"name":"fr1"}}`); r["result"] != 0.0 {
+		t.Fatalf("instance-select: %v", r)
+	}
+	if r := kea(t, d.kea, `{"command":"clocks-step"}`); r["result"] != 0.0 {
+		t.Fatalf("clocks-step: %v", r)
+	}
+	if r := kea(t, d.kea, `{"command":"logs-rotate"}`); r["result"] != 0.0 {
+		t.Fatalf("logs-rotate: %v", r)
+	}
+	// The daemon is still up after all of it; exit=now exits with 0.
+	if out, code := sfptpdctl(t, "--socket", d.ctl, "exit=now"); code != 0 {
+		t.Fatalf("exit: %d %s", code, out)
+	}
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, d.out)
+	}
+	for _, n := range []string{"state-fr1", "state-fr2", "sync-instances"} {
+		if _, err := os.Stat(filepath.Join(d.dir, "state", n)); err != nil {
+			t.Errorf("state file: %v", err)
+		}
+	}
+}
+
+func TestNetlinkModeIgnoresInterfaceCommands(t *testing.T) {
+	t.Parallel()
+	d := startPtpd(t, strings.Replace(freerunCfg, "hotplug_detection_mode manual", "hotplug_detection_mode netlink", 1))
+	sfptpdctl(t, "-s", d.ctl, "interfaceinsert=lo", "interfaceremove=lo")
+	d.waitLog(t, "interfaceinsert=lo ignored: hotplug_detection_mode is netlink")
+	d.waitLog(t, "interfaceremove=lo ignored: hotplug_detection_mode is netlink")
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
+
+func TestSignals(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			d := startPtpd(t, freerunCfg)
+			d.cmd.Process.Signal(syscall.SIGHUP)
+			d.waitLog(t, `signal received" signal=SIGHUP command=logrotate`)
+			d.waitLog(t, "logrotate: log files reopened")
+			d.cmd.Process.Signal(syscall.SIGUSR1)
+			d.waitLog(t, `signal received" signal=SIGUSR1 command=stepclocks`)
+			d.waitLog(t, "stepclocks: clock stepped")
+			d.cmd.Process.Signal(sig)
+			if code := d.wait(t); code != 0 {
+				t.Fatalf("exit %d\n%s", code, d.out)
+			}
+			if !strings.Contains(d.out.String(), "command=exit") || !strings.Contains(d.out.String(), "ptpd exiting") {
+				t.Fatalf("no exit log:\n%s", d.out)
+			}
+		})
+	}
+}
+
+func TestStepClocksNoAdjust(t *testing.T) {
+	t.Parallel()
+	d := startPtpd(t, strings.Replace(freerunCfg, "hotplug_detection_mode manual", "clock_control no-adjust", 1))
+	d.cmd.Process.Signal(syscall.SIGUSR1)
+	d.waitLog(t, `step clocks signal blocked by \"clock-control no-adjust\"`)
+	sfptpdctl(t, "-s", d.ctl, "exit")
+	if code := d.wait(t); code != 0 {
+		t.Fatal(code)
+	}
+}
+
+// TestLogrotateLosesNoLine rotates the stats logs 100 times while stats
+// are written every 20 ms, renaming the files first as logrotate does,
+// and counts every line across all files against the intervals ptpd
+// reports at exit.
+func TestLogrotateLosesNoLine(t *testing.T) {
+	t.Parallel()
+	d := startPtpd(t, freerunCfg)
+	stats, js := filepath.Join(d.dir, "stats.log"), filepath.Join(d.dir, "stats.json")
+	for i := 1; i <= 100; i++ {
+		os.Rename(stats, fmt.Sprintf("%s.%d", stats, i))
+		os.Rename(js, fmt.Sprintf("%s.%d", js, i))
+		if i%2 == 0 {
+			d.cmd.Process.Signal(syscall.SIGHUP)
+		} else if out, code := sfptpdctl(t, "-s", d.ctl, "logrotate"); code != 0 {
+			t.Fatal(out)
+		}
+		time.Sleep(3 * time.Millisecond)
+	}
+	sfptpdctl(t, "-s", d.ctl, "exit")
+	if code := d.wait(t); code != 0 {
+		t.Fatal(code)
+	}
+	var intervals int
+	for _, l := range strings.Split(d.out.String(), "\n") {
+		if strings.Contains(l, "engine stopped") {
+			fmt.Sscanf(l[strings.Index(l, "stats_intervals="):], "stats_intervals=%d", &intervals)
+		}
+	}
+	if intervals < 10 {
+		t.Fatalf("only %d intervals\n%s", intervals, d.out)
+	}
+	count := func(glob string) (n int) {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			fh, err := os.Open(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sc := bufio.NewScanner(fh)
+			for sc.Scan() {
+				if !strings.Contains(sc.Text(), "fr1") {
+					t.Fatalf("%s: bad line %q", f, sc.Text())
+				}
+				n++
+			}
+			fh.Close()
+		}
+		return n
+	}
+	// Only fr1 runs (fr2 waits for its interface): one line per interval.
+	if n := count(stats + "*"); n != intervals {
+		t.Fatalf("stats_log: %d lines, want %d", n, intervals)
+	}
+	if n := count(js + "*"); n != intervals {
+		t.Fatalf("json_stats: %d lines, want %d", n, intervals)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-virtual-clock", "bogus"}, 2, "want OFFSET,PPM"},
+		{[]string{"-stats-interval", "0s"}, 2, "want 1ms to 1h"},
+		{[]string{"extra"}, 2, "unexpected argument"},
+		{[]string{"-f", "/nonexistent/ptpd.cfg"}, 1, "no such file or directory"},
+	} {
+		var out strings.Builder
+		code := run(tc.args, &out, &out)
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%v: %d %q", tc.args, code, out.String())
+		}
+	}
+}
+
+func TestParseVirtual(t *testing.T) {
+	off, ppm, err := parseVirtual("500us,30")
+	if err != nil || off != 500*time.Microsecond || ppm != 30 {
+		t.Fatalf("%v %v %v", off, ppm, err)
+	}
+	for _, bad := range []string{"", "500us", "x,1", "1s,abc", "1s,5000"} {
+		if _, _, err := parseVirtual(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+	v := newVirtualClock(time.Second, 0)
+	a, _ := v.Now()
+	if d := a.Sub(time.Now()); d < 900*time.Millisecond || d > 1100*time.Millisecond {
+		t.Fatalf("offset %v", d)
+	}
+	v.Step(-time.Second)
+	v.AdjFreqPPB(1e9)
+	if f, _ := v.FreqPPB(); f != v.MaxFreqPPB() {
+		t.Fatalf("freq not clamped: %v", f)
+	}
+}
