@@ -412,3 +412,25 @@ func TestParseVirtual(t *testing.T) {
 		t.Fatalf("freq not clamped: %v", f)
 	}
 }
+
+// FuzzParseVirtual checks that -virtual-clock parsing never panics and
+// that what it accepts is a finite ppm within its bounds and an offset
+// that formats and parses back to itself.
+func FuzzParseVirtual(f *testing.F) {
+	f.Fuzz(func(t *testing.T, s string) {
+		off, ppm, err := parseVirtual(s)
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "-virtual-clock ") {
+				t.Fatalf("error without the flag name: %v", err)
+			}
+			return
+		}
+		if ppm != ppm || ppm < -1000 || ppm > 1000 {
+			t.Fatalf("ppm %v accepted", ppm)
+		}
+		back, err := time.ParseDuration(off.String())
+		if err != nil || back != off {
+			t.Fatalf("offset %v does not round-trip: %v %v", off, back, err)
+		}
+	})
+}
