@@ -1,0 +1,239 @@
+package ptp_test
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tickbox-fw/tickbox/services/ptpd/ptp"
+	"github.com/tickbox-fw/tickbox/services/ptpd/ptp/ptptest"
+)
+
+func TestMain(m *testing.M) {
+	if ptptest.IsHelper() {
+		os.Exit(ptptest.HelperMain())
+	}
+	os.Exit(m.Run())
+}
+
+// TestHelperPort is what the interop tests re-exec in a namespace; run
+// directly it does nothing (TestMain intercepts the helper run).
+func TestHelperPort(t *testing.T) {
+	if !ptptest.IsHelper() {
+		t.Skip("only runs as the interop helper")
+	}
+}
+
+var helperArgs = []string{"-test.run=^TestHelperPort$"}
+
+// window is the measurement window; PTP_INTEROP_WINDOW shortens it when
+// iterating by hand.
+func window() time.Duration {
+	if v, err := time.ParseDuration(os.Getenv("PTP_INTEROP_WINDOW")); err == nil {
+		return v
+	}
+	return 60 * time.Second
+}
+
+func needInterop(t *testing.T) {
+	t.Helper()
+	if why := ptptest.Available(); why != "" {
+		fmt.Fprintf(os.Stderr, "\n*** SKIPPING PTP INTEROP TEST %s: %s ***\n\n", t.Name(), why)
+		t.Skip(why)
+	}
+}
+
+// hostClock is the host clock's frequency and status, which no test may
+// change.
+func hostClock(t *testing.T) (int64, int32) {
+	t.Helper()
+	var tx unix.Timex
+	if _, err := unix.Adjtimex(&tx); err != nil {
+		t.Fatal(err)
+	}
+	return tx.Freq, tx.Status
+}
+
+func guardHostClock(t *testing.T) {
+	f0, s0 := hostClock(t)
+	t.Cleanup(func() {
+		f1, s1 := hostClock(t)
+		if f0 != f1 || s0 != s1 {
+			t.Errorf("host clock changed: freq %d→%d status %#x→%#x", f0, f1, s0, s1)
+		}
+	})
+}
+
+func newNS(t *testing.T, prefix string) *ptptest.NS {
+	t.Helper()
+	ns, err := ptptest.NewNS(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+func tempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "tbptp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+// Interop intervals: Sync and Delay_Req 16 a second, Announce 4 a second.
+// Sixteen samples a second average the software-timestamp noise of a veth
+// pair well below a microsecond while the servo still settles in seconds.
+var masterOptions = []string{
+	"priority1 1",
+	"logSyncInterval -4",
+	"logMinDelayReqInterval -4",
+	"logAnnounceInterval -2",
+	"announceReceiptTimeout 3",
+}
+
+func slaveConfig(iface string) ptp.Config {
+	c := ptp.DefaultConfig()
+	c.Name = "ptp1"
+	c.Interface = iface
+	c.Mode = ptp.ModeSlave
+	c.Timestamping = ptp.TimestampingSoftware
+	c.SyncInterval = -4
+	c.DelayReqInterval = -4
+	c.AnnounceInterval = -2
+	return c
+}
+
+func startPort(t *testing.T, ns *ptptest.NS, spec ptptest.HelperSpec) *ptptest.PortProc {
+	t.Helper()
+	exe, err := ptptest.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := ptptest.StartPort(ns, exe, helperArgs, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pp.Stop()
+		if t.Failed() {
+			t.Logf("port log:\n%s", pp.Log())
+		}
+	})
+	return pp
+}
+
+func startPtp4l(t *testing.T, ns *ptptest.NS, c ptptest.Ptp4lConfig) *ptptest.Proc {
+	t.Helper()
+	p, err := ptptest.StartPtp4l(ns, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			var b strings.Builder
+			for _, l := range p.Lines() {
+				b.WriteString(l.Text + "\n")
+			}
+			t.Logf("ptp4l (%s) log:\n%s", c.Iface, b.String())
+		}
+	})
+	return p
+}
+
+// TestInteropSlave: our port, slave of ptp4l, on a virtual clock that
+// starts 500 µs and 30 ppm off.
+func TestInteropSlave(t *testing.T) {
+	needInterop(t)
+	t.Parallel()
+	guardHostClock(t)
+	nsM, nsS := newNS(t, "tbpm"), newNS(t, "tbps")
+	if err := ptptest.Veth(nsM, "vm", "169.254.10.1/24", nsS, "vs", "169.254.10.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: masterOptions})
+	pp := startPort(t, nsS, ptptest.HelperSpec{
+		Config: slaveConfig("vs"), VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
+		Report: 100 * time.Millisecond,
+	})
+	start := time.Now()
+	w := window()
+	res := measureSlave(t, pp, start, 15*time.Second, w)
+	t.Logf("locked after %v; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm; steps %d",
+		res.lockedAfter.Round(time.Millisecond), w, res.rms, res.max, res.freqPPB/1000, res.steps)
+	if res.steps != 1 {
+		t.Errorf("steps %d, want exactly 1", res.steps)
+	}
+	if res.rms >= 2000 || res.max >= 5000 {
+		t.Errorf("true error RMS %.0f ns (want < 2000), max %.0f ns (want < 5000)", res.rms, res.max)
+	}
+	if d := res.freqPPB/1000 + 30; d < -2 || d > 2 {
+		t.Errorf("final frequency %.3f ppm, want -30 ± 2", res.freqPPB/1000)
+	}
+}
+
+type slaveResult struct {
+	lockedAfter time.Duration
+	rms, max    float64
+	freqPPB     float64
+	steps       int
+}
+
+// measureSlave waits for the port to lock (slave state, |true error| under
+// 5 µs from then on for a second) within lockBy, then collects window of
+// true-error reports.
+func measureSlave(t *testing.T, pp *ptptest.PortProc, start time.Time, lockBy, window time.Duration) slaveResult {
+	t.Helper()
+	var locked time.Time
+	for locked.IsZero() {
+		if time.Since(start) > lockBy+time.Second {
+			rs := pp.Reports()
+			if len(rs) > 0 {
+				t.Logf("last report: %+v", rs[len(rs)-1])
+			}
+			t.Fatalf("not locked within %v", lockBy)
+		}
+		time.Sleep(200 * time.Millisecond)
+		rs := pp.Reports()
+		run := 0
+		for i, r := range rs {
+			if r.State == "slave" && r.TrueErr > -5000 && r.TrueErr < 5000 {
+				run++
+				if run == 10 {
+					locked = rs[i-9].At
+					break
+				}
+			} else {
+				run = 0
+			}
+		}
+	}
+	res := slaveResult{lockedAfter: locked.Sub(start)}
+	if res.lockedAfter > lockBy {
+		t.Errorf("locked after %v, want within %v", res.lockedAfter, lockBy)
+	}
+	time.Sleep(time.Until(locked.Add(window + 500*time.Millisecond)))
+	rs := pp.Reports()
+	end := rs[len(rs)-1].At
+	var errs []float64
+	for _, r := range rs {
+		if r.At.After(end.Add(-window)) {
+			errs = append(errs, r.TrueErr)
+		}
+	}
+	res.rms, res.max = ptptest.RMS(errs)
+	last := rs[len(rs)-1]
+	res.freqPPB = last.Freq
+	res.steps = last.Steps
+	return res
+}
+
+var _ = strconv.Itoa
