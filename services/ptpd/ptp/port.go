@@ -746,6 +746,7 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 	}
 	if v := int8(m.LogMessageInterval); v >= -7 && v <= 7 {
 		p.syncIvl = logInterval(v)
+		p.servo.SetSyncInterval(p.syncIvl)
 	}
 	t2, err := p.toClock(rx)
 	if err != nil {

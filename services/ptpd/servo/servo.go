@@ -64,8 +64,11 @@ type Config struct {
 	// MaxFreqPPB bounds the frequency correction; the clock's own limit
 	// applies too.
 	MaxFreqPPB float64
-	// Kp and Ki are the PI coefficients, in ppb of correction per ns of
-	// offset per sample (sfptpd's pid_filter_p, pid_filter_i).
+	// Kp and Ki are the PI coefficients (sfptpd's pid_filter_p,
+	// pid_filter_i), normalised to time so that they mean the same at
+	// any sync rate: Kp is ppb of correction per ns of offset, Ki ppb
+	// per ns of offset per second. Per sample the integral gains
+	// Ki·SyncInterval.
 	Kp, Ki float64
 	// SyncInterval is the expected time between samples.
 	SyncInterval time.Duration
@@ -76,15 +79,17 @@ type Config struct {
 
 // DefaultConfig returns the defaults: slew-and-step with a 900 ms step
 // threshold (sfptpd's), a 20 µs first step (linuxptp's), 500 ppm at most,
-// and PI coefficients suited to eight samples a second.
+// and a critically damped PI loop with a natural frequency of 0.3 rad/s:
+// Kp = 2ζω = 0.6, Ki = ω² = 0.09. That settles in seconds and averages
+// software-timestamp noise over many samples.
 func DefaultConfig() Config {
 	return Config{
 		ClockControl:       SlewAndStep,
 		StepThreshold:      900 * time.Millisecond,
 		FirstStepThreshold: 20 * time.Microsecond,
 		MaxFreqPPB:         500000,
-		Kp:                 0.7,
-		Ki:                 0.3,
+		Kp:                 0.6,
+		Ki:                 0.09,
 		SyncInterval:       time.Second / 8,
 		HoldoverSamples:    64,
 	}
@@ -188,10 +193,22 @@ func (s *Servo) reset(freqPPB float64) {
 // and Ki what the configuration says.
 func (s *Servo) applyPI() {
 	s.piCfg.PiKpScale = s.cfg.Kp
-	s.piCfg.PiKiScale = s.cfg.Ki
+	s.piCfg.PiKiScale = s.kiSample()
 	s.piCfg.PiKpExponent = 0
 	s.piCfg.PiKiExponent = 0
 	s.pi.SyncInterval(s.cfg.SyncInterval.Seconds())
+}
+
+// kiSample is the integral gain per sample.
+func (s *Servo) kiSample() float64 { return s.cfg.Ki * s.cfg.SyncInterval.Seconds() }
+
+// SetSyncInterval tells the servo the master's actual sync interval.
+func (s *Servo) SetSyncInterval(d time.Duration) {
+	if d <= 0 || d == s.cfg.SyncInterval {
+		return
+	}
+	s.cfg.SyncInterval = d
+	s.applyPI()
 }
 
 // Config returns the configuration in force.
@@ -213,7 +230,7 @@ func (s *Servo) Sample(offsetNS int64, local time.Time) Result {
 	// (with a warning) a pair closer than 0.016/Ki seconds; hold the
 	// second sample back instead of tripping that.
 	if !s.first.IsZero() && s.pi.GetState() == fbservo.StateJump {
-		min := time.Duration(0.016 / s.cfg.Ki * 1.002 * float64(time.Second))
+		min := time.Duration(0.016 / s.kiSample() * 1.002 * float64(time.Second))
 		if local.Sub(s.first) < min {
 			return Result{State: Init, FreqPPB: s.freq}
 		}

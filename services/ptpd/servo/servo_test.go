@@ -192,9 +192,9 @@ func TestSetPID(t *testing.T) {
 	if b.Config().Kp != 0.2 || b.Config().Ki != 0.05 {
 		t.Fatalf("config %+v", b.Config())
 	}
-	ma, mb := newSim(5e3, 10, 0, 1), newSim(5e3, 10, 0, 1)
-	ma.run(a, 10)
-	mb.run(b, 10)
+	ma, mb := newSim(5e3, 10, 100, 1), newSim(5e3, 10, 100, 1)
+	ma.run(a, 60)
+	mb.run(b, 60)
 	if ma.adjPPB == mb.adjPPB {
 		t.Fatal("coefficients had no effect")
 	}
@@ -208,7 +208,9 @@ func TestSetPID(t *testing.T) {
 // style of facebook/time's servo tests: any change in the arithmetic
 // shows up here.
 func TestGolden(t *testing.T) {
-	s := New(DefaultConfig(), 0)
+	cfg := DefaultConfig()
+	cfg.Kp, cfg.Ki = 0.7, 2.4 // 0.3 per sample at 8 samples a second
+	s := New(cfg, 0)
 	base := time.Unix(1_700_000_000, 0)
 	offsets := []int64{30000, 31250, -1000, -600, -250, 40, 120, 90, -30, 10}
 	// Worked by hand: the first two samples give a drift of
