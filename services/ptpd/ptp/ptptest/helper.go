@@ -27,6 +27,9 @@ type HelperSpec struct {
 	VirtualOffset time.Duration
 	VirtualPPM    float64
 	Report        time.Duration
+	// SystemClock runs the port on the system clock instead of a
+	// virtual one: only for masters, which never adjust their clock.
+	SystemClock bool
 }
 
 // Report is one status line of the helper.
@@ -67,8 +70,19 @@ func HelperMain() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
+	var clk clock.Clock = vc
+	if spec.SystemClock {
+		if spec.Config.Mode != ptp.ModeMaster {
+			fmt.Fprintln(os.Stderr, "the system clock is only for masters here")
+			return 2
+		}
+		if clk, err = clock.NewSystem(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	port, err := ptp.New(spec.Config, vc, log)
+	port, err := ptp.New(spec.Config, clk, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -164,6 +178,27 @@ func (p *PortProc) Log() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return strings.Join(p.stderr, "\n")
+}
+
+// PTP4LID turns an sfptpd-form identity ("0011:22ff:fe33:4455") into
+// linuxptp's ("001122.fffe.334455").
+func PTP4LID(s string) string {
+	h := strings.ReplaceAll(s, ":", "")
+	if len(h) != 16 {
+		return s
+	}
+	return h[:6] + "." + h[6:10] + "." + h[10:]
+}
+
+// MACID turns a MAC address ("aa:bb:cc:dd:ee:ff") into the sfptpd-form
+// clock identity derived from it ("aabb:ccff:fedd:eeff").
+func MACID(mac string) string {
+	h := strings.ReplaceAll(strings.TrimSpace(mac), ":", "")
+	if len(h) != 12 {
+		return ""
+	}
+	h = h[:6] + "fffe" + h[6:]
+	return h[0:4] + ":" + h[4:8] + ":" + h[8:12] + ":" + h[12:16]
 }
 
 // Executable returns this program's path, for StartPort.

@@ -101,6 +101,14 @@ type Ptp4lConfig struct {
 	Dir string
 }
 
+// FreeRunningSlaveOptions make a free-running ptp4l slave log one
+// "master offset" line a second (with sixteen Syncs a second): a
+// free-running ptp4l logs an offset once per frequency-estimation
+// interval (freq_est_interval 0 is its minimum, one second), and
+// summary_interval -4 keeps each as its own line instead of folding them
+// into an "rms" summary.
+var FreeRunningSlaveOptions = []string{"freq_est_interval 0", "summary_interval -4"}
+
 // UDS is the management socket path of a ptp4l started with cfg.
 func (c Ptp4lConfig) UDS() string { return filepath.Join(c.Dir, "ptp4l.uds") }
 
