@@ -87,28 +87,9 @@ func tempDir(t *testing.T) string {
 	return d
 }
 
-// Interop intervals: Sync and Delay_Req 16 a second, Announce 4 a second.
-// Sixteen samples a second average the software-timestamp noise of a veth
-// pair well below a microsecond while the servo still settles in seconds.
-var masterOptions = []string{
-	"priority1 1",
-	"logSyncInterval -4",
-	"logMinDelayReqInterval -4",
-	"logAnnounceInterval -2",
-	"announceReceiptTimeout 3",
-}
+var masterOptions = ptptest.MasterOptions
 
-func slaveConfig(iface string) ptp.Config {
-	c := ptp.DefaultConfig()
-	c.Name = "ptp1"
-	c.Interface = iface
-	c.Mode = ptp.ModeSlave
-	c.Timestamping = ptp.TimestampingSoftware
-	c.SyncInterval = -4
-	c.DelayReqInterval = -4
-	c.AnnounceInterval = -2
-	return c
-}
+func slaveConfig(iface string) ptp.Config { return ptptest.PortConfig(iface, ptp.ModeSlave) }
 
 func startPort(t *testing.T, ns *ptptest.NS, spec ptptest.HelperSpec) *ptptest.PortProc {
 	t.Helper()
@@ -268,6 +249,11 @@ func TestInteropMaster(t *testing.T) {
 	}
 	if len(offs) < 10 {
 		t.Fatalf("only %d ptp4l offsets", len(offs))
+	}
+	if os.Getenv("PTP_DIAG") != "" {
+		for _, l := range slave.Lines() {
+			t.Log(l.Text)
+		}
 	}
 	rms, mx := ptptest.RMS(offs)
 	t.Logf("ptp4l slave of our master over %v: offset RMS %.0f ns, max %.0f ns (%d samples)", w, rms, mx, len(offs))

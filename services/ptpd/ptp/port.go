@@ -376,7 +376,11 @@ func (p *Port) decide(now time.Time) {
 	case ModeMaster:
 		if best == nil || Compare(p.defaultDS(), best.ds) < 0 {
 			if p.state != instance.Master {
-				p.nextAnnounce, p.nextSync = now, now
+				// Announces half a sync interval off the Syncs: a
+				// general message sent just before a Sync delays
+				// the Sync's receive timestamp at the slave.
+				p.nextSync = now
+				p.nextAnnounce = now.Add(logInterval(p.cfg.SyncInterval) / 2)
 			}
 			p.setState(instance.Master, "our clock is the best master")
 		} else {
@@ -464,13 +468,19 @@ func (p *Port) tick(now time.Time) time.Time {
 	}
 	switch p.state {
 	case instance.Master:
-		if !now.Before(p.nextAnnounce) {
-			p.sendAnnounce()
-			p.nextAnnounce = now.Add(logInterval(p.cfg.AnnounceInterval))
-		}
 		if !now.Before(p.nextSync) {
 			p.sendSync()
-			p.nextSync = now.Add(logInterval(p.cfg.SyncInterval))
+			p.nextSync = p.nextSync.Add(logInterval(p.cfg.SyncInterval))
+			if p.nextSync.Before(now) {
+				p.nextSync = now.Add(logInterval(p.cfg.SyncInterval))
+			}
+		}
+		if !now.Before(p.nextAnnounce) {
+			p.sendAnnounce()
+			p.nextAnnounce = p.nextAnnounce.Add(logInterval(p.cfg.AnnounceInterval))
+			if p.nextAnnounce.Before(now) {
+				p.nextAnnounce = now.Add(logInterval(p.cfg.AnnounceInterval))
+			}
 		}
 		next = earliest(next, p.nextAnnounce, p.nextSync)
 	case instance.Slave, instance.Uncalibrated:

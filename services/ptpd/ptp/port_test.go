@@ -354,11 +354,16 @@ func TestMasterSends(t *testing.T) {
 	p, clk, tr := testPort(t, ModeMaster)
 	tr.txTime = t0.Add(42)
 	p.tick(t0)
+	if len(tr.event) != 1 || len(tr.general) != 1 {
+		t.Fatalf("sent %d event, %d general", len(tr.event), len(tr.general))
+	}
+	// The Announce goes half a sync interval after the Sync.
+	p.tick(t0.Add(time.Second / 16))
 	if len(tr.event) != 1 || len(tr.general) != 2 {
 		t.Fatalf("sent %d event, %d general", len(tr.event), len(tr.general))
 	}
 	var a protocol.Announce
-	if err := a.UnmarshalBinary(tr.general[0]); err != nil || a.GrandmasterIdentity != selfID || a.MessageLength != lenAnnounce {
+	if err := a.UnmarshalBinary(tr.general[1]); err != nil || a.GrandmasterIdentity != selfID || a.MessageLength != lenAnnounce {
 		t.Fatalf("announce %+v %v", a, err)
 	}
 	if a.FlagField&protocol.FlagPTPTimescale != 0 {
@@ -369,7 +374,7 @@ func TestMasterSends(t *testing.T) {
 		t.Fatalf("sync %+v %v", s, err)
 	}
 	var fu protocol.FollowUp
-	if err := fu.UnmarshalBinary(tr.general[1]); err != nil || fu.SequenceID != s.SequenceID || !fu.PreciseOriginTimestamp.Time().Equal(tr.txTime) {
+	if err := fu.UnmarshalBinary(tr.general[0]); err != nil || fu.SequenceID != s.SequenceID || !fu.PreciseOriginTimestamp.Time().Equal(tr.txTime) {
 		t.Fatalf("follow-up %+v %v", fu, err)
 	}
 	// Delay_Req → Delay_Resp with our receive time and their identity.
@@ -388,7 +393,7 @@ func TestMasterSends(t *testing.T) {
 	}
 	// Next Sync after the interval, next Announce after its own.
 	tr.event, tr.general = nil, nil
-	next := p.tick(t0.Add(10 * time.Millisecond))
+	next := p.tick(t0.Add(70 * time.Millisecond))
 	if len(tr.event) != 0 || next.After(t0.Add(time.Second/8)) {
 		t.Fatalf("early send or late wakeup %v", next)
 	}

@@ -180,6 +180,20 @@ func (p *PortProc) Log() string {
 	return strings.Join(p.stderr, "\n")
 }
 
+// PortConfig is the port configuration the interop runs use: software
+// timestamps and the same intervals as MasterOptions.
+func PortConfig(iface string, mode ptp.Mode) ptp.Config {
+	c := ptp.DefaultConfig()
+	c.Name = "ptp1"
+	c.Interface = iface
+	c.Mode = mode
+	c.Timestamping = ptp.TimestampingSoftware
+	c.SyncInterval = -4
+	c.DelayReqInterval = -4
+	c.AnnounceInterval = -2
+	return c
+}
+
 // PTP4LID turns an sfptpd-form identity ("0011:22ff:fe33:4455") into
 // linuxptp's ("001122.fffe.334455").
 func PTP4LID(s string) string {
