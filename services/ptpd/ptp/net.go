@@ -50,10 +50,17 @@ type udpTransport struct {
 	event   *net.UDPConn
 	general *net.UDPConn
 	evFd    int
-	dstEv   *net.UDPAddr
-	dstGen  *net.UDPAddr
-	oob     []byte
-	toob    []byte
+	// txFd sends event messages. It is a plain blocking socket outside
+	// the runtime's poller on purpose: the kernel queues a software
+	// transmit timestamp on the sending socket and wakes its waiters
+	// before it hands the packet to the peer, so a socket that a
+	// poller thread sleeps on (the receiving event socket) would put
+	// that wake-up, microseconds, between our timestamp and the wire.
+	txFd   int
+	txAddr unix.SockaddrInet4
+	dstGen *net.UDPAddr
+	oob    []byte
+	toob   []byte
 }
 
 // openUDP opens and configures both sockets.
@@ -61,7 +68,6 @@ func openUDP(iface *net.Interface, hw bool) (*udpTransport, error) {
 	t := &udpTransport{
 		iface:  iface,
 		hw:     hw,
-		dstEv:  &net.UDPAddr{IP: ptpMulticast, Port: 319},
 		dstGen: &net.UDPAddr{IP: ptpMulticast, Port: 320},
 		oob:    make([]byte, timestamp.ControlSizeBytes),
 		toob:   make([]byte, timestamp.ControlSizeBytes),
@@ -74,19 +80,54 @@ func openUDP(iface *net.Interface, hw bool) (*udpTransport, error) {
 		t.event.Close()
 		return nil, err
 	}
+	t.txFd = -1
 	if t.evFd, err = timestamp.ConnFd(t.event); err != nil {
 		t.close()
 		return nil, fmt.Errorf("event socket: %w", err)
 	}
-	ts := timestamp.SW
+	rxTS, txTS := timestamp.SWRX, timestamp.SW
 	if hw {
-		ts = timestamp.HW
+		rxTS, txTS = timestamp.HWRX, timestamp.HW
 	}
-	if err := timestamp.EnableTimestamps(ts, t.evFd, iface); err != nil {
+	if err := timestamp.EnableTimestamps(rxTS, t.evFd, iface); err != nil {
 		t.close()
 		return nil, fmt.Errorf("%s: %w", iface.Name, err)
 	}
+	if t.txFd, err = txSocket(iface); err != nil {
+		t.close()
+		return nil, err
+	}
+	if err := timestamp.EnableTimestamps(txTS, t.txFd, iface); err != nil {
+		t.close()
+		return nil, fmt.Errorf("%s: %w", iface.Name, err)
+	}
+	t.txAddr = unix.SockaddrInet4{Port: 319}
+	copy(t.txAddr.Addr[:], ptpMulticast.To4())
 	return t, nil
+}
+
+// txSocket opens the send-only event socket: an ephemeral port, bound to
+// the interface, multicasting there with loopback off.
+func txSocket(iface *net.Interface) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("event send socket: %w", err)
+	}
+	err = unix.BindToDevice(fd, iface.Name)
+	if err == nil {
+		err = unix.SetsockoptIPMreqn(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_IF, &unix.IPMreqn{Ifindex: int32(iface.Index)})
+	}
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_LOOP, 0)
+	}
+	if err == nil {
+		err = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MULTICAST_TTL, 1)
+	}
+	if err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("%s: event send socket: %w", iface.Name, err)
+	}
+	return fd, nil
 }
 
 // listen opens one socket on port, bound to the interface, joined to the
@@ -150,10 +191,10 @@ func listen(iface *net.Interface, port int) (*net.UDPConn, error) {
 }
 
 func (t *udpTransport) sendEvent(b []byte) (time.Time, error) {
-	if _, err := t.event.WriteToUDP(b, t.dstEv); err != nil {
+	if err := unix.Sendto(t.txFd, b, 0, &t.txAddr); err != nil {
 		return time.Time{}, fmt.Errorf("sending event message: %w", err)
 	}
-	ts, _, err := timestamp.ReadTXtimestampBuf(t.evFd, t.oob, t.toob)
+	ts, _, err := timestamp.ReadTXtimestampBuf(t.txFd, t.oob, t.toob)
 	if err != nil {
 		return time.Time{}, fmt.Errorf("%w: %w", errNoTXTimestamp, err)
 	}
@@ -251,6 +292,10 @@ func (t *udpTransport) close() error {
 	}
 	if t.general != nil {
 		errs = append(errs, t.general.Close())
+	}
+	if t.txFd >= 0 {
+		errs = append(errs, unix.Close(t.txFd))
+		t.txFd = -1
 	}
 	return errors.Join(errs...)
 }
