@@ -495,3 +495,32 @@ func TestControlCalls(t *testing.T) {
 		t.Fatal("not disciplining")
 	}
 }
+
+func TestFaultyWithoutInterface(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Interface = "tbnone0"
+	p, err := New(cfg, &fakeClock{now: t0}, quietLog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	deadline := time.Now().Add(2 * time.Second)
+	for p.Status().State != instance.Faulty {
+		if time.Now().After(deadline) {
+			t.Fatalf("state %v, want faulty", p.Status().State)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ClockFor("tbnone0", TimestampingHardware); err == nil {
+		t.Fatal("hardware clock for a missing interface")
+	}
+	if c, err := ClockFor("tbnone0", TimestampingAuto); err != nil || c.Name() != "system" {
+		t.Fatalf("auto clock for an interface without PHC: %v %v", c, err)
+	}
+}
