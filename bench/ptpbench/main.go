@@ -105,7 +105,7 @@ func run(window time.Duration) error {
 			if err != nil {
 				return err
 			}
-			p4, err := ptptest.StartPtp4l(m, ptptest.Ptp4lConfig{Iface: "va", Dir: dir, Options: ptptest.MasterOptions})
+			p4, err := ptptest.StartPtp4l(m, ptptest.Ptp4lConfig{Iface: "va", Dir: dir, Options: ptptest.MasterOptions()})
 			if err != nil {
 				return err
 			}
@@ -160,13 +160,13 @@ func run(window time.Duration) error {
 				}
 				c.add(pp.Stop)
 			} else {
-				p4, err := ptptest.StartPtp4l(m, ptptest.Ptp4lConfig{Iface: "va", Dir: dm, Options: ptptest.MasterOptions})
+				p4, err := ptptest.StartPtp4l(m, ptptest.Ptp4lConfig{Iface: "va", Dir: dm, Options: ptptest.MasterOptions()})
 				if err != nil {
 					return err
 				}
 				c.add(p4.Stop)
 			}
-			sl, err := ptptest.StartPtp4l(s, ptptest.Ptp4lConfig{Iface: "vb", Dir: ds, Slave: true, Options: ptptest.FreeRunningSlaveOptions})
+			sl, err := ptptest.StartPtp4l(s, ptptest.Ptp4lConfig{Iface: "vb", Dir: ds, Slave: true, Options: ptptest.FreeRunningSlaveOptions()})
 			if err != nil {
 				return err
 			}

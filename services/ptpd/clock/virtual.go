@@ -21,7 +21,7 @@ const VirtualMaxFreqPPB = 500000
 const maxVirtualPPM = 1000
 
 // Source reads the two kernel clocks a virtual clock is built from. Tests
-// substitute a simulated one; DefaultSource reads the kernel.
+// substitute a simulated one; KernelSource reads the kernel.
 type Source interface {
 	// Raw reads CLOCK_MONOTONIC_RAW in nanoseconds: the free-running
 	// oscillator that nobody (NTP, other ports) slews.
@@ -45,8 +45,9 @@ func (kernelSource) Realtime() int64 {
 	return ts.Nano()
 }
 
-// DefaultSource reads the kernel's CLOCK_MONOTONIC_RAW and CLOCK_REALTIME.
-var DefaultSource Source = kernelSource{}
+// KernelSource returns the Source that reads the kernel's
+// CLOCK_MONOTONIC_RAW and CLOCK_REALTIME.
+func KernelSource() Source { return kernelSource{} }
 
 // Virtual is a clock that exists only in this process: CLOCK_MONOTONIC_RAW
 // plus an offset, running fast or slow by a fixed error, and adjustable
@@ -74,7 +75,7 @@ type Virtual struct {
 // and runs ppm parts per million fast (negative: slow) before any
 // adjustment.
 func NewVirtual(offset time.Duration, ppm float64) (*Virtual, error) {
-	return NewVirtualSource(DefaultSource, offset, ppm)
+	return NewVirtualSource(kernelSource{}, offset, ppm)
 }
 
 // NewVirtualSource is NewVirtual over a given Source.

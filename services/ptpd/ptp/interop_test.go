@@ -87,8 +87,6 @@ func tempDir(t *testing.T) string {
 	return d
 }
 
-var masterOptions = ptptest.MasterOptions
-
 func slaveConfig(iface string) ptp.Config { return ptptest.PortConfig(iface, ptp.ModeSlave) }
 
 func startPort(t *testing.T, ns *ptptest.NS, spec ptptest.HelperSpec) *ptptest.PortProc {
@@ -139,7 +137,7 @@ func TestInteropSlave(t *testing.T) {
 	if err := ptptest.Veth(nsM, "vm", "169.254.10.1/24", nsS, "vs", "169.254.10.2/24"); err != nil {
 		t.Fatal(err)
 	}
-	startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: masterOptions})
+	startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: ptptest.MasterOptions()})
 	pp := startPort(t, nsS, ptptest.HelperSpec{
 		Config: slaveConfig("vs"), VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
 		Report: 100 * time.Millisecond,
@@ -225,7 +223,7 @@ func TestInteropMaster(t *testing.T) {
 	// freq_est_interval 0 (its minimum) makes one a second;
 	// summary_interval -4 keeps each one as its own line instead of
 	// folding sixteen into an "rms" summary.
-	sc := ptptest.Ptp4lConfig{Iface: "vs", Dir: dir, Slave: true, Options: ptptest.FreeRunningSlaveOptions}
+	sc := ptptest.Ptp4lConfig{Iface: "vs", Dir: dir, Slave: true, Options: ptptest.FreeRunningSlaveOptions()}
 	slave := startPtp4l(t, nsS, sc)
 	settle, w := 10*time.Second, window()/2
 	time.Sleep(settle + w)
@@ -268,7 +266,7 @@ func TestInteropBMCA(t *testing.T) {
 		t.Fatal(err)
 	}
 	opts := func(p1 string) []string {
-		return append([]string{"priority1 " + p1, "masterOnly 1"}, masterOptions[1:]...)
+		return append([]string{"priority1 " + p1, "masterOnly 1"}, ptptest.MasterOptions()[1:]...)
 	}
 	p1 := startPtp4l(t, m1, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("10")})
 	startPtp4l(t, m2, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("20")})

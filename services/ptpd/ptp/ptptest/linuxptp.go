@@ -106,12 +106,14 @@ type Ptp4lConfig struct {
 // receipt timeout of three. Sixteen samples a second average the
 // software-timestamp noise of a veth pair well below a microsecond while
 // a servo still settles in seconds; fast Announces make failover quick.
-var MasterOptions = []string{
-	"priority1 1",
-	"logSyncInterval -4",
-	"logMinDelayReqInterval -4",
-	"logAnnounceInterval -2",
-	"announceReceiptTimeout 3",
+func MasterOptions() []string {
+	return []string{
+		"priority1 1",
+		"logSyncInterval -4",
+		"logMinDelayReqInterval -4",
+		"logAnnounceInterval -2",
+		"announceReceiptTimeout 3",
+	}
 }
 
 // FreeRunningSlaveOptions make a free-running ptp4l slave log one
@@ -120,7 +122,9 @@ var MasterOptions = []string{
 // interval (freq_est_interval 0 is its minimum, one second), and
 // summary_interval -4 keeps each as its own line instead of folding them
 // into an "rms" summary.
-var FreeRunningSlaveOptions = []string{"freq_est_interval 0", "summary_interval -4"}
+func FreeRunningSlaveOptions() []string {
+	return []string{"freq_est_interval 0", "summary_interval -4"}
+}
 
 // UDS is the management socket path of a ptp4l started with cfg.
 func (c Ptp4lConfig) UDS() string { return filepath.Join(c.Dir, "ptp4l.uds") }
