@@ -2,12 +2,14 @@ module github.com/tickbox-fw/tickbox
 
 go 1.26.0
 
-require github.com/vishvananda/netlink v1.3.1
+require (
+	github.com/facebook/time v0.0.0-20260822211804-f81aedc1c1e3
+	github.com/vishvananda/netlink v1.3.1
+)
 
 require (
 	github.com/antihax/optional v1.0.0 // indirect
 	github.com/donovanhide/eventsource v0.0.0-20210830082556-c59027999da0 // indirect
-	github.com/facebook/time v0.0.0-20260822211804-f81aedc1c1e3 // indirect
 	github.com/gokrazy/gokapi v0.0.0-20251205165548-0927bab199d4 // indirect
 	github.com/gokrazy/internal v0.0.0-20251208203110-3c1aa9087c82 // indirect
 	github.com/gokrazy/tools v0.0.0-20260109180632-8ed49b4fafc7 // indirect
@@ -15,6 +17,7 @@ require (
 	github.com/google/renameio/v2 v2.0.0 // indirect
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/mattn/go-isatty v0.0.20 // indirect
+	github.com/sirupsen/logrus v1.9.1 // indirect
 	github.com/spf13/cobra v1.9.1 // indirect
 	github.com/spf13/pflag v1.0.6 // indirect
 	github.com/vishvananda/netns v0.0.5 // indirect

@@ -8,6 +8,8 @@ need=()
 command -v socat >/dev/null || need+=(socat)
 command -v kea-dhcp4 >/dev/null || [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+# The PTP interop tests (services/ptpd/ptp) run ptp4l and pmc.
+command -v ptp4l >/dev/null || [ -x /usr/sbin/ptp4l ] || need+=(linuxptp)
 # The image tests (e2e/): qemu boots the image, ssh reaches breakglass,
 # mkfs.ext4 makes /perm, losetup backs the device-refusal tests.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)

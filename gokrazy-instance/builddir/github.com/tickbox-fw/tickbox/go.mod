@@ -1,6 +1,6 @@
 module gokrazy/build/tickbox
 
-go 1.26
+go 1.26.0
 
 require github.com/tickbox-fw/tickbox v0.0.0-00010101000000-000000000000
 

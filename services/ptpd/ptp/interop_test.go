@@ -1,0 +1,312 @@
+package ptp_test
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/tickbox-fw/tickbox/services/ptpd/ptp"
+	"github.com/tickbox-fw/tickbox/services/ptpd/ptp/ptptest"
+)
+
+func TestMain(m *testing.M) {
+	if ptptest.IsHelper() {
+		os.Exit(ptptest.HelperMain())
+	}
+	os.Exit(m.Run())
+}
+
+// TestHelperPort is what the interop tests re-exec in a namespace; run
+// directly it does nothing (TestMain intercepts the helper run).
+func TestHelperPort(t *testing.T) {
+	if !ptptest.IsHelper() {
+		t.Skip("only runs as the interop helper")
+	}
+}
+
+var helperArgs = []string{"-test.run=^TestHelperPort$"}
+
+// window is the measurement window; PTP_INTEROP_WINDOW shortens it when
+// iterating by hand.
+func window() time.Duration {
+	if v, err := time.ParseDuration(os.Getenv("PTP_INTEROP_WINDOW")); err == nil {
+		return v
+	}
+	return 60 * time.Second
+}
+
+func needInterop(t *testing.T) {
+	t.Helper()
+	if why := ptptest.Available(); why != "" {
+		fmt.Fprintf(os.Stderr, "\n*** SKIPPING PTP INTEROP TEST %s: %s ***\n\n", t.Name(), why)
+		t.Skip(why)
+	}
+}
+
+// hostClock is the host clock's frequency and status, which no test may
+// change.
+func hostClock(t *testing.T) (int64, int32) {
+	t.Helper()
+	var tx unix.Timex
+	if _, err := unix.Adjtimex(&tx); err != nil {
+		t.Fatal(err)
+	}
+	return tx.Freq, tx.Status
+}
+
+func guardHostClock(t *testing.T) {
+	f0, s0 := hostClock(t)
+	t.Cleanup(func() {
+		f1, s1 := hostClock(t)
+		if f0 != f1 || s0 != s1 {
+			t.Errorf("host clock changed: freq %d→%d status %#x→%#x", f0, f1, s0, s1)
+		}
+	})
+}
+
+func newNS(t *testing.T, prefix string) *ptptest.NS {
+	t.Helper()
+	ns, err := ptptest.NewNS(prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	return ns
+}
+
+func tempDir(t *testing.T) string {
+	d, err := os.MkdirTemp("", "tbptp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(d) })
+	return d
+}
+
+func slaveConfig(iface string) ptp.Config { return ptptest.PortConfig(iface, ptp.ModeSlave) }
+
+func startPort(t *testing.T, ns *ptptest.NS, spec ptptest.HelperSpec) *ptptest.PortProc {
+	t.Helper()
+	exe, err := ptptest.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pp, err := ptptest.StartPort(ns, exe, helperArgs, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pp.Stop()
+		if t.Failed() {
+			t.Logf("port log:\n%s", pp.Log())
+		}
+	})
+	return pp
+}
+
+func startPtp4l(t *testing.T, ns *ptptest.NS, c ptptest.Ptp4lConfig) *ptptest.Proc {
+	t.Helper()
+	p, err := ptptest.StartPtp4l(ns, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.Stop()
+		if t.Failed() {
+			var b strings.Builder
+			for _, l := range p.Lines() {
+				b.WriteString(l.Text + "\n")
+			}
+			t.Logf("ptp4l (%s) log:\n%s", c.Iface, b.String())
+		}
+	})
+	return p
+}
+
+// TestInteropSlave: our port, slave of ptp4l, on a virtual clock that
+// starts 500 µs and 30 ppm off.
+func TestInteropSlave(t *testing.T) {
+	needInterop(t)
+	t.Parallel()
+	guardHostClock(t)
+	nsM, nsS := newNS(t, "tbpm"), newNS(t, "tbps")
+	if err := ptptest.Veth(nsM, "vm", "169.254.10.1/24", nsS, "vs", "169.254.10.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: ptptest.MasterOptions()})
+	pp := startPort(t, nsS, ptptest.HelperSpec{
+		Config: slaveConfig("vs"), VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
+		Report: 100 * time.Millisecond,
+	})
+	start := time.Now()
+	w := window()
+	res := measureSlave(t, pp, start, 15*time.Second, w)
+	t.Logf("locked after %v; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm; steps %d",
+		res.lockedAfter.Round(time.Millisecond), w, res.rms, res.max, res.freqPPB/1000, res.steps)
+	if res.steps != 1 {
+		t.Errorf("steps %d, want exactly 1", res.steps)
+	}
+	if res.rms >= 2000 || res.max >= 5000 {
+		t.Errorf("true error RMS %.0f ns (want < 2000), max %.0f ns (want < 5000)", res.rms, res.max)
+	}
+	if d := res.freqPPB/1000 + 30; d < -2 || d > 2 {
+		t.Errorf("final frequency %.3f ppm, want -30 ± 2", res.freqPPB/1000)
+	}
+}
+
+type slaveResult struct {
+	lockedAfter time.Duration
+	rms, max    float64
+	freqPPB     float64
+	steps       int
+}
+
+// measureSlave finds when the port locked (in slave state with |true
+// error| under 5 µs for ten reports running), runs until lockBy+window
+// after start, and takes the statistics of the last window.
+func measureSlave(t *testing.T, pp *ptptest.PortProc, start time.Time, lockBy, window time.Duration) slaveResult {
+	t.Helper()
+	time.Sleep(time.Until(start.Add(lockBy + window + 300*time.Millisecond)))
+	rs := pp.Reports()
+	if len(rs) == 0 {
+		t.Fatal("no reports from the port")
+	}
+	var res slaveResult
+	run := 0
+	for i, r := range rs {
+		if r.State == "slave" && r.TrueErr > -5000 && r.TrueErr < 5000 {
+			run++
+			if run == 10 {
+				res.lockedAfter = rs[i-9].At.Sub(start)
+				break
+			}
+		} else {
+			run = 0
+		}
+	}
+	if run < 10 || res.lockedAfter > lockBy {
+		t.Errorf("not locked within %v (locked after %v)", lockBy, res.lockedAfter)
+	}
+	end := rs[len(rs)-1].At
+	var errs []float64
+	for _, r := range rs {
+		if r.At.After(end.Add(-window)) {
+			errs = append(errs, r.TrueErr)
+		}
+	}
+	res.rms, res.max = ptptest.RMS(errs)
+	last := rs[len(rs)-1]
+	res.freqPPB = last.Freq
+	res.steps = last.Steps
+	return res
+}
+
+// TestInteropMaster: a free-running ptp4l slave follows our master.
+func TestInteropMaster(t *testing.T) {
+	needInterop(t)
+	t.Parallel()
+	guardHostClock(t)
+	nsM, nsS := newNS(t, "tbqm"), newNS(t, "tbqs")
+	if err := ptptest.Veth(nsM, "vm", "169.254.11.1/24", nsS, "vs", "169.254.11.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	cfg := slaveConfig("vm")
+	cfg.Mode = ptp.ModeMaster
+	pp := startPort(t, nsM, ptptest.HelperSpec{Config: cfg, SystemClock: true, Report: 250 * time.Millisecond})
+	dir := tempDir(t)
+	// A free-running ptp4l never locks its servo: it logs "master
+	// offset ... s0" once per frequency-estimation interval, which
+	// freq_est_interval 0 (its minimum) makes one a second;
+	// summary_interval -4 keeps each one as its own line instead of
+	// folding sixteen into an "rms" summary.
+	sc := ptptest.Ptp4lConfig{Iface: "vs", Dir: dir, Slave: true, Options: ptptest.FreeRunningSlaveOptions()}
+	slave := startPtp4l(t, nsS, sc)
+	settle, w := 10*time.Second, window()/2
+	time.Sleep(settle + w)
+	out, err := ptptest.PMC(nsS, sc.UDS(), "GET PARENT_DATA_SET")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := pp.Reports()
+	if len(rs) == 0 || rs[len(rs)-1].State != "master" {
+		t.Fatalf("port not master: %+v", rs)
+	}
+	self := ptptest.PTP4LID(rs[len(rs)-1].Self)
+	if !strings.Contains(out, "grandmasterIdentity             "+self) && !strings.Contains(out, self) {
+		t.Errorf("ptp4l's parent data set does not show our identity %s:\n%s", self, out)
+	}
+	var offs []float64
+	for _, o := range ptptest.Offsets(slave.Lines()) {
+		if o.At.After(time.Now().Add(-w)) {
+			offs = append(offs, o.NS)
+		}
+	}
+	if len(offs) < 10 {
+		t.Fatalf("only %d ptp4l offsets", len(offs))
+	}
+	rms, mx := ptptest.RMS(offs)
+	t.Logf("ptp4l slave of our master over %v: offset RMS %.0f ns, max %.0f ns (%d samples)", w, rms, mx, len(offs))
+	if rms >= 3000 {
+		t.Errorf("ptp4l offset RMS %.0f ns, want < 3000", rms)
+	}
+}
+
+// TestInteropBMCA: two ptp4l masters on one bridged segment; our slave
+// follows the better, and fails over to the other when it dies.
+func TestInteropBMCA(t *testing.T) {
+	needInterop(t)
+	t.Parallel()
+	guardHostClock(t)
+	hub, m1, m2, s := newNS(t, "tbrh"), newNS(t, "tbr1"), newNS(t, "tbr2"), newNS(t, "tbrs")
+	if err := ptptest.Bridge(hub, 12, "eth0", m1, m2, s); err != nil {
+		t.Fatal(err)
+	}
+	opts := func(p1 string) []string {
+		return append([]string{"priority1 " + p1, "masterOnly 1"}, ptptest.MasterOptions()[1:]...)
+	}
+	p1 := startPtp4l(t, m1, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("10")})
+	startPtp4l(t, m2, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("20")})
+	id1, id2 := macID(t, m1), macID(t, m2)
+	pp := startPort(t, s, ptptest.HelperSpec{Config: slaveConfig("eth0"), Report: 100 * time.Millisecond})
+	waitParent := func(id string, within time.Duration) time.Duration {
+		start := time.Now()
+		for time.Since(start) < within {
+			rs := pp.Reports()
+			if n := len(rs); n > 0 && rs[n-1].Parent == id && rs[n-1].State != "listening" {
+				return time.Since(start)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		rs := pp.Reports()
+		if n := len(rs); n > 0 {
+			t.Logf("last report %+v", rs[n-1])
+		}
+		t.Fatalf("parent did not become %s within %v", id, within)
+		return 0
+	}
+	waitParent(id1, 10*time.Second)
+	time.Sleep(2 * time.Second) // it stays with the better master
+	if rs := pp.Reports(); rs[len(rs)-1].Parent != id1 {
+		t.Fatalf("switched away from the better master: %+v", rs[len(rs)-1])
+	}
+	p1.Kill()
+	took := waitParent(id2, 8*time.Second)
+	t.Logf("failed over from %s to %s in %v", id1, id2, took.Round(time.Millisecond))
+}
+
+func macID(t *testing.T, ns *ptptest.NS) string {
+	t.Helper()
+	out, err := ns.Command("cat", "/sys/class/net/eth0/address").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := ptptest.MACID(string(out))
+	if id == "" {
+		t.Fatalf("bad MAC %q", out)
+	}
+	return id
+}
