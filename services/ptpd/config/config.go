@@ -29,8 +29,12 @@ const (
 	DefaultSelectionHoldoff = 10 * time.Second
 	DefaultStepThreshold    = 900 * time.Millisecond
 	DefaultPriority         = 128
-	DefaultPIDFilterP       = 1.0
-	DefaultPIDFilterI       = 0.03
+	// The PI coefficients are in ppb of correction per ns of offset (P)
+	// and per ns·s (I), independent of the sync rate. The defaults are
+	// the servo's own (package servo): critically damped at 0.3 rad/s,
+	// the tuning the linuxptp interop tests hold to.
+	DefaultPIDFilterP = 0.6
+	DefaultPIDFilterI = 0.09
 )
 
 // Selection policies.

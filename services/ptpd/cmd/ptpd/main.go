@@ -92,7 +92,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(logs.Message, &slog.HandlerOptions{Level: level}))
 
 	eng, err := engine.New(engine.Options{
-		Config: cfg, Modules: modules(), Clock: clk, Logger: log, Logs: logs, StatsInterval: o.statsInterval,
+		Config: cfg, Modules: modules(o.virtual != "", log), Clock: clk, Logger: log, Logs: logs, StatsInterval: o.statsInterval,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)

@@ -168,7 +168,8 @@ func TestConfigErrors(t *testing.T) {
 	dir := t.TempDir()
 	for _, tc := range []struct{ cfg, want string }{
 		{"[general]\nsync_module freerun fr1\nfrobnicate 1\n", ":3: unknown keyword 'frobnicate' in [general]"},
-		{"[general]\nsync_module freerun fr1\nsync_module ptp ptp1\n[ptp1]\ninterface eth0\n", ":3: sync module 'ptp' is not available in this build"},
+		{"[general]\nsync_module freerun fr1\nsync_module ptp ptp1\n[ptp1]\nptp_mode sideways\n", ":5: ptp_mode: bad value 'sideways' (want slave or master)"},
+		{"[general]\nsync_module ptp ptp1\n[ptp1]\nptp_domain 0\n", ":2: ptp instance 'ptp1' has no interface"},
 		{"[general]\nsync_module freerun fr1\nclock_control maybe\n", ":3: clock_control: bad value 'maybe'"},
 	} {
 		p := filepath.Join(dir, "c.cfg")
@@ -389,48 +390,4 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: %d %q", tc.args, code, out.String())
 		}
 	}
-}
-
-func TestParseVirtual(t *testing.T) {
-	off, ppm, err := parseVirtual("500us,30")
-	if err != nil || off != 500*time.Microsecond || ppm != 30 {
-		t.Fatalf("%v %v %v", off, ppm, err)
-	}
-	for _, bad := range []string{"", "500us", "x,1", "1s,abc", "1s,5000"} {
-		if _, _, err := parseVirtual(bad); err == nil {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-	v := newVirtualClock(time.Second, 0)
-	a, _ := v.Now()
-	if d := a.Sub(time.Now()); d < 900*time.Millisecond || d > 1100*time.Millisecond {
-		t.Fatalf("offset %v", d)
-	}
-	v.Step(-time.Second)
-	v.AdjFreqPPB(1e9)
-	if f, _ := v.FreqPPB(); f != v.MaxFreqPPB() {
-		t.Fatalf("freq not clamped: %v", f)
-	}
-}
-
-// FuzzParseVirtual checks that -virtual-clock parsing never panics and
-// that what it accepts is a finite ppm within its bounds and an offset
-// that formats and parses back to itself.
-func FuzzParseVirtual(f *testing.F) {
-	f.Fuzz(func(t *testing.T, s string) {
-		off, ppm, err := parseVirtual(s)
-		if err != nil {
-			if !strings.HasPrefix(err.Error(), "-virtual-clock ") {
-				t.Fatalf("error without the flag name: %v", err)
-			}
-			return
-		}
-		if ppm != ppm || ppm < -1000 || ppm > 1000 {
-			t.Fatalf("ppm %v accepted", ppm)
-		}
-		back, err := time.ParseDuration(off.String())
-		if err != nil || back != off {
-			t.Fatalf("offset %v does not round-trip: %v %v", off, back, err)
-		}
-	})
 }
