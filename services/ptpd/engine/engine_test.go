@@ -414,3 +414,36 @@ func TestStateFilesAndStats(t *testing.T) {
 		t.Fatalf("sync-instances %q", b)
 	}
 }
+
+// TestSinkCreatesDirectory: a log under a directory that does not exist
+// yet (the appliance's /run is empty at boot) is opened, and reopened
+// after the directory was removed, as logrotate setups may do.
+func TestSinkCreatesDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "run", "ptpd", "stats.log")
+	s, err := openSink(path, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if fi, err := os.Stat(filepath.Dir(path)); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("log directory: %v %v", fi, err)
+	}
+	s.Write([]byte("one\n"))
+	if err := os.RemoveAll(filepath.Join(dir, "run")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err != nil {
+		t.Fatalf("reopen after the directory went away: %v", err)
+	}
+	s.Write([]byte("two\n"))
+	if b, err := os.ReadFile(path); err != nil || string(b) != "two\n" {
+		t.Fatalf("after reopen: %q %v", b, err)
+	}
+	// A path whose parent is a regular file cannot work: a clear error.
+	blocker := filepath.Join(dir, "file")
+	os.WriteFile(blocker, nil, 0o644)
+	if _, err := openSink(filepath.Join(blocker, "x.log"), nil, nil); err == nil || !strings.Contains(err.Error(), "create log directory") {
+		t.Fatalf("log under a file: %v", err)
+	}
+}

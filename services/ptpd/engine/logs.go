@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/syslog"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -42,9 +43,14 @@ func openSink(spec string, stdout, stderr io.Writer) (*Sink, error) {
 }
 
 func (s *Sink) open() (*os.File, error) {
+	// On the appliance /run is an empty tmpfs at every boot: make the
+	// directory rather than fail to start.
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return nil, fmt.Errorf("create log directory: %w", err)
+	}
 	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("open log %w", err)
+		return nil, fmt.Errorf("open log file: %w", err)
 	}
 	return f, nil
 }

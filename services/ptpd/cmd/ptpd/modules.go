@@ -50,6 +50,6 @@ func ptpModule(virtual bool, log *slog.Logger) engine.Factory {
 				return nil, fmt.Errorf("%s: %w", sec.Name, err)
 			}
 		}
-		return ptp.New(cfg, clk, log.With("instance", sec.Name))
+		return ptp.New(cfg, clk, log)
 	}
 }
