@@ -433,6 +433,7 @@ func TestVM(t *testing.T) {
 		}
 	}
 
+	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
@@ -451,23 +452,71 @@ func TestVM(t *testing.T) {
 	}
 }
 
+// checkPtpd checks ptpd on the image: its instances over the Kea channel,
+// and sfptpdctl logrotate reaching it, as its log shows.
+func checkPtpd(t *testing.T, ctx context.Context, v *vm) {
+	t.Helper()
+	out, err := v.ssh(ctx, "/user/ctl", "kea", "/run/ptpd/control.sock", "instances-get")
+	if err != nil {
+		t.Fatalf("ctl kea instances-get: %v\n%s", err, out)
+	}
+	var reply struct {
+		Result    *int
+		Arguments struct {
+			Instances []struct {
+				Name, Module, State string
+				Selected            bool
+			}
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &reply); err != nil || reply.Result == nil || *reply.Result != 0 {
+		t.Fatalf("instances-get: %v\n%s", err, out)
+	}
+	got := map[string]string{}
+	for _, in := range reply.Arguments.Instances {
+		got[in.Name] = in.Module + "/" + in.State
+		if in.Name == "freerun1" && !in.Selected {
+			t.Errorf("freerun1 is not selected with no PTP master on the link: %s", out)
+		}
+	}
+	// No master answers on the VM's link: the PTP instance listens.
+	if got["freerun1"] != "freerun/freerun" || got["ptp1"] != "ptp/listening" {
+		t.Errorf("instances-get: %v\n%s", got, out)
+	}
+
+	ptpdLog := v.follow("/user/ptpd")
+	time.Sleep(2 * time.Second)
+	const rotated = `msg="logrotate: log files reopened"`
+	before := strings.Count(ptpdLog.String(), rotated)
+	if out, err := v.ssh(ctx, "/user/sfptpdctl", "logrotate"); err != nil {
+		t.Fatalf("sfptpdctl logrotate: %v\n%s", err, out)
+	}
+	err = waitFor(ctx, "logrotate logged", time.Second, func() error {
+		if strings.Count(ptpdLog.String(), rotated) <= before {
+			return fmt.Errorf("ptpd did not log the logrotate sent by sfptpdctl")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
 // checkHotplug creates and deletes a veth pair inside the VM (its kernel has
 // no PCI hotplug) and checks that the appliance agent logged the insert and
-// the removal and that its datagrams reached their target. Until ptpd is on
-// the image the target is ctl serve's datagram socket, whose log shows each
-// datagram as an unknown command.
+// the removal and that its datagrams reached ptpd, which runs in manual
+// hotplug mode and logs each one (no instance is configured for the test's
+// link).
 func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 	t.Helper()
-	appLog, ctlLog := v.follow("/user/appliance"), v.follow("/user/ctl")
-	count := func(b *lockedBuffer, s string) int { return strings.Count(b.String(), s) }
+	appLog, ptpdLog := v.follow("/user/appliance"), v.follow("/user/ptpd")
+	count := func(b *lockedBuffer, re *regexp.Regexp) int { return len(re.FindAllStringIndex(b.String(), -1)) }
 	// Let the log streams catch up, then take the counts before the change.
 	time.Sleep(2 * time.Second)
-	// ctl serve logs each datagram it has no command for, with the
-	// datagram itself.
-	const insertSeen = `control: unknown command interfaceinsert received" frontend=dgram line="interfaceinsert=tbe2e0"`
-	const removeSeen = `control: unknown command interfaceremove received" frontend=dgram line="interfaceremove=tbe2e0"`
-	inserts0 := count(ctlLog, insertSeen)
-	removes0 := count(ctlLog, removeSeen)
+	insertSeen := regexp.MustCompile(`msg="interfaceinsert: no sync instance uses the interface".* interface=tbe2e0\b`)
+	removeSeen := regexp.MustCompile(`msg="interfaceremove: no sync instance uses the interface".* interface=tbe2e0\b`)
+	inserts0 := count(ptpdLog, insertSeen)
+	removes0 := count(ptpdLog, removeSeen)
 
 	// busybox ip names the peer veth0 whatever it is asked for.
 	if out, err := v.ssh(ctx, "ip", "link", "add", "tbe2e0", "type", "veth", "peer", "name", "tbe2e1"); err != nil {
@@ -477,8 +526,8 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 		if !regexp.MustCompile(`msg="interface inserted" interface=tbe2e0 `).MatchString(appLog.String()) {
 			return fmt.Errorf("appliance did not log the insert of tbe2e0")
 		}
-		if count(ctlLog, insertSeen) <= inserts0 {
-			return fmt.Errorf("no interfaceinsert=tbe2e0 datagram reached ctl serve")
+		if count(ptpdLog, insertSeen) <= inserts0 {
+			return fmt.Errorf("no interfaceinsert=tbe2e0 datagram reached ptpd")
 		}
 		return nil
 	})
@@ -492,8 +541,8 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 		if !regexp.MustCompile(`msg="interface removed" interface=tbe2e0 `).MatchString(appLog.String()) {
 			return fmt.Errorf("appliance did not log the removal of tbe2e0")
 		}
-		if count(ctlLog, removeSeen) <= removes0 {
-			return fmt.Errorf("no interfaceremove=tbe2e0 datagram reached ctl serve")
+		if count(ptpdLog, removeSeen) <= removes0 {
+			return fmt.Errorf("no interfaceremove=tbe2e0 datagram reached ptpd")
 		}
 		return nil
 	})
