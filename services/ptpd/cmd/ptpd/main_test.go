@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/services/ptpd/ptp/ptptest"
 )
 
 // bins holds ptpd and sfptpdctl built once for the process tests.
@@ -53,6 +54,13 @@ type daemon struct {
 // ptpd on a virtual clock.
 func startPtpd(t *testing.T, cfg string, extra ...string) *daemon {
 	t.Helper()
+	return startPtpdIn(t, nil, cfg, extra...)
+}
+
+// startPtpdIn is startPtpd under a wrapper command such as
+// "ip netns exec NS".
+func startPtpdIn(t *testing.T, wrap []string, cfg string, extra ...string) *daemon {
+	t.Helper()
 	d := &daemon{dir: testutil.ShortDir(t), out: &testutil.LockedBuffer{}, done: make(chan struct{})}
 	d.ctl = filepath.Join(d.dir, "ctl.sock")
 	d.kea = filepath.Join(d.dir, "kea.sock")
@@ -62,7 +70,8 @@ func startPtpd(t *testing.T, cfg string, extra ...string) *daemon {
 		t.Fatal(err)
 	}
 	args := append([]string{"-f", d.cfg, "-kea", d.kea, "-virtual-clock", "500us,30", "-stats-interval", "20ms"}, extra...)
-	d.cmd = exec.Command(bins.ptpd, args...)
+	argv := append(append(append([]string(nil), wrap...), bins.ptpd), args...)
+	d.cmd = exec.Command(argv[0], argv[1:]...)
 	d.cmd.Stdout, d.cmd.Stderr = d.out, d.out
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -390,4 +399,63 @@ func TestFlags(t *testing.T) {
 			t.Errorf("%v: %d %q", tc.args, code, out.String())
 		}
 	}
+}
+
+// TestNetlinkHotplug runs ptpd in a network namespace of its own with
+// hotplug_detection_mode netlink and a PTP instance for an interface that
+// does not exist yet: creating the link starts the instance, deleting it
+// stops it, with no control command involved.
+func TestNetlinkHotplug(t *testing.T) {
+	t.Parallel()
+	if why := ptptest.Available(); why != "" {
+		t.Skip("network namespaces: " + why)
+	}
+	ns, err := ptptest.NewNS("tbnl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	d := startPtpdIn(t, []string{"ip", "netns", "exec", ns.Name}, `[general]
+sync_module freerun fr1
+sync_module ptp ptp1
+selection_policy automatic
+hotplug_detection_mode netlink
+control_path CONTROL
+state_path DIR/state
+[ptp1]
+interface tbnl0
+`)
+	state := func() string {
+		m := kea(t, d.kea, `{"command":"instances-get"}`)
+		args, _ := m["arguments"].(map[string]any)
+		list, _ := args["instances"].([]any)
+		for _, e := range list {
+			if in, _ := e.(map[string]any); in["name"] == "ptp1" {
+				s, _ := in["state"].(string)
+				return s
+			}
+		}
+		t.Fatalf("instances-get has no ptp1: %v", m)
+		return ""
+	}
+	if got := state(); got != "disabled" {
+		t.Fatalf("ptp1 before its link exists: %s", got)
+	}
+	if err := ns.Run("ip", "link", "add", "tbnl0", "type", "veth", "peer", "name", "tbnl1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ns.Run("ip", "link", "set", "tbnl0", "up"); err != nil {
+		t.Fatal(err)
+	}
+	d.waitLog(t, `msg="sync instance started" instance=ptp1 module=ptp interface=tbnl0`)
+	testutil.WaitFor(t, "ptp1 running", 10*time.Second, func() bool { s := state(); return s == "listening" || s == "faulty" })
+	if err := ns.Run("ip", "link", "del", "tbnl0"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "ptp1 stopped", 10*time.Second, func() bool { return state() == "disabled" })
+	// The agent's datagrams are logged and ignored in netlink mode.
+	if out, code := sfptpdctl(t, "-s", d.ctl, "interfaceinsert=tbnl0"); code != 0 {
+		t.Fatalf("sfptpdctl: %d %s", code, out)
+	}
+	d.waitLog(t, "interfaceinsert=tbnl0 ignored: hotplug_detection_mode is netlink")
 }
