@@ -123,14 +123,7 @@ func run(window time.Duration) error {
 			if len(rs) == 0 {
 				return errors.New("no reports from the ptpd slave")
 			}
-			end := rs[len(rs)-1].At
-			var errsNS []float64
-			for _, r := range rs {
-				if r.At.After(end.Add(-window)) {
-					errsNS = append(errsNS, r.TrueErr)
-				}
-			}
-			res.slaveRMS, res.slaveMax = ptptest.RMS(errsNS)
+			res.slaveRMS, res.slaveMax = ptptest.RMS(ptptest.TrueErrors(rs, window))
 			res.slaveFreqPPM = rs[len(rs)-1].Freq / 1000
 			res.rssSlaveKiB = rs[len(rs)-1].RSSKiB
 			return nil

@@ -191,14 +191,7 @@ func measureSlave(t *testing.T, pp *ptptest.PortProc, start time.Time, lockBy, w
 	if run < 10 || res.lockedAfter > lockBy {
 		t.Errorf("not locked within %v (locked after %v)", lockBy, res.lockedAfter)
 	}
-	end := rs[len(rs)-1].At
-	var errs []float64
-	for _, r := range rs {
-		if r.At.After(end.Add(-window)) {
-			errs = append(errs, r.TrueErr)
-		}
-	}
-	res.rms, res.max = ptptest.RMS(errs)
+	res.rms, res.max = ptptest.RMS(ptptest.TrueErrors(rs, window))
 	last := rs[len(rs)-1]
 	res.freqPPB = last.Freq
 	res.steps = last.Steps

@@ -168,6 +168,22 @@ func Offsets(lines []Line) []Offset {
 	return out
 }
 
+// TrueErrors returns the true errors of the reports in the window that
+// ends at the last report.
+func TrueErrors(rs []Report, window time.Duration) []float64 {
+	if len(rs) == 0 {
+		return nil
+	}
+	end := rs[len(rs)-1].At
+	var errs []float64
+	for _, r := range rs {
+		if r.At.After(end.Add(-window)) {
+			errs = append(errs, r.TrueErr)
+		}
+	}
+	return errs
+}
+
 // RMS returns the root mean square and the largest absolute value.
 func RMS(v []float64) (rms, maxAbs float64) {
 	if len(v) == 0 {
