@@ -1,0 +1,30 @@
+// Package binding is the contract between mctpd's MCTP core (packets,
+// reassembly, routing) and its physical bindings: DSP0253 serial, DSP0237
+// SMBus/I2C and the local null binding.
+package binding
+
+import "context"
+
+// BaselineMTU is the MCTP baseline transmission unit: 64 bytes of payload
+// after the 4-byte transport header (a 68-byte packet).
+const BaselineMTU = 64
+
+// Binding moves whole MCTP packets (the 4-byte transport header and its
+// payload) over one physical medium.
+type Binding interface {
+	// Name identifies the binding in logs, routes and stats
+	// ("serial:/dev/ttyS1", "i2c:1:0x1d", "null").
+	Name() string
+	// MTU is the largest payload per packet this binding carries.
+	MTU() int
+	// Send transmits one packet. It must not block the caller for long:
+	// a binding queues (bounded) and reports overflow as an error.
+	Send(pkt []byte) error
+	// Run receives packets until ctx is cancelled, calling deliver for
+	// each well-formed one (the slice is the callee's). A medium that
+	// fails is retried inside Run; Run returns only when ctx ends.
+	Run(ctx context.Context, deliver func(pkt []byte)) error
+	// Stats returns the binding's counters (frames in/out, errors by
+	// kind, reconnects) for stats-get.
+	Stats() map[string]uint64
+}
