@@ -1,0 +1,251 @@
+// Package serial is mctpd's DSP0253 binding: MCTP packets framed for a
+// UART (or a pty) with HDLC-like flags, byte stuffing and a 16-bit FCS,
+// compatible with openbmc/libmctp and the Linux mctp-serial driver.
+package serial
+
+import (
+	"sync/atomic"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+const (
+	flagByte   = 0x7e
+	escapeByte = 0x7d
+	escapeXOR  = 0x20
+	revision   = 0x01
+
+	// minPacket is the MCTP transport header; anything shorter cannot be
+	// a packet, so the receiver refuses such a length outright.
+	minPacket = 4
+	// maxFrameMTU keeps MTU+4 within the one-byte length field.
+	maxFrameMTU = 255 - minPacket
+)
+
+// fcsTable is the RFC 1662 FCS-16 table (reflected polynomial 0x8408),
+// computed once at package initialisation; it is never written afterwards.
+var fcsTable = func() (t [256]uint16) {
+	for i := range t {
+		v := uint16(i)
+		for range 8 {
+			if v&1 != 0 {
+				v = v>>1 ^ 0x8408
+			} else {
+				v >>= 1
+			}
+		}
+		t[i] = v
+	}
+	return t
+}()
+
+// fcsInit is the FCS start value. DSP0253 (like libmctp and Linux) uses
+// the RFC 1662 algorithm without the final complement, i.e.
+// CRC-16/MCRF4XX.
+const fcsInit = 0xffff
+
+func fcsUpdate(fcs uint16, p ...byte) uint16 {
+	for _, b := range p {
+		fcs = fcs>>8 ^ fcsTable[byte(fcs)^b]
+	}
+	return fcs
+}
+
+// FCS returns the CRC-16/MCRF4XX of p (init 0xFFFF, no final XOR).
+func FCS(p []byte) uint16 { return fcsUpdate(fcsInit, p...) }
+
+// Encode frames one MCTP packet: 7E 01 len <escaped packet> FCS_hi FCS_lo
+// 7E. Only packet bytes are escaped; the FCS is sent raw because libmctp
+// and Linux both do so and the receiver reads it by position. The length
+// field is one byte, so callers must keep pkt within 255 bytes (Binding.Send
+// refuses anything above MTU+4).
+func Encode(pkt []byte) []byte {
+	out := make([]byte, 0, len(pkt)+len(pkt)/8+7)
+	return appendFrame(out, pkt)
+}
+
+func appendFrame(out, pkt []byte) []byte {
+	n := byte(len(pkt))
+	out = append(out, flagByte, revision, n)
+	fcs := fcsUpdate(fcsInit, revision, n)
+	for _, b := range pkt {
+		if b == flagByte || b == escapeByte {
+			out = append(out, escapeByte, b^escapeXOR)
+		} else {
+			out = append(out, b)
+		}
+	}
+	fcs = fcsUpdate(fcs, pkt...)
+	return append(out, byte(fcs>>8), byte(fcs), flagByte)
+}
+
+// DeframerStats counts what a Deframer saw; each error kind is separate so
+// a noisy line can be told apart from a peer with the wrong MTU.
+type DeframerStats struct {
+	Frames      uint64 // packets delivered
+	BadFCS      uint64 // FCS mismatch
+	BadLength   uint64 // length field outside 4..MTU+4
+	BadEscape   uint64 // 7D followed by anything but 5E or 5D
+	BadRevision uint64 // byte after the start flag was not 01 or 7E
+	Overrun     uint64 // no end flag where the length said the frame ends
+	Truncated   uint64 // a flag arrived inside the packet bytes
+	Garbage     uint64 // bytes discarded while waiting for a start flag
+}
+
+type rxState uint8
+
+const (
+	stHunt     rxState = iota // discard until a flag
+	stFlag                    // after a flag: more flags or the revision
+	stLen                     // expect the length byte
+	stData                    // packet bytes
+	stEscape                  // after 7D inside the packet
+	stFCSHi                   // first FCS byte (raw)
+	stFCSLo                   // second FCS byte (raw)
+	stEnd                     // expect the end flag
+)
+
+// Deframer turns a serial byte stream back into packets. It keeps its
+// state across Write calls, so how the stream is split does not matter,
+// and after any error it hunts for the next flag, which is how it
+// resynchronises after line noise or a peer starting mid-frame. The end
+// flag of one frame may also serve as the start flag of the next.
+//
+// Write must not be called concurrently; Stats may be called from any
+// goroutine.
+type Deframer struct {
+	maxLen int
+	state  rxState
+	want   int
+	buf    []byte
+	fcs    uint16
+	rxFCS  uint16
+
+	frames, badFCS, badLength, badEscape, badRevision atomic.Uint64
+	overrun, truncated, garbage                      atomic.Uint64
+}
+
+// NewDeframer returns a Deframer accepting packets of 4..mtu+4 bytes. An
+// mtu below the baseline is raised to it (DSP0236 requires every binding to
+// carry baseline packets) and one above 251 is capped by the length byte.
+func NewDeframer(mtu int) *Deframer {
+	mtu = max(mtu, binding.BaselineMTU)
+	mtu = min(mtu, maxFrameMTU)
+	return &Deframer{maxLen: mtu + minPacket, buf: make([]byte, 0, mtu+minPacket)}
+}
+
+// Write consumes p and returns the packets completed by it, in order. Each
+// returned slice is freshly allocated and belongs to the caller.
+func (d *Deframer) Write(p []byte) [][]byte {
+	var out [][]byte
+	for _, c := range p {
+		if pkt := d.push(c); pkt != nil {
+			out = append(out, pkt)
+		}
+	}
+	return out
+}
+
+func (d *Deframer) push(c byte) []byte {
+	switch d.state {
+	case stHunt:
+		if c == flagByte {
+			d.state = stFlag
+		} else {
+			d.garbage.Add(1)
+		}
+	case stFlag:
+		switch c {
+		case flagByte:
+		case revision:
+			d.state = stLen
+		default:
+			d.badRevision.Add(1)
+			d.state = stHunt
+		}
+	case stLen:
+		n := int(c)
+		if c == flagByte || n < minPacket || n > d.maxLen {
+			d.badLength.Add(1)
+			d.resync(c)
+			return nil
+		}
+		d.want = n
+		d.buf = d.buf[:0]
+		d.fcs = fcsUpdate(fcsInit, revision, c)
+		d.state = stData
+	case stData:
+		switch c {
+		case flagByte:
+			d.truncated.Add(1)
+			d.state = stFlag
+		case escapeByte:
+			d.state = stEscape
+		default:
+			d.data(c)
+		}
+	case stEscape:
+		switch c {
+		case flagByte ^ escapeXOR, escapeByte ^ escapeXOR:
+			d.state = stData
+			d.data(c ^ escapeXOR)
+		default:
+			d.badEscape.Add(1)
+			d.resync(c)
+		}
+	case stFCSHi:
+		d.rxFCS = uint16(c) << 8
+		d.state = stFCSLo
+	case stFCSLo:
+		d.rxFCS |= uint16(c)
+		d.state = stEnd
+	case stEnd:
+		if c != flagByte {
+			d.overrun.Add(1)
+			d.state = stHunt
+			return nil
+		}
+		d.state = stFlag
+		if d.rxFCS != d.fcs {
+			d.badFCS.Add(1)
+			return nil
+		}
+		d.frames.Add(1)
+		return append([]byte(nil), d.buf...)
+	}
+	return nil
+}
+
+// data appends one unescaped packet byte and moves on to the FCS once the
+// announced length is complete.
+func (d *Deframer) data(c byte) {
+	d.buf = append(d.buf, c)
+	d.fcs = fcsUpdate(d.fcs, c)
+	if len(d.buf) == d.want {
+		d.state = stFCSHi
+	}
+}
+
+// resync drops the current frame; a flag that caused the error is kept as
+// the start of the next frame.
+func (d *Deframer) resync(c byte) {
+	if c == flagByte {
+		d.state = stFlag
+	} else {
+		d.state = stHunt
+	}
+}
+
+// Stats returns a snapshot of the counters.
+func (d *Deframer) Stats() DeframerStats {
+	return DeframerStats{
+		Frames:      d.frames.Load(),
+		BadFCS:      d.badFCS.Load(),
+		BadLength:   d.badLength.Load(),
+		BadEscape:   d.badEscape.Load(),
+		BadRevision: d.badRevision.Load(),
+		Overrun:     d.overrun.Load(),
+		Truncated:   d.truncated.Load(),
+		Garbage:     d.garbage.Load(),
+	}
+}

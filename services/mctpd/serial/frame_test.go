@@ -1,0 +1,202 @@
+package serial
+
+import (
+	"bytes"
+	"encoding/hex"
+	"strings"
+	"testing"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
+}
+
+// workedFrames are the two frames spelled out in PROTOCOLS.md §3.
+var workedFrames = []struct {
+	name, pkt, frame string
+}{
+	{"get EID request 9 to 8", "01 08 09 c8 00 80 02", "7e 01 07 01 08 09 c8 00 80 02 01 dd 7e"},
+	{"escaped data 9 to 8", "01 08 09 c0 01 11 22 7e 7d", "7e 01 09 01 08 09 c0 01 11 22 7d 5e 7d 5d 66 d4 7e"},
+}
+
+func TestFCSCheckValue(t *testing.T) {
+	if got := FCS([]byte("123456789")); got != 0x6f91 {
+		t.Fatalf("FCS(123456789) = %#04x, want 0x6f91", got)
+	}
+}
+
+func TestWorkedFrames(t *testing.T) {
+	for _, tc := range workedFrames {
+		t.Run(tc.name, func(t *testing.T) {
+			pkt, frame := unhex(t, tc.pkt), unhex(t, tc.frame)
+			if got := Encode(pkt); !bytes.Equal(got, frame) {
+				t.Errorf("Encode = % x\nwant     % x", got, frame)
+			}
+			d := NewDeframer(binding.BaselineMTU)
+			got := d.Write(frame)
+			if len(got) != 1 || !bytes.Equal(got[0], pkt) {
+				t.Fatalf("Deframe = % x, want [% x]", got, pkt)
+			}
+			if s := d.Stats(); s != (DeframerStats{Frames: 1}) {
+				t.Errorf("stats = %+v", s)
+			}
+		})
+	}
+}
+
+func TestFCSNotEscaped(t *testing.T) {
+	// Search for a packet whose FCS contains a flag or escape byte and
+	// check it travels raw and still decodes.
+	for i := range 1 << 16 {
+		pkt := []byte{1, 8, 9, 0xc0, byte(i), byte(i >> 8)}
+		fr := Encode(pkt)
+		hi, lo := fr[len(fr)-3], fr[len(fr)-2]
+		if hi != flagByte && lo != flagByte && hi != escapeByte && lo != escapeByte {
+			continue
+		}
+		if len(fr) != 3+len(pkt)+3 {
+			t.Fatalf("FCS was escaped: % x", fr)
+		}
+		got := NewDeframer(0).Write(fr)
+		if len(got) != 1 || !bytes.Equal(got[0], pkt) {
+			t.Fatalf("frame % x: got % x", fr, got)
+		}
+		return
+	}
+	t.Fatal("no packet with a 7E/7D byte in its FCS found")
+}
+
+func TestDeframerErrors(t *testing.T) {
+	good := workedFrames[0]
+	goodFrame := unhex(t, good.frame)
+	goodPkt := unhex(t, good.pkt)
+	badFCS := bytes.Clone(goodFrame)
+	badFCS[len(badFCS)-2] ^= 1
+	maxPkt := make([]byte, 68)
+	maxPkt[0] = 1
+	tooLong := Encode(make([]byte, 69))
+
+	tests := []struct {
+		name  string
+		in    []byte
+		want  int
+		stats DeframerStats
+	}{
+		{"garbage then frame", append([]byte{1, 2, 3, 0x7d, 0x5e}, goodFrame...), 1, DeframerStats{Frames: 1, Garbage: 5}},
+		{"bad FCS then frame", append(badFCS, goodFrame...), 1, DeframerStats{Frames: 1, BadFCS: 1}},
+		{"bad revision", append([]byte{0x7e, 0x02, 0x07}, goodFrame...), 1, DeframerStats{Frames: 1, BadRevision: 1, Garbage: 1}},
+		{"length 3", append([]byte{0x7e, 0x01, 0x03, 1, 2, 3}, goodFrame...), 1, DeframerStats{Frames: 1, BadLength: 1, Garbage: 3}},
+		{"length 69", append(tooLong, goodFrame...), 1, DeframerStats{Frames: 1, BadLength: 1, Garbage: 69 + 2}},
+		{"length 68 accepted", Encode(maxPkt), 1, DeframerStats{Frames: 1}},
+		{"bad escape", append([]byte{0x7e, 0x01, 0x04, 1, 0x7d, 0x11, 2, 3, 0, 0}, goodFrame...), 1, DeframerStats{Frames: 1, BadEscape: 1, Garbage: 4}},
+		{"escape then flag", append([]byte{0x7e, 0x01, 0x04, 1, 0x7d}, goodFrame...), 1, DeframerStats{Frames: 1, BadEscape: 1}},
+		{"flag inside packet", append([]byte{0x7e, 0x01, 0x07, 1, 8}, goodFrame...), 1, DeframerStats{Frames: 1, Truncated: 1}},
+		{"missing end flag", append(goodFrame[:len(goodFrame)-1:len(goodFrame)-1], append([]byte{0x55}, goodFrame...)...), 1, DeframerStats{Frames: 1, Overrun: 1}},
+		{"shared flag between frames", append(bytes.Clone(goodFrame), goodFrame[1:]...), 2, DeframerStats{Frames: 2}},
+		{"repeated flags", append([]byte{0x7e, 0x7e, 0x7e}, goodFrame...), 1, DeframerStats{Frames: 1}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d := NewDeframer(binding.BaselineMTU)
+			got := d.Write(tc.in)
+			if len(got) != tc.want {
+				t.Fatalf("got %d packets (% x), want %d", len(got), got, tc.want)
+			}
+			for _, p := range got {
+				if tc.name != "length 68 accepted" && !bytes.Equal(p, goodPkt) {
+					t.Errorf("packet % x, want % x", p, goodPkt)
+				}
+			}
+			if s := d.Stats(); s != tc.stats {
+				t.Errorf("stats = %+v, want %+v", s, tc.stats)
+			}
+		})
+	}
+}
+
+func TestDeframerMTU(t *testing.T) {
+	pkt := make([]byte, 104)
+	if got := NewDeframer(100).Write(Encode(pkt)); len(got) != 1 {
+		t.Fatalf("MTU 100: %d packets, want 1", len(got))
+	}
+	if got := NewDeframer(binding.BaselineMTU).Write(Encode(pkt)); len(got) != 0 {
+		t.Fatalf("baseline MTU accepted a 104-byte packet")
+	}
+}
+
+func TestSplitFeeds(t *testing.T) {
+	var stream []byte
+	var want [][]byte
+	for i, tc := range workedFrames {
+		stream = append(stream, byte(i), 0x7d)
+		stream = append(stream, unhex(t, tc.frame)...)
+		want = append(want, unhex(t, tc.pkt))
+	}
+	stream = append(stream, Encode(bytes.Repeat([]byte{0x7e, 0x7d}, 30))...)
+	want = append(want, bytes.Repeat([]byte{0x7e, 0x7d}, 30))
+
+	whole := NewDeframer(0)
+	gotWhole := whole.Write(stream)
+	for chunk := 1; chunk <= len(stream); chunk++ {
+		d := NewDeframer(0)
+		var got [][]byte
+		for off := 0; off < len(stream); off += chunk {
+			got = append(got, d.Write(stream[off:min(off+chunk, len(stream))])...)
+		}
+		if !equalPackets(got, want) || !equalPackets(gotWhole, want) {
+			t.Fatalf("chunk %d: got % x, whole % x, want % x", chunk, got, gotWhole, want)
+		}
+		if d.Stats() != whole.Stats() {
+			t.Fatalf("chunk %d: stats %+v, whole %+v", chunk, d.Stats(), whole.Stats())
+		}
+	}
+}
+
+func equalPackets(a, b [][]byte) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if !bytes.Equal(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func FuzzDeframer(f *testing.F) {
+	for _, tc := range workedFrames {
+		f.Add(unhex(f, tc.frame))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		whole := NewDeframer(0)
+		pkts := whole.Write(in)
+		if len(pkts) > len(in)/7 {
+			t.Fatalf("%d packets from %d bytes", len(pkts), len(in))
+		}
+		d := NewDeframer(0)
+		var byByte [][]byte
+		for i := range in {
+			byByte = append(byByte, d.Write(in[i:i+1])...)
+		}
+		if !equalPackets(pkts, byByte) || d.Stats() != whole.Stats() {
+			t.Fatalf("byte-at-a-time differs: % x vs % x", byByte, pkts)
+		}
+		for _, p := range pkts {
+			if len(p) < minPacket || len(p) > binding.BaselineMTU+minPacket {
+				t.Fatalf("packet length %d out of range", len(p))
+			}
+			again := NewDeframer(0).Write(Encode(p))
+			if len(again) != 1 || !bytes.Equal(again[0], p) {
+				t.Fatalf("re-encode of % x gave % x", p, again)
+			}
+		}
+	})
+}
