@@ -95,14 +95,14 @@ type DeframerStats struct {
 type rxState uint8
 
 const (
-	stHunt     rxState = iota // discard until a flag
-	stFlag                    // after a flag: more flags or the revision
-	stLen                     // expect the length byte
-	stData                    // packet bytes
-	stEscape                  // after 7D inside the packet
-	stFCSHi                   // first FCS byte (raw)
-	stFCSLo                   // second FCS byte (raw)
-	stEnd                     // expect the end flag
+	stHunt   rxState = iota // discard until a flag
+	stFlag                  // after a flag: more flags or the revision
+	stLen                   // expect the length byte
+	stData                  // packet bytes
+	stEscape                // after 7D inside the packet
+	stFCSHi                 // first FCS byte (raw)
+	stFCSLo                 // second FCS byte (raw)
+	stEnd                   // expect the end flag
 )
 
 // Deframer turns a serial byte stream back into packets. It keeps its
@@ -122,7 +122,7 @@ type Deframer struct {
 	rxFCS  uint16
 
 	frames, badFCS, badLength, badEscape, badRevision atomic.Uint64
-	overrun, truncated, garbage                      atomic.Uint64
+	overrun, truncated, garbage                       atomic.Uint64
 }
 
 // NewDeframer returns a Deframer accepting packets of 4..mtu+4 bytes. An
