@@ -1,0 +1,286 @@
+package serial
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync/atomic"
+	"time"
+
+	goserial "github.com/jacobsa/go-serial/serial"
+	"golang.org/x/sys/unix"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+// Defaults for New. The queue holds a few full-size messages' worth of
+// baseline packets, so a burst from the core does not fail while one frame
+// is on the wire, but a dead line cannot hoard memory.
+const (
+	DefaultBaud      = 115200
+	sendQueueLen     = 256
+	writeTimeout     = 2 * time.Second
+	defaultMinRetry  = 100 * time.Millisecond
+	defaultMaxRetry  = 5 * time.Second
+	readBufferLength = 4096
+)
+
+var (
+	// ErrQueueFull is returned by Send when the writer is behind by a
+	// whole queue; the caller drops the packet rather than wait.
+	ErrQueueFull = errors.New("serial: send queue full")
+	// ErrLinkDown is returned by Send while the device is not open.
+	ErrLinkDown = errors.New("serial: link down")
+)
+
+// Binding is the DSP0253 binding on one tty (or pty). Run owns the device:
+// it opens it, reads and deframes, and reopens it with backoff whenever it
+// fails or disappears. Send only encodes and queues; a writer goroutine
+// started by Run drains the queue, so the core's loop never waits for the
+// UART.
+type Binding struct {
+	device string
+	baud   int
+	log    *slog.Logger
+	mtu    int
+
+	minRetry, maxRetry time.Duration
+
+	queue    chan []byte
+	deframer *Deframer
+	port     atomic.Pointer[os.File]
+	running  atomic.Bool
+
+	txFrames, txBytes, rxBytes, txQueueFull, txLinkDown, txBadLength atomic.Uint64
+	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
+}
+
+var _ binding.Binding = (*Binding)(nil)
+
+// New returns a serial binding for device at baud (DefaultBaud if baud is
+// not positive), carrying the baseline MTU. Nothing is opened until Run.
+func New(device string, baud int, log *slog.Logger) *Binding {
+	if baud <= 0 {
+		baud = DefaultBaud
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Binding{
+		device:   device,
+		baud:     baud,
+		log:      log.With("binding", "serial:"+device),
+		mtu:      binding.BaselineMTU,
+		minRetry: defaultMinRetry,
+		maxRetry: defaultMaxRetry,
+		queue:    make(chan []byte, sendQueueLen),
+		deframer: NewDeframer(binding.BaselineMTU),
+	}
+}
+
+// Name implements binding.Binding.
+func (b *Binding) Name() string { return "serial:" + b.device }
+
+// MTU implements binding.Binding.
+func (b *Binding) MTU() int { return b.mtu }
+
+// Send implements binding.Binding: it frames pkt and queues the frame
+// without blocking. Packets are refused while the device is down, because
+// delivering them minutes later after a reconnect would only confuse the
+// peer's reassembly and tag tracking.
+func (b *Binding) Send(pkt []byte) error {
+	if len(pkt) < minPacket || len(pkt) > b.mtu+minPacket {
+		b.txBadLength.Add(1)
+		return fmt.Errorf("serial: packet of %d bytes outside 4..%d", len(pkt), b.mtu+minPacket)
+	}
+	if b.port.Load() == nil {
+		b.txLinkDown.Add(1)
+		return ErrLinkDown
+	}
+	select {
+	case b.queue <- Encode(pkt):
+		return nil
+	default:
+		b.txQueueFull.Add(1)
+		return ErrQueueFull
+	}
+}
+
+// Run implements binding.Binding. It returns nil once ctx ends; it
+// refuses to run twice concurrently because both would own the device.
+func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
+	if !b.running.CompareAndSwap(false, true) {
+		return errors.New("serial: Run already active")
+	}
+	defer b.running.Store(false)
+
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		b.writer(ctx)
+	}()
+	defer func() { <-writerDone }()
+
+	retry := b.minRetry
+	down := false
+	for ctx.Err() == nil {
+		f, err := b.open()
+		if err != nil {
+			b.openErrors.Add(1)
+			if !down {
+				// Log once per outage: a missing USB adapter would
+				// otherwise fill the log at the retry rate.
+				down = true
+				b.outages.Add(1)
+				b.log.Warn("serial device unavailable, retrying", "err", err)
+			}
+			if !sleepCtx(ctx, retry) {
+				break
+			}
+			retry = min(retry*2, b.maxRetry)
+			continue
+		}
+		if down {
+			b.reconnects.Add(1)
+			b.log.Info("serial device reconnected")
+		}
+		down, retry = false, b.minRetry
+		b.port.Store(f)
+		stop := context.AfterFunc(ctx, func() { f.Close() })
+		err = b.read(f, deliver)
+		stop()
+		b.port.Store(nil)
+		f.Close()
+		if ctx.Err() != nil {
+			break
+		}
+		b.readErrors.Add(1)
+		b.outages.Add(1)
+		down = true
+		b.log.Warn("serial device failed, reopening", "err", err)
+	}
+	return nil
+}
+
+// open opens and configures the tty through go-serial (raw, 8N1), then
+// re-wraps the descriptor in non-blocking mode so the runtime poller owns
+// it: go-serial leaves it blocking, and a blocked read could then never be
+// interrupted by Close on shutdown or outage.
+func (b *Binding) open() (*os.File, error) {
+	rwc, err := goserial.Open(goserial.OpenOptions{
+		PortName:        b.device,
+		BaudRate:        uint(b.baud),
+		DataBits:        8,
+		StopBits:        1,
+		MinimumReadSize: 1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", b.device, err)
+	}
+	f, ok := rwc.(*os.File)
+	if !ok {
+		rwc.Close()
+		return nil, fmt.Errorf("open %s: unexpected port type %T", b.device, rwc)
+	}
+	fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 0)
+	f.Close()
+	if err != nil {
+		return nil, fmt.Errorf("dup %s: %w", b.device, err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("set non-blocking %s: %w", b.device, err)
+	}
+	return os.NewFile(uintptr(fd), b.device), nil
+}
+
+// read deframes until the device fails. A zero-byte read on a tty means
+// hangup, so it counts as a failure like EIO from a vanished pty.
+func (b *Binding) read(f *os.File, deliver func([]byte)) error {
+	buf := make([]byte, readBufferLength)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			b.rxBytes.Add(uint64(n))
+			for _, pkt := range b.deframer.Write(buf[:n]) {
+				deliver(pkt)
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return fmt.Errorf("read %s: hangup", b.device)
+			}
+			return fmt.Errorf("read %s: %w", b.device, err)
+		}
+	}
+}
+
+// writer drains the send queue onto whichever port is open. A frame that
+// cannot be written (device gone, or stuck for writeTimeout with flow
+// control holding it) is dropped and counted; MCTP has no link-level
+// retransmission and the requester's own timeout covers the loss.
+func (b *Binding) writer(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case frame := <-b.queue:
+			f := b.port.Load()
+			if f == nil {
+				b.txLinkDown.Add(1)
+				continue
+			}
+			if err := f.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+				b.txErrors.Add(1)
+				continue
+			}
+			if _, err := f.Write(frame); err != nil {
+				b.txErrors.Add(1)
+				b.log.Debug("serial write failed", "err", err)
+				continue
+			}
+			b.txFrames.Add(1)
+			b.txBytes.Add(uint64(len(frame)))
+		}
+	}
+}
+
+// Stats implements binding.Binding.
+func (b *Binding) Stats() map[string]uint64 {
+	d := b.deframer.Stats()
+	return map[string]uint64{
+		"rx_frames":        d.Frames,
+		"rx_bytes":         b.rxBytes.Load(),
+		"rx_bad_fcs":       d.BadFCS,
+		"rx_bad_length":    d.BadLength,
+		"rx_bad_escape":    d.BadEscape,
+		"rx_bad_revision":  d.BadRevision,
+		"rx_overrun":       d.Overrun,
+		"rx_truncated":     d.Truncated,
+		"rx_garbage_bytes": d.Garbage,
+		"tx_frames":        b.txFrames.Load(),
+		"tx_bytes":         b.txBytes.Load(),
+		"tx_queue_full":    b.txQueueFull.Load(),
+		"tx_link_down":     b.txLinkDown.Load(),
+		"tx_bad_length":    b.txBadLength.Load(),
+		"tx_errors":        b.txErrors.Load(),
+		"outages":          b.outages.Load(),
+		"reconnects":       b.reconnects.Load(),
+		"open_errors":      b.openErrors.Load(),
+		"read_errors":      b.readErrors.Load(),
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,229 @@
+package serial
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ptyPair runs socat joining two ptys linked at dir/A and dir/B.
+type ptyPair struct {
+	t    *testing.T
+	a, b string
+	cmd  *exec.Cmd
+}
+
+func newPtyPair(t *testing.T) *ptyPair {
+	t.Helper()
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	dir := t.TempDir()
+	p := &ptyPair{t: t, a: filepath.Join(dir, "A"), b: filepath.Join(dir, "B")}
+	p.start()
+	t.Cleanup(p.stop)
+	return p
+}
+
+func (p *ptyPair) start() {
+	p.t.Helper()
+	p.cmd = exec.Command("socat", "pty,raw,echo=0,link="+p.a, "pty,raw,echo=0,link="+p.b)
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("socat: %v", err)
+	}
+	waitFor(p.t, "socat links", func() bool {
+		_, errA := os.Stat(p.a)
+		_, errB := os.Stat(p.b)
+		return errA == nil && errB == nil
+	})
+}
+
+func (p *ptyPair) stop() {
+	if p.cmd == nil {
+		return
+	}
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	p.cmd.Wait()
+	p.cmd = nil
+	// socat removes its links on SIGTERM; make sure, so a restart cannot
+	// race with stale ones.
+	os.Remove(p.a)
+	os.Remove(p.b)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+type runningBinding struct {
+	*Binding
+	rx   chan []byte
+	done chan error
+}
+
+func startBinding(t *testing.T, ctx context.Context, dev string) *runningBinding {
+	t.Helper()
+	b := New(dev, 115200, slog.New(slog.DiscardHandler))
+	b.minRetry, b.maxRetry = 5*time.Millisecond, 50*time.Millisecond
+	rb := &runningBinding{Binding: b, rx: make(chan []byte, 64), done: make(chan error, 1)}
+	go func() { rb.done <- b.Run(ctx, func(p []byte) { rb.rx <- p }) }()
+	t.Cleanup(func() {
+		select {
+		case err := <-rb.done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Errorf("Run did not return after cancel")
+		}
+	})
+	return rb
+}
+
+func expectPackets(t *testing.T, rb *runningBinding, want [][]byte) {
+	t.Helper()
+	for i, w := range want {
+		select {
+		case got := <-rb.rx:
+			if !bytes.Equal(got, w) {
+				t.Fatalf("packet %d: got % x, want % x", i, got, w)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("packet %d (% x) not received", i, w)
+		}
+	}
+}
+
+func testPackets() [][]byte {
+	full := make([]byte, 68)
+	for i := range full {
+		full[i] = byte(0x70 + i%16) // includes 7D and 7E
+	}
+	return [][]byte{
+		{0x01, 0x08, 0x09, 0xc8, 0x00, 0x80, 0x02},
+		{0x01, 0x08, 0x09, 0xc0, 0x01, 0x11, 0x22, 0x7e, 0x7d},
+		full,
+	}
+}
+
+func TestBindingOverPty(t *testing.T) {
+	pair := newPtyPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	a := startBinding(t, ctx, pair.a)
+	b := startBinding(t, ctx, pair.b)
+	defer cancel()
+	up := func() bool { return a.port.Load() != nil && b.port.Load() != nil }
+	waitFor(t, "both ends open", up)
+
+	pkts := testPackets()
+	for _, p := range pkts {
+		if err := a.Send(p); err != nil {
+			t.Fatalf("a.Send: %v", err)
+		}
+	}
+	expectPackets(t, b, pkts)
+	for _, p := range pkts {
+		if err := b.Send(p); err != nil {
+			t.Fatalf("b.Send: %v", err)
+		}
+	}
+	expectPackets(t, a, pkts)
+
+	// Take the ptys away: both ends must notice, refuse sends, and come
+	// back when the ptys reappear.
+	pair.stop()
+	waitFor(t, "outage noticed", func() bool { return a.port.Load() == nil && b.port.Load() == nil })
+	if err := a.Send(pkts[0]); !errors.Is(err, ErrLinkDown) {
+		t.Fatalf("Send while down: %v, want ErrLinkDown", err)
+	}
+	pair.start()
+	waitFor(t, "reconnect", up)
+	if err := b.Send(pkts[1]); err != nil {
+		t.Fatalf("b.Send after reconnect: %v", err)
+	}
+	expectPackets(t, a, pkts[1:2])
+	if err := a.Send(pkts[2]); err != nil {
+		t.Fatalf("a.Send after reconnect: %v", err)
+	}
+	expectPackets(t, b, pkts[2:3])
+
+	for _, rb := range []*runningBinding{a, b} {
+		s := rb.Stats()
+		if s["outages"] != 1 || s["reconnects"] != 1 || s["tx_link_down"] == 0 && rb == a {
+			t.Errorf("%s stats: %v", rb.Name(), s)
+		}
+		if s["rx_bad_fcs"]+s["rx_bad_length"]+s["rx_bad_escape"] != 0 {
+			t.Errorf("%s receive errors: %v", rb.Name(), s)
+		}
+	}
+}
+
+func TestSendValidation(t *testing.T) {
+	b := New("/nonexistent/tty", 0, nil)
+	if err := b.Send(make([]byte, 3)); err == nil {
+		t.Error("3-byte packet accepted")
+	}
+	if err := b.Send(make([]byte, 69)); err == nil {
+		t.Error("69-byte packet accepted")
+	}
+	if err := b.Send(make([]byte, 8)); !errors.Is(err, ErrLinkDown) {
+		t.Errorf("Send before open: %v, want ErrLinkDown", err)
+	}
+	if b.Name() != "serial:/nonexistent/tty" || b.MTU() != 64 {
+		t.Errorf("Name/MTU = %q/%d", b.Name(), b.MTU())
+	}
+}
+
+func TestQueueOverflow(t *testing.T) {
+	pair := newPtyPair(t)
+	b := New(pair.a, 0, slog.New(slog.DiscardHandler))
+	f, err := b.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// No writer is running, so the queue fills and Send must fail fast.
+	b.port.Store(f)
+	var full int
+	start := time.Now()
+	for range sendQueueLen + 10 {
+		if err := b.Send(make([]byte, 68)); errors.Is(err, ErrQueueFull) {
+			full++
+		}
+	}
+	if full != 10 || b.Stats()["tx_queue_full"] != 10 {
+		t.Fatalf("queue full %d times, stats %d; want 10", full, b.Stats()["tx_queue_full"])
+	}
+	if time.Since(start) > time.Second {
+		t.Fatalf("Send blocked")
+	}
+}
+
+func TestRunUnavailableDevice(t *testing.T) {
+	b := New(filepath.Join(t.TempDir(), "missing"), 0, slog.New(slog.DiscardHandler))
+	b.minRetry, b.maxRetry = time.Millisecond, 4*time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	if err := b.Run(ctx, func([]byte) {}); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	s := b.Stats()
+	if s["outages"] != 1 || s["open_errors"] < 3 {
+		t.Fatalf("stats %v: want one outage and repeated open attempts", s)
+	}
+}
