@@ -15,12 +15,12 @@ import (
 
 // ptyPair runs socat joining two ptys linked at dir/A and dir/B.
 type ptyPair struct {
-	t    *testing.T
+	t    testing.TB
 	a, b string
 	cmd  *exec.Cmd
 }
 
-func newPtyPair(t *testing.T) *ptyPair {
+func newPtyPair(t testing.TB) *ptyPair {
 	t.Helper()
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Skip("socat not installed")
@@ -58,7 +58,7 @@ func (p *ptyPair) stop() {
 	os.Remove(p.b)
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {

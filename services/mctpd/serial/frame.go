@@ -138,10 +138,27 @@ func NewDeframer(mtu int) *Deframer {
 // returned slice is freshly allocated and belongs to the caller.
 func (d *Deframer) Write(p []byte) [][]byte {
 	var out [][]byte
-	for _, c := range p {
-		if pkt := d.push(c); pkt != nil {
+	for i := 0; i < len(p); {
+		if d.state == stData {
+			// Fast path: copy the run of unescaped packet bytes in one go.
+			j, end := i, min(len(p), i+d.want-len(d.buf))
+			for j < end && p[j] != flagByte && p[j] != escapeByte {
+				j++
+			}
+			if j > i {
+				d.buf = append(d.buf, p[i:j]...)
+				d.fcs = fcsUpdate(d.fcs, p[i:j]...)
+				if len(d.buf) == d.want {
+					d.state = stFCSHi
+				}
+				i = j
+				continue
+			}
+		}
+		if pkt := d.push(p[i]); pkt != nil {
 			out = append(out, pkt)
 		}
+		i++
 	}
 	return out
 }

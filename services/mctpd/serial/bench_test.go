@@ -1,0 +1,118 @@
+package serial
+
+import (
+	"io"
+	"os"
+	"testing"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+// message4K returns a 4 KiB message split into baseline packets (4-byte
+// header plus 64 bytes of payload), as the core fragments it. The payload
+// is a byte ramp, so 2 in 256 bytes need escaping, as random data would.
+func message4K() (msg []byte, pkts [][]byte) {
+	msg = make([]byte, 4096)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	for off := 0; off < len(msg); off += binding.BaselineMTU {
+		pkt := append([]byte{1, 8, 9, 0xc0}, msg[off:off+binding.BaselineMTU]...)
+		pkts = append(pkts, pkt)
+	}
+	return msg, pkts
+}
+
+// BenchmarkFraming measures Encode plus Deframer on 4 KiB messages; the
+// MB/s figure is payload throughput, wire-overhead-% the extra bytes on the
+// line relative to the raw message (MCTP headers included) and
+// framing-overhead-% what DSP0253 framing adds to the MCTP packets.
+func BenchmarkFraming(b *testing.B) {
+	msg, pkts := message4K()
+	b.SetBytes(int64(len(msg)))
+	var wire, pktBytes int
+	for _, p := range pkts {
+		pktBytes += len(p)
+	}
+	for b.Loop() {
+		d := NewDeframer(binding.BaselineMTU)
+		wire = 0
+		n := 0
+		for _, p := range pkts {
+			f := Encode(p)
+			wire += len(f)
+			n += len(d.Write(f))
+		}
+		if n != len(pkts) {
+			b.Fatalf("deframed %d of %d packets", n, len(pkts))
+		}
+	}
+	b.ReportMetric(100*float64(wire-len(msg))/float64(len(msg)), "wire-overhead-%")
+	b.ReportMetric(100*float64(wire-pktBytes)/float64(pktBytes), "framing-overhead-%")
+}
+
+// ptyEnds opens both ends of a socat pty pair the way the binding does.
+func ptyEnds(b *testing.B) (w, r *os.File) {
+	b.Helper()
+	p := newPtyPair(b)
+	wf, err := New(p.a, 0, nil).open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	rf, err := New(p.b, 0, nil).open()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { wf.Close(); rf.Close() })
+	return wf, rf
+}
+
+// BenchmarkPtyRaw is the baseline: 4 KiB messages through a pty pair with
+// no framing.
+func BenchmarkPtyRaw(b *testing.B) {
+	msg, _ := message4K()
+	w, r := ptyEnds(b)
+	buf := make([]byte, len(msg))
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		errc := make(chan error, 1)
+		go func() { _, err := w.Write(msg); errc <- err }()
+		if _, err := io.ReadFull(r, buf); err != nil {
+			b.Fatal(err)
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkPtyFramed sends the same messages fragmented and framed, and
+// deframes them on the other end; compare its MB/s with BenchmarkPtyRaw.
+func BenchmarkPtyFramed(b *testing.B) {
+	msg, pkts := message4K()
+	var frames []byte
+	for _, p := range pkts {
+		frames = append(frames, Encode(p)...)
+	}
+	w, r := ptyEnds(b)
+	buf := make([]byte, readBufferLength)
+	d := NewDeframer(binding.BaselineMTU)
+	b.SetBytes(int64(len(msg)))
+	for b.Loop() {
+		errc := make(chan error, 1)
+		go func() { _, err := w.Write(frames); errc <- err }()
+		for n := 0; n < len(pkts); {
+			k, err := r.Read(buf)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n += len(d.Write(buf[:k]))
+		}
+		if err := <-errc; err != nil {
+			b.Fatal(err)
+		}
+	}
+	if s := d.Stats(); s.Frames == 0 || s.BadFCS+s.BadLength+s.Garbage != 0 {
+		b.Fatalf("deframer stats %+v", s)
+	}
+}
