@@ -69,6 +69,15 @@ type Options struct {
 	Log        *slog.Logger
 }
 
+// TypeControlReplies is the registration byte under which demux
+// clients receive control messages that are not requests to this
+// endpoint: replies from remote endpoints and from the local responder.
+// The demux cannot register type 0 (libmctp closes such a client), and
+// 0x80 - the control type with the integrity-check bit, which control
+// messages never carry - is otherwise unused, so the frame a client
+// receives is [source EID][0x80][control header and data].
+const TypeControlReplies = 0x80
+
 // Router is mctpd's MCTP core: it implements ctl.Router for demux
 // clients and receives packets from the bindings.
 //
@@ -168,7 +177,7 @@ func (r *Router) clientTypes() []byte {
 	}
 	var ts []byte
 	for t, n := range d.Stats().Clients {
-		if n > 0 {
+		if n > 0 && t != TypeControlReplies {
 			ts = append(ts, t)
 		}
 	}
@@ -199,14 +208,20 @@ func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error
 // local handles a message from this endpoint to itself.
 func (r *Router) local(d *ctl.Demux, own byte, msg []byte) {
 	if IsRequest(msg) {
-		reply := r.resp.Respond(msg)
+		msg = r.resp.Respond(msg)
 		r.msgOut.Add(1)
-		if d.Deliver(own, reply[0], reply[1:]) == 0 {
-			r.drop(DropNoClient)
-		}
-		return
 	}
-	if d.Deliver(own, msg[0], msg[1:]) == 0 {
+	r.deliver(d, own, msg)
+}
+
+// deliver hands an inbound message to the demux clients of its type;
+// control messages go to TypeControlReplies clients.
+func (r *Router) deliver(d *ctl.Demux, src byte, msg []byte) {
+	typ := msg[0]
+	if typ == TypeControl {
+		typ = TypeControlReplies
+	}
+	if d == nil || d.Deliver(src, typ, msg[1:]) == 0 {
 		r.drop(DropNoClient)
 	}
 }
@@ -293,10 +308,7 @@ func (r *Router) Receive(b binding.Binding, pkt []byte) {
 		}
 		return
 	}
-	d := r.attached()
-	if d == nil || d.Deliver(h.Src, msg[0], msg[1:]) == 0 {
-		r.drop(DropNoClient)
-	}
+	r.deliver(r.attached(), h.Src, msg)
 }
 
 // Stats are the router's counters for stats-get.

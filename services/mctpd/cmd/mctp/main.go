@@ -184,14 +184,14 @@ func ctrl(name string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := ctl.DialDemux(name, mctp.TypeControl)
+	c, err := ctl.DialDemux(name, mctp.TypeControlReplies)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(*timeout))
 	inst := byte(os.Getpid()) & 0x1f
-	if err := c.Send(e, append([]byte{0x80 | inst, cc.code}, cc.args...)); err != nil {
+	if err := c.SendType(e, mctp.TypeControl, append([]byte{0x80 | inst, cc.code}, cc.args...)); err != nil {
 		return fmt.Errorf("ctrl: send: %w", err)
 	}
 	for {
