@@ -66,7 +66,9 @@ func TestSendRecv(t *testing.T) {
 	name, dm := serve(t)
 	var out bytes.Buffer
 	done := make(chan error, 1)
-	go func() { done <- run([]string{"-demux", name, "recv", "-type", "1", "-n", "2", "-timeout", "5s"}, &out, io.Discard) }()
+	go func() {
+		done <- run([]string{"-demux", name, "recv", "-type", "1", "-n", "2", "-timeout", "5s"}, &out, io.Discard)
+	}()
 	for i := 0; dm.Stats().Clients[1] == 0; i++ {
 		if i > 500 {
 			t.Fatal("recv did not register")
@@ -79,7 +81,7 @@ func TestSendRecv(t *testing.T) {
 		}
 	}
 	if err := <-done; err != nil {
-		t.Fatal(err)
+		t.Fatalf("%v; got %q", err, out.String())
 	}
 	if out.String() != "8 1 1122\n8 1 7e7d\n" {
 		t.Errorf("recv printed %q", out.String())
