@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -381,5 +382,42 @@ func TestRouterReceive(t *testing.T) {
 	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
 	if got := w.take(); len(got) != 0 {
 		t.Fatalf("old EID answered: % x", got)
+	}
+}
+
+func TestRouterSend(t *testing.T) {
+	a, b := &wire{name: "a", mtu: 64}, &wire{name: "b", mtu: 8}
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{a, b}, Routes: []Route{{9, 9, "a"}, {10, 20, "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Client requests leave with TO=1 and tag 0, fragmented at the MTU.
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{0x11, 0x22, 0x7e, 0x7d}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 08 c8 01 11 22 7e 7d")) {
+		t.Errorf("to 9: % x", got)
+	}
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 15, Type: 1, Body: make([]byte, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.take()
+	if len(got) != 2 || !bytes.Equal(got[0][:4], unhex(t, "01 0f 08 88")) || !bytes.Equal(got[1], unhex(t, "01 0f 08 58 00 00")) {
+		t.Errorf("to 15: % x", got)
+	}
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1}); !errors.Is(err, ctl.ErrNoRoute) {
+		t.Errorf("to 30: %v", err)
+	}
+	st := r.Stats()
+	if st.PacketsOut != 3 || st.MessagesOut != 2 || st.Drops[DropNoRoute] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if _, err := New(Options{EID: 8, Bindings: []binding.Binding{a}, Routes: []Route{{9, 9, "zz"}}}); err == nil {
+		t.Error("route to a missing binding accepted")
+	}
+	for _, eid := range []byte{0, 1, 7, 0xff} {
+		if _, err := New(Options{EID: eid, Bindings: []binding.Binding{a}}); err == nil {
+			t.Errorf("EID %d accepted", eid)
+		}
 	}
 }

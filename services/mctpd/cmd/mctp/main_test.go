@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ func serve(t *testing.T) (string, *ctl.Demux) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "mctpd"}))
+	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)}))
 	name := "mctp-cli-test-" + rand.Text()[:10]
 	dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
 	if err != nil {

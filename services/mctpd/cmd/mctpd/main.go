@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -220,6 +221,7 @@ func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
 						types = append(types, int(t))
 					}
 				}
+				slices.Sort(types)
 				return ctl.OK("", map[string]any{
 					"eid":      r.EID(),
 					"uuid":     mctp.FormatUUID(r.UUID()),
