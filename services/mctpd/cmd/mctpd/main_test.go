@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -258,16 +259,26 @@ func TestSlowClient(t *testing.T) {
 	const n = 3000
 	body := bytes.Repeat([]byte{0xaa}, 1000)
 	got := make(chan int, 1)
+	var received atomic.Int64
 	go func() {
 		i := 0
 		for ; i < n; i++ {
 			if _, _, _, err := fast.Recv(); err != nil {
 				break
 			}
+			received.Add(1)
 		}
 		got <- i
 	}()
 	for i := 0; i < n; i++ {
+		// Keep within what a reading client's queue holds, so only the
+		// client that does not read overflows.
+		for wait := 0; int64(i)-received.Load() > 200; wait++ {
+			if wait > 5000 {
+				t.Fatalf("fast client stalled at %d of %d", received.Load(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
 		if err := sender.SendType(8, 5, body); err != nil {
 			t.Fatal(err)
 		}
