@@ -1,0 +1,277 @@
+// Command mctp is the MCTP client of mctpd's demux: it sends and
+// receives messages as a libmctp demux client would, and queries an
+// endpoint's control responder.
+//
+//	mctp [-demux NAME] send -eid E -type T HEX
+//	mctp [-demux NAME] recv -type T [-n K] [-timeout D]
+//	mctp [-demux NAME] ctrl get-eid|get-version|get-types|get-uuid -eid E [-timeout D]
+package main
+
+import (
+	"bytes"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
+)
+
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+
+func main() {
+	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "mctp:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: mctp [-demux NAME] COMMAND
+  send -eid E -type T HEX        send one message
+  recv -type T [-n K]            print received messages: SRC TYPE HEX
+  ctrl get-eid|get-version|get-types|get-uuid -eid E
+                                 query an endpoint's control responder`
+
+func run(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mctp", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	name := fs.String("demux", ctl.DefaultDemuxNames[0], "demux abstract socket name")
+	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &exitError{2, err}
+	}
+	if fs.NArg() == 0 {
+		return usageErr("no command\n%s", usage)
+	}
+	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
+	case "send":
+		return send(*name, rest, stderr)
+	case "recv":
+		return recv(*name, rest, stdout, stderr)
+	case "ctrl":
+		return ctrl(*name, rest, stdout, stderr)
+	default:
+		return usageErr("unknown command %q\n%s", cmd, usage)
+	}
+}
+
+// byteFlag is a 0..255 flag value.
+func byteFlag(fs *flag.FlagSet, name, help string) *uint {
+	return fs.Uint(name, 256, help)
+}
+
+func checkByte(name string, v uint) (byte, error) {
+	if v > 255 {
+		return 0, usageErr("-%s: want 0..255", name)
+	}
+	return byte(v), nil
+}
+
+func send(name string, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mctp send", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	eid := byteFlag(fs, "eid", "destination EID")
+	typ := byteFlag(fs, "type", "message type")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	e, err := checkByte("eid", *eid)
+	if err != nil {
+		return err
+	}
+	t, err := checkByte("type", *typ)
+	if err != nil {
+		return err
+	}
+	if fs.NArg() > 1 {
+		return usageErr("send: one HEX body, got %d arguments", fs.NArg())
+	}
+	body, err := hex.DecodeString(strings.ReplaceAll(fs.Arg(0), " ", ""))
+	if err != nil {
+		return usageErr("send: body: %w", err)
+	}
+	c, err := ctl.DialDemux(name, t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.Send(e, body); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
+	// This connection is registered for the message's type, so a message
+	// to the local EID comes back to it as well. Closing with that copy
+	// unread resets the connection, and the demux may then lose the
+	// message before reading it: wait (briefly) for the copy first.
+	c.SetDeadline(time.Now().Add(time.Second))
+	for {
+		src, typ, got, err := c.Recv()
+		if err != nil || src == e && typ == t && bytes.Equal(got, body) {
+			return nil
+		}
+	}
+}
+
+func recv(name string, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("mctp recv", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	typ := byteFlag(fs, "type", "message type to register for")
+	n := fs.Int("n", 0, "stop after this many messages (0: run until the demux closes)")
+	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
+	if err := fs.Parse(args); err != nil {
+		return &exitError{2, err}
+	}
+	t, err := checkByte("type", *typ)
+	if err != nil {
+		return err
+	}
+	c, err := ctl.DialDemux(name, t)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if *timeout > 0 {
+		c.SetDeadline(time.Now().Add(*timeout))
+	}
+	for i := 0; *n == 0 || i < *n; i++ {
+		src, typ, body, err := c.Recv()
+		if err != nil {
+			return fmt.Errorf("recv: %w", err)
+		}
+		fmt.Fprintf(stdout, "%d %d %x\n", src, typ, body)
+	}
+	return nil
+}
+
+// ctrlCmds maps the CLI's names to control command codes and their
+// request arguments.
+var ctrlCmds = map[string]struct {
+	code byte
+	args []byte
+}{
+	"get-eid":     {mctp.CmdGetEID, nil},
+	"get-version": {mctp.CmdGetVersion, []byte{0xff}},
+	"get-types":   {mctp.CmdGetMessageType, nil},
+	"get-uuid":    {mctp.CmdGetUUID, nil},
+}
+
+func ctrl(name string, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usageErr("ctrl: want get-eid, get-version, get-types or get-uuid")
+	}
+	cc, ok := ctrlCmds[args[0]]
+	if !ok {
+		return usageErr("ctrl: unknown request %q", args[0])
+	}
+	fs := flag.NewFlagSet("mctp ctrl "+args[0], flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	eid := byteFlag(fs, "eid", "endpoint to ask")
+	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the reply")
+	if err := fs.Parse(args[1:]); err != nil {
+		return &exitError{2, err}
+	}
+	e, err := checkByte("eid", *eid)
+	if err != nil {
+		return err
+	}
+	c, err := ctl.DialDemux(name, mctp.TypeControlReplies)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(*timeout))
+	inst := byte(os.Getpid()) & 0x1f
+	if err := c.SendType(e, mctp.TypeControl, append([]byte{0x80 | inst, cc.code}, cc.args...)); err != nil {
+		return fmt.Errorf("ctrl: send: %w", err)
+	}
+	for {
+		src, _, body, err := c.Recv()
+		if err != nil {
+			return fmt.Errorf("ctrl: no reply from EID %d: %w", e, err)
+		}
+		// Other type 0 clients' traffic arrives too: take only our reply.
+		if src != e || len(body) < 3 || body[0] != inst || body[1] != cc.code {
+			continue
+		}
+		return decodeReply(stdout, cc.code, body[2], body[3:])
+	}
+}
+
+// decodeReply prints a control reply's fields; cc is the completion
+// code and data what follows it.
+func decodeReply(w io.Writer, cmd, cc byte, data []byte) error {
+	if cc != mctp.CCSuccess {
+		return fmt.Errorf("completion code %#02x", cc)
+	}
+	short := fmt.Errorf("reply too short: % x", data)
+	switch cmd {
+	case mctp.CmdGetEID:
+		if len(data) < 3 {
+			return short
+		}
+		fmt.Fprintf(w, "eid %d type %#02x medium %#02x\n", data[0], data[1], data[2])
+	case mctp.CmdGetVersion:
+		if len(data) < 1 || len(data) < 1+4*int(data[0]) {
+			return short
+		}
+		for i := 0; i < int(data[0]); i++ {
+			v := data[1+4*i : 5+4*i]
+			fmt.Fprintf(w, "%s\n", formatVersion(v))
+		}
+	case mctp.CmdGetMessageType:
+		if len(data) < 1 || len(data) < 1+int(data[0]) {
+			return short
+		}
+		var ts []string
+		for _, t := range data[1 : 1+int(data[0])] {
+			ts = append(ts, fmt.Sprint(t))
+		}
+		fmt.Fprintf(w, "types %s\n", strings.Join(ts, " "))
+	case mctp.CmdGetUUID:
+		if len(data) < 16 {
+			return short
+		}
+		fmt.Fprintf(w, "uuid %s\n", mctp.FormatUUID([16]byte(data[:16])))
+	}
+	return nil
+}
+
+// formatVersion renders a DSP0236 BCD version (major, minor, update,
+// alpha; 0xF nibbles mark absent digits) as "1.3.3".
+func formatVersion(v []byte) string {
+	digit := func(b byte) string {
+		if b == 0xff {
+			return ""
+		}
+		if b>>4 == 0xf {
+			return fmt.Sprint(b & 0xf)
+		}
+		return fmt.Sprintf("%d%d", b>>4, b&0xf)
+	}
+	s := digit(v[0]) + "." + digit(v[1])
+	if u := digit(v[2]); u != "" {
+		s += "." + u
+	}
+	return s
+}

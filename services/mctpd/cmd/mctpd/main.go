@@ -1,0 +1,262 @@
+// Command mctpd is tickbox's MCTP daemon: the MCTP core with its
+// control responder and router, a libmctp-compatible demux for handler
+// programs (PLDM, NVMe-MI tools) and a Kea control channel.
+//
+//	mctpd [-e EID] [-v] [-demux NAME]… [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS]
+//
+// Client messages to remote endpoints leave with TO=1 and tag 0, as
+// libmctp's mctp-demux-daemon sends them, so existing clients produce
+// identical wire bytes.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
+)
+
+// exitError carries the process exit status: 2 for usage errors, 1 for
+// failures while running.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, a ...any) error {
+	return &exitError{2, fmt.Errorf(format, a...)}
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stderr, nil)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mctpd:", err)
+		var ee *exitError
+		if errors.As(err, &ee) {
+			os.Exit(ee.code)
+		}
+		os.Exit(1)
+	}
+}
+
+// listFlag collects a repeatable string flag; giving it replaces the
+// default list.
+type listFlag struct {
+	vals []string
+	set  bool
+}
+
+func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
+func (l *listFlag) Set(v string) error {
+	if !l.set {
+		l.vals, l.set = nil, true
+	}
+	l.vals = append(l.vals, v)
+	return nil
+}
+
+type config struct {
+	EID     int      `json:"eid"`
+	Demux   []string `json:"demux"`
+	Kea     string   `json:"kea"`
+	State   string   `json:"state"`
+	Routes  []string `json:"routes"`
+	Binding []string `json:"binding"`
+}
+
+// running is what the daemon exposes to tests once it serves.
+type running struct {
+	router *mctp.Router
+	demux  *ctl.Demux
+	kea    *ctl.KeaServer
+}
+
+// openBinding selects the binding named on the command line and parses
+// its parameters. It is the one place new bindings are wired in.
+func openBinding(name string, params []string, log *slog.Logger) (binding.Binding, error) {
+	switch name {
+	case "null":
+		if len(params) > 0 {
+			return nil, usageErr("binding null takes no parameters (got %q)", params)
+		}
+		return &mctp.Null{}, nil
+	case "":
+		return nil, usageErr("no binding given (null)")
+	default:
+		return nil, usageErr("unknown binding %q (null)", name)
+	}
+}
+
+// run parses args and serves until ctx ends. ready, when not nil, is
+// called once everything is listening.
+func run(ctx context.Context, args []string, stderr io.Writer, ready func(running)) error {
+	fs := flag.NewFlagSet("mctpd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var cfg config
+	fs.IntVar(&cfg.EID, "e", 8, "local endpoint ID (8..254)")
+	verbose := fs.Bool("v", false, "debug logging")
+	demux := &listFlag{vals: append([]string(nil), ctl.DefaultDemuxNames...)}
+	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
+	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
+	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
+	routes := &listFlag{}
+	fs.Var(routes, "route", "static route EID[-EID]=BINDING, repeatable")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: mctpd [flags] BINDING [PARAMS]\nbindings: null")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return &exitError{2, err}
+	}
+	if cfg.EID < 0 || cfg.EID > 255 || !mctp.ValidEID(byte(cfg.EID)) {
+		return usageErr("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
+	}
+	cfg.Demux, cfg.Routes, cfg.Binding = demux.vals, routes.vals, fs.Args()
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	var rts []mctp.Route
+	for _, s := range cfg.Routes {
+		r, err := mctp.ParseRoute(s)
+		if err != nil {
+			return usageErr("-route: %w", err)
+		}
+		rts = append(rts, r)
+	}
+	var bname string
+	var bparams []string
+	if len(cfg.Binding) > 0 {
+		bname, bparams = cfg.Binding[0], cfg.Binding[1:]
+	}
+	b, err := openBinding(bname, bparams, log)
+	if err != nil {
+		return err
+	}
+	uuid, err := mctp.LoadUUID(cfg.State)
+	if err != nil {
+		return &exitError{1, err}
+	}
+	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: []binding.Binding{b}, Routes: rts, UUID: uuid, Log: log})
+	if err != nil {
+		return usageErr("%w", err)
+	}
+
+	var rn running
+	rn.router = router
+	d := ctl.NewDaemon(ctl.DaemonOptions{
+		Name:   "mctpd",
+		Logger: log,
+		Config: func() any { return cfg },
+		Status: func() map[string]any {
+			return map[string]any{"eid": router.EID(), "mctp": router.Stats()}
+		},
+	})
+	srv := ctl.NewServer(d)
+	dm, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{Router: router})
+	if err != nil {
+		srv.Close(context.Background())
+		return &exitError{1, err}
+	}
+	rn.demux = dm
+	d.MustRegister(commands(router, dm)...)
+	if cfg.Kea != "" {
+		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
+		if err != nil {
+			srv.Close(context.Background())
+			return &exitError{1, err}
+		}
+		rn.kea = k
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	routerDone := make(chan error, 1)
+	go func() { routerDone <- router.Run(ctx, dm) }()
+	log.Info("mctpd serving", "eid", cfg.EID, "binding", b.Name(), "demux", cfg.Demux, "uuid", mctp.FormatUUID(uuid))
+	if ready != nil {
+		ready(rn)
+	}
+	if err := srv.Run(ctx); err != nil {
+		log.Error("shutdown", "err", err)
+	}
+	cancel()
+	if err := <-routerDone; err != nil {
+		log.Error("bindings stopped", "err", err)
+	}
+	log.Info("mctpd stopped")
+	return nil
+}
+
+// commands are mctpd's Kea commands.
+func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
+	return []*ctl.Command{
+		{
+			Name:    "endpoints-get",
+			Comment: "local endpoint: EID, UUID, bindings and client message types",
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				types := []int{}
+				for t, n := range dm.Stats().Clients {
+					if n > 0 {
+						types = append(types, int(t))
+					}
+				}
+				slices.Sort(types)
+				return ctl.OK("", map[string]any{
+					"eid":      r.EID(),
+					"uuid":     mctp.FormatUUID(r.UUID()),
+					"bindings": r.Bindings(),
+					"types":    types,
+				})
+			},
+		},
+		{
+			Name:    "routes-get",
+			Comment: "routes by destination EID range",
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				out := []map[string]any{}
+				for _, rt := range r.Routes() {
+					out = append(out, map[string]any{"first": rt.First, "last": rt.Last, "binding": rt.Binding})
+				}
+				return ctl.OK("", map[string]any{"local": r.EID(), "routes": out})
+			},
+		},
+		{
+			Name:    "stats-get",
+			Comment: "packets and messages in and out, drops by reason, clients by type",
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"mctp": r.Stats(), "demux": dm.Stats()})
+			},
+		},
+		{
+			Name:    "eid-set",
+			Comment: "set the local EID",
+			Params:  []ctl.Param{{Name: "eid", Type: ctl.Int, Required: true, Ranged: true, Min: 8, Max: 254, Help: "new local EID"}},
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
+				e := byte(c.Args.Int("eid"))
+				r.SetEID(e)
+				return ctl.OK(fmt.Sprintf("local EID %d", e), map[string]any{"eid": e})
+			},
+		},
+	}
+}

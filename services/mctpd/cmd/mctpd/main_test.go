@@ -1,0 +1,334 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+)
+
+// syncBuf is a goroutine-safe log sink.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type daemon struct {
+	running
+	name string
+	kea  string
+	log  *syncBuf
+}
+
+// start runs mctpd with the null binding on a random demux name.
+func start(t *testing.T, extra ...string) *daemon {
+	t.Helper()
+	name := "mctpd-test-" + rand.Text()[:10]
+	dir, err := os.MkdirTemp("", "mctpd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	d := &daemon{name: name, kea: filepath.Join(dir, "k.sock"), log: &syncBuf{}}
+	args := append([]string{"-demux", name, "-kea", d.kea, "-state", filepath.Join(dir, "state")}, extra...)
+	args = append(args, "null")
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan running, 1)
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, args, d.log, func(r running) { ready <- r }) }()
+	select {
+	case d.running = <-ready:
+	case err := <-done:
+		cancel()
+		t.Fatalf("mctpd: %v\n%s", err, d.log)
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("mctpd: %v", err)
+		}
+	})
+	return d
+}
+
+func dial(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
+	t.Helper()
+	c, err := ctl.DialDemux(d.name, typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	return c
+}
+
+// registered waits until the demux has n clients of typ: registration
+// has no reply, so a test must not send before it took effect.
+func registered(t *testing.T, d *daemon, typ byte, n int) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if d.demux.Stats().Clients[typ] == n {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("clients of type %d: %d, want %d", typ, d.demux.Stats().Clients[typ], n)
+}
+
+func recvMsg(t *testing.T, c *ctl.DemuxConn) (byte, byte, []byte) {
+	t.Helper()
+	a, ty, b, err := c.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, ty, b
+}
+
+func TestArgs(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"-e", "0", "null"}, 2, "not a valid local EID"},
+		{[]string{"-e", "7", "null"}, 2, "not a valid local EID"},
+		{[]string{"-e", "255", "null"}, 2, "not a valid local EID"},
+		{[]string{"-e", "300", "null"}, 2, "not a valid local EID"},
+		{[]string{"bogus"}, 2, `unknown binding "bogus"`},
+		{[]string{}, 2, "no binding"},
+		{[]string{"null", "x"}, 2, "takes no parameters"},
+		{[]string{"-route", "9=serial", "null"}, 2, `no binding "serial"`},
+		{[]string{"-route", "x=null", "null"}, 2, "route"},
+	} {
+		err := run(context.Background(), tc.args, io.Discard, nil)
+		var ee *exitError
+		if !errors.As(err, &ee) || ee.code != tc.code || !strings.Contains(err.Error(), tc.msg) {
+			t.Errorf("%q: %v, want exit %d with %q", tc.args, err, tc.code, tc.msg)
+		}
+	}
+}
+
+func TestLoopback(t *testing.T) {
+	d := start(t)
+	a, b, other := dial(t, d, 1), dial(t, d, 1), dial(t, d, 0x81)
+	registered(t, d, 1, 2)
+	registered(t, d, 0x81, 1)
+	if err := a.Send(8, []byte{0x11, 0x22}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*ctl.DemuxConn{a, b} {
+		src, typ, body := recvMsg(t, c)
+		if src != 8 || typ != 1 || !bytes.Equal(body, []byte{0x11, 0x22}) {
+			t.Errorf("got %d %d % x", src, typ, body)
+		}
+	}
+	// 0x81 is not type 1: that client sees nothing.
+	other.SetDeadline(time.Now().Add(50 * time.Millisecond))
+	if _, _, _, err := other.Recv(); err == nil {
+		t.Error("type 0x81 client got a type 1 message")
+	}
+	// A remote destination over the null binding is refused and counted.
+	if err := a.Send(9, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d.router.Stats().Drops["send-error"] == 1 })
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	for i := 0; i < 500; i++ {
+		if cond() {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatal("condition not reached")
+}
+
+func TestControl(t *testing.T) {
+	d := start(t, "-e", "9")
+	c := dial(t, d, 0x80)
+	dial(t, d, 1)
+	dial(t, d, 0x7e)
+	registered(t, d, 0x7e, 1)
+	registered(t, d, 1, 1)
+	for _, tc := range []struct{ req, resp string }{
+		{"8002", "0002000901 00"},
+		{"8305", "0305000300017e"},
+		{"8404ff", "040400 04 f1f0ff00 f1f1ff00 f1f2ff00 f1f3f300"},
+		{"8599", "059905"},
+		{"86010010", "0601000010 00"},
+		{"8702", "070200100100"},
+	} {
+		req, _ := hex.DecodeString(tc.req)
+		eid := d.router.EID()
+		if err := c.SendType(eid, 0, req); err != nil {
+			t.Fatal(err)
+		}
+		src, typ, body := recvMsg(t, c)
+		want, _ := hex.DecodeString(strings.ReplaceAll(tc.resp, " ", ""))
+		if typ != 0x80 || src != eid || !bytes.Equal(body, want) {
+			t.Errorf("%s: from %d type %d % x, want % x", tc.req, src, typ, body, want)
+		}
+	}
+	if d.router.EID() != 0x10 {
+		t.Errorf("EID %d after Set EID", d.router.EID())
+	}
+}
+
+func kea(t *testing.T, d *daemon, cmd string, args map[string]any) map[string]any {
+	t.Helper()
+	req, _ := json.Marshal(map[string]any{"command": cmd, "arguments": args})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	resp, err := ctl.KeaCall(ctx, d.kea, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(resp, &m); err != nil {
+		t.Fatalf("%s: %v", resp, err)
+	}
+	return m
+}
+
+func TestKea(t *testing.T) {
+	d := start(t)
+	dial(t, d, 2)
+	registered(t, d, 2, 1)
+	m := kea(t, d, "endpoints-get", nil)
+	a := m["arguments"].(map[string]any)
+	if a["eid"] != 8.0 || len(a["uuid"].(string)) != 36 || a["types"].([]any)[0] != 2.0 {
+		t.Errorf("endpoints-get: %v", m)
+	}
+	m = kea(t, d, "routes-get", nil)
+	if r := m["arguments"].(map[string]any)["routes"].([]any); len(r) != 1 || r[0].(map[string]any)["binding"] != "null" {
+		t.Errorf("routes-get: %v", m)
+	}
+	m = kea(t, d, "eid-set", map[string]any{"eid": 20})
+	if m["result"] != 0.0 || d.router.EID() != 20 {
+		t.Errorf("eid-set: %v", m)
+	}
+	m = kea(t, d, "eid-set", map[string]any{"eid": 5})
+	if m["result"] == 0.0 || d.router.EID() != 20 {
+		t.Errorf("eid-set 5: %v", m)
+	}
+	m = kea(t, d, "stats-get", nil)
+	st := m["arguments"].(map[string]any)
+	if _, ok := st["mctp"].(map[string]any)["drops"]; !ok {
+		t.Errorf("stats-get: %v", m)
+	}
+	if st["demux"].(map[string]any)["clients"].(map[string]any)["2"] != 1.0 {
+		t.Errorf("stats-get clients: %v", st["demux"])
+	}
+}
+
+// A client that stops reading is disconnected; another client of the
+// same type still receives every message.
+func TestSlowClient(t *testing.T) {
+	d := start(t)
+	slow, fast := dial(t, d, 5), dial(t, d, 5)
+	sender := dial(t, d, 6)
+	registered(t, d, 5, 2)
+	const n = 3000
+	body := bytes.Repeat([]byte{0xaa}, 1000)
+	got := make(chan int, 1)
+	var received atomic.Int64
+	go func() {
+		i := 0
+		for ; i < n; i++ {
+			if _, _, _, err := fast.Recv(); err != nil {
+				break
+			}
+			received.Add(1)
+		}
+		got <- i
+	}()
+	for i := 0; i < n; i++ {
+		// Keep within what a reading client's queue holds, so only the
+		// client that does not read overflows.
+		for wait := 0; int64(i)-received.Load() > 200; wait++ {
+			if wait > 5000 {
+				t.Fatalf("fast client stalled at %d of %d", received.Load(), i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		if err := sender.SendType(8, 5, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g := <-got; g != n {
+		t.Fatalf("fast client got %d of %d", g, n)
+	}
+	if d.demux.Stats().Overflows != 1 {
+		t.Errorf("overflows %d", d.demux.Stats().Overflows)
+	}
+	_ = slow
+}
+
+// Floods of registrations and malformed datagrams leave the daemon
+// serving.
+func TestAbuse(t *testing.T) {
+	d := start(t)
+	for i := 0; i < 200; i++ {
+		c, err := ctl.DialDemux(d.name, byte(i%255+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.Close()
+	}
+	addr := &net.UnixAddr{Name: "@" + d.name, Net: "unixpacket"}
+	for _, dgrams := range [][][]byte{
+		{{}},                       // zero-length registration
+		{{0}},                      // type 0 then close
+		{{1}, {}},                  // disconnect by empty datagram
+		{{1}, {8}},                 // short message
+		{{1}, make([]byte, 70000)}, // over the maximum
+		{{1, 2, 3}, {8, 1, 0xff}},  // registration with junk, then a message
+	} {
+		c, err := net.DialUnix("unixpacket", nil, addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, g := range dgrams {
+			if _, err := c.Write(g); err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+				t.Logf("write: %v", err)
+			}
+		}
+		c.Close()
+	}
+	c := dial(t, d, 0x80)
+	registered(t, d, 0x80, 1)
+	if err := c.SendType(8, 0, []byte{0x80, 0x02}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, body := recvMsg(t, c); !bytes.Equal(body, []byte{0x00, 0x02, 0x00, 0x08, 0x01, 0x00}) {
+		t.Fatalf("get-eid after abuse: % x", body)
+	}
+}

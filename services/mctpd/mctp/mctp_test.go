@@ -1,0 +1,423 @@
+package mctp
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+func unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestHeader(t *testing.T) {
+	for _, tc := range []struct {
+		hex string
+		h   Header
+	}{
+		{"01 08 09 c8", Header{Dest: 8, Src: 9, SOM: true, EOM: true, TO: true}},
+		{"01 09 08 c0", Header{Dest: 9, Src: 8, SOM: true, EOM: true}},
+		{"01 ff 0a 9d", Header{Dest: 0xff, Src: 10, SOM: true, Seq: 1, TO: true, Tag: 5}},
+		{"01 00 0a 37", Header{Dest: 0, Src: 10, Seq: 3, Tag: 7}},
+		{"01 08 09 60", Header{Dest: 8, Src: 9, EOM: true, Seq: 2}},
+	} {
+		b := unhex(t, tc.hex)
+		if got := tc.h.Append(nil); !bytes.Equal(got, b) {
+			t.Errorf("%+v encodes to % x, want % x", tc.h, got, b)
+		}
+		h, err := ParseHeader(b)
+		if err != nil || h != tc.h {
+			t.Errorf("% x decodes to %+v, %v; want %+v", b, h, err, tc.h)
+		}
+	}
+	// The high nibble of the version byte is reserved and ignored.
+	if h, err := ParseHeader(unhex(t, "f1 08 09 c8")); err != nil || h.Dest != 8 {
+		t.Errorf("reserved nibble: %+v %v", h, err)
+	}
+	if _, err := ParseHeader([]byte{1, 8, 9}); !errors.Is(err, ErrShortPacket) {
+		t.Errorf("short: %v", err)
+	}
+	if _, err := ParseHeader(unhex(t, "02 08 09 c8")); !errors.Is(err, ErrVersion) {
+		t.Errorf("version 2: %v", err)
+	}
+}
+
+func TestFragment(t *testing.T) {
+	msg := make([]byte, 150)
+	for i := range msg {
+		msg[i] = byte(i)
+	}
+	pkts := Fragment(8, 9, true, 0, msg, 64)
+	if len(pkts) != 3 {
+		t.Fatalf("%d packets, want 3", len(pkts))
+	}
+	wantFlags := []byte{0x88, 0x18, 0x68}
+	wantLen := []int{68, 68, 26}
+	for i, p := range pkts {
+		if p[3] != wantFlags[i] || len(p) != wantLen[i] || p[0] != 1 || p[1] != 8 || p[2] != 9 {
+			t.Errorf("packet %d: % x (len %d)", i, p[:4], len(p))
+		}
+	}
+	// Sequence numbers wrap mod 4.
+	pkts = Fragment(8, 9, false, 3, make([]byte, 6), 1)
+	for i, p := range pkts {
+		h, _ := ParseHeader(p)
+		if h.Seq != uint8(i%4) || h.Tag != 3 || h.TO {
+			t.Errorf("packet %d: %+v", i, h)
+		}
+	}
+	if Fragment(8, 9, true, 0, nil, 64) != nil {
+		t.Error("empty message gave packets")
+	}
+	// The worked serial frame's packet: Get EID request 9→8.
+	got := Fragment(8, 9, true, 0, []byte{0x00, 0x80, 0x02}, 64)
+	if len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 08 09 c8 00 80 02")) {
+		t.Errorf("get-eid packet % x", got)
+	}
+}
+
+type pkt struct {
+	h       Header
+	payload int
+}
+
+func som(seq uint8, n int) pkt { return pkt{Header{Src: 9, Dest: 8, SOM: true, Seq: seq}, n} }
+func mid(seq uint8, n int) pkt { return pkt{Header{Src: 9, Dest: 8, Seq: seq}, n} }
+func eom(seq uint8, n int) pkt { return pkt{Header{Src: 9, Dest: 8, EOM: true, Seq: seq}, n} }
+func only(seq uint8, n int) pkt {
+	return pkt{Header{Src: 9, Dest: 8, SOM: true, EOM: true, Seq: seq}, n}
+}
+
+func TestReassembly(t *testing.T) {
+	big := MaxMessage / 64
+	var tooBig []pkt
+	tooBig = append(tooBig, som(0, 64))
+	for i := 1; i < big; i++ {
+		tooBig = append(tooBig, mid(uint8(i%4), 64))
+	}
+	exact := append(append([]pkt(nil), tooBig...), eom(uint8(big%4), 0))
+	exact = append(exact[:len(exact)-2], eom(uint8((big-1)%4), 64))
+	tooBig = append(tooBig, eom(uint8(big%4), 1))
+	for _, tc := range []struct {
+		name  string
+		pkts  []pkt
+		sizes []int // completed message sizes
+		drops map[string]int
+	}{
+		{"single", []pkt{only(0, 10)}, []int{10}, nil},
+		{"three", []pkt{som(0, 64), mid(1, 64), eom(2, 5)}, []int{133}, nil},
+		{"seq wraps", []pkt{som(2, 8), mid(3, 8), mid(0, 8), eom(1, 8)}, []int{32}, nil},
+		{"eom equal to som", []pkt{som(0, 8), eom(1, 8)}, []int{16}, nil},
+		{"bad seq", []pkt{som(0, 8), mid(2, 8), eom(3, 8)}, nil, map[string]int{DropSeq: 1, DropNoContext: 1}},
+		{"middle smaller", []pkt{som(0, 8), mid(1, 7), eom(2, 1)}, nil, map[string]int{DropMiddleSize: 1, DropNoContext: 1}},
+		{"middle larger", []pkt{som(0, 8), mid(1, 9)}, nil, map[string]int{DropMiddleSize: 1}},
+		{"eom larger", []pkt{som(0, 8), eom(1, 9)}, nil, map[string]int{DropEOMSize: 1}},
+		{"no som", []pkt{mid(1, 8), eom(2, 8)}, nil, map[string]int{DropNoContext: 2}},
+		{"new som restarts", []pkt{som(0, 8), mid(1, 8), som(0, 4), eom(1, 2)}, []int{6}, map[string]int{DropRestarted: 1}},
+		{"empty", []pkt{only(0, 0)}, nil, map[string]int{DropEmpty: 1}},
+		{"64 KiB", exact, []int{MaxMessage}, nil},
+		{"over 64 KiB", tooBig, nil, map[string]int{DropTooBig: 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			drops := map[string]int{}
+			r := NewReassembler(ReassemblerOptions{Drop: func(s string) { drops[s]++ }})
+			var sizes []int
+			for i, p := range tc.pkts {
+				pl := bytes.Repeat([]byte{byte(i)}, p.payload)
+				if m := r.Add(p.h, pl); m != nil {
+					sizes = append(sizes, len(m))
+				}
+			}
+			if len(sizes) != len(tc.sizes) {
+				t.Fatalf("messages %v, want %v", sizes, tc.sizes)
+			}
+			for i := range sizes {
+				if sizes[i] != tc.sizes[i] {
+					t.Fatalf("messages %v, want %v", sizes, tc.sizes)
+				}
+			}
+			if len(drops) != len(tc.drops) {
+				t.Fatalf("drops %v, want %v", drops, tc.drops)
+			}
+			for k, v := range tc.drops {
+				if drops[k] != v {
+					t.Fatalf("drops %v, want %v", drops, tc.drops)
+				}
+			}
+			if r.Pending() != 0 && tc.name != "middle larger" && tc.name != "eom larger" {
+				t.Errorf("%d contexts left", r.Pending())
+			}
+		})
+	}
+}
+
+func TestReassemblyKeys(t *testing.T) {
+	r := NewReassembler(ReassemblerOptions{})
+	// Two interleaved messages from different tags and sources.
+	a := Header{Src: 9, Dest: 8, Tag: 1}
+	b := Header{Src: 9, Dest: 8, Tag: 2}
+	c := Header{Src: 10, Dest: 8, Tag: 1}
+	for _, h := range []Header{a, b, c} {
+		h.SOM = true
+		if r.Add(h, []byte{h.Src, h.Tag}) != nil {
+			t.Fatal("early message")
+		}
+	}
+	for _, h := range []Header{c, b, a} {
+		h.EOM, h.Seq = true, 1
+		m := r.Add(h, []byte{0xee})
+		if !bytes.Equal(m, []byte{h.Src, h.Tag, 0xee}) {
+			t.Errorf("%+v: % x", h, m)
+		}
+	}
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+func TestReassemblyTimeoutAndEviction(t *testing.T) {
+	clk := &fakeClock{t: time.Unix(1000, 0)}
+	drops := map[string]int{}
+	r := NewReassembler(ReassemblerOptions{Now: clk.now, MaxContexts: 2, Drop: func(s string) { drops[s]++ }})
+	r.Add(Header{Src: 9, Dest: 8, SOM: true}, []byte{1})
+	clk.add(DefaultReassemblyTimeout - time.Millisecond)
+	if m := r.Add(Header{Src: 9, Dest: 8, EOM: true, Seq: 1}, []byte{2}); len(m) != 2 {
+		t.Fatalf("within the timeout: % x", m)
+	}
+	r.Add(Header{Src: 9, Dest: 8, SOM: true}, []byte{1})
+	clk.add(DefaultReassemblyTimeout)
+	if m := r.Add(Header{Src: 9, Dest: 8, EOM: true, Seq: 1}, []byte{2}); m != nil {
+		t.Fatalf("after the timeout: % x", m)
+	}
+	if drops[DropTimeout] != 1 || drops[DropNoContext] != 1 {
+		t.Fatalf("drops %v", drops)
+	}
+	// Three messages in progress with room for two: the oldest goes.
+	for tag := uint8(0); tag < 3; tag++ {
+		r.Add(Header{Src: 9, Dest: 8, SOM: true, Tag: tag}, []byte{tag})
+	}
+	if drops[DropEvicted] != 1 || r.Pending() != 2 {
+		t.Fatalf("drops %v, pending %d", drops, r.Pending())
+	}
+	if m := r.Add(Header{Src: 9, Dest: 8, EOM: true, Seq: 1, Tag: 0}, []byte{9}); m != nil {
+		t.Fatal("evicted message completed")
+	}
+	if m := r.Add(Header{Src: 9, Dest: 8, EOM: true, Seq: 1, Tag: 2}, []byte{9}); len(m) != 2 {
+		t.Fatal("newest message lost")
+	}
+}
+
+func TestResponder(t *testing.T) {
+	eid := byte(8)
+	r := &Responder{
+		EID:    func() byte { return eid },
+		SetEID: func(e byte) { eid = e },
+		Types:  func() []byte { return []byte{0x01, 0x7e} },
+		UUID:   [16]byte{0: 0x11, 15: 0xff},
+	}
+	for _, tc := range []struct{ name, req, resp string }{
+		{"get eid", "00 80 02", "00 00 02 00 08 01 00"},
+		{"get eid instance", "00 85 02", "00 05 02 00 08 01 00"},
+		{"get eid long", "00 80 02 00", "00 00 02 03"},
+		{"set eid", "00 81 01 00 0a", "00 01 01 00 00 0a 00"},
+		{"get eid after set", "00 80 02", "00 00 02 00 0a 01 00"},
+		{"set eid force", "00 81 01 01 0b", "00 01 01 00 00 0b 00"},
+		{"set eid reset op", "00 81 01 02 0c", "00 01 01 02"},
+		{"set eid discovered op", "00 81 01 03 0c", "00 01 01 02"},
+		{"set eid reserved", "00 81 01 00 07", "00 01 01 02"},
+		{"set eid zero", "00 81 01 00 00", "00 01 01 02"},
+		{"set eid broadcast", "00 81 01 00 ff", "00 01 01 02"},
+		{"set eid short", "00 81 01 00", "00 01 01 03"},
+		{"version base", "00 82 04 ff", "00 02 04 00 04 f1f0ff00 f1f1ff00 f1f2ff00 f1f3f300"},
+		{"version control", "00 82 04 00", "00 02 04 00 04 f1f0ff00 f1f1ff00 f1f2ff00 f1f3f300"},
+		{"version pldm", "00 82 04 01", "00 02 04 80"},
+		{"version short", "00 82 04", "00 02 04 03"},
+		{"types", "00 83 05", "00 03 05 00 03 00 01 7e"},
+		{"types long", "00 83 05 00", "00 03 05 03"},
+		{"uuid", "00 84 03", "00 04 03 00 11 0000000000000000000000000000 ff"},
+		{"unsupported", "00 84 0a", "00 04 0a 05"},
+		{"unsupported long", "00 84 11 01 02", "00 04 11 05"},
+	} {
+		req := unhex(t, tc.req)
+		if !IsRequest(req) {
+			t.Fatalf("%s: not a request", tc.name)
+		}
+		if got := r.Respond(req); !bytes.Equal(got, unhex(t, tc.resp)) {
+			t.Errorf("%s: % x, want %s", tc.name, got, tc.resp)
+		}
+	}
+	for _, s := range []string{"00 00 02", "00 c0 02", "01 80 02", "00 80"} {
+		if IsRequest(unhex(t, s)) {
+			t.Errorf("%s taken as a request", s)
+		}
+	}
+}
+
+func TestLoadUUID(t *testing.T) {
+	dir := t.TempDir()
+	u1, err := LoadUUID(dir + "/state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u2, err := LoadUUID(dir + "/state")
+	if err != nil || u1 != u2 {
+		t.Fatalf("not stable: %x %x %v", u1, u2, err)
+	}
+	if u1[6]>>4 != 4 {
+		t.Errorf("version nibble %x", u1[6])
+	}
+}
+
+func TestParseRoute(t *testing.T) {
+	for _, tc := range []struct {
+		in  string
+		r   Route
+		bad bool
+	}{
+		{in: "9=serial:/dev/ttyS1", r: Route{9, 9, "serial:/dev/ttyS1"}},
+		{in: "10-20=null", r: Route{10, 20, "null"}},
+		{in: "0x10-0x1f=null", r: Route{16, 31, "null"}},
+		{in: "20-10=null", bad: true},
+		{in: "9", bad: true},
+		{in: "9=", bad: true},
+		{in: "300=null", bad: true},
+	} {
+		r, err := ParseRoute(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && r != tc.r) {
+			t.Errorf("%q: %+v %v", tc.in, r, err)
+		}
+	}
+}
+
+// wire is a binding that records packets sent and lets a test inject
+// received ones.
+type wire struct {
+	name string
+	mtu  int
+	mu   sync.Mutex
+	sent [][]byte
+}
+
+func (w *wire) Name() string { return w.name }
+func (w *wire) MTU() int     { return w.mtu }
+func (w *wire) Send(p []byte) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sent = append(w.sent, append([]byte(nil), p...))
+	return nil
+}
+func (w *wire) Run(ctx context.Context, _ func([]byte)) error { <-ctx.Done(); return nil }
+func (w *wire) Stats() map[string]uint64                      { return map[string]uint64{} }
+func (w *wire) take() [][]byte {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	s := w.sent
+	w.sent = nil
+	return s
+}
+
+func TestRouterReceive(t *testing.T) {
+	w := &wire{name: "w", mtu: 64}
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, in string
+		out      []string
+		drop     string
+	}{
+		{"get eid", "01 08 09 c8 00 80 02", []string{"01 09 08 c0 00 00 02 00 08 01 00"}, ""},
+		{"get eid tag 5 to broadcast", "01 ff 09 cd 00 81 02", []string{"01 09 08 c5 00 01 02 00 08 01 00"}, ""},
+		{"get eid to null eid", "01 00 09 c8 00 80 02", []string{"01 09 08 c0 00 00 02 00 08 01 00"}, ""},
+		{"unsupported", "01 08 09 c8 00 80 77", []string{"01 09 08 c0 00 00 77 05"}, ""},
+		{"request without TO", "01 08 09 c0 00 80 02", nil, DropNoClient},
+		{"src broadcast", "01 08 ff c8 00 80 02", nil, DropSrcBroadcast},
+		{"dest elsewhere", "01 0a 09 c8 00 80 02", nil, DropDest},
+		{"short", "01 08 09", nil, DropShort},
+		{"version", "02 08 09 c8 00 80 02", nil, DropVersion},
+	} {
+		before := r.Stats().Drops[tc.drop]
+		r.Receive(w, unhex(t, tc.in))
+		got := w.take()
+		if len(got) != len(tc.out) {
+			t.Fatalf("%s: sent % x", tc.name, got)
+		}
+		for i := range got {
+			if !bytes.Equal(got[i], unhex(t, tc.out[i])) {
+				t.Errorf("%s: % x, want %s", tc.name, got[i], tc.out[i])
+			}
+		}
+		if tc.drop != "" && r.Stats().Drops[tc.drop] != before+1 {
+			t.Errorf("%s: drop %s not counted: %v", tc.name, tc.drop, r.Stats().Drops)
+		}
+	}
+	// A Set EID request changes which destination is ours.
+	r.Receive(w, unhex(t, "01 00 09 c8 00 80 01 00 0a"))
+	if got := w.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 0a c0 00 00 01 00 00 0a 00")) {
+		t.Fatalf("set eid reply % x", got)
+	}
+	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
+	if got := w.take(); len(got) != 0 {
+		t.Fatalf("old EID answered: % x", got)
+	}
+}
+
+func TestRouterSend(t *testing.T) {
+	a, b := &wire{name: "a", mtu: 64}, &wire{name: "b", mtu: 8}
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{a, b}, Routes: []Route{{9, 9, "a"}, {10, 20, "b"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Client requests leave with TO=1 and tag 0, fragmented at the MTU.
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{0x11, 0x22, 0x7e, 0x7d}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 08 c8 01 11 22 7e 7d")) {
+		t.Errorf("to 9: % x", got)
+	}
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 15, Type: 1, Body: make([]byte, 9)}); err != nil {
+		t.Fatal(err)
+	}
+	got := b.take()
+	if len(got) != 2 || !bytes.Equal(got[0][:4], unhex(t, "01 0f 08 88")) || !bytes.Equal(got[1], unhex(t, "01 0f 08 58 00 00")) {
+		t.Errorf("to 15: % x", got)
+	}
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1}); !errors.Is(err, ctl.ErrNoRoute) {
+		t.Errorf("to 30: %v", err)
+	}
+	st := r.Stats()
+	if st.PacketsOut != 3 || st.MessagesOut != 2 || st.Drops[DropNoRoute] != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	if _, err := New(Options{EID: 8, Bindings: []binding.Binding{a}, Routes: []Route{{9, 9, "zz"}}}); err == nil {
+		t.Error("route to a missing binding accepted")
+	}
+	for _, eid := range []byte{0, 1, 7, 0xff} {
+		if _, err := New(Options{EID: eid, Bindings: []binding.Binding{a}}); err == nil {
+			t.Errorf("EID %d accepted", eid)
+		}
+	}
+}

@@ -1,0 +1,386 @@
+package mctp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+)
+
+// Route sends destinations First..Last over one binding.
+type Route struct {
+	First, Last byte
+	Binding     string
+}
+
+// ParseRoute parses "EID[-EID]=BINDING".
+func ParseRoute(s string) (Route, error) {
+	eids, name, ok := strings.Cut(s, "=")
+	if !ok || name == "" {
+		return Route{}, fmt.Errorf("route %q: want EID[-EID]=BINDING", s)
+	}
+	lo, hi, rng := strings.Cut(eids, "-")
+	if !rng {
+		hi = lo
+	}
+	f, err := parseEID(lo)
+	if err != nil {
+		return Route{}, fmt.Errorf("route %q: %w", s, err)
+	}
+	l, err := parseEID(hi)
+	if err != nil {
+		return Route{}, fmt.Errorf("route %q: %w", s, err)
+	}
+	if l < f {
+		return Route{}, fmt.Errorf("route %q: range %d-%d is empty", s, f, l)
+	}
+	return Route{First: f, Last: l, Binding: name}, nil
+}
+
+func parseEID(s string) (byte, error) {
+	v, err := strconv.ParseUint(s, 0, 8)
+	if err != nil {
+		return 0, fmt.Errorf("EID %q: %w", s, err)
+	}
+	return byte(v), nil
+}
+
+// Options configures a Router.
+type Options struct {
+	// EID is the local endpoint ID; it must satisfy ValidEID.
+	EID byte
+	// Bindings are the physical media; at least one.
+	Bindings []binding.Binding
+	// Routes are static routes; with none, every remote destination
+	// goes to the single binding.
+	Routes []Route
+	// UUID answers Get UUID.
+	UUID [16]byte
+	// Reassembly tunes the reassembler (timeout, contexts, clock).
+	Reassembly ReassemblerOptions
+	Log        *slog.Logger
+}
+
+// TypeControlReplies is the registration byte under which demux
+// clients receive control messages that are not requests to this
+// endpoint: replies from remote endpoints and from the local responder.
+// The demux cannot register type 0 (libmctp closes such a client), and
+// 0x80 - the control type with the integrity-check bit, which control
+// messages never carry - is otherwise unused, so the frame a client
+// receives is [source EID][0x80][control header and data].
+const TypeControlReplies = 0x80
+
+// Router is mctpd's MCTP core: it implements ctl.Router for demux
+// clients and receives packets from the bindings.
+//
+// Outbound client messages to a remote EID are sent with TO=1 and tag 0,
+// as libmctp's demux daemon does, so existing clients produce identical
+// wire bytes; responses therefore come back on tag 0 too and are matched
+// by the clients themselves (by type and instance ID), not by the tag.
+type Router struct {
+	log      *slog.Logger
+	eid      atomic.Uint32
+	bindings map[string]binding.Binding
+	order    []string
+	routes   []Route
+	reasm    *Reassembler
+	resp     Responder
+
+	mu    sync.Mutex
+	demux *ctl.Demux
+
+	pktIn, pktOut, msgIn, msgOut atomic.Uint64
+	dropMu                       sync.Mutex
+	drops                        map[string]uint64
+}
+
+// New returns a Router; Run starts its bindings.
+func New(opts Options) (*Router, error) {
+	if !ValidEID(opts.EID) {
+		return nil, fmt.Errorf("mctp: EID %d is not valid (0, 1-7 and 255 are reserved)", opts.EID)
+	}
+	if len(opts.Bindings) == 0 {
+		return nil, errors.New("mctp: no binding")
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	r := &Router{log: opts.Log, bindings: map[string]binding.Binding{}, routes: opts.Routes, drops: map[string]uint64{}}
+	for _, b := range opts.Bindings {
+		if _, dup := r.bindings[b.Name()]; dup {
+			return nil, fmt.Errorf("mctp: binding %q given twice", b.Name())
+		}
+		if b.MTU() <= 0 {
+			return nil, fmt.Errorf("mctp: binding %q: MTU %d", b.Name(), b.MTU())
+		}
+		r.bindings[b.Name()] = b
+		r.order = append(r.order, b.Name())
+	}
+	for _, rt := range opts.Routes {
+		if _, ok := r.bindings[rt.Binding]; !ok {
+			return nil, fmt.Errorf("mctp: route %d-%d: no binding %q", rt.First, rt.Last, rt.Binding)
+		}
+	}
+	r.eid.Store(uint32(opts.EID))
+	ro := opts.Reassembly
+	if ro.Log == nil {
+		ro.Log = opts.Log
+	}
+	ro.Drop = r.drop
+	r.reasm = NewReassembler(ro)
+	r.resp = Responder{
+		EID: r.EID,
+		SetEID: func(e byte) {
+			r.log.Info("mctp: local EID set", "eid", e)
+			r.SetEID(e)
+		},
+		Types: r.clientTypes,
+		UUID:  opts.UUID,
+	}
+	return r, nil
+}
+
+// EID returns the local EID.
+func (r *Router) EID() byte { return byte(r.eid.Load()) }
+
+// SetEID changes the local EID; it must satisfy ValidEID.
+func (r *Router) SetEID(e byte) { r.eid.Store(uint32(e)) }
+
+// UUID returns the endpoint's UUID.
+func (r *Router) UUID() [16]byte { return r.resp.UUID }
+
+func (r *Router) drop(reason string) {
+	r.dropMu.Lock()
+	r.drops[reason]++
+	r.dropMu.Unlock()
+}
+
+func (r *Router) attached() *ctl.Demux {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.demux
+}
+
+// clientTypes lists the types demux clients registered, sorted.
+func (r *Router) clientTypes() []byte {
+	d := r.attached()
+	if d == nil {
+		return nil
+	}
+	var ts []byte
+	for t, n := range d.Stats().Clients {
+		if n > 0 && t != TypeControlReplies {
+			ts = append(ts, t)
+		}
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
+	return ts
+}
+
+// Send implements ctl.Router: a client's message to the local EID is
+// looped back (control requests to the responder), any other goes out
+// on the routed binding.
+func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
+	own := r.EID()
+	msg := make([]byte, 1+len(m.Body))
+	msg[0] = m.Type
+	copy(msg[1:], m.Body)
+	if m.Addr == own {
+		r.local(d, own, msg)
+		return nil
+	}
+	b, err := r.route(m.Addr)
+	if err != nil {
+		r.drop(DropNoRoute)
+		return err
+	}
+	return r.transmit(b, m.Addr, own, true, 0, msg)
+}
+
+// local handles a message from this endpoint to itself.
+func (r *Router) local(d *ctl.Demux, own byte, msg []byte) {
+	if IsRequest(msg) {
+		msg = r.resp.Respond(msg)
+		r.msgOut.Add(1)
+	}
+	r.deliver(d, own, msg)
+}
+
+// deliver hands an inbound message to the demux clients of its type;
+// control messages go to TypeControlReplies clients.
+func (r *Router) deliver(d *ctl.Demux, src byte, msg []byte) {
+	typ := msg[0]
+	if typ == TypeControl {
+		typ = TypeControlReplies
+	}
+	if d == nil || d.Deliver(src, typ, msg[1:]) == 0 {
+		r.drop(DropNoClient)
+	}
+}
+
+func (r *Router) route(dest byte) (binding.Binding, error) {
+	for _, rt := range r.routes {
+		if dest >= rt.First && dest <= rt.Last {
+			return r.bindings[rt.Binding], nil
+		}
+	}
+	if len(r.order) == 1 {
+		return r.bindings[r.order[0]], nil
+	}
+	return nil, fmt.Errorf("%w %d", ctl.ErrNoRoute, dest)
+}
+
+// transmit fragments msg at b's MTU and sends the packets.
+func (r *Router) transmit(b binding.Binding, dest, src byte, to bool, tag uint8, msg []byte) error {
+	for _, p := range Fragment(dest, src, to, tag, msg, b.MTU()) {
+		if err := b.Send(p); err != nil {
+			r.drop(DropSend)
+			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
+		}
+		r.pktOut.Add(1)
+	}
+	r.msgOut.Add(1)
+	return nil
+}
+
+// Run attaches the demux and receives packets from every binding until
+// ctx ends.
+func (r *Router) Run(ctx context.Context, d *ctl.Demux) error {
+	r.mu.Lock()
+	r.demux = d
+	r.mu.Unlock()
+	var wg sync.WaitGroup
+	errs := make([]error, len(r.order))
+	for i, name := range r.order {
+		b := r.bindings[name]
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			err := b.Run(ctx, func(pkt []byte) { r.Receive(b, pkt) })
+			if err != nil && !errors.Is(err, context.Canceled) {
+				errs[i] = fmt.Errorf("mctp: binding %s: %w", name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Receive handles one packet from binding b: header checks, drop
+// rules, reassembly, then the control responder or the demux clients.
+func (r *Router) Receive(b binding.Binding, pkt []byte) {
+	r.pktIn.Add(1)
+	h, err := ParseHeader(pkt)
+	if err != nil {
+		if errors.Is(err, ErrShortPacket) {
+			r.drop(DropShort)
+		} else {
+			r.drop(DropVersion)
+		}
+		return
+	}
+	own := r.EID()
+	if h.Src == BroadcastEID {
+		r.drop(DropSrcBroadcast)
+		return
+	}
+	if h.Dest != own && h.Dest != NullEID && h.Dest != BroadcastEID {
+		r.drop(DropDest)
+		return
+	}
+	msg := r.reasm.Add(h, pkt[HeaderLen:])
+	if msg == nil {
+		return
+	}
+	r.msgIn.Add(1)
+	if h.TO && IsRequest(msg) {
+		reply := r.resp.Respond(msg)
+		if err := r.transmit(b, h.Src, r.EID(), false, h.Tag, reply); err != nil {
+			r.log.Warn("mctp: control reply not sent", "dest", h.Src, "err", err)
+		}
+		return
+	}
+	r.deliver(r.attached(), h.Src, msg)
+}
+
+// Stats are the router's counters for stats-get.
+type Stats struct {
+	PacketsIn   uint64                       `json:"packets-in"`
+	PacketsOut  uint64                       `json:"packets-out"`
+	MessagesIn  uint64                       `json:"messages-in"`
+	MessagesOut uint64                       `json:"messages-out"`
+	Drops       map[string]uint64            `json:"drops"`
+	Reassembly  int                          `json:"reassembly-pending"`
+	Bindings    map[string]map[string]uint64 `json:"bindings"`
+}
+
+// Stats returns the current counters.
+func (r *Router) Stats() Stats {
+	st := Stats{
+		PacketsIn:   r.pktIn.Load(),
+		PacketsOut:  r.pktOut.Load(),
+		MessagesIn:  r.msgIn.Load(),
+		MessagesOut: r.msgOut.Load(),
+		Drops:       map[string]uint64{},
+		Reassembly:  r.reasm.Pending(),
+		Bindings:    map[string]map[string]uint64{},
+	}
+	r.dropMu.Lock()
+	for k, v := range r.drops {
+		st.Drops[k] = v
+	}
+	r.dropMu.Unlock()
+	for n, b := range r.bindings {
+		st.Bindings[n] = b.Stats()
+	}
+	return st
+}
+
+// Routes returns the static routes, and the default route when there
+// is a single binding (First 0, Last 255).
+func (r *Router) Routes() []Route {
+	out := append([]Route(nil), r.routes...)
+	if len(r.order) == 1 {
+		out = append(out, Route{First: 0, Last: 255, Binding: r.order[0]})
+	}
+	return out
+}
+
+// Bindings returns the binding names in the order given.
+func (r *Router) Bindings() []string { return append([]string(nil), r.order...) }
+
+// Null is the binding without a medium: mctpd then serves only its own
+// EID (loopback through the demux) and every remote send fails.
+type Null struct{ refused atomic.Uint64 }
+
+// ErrNullBinding is Null's Send error.
+var ErrNullBinding = errors.New("null binding has no medium")
+
+// Name implements binding.Binding.
+func (*Null) Name() string { return "null" }
+
+// MTU implements binding.Binding.
+func (*Null) MTU() int { return binding.BaselineMTU }
+
+// Send implements binding.Binding; it always fails.
+func (n *Null) Send([]byte) error {
+	n.refused.Add(1)
+	return ErrNullBinding
+}
+
+// Run implements binding.Binding; it only waits for ctx.
+func (*Null) Run(ctx context.Context, _ func([]byte)) error {
+	<-ctx.Done()
+	return nil
+}
+
+// Stats implements binding.Binding.
+func (n *Null) Stats() map[string]uint64 { return map[string]uint64{"refused": n.refused.Load()} }
