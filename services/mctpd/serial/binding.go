@@ -16,12 +16,13 @@ import (
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
-// Defaults for New. The queue holds a few full-size messages' worth of
-// baseline packets, so a burst from the core does not fail while one frame
-// is on the wire, but a dead line cannot hoard memory.
+// Defaults for New. The queue holds four full-size messages' worth of
+// baseline packets (a 64 KiB message is 1025 of them), so a burst from the
+// core does not fail while one frame is on the wire, but a dead line
+// cannot hoard memory (at most about 600 KiB of escaped frames).
 const (
 	DefaultBaud      = 115200
-	sendQueueLen     = 256
+	sendQueueLen     = 4 * (64<<10/64 + 1)
 	writeTimeout     = 2 * time.Second
 	defaultMinRetry  = 100 * time.Millisecond
 	defaultMaxRetry  = 5 * time.Second

@@ -19,12 +19,17 @@ import (
 	"os"
 	"os/signal"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
+	"github.com/tickbox-fw/tickbox/services/mctpd/serial"
+	"periph.io/x/conn/v3/i2c/i2creg"
+	"periph.io/x/host/v3"
 )
 
 // exitError carries the process exit status: 2 for usage errors, 1 for
@@ -96,11 +101,60 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 			return nil, usageErr("binding null takes no parameters (got %q)", params)
 		}
 		return &mctp.Null{}, nil
+	case "serial":
+		fs := flag.NewFlagSet("serial", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		baud := fs.Int("baud", serial.DefaultBaud, "line rate")
+		if len(params) == 0 || strings.HasPrefix(params[0], "-") {
+			return nil, usageErr("binding serial needs a DEVICE: serial DEVICE [-baud N]")
+		}
+		if err := fs.Parse(params[1:]); err != nil || fs.NArg() > 0 || *baud <= 0 {
+			return nil, usageErr("binding serial: want serial DEVICE [-baud N] (got %q)", params)
+		}
+		return serial.New(params[0], *baud, log), nil
+	case "i2c":
+		// i2c BUS ADDR [OWN]: ADDR is the peer's 7-bit address, OWN ours
+		// (default 0x10), which DSP0237 puts in every block write.
+		if len(params) < 2 || len(params) > 3 {
+			return nil, usageErr("binding i2c: want i2c BUS ADDR [OWN] (got %q)", params)
+		}
+		peer, err := parseI2CAddr(params[1])
+		if err != nil {
+			return nil, usageErr("binding i2c: ADDR %q: %v", params[1], err)
+		}
+		own := uint16(0x10)
+		if len(params) == 3 {
+			if own, err = parseI2CAddr(params[2]); err != nil {
+				return nil, usageErr("binding i2c: OWN %q: %v", params[2], err)
+			}
+		}
+		if _, err := host.Init(); err != nil {
+			return nil, fmt.Errorf("binding i2c: periph host: %w", err)
+		}
+		bus, err := i2creg.Open(params[0])
+		if err != nil {
+			return nil, fmt.Errorf("binding i2c: open bus %q: %w", params[0], err)
+		}
+		b, err := i2c.New(bus, own, peer, i2c.DefaultPoll, log)
+		if err != nil {
+			bus.Close()
+			return nil, fmt.Errorf("binding i2c: %w", err)
+		}
+		return b, nil
 	case "":
-		return nil, usageErr("no binding given (null)")
+		return nil, usageErr("no binding given (null, serial DEVICE [-baud N], i2c BUS ADDR [OWN])")
 	default:
-		return nil, usageErr("unknown binding %q (null)", name)
+		return nil, usageErr("unknown binding %q (null, serial, i2c)", name)
 	}
+}
+
+// parseI2CAddr parses a 7-bit I2C address, decimal or 0x hex.
+func parseI2CAddr(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 0, 16)
+	if err != nil || n < 0x08 || n > 0x77 {
+		return 0, errors.New("want a 7-bit address 0x08..0x77")
+	}
+	return uint16(n), nil
 }
 
 // run parses args and serves until ctx ends. ready, when not nil, is
@@ -118,7 +172,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	routes := &listFlag{}
 	fs.Var(routes, "route", "static route EID[-EID]=BINDING, repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mctpd [flags] BINDING [PARAMS]\nbindings: null")
+		fmt.Fprintln(stderr, "usage: mctpd [flags] BINDING [PARAMS]\nbindings: null | serial DEVICE [-baud N] | i2c BUS ADDR [OWN]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {

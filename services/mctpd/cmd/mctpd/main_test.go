@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ type daemon struct {
 // start runs mctpd with the null binding on a random demux name.
 func start(t *testing.T, extra ...string) *daemon {
 	t.Helper()
+	return startBinding(t, []string{"null"}, extra...)
+}
+
+// startBinding runs mctpd with the given binding and its parameters.
+func startBinding(t *testing.T, bind []string, extra ...string) *daemon {
+	t.Helper()
 	name := "mctpd-test-" + rand.Text()[:10]
 	dir, err := os.MkdirTemp("", "mctpd")
 	if err != nil {
@@ -57,7 +64,7 @@ func start(t *testing.T, extra ...string) *daemon {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	d := &daemon{name: name, kea: filepath.Join(dir, "k.sock"), log: &syncBuf{}}
 	args := append([]string{"-demux", name, "-kea", d.kea, "-state", filepath.Join(dir, "state")}, extra...)
-	args = append(args, "null")
+	args = append(args, bind...)
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan running, 1)
 	done := make(chan error, 1)
@@ -125,6 +132,12 @@ func TestArgs(t *testing.T) {
 		{[]string{"null", "x"}, 2, "takes no parameters"},
 		{[]string{"-route", "9=serial", "null"}, 2, `no binding "serial"`},
 		{[]string{"-route", "x=null", "null"}, 2, "route"},
+		{[]string{"serial"}, 2, "binding serial needs a DEVICE"},
+		{[]string{"serial", "/dev/x", "-baud", "0"}, 2, "want serial DEVICE [-baud N]"},
+		{[]string{"serial", "/dev/x", "extra"}, 2, "want serial DEVICE [-baud N]"},
+		{[]string{"i2c", "1"}, 2, "want i2c BUS ADDR [OWN]"},
+		{[]string{"i2c", "1", "0x7f"}, 2, "want a 7-bit address"},
+		{[]string{"i2c", "1", "0x1d", "zz"}, 2, "OWN"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
 		var ee *exitError
@@ -330,5 +343,82 @@ func TestAbuse(t *testing.T) {
 	}
 	if _, _, body := recvMsg(t, c); !bytes.Equal(body, []byte{0x00, 0x02, 0x00, 0x08, 0x01, 0x00}) {
 		t.Fatalf("get-eid after abuse: % x", body)
+	}
+}
+
+// TestSerialPair runs two mctpd, EIDs 8 and 9, on the two ends of a socat
+// pty pair: demux clients exchange messages of every size class byte-exact
+// in both directions, and a control request reaches the far responder.
+func TestSerialPair(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	dir, err := os.MkdirTemp("", "mctpty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	socat := exec.Command("socat", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
+	if err := socat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { socat.Process.Kill(); socat.Wait() })
+	for i := 0; ; i++ {
+		_, ea := os.Stat(a)
+		_, eb := os.Stat(b)
+		if ea == nil && eb == nil {
+			break
+		}
+		if i > 500 {
+			t.Fatal("socat did not create the pty pair")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
+	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
+	c8, c9 := dial(t, d8, 5), dial(t, d9, 5)
+	registered(t, d8, 5, 1)
+	registered(t, d9, 5, 1)
+	c8.SetDeadline(time.Now().Add(30 * time.Second))
+	c9.SetDeadline(time.Now().Add(30 * time.Second))
+
+	// Sizes are MCTP message sizes: the type byte plus the body.
+	for _, size := range []int{1, 63, 64, 65, 1000, 65536} {
+		for _, dir := range []struct {
+			from, to *ctl.DemuxConn
+			src, dst byte
+		}{{c8, c9, 8, 9}, {c9, c8, 9, 8}} {
+			body := make([]byte, size-1)
+			for i := range body {
+				body[i] = byte(i*7 + size) // includes 0x7e and 0x7d: escaping
+			}
+			if err := dir.from.Send(dir.dst, body); err != nil {
+				t.Fatalf("send %d bytes %d->%d: %v", size, dir.src, dir.dst, err)
+			}
+			src, typ, got, err := dir.to.Recv()
+			if err != nil {
+				t.Fatalf("recv %d bytes %d->%d: %v\n8: %s\n9: %s", size, dir.src, dir.dst, err, d8.log, d9.log)
+			}
+			if src != dir.src || typ != 5 || !bytes.Equal(got, body) {
+				t.Fatalf("%d bytes %d->%d: got src %d type %d, %d bytes (equal %v)", size, dir.src, dir.dst, src, typ, len(got), bytes.Equal(got, body))
+			}
+		}
+	}
+
+	// Get EID from the far endpoint, through the local demux.
+	ctrl := dial(t, d8, 0x80)
+	registered(t, d8, 0x80, 1)
+	if err := ctrl.SendType(9, 0x00, []byte{0x80 | 0x03, 0x02}); err != nil {
+		t.Fatal(err)
+	}
+	src, typ, got, err := ctrl.Recv()
+	if err != nil {
+		t.Fatalf("get-eid reply: %v", err)
+	}
+	// Control replies reach the clients registered for 0x80
+	// (mctp.TypeControlReplies): type 0 registration closes a socket.
+	if want := []byte{0x03, 0x02, 0x00, 0x09, 0x01, 0x00}; src != 9 || typ != 0x80 || !bytes.Equal(got, want) {
+		t.Fatalf("get-eid reply: src %d type %#x % x, want src 9 type 0x80 % x", src, typ, got, want)
 	}
 }
