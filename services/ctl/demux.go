@@ -306,9 +306,17 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 		<-writerDone
 	}()
 
+	reset := false
 	for {
 		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
 		if err != nil {
+			if errors.Is(err, syscall.ECONNRESET) && !reset {
+				// The client closed with messages to it still unread.
+				// Linux reports that once, ahead of the messages the
+				// client sent before closing: read those before leaving.
+				reset = true
+				continue
+			}
 			if !errors.Is(err, net.ErrClosed) && !c.killed() {
 				d.log.Info("demux: client read failed; disconnecting", "type", typ, "pid", cred.PID, "err", err)
 			}
@@ -488,6 +496,16 @@ func (c *demuxClient) tryWrite(frame []byte) (done bool, err error) {
 }
 
 func (c *demuxClient) writeFailed(err error) {
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		// The client closed its end. Stop writing to it but leave the
+		// connection to the reader: what the client sent before closing
+		// is still queued for us, and the reader ends at its EOF.
+		c.mu.Lock()
+		c.closed = true
+		c.q = nil
+		c.mu.Unlock()
+		return
+	}
 	if !c.killed() {
 		c.d.log.Info("demux: write to client failed; disconnecting", "type", c.typ, "pid", c.pid, "err", err)
 	}

@@ -704,3 +704,32 @@ func BenchmarkDemuxLoopback(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
+
+// TestDemuxCloseWithUnreadKeepsSent: a client that sends and closes
+// without reading what came back (its own loopback copies) still has
+// every message it sent routed; the kernel reports the unread data to the
+// demux as ECONNRESET ahead of the client's last messages.
+func TestDemuxCloseWithUnreadKeepsSent(t *testing.T) {
+	t.Parallel()
+	f := newDMFixture(t, DemuxOptions{})
+	for round := 0; round < 5; round++ {
+		before := f.dm.Stats().In
+		c := f.dial(t, f.names[0], 0x30)
+		dgWait(t, "registration", func() bool { return f.dm.Stats().Clients[0x30] == 1 })
+		const n = 200
+		for i := 0; i < n; i++ {
+			if err := c.Send(dmLocal, []byte{byte(i)}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		c.Close()
+		deadline := time.Now().Add(5 * time.Second)
+		for f.dm.Stats().In-before != n && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		if got := f.dm.Stats().In - before; got != n {
+			t.Fatalf("round %d: %d of %d messages routed; stats %+v", round, got, n, f.dm.Stats())
+		}
+		dgWait(t, "client gone", func() bool { return f.dm.Stats().Clients[0x30] == 0 })
+	}
+}

@@ -8,7 +8,6 @@
 package main
 
 import (
-	"bytes"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -120,17 +119,9 @@ func send(name string, args []string, stderr io.Writer) error {
 	if err := c.Send(e, body); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	// This connection is registered for the message's type, so a message
-	// to the local EID comes back to it as well. Closing with that copy
-	// unread resets the connection, and the demux may then lose the
-	// message before reading it: wait (briefly) for the copy first.
-	c.SetDeadline(time.Now().Add(time.Second))
-	for {
-		src, typ, got, err := c.Recv()
-		if err != nil || src == e && typ == t && bytes.Equal(got, body) {
-			return nil
-		}
-	}
+	// Closing at once is safe: the demux reads what a client sent before
+	// it closed, even with the client's own copies left unread.
+	return nil
 }
 
 func recv(name string, args []string, stdout, stderr io.Writer) error {
