@@ -17,11 +17,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
+	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
@@ -33,12 +33,6 @@ const (
 
 // maxCoalesce bounds -coalesce: a longer window only delays every daemon.
 const maxCoalesce = 10 * time.Second
-
-// listFlag collects a repeatable string flag.
-type listFlag []string
-
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 // config is the parsed command line, as config-get reports it.
 type config struct {
@@ -78,10 +72,10 @@ Flags:
 		fs.PrintDefaults()
 	}
 	c := &config{}
-	var targets, ignore listFlag
+	targets, ignore := cliflag.NewList(), cliflag.NewList()
 	fs.StringVar(&c.SfptpdSocket, "sfptpd-socket", defaultSfptpdSocket, "ptpd's sfptpd control `socket` (empty disables)")
-	fs.Var(&targets, "target", "another sfptpd-style datagram `socket` sent the same datagrams (repeatable)")
-	fs.Var(&ignore, "ignore", "ignore interfaces matching this path.Match `glob`, e.g. 'veth*' (repeatable; lo is always ignored)")
+	fs.Var(targets, "target", "another sfptpd-style datagram `socket` sent the same datagrams (repeatable)")
+	fs.Var(ignore, "ignore", "ignore interfaces matching this path.Match `glob`, e.g. 'veth*' (repeatable; lo is always ignored)")
 	fs.DurationVar(&c.coalesce, "coalesce", hotplug.DefaultCoalesce, "coalescing window for bursts of link messages")
 	fs.StringVar(&c.Kea, "kea", defaultKea, "Kea JSON control `socket` for interfaces-get, events-get, status-get (empty disables)")
 	fs.BoolVar(&c.Verbose, "v", false, "debug logging (every datagram sent, every retry)")
@@ -98,15 +92,15 @@ Flags:
 		return nil, usageError{fmt.Errorf("-coalesce %v: want more than 0 and at most %v", c.coalesce, maxCoalesce)}
 	}
 	c.Coalesce = c.coalesce.String()
-	p, err := hotplug.ParsePatterns(ignore)
+	p, err := hotplug.ParsePatterns(ignore.Values)
 	if err != nil {
 		return nil, usageError{err}
 	}
 	c.patterns = p
 	c.Ignore = p.List()
-	c.Targets = append([]string{}, targets...)
+	c.Targets = append([]string{}, targets.Values...)
 	seen := map[string]bool{}
-	for _, t := range append([]string{c.SfptpdSocket}, targets...) {
+	for _, t := range append([]string{c.SfptpdSocket}, targets.Values...) {
 		if t == "" || seen[t] {
 			continue
 		}

@@ -14,23 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
-
-// listFlag collects a repeatable string flag.
-type listFlag struct {
-	vals []string
-	set  bool
-}
-
-func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
-func (l *listFlag) Set(v string) error {
-	if !l.set {
-		l.vals, l.set = nil, true
-	}
-	l.vals = append(l.vals, v)
-	return nil
-}
 
 type serveConfig struct {
 	Kea       string   `json:"kea"`
@@ -53,7 +39,7 @@ func serve(args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
 	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
 	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
-	demux := &listFlag{vals: append([]string(nil), ctl.DefaultDemuxNames...)}
+	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
 	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux; -demux '' disables)")
 	ipcConnect := fs.String("ipc-connect", "", "also dial out to this nose IPC socket and serve that connection")
 	fs.IntVar(&cfg.DemuxAddr, "demux-addr", 8, "local address of the demux loopback router")
@@ -70,7 +56,7 @@ func serve(args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return usageErr("serve: unexpected argument %q", fs.Arg(0))
 	}
-	cfg.Demux = demux.vals
+	cfg.Demux = demux.Values
 	cfg.IPCDial = *ipcConnect
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
@@ -58,22 +59,6 @@ func main() {
 		}
 		os.Exit(1)
 	}
-}
-
-// listFlag collects a repeatable string flag; giving it replaces the
-// default list.
-type listFlag struct {
-	vals []string
-	set  bool
-}
-
-func (l *listFlag) String() string { return strings.Join(l.vals, ",") }
-func (l *listFlag) Set(v string) error {
-	if !l.set {
-		l.vals, l.set = nil, true
-	}
-	l.vals = append(l.vals, v)
-	return nil
 }
 
 type config struct {
@@ -165,11 +150,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	var cfg config
 	fs.IntVar(&cfg.EID, "e", 8, "local endpoint ID (8..254)")
 	verbose := fs.Bool("v", false, "debug logging")
-	demux := &listFlag{vals: append([]string(nil), ctl.DefaultDemuxNames...)}
+	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
 	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
 	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
 	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
-	routes := &listFlag{}
+	routes := cliflag.NewList()
 	fs.Var(routes, "route", "static route EID[-EID]=BINDING, repeatable")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: mctpd [flags] BINDING [PARAMS]\nbindings: null | serial DEVICE [-baud N] | i2c BUS ADDR [OWN]")
@@ -184,7 +169,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if cfg.EID < 0 || cfg.EID > 255 || !mctp.ValidEID(byte(cfg.EID)) {
 		return usageErr("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
 	}
-	cfg.Demux, cfg.Routes, cfg.Binding = demux.vals, routes.vals, fs.Args()
+	cfg.Demux, cfg.Routes, cfg.Binding = demux.Values, routes.Values, fs.Args()
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
