@@ -45,6 +45,8 @@ type daemon struct {
 	name string
 	kea  string
 	log  *syncBuf
+	// stop ends the daemon and waits for it; it is safe to call twice.
+	stop func()
 }
 
 // start runs mctpd with the null binding on a random demux name.
@@ -75,12 +77,16 @@ func startBinding(t *testing.T, bind []string, extra ...string) *daemon {
 		cancel()
 		t.Fatalf("mctpd: %v\n%s", err, d.log)
 	}
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("mctpd: %v", err)
-		}
-	})
+	var once sync.Once
+	d.stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("mctpd: %v", err)
+			}
+		})
+	}
+	t.Cleanup(d.stop)
 	return d
 }
 
@@ -353,28 +359,7 @@ func TestSerialPair(t *testing.T) {
 	if _, err := exec.LookPath("socat"); err != nil {
 		t.Fatalf("socat is required (./test.sh installs it): %v", err)
 	}
-	dir, err := os.MkdirTemp("", "mctpty")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
-	socat := exec.Command("socat", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
-	if err := socat.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { socat.Process.Kill(); socat.Wait() })
-	for i := 0; ; i++ {
-		_, ea := os.Stat(a)
-		_, eb := os.Stat(b)
-		if ea == nil && eb == nil {
-			break
-		}
-		if i > 500 {
-			t.Fatal("socat did not create the pty pair")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
 	c8, c9 := dial(t, d8, 5), dial(t, d9, 5)
@@ -420,5 +405,103 @@ func TestSerialPair(t *testing.T) {
 	// (mctp.TypeControlReplies): type 0 registration closes a socket.
 	if want := []byte{0x03, 0x02, 0x00, 0x09, 0x01, 0x00}; src != 9 || typ != 0x80 || !bytes.Equal(got, want) {
 		t.Fatalf("get-eid reply: src %d type %#x % x, want src 9 type 0x80 % x", src, typ, got, want)
+	}
+}
+
+// ptyPair starts socat with two linked ptys and returns their paths and
+// a function that restarts socat on the same paths (after it ended).
+func ptyPair(t *testing.T) (a, b string, restart func()) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "mctpty")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	a, b = filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	var mu sync.Mutex
+	var cur *exec.Cmd
+	start := func() {
+		os.Remove(a)
+		os.Remove(b)
+		c := exec.Command("socat", "pty,raw,echo=0,link="+a, "pty,raw,echo=0,link="+b)
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		cur = c
+		mu.Unlock()
+		for i := 0; ; i++ {
+			_, ea := os.Stat(a)
+			_, eb := os.Stat(b)
+			if ea == nil && eb == nil {
+				return
+			}
+			if i > 500 {
+				t.Fatal("socat did not create the pty pair")
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	stop := func() {
+		mu.Lock()
+		c := cur
+		mu.Unlock()
+		c.Process.Kill()
+		c.Wait()
+	}
+	start()
+	t.Cleanup(stop)
+	return a, b, func() { stop(); start() }
+}
+
+// TestSerialRestart kills one side of a serial pair and starts it again:
+// everything sent after it came back arrives, in both directions.
+func TestSerialRestart(t *testing.T) {
+	a, b, restartLink := ptyPair(t)
+	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
+	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
+	c8 := dial(t, d8, 5)
+	registered(t, d8, 5, 1)
+
+	// Kill side 9 (and with it the link: socat ends when a pty closes,
+	// so it is started again as a cable is plugged back in).
+	d9.stop()
+	restartLink()
+	d9 = startBinding(t, []string{"serial", b}, "-e", "9")
+	c9 := dial(t, d9, 5)
+	registered(t, d9, 5, 1)
+
+	// Side 8's binding reconnects on its own (with backoff); it is back
+	// once a Get EID crosses.
+	ctrl := dial(t, d8, 0x80)
+	registered(t, d8, 0x80, 1)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if time.Now().After(deadline) {
+			t.Fatalf("side 8 never reached the restarted side 9\n8: %s\n9: %s", d8.log, d9.log)
+		}
+		ctrl.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if ctrl.SendType(9, 0x00, []byte{0x80 | 0x01, 0x02}) == nil {
+			if src, _, _, err := ctrl.Recv(); err == nil && src == 9 {
+				break
+			}
+		}
+	}
+	c8.SetDeadline(time.Now().Add(20 * time.Second))
+	c9.SetDeadline(time.Now().Add(20 * time.Second))
+	for i := 0; i < 50; i++ {
+		body := []byte{byte(i), 0x7e, 0x7d, byte(i)}
+		if err := c8.Send(9, body); err != nil {
+			t.Fatal(err)
+		}
+		if src, typ, got, err := c9.Recv(); err != nil || src != 8 || typ != 5 || !bytes.Equal(got, body) {
+			t.Fatalf("8->9 message %d after the restart: %d %d % x %v", i, src, typ, got, err)
+		}
+		if err := c9.Send(8, body); err != nil {
+			t.Fatal(err)
+		}
+		if src, typ, got, err := c8.Recv(); err != nil || src != 9 || typ != 5 || !bytes.Equal(got, body) {
+			t.Fatalf("9->8 message %d after the restart: %d %d % x %v", i, src, typ, got, err)
+		}
 	}
 }
