@@ -392,28 +392,6 @@ func TestDemuxSlowClient(t *testing.T) {
 	}
 }
 
-func TestPeerPolicyAllows(t *testing.T) {
-	self := uint32(syscall.Geteuid())
-	tests := []struct {
-		name   string
-		policy PeerPolicy
-		cred   Cred
-		want   bool
-	}{
-		{"root always", PeerPolicy{}, Cred{UID: 0, GID: 1234}, true},
-		{"own uid always", PeerPolicy{}, Cred{UID: self, GID: 1234}, true},
-		{"stranger refused", PeerPolicy{}, Cred{UID: 65534, GID: 65534}, self == 65534},
-		{"listed uid", PeerPolicy{UIDs: []uint32{1000, 65534}}, Cred{UID: 65534, GID: 1}, true},
-		{"listed gid", PeerPolicy{GIDs: []uint32{20}}, Cred{UID: 4242, GID: 20}, true},
-		{"other gid", PeerPolicy{UIDs: []uint32{1000}, GIDs: []uint32{20}}, Cred{UID: 4242, GID: 21}, self == 4242},
-	}
-	for _, tc := range tests {
-		if got := tc.policy.allows(tc.cred); got != tc.want {
-			t.Errorf("%s: allows(%+v) = %v, want %v", tc.name, tc.cred, got, tc.want)
-		}
-	}
-}
-
 // TestDemuxPeerRefused connects as uid 65534 from a child process.
 func TestDemuxPeerRefused(t *testing.T) {
 	t.Parallel()

@@ -214,6 +214,8 @@ func TestPeerPolicy(t *testing.T) {
 		{"allowed gid", PeerPolicy{GIDs: []uint32{77}}, Cred{UID: 4242, GID: 77}, true},
 		{"allowed uid", PeerPolicy{UIDs: []uint32{4242}}, Cred{UID: 4242, GID: 1}, true},
 		{"other gid", PeerPolicy{GIDs: []uint32{77}}, Cred{UID: 4243, GID: 78}, me == 4243},
+		{"one of several uids", PeerPolicy{UIDs: []uint32{1000, 65534}}, Cred{UID: 65534, GID: 1}, true},
+		{"uid and gid lists, neither matches", PeerPolicy{UIDs: []uint32{1000}, GIDs: []uint32{20}}, Cred{UID: 4244, GID: 21}, me == 4244},
 	}
 	for _, tc := range tests {
 		if got := tc.policy.allows(tc.cred); got != tc.want {
