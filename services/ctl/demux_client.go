@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"time"
 )
@@ -86,3 +87,28 @@ func (c *DemuxConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t
 
 // Close closes the connection; the demux sees a disconnect.
 func (c *DemuxConn) Close() error { return c.conn.Close() }
+
+// Finish ends the connection once the demux has taken everything sent on
+// it: it half-closes, which the demux reads as a disconnect after the
+// messages before it, and waits up to timeout for the demux to close its
+// side (messages arriving meanwhile are discarded). A program that sends
+// and exits calls it so that its messages are routed before a later
+// program's: each connection is read on its own, so a plain Close gives
+// no order across connections.
+func (c *DemuxConn) Finish(timeout time.Duration) error {
+	defer c.conn.Close()
+	if err := c.conn.CloseWrite(); err != nil {
+		return fmt.Errorf("demux: half-close: %w", err)
+	}
+	c.conn.SetReadDeadline(time.Now().Add(timeout))
+	buf := make([]byte, 256)
+	for {
+		n, err := c.conn.Read(buf)
+		if err != nil || n == 0 {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return fmt.Errorf("demux: no disconnect within %v: %w", timeout, err)
+			}
+			return nil
+		}
+	}
+}

@@ -14,11 +14,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // flags returns a flag set that reports errors as usage errors.
-func (c *cli) flags(name, synopsis string) *flag.FlagSet {
+func (c *invocation) flags(name, synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(c.stderr)
 	fs.Usage = func() {
@@ -31,9 +32,9 @@ func (c *cli) flags(name, synopsis string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return &exitError{0, err}
+			return &cli.ExitError{Code: 0, Err: err}
 		}
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	return nil
 }
@@ -50,7 +51,7 @@ func interruptible(timeout time.Duration) (context.Context, context.CancelFunc) 
 }
 
 // kea: ctl kea [-service S] SOCKET COMMAND [ARGS-JSON]
-func (c *cli) kea(args []string) error {
+func (c *invocation) kea(args []string) error {
 	fs := c.flags("ctl kea", "ctl kea [-service NAME[,NAME]] [-timeout D] SOCKET COMMAND [ARGS-JSON]")
 	service := fs.String("service", "", "route through a hub to these services (comma-separated)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0 = never)")
@@ -59,13 +60,13 @@ func (c *cli) kea(args []string) error {
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
 		fs.Usage()
-		return usageErr("kea: want SOCKET COMMAND [ARGS-JSON]")
+		return cli.Usage("kea: want SOCKET COMMAND [ARGS-JSON]")
 	}
 	req := map[string]any{"command": fs.Arg(1)}
 	if fs.NArg() == 3 {
 		var a any
 		if err := json.Unmarshal([]byte(fs.Arg(2)), &a); err != nil {
-			return usageErr("kea: ARGS-JSON is not valid JSON: %v", err)
+			return cli.Usage("kea: ARGS-JSON is not valid JSON: %v", err)
 		}
 		req["arguments"] = json.RawMessage(fs.Arg(2))
 	}
@@ -74,7 +75,7 @@ func (c *cli) kea(args []string) error {
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return usageErr("kea: %v", err)
+		return cli.Usage("kea: %v", err)
 	}
 	ctx, cancel := interruptible(*timeout)
 	defer cancel()
@@ -85,7 +86,7 @@ func (c *cli) kea(args []string) error {
 	fmt.Fprintf(c.stdout, "%s\n", strings.TrimRight(string(reply), "\n"))
 	ok, err := keaSucceeded(reply)
 	if err != nil {
-		return &exitError{1, err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if !ok {
 		return errFailed
@@ -116,7 +117,7 @@ func keaSucceeded(reply []byte) (bool, error) {
 }
 
 // ipc: ctl ipc [-follow] NAME|PATH LINE...
-func (c *cli) ipc(args []string) error {
+func (c *invocation) ipc(args []string) error {
 	fs := c.flags("ctl ipc", "ctl ipc [-follow] [-timeout D] NAME|PATH LINE...")
 	follow := fs.Bool("follow", false, "after the replies, keep printing events until interrupted or the daemon closes")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up waiting for replies after this long (0 = never; not applied to -follow)")
@@ -125,7 +126,7 @@ func (c *cli) ipc(args []string) error {
 	}
 	if fs.NArg() < 1 || (fs.NArg() < 2 && !*follow) {
 		fs.Usage()
-		return usageErr("ipc: want NAME|PATH and at least one LINE (or -follow)")
+		return cli.Usage("ipc: want NAME|PATH and at least one LINE (or -follow)")
 	}
 	cl, err := ctl.DialIPC(ctl.IPCAddr(fs.Arg(0)))
 	if err != nil {
@@ -184,14 +185,14 @@ func (c *cli) ipc(args []string) error {
 }
 
 // dgram: ctl dgram SOCKET CMD...
-func (c *cli) dgram(args []string) error {
+func (c *invocation) dgram(args []string) error {
 	fs := c.flags("ctl dgram", "ctl dgram SOCKET CMD...")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 {
 		fs.Usage()
-		return usageErr("dgram: want SOCKET and at least one CMD")
+		return cli.Usage("dgram: want SOCKET and at least one CMD")
 	}
 	if err := ctl.SendDgram(fs.Arg(0), fs.Args()[1:]...); err != nil {
 		return connErr(err)
@@ -200,14 +201,14 @@ func (c *cli) dgram(args []string) error {
 }
 
 // console: ctl console SOCKET
-func (c *cli) console(args []string) error {
+func (c *invocation) console(args []string) error {
 	fs := c.flags("ctl console", "ctl console SOCKET")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
-		return usageErr("console: want SOCKET")
+		return cli.Usage("console: want SOCKET")
 	}
 	conn, err := ctl.ConsoleDial(fs.Arg(0))
 	if err != nil {
@@ -223,7 +224,7 @@ func (c *cli) console(args []string) error {
 }
 
 // demux: ctl demux -name N -type T send ADDR HEX | recv [-n K]
-func (c *cli) demux(args []string) error {
+func (c *invocation) demux(args []string) error {
 	fs := c.flags("ctl demux", "ctl demux [-name N] -type T send ADDR HEX | recv [-n K] [-timeout D]")
 	name := fs.String("name", "mctp-mux", "demux abstract socket name")
 	typ := fs.String("type", "", "message type to register (0x01..0xff)")
@@ -232,25 +233,25 @@ func (c *cli) demux(args []string) error {
 	}
 	t, err := parseByte(*typ)
 	if err != nil || t == 0 {
-		return usageErr("demux: -type %q: want a message type 1..255", *typ)
+		return cli.Usage("demux: -type %q: want a message type 1..255", *typ)
 	}
 	if fs.NArg() < 1 {
 		fs.Usage()
-		return usageErr("demux: want send or recv")
+		return cli.Usage("demux: want send or recv")
 	}
 	sub := fs.Args()[1:]
 	switch fs.Arg(0) {
 	case "send":
 		if len(sub) != 2 {
-			return usageErr("demux send: want ADDR HEX")
+			return cli.Usage("demux send: want ADDR HEX")
 		}
 		addr, err := parseByte(sub[0])
 		if err != nil {
-			return usageErr("demux send: ADDR %q: %v", sub[0], err)
+			return cli.Usage("demux send: ADDR %q: %v", sub[0], err)
 		}
 		body, err := hex.DecodeString(strings.NewReplacer(" ", "", ":", "").Replace(sub[1]))
 		if err != nil {
-			return usageErr("demux send: HEX %q: %v", sub[1], err)
+			return cli.Usage("demux send: HEX %q: %v", sub[1], err)
 		}
 		dc, err := ctl.DialDemux(*name, t)
 		if err != nil {
@@ -289,7 +290,7 @@ func (c *cli) demux(args []string) error {
 		}
 		return nil
 	}
-	return usageErr("demux: unknown action %q (want send or recv)", fs.Arg(0))
+	return cli.Usage("demux: unknown action %q (want send or recv)", fs.Arg(0))
 }
 
 func parseByte(s string) (byte, error) {

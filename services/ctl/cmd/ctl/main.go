@@ -18,6 +18,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/tickbox-fw/tickbox/internal/cli"
 )
 
 const usage = `usage: ctl COMMAND [ARGS]
@@ -35,29 +37,16 @@ commands:
 exit status: 0 success, 1 the daemon reported a failure, 2 usage or connection error
 `
 
-// exitError carries a process exit code.
-type exitError struct {
-	code int
-	err  error
-}
+func connErr(err error) error { return &cli.ExitError{Code: 2, Err: err} }
 
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-// usageErr and connErr are exit status 2; failed is exit status 1.
-func usageErr(format string, a ...any) error {
-	return &exitError{2, fmt.Errorf(format, a...)}
-}
-func connErr(err error) error { return &exitError{2, err} }
-
-var errFailed = &exitError{1, errors.New("the daemon reported a failure")}
+var errFailed = &cli.ExitError{Code: 1, Err: errors.New("the daemon reported a failure")}
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// cli carries a client invocation's streams.
-type cli struct {
+// invocation carries a client invocation's streams.
+type invocation struct {
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
@@ -68,7 +57,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
-	c := &cli{stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &invocation{stdin: stdin, stdout: stdout, stderr: stderr}
 	var err error
 	rest := args[1:]
 	switch args[0] {
@@ -94,13 +83,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	if err == nil {
 		return 0
 	}
-	code := 2
-	var ee *exitError
-	if errors.As(err, &ee) {
-		code = ee.code
-	}
 	if err != errFailed {
 		fmt.Fprintf(stderr, "ctl: %v\n", err)
 	}
-	return code
+	return cli.Code(err, 2)
 }

@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
@@ -51,19 +52,19 @@ func serve(args []string, stderr io.Writer) error {
 		if err == flag.ErrHelp {
 			return nil
 		}
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	if fs.NArg() > 0 {
-		return usageErr("serve: unexpected argument %q", fs.Arg(0))
+		return cli.Usage("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.Demux = demux.Values
 	cfg.IPCDial = *ipcConnect
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {
-		return usageErr("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
+		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
 	}
 	if cfg.DemuxAddr < 0 || cfg.DemuxAddr > 255 {
-		return usageErr("serve: -demux-addr %d: want 0..255", cfg.DemuxAddr)
+		return cli.Usage("serve: -demux-addr %d: want 0..255", cfg.DemuxAddr)
 	}
 	level := slog.LevelInfo
 	if *verbose {
@@ -123,7 +124,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	fail := func(err error) error {
 		srv.Close(context.Background())
-		return &exitError{1, err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
 		if err := keep(&fe.Mutex, &fe.kea)(srv.ServeKea(spec(cfg.Kea), ctl.KeaOptions{StreamOptions: streamOpts})); err != nil {

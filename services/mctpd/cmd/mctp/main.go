@@ -17,30 +17,15 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func usageErr(format string, a ...any) error {
-	return &exitError{2, fmt.Errorf(format, a...)}
-}
-
 func main() {
 	if err := run(os.Args[1:], os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "mctp:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+		os.Exit(cli.Code(err, 1))
 	}
 }
 
@@ -59,10 +44,10 @@ func run(args []string, stdout, stderr io.Writer) error {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	if fs.NArg() == 0 {
-		return usageErr("no command\n%s", usage)
+		return cli.Usage("no command\n%s", usage)
 	}
 	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
 	case "send":
@@ -72,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer) error {
 	case "ctrl":
 		return ctrl(*name, rest, stdout, stderr)
 	default:
-		return usageErr("unknown command %q\n%s", cmd, usage)
+		return cli.Usage("unknown command %q\n%s", cmd, usage)
 	}
 }
 
@@ -83,7 +68,7 @@ func byteFlag(fs *flag.FlagSet, name, help string) *uint {
 
 func checkByte(name string, v uint) (byte, error) {
 	if v > 255 {
-		return 0, usageErr("-%s: want 0..255", name)
+		return 0, cli.Usage("-%s: want 0..255", name)
 	}
 	return byte(v), nil
 }
@@ -94,7 +79,7 @@ func send(name string, args []string, stderr io.Writer) error {
 	eid := byteFlag(fs, "eid", "destination EID")
 	typ := byteFlag(fs, "type", "message type")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	e, err := checkByte("eid", *eid)
 	if err != nil {
@@ -105,11 +90,11 @@ func send(name string, args []string, stderr io.Writer) error {
 		return err
 	}
 	if fs.NArg() > 1 {
-		return usageErr("send: one HEX body, got %d arguments", fs.NArg())
+		return cli.Usage("send: one HEX body, got %d arguments", fs.NArg())
 	}
 	body, err := hex.DecodeString(strings.ReplaceAll(fs.Arg(0), " ", ""))
 	if err != nil {
-		return usageErr("send: body: %w", err)
+		return cli.Usage("send: body: %w", err)
 	}
 	c, err := ctl.DialDemux(name, t)
 	if err != nil {
@@ -119,8 +104,11 @@ func send(name string, args []string, stderr io.Writer) error {
 	if err := c.Send(e, body); err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
-	// Closing at once is safe: the demux reads what a client sent before
-	// it closed, even with the client's own copies left unread.
+	// Wait until the demux has taken the message, so that a send that
+	// follows this one is routed after it.
+	if err := c.Finish(2 * time.Second); err != nil {
+		return fmt.Errorf("send: %w", err)
+	}
 	return nil
 }
 
@@ -131,7 +119,7 @@ func recv(name string, args []string, stdout, stderr io.Writer) error {
 	n := fs.Int("n", 0, "stop after this many messages (0: run until the demux closes)")
 	timeout := fs.Duration("timeout", 0, "give up after this long (0: no limit)")
 	if err := fs.Parse(args); err != nil {
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	t, err := checkByte("type", *typ)
 	if err != nil {
@@ -169,18 +157,18 @@ var ctrlCmds = map[string]struct {
 
 func ctrl(name string, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageErr("ctrl: want get-eid, get-version, get-types or get-uuid")
+		return cli.Usage("ctrl: want get-eid, get-version, get-types or get-uuid")
 	}
 	cc, ok := ctrlCmds[args[0]]
 	if !ok {
-		return usageErr("ctrl: unknown request %q", args[0])
+		return cli.Usage("ctrl: unknown request %q", args[0])
 	}
 	fs := flag.NewFlagSet("mctp ctrl "+args[0], flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	eid := byteFlag(fs, "eid", "endpoint to ask")
 	timeout := fs.Duration("timeout", 2*time.Second, "how long to wait for the reply")
 	if err := fs.Parse(args[1:]); err != nil {
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	e, err := checkByte("eid", *eid)
 	if err != nil {

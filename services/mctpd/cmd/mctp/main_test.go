@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
@@ -101,8 +102,8 @@ func TestUsage(t *testing.T) {
 		{"ctrl", "get-eid"},
 	} {
 		err := run(args, io.Discard, io.Discard)
-		ee, ok := err.(*exitError)
-		if !ok || ee.code != 2 {
+		ee, ok := err.(*cli.ExitError)
+		if !ok || ee.Code != 2 {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
 	}

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
@@ -33,31 +34,13 @@ import (
 	"periph.io/x/host/v3"
 )
 
-// exitError carries the process exit status: 2 for usage errors, 1 for
-// failures while running.
-type exitError struct {
-	code int
-	err  error
-}
-
-func (e *exitError) Error() string { return e.err.Error() }
-func (e *exitError) Unwrap() error { return e.err }
-
-func usageErr(format string, a ...any) error {
-	return &exitError{2, fmt.Errorf(format, a...)}
-}
-
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:], os.Stderr, nil)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mctpd:", err)
-		var ee *exitError
-		if errors.As(err, &ee) {
-			os.Exit(ee.code)
-		}
-		os.Exit(1)
+		os.Exit(cli.Code(err, 1))
 	}
 }
 
@@ -83,7 +66,7 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 	switch name {
 	case "null":
 		if len(params) > 0 {
-			return nil, usageErr("binding null takes no parameters (got %q)", params)
+			return nil, cli.Usage("binding null takes no parameters (got %q)", params)
 		}
 		return &mctp.Null{}, nil
 	case "serial":
@@ -91,26 +74,26 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 		fs.SetOutput(io.Discard)
 		baud := fs.Int("baud", serial.DefaultBaud, "line rate")
 		if len(params) == 0 || strings.HasPrefix(params[0], "-") {
-			return nil, usageErr("binding serial needs a DEVICE: serial DEVICE [-baud N]")
+			return nil, cli.Usage("binding serial needs a DEVICE: serial DEVICE [-baud N]")
 		}
 		if err := fs.Parse(params[1:]); err != nil || fs.NArg() > 0 || *baud <= 0 {
-			return nil, usageErr("binding serial: want serial DEVICE [-baud N] (got %q)", params)
+			return nil, cli.Usage("binding serial: want serial DEVICE [-baud N] (got %q)", params)
 		}
 		return serial.New(params[0], *baud, log), nil
 	case "i2c":
 		// i2c BUS ADDR [OWN]: ADDR is the peer's 7-bit address, OWN ours
 		// (default 0x10), which DSP0237 puts in every block write.
 		if len(params) < 2 || len(params) > 3 {
-			return nil, usageErr("binding i2c: want i2c BUS ADDR [OWN] (got %q)", params)
+			return nil, cli.Usage("binding i2c: want i2c BUS ADDR [OWN] (got %q)", params)
 		}
 		peer, err := parseI2CAddr(params[1])
 		if err != nil {
-			return nil, usageErr("binding i2c: ADDR %q: %v", params[1], err)
+			return nil, cli.Usage("binding i2c: ADDR %q: %v", params[1], err)
 		}
 		own := uint16(0x10)
 		if len(params) == 3 {
 			if own, err = parseI2CAddr(params[2]); err != nil {
-				return nil, usageErr("binding i2c: OWN %q: %v", params[2], err)
+				return nil, cli.Usage("binding i2c: OWN %q: %v", params[2], err)
 			}
 		}
 		if _, err := host.Init(); err != nil {
@@ -127,9 +110,9 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 		}
 		return b, nil
 	case "":
-		return nil, usageErr("no binding given (null, serial DEVICE [-baud N], i2c BUS ADDR [OWN])")
+		return nil, cli.Usage("no binding given (null, serial DEVICE [-baud N], i2c BUS ADDR [OWN])")
 	default:
-		return nil, usageErr("unknown binding %q (null, serial, i2c)", name)
+		return nil, cli.Usage("unknown binding %q (null, serial, i2c)", name)
 	}
 }
 
@@ -164,10 +147,10 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return &exitError{2, err}
+		return &cli.ExitError{Code: 2, Err: err}
 	}
 	if cfg.EID < 0 || cfg.EID > 255 || !mctp.ValidEID(byte(cfg.EID)) {
-		return usageErr("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
+		return cli.Usage("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
 	}
 	cfg.Demux, cfg.Routes, cfg.Binding = demux.Values, routes.Values, fs.Args()
 	level := slog.LevelInfo
@@ -180,7 +163,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	for _, s := range cfg.Routes {
 		r, err := mctp.ParseRoute(s)
 		if err != nil {
-			return usageErr("-route: %w", err)
+			return cli.Usage("-route: %w", err)
 		}
 		rts = append(rts, r)
 	}
@@ -195,11 +178,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	}
 	uuid, err := mctp.LoadUUID(cfg.State)
 	if err != nil {
-		return &exitError{1, err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: []binding.Binding{b}, Routes: rts, UUID: uuid, Log: log})
 	if err != nil {
-		return usageErr("%w", err)
+		return cli.Usage("%w", err)
 	}
 
 	var rn running
@@ -216,7 +199,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	dm, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{Router: router})
 	if err != nil {
 		srv.Close(context.Background())
-		return &exitError{1, err}
+		return &cli.ExitError{Code: 1, Err: err}
 	}
 	rn.demux = dm
 	d.MustRegister(commands(router, dm)...)
@@ -224,7 +207,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
 		if err != nil {
 			srv.Close(context.Background())
-			return &exitError{1, err}
+			return &cli.ExitError{Code: 1, Err: err}
 		}
 		rn.kea = k
 	}

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
@@ -146,8 +147,8 @@ func TestArgs(t *testing.T) {
 		{[]string{"i2c", "1", "0x1d", "zz"}, 2, "OWN"},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
-		var ee *exitError
-		if !errors.As(err, &ee) || ee.code != tc.code || !strings.Contains(err.Error(), tc.msg) {
+		var ee *cli.ExitError
+		if !errors.As(err, &ee) || ee.Code != tc.code || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: %v, want exit %d with %q", tc.args, err, tc.code, tc.msg)
 		}
 	}
