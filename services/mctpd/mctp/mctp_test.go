@@ -312,12 +312,13 @@ func TestParseRoute(t *testing.T) {
 }
 
 // wire is a binding that records packets sent and lets a test inject
-// received ones.
+// received ones; with refuse set, Send fails as a full queue does.
 type wire struct {
-	name string
-	mtu  int
-	mu   sync.Mutex
-	sent [][]byte
+	name   string
+	mtu    int
+	mu     sync.Mutex
+	sent   [][]byte
+	refuse error
 }
 
 func (w *wire) Name() string { return w.name }
@@ -325,8 +326,16 @@ func (w *wire) MTU() int     { return w.mtu }
 func (w *wire) Send(p []byte) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.refuse != nil {
+		return w.refuse
+	}
 	w.sent = append(w.sent, append([]byte(nil), p...))
 	return nil
+}
+func (w *wire) setRefuse(err error) {
+	w.mu.Lock()
+	w.refuse = err
+	w.mu.Unlock()
 }
 func (w *wire) Run(ctx context.Context, _ func([]byte)) error { <-ctx.Done(); return nil }
 func (w *wire) Stats() map[string]uint64                      { return map[string]uint64{} }
@@ -405,11 +414,24 @@ func TestRouterSend(t *testing.T) {
 	if len(got) != 2 || !bytes.Equal(got[0][:4], unhex(t, "01 0f 08 88")) || !bytes.Equal(got[1], unhex(t, "01 0f 08 58 00 00")) {
 		t.Errorf("to 15: % x", got)
 	}
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1}); !errors.Is(err, ctl.ErrNoRoute) {
+	// No route: the default route, the first binding.
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1, Body: []byte{0x33}}); err != nil {
 		t.Errorf("to 30: %v", err)
 	}
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 1e 08 c8 01 33")) {
+		t.Errorf("to 30: % x", got)
+	}
 	st := r.Stats()
-	if st.PacketsOut != 3 || st.MessagesOut != 2 || st.Drops[DropNoRoute] != 1 {
+	if st.PacketsOut != 4 || st.MessagesOut != 3 || len(st.Drops) != 0 {
+		t.Errorf("stats %+v", st)
+	}
+	// A refused packet is an error for the client and a counted drop.
+	a.setRefuse(errors.New("queue full"))
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1}); err == nil {
+		t.Error("refused send succeeded")
+	}
+	a.setRefuse(nil)
+	if st := r.Stats(); st.Drops[DropSend] != 1 {
 		t.Errorf("stats %+v", st)
 	}
 	if _, err := New(Options{EID: 8, Bindings: []binding.Binding{a}, Routes: []Route{{9, 9, "zz"}}}); err == nil {
@@ -419,5 +441,142 @@ func TestRouterSend(t *testing.T) {
 		if _, err := New(Options{EID: eid, Bindings: []binding.Binding{a}}); err == nil {
 			t.Errorf("EID %d accepted", eid)
 		}
+	}
+}
+
+// TestRouterForward drives the bridge's decisions: packets for other
+// endpoints leave unchanged on the routed (or, with two bindings, the
+// other) binding; loops, missing routes, oversized packets and refused
+// sends are dropped and counted; local destinations stay local.
+func TestRouterForward(t *testing.T) {
+	type setup struct {
+		r     *Router
+		wires map[string]*wire
+	}
+	mk := func(routes []Route, ws ...*wire) setup {
+		s := setup{wires: map[string]*wire{}}
+		var bs []binding.Binding
+		for _, w := range ws {
+			bs = append(bs, w)
+			s.wires[w.name] = w
+		}
+		r, err := New(Options{EID: 8, Bindings: bs, Routes: routes})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.r = r
+		return s
+	}
+	// Two bindings: a (MTU 64) and b (MTU 8); 20 is routed to a, 21 to b.
+	two := mk([]Route{{20, 20, "a"}, {21, 21, "b"}}, &wire{name: "a", mtu: 64}, &wire{name: "b", mtu: 8})
+	// Three bindings: 9 to y, 10-12 to z, 13 to x, nothing else.
+	three := mk([]Route{{9, 9, "y"}, {10, 12, "z"}, {13, 13, "x"}}, &wire{name: "x", mtu: 64}, &wire{name: "y", mtu: 64}, &wire{name: "z", mtu: 64})
+	full := errors.New("queue full")
+
+	for _, tc := range []struct {
+		name   string
+		s      setup
+		from   string
+		in     string
+		out    string // binding the packet leaves on unchanged; "" for none
+		reply  string // for local requests: the reply sent back on from
+		drop   string
+		refuse string // binding that refuses sends for this case
+	}{
+		{name: "two: no route, to the other", s: two, from: "a", in: "01 09 0a c8 00 80 02", out: "b"},
+		{name: "two: no route, back", s: two, from: "b", in: "01 0a 09 c0 00 00 02 00 09 01 00", out: "a"},
+		{name: "two: middle packet as is, no reassembly", s: two, from: "a", in: "01 09 0a 1d 01 02 03", out: "b"},
+		{name: "two: EOM with tag and TO kept", s: two, from: "b", in: "01 0c 09 6f ff", out: "a"},
+		{name: "two: payload at the out MTU", s: two, from: "a", in: "01 09 0a c8 01 02 03 04 05 06 07 08", out: "b"},
+		{name: "two: payload over the out MTU", s: two, from: "a", in: "01 09 0a c8 01 02 03 04 05 06 07 08 09", drop: DropMTU},
+		{name: "two: routed back where it came from", s: two, from: "a", in: "01 14 0a c8 01 02", drop: DropLoop},
+		{name: "two: routed to the other", s: two, from: "b", in: "01 14 0a c8 01 02", out: "a"},
+		{name: "two: routed onward", s: two, from: "a", in: "01 15 0a c8 01 02", out: "b"},
+		{name: "two: out binding refuses", s: two, from: "a", in: "01 09 0a c8 01 02", drop: DropForwardSend, refuse: "b"},
+		{name: "two: src broadcast", s: two, from: "a", in: "01 09 ff c8 01 02", drop: DropSrcBroadcast},
+		{name: "two: own EID stays local", s: two, from: "a", in: "01 08 0a c8 00 80 02", reply: "01 0a 08 c0 00 00 02 00 08 01 00"},
+		{name: "two: broadcast stays local", s: two, from: "b", in: "01 ff 09 cb 00 81 02", reply: "01 09 08 c3 00 01 02 00 08 01 00"},
+		{name: "two: null EID stays local", s: two, from: "b", in: "01 00 09 c8 00 82 02", reply: "01 09 08 c0 00 02 02 00 08 01 00"},
+		{name: "three: routed", s: three, from: "x", in: "01 09 0a c8 01", out: "y"},
+		{name: "three: routed from another", s: three, from: "z", in: "01 09 0a c8 01", out: "y"},
+		{name: "three: range", s: three, from: "x", in: "01 0b 09 c8 01", out: "z"},
+		{name: "three: loop", s: three, from: "y", in: "01 09 0a c8 01", drop: DropLoop},
+		{name: "three: loop to the first binding", s: three, from: "x", in: "01 0d 0a c8 01", drop: DropLoop},
+		{name: "three: back to the first binding", s: three, from: "y", in: "01 0d 0a c8 01", out: "x"},
+		{name: "three: no route", s: three, from: "x", in: "01 1e 0a c8 01", drop: DropNoRoute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.s.r
+			before := r.Stats()
+			if tc.refuse != "" {
+				tc.s.wires[tc.refuse].setRefuse(full)
+				defer tc.s.wires[tc.refuse].setRefuse(nil)
+			}
+			in := unhex(t, tc.in)
+			r.Receive(tc.s.wires[tc.from], append([]byte(nil), in...))
+			for name, w := range tc.s.wires {
+				got := w.take()
+				var want []string
+				switch {
+				case name == tc.out:
+					want = []string{tc.in}
+				case name == tc.from && tc.reply != "":
+					want = []string{tc.reply}
+				}
+				if len(got) != len(want) {
+					t.Fatalf("%s sent % x, want %v", name, got, want)
+				}
+				for i := range got {
+					if !bytes.Equal(got[i], unhex(t, want[i])) {
+						t.Errorf("%s sent % x, want %s", name, got[i], want[i])
+					}
+				}
+			}
+			after := r.Stats()
+			for k, v := range after.Drops {
+				want := before.Drops[k]
+				if k == tc.drop {
+					want++
+				}
+				if v != want {
+					t.Errorf("drop %s: %d, want %d (%v)", k, v, want, after.Drops)
+				}
+			}
+			if tc.drop != "" && after.Drops[tc.drop] != before.Drops[tc.drop]+1 {
+				t.Errorf("drop %s not counted: %v", tc.drop, after.Drops)
+			}
+			for i, f := range after.Forwarded {
+				want := before.Forwarded[i].Packets
+				if f.In == tc.from && f.Out == tc.out {
+					want++
+				}
+				if f.Packets != want {
+					t.Errorf("forwarded %s->%s: %d, want %d", f.In, f.Out, f.Packets, want)
+				}
+			}
+			wantFwd := before.PacketsForwarded
+			if tc.out != "" {
+				wantFwd++
+			}
+			if after.PacketsForwarded != wantFwd || after.PacketsIn != before.PacketsIn+1 {
+				t.Errorf("forwarded %d in %d, want %d and %d", after.PacketsForwarded, after.PacketsIn, wantFwd, before.PacketsIn+1)
+			}
+			if after.Reassembly != 0 {
+				t.Errorf("%d reassembly contexts: forwarded packets must not be reassembled", after.Reassembly)
+			}
+		})
+	}
+	// Every ordered pair of distinct bindings has an entry.
+	if f := three.r.Stats().Forwarded; len(f) != 6 || f[0].In != "x" || f[0].Out != "y" || f[5].In != "z" || f[5].Out != "y" {
+		t.Errorf("forwarded pairs %+v", f)
+	}
+	if info := two.r.BindingInfo(); len(info) != 2 || !info[0].Default || info[1].Default || info[0].ForwardTo != "b" || info[1].ForwardTo != "a" || info[1].MTU != 8 {
+		t.Errorf("two: binding info %+v", info)
+	}
+	if info := three.r.BindingInfo(); info[0].ForwardTo != "" || !info[0].Default {
+		t.Errorf("three: binding info %+v", info)
+	}
+	if rs := three.r.Routes(); len(rs) != 4 || rs[3] != (Route{0, 255, "x"}) {
+		t.Errorf("three: routes %+v", rs)
 	}
 }

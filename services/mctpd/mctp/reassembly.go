@@ -18,7 +18,7 @@ const (
 	DropShort        = "short"          // under the 4-byte header
 	DropVersion      = "version"        // header version not 1
 	DropSrcBroadcast = "src-broadcast"  // source EID 0xFF
-	DropDest         = "dest-not-local" // dest not own, 0 or 0xFF
+	DropDest         = "dest-not-local" // dest not own, 0 or 0xFF, and no other binding to forward to
 	DropNoContext    = "no-context"     // non-SOM packet without a message in progress
 	DropSeq          = "sequence"       // sequence number not previous+1 mod 4
 	DropMiddleSize   = "middle-size"    // middle packet size differs from the SOM's
@@ -28,7 +28,10 @@ const (
 	DropTimeout      = "timeout"        // partial message older than the timeout
 	DropEvicted      = "evicted"        // partial message evicted for a new one
 	DropEmpty        = "empty"          // message without a type byte
-	DropNoRoute      = "no-route"       // no binding reaches the destination
+	DropNoRoute      = "no-route"       // no route for a packet to forward (bridges of three or more bindings)
+	DropLoop         = "loop"           // the route leads back out of the binding the packet came in on
+	DropMTU          = "mtu"            // forwarded packet's payload over the out binding's MTU
+	DropForwardSend  = "forward-send"   // the out binding refused a forwarded packet (queue full, link down)
 	DropSend         = "send-error"     // the binding refused a packet
 	DropNoClient     = "no-client"      // inbound message no client registered for
 )

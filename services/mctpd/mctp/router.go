@@ -57,10 +57,12 @@ func parseEID(s string) (byte, error) {
 type Options struct {
 	// EID is the local endpoint ID; it must satisfy ValidEID.
 	EID byte
-	// Bindings are the physical media; at least one.
+	// Bindings are the physical media; at least one. With two or more
+	// the router is also a bridge: see Router.
 	Bindings []binding.Binding
-	// Routes are static routes; with none, every remote destination
-	// goes to the single binding.
+	// Routes are static routes, first match wins. Client messages to a
+	// destination no route covers take the first binding (the default
+	// route).
 	Routes []Route
 	// UUID answers Get UUID.
 	UUID [16]byte
@@ -85,14 +87,33 @@ const TypeControlReplies = 0x80
 // as libmctp's demux daemon does, so existing clients produce identical
 // wire bytes; responses therefore come back on tag 0 too and are matched
 // by the clients themselves (by type and instance ID), not by the tag.
+// They leave on the binding the first matching route names, or else on
+// the first binding (the default route).
+//
+// With two or more bindings the router bridges them, as libmctp's
+// bridge mode does but with routes: a packet received for another
+// endpoint (not the local EID, 0 or 0xFF) is forwarded as it is,
+// packet by packet and without reassembly, on the binding the first
+// matching route names; with exactly two bindings and no matching route
+// it goes out of the other one. It is dropped, and counted by reason,
+// when the route leads back to the binding it came in on (DropLoop),
+// when nothing routes it (DropNoRoute), when its payload exceeds the
+// out binding's MTU (DropMTU: bridges do not refragment) and when the
+// out binding refuses it (DropForwardSend: Send never blocks, so a full
+// queue is a drop, not a stall of the receive path).
 type Router struct {
 	log      *slog.Logger
 	eid      atomic.Uint32
 	bindings map[string]binding.Binding
 	order    []string
+	list     []binding.Binding
+	index    map[string]int
 	routes   []Route
 	reasm    *Reassembler
 	resp     Responder
+	// forwarded counts packets per (in, out) binding pair, at
+	// in*len(list)+out, so the receive path takes no lock.
+	forwarded []atomic.Uint64
 
 	mu    sync.Mutex
 	demux *ctl.Demux
@@ -113,7 +134,7 @@ func New(opts Options) (*Router, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{log: opts.Log, bindings: map[string]binding.Binding{}, routes: opts.Routes, drops: map[string]uint64{}}
+	r := &Router{log: opts.Log, bindings: map[string]binding.Binding{}, index: map[string]int{}, routes: opts.Routes, drops: map[string]uint64{}}
 	for _, b := range opts.Bindings {
 		if _, dup := r.bindings[b.Name()]; dup {
 			return nil, fmt.Errorf("mctp: binding %q given twice", b.Name())
@@ -122,13 +143,16 @@ func New(opts Options) (*Router, error) {
 			return nil, fmt.Errorf("mctp: binding %q: MTU %d", b.Name(), b.MTU())
 		}
 		r.bindings[b.Name()] = b
+		r.index[b.Name()] = len(r.order)
 		r.order = append(r.order, b.Name())
+		r.list = append(r.list, b)
 	}
 	for _, rt := range opts.Routes {
 		if _, ok := r.bindings[rt.Binding]; !ok {
-			return nil, fmt.Errorf("mctp: route %d-%d: no binding %q", rt.First, rt.Last, rt.Binding)
+			return nil, fmt.Errorf("mctp: route %d-%d: no binding %q (bindings: %s)", rt.First, rt.Last, rt.Binding, strings.Join(r.order, ", "))
 		}
 	}
+	r.forwarded = make([]atomic.Uint64, len(r.list)*len(r.list))
 	r.eid.Store(uint32(opts.EID))
 	ro := opts.Reassembly
 	if ro.Log == nil {
@@ -197,12 +221,7 @@ func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error
 		r.local(d, own, msg)
 		return nil
 	}
-	b, err := r.route(m.Addr)
-	if err != nil {
-		r.drop(DropNoRoute)
-		return err
-	}
-	return r.transmit(b, m.Addr, own, true, 0, msg)
+	return r.transmit(r.route(m.Addr), m.Addr, own, true, 0, msg)
 }
 
 // local handles a message from this endpoint to itself.
@@ -226,16 +245,80 @@ func (r *Router) deliver(d *ctl.Demux, src byte, msg []byte) {
 	}
 }
 
-func (r *Router) route(dest byte) (binding.Binding, error) {
+// route picks the binding for a locally originated message: the first
+// matching route, else the default route (the first binding).
+func (r *Router) route(dest byte) binding.Binding {
+	if rt, ok := r.match(dest); ok {
+		return r.bindings[rt.Binding]
+	}
+	return r.list[0]
+}
+
+func (r *Router) match(dest byte) (Route, bool) {
 	for _, rt := range r.routes {
 		if dest >= rt.First && dest <= rt.Last {
-			return r.bindings[rt.Binding], nil
+			return rt, true
 		}
 	}
-	if len(r.order) == 1 {
-		return r.bindings[r.order[0]], nil
+	return Route{}, false
+}
+
+// forwardDecision is where the bridge sends a packet for dest that came
+// in on binding in: the index of the out binding in Options.Bindings,
+// or -1 and the drop reason. It does not look at MTUs.
+func (r *Router) forwardDecision(in string, dest byte) (out int, reason string) {
+	i, ok := r.index[in]
+	if !ok {
+		return -1, DropNoRoute
 	}
-	return nil, fmt.Errorf("%w %d", ctl.ErrNoRoute, dest)
+	if rt, ok := r.match(dest); ok {
+		o := r.index[rt.Binding]
+		if o == i {
+			return -1, DropLoop
+		}
+		return o, ""
+	}
+	if len(r.list) == 2 {
+		return 1 - i, ""
+	}
+	return -1, DropNoRoute
+}
+
+// forward sends pkt, received on in for another endpoint, out of the
+// binding forwardDecision picks, unchanged.
+func (r *Router) forward(in binding.Binding, h Header, pkt []byte) {
+	o, reason := r.forwardDecision(in.Name(), h.Dest)
+	if reason != "" {
+		r.dropLog(reason, "in", in.Name(), "src", h.Src, "dest", h.Dest)
+		return
+	}
+	out := r.list[o]
+	if len(pkt)-HeaderLen > out.MTU() {
+		r.dropLog(DropMTU, "in", in.Name(), "out", out.Name(), "src", h.Src, "dest", h.Dest, "payload", len(pkt)-HeaderLen, "mtu", out.MTU())
+		return
+	}
+	if err := out.Send(pkt); err != nil {
+		r.dropLog(DropForwardSend, "in", in.Name(), "out", out.Name(), "src", h.Src, "dest", h.Dest, "err", err)
+		return
+	}
+	r.forwarded[r.index[in.Name()]*len(r.list)+o].Add(1)
+}
+
+// dropLog counts a forwarding drop. The first of each reason is a
+// warning, because it usually means a missing route or a mismatched
+// MTU; the rest go to the debug log, so that a stream of such packets
+// cannot flood the log.
+func (r *Router) dropLog(reason string, attrs ...any) {
+	r.dropMu.Lock()
+	r.drops[reason]++
+	n := r.drops[reason]
+	r.dropMu.Unlock()
+	attrs = append(attrs, "reason", reason)
+	if n == 1 {
+		r.log.Warn("mctp: packet not forwarded (further drops of this reason are counted in stats-get)", attrs...)
+		return
+	}
+	r.log.Debug("mctp: packet not forwarded", attrs...)
 }
 
 // transmit fragments msg at b's MTU and sends the packets.
@@ -293,7 +376,11 @@ func (r *Router) Receive(b binding.Binding, pkt []byte) {
 		return
 	}
 	if h.Dest != own && h.Dest != NullEID && h.Dest != BroadcastEID {
-		r.drop(DropDest)
+		if len(r.list) == 1 {
+			r.drop(DropDest)
+			return
+		}
+		r.forward(b, h, pkt)
 		return
 	}
 	msg := r.reasm.Add(h, pkt[HeaderLen:])
@@ -320,6 +407,20 @@ type Stats struct {
 	Drops       map[string]uint64            `json:"drops"`
 	Reassembly  int                          `json:"reassembly-pending"`
 	Bindings    map[string]map[string]uint64 `json:"bindings"`
+	// PacketsForwarded is the sum of Forwarded; forwarded packets count
+	// in PacketsIn but not in PacketsOut, which is what this endpoint
+	// originates.
+	PacketsForwarded uint64 `json:"packets-forwarded"`
+	// Forwarded has one entry per ordered pair of distinct bindings
+	// (none with a single binding), in command-line order.
+	Forwarded []ForwardStat `json:"forwarded"`
+}
+
+// ForwardStat counts the packets bridged from one binding to another.
+type ForwardStat struct {
+	In      string `json:"in"`
+	Out     string `json:"out"`
+	Packets uint64 `json:"packets"`
 }
 
 // Stats returns the current counters.
@@ -332,6 +433,7 @@ func (r *Router) Stats() Stats {
 		Drops:       map[string]uint64{},
 		Reassembly:  r.reasm.Pending(),
 		Bindings:    map[string]map[string]uint64{},
+		Forwarded:   []ForwardStat{},
 	}
 	r.dropMu.Lock()
 	for k, v := range r.drops {
@@ -341,21 +443,56 @@ func (r *Router) Stats() Stats {
 	for n, b := range r.bindings {
 		st.Bindings[n] = b.Stats()
 	}
+	for i, in := range r.order {
+		for o, out := range r.order {
+			if i == o {
+				continue
+			}
+			n := r.forwarded[i*len(r.list)+o].Load()
+			st.PacketsForwarded += n
+			st.Forwarded = append(st.Forwarded, ForwardStat{In: in, Out: out, Packets: n})
+		}
+	}
 	return st
 }
 
-// Routes returns the static routes, and the default route when there
-// is a single binding (First 0, Last 255).
+// Routes returns the static routes in match order, then the default
+// route for client messages (First 0, Last 255, the first binding).
+// Forwarded packets do not take the default route; see
+// BindingInfo.ForwardTo.
 func (r *Router) Routes() []Route {
 	out := append([]Route(nil), r.routes...)
-	if len(r.order) == 1 {
-		out = append(out, Route{First: 0, Last: 255, Binding: r.order[0]})
-	}
-	return out
+	return append(out, Route{First: 0, Last: 255, Binding: r.order[0]})
 }
 
 // Bindings returns the binding names in the order given.
 func (r *Router) Bindings() []string { return append([]string(nil), r.order...) }
+
+// BindingInfo describes one binding for endpoints-get and routes-get.
+type BindingInfo struct {
+	Name string `json:"name"`
+	MTU  int    `json:"mtu"`
+	// Default marks the binding of the default route, which client
+	// messages without a matching route take.
+	Default bool `json:"default"`
+	// ForwardTo is where packets received on this binding for an
+	// endpoint no route covers are forwarded: the other binding of a
+	// two-binding bridge, else empty (they are dropped as no-route, or
+	// as dest-not-local with a single binding).
+	ForwardTo string `json:"forward-to"`
+}
+
+// BindingInfo returns the bindings in the order given.
+func (r *Router) BindingInfo() []BindingInfo {
+	out := make([]BindingInfo, len(r.list))
+	for i, b := range r.list {
+		out[i] = BindingInfo{Name: b.Name(), MTU: b.MTU(), Default: i == 0}
+		if len(r.list) == 2 {
+			out[i].ForwardTo = r.order[1-i]
+		}
+	}
+	return out
+}
 
 // Null is the binding without a medium: mctpd then serves only its own
 // EID (loopback through the demux) and every remote send fails.
