@@ -2,11 +2,12 @@
 // control responder and router, a libmctp-compatible demux for handler
 // programs (PLDM, NVMe-MI tools) and a Kea control channel.
 //
-//	mctpd [-e EID] [-v] [-demux NAME]… [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS]
+//	mctpd [-e EID] [-v] [-demux NAME]… [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
 //
 // Client messages to remote endpoints leave with TO=1 and tag 0, as
 // libmctp's mctp-demux-daemon sends them, so existing clients produce
-// identical wire bytes.
+// identical wire bytes. Several bindings, separated by a lone "+",
+// make mctpd a bridge between them (see mctp.Router).
 package main
 
 import (
@@ -45,12 +46,13 @@ func main() {
 }
 
 type config struct {
-	EID     int      `json:"eid"`
-	Demux   []string `json:"demux"`
-	Kea     string   `json:"kea"`
-	State   string   `json:"state"`
-	Routes  []string `json:"routes"`
-	Binding []string `json:"binding"`
+	EID    int      `json:"eid"`
+	Demux  []string `json:"demux"`
+	Kea    string   `json:"kea"`
+	State  string   `json:"state"`
+	Routes []string `json:"routes"`
+	// Bindings are the BINDING [PARAMS] groups of the command line.
+	Bindings [][]string `json:"bindings"`
 }
 
 // running is what the daemon exposes to tests once it serves.
@@ -116,6 +118,32 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 	}
 }
 
+// splitBindings splits the arguments after the flags into BINDING
+// [PARAMS] groups at each lone "+". No group may be empty: "a +", "+ a"
+// and "a + + b" are refused rather than guessed at.
+func splitBindings(args []string) ([][]string, error) {
+	if len(args) == 0 {
+		return [][]string{nil}, nil
+	}
+	var groups [][]string
+	cur := []string{}
+	for _, a := range args {
+		if a != "+" {
+			cur = append(cur, a)
+			continue
+		}
+		if len(cur) == 0 {
+			return nil, cli.Usage("empty binding before '+' (want BINDING [PARAMS] + BINDING [PARAMS])")
+		}
+		groups = append(groups, cur)
+		cur = []string{}
+	}
+	if len(cur) == 0 {
+		return nil, cli.Usage("empty binding after the last '+' (want BINDING [PARAMS] + BINDING [PARAMS])")
+	}
+	return append(groups, cur), nil
+}
+
 // parseI2CAddr parses a 7-bit I2C address, decimal or 0x hex.
 func parseI2CAddr(s string) (uint16, error) {
 	n, err := strconv.ParseUint(s, 0, 16)
@@ -138,9 +166,9 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
 	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
 	routes := cliflag.NewList()
-	fs.Var(routes, "route", "static route EID[-EID]=BINDING, repeatable")
+	fs.Var(routes, "route", "static route EID[-EID]=BINDING (a binding name such as serial:/dev/ttyS1), repeatable")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: mctpd [flags] BINDING [PARAMS]\nbindings: null | serial DEVICE [-baud N] | i2c BUS ADDR [OWN]")
+		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -152,7 +180,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if cfg.EID < 0 || cfg.EID > 255 || !mctp.ValidEID(byte(cfg.EID)) {
 		return cli.Usage("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
 	}
-	cfg.Demux, cfg.Routes, cfg.Binding = demux.Values, routes.Values, fs.Args()
+	groups, err := splitBindings(fs.Args())
+	if err != nil {
+		return err
+	}
+	cfg.Demux, cfg.Routes, cfg.Bindings = demux.Values, routes.Values, groups
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -167,20 +199,28 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		}
 		rts = append(rts, r)
 	}
-	var bname string
-	var bparams []string
-	if len(cfg.Binding) > 0 {
-		bname, bparams = cfg.Binding[0], cfg.Binding[1:]
-	}
-	b, err := openBinding(bname, bparams, log)
-	if err != nil {
-		return err
+	var bs []binding.Binding
+	var names []string
+	for _, g := range cfg.Bindings {
+		var name string
+		if len(g) > 0 {
+			name = g[0]
+		}
+		b, err := openBinding(name, g[min(1, len(g)):], log)
+		if err != nil {
+			return err
+		}
+		if slices.Contains(names, b.Name()) {
+			return cli.Usage("binding %s given twice", b.Name())
+		}
+		bs = append(bs, b)
+		names = append(names, b.Name())
 	}
 	uuid, err := mctp.LoadUUID(cfg.State)
 	if err != nil {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
-	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: []binding.Binding{b}, Routes: rts, UUID: uuid, Log: log})
+	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: bs, Routes: rts, UUID: uuid, Log: log})
 	if err != nil {
 		return cli.Usage("%w", err)
 	}
@@ -215,7 +255,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	defer cancel()
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(ctx, dm) }()
-	log.Info("mctpd serving", "eid", cfg.EID, "binding", b.Name(), "demux", cfg.Demux, "uuid", mctp.FormatUUID(uuid))
+	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "uuid", mctp.FormatUUID(uuid))
 	if ready != nil {
 		ready(rn)
 	}
@@ -230,12 +270,25 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	return nil
 }
 
+const usage = `usage: mctpd [flags] BINDING [PARAMS] [+ BINDING [PARAMS]]...
+bindings:
+  null                         local loopback only
+  serial DEVICE [-baud N]      DSP0253 over a tty; named serial:DEVICE
+  i2c BUS ADDR [OWN]           DSP0237 SMBus to peer ADDR; named i2c:BUS:0xADDR
+Several bindings, separated by a lone '+', make mctpd a bridge: a packet for
+another endpoint is forwarded unchanged on the binding a -route names (with
+two bindings and no route, on the other one). Client messages without a
+route take the first binding. -route refers to bindings by name.
+example: mctpd -e 10 -route 9=serial:/dev/ttyS2 serial /dev/ttyS1 -baud 115200 + serial /dev/ttyS2
+flags:
+`
+
 // commands are mctpd's Kea commands.
 func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
 	return []*ctl.Command{
 		{
 			Name:    "endpoints-get",
-			Comment: "local endpoint: EID, UUID, bindings and client message types",
+			Comment: "local endpoint: EID, UUID, bindings (name, MTU, default route, forwarding) and client message types",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				types := []int{}
 				for t, n := range dm.Stats().Clients {
@@ -247,25 +300,28 @@ func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
 				return ctl.OK("", map[string]any{
 					"eid":      r.EID(),
 					"uuid":     mctp.FormatUUID(r.UUID()),
-					"bindings": r.Bindings(),
+					"bindings": r.BindingInfo(),
+					"bridge":   len(r.Bindings()) > 1,
 					"types":    types,
 				})
 			},
 		},
 		{
 			Name:    "routes-get",
-			Comment: "routes by destination EID range",
+			Comment: "routes by destination EID range, the default route last; the bindings and where each forwards unrouted packets",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				out := []map[string]any{}
-				for _, rt := range r.Routes() {
-					out = append(out, map[string]any{"first": rt.First, "last": rt.Last, "binding": rt.Binding})
+				rts := r.Routes()
+				for i, rt := range rts {
+					// Routes ends with the default route.
+					out = append(out, map[string]any{"first": rt.First, "last": rt.Last, "binding": rt.Binding, "default": i == len(rts)-1})
 				}
-				return ctl.OK("", map[string]any{"local": r.EID(), "routes": out})
+				return ctl.OK("", map[string]any{"local": r.EID(), "routes": out, "bindings": r.BindingInfo()})
 			},
 		},
 		{
 			Name:    "stats-get",
-			Comment: "packets and messages in and out, drops by reason, clients by type",
+			Comment: "packets and messages in and out, forwarded packets per binding pair, drops by reason, binding counters, clients by type",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				return ctl.OK("", map[string]any{"mctp": r.Stats(), "demux": dm.Stats()})
 			},

@@ -7,11 +7,13 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // syncBuf is a goroutine-safe log sink.
@@ -145,6 +148,15 @@ func TestArgs(t *testing.T) {
 		{[]string{"i2c", "1"}, 2, "want i2c BUS ADDR [OWN]"},
 		{[]string{"i2c", "1", "0x7f"}, 2, "want a 7-bit address"},
 		{[]string{"i2c", "1", "0x1d", "zz"}, 2, "OWN"},
+		{[]string{"null", "+", "null"}, 2, "binding null given twice"},
+		{[]string{"serial", "/dev/x", "+", "serial", "/dev/x", "-baud", "9600"}, 2, "binding serial:/dev/x given twice"},
+		{[]string{"+"}, 2, "empty binding before '+'"},
+		{[]string{"+", "null"}, 2, "empty binding before '+'"},
+		{[]string{"null", "+"}, 2, "empty binding after the last '+'"},
+		{[]string{"null", "+", "+", "serial", "/dev/x"}, 2, "empty binding before '+'"},
+		{[]string{"null", "+", "serial"}, 2, "binding serial needs a DEVICE"},
+		{[]string{"null", "+", "bogus"}, 2, `unknown binding "bogus"`},
+		{[]string{"-route", "9=serial:/dev/z", "null", "+", "serial", "/dev/x"}, 2, `no binding "serial:/dev/z" (bindings: null, serial:/dev/x)`},
 	} {
 		err := run(context.Background(), tc.args, io.Discard, nil)
 		var ee *cli.ExitError
@@ -366,31 +378,7 @@ func TestSerialPair(t *testing.T) {
 	c8, c9 := dial(t, d8, 5), dial(t, d9, 5)
 	registered(t, d8, 5, 1)
 	registered(t, d9, 5, 1)
-	c8.SetDeadline(time.Now().Add(30 * time.Second))
-	c9.SetDeadline(time.Now().Add(30 * time.Second))
-
-	// Sizes are MCTP message sizes: the type byte plus the body.
-	for _, size := range []int{1, 63, 64, 65, 1000, 65536} {
-		for _, dir := range []struct {
-			from, to *ctl.DemuxConn
-			src, dst byte
-		}{{c8, c9, 8, 9}, {c9, c8, 9, 8}} {
-			body := make([]byte, size-1)
-			for i := range body {
-				body[i] = byte(i*7 + size) // includes 0x7e and 0x7d: escaping
-			}
-			if err := dir.from.Send(dir.dst, body); err != nil {
-				t.Fatalf("send %d bytes %d->%d: %v", size, dir.src, dir.dst, err)
-			}
-			src, typ, got, err := dir.to.Recv()
-			if err != nil {
-				t.Fatalf("recv %d bytes %d->%d: %v\n8: %s\n9: %s", size, dir.src, dir.dst, err, d8.log, d9.log)
-			}
-			if src != dir.src || typ != 5 || !bytes.Equal(got, body) {
-				t.Fatalf("%d bytes %d->%d: got src %d type %d, %d bytes (equal %v)", size, dir.src, dir.dst, src, typ, len(got), bytes.Equal(got, body))
-			}
-		}
-	}
+	exchange(t, end{c8, 8}, end{c9, 9}, []int{1, 63, 64, 65, 1000, 65536}, d8, d9)
 
 	// Get EID from the far endpoint, through the local demux.
 	ctrl := dial(t, d8, 0x80)
@@ -406,6 +394,82 @@ func TestSerialPair(t *testing.T) {
 	// (mctp.TypeControlReplies): type 0 registration closes a socket.
 	if want := []byte{0x03, 0x02, 0x00, 0x09, 0x01, 0x00}; src != 9 || typ != 0x80 || !bytes.Equal(got, want) {
 		t.Fatalf("get-eid reply: src %d type %#x % x, want src 9 type 0x80 % x", src, typ, got, want)
+	}
+}
+
+// end is one demux client of an exchange and its daemon's EID.
+type end struct {
+	c   *ctl.DemuxConn
+	eid byte
+}
+
+// exchange sends a message of each size (MCTP message sizes: the type
+// byte plus the body) from x to y and back, and checks that each arrives
+// byte-exact with the right source. The clients are registered for the
+// same type; logs are printed on failure.
+func exchange(t *testing.T, x, y end, sizes []int, logs ...*daemon) {
+	t.Helper()
+	x.c.SetDeadline(time.Now().Add(30 * time.Second))
+	y.c.SetDeadline(time.Now().Add(30 * time.Second))
+	dump := func() string {
+		var b strings.Builder
+		for _, d := range logs {
+			b.WriteString("\n" + d.name + ":\n" + d.log.String())
+		}
+		return b.String()
+	}
+	for _, size := range sizes {
+		for _, dir := range []struct{ from, to end }{{x, y}, {y, x}} {
+			body := make([]byte, size-1)
+			for i := range body {
+				body[i] = byte(i*7 + size) // includes 0x7e and 0x7d: escaping
+			}
+			if err := dir.from.c.Send(dir.to.eid, body); err != nil {
+				t.Fatalf("send %d bytes %d->%d: %v", size, dir.from.eid, dir.to.eid, err)
+			}
+			src, typ, got, err := dir.to.c.Recv()
+			if err != nil {
+				t.Fatalf("recv %d bytes %d->%d: %v%s", size, dir.from.eid, dir.to.eid, err, dump())
+			}
+			if src != dir.from.eid || typ != x.c.Type() || !bytes.Equal(got, body) {
+				t.Fatalf("%d bytes %d->%d: got src %d type %d, %d bytes (equal %v)", size, dir.from.eid, dir.to.eid, src, typ, len(got), bytes.Equal(got, body))
+			}
+		}
+	}
+}
+
+// waitReachable sends Get EID from d to eid until a reply to the latest
+// request comes back, and fails after 20 s. Bindings open their ttys in
+// the background, and a link reconnects with backoff, so a path is
+// usable only once a request has crossed it. Each try has its own
+// instance ID: replies to earlier tries arrive before the one waited
+// for, so every packet of the wait has passed once it returns.
+func waitReachable(t *testing.T, d *daemon, eid byte) {
+	t.Helper()
+	ctrl := dial(t, d, 0x80)
+	registered(t, d, 0x80, 1)
+	defer func() {
+		ctrl.Close()
+		registered(t, d, 0x80, 0)
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for inst := byte(0); ; inst = (inst + 1) & 0x1f {
+		if time.Now().After(deadline) {
+			t.Fatalf("EID %d never answered EID %d\n%s", eid, d.router.EID(), d.log)
+		}
+		ctrl.SetDeadline(time.Now().Add(300 * time.Millisecond))
+		if ctrl.SendType(eid, 0x00, []byte{0x80 | inst, 0x02}) != nil {
+			continue
+		}
+		for {
+			src, _, body, err := ctrl.Recv()
+			if err != nil {
+				break
+			}
+			if src == eid && len(body) > 0 && body[0] == inst {
+				return
+			}
+		}
 	}
 }
 
@@ -474,20 +538,7 @@ func TestSerialRestart(t *testing.T) {
 
 	// Side 8's binding reconnects on its own (with backoff); it is back
 	// once a Get EID crosses.
-	ctrl := dial(t, d8, 0x80)
-	registered(t, d8, 0x80, 1)
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		if time.Now().After(deadline) {
-			t.Fatalf("side 8 never reached the restarted side 9\n8: %s\n9: %s", d8.log, d9.log)
-		}
-		ctrl.SetDeadline(time.Now().Add(300 * time.Millisecond))
-		if ctrl.SendType(9, 0x00, []byte{0x80 | 0x01, 0x02}) == nil {
-			if src, _, _, err := ctrl.Recv(); err == nil && src == 9 {
-				break
-			}
-		}
-	}
+	waitReachable(t, d8, 9)
 	c8.SetDeadline(time.Now().Add(20 * time.Second))
 	c9.SetDeadline(time.Now().Add(20 * time.Second))
 	for i := 0; i < 50; i++ {
@@ -505,4 +556,236 @@ func TestSerialRestart(t *testing.T) {
 			t.Fatalf("9->8 message %d after the restart: %d %d % x %v", i, src, typ, got, err)
 		}
 	}
+}
+
+// TestSerialBridge runs three mctpd on two socat pty pairs: A (EID 8) —
+// B (EID 10, bridging two serial bindings) — C (EID 9). Demux clients
+// on A and C exchange messages through the bridge byte-exact both ways,
+// the mctp client's Get EID crosses it in both directions, B's own
+// clients reach both sides (by route and by the default route), and
+// B's stats and Kea commands show the bindings and the forwarded
+// packets per pair.
+func TestSerialBridge(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	ab, ba, _ := ptyPair(t) // A's and B's ends of link 1
+	bc, cb, _ := ptyPair(t) // B's and C's ends of link 2
+	b1, b2 := "serial:"+ba, "serial:"+bc
+	dA := startBinding(t, []string{"serial", ab}, "-e", "8", "-route", "9=serial:"+ab)
+	// 9 is routed; 8 is reached as "the other binding" of the two.
+	dB := startBinding(t, []string{"serial", ba, "-baud", "115200", "+", "serial", bc}, "-e", "10", "-route", "9="+b2)
+	dC := startBinding(t, []string{"serial", cb}, "-e", "9", "-route", "8=serial:"+cb)
+	waitReachable(t, dA, 9)
+	waitReachable(t, dC, 8)
+	before := forwarded(dB.router.Stats().Forwarded)
+
+	cA, cC := dial(t, dA, 5), dial(t, dC, 5)
+	registered(t, dA, 5, 1)
+	registered(t, dC, 5, 1)
+	sizes := []int{1, 64, 65, 1000, 65536}
+	exchange(t, end{cA, 8}, end{cC, 9}, sizes, dA, dB, dC)
+
+	// The mctp client, as a user runs it.
+	tool := mctpTool(t)
+	for _, q := range []struct {
+		d    *daemon
+		eid  string
+		want string
+	}{{dA, "9", "eid 9 "}, {dC, "8", "eid 8 "}, {dA, "10", "eid 10 "}} {
+		out, err := exec.Command(tool, "-demux", q.d.name, "ctrl", "get-eid", "-eid", q.eid, "-timeout", "5s").CombinedOutput()
+		if err != nil || !strings.HasPrefix(string(out), q.want) {
+			t.Fatalf("mctp ctrl get-eid -eid %s: %v: %q, want %q...", q.eid, err, out, q.want)
+		}
+	}
+
+	// Packets per message at the baseline MTU, one way, plus one Get
+	// EID request and one reply each way (the Get EID to B itself is
+	// not forwarded).
+	var want uint64 = 2
+	for _, s := range sizes {
+		want += uint64((s + 63) / 64)
+	}
+	st := dB.router.Stats()
+	after := forwarded(st.Forwarded)
+	for _, pair := range [][2]string{{b1, b2}, {b2, b1}} {
+		if got := after[pair] - before[pair]; got != want {
+			t.Errorf("forwarded %s -> %s: %d, want %d (stats %+v)", pair[0], pair[1], got, want, st)
+		}
+	}
+	for _, r := range []string{"loop", "no-route", "mtu", "forward-send", "dest-not-local"} {
+		if st.Drops[r] != 0 {
+			t.Errorf("drops %v", st.Drops)
+		}
+	}
+
+	// B's own clients: 9 by its route, 8 by the default route.
+	cB := dial(t, dB, 5)
+	registered(t, dB, 5, 1)
+	for _, to := range []end{{cA, 8}, {cC, 9}} {
+		if err := cB.Send(to.eid, []byte{0x7e, to.eid}); err != nil {
+			t.Fatal(err)
+		}
+		if src, typ, got, err := to.c.Recv(); err != nil || src != 10 || typ != 5 || !bytes.Equal(got, []byte{0x7e, to.eid}) {
+			t.Fatalf("B -> %d: %d %d % x %v", to.eid, src, typ, got, err)
+		}
+	}
+
+	// The Kea view of the bridge.
+	m := kea(t, dB, "stats-get", nil)
+	ms := m["arguments"].(map[string]any)["mctp"].(map[string]any)
+	fw := ms["forwarded"].([]any)
+	if len(fw) != 2 || fw[0].(map[string]any)["in"] != b1 || fw[0].(map[string]any)["out"] != b2 ||
+		fw[0].(map[string]any)["packets"].(float64) < float64(want) || ms["packets-forwarded"].(float64) < float64(2*want) {
+		t.Errorf("stats-get forwarded: %v", ms)
+	}
+	if bs := ms["bindings"].(map[string]any); len(bs) != 2 || bs[b1] == nil || bs[b2] == nil {
+		t.Errorf("stats-get bindings: %v", bs)
+	}
+	m = kea(t, dB, "endpoints-get", nil)
+	a := m["arguments"].(map[string]any)
+	bs := a["bindings"].([]any)
+	if a["bridge"] != true || len(bs) != 2 {
+		t.Fatalf("endpoints-get: %v", a)
+	}
+	first, second := bs[0].(map[string]any), bs[1].(map[string]any)
+	if first["name"] != b1 || first["mtu"] != 64.0 || first["default"] != true || first["forward-to"] != b2 ||
+		second["name"] != b2 || second["default"] != false || second["forward-to"] != b1 {
+		t.Errorf("endpoints-get bindings: %v", bs)
+	}
+	m = kea(t, dB, "routes-get", nil)
+	rs := m["arguments"].(map[string]any)["routes"].([]any)
+	wantRoutes := []map[string]any{
+		{"first": 9.0, "last": 9.0, "binding": b2, "default": false},
+		{"first": 0.0, "last": 255.0, "binding": b1, "default": true},
+	}
+	if len(rs) != len(wantRoutes) {
+		t.Fatalf("routes-get: %v", m)
+	}
+	for i, w := range wantRoutes {
+		for k, v := range w {
+			if rs[i].(map[string]any)[k] != v {
+				t.Errorf("routes-get route %d: %v, want %v", i, rs[i], w)
+			}
+		}
+	}
+	if len(m["arguments"].(map[string]any)["bindings"].([]any)) != 2 {
+		t.Errorf("routes-get bindings: %v", m)
+	}
+}
+
+// forwarded indexes forwarded-packet counts by (in, out).
+func forwarded(fs []mctp.ForwardStat) map[[2]string]uint64 {
+	m := map[[2]string]uint64{}
+	for _, f := range fs {
+		m[[2]string{f.In, f.Out}] = f.Packets
+	}
+	return m
+}
+
+// tools holds the mctp client, built once for the tests that run it.
+var tools struct {
+	once sync.Once
+	dir  string
+	mctp string
+	err  error
+}
+
+// mctpTool builds the mctp client (once per test binary) and returns
+// its path.
+func mctpTool(t *testing.T) string {
+	t.Helper()
+	tools.once.Do(func() {
+		tools.dir, tools.err = os.MkdirTemp("", "mctpbin")
+		if tools.err != nil {
+			return
+		}
+		tools.mctp = filepath.Join(tools.dir, "mctp")
+		if out, err := exec.Command("go", "build", "-o", tools.mctp, "../mctp").CombinedOutput(); err != nil {
+			tools.err = fmt.Errorf("build mctp: %w\n%s", err, out)
+		}
+	})
+	if tools.err != nil {
+		t.Fatal(tools.err)
+	}
+	return tools.mctp
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if tools.dir != "" {
+		os.RemoveAll(tools.dir)
+	}
+	os.Exit(code)
+}
+
+func TestSplitBindings(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want [][]string
+		err  string
+	}{
+		{nil, [][]string{nil}, ""},
+		{[]string{"null"}, [][]string{{"null"}}, ""},
+		{[]string{"serial", "/dev/a", "-baud", "9600"}, [][]string{{"serial", "/dev/a", "-baud", "9600"}}, ""},
+		{[]string{"serial", "/dev/a", "+", "i2c", "1", "0x1d"}, [][]string{{"serial", "/dev/a"}, {"i2c", "1", "0x1d"}}, ""},
+		{[]string{"a", "+", "b", "+", "c"}, [][]string{{"a"}, {"b"}, {"c"}}, ""},
+		{[]string{"a", "+x", "b"}, [][]string{{"a", "+x", "b"}}, ""},
+		{[]string{"+"}, nil, "before"},
+		{[]string{"a", "+"}, nil, "after"},
+		{[]string{"a", "+", "+", "b"}, nil, "before"},
+	} {
+		got, err := splitBindings(tc.args)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) || cli.Code(err, 1) != 2 {
+				t.Errorf("%q: %v, want a usage error with %q", tc.args, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || fmt.Sprint(got) != fmt.Sprint(tc.want) || len(got) != len(tc.want) {
+			t.Errorf("%q: %q %v, want %q", tc.args, got, err, tc.want)
+		}
+	}
+}
+
+// FuzzSplitBindings splits space-separated arguments: a success gives
+// non-empty groups without a lone "+" that join back to the input; a
+// failure means an empty group.
+func FuzzSplitBindings(f *testing.F) {
+	f.Add("serial /dev/ttyS1 -baud 115200 + serial /dev/ttyS2")
+	f.Add("serial /dev/ttyUSB0 + i2c 1 0x1d")
+	f.Add("+ null")
+	f.Fuzz(func(t *testing.T, s string) {
+		args := strings.Fields(s)
+		groups, err := splitBindings(args)
+		empty := len(args) > 0 && (args[0] == "+" || args[len(args)-1] == "+" || strings.Contains(" "+strings.Join(args, " ")+" ", " + + "))
+		if err != nil {
+			if !empty {
+				t.Fatalf("%q refused: %v", args, err)
+			}
+			return
+		}
+		if empty {
+			t.Fatalf("%q accepted: %q", args, groups)
+		}
+		if len(args) == 0 {
+			if len(groups) != 1 || len(groups[0]) != 0 {
+				t.Fatalf("no arguments: %q", groups)
+			}
+			return
+		}
+		var joined []string
+		for i, g := range groups {
+			if len(g) == 0 || slices.Contains(g, "+") {
+				t.Fatalf("%q: group %q", args, g)
+			}
+			if i > 0 {
+				joined = append(joined, "+")
+			}
+			joined = append(joined, g...)
+		}
+		if !slices.Equal(joined, args) {
+			t.Fatalf("%q split to %q", args, groups)
+		}
+	})
 }
