@@ -274,7 +274,7 @@ const usage = `usage: mctpd [flags] BINDING [PARAMS] [+ BINDING [PARAMS]]...
 bindings:
   null                         local loopback only
   serial DEVICE [-baud N]      DSP0253 over a tty; named serial:DEVICE
-  i2c BUS ADDR [OWN]           DSP0237 SMBus to peer ADDR; named i2c:BUS:0xADDR
+  i2c BUS ADDR [OWN]           DSP0237 SMBus to peer ADDR; named i2c:I2C1:0x1d for bus 1
 Several bindings, separated by a lone '+', make mctpd a bridge: a packet for
 another endpoint is forwarded unchanged on the binding a -route names (with
 two bindings and no route, on the other one). Client messages without a
