@@ -114,6 +114,13 @@ type Router struct {
 	// forwarded counts packets per (in, out) binding pair, at
 	// in*len(list)+out, so the receive path takes no lock.
 	forwarded []atomic.Uint64
+	// sendMu, one per binding, keeps the packets of one locally
+	// originated message contiguous on that binding: clients send
+	// concurrently, all with tag 0, and interleaved packets would
+	// corrupt the far end's reassembly. Send never blocks, so the lock
+	// is held only while a message is queued. Forwarded packets do not
+	// take it: each is whole on its own and keyed by another source.
+	sendMu []sync.Mutex
 
 	mu    sync.Mutex
 	demux *ctl.Demux
@@ -153,6 +160,7 @@ func New(opts Options) (*Router, error) {
 		}
 	}
 	r.forwarded = make([]atomic.Uint64, len(r.list)*len(r.list))
+	r.sendMu = make([]sync.Mutex, len(r.list))
 	r.eid.Store(uint32(opts.EID))
 	ro := opts.Reassembly
 	if ro.Log == nil {
@@ -323,7 +331,11 @@ func (r *Router) dropLog(reason string, attrs ...any) {
 
 // transmit fragments msg at b's MTU and sends the packets.
 func (r *Router) transmit(b binding.Binding, dest, src byte, to bool, tag uint8, msg []byte) error {
-	for _, p := range Fragment(dest, src, to, tag, msg, b.MTU()) {
+	pkts := Fragment(dest, src, to, tag, msg, b.MTU())
+	mu := &r.sendMu[r.index[b.Name()]]
+	mu.Lock()
+	defer mu.Unlock()
+	for _, p := range pkts {
 		if err := b.Send(p); err != nil {
 			r.drop(DropSend)
 			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
