@@ -18,6 +18,7 @@ package bitbang
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync"
 	"time"
 
@@ -236,7 +237,7 @@ func (p *PHY) transact(what string, frames func() (uint16, bool)) (uint16, error
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return 0, fmt.Errorf("%s: %s: bus closed", p.name, what)
+		return 0, fmt.Errorf("%s: %s: %w", p.name, what, os.ErrClosed)
 	}
 	p.err = nil
 	v, taOK := frames()

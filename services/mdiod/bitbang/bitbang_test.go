@@ -3,6 +3,7 @@ package bitbang
 import (
 	"errors"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -312,7 +313,7 @@ func TestNewValidation(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := p2.Read(1); err == nil || !strings.Contains(err.Error(), "bus closed") {
+	if _, err := p2.Read(1); !errors.Is(err, os.ErrClosed) {
 		t.Errorf("Read after Close = %v", err)
 	}
 	for _, tc := range []struct {
