@@ -110,6 +110,9 @@ func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
 		failed := make(chan struct{}, 1)
 		err := netlink.LinkSubscribeWithOptions(ch, done, netlink.LinkSubscribeOptions{
 			ErrorCallback: func(err error) {
+				if ctx.Err() != nil {
+					return // the socket was closed on purpose
+				}
 				m.log.Warn("netlink link subscription failed", "err", err)
 				select {
 				case failed <- struct{}{}:
@@ -123,6 +126,13 @@ func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
 			return
 		}
 		m.log.Debug("watching carrier over netlink", "interfaces", len(ifs))
+		// A change between the last poll and the subscription would not
+		// be reported: poll once more now that it is in place.
+		for _, ps := range ifs {
+			for _, p := range ps {
+				p.Kick()
+			}
+		}
 		stop := false
 		for !stop {
 			select {
@@ -150,11 +160,6 @@ func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
-		}
-		for _, ps := range ifs {
-			for _, p := range ps {
-				p.Kick()
-			}
 		}
 	}
 }
