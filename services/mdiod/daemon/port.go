@@ -55,6 +55,9 @@ const NoPage = -1
 func (p *Port) Read(reg uint8, page int) (uint16, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if page < 0 {
+		return p.read(reg, true)
+	}
 	var v uint16
 	err := p.paged(page, func() error {
 		var err error
