@@ -31,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // Targets of the issue.
@@ -46,11 +48,8 @@ func main() {
 	role := flag.String("role", "", "internal: run as the echo server on -sock")
 	sock := flag.String("sock", "", "internal: socket path for -role")
 	flag.Parse()
-	if *role == "echo" || *role == "echo-batched" {
-		if err := echoServer(*sock, *role == "echo-batched"); err != nil {
-			fmt.Fprintln(os.Stderr, "echo:", err)
-			os.Exit(1)
-		}
+	if *role != "" {
+		serveRole(*role, *sock)
 		return
 	}
 	if *quick {
@@ -115,7 +114,7 @@ func run(d time.Duration, out io.Writer) (report, error) {
 	ipc, echo, batched := filepath.Join(dir, "m.socket"), filepath.Join(dir, "echo.sock"), filepath.Join(dir, "batched.sock")
 	mdiod := exec.Command(bin, "--ipc-server", ipc, "-kea", "", "-console", "", "-hotplug", "",
 		"-port", "A=sim:88e1512", "-port", "B=sim:generic100,link=up")
-	var mlog bytes.Buffer
+	var mlog testutil.LockedBuffer
 	mdiod.Stderr = &mlog
 	echoCmd := exec.Command(self, "-role", "echo", "-sock", echo)
 	echoCmd.Stderr = os.Stderr
@@ -233,6 +232,19 @@ func pipelined(path string, conns int, d time.Duration, check bool) (float64, er
 		return 0, err
 	}
 	return float64(total) / el.Seconds(), nil
+}
+
+// serveRole runs this program as one of the echo servers, in its own
+// process like mdiod.
+func serveRole(role, sock string) {
+	if role != "echo" && role != "echo-batched" {
+		fmt.Fprintf(os.Stderr, "unknown role %q\n", role)
+		os.Exit(2)
+	}
+	if err := echoServer(sock, role == "echo-batched"); err != nil {
+		fmt.Fprintln(os.Stderr, "echo:", err)
+		os.Exit(1)
+	}
 }
 
 // echoServer is the floor: it sends every line back with no parsing and
