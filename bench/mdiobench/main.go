@@ -4,10 +4,12 @@
 //   - pipelined mdio_read per second on one connection (a window of
 //     requests in flight), and the ratio to the echo server given the
 //     same request lines;
+//
 //   - the same with 8 connections at once;
+//
 //   - mdiod's resident memory when idle, after start and after the load.
 //
-//	go run ./bench/mdiobench [-d 3s] [-quick]
+//     go run ./bench/mdiobench [-d 3s] [-quick]
 //
 // Both servers run as their own processes and clients use raw sockets.
 // The machines are shared and noisy, so the two servers are measured in

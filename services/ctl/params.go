@@ -73,7 +73,7 @@ type Input struct {
 // them with the typed accessors; names not in the schema panic, because
 // that is a programming error caught by the handler's own tests.
 type Args struct {
-	cmd   *Command
+	cmd *Command
 	// vals and given are indexed like cmd.Params: a handler reads a few
 	// parameters, and a short scan beats building two maps per call.
 	vals  []any
