@@ -671,6 +671,9 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-port", "A=sim", "-poll", "1ms"}, 2, "-poll 1ms: at least 10ms"},
 		{[]string{"-port", "A=sim", "-bogus"}, 2, "flag provided but not defined"},
 		{[]string{"-port", "A=sim", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"-port", "A=ioctl:"}, 2, "ioctl"},
+		{[]string{"-port", "A=gpio:mdc=1"}, 2, "mdio"},
+		{[]string{"-port", "A=ioctl:tbxnosuch0"}, 1, "tbxnosuch0"},
 		{[]string{"-port", "A=sim", "--ipc-server", file}, 1, "not a socket"},
 		{[]string{"-port", "A=sim", "--ipc-server", dir}, 1, "is a directory"},
 	}
