@@ -365,6 +365,9 @@ func TestEventsInterleaved(t *testing.T) {
 		}
 	}
 	c1, c2 := dial(t, d.ipc), dial(t, d.ipc)
+	// A connection joins the broadcast list when the server starts
+	// serving it, which a first answered request proves.
+	exchange(t, c2, `{"command":"hw_info","id":1}`)
 	got := exchange(t, c1, `{"command":"mdio_read","phy":1,"address":30,"id":7}`)
 	want := []string{ev("PHY B: link down\n"), `{"id":7,"result":0,"success":true}`}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
