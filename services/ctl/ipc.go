@@ -555,7 +555,6 @@ func (ss *ipcSession) ipcBuiltin(name string) *Command {
 // helpList returns the short usages matching search, the front end's
 // own commands included.
 func (ss *ipcSession) helpList(search string) []any {
-	search = strings.ToLower(search)
 	cmds := ss.s.d.Commands()
 	for _, n := range []string{"exit", "help"} {
 		if _, ok := ss.s.d.Lookup(n); !ok {
@@ -563,14 +562,7 @@ func (ss *ipcSession) helpList(search string) []any {
 		}
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
-	out := []any{}
-	for _, c := range cmds {
-		if search == "" || strings.Contains(strings.ToLower(c.Name), search) ||
-			strings.Contains(strings.ToLower(c.Comment), search) {
-			out = append(out, c.ShortUsage())
-		}
-	}
-	return out
+	return MatchUsages(cmds, search)
 }
 
 func (ss *ipcSession) lookup(name string) (*Command, bool) {

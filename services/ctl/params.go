@@ -73,20 +73,22 @@ type Input struct {
 // them with the typed accessors; names not in the schema panic, because
 // that is a programming error caught by the handler's own tests.
 type Args struct {
-	cmd   *Command
-	vals  map[string]any
-	given map[string]bool
+	cmd *Command
+	// vals and given are indexed like cmd.Params: a handler reads a few
+	// parameters, and a short scan beats building two maps per call.
+	vals  []any
+	given []bool
 	rest  []string
 	raw   json.RawMessage
 	any   map[string]any
 }
 
 func (a Args) get(name string, t Type) any {
-	v, ok := a.vals[name]
-	if !ok {
+	i := a.index(name)
+	if i < 0 || a.vals == nil || a.cmd.Params[i].Rest {
 		panic(fmt.Sprintf("ctl: command %q has no %s parameter %q", a.cmd.Name, t, name))
 	}
-	return v
+	return a.vals[i]
 }
 
 // Int returns an Int parameter.
@@ -103,7 +105,23 @@ func (a Args) Float(name string) float64 { return a.get(name, Float).(float64) }
 
 // Given reports whether the caller supplied the parameter (as opposed to
 // its default being used).
-func (a Args) Given(name string) bool { return a.given[name] }
+func (a Args) Given(name string) bool {
+	i := a.index(name)
+	return i >= 0 && a.given != nil && a.given[i]
+}
+
+// index returns the position of the named parameter, or -1.
+func (a Args) index(name string) int {
+	if a.cmd == nil {
+		return -1
+	}
+	for i := range a.cmd.Params {
+		if a.cmd.Params[i].Name == name {
+			return i
+		}
+	}
+	return -1
+}
 
 // Rest returns the values collected by a Rest parameter.
 func (a Args) Rest() []string { return a.rest }
@@ -145,8 +163,8 @@ func (c *Command) bind(in Input) (Args, error) {
 		}
 		return a, nil
 	}
-	a.vals = make(map[string]any, len(c.Params))
-	a.given = make(map[string]bool, len(c.Params))
+	a.vals = make([]any, len(c.Params))
+	a.given = make([]bool, len(c.Params))
 	perr := func(p, format string, args ...any) error {
 		return &ParamError{Command: c.Name, Param: p, Msg: fmt.Sprintf(format, args...)}
 	}
@@ -169,7 +187,7 @@ func (c *Command) bind(in Input) (Args, error) {
 				}
 				a.rest = append(a.rest, list...)
 			}
-			a.given[p.Name] = len(a.rest) > 0
+			a.given[i] = len(a.rest) > 0
 			if p.Required && len(a.rest) == 0 {
 				return a, perr(p.Name, "is missing")
 			}
@@ -189,15 +207,15 @@ func (c *Command) bind(in Input) (Args, error) {
 			if p.Required {
 				return a, perr(p.Name, "is missing")
 			}
-			a.vals[p.Name] = p.defaultValue()
+			a.vals[i] = p.defaultValue()
 			continue
 		}
 		v, err := p.convert(raw)
 		if err != nil {
 			return a, perr(p.Name, "%v", err)
 		}
-		a.vals[p.Name] = v
-		a.given[p.Name] = true
+		a.vals[i] = v
+		a.given[i] = true
 	}
 	if n := len(c.Params); len(pos) > n && (n == 0 || !c.Params[n-1].Rest) {
 		return a, &ParamError{Command: c.Name, Msg: fmt.Sprintf("unexpected parameter %q: takes at most %d", pos[n], n)}

@@ -360,3 +360,19 @@ func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer,
 	call := &Call{Command: c, Args: args, Out: out, Front: front}
 	return c.Handler(ctx, call)
 }
+
+// MatchUsages returns the short usages of the commands whose name or
+// comment contains search (case-insensitively; all for an empty search),
+// in the given order. It is nose's "help [search]" list, shared by the
+// IPC front end's built-in help and daemons that register their own.
+func MatchUsages(cmds []*Command, search string) []any {
+	search = strings.ToLower(search)
+	out := []any{}
+	for _, c := range cmds {
+		if search == "" || strings.Contains(strings.ToLower(c.Name), search) ||
+			strings.Contains(strings.ToLower(c.Comment), search) {
+			out = append(out, c.ShortUsage())
+		}
+	}
+	return out
+}

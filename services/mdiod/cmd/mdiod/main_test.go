@@ -1,0 +1,698 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/cli"
+	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
+	"github.com/tickbox-fw/tickbox/services/mdiod/sim"
+)
+
+// testDaemon is a running mdiod with its sockets in a short directory.
+type testDaemon struct {
+	dir, ipc, kea, console, hotplug string
+	rn                              running
+	log                             *testutil.LockedBuffer
+	done                            chan error
+	cancel                          context.CancelFunc
+}
+
+var defaultPorts = []string{"-port", "A=sim:88e1512", "-port", "B=sim:generic100,link=up"}
+
+// start runs mdiod with sim ports (defaultPorts unless args has -port)
+// and waits until it serves.
+func start(t *testing.T, h hooks, args ...string) *testDaemon {
+	t.Helper()
+	dir := testutil.ShortDir(t)
+	d := &testDaemon{
+		dir: dir, ipc: filepath.Join(dir, "m.socket"), kea: filepath.Join(dir, "k.sock"),
+		console: filepath.Join(dir, "c.sock"), hotplug: filepath.Join(dir, "h.sock"),
+		log: &testutil.LockedBuffer{}, done: make(chan error, 1),
+	}
+	full := []string{"--ipc-server", d.ipc, "-kea", d.kea, "-console", d.console, "-hotplug", d.hotplug, "-poll", "20ms", "-v"}
+	if !strings.Contains(strings.Join(args, " "), "-port") {
+		full = append(full, defaultPorts...)
+	}
+	full = append(full, args...)
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	ready := make(chan running, 1)
+	h.ready = func(rn running) { ready <- rn }
+	go func() { d.done <- run(ctx, full, d.log, h) }()
+	select {
+	case d.rn = <-ready:
+	case err := <-d.done:
+		t.Fatalf("mdiod exited: %v\n%s", err, d.log)
+	case <-time.After(10 * time.Second):
+		t.Fatal("mdiod did not start")
+	}
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-d.done:
+		case <-time.After(10 * time.Second):
+			t.Error("mdiod did not stop")
+		}
+		if t.Failed() {
+			t.Logf("mdiod log:\n%s", d.log)
+		}
+	})
+	return d
+}
+
+func (d *testDaemon) sim(t *testing.T, port int) *sim.PHY {
+	t.Helper()
+	p, ok := d.rn.mdio.Port(port).PHY().(*sim.PHY)
+	if !ok {
+		t.Fatalf("port %d is not a sim", port)
+	}
+	return p
+}
+
+func dial(t *testing.T, path string) *ctl.IPCClient {
+	t.Helper()
+	c, err := ctl.DialIPC(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.SetDeadline(time.Now().Add(20 * time.Second))
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// exchange sends line and returns every line up to and including the
+// next reply, events included, checking that each is one JSON object.
+func exchange(t *testing.T, c *ctl.IPCClient, line string) []string {
+	t.Helper()
+	if err := c.Send(line); err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for {
+		l, err := c.ReadLine()
+		if err != nil {
+			t.Fatalf("%q: %v (so far %q)", line, err, out)
+		}
+		var obj map[string]any
+		if err := json.Unmarshal(l, &obj); err != nil {
+			t.Fatalf("%q: reply line %q is not a JSON object: %v", line, l, err)
+		}
+		out = append(out, string(l))
+		if _, ev := ctl.IPCEvent(l); !ev {
+			return out
+		}
+	}
+}
+
+// withoutLinkEvents drops link event lines, which may arrive at any time.
+func withoutLinkEvents(lines []string) []string {
+	var out []string
+	for _, l := range lines {
+		if msg, ok := ctl.IPCEvent([]byte(l)); ok && strings.HasPrefix(msg, "PHY ") {
+			continue
+		}
+		out = append(out, l)
+	}
+	return out
+}
+
+func ev(msg string) string {
+	b, _ := json.Marshal(msg)
+	return `{"type":"log","msg":` + string(b) + `}`
+}
+
+// TestIPCConformance checks nose's IPC behaviour against the real
+// daemon over its unix socket, one exchange per row, in order (later
+// rows see earlier writes).
+func TestIPCConformance(t *testing.T) {
+	d := start(t, hooks{})
+	c := dial(t, d.ipc)
+	tests := []struct {
+		name string
+		req  string
+		want []string // every line up to the reply; nil: only check the reply is an error
+	}{
+		{"json read", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
+		{"id default", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
+		{"id zero and large", `{"id":9007199254740993,"command":"mdio_read","phy":1,"address":2}`, []string{`{"id":9007199254740993,"result":321,"success":true}`}},
+		{"both ports", `{"command":"mdio_read","phy":3,"address":0,"id":3}`, []string{`{"id":3,"result_phy0":4416,"result_phy1":12544,"success":true}`}},
+		{"port B link up", `{"command":"mdio_read","phy":2,"address":1,"id":4}`, []string{`{"id":4,"result":30829,"success":true}`}},
+		{"page", `{"command":"mdio_read","phy":1,"address":1,"page":1,"id":5}`, []string{`{"id":5,"result":329,"success":true}`}},
+		{"page restored", `{"command":"mdio_read","phy":1,"address":22,"id":6}`, []string{`{"id":6,"result":0,"success":true}`}},
+		{"page -1 is no paging", `{"command":"mdio_read","phy":1,"address":1,"page":-1,"id":7}`, []string{`{"id":7,"result":31049,"success":true}`}},
+		{"hex strings", `{"command":"mdio_read","phy":"0x1","address":"0x3","id":8}`, []string{`{"id":8,"result":3537,"success":true}`}},
+		{"write paged", `{"command":"mdio_write","phy":1,"address":16,"value":"0xBEEF","page":3,"id":9}`, []string{`{"id":9,"success":true}`}},
+		{"read paged back", `{"command":"mdio_read","phy":1,"address":16,"page":3,"id":10}`, []string{`{"id":10,"result":48879,"success":true}`}},
+		{"page 0 untouched", `{"command":"mdio_read","phy":1,"address":16,"id":11}`, []string{`{"id":11,"result":12400,"success":true}`}},
+		{"c45 read", `{"command":"mdio_read_c45","phy":1,"devad":3,"reg":2,"id":12}`, []string{`{"id":12,"result":321,"success":true}`}},
+		{"c45 write", `{"command":"mdio_write_c45","phy":1,"devad":7,"reg":60,"value":2,"id":13}`, []string{`{"id":13,"success":true}`}},
+		{"c45 read back", `{"command":"mdio_read_c45","phy":1,"devad":7,"reg":60,"id":14}`, []string{`{"id":14,"result":2,"success":true}`}},
+		{"c45 absent MMD", `{"command":"mdio_read_c45","phy":1,"devad":1,"reg":0,"id":15}`, []string{`{"id":15,"error":"PHY A (sim:88e1512): sim: MMD 1 not present: no PHY answered","success":false}`}},
+		{"address out of range", `{"command":"mdio_read","phy":1,"address":32,"id":16}`, []string{`{"id":16,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
+		{"phy out of range", `{"command":"mdio_read","phy":4,"address":1,"id":17}`, []string{`{"id":17,"error":"mdio_read: parameter 'phy' out of range: 4 not in 1..3","success":false}`}},
+		{"value out of range", `{"command":"mdio_write","phy":1,"address":1,"value":65536,"id":18}`, []string{`{"id":18,"error":"mdio_write: parameter 'value' out of range: 65536 not in 0..65535","success":false}`}},
+		{"page out of range", `{"command":"mdio_read","phy":1,"address":1,"page":256,"id":19}`, []string{`{"id":19,"error":"mdio_read: parameter 'page' out of range: 256 not in -1..255","success":false}`}},
+		{"devad out of range", `{"command":"mdio_read_c45","phy":1,"devad":32,"reg":0,"id":20}`, []string{`{"id":20,"error":"mdio_read_c45: parameter 'devad' out of range: 32 not in 0..31","success":false}`}},
+		{"reg out of range", `{"command":"mdio_read_c45","phy":1,"devad":3,"reg":65536,"id":21}`, []string{`{"id":21,"error":"mdio_read_c45: parameter 'reg' out of range: 65536 not in 0..65535","success":false}`}},
+		{"missing address", `{"command":"mdio_read","phy":1,"id":22}`, []string{`{"id":22,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
+		{"not a number", `{"command":"mdio_read","phy":"one","address":1,"id":23}`, []string{`{"id":23,"error":"mdio_read: parameter 'phy' must be an integer, got \"one\"","success":false}`}},
+		{"unknown parameter", `{"command":"mdio_read","phy":1,"address":1,"bogus":1,"id":24}`, []string{`{"id":24,"error":"mdio_read: parameter 'bogus' is not supported","success":false}`}},
+		{"unknown command", `{"command":"foo","id":25}`, []string{`{"id":25,"error":"'foo' command not supported.","success":false}`}},
+		{"no command", `{"id":26}`, []string{`{"id":26,"error":"invalid command: does not contain mandatory 'command'","success":false}`}},
+		{"bad JSON", `{"command":"mdio_read",`, nil},
+		{"bad id", `{"command":"mdio_read","phy":1,"address":1,"id":"x"}`, nil},
+		{"json help search", `{"command":"help","search":"C45","id":27}`, []string{`{"id":27,"result":["mdio_read_c45 phy devad reg - read a Clause 45 MMD register","mdio_write_c45 phy devad reg value - write a Clause 45 MMD register"],"success":true}`}},
+		{"text form", `mdio_read 1 1`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
+		{"text named", `mdio_read --phy=1 --address=0x2`, []string{ev("321\n"), `{"id":-1,"success":true}`}},
+		{"text quotes and hex", `mdio_read "0x1" '0x01' # comment`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
+		{"text page", `mdio_read 1 1 1`, []string{ev("329\n"), `{"id":-1,"success":true}`}},
+		{"text both", `mdio_read 3 2`, []string{ev("result_phy0: 321\n"), ev("result_phy1: 8192\n"), `{"id":-1,"success":true}`}},
+		{"text write", `mdio_write 1 4 0x01e1`, []string{`{"id":-1,"success":true}`}},
+		{"text error", `mdio_read 1 99`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' out of range: 99 not in 0..31","success":false}`}},
+		{"text unknown", `frobnicate 1`, []string{`{"id":-1,"error":"'frobnicate' command not supported. Try: help","success":false}`}},
+		{"text unterminated quote", `mdio_read "1 1`, []string{`{"id":-1,"error":"unterminated quote","success":false}`}},
+		{"text help search", `help c45`, []string{ev("mdio_read_c45 phy devad reg - read a Clause 45 MMD register\n"), ev("mdio_write_c45 phy devad reg value - write a Clause 45 MMD register\n"), `{"id":-1,"success":true}`}},
+		{"over-long line", `{"command":"mdio_read","phy":1,"address":1,"pad":"` + strings.Repeat("x", 5000) + `","id":28}`, []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"alive after errors", `{"command":"mdio_read","phy":1,"address":1,"id":29}`, []string{`{"id":29,"result":31049,"success":true}`}},
+	}
+	for _, tc := range tests {
+		got := withoutLinkEvents(exchange(t, c, tc.req))
+		if tc.want == nil {
+			last := got[len(got)-1]
+			var r struct {
+				ID      *int64 `json:"id"`
+				Error   string `json:"error"`
+				Success *bool  `json:"success"`
+			}
+			if err := json.Unmarshal([]byte(last), &r); err != nil || r.ID == nil || *r.ID != -1 || r.Error == "" || r.Success == nil || *r.Success {
+				t.Errorf("%s: reply %q, want an error reply with id -1", tc.name, last)
+			}
+			continue
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: %s\n got %q\nwant %q", tc.name, tc.req, got, tc.want)
+		}
+	}
+}
+
+// TestTextHelp checks "--help" and the help list of the text form.
+func TestTextHelp(t *testing.T) {
+	d := start(t, hooks{})
+	c := dial(t, d.ipc)
+	got := strings.Join(withoutLinkEvents(exchange(t, c, "mdio_read --help")), "\n")
+	for _, want := range []string{"usage: mdio_read phy address [page]", "--page=INT", "result_phy0", `{"id":-1,"success":true}`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("mdio_read --help lacks %q:\n%s", want, got)
+		}
+	}
+	got = strings.Join(withoutLinkEvents(exchange(t, c, "help")), "\n")
+	for _, want := range []string{"phy_status phy", "hw_info", "exit", "mdio_write phy address value [page]", "events-get"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("help lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// TestStatusAndInfo checks phy_status and hw_info over IPC.
+func TestStatusAndInfo(t *testing.T) {
+	d := start(t, hooks{})
+	d.sim(t, 0).SetLink(true, 1000, false)
+	c := dial(t, d.ipc)
+	got := withoutLinkEvents(exchange(t, c, `{"command":"phy_status","phy":1,"id":1}`))
+	want := `{"id":1,"an_complete":true,"autoneg":true,"bmcr":"0x1140","bmsr":"0x796d","duplex":"full","link":true,"model":29,"oui":"00:50:43","phy_id":"0x01410dd1","rev":1,"role":"slave","speed":1000,"success":true}`
+	if got[0] != want {
+		t.Errorf("phy_status\n got %s\nwant %s", got[0], want)
+	}
+	got = withoutLinkEvents(exchange(t, c, `{"command":"phy_status","phy":3,"id":2}`))
+	var both struct{ Phy0, Phy1 map[string]any }
+	if err := json.Unmarshal([]byte(got[0]), &both); err != nil {
+		t.Fatal(err)
+	}
+	if both.Phy1["speed"] != float64(100) || both.Phy1["oui"] != "08:00:17" || both.Phy0["role"] != "slave" {
+		t.Errorf("phy_status 3: %s", got[0])
+	}
+	got = withoutLinkEvents(exchange(t, c, `{"command":"hw_info","id":3}`))
+	want = `{"id":3,"ports":[{"backend":"sim:88e1512","phy":1,"phy_id":"0x01410dd1","port":"A"},{"backend":"sim:generic100","phy":2,"phy_id":"0x20005c90","port":"B"}],"success":true}`
+	if got[0] != want {
+		t.Errorf("hw_info\n got %s\nwant %s", got[0], want)
+	}
+}
+
+// TestPortNotConfigured checks the error for a phy bit without a port.
+func TestPortNotConfigured(t *testing.T) {
+	d := start(t, hooks{}, "-port", "A=sim")
+	c := dial(t, d.ipc)
+	for _, phy := range []int{2, 3} {
+		got := withoutLinkEvents(exchange(t, c, fmt.Sprintf(`{"command":"mdio_read","phy":%d,"address":1,"id":1}`, phy)))
+		want := fmt.Sprintf(`{"id":1,"error":"phy %d: port B is not configured (configured: A=1)","success":false}`, phy)
+		if got[0] != want {
+			t.Errorf("phy %d: %s, want %s", phy, got[0], want)
+		}
+	}
+}
+
+// TestPipelined sends 1000 requests at once and checks that the replies
+// come back in order.
+func TestPipelined(t *testing.T) {
+	d := start(t, hooks{})
+	c := dial(t, d.ipc)
+	const n = 1000
+	var req bytes.Buffer
+	for i := range n {
+		fmt.Fprintf(&req, `{"command":"mdio_read","phy":%d,"address":%d,"id":%d}`+"\n", 1+i%2, i%4, i)
+	}
+	conn, err := net.Dial("unix", d.ipc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	go conn.Write(req.Bytes())
+	conn.SetDeadline(time.Now().Add(20 * time.Second))
+	_ = c
+	want := map[int][4]int{1: {4416, 31049, 321, 3537}, 2: {12544, 30829, 8192, 23696}}
+	r := newLineReader(conn)
+	for i := 0; i < n; {
+		l, err := r.next()
+		if err != nil {
+			t.Fatalf("after %d replies: %v", i, err)
+		}
+		if _, isEv := ctl.IPCEvent(l); isEv {
+			continue
+		}
+		exp := fmt.Sprintf(`{"id":%d,"result":%d,"success":true}`, i, want[1+i%2][i%4])
+		if string(l) != exp {
+			t.Fatalf("reply %d: %s, want %s", i, l, exp)
+		}
+		i++
+	}
+}
+
+type lineReader struct {
+	c   net.Conn
+	buf []byte
+}
+
+func newLineReader(c net.Conn) *lineReader { return &lineReader{c: c} }
+
+func (r *lineReader) next() ([]byte, error) {
+	for {
+		if i := bytes.IndexByte(r.buf, '\n'); i >= 0 {
+			l := append([]byte(nil), r.buf[:i]...)
+			r.buf = r.buf[i+1:]
+			return l, nil
+		}
+		b := make([]byte, 64<<10)
+		n, err := r.c.Read(b)
+		r.buf = append(r.buf, b[:n]...)
+		if err != nil && n == 0 {
+			return nil, err
+		}
+	}
+}
+
+// triggerPHY makes a read of register 30 of port A cause a link change
+// on port B and wait until the daemon has broadcast it, so that the
+// event reaches the client between the request and its reply.
+type triggerPHY struct {
+	mdio.PHY
+	trigger func()
+}
+
+func (p *triggerPHY) Read(reg uint8) (uint16, error) {
+	if reg == 30 {
+		p.trigger()
+	}
+	return p.PHY.Read(reg)
+}
+
+// TestEventsInterleaved checks that a link event arrives between a
+// request and its reply, reaches every client, and that events-get has
+// it over Kea.
+func TestEventsInterleaved(t *testing.T) {
+	var d *testDaemon
+	var trig *triggerPHY
+	h := hooks{wrap: func(i int, p mdio.PHY) mdio.PHY {
+		if i == 0 {
+			trig = &triggerPHY{PHY: p}
+			return trig
+		}
+		return p
+	}}
+	d = start(t, h)
+	// The link of B is up from the start; wait for that event first.
+	testutil.WaitFor(t, "initial link event", 5*time.Second, func() bool { return d.rn.mdio.LastSeq() >= 1 })
+	trig.trigger = func() {
+		before := d.rn.mdio.LastSeq()
+		d.sim(t, 1).SetLink(false, 0, false)
+		d.rn.mdio.Port(1).Kick()
+		deadline := time.Now().Add(5 * time.Second)
+		for d.rn.mdio.LastSeq() == before && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	c1, c2 := dial(t, d.ipc), dial(t, d.ipc)
+	// A connection joins the broadcast list when the server starts
+	// serving it, which a first answered request proves.
+	exchange(t, c2, `{"command":"hw_info","id":1}`)
+	got := exchange(t, c1, `{"command":"mdio_read","phy":1,"address":30,"id":7}`)
+	want := []string{ev("PHY B: link down\n"), `{"id":7,"result":0,"success":true}`}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	// The other client got the broadcast too.
+	l, err := c2.ReadLine()
+	if err != nil || string(l) != ev("PHY B: link down\n") {
+		t.Errorf("second client: %q, %v", l, err)
+	}
+	// Back up, seen by polling: both clients get it.
+	d.sim(t, 1).SetLink(true, 100, false)
+	for _, c := range []*ctl.IPCClient{c1, c2} {
+		l, err := c.ReadLine()
+		if err != nil || string(l) != ev("PHY B: link up 100MBit\n") {
+			t.Errorf("link up event: %q, %v", l, err)
+		}
+	}
+	// Port A at 1000 master.
+	trig.PHY.(*sim.PHY).SetLink(true, 1000, true)
+	l, err = c1.ReadLine()
+	if err != nil || string(l) != ev("PHY A: link up 1000MBit (master)\n") {
+		t.Errorf("port A event: %q, %v", l, err)
+	}
+	resp, err := ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"events-get","arguments":{"since":1}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r struct {
+		Arguments struct {
+			Events []struct {
+				Seq  uint64
+				Port string
+				Link bool
+				Msg  string
+				Time time.Time
+			}
+			LastSeq uint64 `json:"last-seq"`
+		}
+		Result int
+	}
+	if err := json.Unmarshal(resp, &r); err != nil {
+		t.Fatalf("%s: %v", resp, err)
+	}
+	var msgs []string
+	for i, e := range r.Arguments.Events {
+		if e.Seq != uint64(i+2) || e.Time.IsZero() {
+			t.Errorf("event %d: %+v", i, e)
+		}
+		msgs = append(msgs, e.Msg)
+	}
+	if want := "PHY B: link down|PHY B: link up 100MBit|PHY A: link up 1000MBit (master)"; strings.Join(msgs, "|") != want || r.Arguments.LastSeq != 4 {
+		t.Errorf("events-get: %s", resp)
+	}
+}
+
+// TestManyClients runs several clients at once, each with its own ids.
+func TestManyClients(t *testing.T) {
+	d := start(t, hooks{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 8)
+	for k := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := ctl.DialIPC(d.ipc)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			for i := range 200 {
+				id := k*1000 + i
+				l, err := c.Do(fmt.Sprintf(`{"command":"mdio_read","phy":1,"address":2,"id":%d}`, id), nil)
+				if err != nil {
+					errs <- err
+					return
+				}
+				if want := fmt.Sprintf(`{"id":%d,"result":321,"success":true}`, id); string(l) != want {
+					errs <- fmt.Errorf("client %d: %s, want %s", k, l, want)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// TestSocat runs the one-liners of the README.
+func TestSocat(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	d := start(t, hooks{})
+	tests := []struct{ in, want string }{
+		{`{"command":"mdio_read","phy":1,"address":1,"id":1}`, `{"id":1,"result":31049,"success":true}`},
+		{`mdio_read 1 2`, ev("321\n") + "\n" + `{"id":-1,"success":true}`},
+	}
+	for _, tc := range tests {
+		cmd := exec.Command("socat", "-", "UNIX-CONNECT:"+d.ipc)
+		cmd.Stdin = strings.NewReader(tc.in + "\n")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("socat: %v", err)
+		}
+		got := strings.Join(withoutLinkEvents(strings.Split(strings.TrimSpace(string(out)), "\n")), "\n")
+		if got != tc.want {
+			t.Errorf("socat %s:\n got %q\nwant %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+// TestKeaAndConsole checks that the same commands are reachable over the
+// Kea channel and the console.
+func TestKeaAndConsole(t *testing.T) {
+	d := start(t, hooks{})
+	resp, err := ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"mdio_read","arguments":{"phy":1,"address":"0x1"}}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(resp) != `{ "arguments": 31049, "result": 0 }` && !strings.Contains(string(resp), `"arguments": 31049`) {
+		t.Errorf("kea mdio_read: %s", resp)
+	}
+	resp, err = ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"mdio_read","arguments":{"phy":1,"address":40}}`))
+	if err != nil || !strings.Contains(string(resp), `"result": 1`) || !strings.Contains(string(resp), "out of range") {
+		t.Errorf("kea out of range: %s, %v", resp, err)
+	}
+	conn, err := ctl.ConsoleDial(d.console)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := ctl.ConsolePipe(ctx, conn, strings.NewReader("! mdio_read 1 0x2\n"), &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "321") {
+		t.Errorf("console: %q", out.String())
+	}
+}
+
+// hotplugPHY is a sim bound to an interface, for the hotplug datagrams.
+type hotplugPHY struct {
+	*sim.PHY
+	mu       sync.Mutex
+	detached bool
+	attaches int
+}
+
+func (h *hotplugPHY) Interface() string { return "tbx0" }
+func (h *hotplugPHY) Attach() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.detached = false
+	h.attaches++
+	return nil
+}
+func (h *hotplugPHY) Detach() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.detached = true
+}
+func (h *hotplugPHY) Read(reg uint8) (uint16, error) {
+	h.mu.Lock()
+	gone := h.detached
+	h.mu.Unlock()
+	if gone {
+		return 0, fmt.Errorf("ioctl tbx0: %w", mdio.ErrDetached)
+	}
+	return h.PHY.Read(reg)
+}
+
+// TestHotplug sends the appliance agent's datagrams and checks that the
+// port bound to the interface is detached and reattached.
+func TestHotplug(t *testing.T) {
+	var hp *hotplugPHY
+	d := start(t, hooks{wrap: func(i int, p mdio.PHY) mdio.PHY {
+		if i == 0 {
+			hp = &hotplugPHY{PHY: p.(*sim.PHY)}
+			return hp
+		}
+		return p
+	}})
+	c := dial(t, d.ipc)
+	read := `{"command":"mdio_read","phy":1,"address":2,"id":1}`
+	if got := withoutLinkEvents(exchange(t, c, read)); got[0] != `{"id":1,"result":321,"success":true}` {
+		t.Fatalf("before: %s", got[0])
+	}
+	if err := ctl.SendDgram(d.hotplug, "interfaceremove=tbx0"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "detach", 5*time.Second, func() bool {
+		hp.mu.Lock()
+		defer hp.mu.Unlock()
+		return hp.detached
+	})
+	got := withoutLinkEvents(exchange(t, c, read))
+	if want := `{"id":1,"error":"PHY A (sim:88e1512): ioctl tbx0: interface is gone","success":false}`; got[0] != want {
+		t.Errorf("detached: %s, want %s", got[0], want)
+	}
+	// Datagrams for other interfaces and garbage are logged and ignored.
+	if err := ctl.SendDgram(d.hotplug, "interfaceinsert=eth9", "bogus=1", "interfaceinsert=tbx0"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "reattach", 5*time.Second, func() bool {
+		hp.mu.Lock()
+		defer hp.mu.Unlock()
+		return !hp.detached && hp.attaches == 1
+	})
+	if got := withoutLinkEvents(exchange(t, c, read)); got[0] != `{"id":1,"result":321,"success":true}` {
+		t.Errorf("after reattach: %s", got[0])
+	}
+	if !strings.Contains(d.log.String(), "unknown command") && !strings.Contains(d.log.String(), "bogus") {
+		t.Errorf("bad datagram not logged:\n%s", d.log)
+	}
+}
+
+// TestIPCConnect checks --ipc-connect: mdiod dials a listening client,
+// serves it, and dials again after that client hangs up.
+func TestIPCConnect(t *testing.T) {
+	dir := testutil.ShortDir(t)
+	path := filepath.Join(dir, "peer.sock")
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	start(t, hooks{reconnect: 20 * time.Millisecond}, "--ipc-connect", path, "-port", "A=sim")
+	for round := range 2 {
+		ln.(*net.UnixListener).SetDeadline(time.Now().Add(10 * time.Second))
+		conn, err := ln.Accept()
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		fmt.Fprintf(conn, `{"command":"mdio_read","phy":1,"address":1,"id":%d}`+"\n", round)
+		r := newLineReader(conn)
+		for {
+			l, err := r.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, isEv := ctl.IPCEvent(l); isEv {
+				continue
+			}
+			if want := fmt.Sprintf(`{"id":%d,"result":31049,"success":true}`, round); string(l) != want {
+				t.Errorf("round %d: %s", round, l)
+			}
+			break
+		}
+		conn.Close()
+	}
+}
+
+// TestExit checks that exit over IPC stops the daemon with status 0 and
+// removes its sockets.
+func TestExit(t *testing.T) {
+	d := start(t, hooks{})
+	c := dial(t, d.ipc)
+	got := withoutLinkEvents(exchange(t, c, `{"command":"exit","id":5}`))
+	if got[0] != `{"id":5,"text":"Shutting down.","success":true}` {
+		t.Errorf("exit reply %s", got[0])
+	}
+	select {
+	case err := <-d.done:
+		if err != nil {
+			t.Errorf("run returned %v", err)
+		}
+		d.done <- nil
+	case <-time.After(10 * time.Second):
+		t.Fatal("mdiod did not exit")
+	}
+	if _, err := os.Stat(d.ipc); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("IPC socket left behind: %v", err)
+	}
+}
+
+// TestCommandLine checks usage errors (status 2), runtime failures
+// (status 1) and --help (status 0).
+func TestCommandLine(t *testing.T) {
+	dir := testutil.ShortDir(t)
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o600)
+	base := []string{"-kea", "", "-console", "", "-hotplug", ""}
+	tests := []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--help"}, 0, "-port A=BACKEND"},
+		{[]string{"-h"}, 0, "sim[:MODEL[,OPTIONS]]"},
+		{nil, 2, "no -port given"},
+		{[]string{"-port", "C=sim"}, 2, `want A=BACKEND or B=BACKEND`},
+		{[]string{"-port", "A=sim", "-port", "a=sim"}, 2, "-port A given twice"},
+		{[]string{"-port", "A=floppy:x"}, 2, `unknown backend "floppy"`},
+		{[]string{"-port", "A=sim:nosuch"}, 2, `unknown model "nosuch"`},
+		{[]string{"-port", "A=sim:88e1512,script=up@x"}, 2, "offset"},
+		{[]string{"-port", "A=sim", "-poll", "1ms"}, 2, "-poll 1ms: at least 10ms"},
+		{[]string{"-port", "A=sim", "-bogus"}, 2, "flag provided but not defined"},
+		{[]string{"-port", "A=sim", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"-port", "A=ioctl:"}, 2, "ioctl"},
+		{[]string{"-port", "A=gpio:mdc=1"}, 2, "mdio"},
+		{[]string{"-port", "A=ioctl:tbxnosuch0"}, 1, "tbxnosuch0"},
+		{[]string{"-port", "A=sim", "--ipc-server", file}, 1, "not a socket"},
+		{[]string{"-port", "A=sim", "--ipc-server", dir}, 1, "is a directory"},
+	}
+	for _, tc := range tests {
+		var out testutil.LockedBuffer
+		err := run(context.Background(), append(append([]string{}, base...), tc.args...), &out, hooks{})
+		code := 0
+		if err != nil {
+			code = cli.Code(err, 1)
+		}
+		text := out.String()
+		if err != nil {
+			text += err.Error()
+		}
+		if code != tc.code || !strings.Contains(text, tc.want) {
+			t.Errorf("%q: status %d (%v), want %d with %q\n%s", tc.args, code, err, tc.code, tc.want, out.String())
+		}
+	}
+}
