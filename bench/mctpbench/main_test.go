@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary serve as the floor process, as the
+// benchmark's own binary does.
+func TestMain(m *testing.M) {
+	if name := os.Getenv(floorEnv); name != "" {
+		os.Exit(floorMain(name))
+	}
+	os.Exit(m.Run())
+}
+
+// TestQuick runs the whole benchmark in its short mode, so that it keeps
+// working: every measurement must move messages, lose none, and the
+// report must judge every target.
+func TestQuick(t *testing.T) {
+	for _, tool := range []string{"socat", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("%s not installed", tool)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var progress bytes.Buffer
+	rep, err := run(ctx, quickConfig(false), &progress)
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	for _, size := range sizes {
+		for _, n := range clientCount {
+			for _, srv := range []string{mctpdServer, floorServer} {
+				d := rep.demux[demuxKey{size, n, srv}]
+				if d == nil || d.pipe.msgs == 0 || d.pipe.rate() <= 0 || d.pong.msgs == 0 || len(d.pong.lat) != d.pong.msgs {
+					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
+					continue
+				}
+				if d.pipe.lost != 0 || d.pipe.bytes != int64(d.pipe.msgs)*int64(size) {
+					t.Errorf("demux %s %d B %d clients: lost %d, %d bytes for %d messages", srv, size, n, d.pipe.lost, d.pipe.bytes, d.pipe.msgs)
+				}
+			}
+		}
+		s := rep.serial[size]
+		if s == nil || s.serial.msgs == 0 || s.serial.lost != 0 {
+			t.Errorf("serial %d B: %+v", size, s)
+			continue
+		}
+		if s.raw.bytes != s.serial.bytes {
+			t.Errorf("serial %d B: raw moved %d bytes, serial %d; want the same volume", size, s.raw.bytes, s.serial.bytes)
+		}
+	}
+	if len(rep.rss) != 3 {
+		t.Fatalf("RSS rows %+v", rep.rss)
+	}
+	for _, r := range rep.rss {
+		if r.idle <= 0 || r.after <= 0 {
+			t.Errorf("RSS %+v", r)
+		}
+	}
+	if len(rep.drops) != 0 {
+		t.Errorf("drops reported: %v", rep.drops)
+	}
+
+	var out bytes.Buffer
+	rep.print(&out)
+	text := out.String()
+	for _, want := range []string{"Demux loopback", "| 4 KiB | 8 | floor |", "Serial (DSP0253)", "| 4 KiB | 16 |", "resident memory", "| target | measured | result |"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+	if got := len(regexp.MustCompile(`(?m)\| (PASS|FAIL) \|$`).FindAllString(text, -1)); got != 3 {
+		t.Errorf("%d judged targets, want 3:\n%s", got, text)
+	}
+	if rep.missed() != len(slices.DeleteFunc(slices.Clone(rep.targetRows), func(r targetRow) bool { return r.pass })) {
+		t.Error("missed() disagrees with the target rows")
+	}
+}
+
+func TestPercentile(t *testing.T) {
+	ms := func(v ...int) []time.Duration {
+		var out []time.Duration
+		for _, x := range v {
+			out = append(out, time.Duration(x)*time.Millisecond)
+		}
+		return out
+	}
+	for _, tc := range []struct {
+		name string
+		lat  []time.Duration
+		p    float64
+		want float64 // µs
+	}{
+		{"empty", nil, 99, 0},
+		{"one", ms(3), 50, 3000},
+		{"median of unsorted", ms(5, 1, 3, 2, 4), 50, 3000},
+		{"all equal", ms(slices.Repeat([]int{1}, 98)...), 99, 1000},
+		{"p99 picks the tail", append(ms(slices.Repeat([]int{1}, 99)...), 50*time.Millisecond), 99, 50000},
+		{"p100 stays in range", ms(1, 2), 100, 2000},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := sample{lat: slices.Clone(tc.lat)}
+			if got := s.percentile(tc.p); got != tc.want {
+				t.Errorf("percentile(%v) = %v µs, want %v", tc.p, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestSampleRates(t *testing.T) {
+	var s sample
+	s.add(sample{msgs: 100, bytes: 6400, elapsed: 500 * time.Millisecond, lost: 1})
+	s.add(sample{msgs: 300, bytes: 19200, elapsed: 1500 * time.Millisecond})
+	if s.rate() != 200 || s.mbps() != 25600.0/2/1e6 || s.lost != 1 {
+		t.Errorf("rate %v, MB/s %v, lost %d", s.rate(), s.mbps(), s.lost)
+	}
+	if (sample{msgs: 5}).rate() != 0 {
+		t.Error("a sample without elapsed time has a rate")
+	}
+}
+
+func TestSerialWindow(t *testing.T) {
+	for _, tc := range []struct{ size, want int }{
+		{1, 64}, {64, 64}, {65, 64}, {1024, 64}, {4096, 16}, {8192, 8}, {65536, 1},
+	} {
+		if got := serialWindow(tc.size); got != tc.want {
+			t.Errorf("serialWindow(%d) = %d, want %d", tc.size, got, tc.want)
+		}
+		// The window never holds more than a quarter of the binding's
+		// queue of frames.
+		if frames := serialWindow(tc.size) * ((tc.size + 63) / 64); frames > 1024 {
+			t.Errorf("size %d: %d frames in flight", tc.size, frames)
+		}
+	}
+}
+
+func TestDropsIn(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		st   map[string]any
+		want []string
+	}{
+		{"clean", map[string]any{
+			"mctp": map[string]any{
+				"drops":    map[string]any{},
+				"bindings": map[string]any{"serial:/dev/x": map[string]any{"rx_frames": 5.0, "tx_bytes": 9.0, "tx_queue_full": 0.0}},
+			},
+			"demux": map[string]any{"in": 7.0, "out": 7.0, "drop-route": 0.0},
+		}, nil},
+		{"every kind", map[string]any{
+			"mctp": map[string]any{
+				"drops":    map[string]any{"sequence": 2.0},
+				"bindings": map[string]any{"serial:/dev/x": map[string]any{"rx_frames": 5.0, "tx_queue_full": 3.0}},
+			},
+			"demux": map[string]any{"in": 7.0, "drop-overflow": 4.0, "overflows": 1.0},
+		}, []string{"d demux drop-overflow=4", "d demux overflows=1", "d mctp sequence=2", "d serial:/dev/x tx_queue_full=3"}},
+		{"odd shapes are ignored", map[string]any{"mctp": "x", "demux": 3.0}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := dropsIn("d", tc.st); !slices.Equal(got, tc.want) {
+				t.Errorf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRSS(t *testing.T) {
+	kib, err := rssKiB(os.Getpid())
+	if err != nil || kib <= 0 {
+		t.Fatalf("own RSS %d KiB, %v", kib, err)
+	}
+	if _, err := rssKiB(-1); err == nil {
+		t.Error("no error for a missing process")
+	}
+}
