@@ -11,7 +11,7 @@
 //
 // Usage:
 //
-//	go run ./bench/mctpbench [-rounds 3] [-duration 500ms] [-quick] [-strict]
+//	go run ./bench/mctpbench [-rounds 3] [-duration 1s] [-quick] [-strict]
 //
 // Measurements run in interleaved rounds so that the noise of a shared
 // machine falls on the daemon and its baseline alike; read the ratios,
@@ -97,7 +97,7 @@ type config struct {
 }
 
 func defaultConfig() config {
-	return config{rounds: 3, duration: 500 * time.Millisecond, idle: time.Second, stall: 3 * time.Second}
+	return config{rounds: 3, duration: time.Second, idle: time.Second, stall: 3 * time.Second}
 }
 
 func quickConfig(strict bool) config {
