@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -10,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // TestMain lets the test binary serve as the floor process, as the
@@ -181,5 +185,88 @@ func TestRSS(t *testing.T) {
 	}
 	if _, err := rssKiB(-1); err == nil {
 		t.Error("no error for a missing process")
+	}
+}
+
+// relay serves one abstract seqpacket name like the floor, but lets the
+// test change what goes back: nil drops a message.
+func relay(t *testing.T, name string, reply func(i int, m []byte) []byte) {
+	t.Helper()
+	l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: "@" + name, Net: "unixpacket"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.AcceptUnix()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64<<10)
+				if _, err := c.Read(buf); err != nil {
+					return
+				}
+				for i := 0; ; i++ {
+					n, err := c.Read(buf)
+					if err != nil || n == 0 {
+						return
+					}
+					if m := reply(i, buf[:n]); m != nil {
+						if _, err := c.Write(m); err != nil {
+							return
+						}
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// TestPipelinedAccounting checks that the pipelined measurement counts
+// what arrives, reports what is lost instead of hanging, and fails on a
+// wrong message.
+func TestPipelinedAccounting(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		reply    func(i int, m []byte) []byte
+		wantLost bool
+		wantErr  bool
+	}{
+		{"echo", func(_ int, m []byte) []byte { return m }, false, false},
+		{"every tenth lost", func(i int, m []byte) []byte {
+			if i%10 == 9 {
+				return nil
+			}
+			return m
+		}, true, false},
+		{"wrong type", func(_ int, m []byte) []byte { m[1]++; return m }, false, true},
+		{"short", func(_ int, m []byte) []byte { return m[:len(m)-1] }, false, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			name := fmt.Sprintf("mctpbench-test-%d-%s", os.Getpid(), strings.ReplaceAll(tc.name, " ", "-"))
+			relay(t, name, tc.reply)
+			c, err := ctl.DialDemux(name, baseType)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			l := lane{tx: c, rx: c, dest: localEID, src: localEID, typ: baseType}
+			s, err := pipelined([]lane{l}, 64, 8, 50*time.Millisecond, 300*time.Millisecond)
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("error %v, want error %v", err, tc.wantErr)
+			}
+			if err != nil {
+				return
+			}
+			if s.msgs == 0 || (s.lost > 0) != tc.wantLost {
+				t.Errorf("%d received, %d lost; want lost %v", s.msgs, s.lost, tc.wantLost)
+			}
+			if tc.wantLost && s.lost > 8 {
+				t.Errorf("%d lost with a window of 8", s.lost)
+			}
+		})
 	}
 }

@@ -93,10 +93,12 @@ func (l lane) check(addr, typ byte, b []byte, size int) error {
 // stall counts what is missing as lost and ends.
 func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, error) {
 	payload := body(size)
+	// Each field is written by one goroutine only: the receiver sets
+	// last and rxErr, the sender the rest once the receiver is done.
 	type laneResult struct {
-		recvd, lost int
-		last        time.Time
-		err         error
+		recvd, lost  int
+		last         time.Time
+		txErr, rxErr error
 	}
 	results := make([]laneResult, len(lanes))
 	start := time.Now()
@@ -118,13 +120,15 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 				l.rx.SetDeadline(time.Now().Add(stall))
 				addr, typ, b, err := l.rx.Recv()
 				if err != nil {
-					if !sendDone.Load() {
-						res.err = fmt.Errorf("receive: %w", err)
+					// A timeout is a stall: the sender counts what is
+					// missing as lost. Anything else is a failure.
+					if !sendDone.Load() && !errors.Is(err, os.ErrDeadlineExceeded) {
+						res.rxErr = fmt.Errorf("receive: %w", err)
 					}
 					return
 				}
 				if err := l.check(addr, typ, b, size); err != nil {
-					res.err = err
+					res.rxErr = err
 					return
 				}
 				res.last = time.Now()
@@ -153,7 +157,7 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 					break
 				}
 				if err := l.tx.Send(l.dest, payload); err != nil {
-					res.err = err
+					res.txErr = err
 					break
 				}
 				sent++
@@ -178,8 +182,8 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 	var s sample
 	var last time.Time
 	for _, r := range results {
-		if r.err != nil {
-			return sample{}, r.err
+		if err := errors.Join(r.txErr, r.rxErr); err != nil {
+			return sample{}, err
 		}
 		s.msgs += r.recvd
 		s.lost += r.lost
