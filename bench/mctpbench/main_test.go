@@ -270,3 +270,50 @@ func TestPipelinedAccounting(t *testing.T) {
 		})
 	}
 }
+
+func TestParseVmRSS(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		want     int
+		ok       bool
+	}{
+		{"status file", "Name:\tmctpd\nVmHWM:\t    9000 kB\nVmRSS:\t    6452 kB\nThreads:\t7\n", 6452, true},
+		{"first VmRSS wins", "VmRSS: 1 kB\nVmRSS: 2 kB\n", 1, true},
+		{"zero", "VmRSS:\t0 kB", 0, true},
+		{"missing", "Name:\tx\n", 0, false},
+		{"no unit", "VmRSS:\t6452\n", 0, false},
+		{"other unit", "VmRSS:\t6 MB\n", 0, false},
+		{"negative", "VmRSS:\t-5 kB\n", 0, false},
+		{"not a number", "VmRSS:\tx kB\n", 0, false},
+		{"empty", "", 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseVmRSS(strings.NewReader(tc.in))
+			if (err == nil) != tc.ok || got != tc.want {
+				t.Errorf("parseVmRSS = %d, %v; want %d, ok %v", got, err, tc.want, tc.ok)
+			}
+		})
+	}
+}
+
+// FuzzVmRSS: the parser never panics, never returns a negative size,
+// returns 0 with every error, and finds a well-formed line it is given
+// after the input.
+func FuzzVmRSS(f *testing.F) {
+	f.Add("Name:\tmctpd\nVmRSS:\t    6452 kB\n")
+	f.Add("VmRSS:")
+	f.Add("VmRSS: 1 2 kB\n")
+	f.Fuzz(func(t *testing.T, in string) {
+		n, err := parseVmRSS(strings.NewReader(in))
+		if n < 0 || (err != nil && n != 0) {
+			t.Fatalf("parseVmRSS(%q) = %d, %v", in, n, err)
+		}
+		if strings.Contains(in, "VmRSS:") || len(in) > 60000 {
+			return
+		}
+		n, err = parseVmRSS(strings.NewReader(in + "\nVmRSS:\t 77 kB\n"))
+		if err != nil || n != 77 {
+			t.Fatalf("with a VmRSS line appended to %q: %d, %v", in, n, err)
+		}
+	})
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -129,7 +130,16 @@ func rssKiB(pid int) (int, error) {
 		return 0, err
 	}
 	defer f.Close()
-	sc := bufio.NewScanner(f)
+	kib, err := parseVmRSS(f)
+	if err != nil {
+		return 0, fmt.Errorf("pid %d: %w", pid, err)
+	}
+	return kib, nil
+}
+
+// parseVmRSS finds the "VmRSS:  N kB" line of a /proc status file.
+func parseVmRSS(r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:")
 		if !ok {
@@ -137,14 +147,18 @@ func rssKiB(pid int) (int, error) {
 		}
 		fields := strings.Fields(rest)
 		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, fmt.Errorf("pid %d: odd VmRSS line %q", pid, sc.Text())
+			return 0, fmt.Errorf("odd VmRSS line %q", sc.Text())
 		}
-		return strconv.Atoi(fields[0])
+		n, err := strconv.Atoi(fields[0])
+		if err != nil || n < 0 {
+			return 0, fmt.Errorf("odd VmRSS line %q", sc.Text())
+		}
+		return n, nil
 	}
 	if err := sc.Err(); err != nil {
 		return 0, err
 	}
-	return 0, fmt.Errorf("pid %d: no VmRSS in /proc status", pid)
+	return 0, errors.New("no VmRSS line")
 }
 
 // waitFor polls cond until it holds, p exits or the timeout passes.
