@@ -229,6 +229,68 @@ func TestReassemblyTimeoutAndEviction(t *testing.T) {
 	}
 }
 
+// TestReassemblyStaggeredTimeouts checks that each message in progress
+// expires at its own deadline, however the contexts were opened and
+// closed: the reassembler only scans for expired contexts when the
+// earliest deadline it knows of has passed.
+func TestReassemblyStaggeredTimeouts(t *testing.T) {
+	const to = DefaultReassemblyTimeout
+	type step struct {
+		after time.Duration // clock advance before the packet
+		h     Header
+		done  bool // the packet completes a message
+	}
+	som := func(tag uint8) Header { return Header{Src: 9, Dest: 8, SOM: true, Tag: tag} }
+	mid := func(tag, seq uint8) Header { return Header{Src: 9, Dest: 8, Seq: seq, Tag: tag} }
+	eom := func(tag, seq uint8) Header { return Header{Src: 9, Dest: 8, EOM: true, Seq: seq, Tag: tag} }
+	for _, tc := range []struct {
+		name     string
+		steps    []step
+		timeouts int
+	}{
+		{"second context outlives the first", []step{
+			{0, som(1), false},
+			{to / 2, som(2), false},
+			{to / 2, mid(2, 1), false}, // tag 1 expires here, tag 2 is half way
+			{to/2 - time.Millisecond, eom(2, 2), true},
+		}, 1},
+		{"deadline recomputed after the oldest completes", []step{
+			{0, som(1), false},
+			{to / 2, som(2), false},
+			{0, eom(1, 1), true},
+			{to/2 + time.Millisecond, mid(2, 1), false}, // tag 1's old deadline passed: nothing to drop
+			{to / 2, eom(2, 2), false},                  // tag 2's own deadline passed
+		}, 1},
+		{"a new message after an expiry gets a full timeout", []step{
+			{0, som(1), false},
+			{to, som(2), false}, // tag 1 expires here
+			{to - time.Millisecond, eom(2, 1), true},
+		}, 1},
+		{"nothing expires", []step{
+			{0, som(1), false},
+			{to - time.Millisecond, eom(1, 1), true},
+			{to, som(1), false},
+			{to - time.Millisecond, eom(1, 1), true},
+		}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := &fakeClock{t: time.Unix(1000, 0)}
+			drops := map[string]int{}
+			r := NewReassembler(ReassemblerOptions{Now: clk.now, Drop: func(s string) { drops[s]++ }})
+			for i, st := range tc.steps {
+				clk.add(st.after)
+				m := r.Add(st.h, []byte{byte(i)})
+				if (m != nil) != st.done {
+					t.Fatalf("step %d (%+v): message % x, want complete %v (drops %v)", i, st.h, m, st.done, drops)
+				}
+			}
+			if drops[DropTimeout] != tc.timeouts {
+				t.Errorf("drops %v, want %d timeouts", drops, tc.timeouts)
+			}
+		})
+	}
+}
+
 func TestResponder(t *testing.T) {
 	eid := byte(8)
 	r := &Responder{

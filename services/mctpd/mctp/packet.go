@@ -104,11 +104,16 @@ func Fragment(dest, src byte, to bool, tag uint8, msg []byte, mtu int) [][]byte 
 	}
 	n := (len(msg) + mtu - 1) / mtu
 	pkts := make([][]byte, 0, n)
+	// One backing array for every packet instead of one allocation per
+	// packet; each packet's capacity ends at its length, so appending to
+	// one can never overwrite the next.
+	buf := make([]byte, 0, n*HeaderLen+len(msg))
 	for i := 0; i < n; i++ {
 		part := msg[i*mtu : min((i+1)*mtu, len(msg))]
 		h := Header{Dest: dest, Src: src, SOM: i == 0, EOM: i == n-1, Seq: uint8(i) & seqMask, TO: to, Tag: tag & tagMask}
-		p := make([]byte, 0, HeaderLen+len(part))
-		pkts = append(pkts, append(h.Append(p), part...))
+		start := len(buf)
+		buf = append(h.Append(buf), part...)
+		pkts = append(pkts, buf[start:len(buf):len(buf)])
 	}
 	return pkts
 }

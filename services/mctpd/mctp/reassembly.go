@@ -70,7 +70,17 @@ type Reassembler struct {
 	mu   sync.Mutex
 	ctxs map[reasmKey]*reasmCtx
 	next uint64
+	// nextExpiry is no later than the oldest context's deadline (zero
+	// with no context), so that Add scans for expired contexts only
+	// when one may have expired instead of on every packet.
+	nextExpiry time.Time
 }
+
+// initialCapacity is how many packets' worth of buffer a message in
+// progress starts with: enough for 1 KiB at the baseline MTU, so that a
+// message of a few KiB grows a couple of times rather than from two
+// packets up. MaxMessage bounds it, whatever the fragment size.
+const initialCapacity = 16
 
 // NewReassembler returns an empty Reassembler.
 func NewReassembler(opts ReassemblerOptions) *Reassembler {
@@ -106,7 +116,9 @@ func (r *Reassembler) Add(h Header, payload []byte) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.opts.Now()
-	r.expire(now)
+	if !r.nextExpiry.IsZero() && !now.Before(r.nextExpiry) {
+		r.expire(now)
+	}
 	key := reasmKey{h.Src, h.Dest, h.Tag}
 	c := r.ctxs[key]
 	if h.SOM {
@@ -121,8 +133,11 @@ func (r *Reassembler) Add(h Header, payload []byte) []byte {
 			return r.finish(append([]byte(nil), payload...))
 		}
 		r.evictFor()
+		if deadline := now.Add(r.opts.Timeout); r.nextExpiry.IsZero() || deadline.Before(r.nextExpiry) {
+			r.nextExpiry = deadline
+		}
 		r.ctxs[key] = &reasmCtx{
-			buf:      append(make([]byte, 0, 2*len(payload)), payload...),
+			buf:      append(make([]byte, 0, min(MaxMessage, initialCapacity*len(payload))), payload...),
 			lastSeq:  h.Seq,
 			fragSize: len(payload),
 			started:  now,
@@ -172,12 +187,18 @@ func (r *Reassembler) drop(key reasmKey, reason string) {
 	r.opts.Drop(reason)
 }
 
-// expire drops contexts older than the timeout.
+// expire drops contexts older than the timeout and recomputes
+// nextExpiry from the ones left.
 func (r *Reassembler) expire(now time.Time) {
+	r.nextExpiry = time.Time{}
 	for k, c := range r.ctxs {
 		if now.Sub(c.started) >= r.opts.Timeout {
 			r.opts.Log.Info("mctp: reassembly timed out", "src", k.src, "dest", k.dest, "tag", k.tag, "bytes", len(c.buf))
 			r.drop(k, DropTimeout)
+			continue
+		}
+		if deadline := c.started.Add(r.opts.Timeout); r.nextExpiry.IsZero() || deadline.Before(r.nextExpiry) {
+			r.nextExpiry = deadline
 		}
 	}
 }

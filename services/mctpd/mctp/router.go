@@ -222,6 +222,13 @@ func (r *Router) clientTypes() []byte {
 // on the routed binding.
 func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
 	own := r.EID()
+	if m.Addr == own && m.Type != TypeControl {
+		// Loopback of a non-control message: the demux copies the body
+		// into the frames it queues, so building the message first
+		// would only add a copy per message.
+		r.deliver(d, own, m.Type, m.Body)
+		return nil
+	}
 	msg := make([]byte, 1+len(m.Body))
 	msg[0] = m.Type
 	copy(msg[1:], m.Body)
@@ -238,17 +245,17 @@ func (r *Router) local(d *ctl.Demux, own byte, msg []byte) {
 		msg = r.resp.Respond(msg)
 		r.msgOut.Add(1)
 	}
-	r.deliver(d, own, msg)
+	r.deliver(d, own, msg[0], msg[1:])
 }
 
-// deliver hands an inbound message to the demux clients of its type;
-// control messages go to TypeControlReplies clients.
-func (r *Router) deliver(d *ctl.Demux, src byte, msg []byte) {
-	typ := msg[0]
+// deliver hands an inbound message (its type and the bytes after it) to
+// the demux clients of its type; control messages go to
+// TypeControlReplies clients.
+func (r *Router) deliver(d *ctl.Demux, src, typ byte, body []byte) {
 	if typ == TypeControl {
 		typ = TypeControlReplies
 	}
-	if d == nil || d.Deliver(src, typ, msg[1:]) == 0 {
+	if d == nil || d.Deliver(src, typ, body) == 0 {
 		r.drop(DropNoClient)
 	}
 }
@@ -407,7 +414,7 @@ func (r *Router) Receive(b binding.Binding, pkt []byte) {
 		}
 		return
 	}
-	r.deliver(r.attached(), h.Src, msg)
+	r.deliver(r.attached(), h.Src, msg[0], msg[1:])
 }
 
 // Stats are the router's counters for stats-get.

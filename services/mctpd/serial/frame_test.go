@@ -3,6 +3,7 @@ package serial
 import (
 	"bytes"
 	"encoding/hex"
+	"math/rand/v2"
 	"strings"
 	"testing"
 
@@ -29,6 +30,103 @@ var workedFrames = []struct {
 func TestFCSCheckValue(t *testing.T) {
 	if got := FCS([]byte("123456789")); got != 0x6f91 {
 		t.Fatalf("FCS(123456789) = %#04x, want 0x6f91", got)
+	}
+}
+
+// refFCS is CRC-16/MCRF4XX bit by bit, the definition the tables and
+// the eight-byte steps of fcsUpdate must agree with.
+func refFCS(fcs uint16, p []byte) uint16 {
+	for _, b := range p {
+		fcs ^= uint16(b)
+		for range 8 {
+			if fcs&1 != 0 {
+				fcs = fcs>>1 ^ 0x8408
+			} else {
+				fcs >>= 1
+			}
+		}
+	}
+	return fcs
+}
+
+// refEncode frames pkt byte by byte, escaping as DSP0253 says.
+func refEncode(pkt []byte) []byte {
+	out := []byte{flagByte, revision, byte(len(pkt))}
+	for _, b := range pkt {
+		if b == flagByte || b == escapeByte {
+			out = append(out, escapeByte, b^escapeXOR)
+		} else {
+			out = append(out, b)
+		}
+	}
+	fcs := refFCS(fcsInit, append([]byte{revision, byte(len(pkt))}, pkt...))
+	return append(out, byte(fcs>>8), byte(fcs), flagByte)
+}
+
+func TestFCSMatchesBitwise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, tc := range []struct {
+		name  string
+		fill  func([]byte)
+		start uint16
+	}{
+		{"random", func(b []byte) {
+			for i := range b {
+				b[i] = byte(rng.Uint32())
+			}
+		}, fcsInit},
+		{"zeros", func(b []byte) { clear(b) }, fcsInit},
+		{"ones from 0", func(b []byte) {
+			for i := range b {
+				b[i] = 0xff
+			}
+		}, 0},
+		{"ramp from 0x1234", func(b []byte) {
+			for i := range b {
+				b[i] = byte(i)
+			}
+		}, 0x1234},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for n := 0; n <= 70; n++ {
+				p := make([]byte, n)
+				tc.fill(p)
+				want := refFCS(tc.start, p)
+				if got := fcsUpdate(tc.start, p...); got != want {
+					t.Fatalf("%d bytes: fcsUpdate = %#04x, bitwise %#04x", n, got, want)
+				}
+				// Any split gives the same result.
+				for cut := 0; cut <= n; cut += 3 {
+					if got := fcsUpdate(fcsUpdate(tc.start, p[:cut]...), p[cut:]...); got != want {
+						t.Fatalf("%d bytes cut at %d: %#04x, want %#04x", n, cut, got, want)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestEncodeMatchesBytewise(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct {
+		name string
+		pick func() byte
+	}{
+		{"random", func() byte { return byte(rng.Uint32()) }},
+		{"mostly flags and escapes", func() byte { return []byte{flagByte, escapeByte, 0x20, 0x5e}[rng.IntN(4)] }},
+		{"no specials", func() byte { return 0x41 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for n := minPacket; n <= 68; n++ {
+				pkt := make([]byte, n)
+				for i := range pkt {
+					pkt[i] = tc.pick()
+				}
+				if got, want := Encode(pkt), refEncode(pkt); !bytes.Equal(got, want) {
+					t.Fatalf("Encode(% x)\n = % x\nwant % x", pkt, got, want)
+				}
+			}
+		})
 	}
 }
 

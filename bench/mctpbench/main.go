@@ -1,0 +1,686 @@
+// Command mctpbench measures mctpd and prints each figure next to a
+// baseline measured in the same run:
+//
+//   - demux loopback: mctpd with the null binding, clients sending to its
+//     own EID, against the floor, a bare seqpacket echo process (64 B and
+//     4 KiB messages, 1 and 8 clients; pipelined throughput and
+//     ping-pong latency);
+//   - serial: two mctpd (EIDs 8 and 9) on a socat pty pair, client to
+//     client, against raw bytes through a second socat pair;
+//   - mctpd's resident memory, idle, for the null and serial bindings.
+//
+// Usage:
+//
+//	go run ./bench/mctpbench [-rounds 3] [-duration 1s] [-quick] [-strict]
+//
+// Measurements run in interleaved rounds so that the noise of a shared
+// machine falls on the daemon and its baseline alike; read the ratios,
+// not the absolute figures. Targets print PASS or FAIL; the exit status
+// is 0 unless a measurement fails, or -strict is given and a target is
+// missed. Message sizes are whole MCTP messages, type byte included.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl"
+)
+
+func main() {
+	if name := os.Getenv(floorEnv); name != "" {
+		os.Exit(floorMain(name))
+	}
+	cfg := defaultConfig()
+	fs := flag.NewFlagSet("mctpbench", flag.ContinueOnError)
+	fs.IntVar(&cfg.rounds, "rounds", cfg.rounds, "interleaved rounds; each measurement runs once per round")
+	fs.DurationVar(&cfg.duration, "duration", cfg.duration, "time per measurement per round")
+	quick := fs.Bool("quick", false, "one short round (a smoke test; the figures mean little)")
+	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 1 when a target is missed")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark's clients to `FILE`")
+	if err := fs.Parse(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		os.Exit(2)
+	}
+	if *quick {
+		cfg = quickConfig(cfg.strict)
+	}
+	if cfg.rounds < 1 || cfg.duration <= 0 {
+		fmt.Fprintln(os.Stderr, "mctpbench: -rounds must be at least 1 and -duration positive")
+		os.Exit(2)
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "mctpbench:", err)
+			os.Exit(1)
+		}
+		pprof.StartCPUProfile(f)
+		defer f.Close()
+	}
+	rep, err := run(context.Background(), cfg, os.Stderr)
+	pprof.StopCPUProfile()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "mctpbench:", err)
+		os.Exit(1)
+	}
+	rep.print(os.Stdout)
+	if missed := rep.missed(); missed > 0 && cfg.strict {
+		fmt.Fprintf(os.Stderr, "mctpbench: %d target(s) missed\n", missed)
+		os.Exit(1)
+	}
+}
+
+// config is one run's shape.
+type config struct {
+	rounds   int
+	duration time.Duration
+	// idle is how long the daemons sit without traffic before their
+	// memory is read.
+	idle time.Duration
+	// stall ends a measurement that makes no progress for this long.
+	stall  time.Duration
+	strict bool
+}
+
+func defaultConfig() config {
+	return config{rounds: 3, duration: time.Second, idle: time.Second, stall: 3 * time.Second}
+}
+
+func quickConfig(strict bool) config {
+	return config{rounds: 1, duration: 60 * time.Millisecond, idle: 200 * time.Millisecond, stall: 3 * time.Second, strict: strict}
+}
+
+// Message sizes (whole MCTP messages), client counts and windows.
+var (
+	sizes       = []int{64, 4096}
+	clientCount = []int{1, 8}
+)
+
+const (
+	// demuxWindow is what each demux client keeps in flight: well
+	// under the demux's per-client queue of 512 messages.
+	demuxWindow = 64
+	// baseType is the first message type the benchmark registers;
+	// clients use baseType..baseType+7.
+	baseType = 0x70
+	localEID = 8
+	farEID   = 9
+)
+
+// serialWindow keeps at most about 1024 frames in flight, a quarter of
+// the serial binding's send queue, which refuses (drops) packets when
+// full rather than block the demux.
+func serialWindow(size int) int { return max(1, min(64, 1024/((size+63)/64))) }
+
+// Target thresholds.
+const (
+	targetDemux64  = 150000 // msgs/s, 64 B, 1 client, pipelined
+	targetOverhead = 0.10   // serial framing overhead, 4 KiB
+	targetRSSKiB   = 12 << 10
+	mctpdServer    = "mctpd"
+	floorServer    = "floor"
+)
+
+type demuxKey struct {
+	size, clients int
+	server        string
+}
+
+type demuxResult struct {
+	pipe, pong sample
+	pipeRates  []float64
+}
+
+type serialResult struct {
+	serial, raw sample
+	ratios      []float64
+}
+
+type rssRow struct {
+	name        string
+	idle, after int // KiB
+}
+
+// report is everything one run measured.
+type report struct {
+	cfg        config
+	goVersion  string
+	cpus       int
+	loadStart  string
+	loadEnd    string
+	demux      map[demuxKey]*demuxResult
+	serial     map[int]*serialResult
+	rss        []rssRow
+	drops      []string
+	targetRows []targetRow
+}
+
+type targetRow struct {
+	name, measured string
+	pass           bool
+}
+
+// env is the running setup: daemons, pty pairs and client lanes.
+type env struct {
+	dir        string
+	procs      []*proc
+	null       *proc
+	floor      *proc
+	s8, s9     *proc
+	keaNull    string
+	keaS8      string
+	keaS9      string
+	lanes      map[string][]lane // by server: demuxWindow lanes of distinct types
+	serialLane lane
+	rawW, rawR *os.File
+	conns      []*ctl.DemuxConn
+}
+
+func (e *env) close() {
+	for _, c := range e.conns {
+		c.Close()
+	}
+	if e.rawW != nil {
+		e.rawW.Close()
+	}
+	if e.rawR != nil {
+		e.rawR.Close()
+	}
+	for i := len(e.procs) - 1; i >= 0; i-- {
+		e.procs[i].stop()
+	}
+	os.RemoveAll(e.dir)
+}
+
+func (e *env) start(dir, name string, extraEnv []string, bin string, args ...string) (*proc, error) {
+	p, err := startProc(dir, name, extraEnv, bin, args...)
+	if err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, p)
+	return p, nil
+}
+
+// setup builds mctpd and starts every process and client.
+func setup(progress io.Writer) (*env, error) {
+	dir, err := os.MkdirTemp("", "mctpbench")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, lanes: map[string][]lane{}}
+	ok := false
+	defer func() {
+		if !ok {
+			e.close()
+		}
+	}()
+	fmt.Fprintln(progress, "mctpbench: building mctpd")
+	bin, err := buildMctpd(dir)
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	tag := fmt.Sprintf("mctpbench-%d", os.Getpid())
+	names := map[string]string{mctpdServer: tag + "-null", floorServer: tag + "-floor"}
+
+	mctpd := func(name string, eid int, kea, demux string, binding ...string) (*proc, error) {
+		state := filepath.Join(dir, "state-"+name)
+		args := append([]string{"-e", fmt.Sprint(eid), "-kea", kea, "-state", state, "-demux", demux}, binding...)
+		p, err := e.start(dir, name, nil, bin, args...)
+		if err != nil {
+			return nil, err
+		}
+		return p, waitFor(name+" control socket", 10*time.Second, p, exists(kea))
+	}
+	e.keaNull = filepath.Join(dir, "null.sock")
+	if e.null, err = mctpd("mctpd-null", localEID, e.keaNull, names[mctpdServer], "null"); err != nil {
+		return nil, err
+	}
+	if e.floor, err = e.start(dir, "floor", []string{floorEnv + "=" + names[floorServer]}, self); err != nil {
+		return nil, err
+	}
+
+	// Serial: two daemons on one pty pair; raw bytes on another.
+	a, b := filepath.Join(dir, "A"), filepath.Join(dir, "B")
+	sp, err := startSocat(dir, "socat-serial", a, b)
+	if err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, sp)
+	c, d := filepath.Join(dir, "C"), filepath.Join(dir, "D")
+	rp, err := startSocat(dir, "socat-raw", c, d)
+	if err != nil {
+		return nil, err
+	}
+	e.procs = append(e.procs, rp)
+	e.keaS8, e.keaS9 = filepath.Join(dir, "s8.sock"), filepath.Join(dir, "s9.sock")
+	if e.s8, err = mctpd("mctpd-serial-8", localEID, e.keaS8, tag+"-s8", "serial", a); err != nil {
+		return nil, err
+	}
+	if e.s9, err = mctpd("mctpd-serial-9", farEID, e.keaS9, tag+"-s9", "serial", b); err != nil {
+		return nil, err
+	}
+	if e.rawW, err = ptyPort(c); err != nil {
+		return nil, err
+	}
+	if e.rawR, err = ptyPort(d); err != nil {
+		return nil, err
+	}
+
+	dial := func(name string, typ byte, p *proc) (*ctl.DemuxConn, error) {
+		var conn *ctl.DemuxConn
+		var derr error
+		err := waitFor("demux @"+name, 10*time.Second, p, func() bool {
+			conn, derr = ctl.DialDemux(name, typ)
+			return derr == nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%w: %v", err, derr)
+		}
+		e.conns = append(e.conns, conn)
+		return conn, nil
+	}
+	for _, srv := range []string{mctpdServer, floorServer} {
+		p := e.null
+		if srv == floorServer {
+			p = e.floor
+		}
+		for i := range slices.Max(clientCount) {
+			conn, err := dial(names[srv], byte(baseType+i), p)
+			if err != nil {
+				return nil, err
+			}
+			e.lanes[srv] = append(e.lanes[srv], lane{tx: conn, rx: conn, dest: localEID, src: localEID, typ: byte(baseType + i)})
+		}
+	}
+	tx, err := dial(tag+"-s8", baseType, e.s8)
+	if err != nil {
+		return nil, err
+	}
+	rx, err := dial(tag+"-s9", baseType, e.s9)
+	if err != nil {
+		return nil, err
+	}
+	e.serialLane = lane{tx: tx, rx: rx, dest: farEID, src: localEID, typ: baseType}
+	ok = true
+	return e, nil
+}
+
+// warm serves a few requests of each size on the lane, retrying while
+// the far side comes up (a serial port opens after the control socket),
+// then discards anything left over so that no stray message reaches a
+// measurement.
+func warm(l lane, stall time.Duration) error {
+	deadline := time.Now().Add(stall + 5*time.Second)
+	for _, size := range sizes {
+		payload := body(size)
+		for n := 0; n < 5; {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("lane type %#x to EID %d: no %d-byte message came through", l.typ, l.dest, size)
+			}
+			if err := l.tx.Send(l.dest, payload); err != nil {
+				return err
+			}
+			l.rx.SetDeadline(time.Now().Add(300 * time.Millisecond))
+			addr, typ, b, err := l.rx.Recv()
+			if err != nil {
+				continue
+			}
+			if l.check(addr, typ, b, size) == nil {
+				n++
+			}
+		}
+	}
+	for {
+		l.rx.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, _, _, err := l.rx.Recv(); err != nil {
+			break
+		}
+	}
+	l.rx.SetDeadline(time.Time{})
+	return nil
+}
+
+// keaStats asks a daemon for stats-get and returns its arguments.
+func keaStats(path string) (map[string]any, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	b, err := ctl.KeaCall(ctx, path, []byte(`{"command":"stats-get"}`))
+	if err != nil {
+		return nil, err
+	}
+	var rep struct {
+		Result    int            `json:"result"`
+		Text      string         `json:"text"`
+		Arguments map[string]any `json:"arguments"`
+	}
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return nil, fmt.Errorf("stats-get reply %q: %w", b, err)
+	}
+	if rep.Result != 0 {
+		return nil, fmt.Errorf("stats-get: result %d: %s", rep.Result, rep.Text)
+	}
+	return rep.Arguments, nil
+}
+
+// dropsIn lists every non-zero drop or error counter in a stats-get
+// reply: the MCTP core's drops, the bindings' error counters and the
+// demux's drops and overflows.
+func dropsIn(name string, st map[string]any) []string {
+	var out []string
+	add := func(where string, m map[string]any, want func(string) bool) {
+		for k, v := range m {
+			if n, ok := v.(float64); ok && n > 0 && want(k) {
+				out = append(out, fmt.Sprintf("%s %s %s=%.0f", name, where, k, n))
+			}
+		}
+	}
+	all := func(string) bool { return true }
+	if m, ok := st["mctp"].(map[string]any); ok {
+		if d, ok := m["drops"].(map[string]any); ok {
+			add("mctp", d, all)
+		}
+		if bs, ok := m["bindings"].(map[string]any); ok {
+			for bn, bv := range bs {
+				if bm, ok := bv.(map[string]any); ok {
+					add(bn, bm, func(k string) bool {
+						return k != "rx_frames" && k != "rx_bytes" && k != "tx_frames" && k != "tx_bytes"
+					})
+				}
+			}
+		}
+	}
+	if d, ok := st["demux"].(map[string]any); ok {
+		add("demux", d, func(k string) bool { return strings.HasPrefix(k, "drop-") || k == "overflows" })
+	}
+	slices.Sort(out)
+	return out
+}
+
+// run sets everything up, measures and returns the report.
+func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
+	rep := &report{
+		cfg: cfg, goVersion: runtime.Version(), cpus: runtime.NumCPU(), loadStart: loadAvg(),
+		demux: map[demuxKey]*demuxResult{}, serial: map[int]*serialResult{},
+	}
+	e, err := setup(progress)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+
+	// A few requests on every daemon, then idle: the resting memory.
+	for _, l := range []lane{e.lanes[mctpdServer][0], e.lanes[floorServer][0], e.serialLane} {
+		if err := warm(l, cfg.stall); err != nil {
+			return nil, err
+		}
+	}
+	for _, k := range []string{e.keaNull, e.keaS8, e.keaS9} {
+		if _, err := keaStats(k); err != nil {
+			return nil, err
+		}
+	}
+	daemons := []struct {
+		name string
+		p    *proc
+	}{{"null (EID 8)", e.null}, {"serial EID 8", e.s8}, {"serial EID 9", e.s9}}
+	readRSS := func(after bool) error {
+		time.Sleep(cfg.idle)
+		for i, d := range daemons {
+			kib, err := d.p.rssKiB()
+			if err != nil {
+				return err
+			}
+			if !after {
+				rep.rss = append(rep.rss, rssRow{name: d.name, idle: kib})
+			} else {
+				rep.rss[i].after = kib
+			}
+		}
+		return nil
+	}
+	if err := readRSS(false); err != nil {
+		return nil, err
+	}
+
+	fmt.Fprintf(progress, "mctpbench: %s, %d CPUs, %d rounds of %v per measurement, load %s\n",
+		rep.goVersion, rep.cpus, cfg.rounds, cfg.duration, rep.loadStart)
+	for round := range cfg.rounds {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		// Alternate which server goes first, so neither always runs
+		// right after the other's load.
+		servers := []string{mctpdServer, floorServer}
+		if round%2 == 1 {
+			servers = []string{floorServer, mctpdServer}
+		}
+		for _, size := range sizes {
+			for _, n := range clientCount {
+				for _, srv := range servers {
+					lanes := e.lanes[srv][:n]
+					pipe, err := pipelined(lanes, size, demuxWindow, cfg.duration, cfg.stall)
+					if err != nil {
+						return nil, fmt.Errorf("demux %s %d B %d clients pipelined: %w", srv, size, n, err)
+					}
+					if pipe.lost > 0 {
+						return nil, fmt.Errorf("demux %s %d B %d clients: %d messages lost", srv, size, n, pipe.lost)
+					}
+					pong, err := pingPong(lanes, size, cfg.duration, cfg.stall)
+					if err != nil {
+						return nil, fmt.Errorf("demux %s %d B %d clients ping-pong: %w", srv, size, n, err)
+					}
+					k := demuxKey{size, n, srv}
+					r := rep.demux[k]
+					if r == nil {
+						r = &demuxResult{}
+						rep.demux[k] = r
+					}
+					r.pipe.add(pipe)
+					r.pong.add(pong)
+					r.pipeRates = append(r.pipeRates, pipe.rate())
+					fmt.Fprintf(progress, "  round %d demux %-5s %4d B %d clients: %8.0f msgs/s pipelined, %7.0f ping-pong/s\n",
+						round+1, srv, size, n, pipe.rate(), pong.rate())
+				}
+			}
+		}
+		for _, size := range sizes {
+			s, err := pipelined([]lane{e.serialLane}, size, serialWindow(size), cfg.duration, cfg.stall)
+			if err != nil {
+				return nil, fmt.Errorf("serial %d B: %w", size, err)
+			}
+			if s.lost > 0 {
+				// A lost message may still arrive and be counted in
+				// the next measurement: discard what is in flight.
+				warm(e.serialLane, cfg.stall)
+			}
+			if s.bytes == 0 {
+				return nil, fmt.Errorf("serial %d B: no message came through", size)
+			}
+			raw, err := rawPty(e.rawW, e.rawR, s.bytes, size, cfg.stall)
+			if err != nil {
+				return nil, err
+			}
+			r := rep.serial[size]
+			if r == nil {
+				r = &serialResult{}
+				rep.serial[size] = r
+			}
+			r.serial.add(s)
+			r.raw.add(raw)
+			r.ratios = append(r.ratios, s.mbps()/raw.mbps())
+			fmt.Fprintf(progress, "  round %d serial %4d B: %7.0f msgs/s, %6.2f MB/s; raw %6.2f MB/s; lost %d\n",
+				round+1, size, s.rate(), s.mbps(), raw.mbps(), s.lost)
+		}
+	}
+	if err := readRSS(true); err != nil {
+		return nil, err
+	}
+	for _, k := range []struct{ name, path string }{{"null", e.keaNull}, {"serial-8", e.keaS8}, {"serial-9", e.keaS9}} {
+		st, err := keaStats(k.path)
+		if err != nil {
+			return nil, err
+		}
+		rep.drops = append(rep.drops, dropsIn(k.name, st)...)
+	}
+	for _, p := range []*proc{e.null, e.floor, e.s8, e.s9} {
+		if p.exited() {
+			return nil, fmt.Errorf("%s exited during the run\n%s", p.name, p.logTail())
+		}
+	}
+	rep.loadEnd = loadAvg()
+	rep.judge()
+	return rep, nil
+}
+
+// judge fills in the targets.
+func (r *report) judge() {
+	r.targetRows = nil
+	d := r.demux[demuxKey{64, 1, mctpdServer}]
+	r.targetRows = append(r.targetRows, targetRow{
+		name:     fmt.Sprintf("demux loopback, 64 B, 1 client, pipelined >= %d msgs/s", targetDemux64),
+		measured: fmt.Sprintf("%.0f msgs/s", d.pipe.rate()),
+		pass:     d.pipe.rate() >= targetDemux64,
+	})
+	s := r.serial[4096]
+	oh := s.overhead()
+	r.targetRows = append(r.targetRows, targetRow{
+		name:     fmt.Sprintf("serial framing overhead, 4 KiB, <= %.0f %%, none lost", 100*targetOverhead),
+		measured: fmt.Sprintf("%.1f %% (lost %d)", 100*oh, s.serial.lost),
+		pass:     oh <= targetOverhead && s.serial.lost == 0,
+	})
+	worst := 0
+	for _, row := range r.rss {
+		worst = max(worst, row.idle)
+	}
+	r.targetRows = append(r.targetRows, targetRow{
+		name:     fmt.Sprintf("idle RSS <= %d MiB (null and serial)", targetRSSKiB>>10),
+		measured: fmt.Sprintf("%.1f MiB (largest)", mib(worst)),
+		pass:     worst <= targetRSSKiB,
+	})
+}
+
+// overhead is 1 - serial/raw over all rounds.
+func (s *serialResult) overhead() float64 {
+	if s.raw.mbps() == 0 {
+		return 1
+	}
+	return 1 - s.serial.mbps()/s.raw.mbps()
+}
+
+func (r *report) missed() int {
+	n := 0
+	for _, t := range r.targetRows {
+		if !t.pass {
+			n++
+		}
+	}
+	return n
+}
+
+func mib(kib int) float64 { return float64(kib) / 1024 }
+
+func sizeName(size int) string {
+	if size >= 1024 && size%1024 == 0 {
+		return fmt.Sprintf("%d KiB", size/1024)
+	}
+	return fmt.Sprintf("%d B", size)
+}
+
+// span prints the smallest and largest per-round figure.
+func span(v []float64, f func(float64) string) string {
+	if len(v) < 2 {
+		return "–"
+	}
+	return f(slices.Min(v)) + "–" + f(slices.Max(v))
+}
+
+func kilo(v float64) string { return fmt.Sprintf("%.0fk", v/1000) }
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f", a/b)
+}
+
+// print writes the tables as markdown.
+func (r *report) print(w io.Writer) {
+	fmt.Fprintf(w, "mctpbench: %s, %d CPUs, %d round(s) of %v per measurement; load average %s at start, %s at end\n\n",
+		r.goVersion, r.cpus, r.cfg.rounds, r.cfg.duration, r.loadStart, r.loadEnd)
+
+	fmt.Fprintf(w, "Demux loopback: mctpd (null binding, EID %d) against the floor (bare seqpacket echo)\n\n", localEID)
+	fmt.Fprintln(w, "| message | clients | server | pipelined msgs/s | MB/s | per round | ping-pong/s | p50 µs | p99 µs |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---|---:|---:|---:|")
+	for _, size := range sizes {
+		for _, n := range clientCount {
+			for _, srv := range []string{mctpdServer, floorServer} {
+				d := r.demux[demuxKey{size, n, srv}]
+				fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.1f | %s | %.0f | %.1f | %.1f |\n",
+					sizeName(size), n, srv, d.pipe.rate(), d.pipe.mbps(), span(d.pipeRates, kilo),
+					d.pong.rate(), d.pong.percentile(50), d.pong.percentile(99))
+			}
+		}
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| message | clients | pipelined mctpd/floor | ping-pong mctpd/floor | p99 mctpd/floor |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	for _, size := range sizes {
+		for _, n := range clientCount {
+			m, f := r.demux[demuxKey{size, n, mctpdServer}], r.demux[demuxKey{size, n, floorServer}]
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", sizeName(size), n,
+				ratio(m.pipe.rate(), f.pipe.rate()), ratio(m.pong.rate(), f.pong.rate()),
+				ratio(m.pong.percentile(99), f.pong.percentile(99)))
+		}
+	}
+
+	fmt.Fprintf(w, "\nSerial (DSP0253) over a socat pty pair, client on EID %d to client on EID %d, against raw bytes over a second pair\n\n", localEID, farEID)
+	fmt.Fprintln(w, "| message | window | msgs/s | payload MB/s | raw MB/s | serial/raw | per round | framing overhead | lost |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---|---:|---:|")
+	for _, size := range sizes {
+		s := r.serial[size]
+		fmt.Fprintf(w, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %s | %.1f %% | %d |\n",
+			sizeName(size), serialWindow(size), s.serial.rate(), s.serial.mbps(), s.raw.mbps(),
+			1-s.overhead(), span(s.ratios, func(v float64) string { return fmt.Sprintf("%.2f", v) }),
+			100*s.overhead(), s.serial.lost)
+	}
+
+	fmt.Fprintf(w, "\nmctpd resident memory (VmRSS), after %v idle\n\n", r.cfg.idle)
+	fmt.Fprintln(w, "| mctpd | after a few requests | after the benchmark |")
+	fmt.Fprintln(w, "|---|---:|---:|")
+	for _, row := range r.rss {
+		fmt.Fprintf(w, "| %s | %.1f MiB | %.1f MiB |\n", row.name, mib(row.idle), mib(row.after))
+	}
+	if len(r.drops) == 0 {
+		fmt.Fprintln(w, "\nDrops and errors (stats-get): none")
+	} else {
+		fmt.Fprintf(w, "\nDrops and errors (stats-get): %s\n", strings.Join(r.drops, ", "))
+	}
+
+	fmt.Fprintln(w, "\n| target | measured | result |")
+	fmt.Fprintln(w, "|---|---|---|")
+	for _, t := range r.targetRows {
+		res := "PASS"
+		if !t.pass {
+			res = "FAIL"
+		}
+		fmt.Fprintf(w, "| %s | %s | %s |\n", t.name, t.measured, res)
+	}
+}
