@@ -131,16 +131,21 @@ func (v *vm) logSnapshot(svc string) string {
 	return string(b)
 }
 
-// ssh runs one command on the VM through breakglass.
-func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append([]string{
+// sshCommand is ssh running one command on the VM through breakglass,
+// for callers that run it in the background.
+func (v *vm) sshCommand(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ssh", append([]string{
 		"-p", strconv.Itoa(v.sshPort), "-i", v.sshKey,
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
 		"root@127.0.0.1"}, args...)...)
-	out, err := cmd.CombinedOutput()
+}
+
+// ssh runs one command on the VM through breakglass.
+func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := v.sshCommand(ctx, args...).CombinedOutput()
 	return string(out), err
 }
 
@@ -435,6 +440,7 @@ func TestVM(t *testing.T) {
 
 	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
+	checkMctp(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true
