@@ -181,6 +181,7 @@ func testBody(t *testing.T, n int) []byte {
 // each way byte-exact, and the VM's mctpd counts the traffic.
 func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	t.Helper()
+	began := time.Now()
 	// The image's console is ttyS0 alone: nothing but mctpd uses ttyS1.
 	if out, err := v.ssh(ctx, "cat", "/sys/class/tty/console/active"); err != nil || strings.Contains(out, "ttyS1") {
 		t.Fatalf("console devices: %q (%v); ttyS1 must be left to mctpd", out, err)
@@ -311,5 +312,6 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	}
 	var js bytes.Buffer
 	json.NewEncoder(&js).Encode(after.MCTP)
-	t.Logf("mctp: 200-byte messages crossed both ways; VM mctpd: %s", strings.TrimSpace(js.String()))
+	t.Logf("mctp: 200-byte messages crossed both ways; the MCTP checks took %.1f s; VM mctpd: %s",
+		time.Since(began).Seconds(), strings.TrimSpace(js.String()))
 }
