@@ -112,6 +112,15 @@ func startBackground(t *testing.T, cmd *exec.Cmd) *background {
 	return b
 }
 
+// logOnFailure prints what b wrote when the test has failed.
+func logOnFailure(t *testing.T, what string, b *background) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("%s:\n%s", what, b.out.String())
+		}
+	})
+}
+
 // wait waits for the command to end and returns its output.
 func (b *background) wait(d time.Duration) (string, error) {
 	select {
@@ -137,16 +146,27 @@ func (b *background) exited() error {
 	}
 }
 
-// registered waits until stats report a client of mctpType, failing at
-// once if the client program ended first.
-func registered(ctx context.Context, what string, client *background, stats func(context.Context) (mctpStats, error)) error {
+// waitWhile polls cond like waitFor for at most mctpWait, but gives up at
+// once when b ends: a program that failed will not come back.
+func waitWhile(ctx context.Context, what string, every time.Duration, b *background, cond func(context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, mctpWait)
 	defer cancel()
 	var gone error
-	err := waitFor(ctx, what, 200*time.Millisecond, func() error {
-		if gone = client.exited(); gone != nil {
+	err := waitFor(ctx, what, every, func() error {
+		if gone = b.exited(); gone != nil {
 			return nil
 		}
+		return cond(ctx)
+	})
+	if gone != nil {
+		return fmt.Errorf("%s: the program ended: %w", what, gone)
+	}
+	return err
+}
+
+// registered waits until stats report a client of mctpType.
+func registered(ctx context.Context, what string, client *background, stats func(context.Context) (mctpStats, error)) error {
+	return waitWhile(ctx, what, 200*time.Millisecond, client, func(ctx context.Context) error {
 		st, err := stats(ctx)
 		if err != nil {
 			return err
@@ -156,10 +176,6 @@ func registered(ctx context.Context, what string, client *background, stats func
 		}
 		return nil
 	})
-	if gone != nil {
-		return fmt.Errorf("%s: the client ended: %w", what, gone)
-	}
-	return err
 }
 
 // testBody is n random bytes that start with the two bytes DSP0253
@@ -196,10 +212,8 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	tty := filepath.Join(dir, "tty")
 	sock := filepath.Join(v.buildDir, "mctp-serial.sock")
 	socat := startBackground(t, exec.Command("socat", "pty,raw,echo=0,link="+tty, "unix-connect:"+sock))
-	err := waitFor(ctx, "socat's pty", 50*time.Millisecond, func() error {
-		if err := socat.exited(); err != nil {
-			return fmt.Errorf("socat ended: %w", err)
-		}
+	logOnFailure(t, "socat output", socat)
+	err := waitWhile(ctx, "socat's pty", 50*time.Millisecond, socat, func(context.Context) error {
 		_, err := os.Stat(tty)
 		return err
 	})
@@ -209,16 +223,8 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	h := &hostMctpd{bin: dir, demux: "tb-e2e-mctp-" + rand.Text()[:10], kea: filepath.Join(dir, "kea.sock")}
 	mctpd := startBackground(t, exec.Command(filepath.Join(dir, "mctpd"), "-e", "9", "-demux", h.demux,
 		"-kea", h.kea, "-state", filepath.Join(dir, "state"), "serial", tty))
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("host mctpd stderr:\n%s", mctpd.out.String())
-			t.Logf("socat output:\n%s", socat.out.String())
-		}
-	})
-	err = waitFor(ctx, "host mctpd's Kea channel", 50*time.Millisecond, func() error {
-		if err := mctpd.exited(); err != nil {
-			return fmt.Errorf("host mctpd ended: %w", err)
-		}
+	logOnFailure(t, "host mctpd stderr", mctpd)
+	err = waitWhile(ctx, "host mctpd's Kea channel", 50*time.Millisecond, mctpd, func(ctx context.Context) error {
 		_, err := h.stats(ctx)
 		return err
 	})
@@ -232,9 +238,8 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 
 	// (a) Get EID: the request and the reply cross the emulated UART.
 	start := time.Now()
-	gctx, cancel := context.WithTimeout(ctx, mctpWait)
-	err = waitFor(gctx, "get-eid from EID 8", time.Second, func() error {
-		out, err := h.mctp(gctx, "ctrl", "get-eid", "-eid", "8", "-timeout", "3s")
+	err = waitWhile(ctx, "get-eid from EID 8", time.Second, mctpd, func(ctx context.Context) error {
+		out, err := h.mctp(ctx, "ctrl", "get-eid", "-eid", "8", "-timeout", "3s")
 		if err != nil {
 			return fmt.Errorf("%w: %s", err, out)
 		}
@@ -243,7 +248,6 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 		}
 		return nil
 	})
-	cancel()
 	if err != nil {
 		t.Fatal(err)
 	}
