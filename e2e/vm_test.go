@@ -141,6 +141,18 @@ func (v *vm) sshCommand(ctx context.Context, args ...string) *exec.Cmd {
 		"root@127.0.0.1"}, args...)...)
 }
 
+// serviceLog is a service's stderr for a failure report: the followed
+// stream when there is one, since it outlives the VM, else a snapshot.
+func (v *vm) serviceLog(svc string) string {
+	v.logsMu.Lock()
+	b, ok := v.logs[svc]
+	v.logsMu.Unlock()
+	if ok && b.String() != "" {
+		return b.String()
+	}
+	return v.logSnapshot(svc)
+}
+
 // ssh runs one command on the VM through breakglass.
 func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
@@ -249,7 +261,10 @@ func TestVM(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
-	defer cancel()
+	// Cancelling ctx stops flash.sh and with it the VM, so it must not
+	// happen before the failure report below has read the service logs:
+	// cleanups run after deferred calls, last registered first.
+	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"),
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
 		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort))
@@ -317,7 +332,7 @@ func TestVM(t *testing.T) {
 			t.Logf("qemu output:\n%s", b)
 		}
 		for _, svc := range append(tickboxServices(t), "/user/breakglass") {
-			t.Logf("%s stderr:\n%s", svc, v.logSnapshot(svc))
+			t.Logf("%s stderr:\n%s", svc, v.serviceLog(svc))
 		}
 	})
 
