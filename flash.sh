@@ -39,6 +39,11 @@ Environment:
 
 In qemu, the web UI is at http://127.0.0.1:8080/ (user gokrazy) and breakglass at
 ssh -p 2222 root@127.0.0.1; flash.sh starts breakglass through the web UI form.
+The VM's second serial port (ttyS1, where mctpd runs as EID 8) is the unix socket
+BUILD/mctp-serial.sock. Attach a host mctpd (EID 9) to it through a pty:
+  socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:build/mctp-serial.sock &
+  mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
+  mctp -demux mctp-host ctrl get-eid -eid 8
 Ctrl-C shuts the VM down. Writing a device refuses a device that is mounted, holds /,
 or is not a block device.
 EOF
@@ -226,6 +231,12 @@ if [ $mode = vm ]; then
 	port_busy "$http_port" && die "port 127.0.0.1:$http_port is busy (web UI); pick another with --http-port"
 	port_busy "$ssh_port" && die "port 127.0.0.1:$ssh_port is busy (ssh); pick another with --ssh-port"
 	[ "$http_port" != "$ssh_port" ] || die "--http-port and --ssh-port are both $http_port"
+	# The VM's ttyS1, mctpd's serial binding, is a unix socket that a host
+	# mctpd reaches through socat. A unix socket path holds at most 107
+	# bytes; qemu's option syntax needs each ',' in it doubled.
+	mctp_sock=$build_dir/mctp-serial.sock
+	[ ${#mctp_sock} -le 107 ] ||
+		die "$mctp_sock: longer than a unix socket path may be (107 bytes); use a shorter --build-dir"
 	if ! command -v "$qemu" >/dev/null; then
 		if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null && [ "$qemu" = qemu-system-x86_64 ]; then
 			echo "$prog: installing qemu-system-x86"
@@ -445,7 +456,8 @@ boot_start=$(date +%s)
 "$qemu" -name tickbox -nodefaults -m 1024 -smp 2 "${accel_args[@]}" \
 	-drive "file=$out,format=raw" \
 	-netdev "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:$http_port-:80,hostfwd=tcp:127.0.0.1:$ssh_port-:22" \
-	-device e1000,netdev=n0 -serial "file:$serial" -display none -monitor none \
+	-device e1000,netdev=n0 -serial "file:$serial" \
+	-serial "unix:${mctp_sock//,/,,},server=on,wait=off" -display none -monitor none \
 	>"$qemu_log" 2>&1 </dev/null &
 qemu_pid=$!
 
@@ -485,6 +497,10 @@ tickbox is up: the web UI answered $boot_secs s after qemu started.
   ssh:        $ssh_cmd
               breakglass $breakglass; try: $ssh_cmd /user/ctl kea /run/ctl/control.sock list-commands
   serial log: $serial
+  mctp:       $mctp_sock is the VM's ttyS1 (mctpd, EID 8); attach a host mctpd with
+              socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:$mctp_sock &
+              mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
+              mctp -demux mctp-host ctrl get-eid -eid 8
 Press Ctrl-C to shut the VM down.
 EOF
 

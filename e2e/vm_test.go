@@ -131,16 +131,33 @@ func (v *vm) logSnapshot(svc string) string {
 	return string(b)
 }
 
-// ssh runs one command on the VM through breakglass.
-func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "ssh", append([]string{
+// sshCommand is ssh running one command on the VM through breakglass,
+// for callers that run it in the background.
+func (v *vm) sshCommand(ctx context.Context, args ...string) *exec.Cmd {
+	return exec.CommandContext(ctx, "ssh", append([]string{
 		"-p", strconv.Itoa(v.sshPort), "-i", v.sshKey,
 		"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
 		"-o", "LogLevel=ERROR", "-o", "ConnectTimeout=10",
 		"root@127.0.0.1"}, args...)...)
-	out, err := cmd.CombinedOutput()
+}
+
+// serviceLog is a service's stderr for a failure report: the followed
+// stream when there is one, since it outlives the VM, else a snapshot.
+func (v *vm) serviceLog(svc string) string {
+	v.logsMu.Lock()
+	b, ok := v.logs[svc]
+	v.logsMu.Unlock()
+	if ok && b.String() != "" {
+		return b.String()
+	}
+	return v.logSnapshot(svc)
+}
+
+// ssh runs one command on the VM through breakglass.
+func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := v.sshCommand(ctx, args...).CombinedOutput()
 	return string(out), err
 }
 
@@ -244,7 +261,10 @@ func TestVM(t *testing.T) {
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
-	defer cancel()
+	// Cancelling ctx stops flash.sh and with it the VM, so it must not
+	// happen before the failure report below has read the service logs:
+	// cleanups run after deferred calls, last registered first.
+	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"),
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
 		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort))
@@ -312,7 +332,7 @@ func TestVM(t *testing.T) {
 			t.Logf("qemu output:\n%s", b)
 		}
 		for _, svc := range append(tickboxServices(t), "/user/breakglass") {
-			t.Logf("%s stderr:\n%s", svc, v.logSnapshot(svc))
+			t.Logf("%s stderr:\n%s", svc, v.serviceLog(svc))
 		}
 	})
 
@@ -435,6 +455,7 @@ func TestVM(t *testing.T) {
 
 	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
+	checkMctp(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true

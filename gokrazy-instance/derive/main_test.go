@@ -112,8 +112,20 @@ func TestCommittedConfig(t *testing.T) {
 			t.Errorf("Packages lacks %s", p)
 		}
 	}
-	if f := c.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"].CommandLineFlags; !slices.Equal(f, []string{"serve"}) {
-		t.Errorf("ctl flags = %q, want [serve]", f)
+	// mctpd owns the default demux names (mctp-mux, mctp-demux) on the
+	// image, so the hub must not take them.
+	if f := c.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"].CommandLineFlags; !slices.Equal(f, []string{"serve", "-demux="}) {
+		t.Errorf("ctl flags = %q, want [serve -demux=]", f)
+	}
+	const mctpd, mctp = "github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd", "github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctp"
+	if !slices.Contains(c.Packages, mctpd) || !slices.Contains(c.Packages, mctp) {
+		t.Errorf("Packages lacks mctpd or mctp: %q", c.Packages)
+	}
+	if f := c.PackageConfig[mctpd].CommandLineFlags; len(f) < 3 || !slices.Equal(f[len(f)-3:], []string{"serial", "/dev/ttyS1", "-baud=115200"}) {
+		t.Errorf("mctpd flags = %q, want the serial binding on /dev/ttyS1 last", f)
+	}
+	if pc := c.PackageConfig[mctp]; !pc.DontStart {
+		t.Errorf("mctp is a client program and must be DontStart")
 	}
 	if c.KernelPackage != Targets["amd64"].KernelPackage || c.FirmwarePackage != "" || c.EEPROMPackage != "" {
 		t.Errorf("committed config is not the amd64 target")

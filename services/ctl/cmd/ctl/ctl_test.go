@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // ctlBin is the ctl program built once for the tests: the hub runs as a
@@ -303,6 +306,53 @@ func TestServeRefusesLiveSocket(t *testing.T) {
 	// The running hub is untouched.
 	if c, out, _ := runCtl(t, "", "kea", h.kea, "list-commands"); c != 0 {
 		t.Fatalf("hub broken after refused start: %d %s", c, out)
+	}
+}
+
+// TestServeDemux checks that -demux= (how the image starts the hub, so
+// that mctpd owns the default names) and an empty -demux argument start
+// no demux at all, and that a named demux is served and reported.
+func TestServeDemux(t *testing.T) {
+	name := fmt.Sprintf("tb-ctl-test-%d-%d", os.Getpid(), time.Now().UnixNano())
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		serve bool
+	}{
+		{"disabled with =", []string{"-demux="}, false},
+		{"disabled with an empty argument", []string{"-demux", ""}, false},
+		{"named", []string{"-demux", name}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			kea := filepath.Join(testutil.ShortDir(t), "kea.sock")
+			h := &hub{kea: kea, log: newSyncBuffer()}
+			h.cmd = exec.Command(ctlBin, append([]string{"serve", "-kea", kea, "-dgram", "", "-ipc", "", "-console", ""}, tc.args...)...)
+			h.cmd.Stderr = h.log
+			if err := h.cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				h.cmd.Process.Kill()
+				h.cmd.Wait()
+				if t.Failed() {
+					t.Logf("ctl serve log:\n%s", h.log.String())
+				}
+			})
+			testutil.WaitFor(t, "the Kea socket", 10*time.Second, func() bool {
+				fi, err := os.Stat(kea)
+				return err == nil && fi.Mode()&os.ModeSocket != 0
+			})
+			if _, ok := hubStatus(t, h)["demux"]; ok != tc.serve {
+				t.Errorf("status-get reports a demux: %v, want %v", ok, tc.serve)
+			}
+			c, err := ctl.DialDemux(name, 5)
+			if err == nil {
+				c.Close()
+			}
+			if (err == nil) != tc.serve {
+				t.Errorf("dial demux %s: %v; want it served: %v", name, err, tc.serve)
+			}
+		})
 	}
 }
 
