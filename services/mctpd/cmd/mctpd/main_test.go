@@ -395,6 +395,22 @@ func TestSerialPair(t *testing.T) {
 	if want := []byte{0x03, 0x02, 0x00, 0x09, 0x01, 0x00}; src != 9 || typ != 0x80 || !bytes.Equal(got, want) {
 		t.Fatalf("get-eid reply: src %d type %#x % x, want src 9 type 0x80 % x", src, typ, got, want)
 	}
+
+	// The mctp CLI reads the far endpoint's EID, versions, message types
+	// (control plus the type its demux client registered) and persistent
+	// UUID across the serial line.
+	tool := mctpTool(t)
+	for _, tc := range []struct{ cmd, want string }{
+		{"get-eid", "eid 9 type 0x01 medium 0x00\n"},
+		{"get-version", "1.0\n1.1\n1.2\n1.3.3\n"},
+		{"get-types", "types 0 5\n"},
+		{"get-uuid", "uuid " + mctp.FormatUUID(d9.router.UUID()) + "\n"},
+	} {
+		out, err := exec.Command(tool, "-demux", d8.name, "ctrl", tc.cmd, "-eid", "9", "-timeout", "5s").CombinedOutput()
+		if err != nil || string(out) != tc.want {
+			t.Errorf("mctp ctrl %s -eid 9: %v: %q, want %q", tc.cmd, err, out, tc.want)
+		}
+	}
 }
 
 // end is one demux client of an exchange and its daemon's EID.
