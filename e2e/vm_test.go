@@ -435,6 +435,7 @@ func TestVM(t *testing.T) {
 
 	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
+	checkMdiod(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true

@@ -536,6 +536,11 @@ func (h *hotplugPHY) Detach() {
 	defer h.mu.Unlock()
 	h.detached = true
 }
+func (h *hotplugPHY) Attached() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.detached
+}
 func (h *hotplugPHY) Read(reg uint8) (uint16, error) {
 	h.mu.Lock()
 	gone := h.detached
