@@ -125,6 +125,7 @@ func checkMdiod(t *testing.T, ctx context.Context, v *vm) {
 	if bmsr&bmsrLinkUp == 0 || bmsr&^bmsrANDone != e1000BMSR {
 		t.Errorf("BMSR of port A = %#04x, want %#04x (link up) with or without autoneg complete (%#04x)", bmsr, e1000BMSR, bmsrANDone)
 	}
+	t.Logf("mdiod: BMSR of qemu's e1000 PHY through ioctl:eth0: %#04x", bmsr)
 
 	for _, tc := range []struct {
 		what     string
@@ -163,6 +164,8 @@ func checkMdiod(t *testing.T, ctx context.Context, v *vm) {
 		if len(out) != 1 || json.Unmarshal([]byte(out[0]), &st) != nil || st.ID != 2 || !st.Success || !st.Link ||
 			st.Speed != 1000 || st.Duplex != "full" || st.PhyID != fmt.Sprintf("0x%04x%04x", e1000PHYID1, e1000PHYID2) {
 			t.Errorf("phy_status of port A: %q, want success, link up at 1000 full duplex and phy_id 0x%04x%04x", out, e1000PHYID1, e1000PHYID2)
+		} else {
+			t.Logf("mdiod: phy_status of port A: %s", out[0])
 		}
 	}
 
