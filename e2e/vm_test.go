@@ -456,6 +456,7 @@ func TestVM(t *testing.T) {
 	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
 	checkMctp(t, vctx, v)
+	checkMdiod(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -59,6 +62,56 @@ func TestDecode(t *testing.T) {
 		}
 		if st.Message() != tc.msg || st.Role != tc.role || st.OUI() != "00:50:43" || st.Model() != 0x1d || st.Rev() != 1 {
 			t.Errorf("%s: %q role %q oui %s model %d rev %d", tc.name, st.Message(), st.Role, st.OUI(), st.Model(), st.Rev())
+		}
+	}
+}
+
+// TestDecodeMissingRegisters decodes PHYs that do not answer every
+// register BMSR promises. The registers are those of qemu's e1000 PHY
+// model, which sets BMSR's extended status bit but fails ESTATUS reads.
+func TestDecodeMissingRegisters(t *testing.T) {
+	e1000 := regs{0: 0x1140, 1: 0x796d, 2: 0x0141, 3: 0x0c20, 4: 0x0de1, 5: 0x01e0, 9: 0x0e00, 10: 0x3c00}
+	without := func(r regs, missing ...uint8) func(uint8) (uint16, error) {
+		return func(reg uint8) (uint16, error) {
+			for _, m := range missing {
+				if reg == m {
+					return 0, fmt.Errorf("SIOCGMIIREG reg %d: %w", reg, syscall.EIO)
+				}
+			}
+			return r.read(reg)
+		}
+	}
+	with := func(r regs, k uint8, v uint16) regs {
+		out := regs{}
+		for rk, rv := range r {
+			out[rk] = rv
+		}
+		out[k] = v
+		return out
+	}
+	tests := []struct {
+		name    string
+		read    func(uint8) (uint16, error)
+		msg     string
+		wantErr string
+	}{
+		{"no ESTATUS: 1000BASE-T registers", without(e1000, 15), "link up 1000MBit (slave)", ""},
+		{"no ESTATUS, no 1000BASE-T registers", without(e1000, 15, 9, 10), "link up 100MBit", ""},
+		{"no ESTATUS, no STAT1000", without(e1000, 15, 10), "link up 100MBit", ""},
+		{"ESTATUS with 1000BASE-T, STAT1000 fails", without(with(e1000, 15, 0x3000), 10), "", "read register 10: SIOCGMIIREG reg 10: input/output error"},
+		{"ESTATUS without 1000BASE-T", without(with(e1000, 15, 0), 9, 10), "link up 100MBit", ""},
+		{"BMSR fails", without(e1000, 1), "", "read register 1: SIOCGMIIREG reg 1: input/output error"},
+	}
+	for _, tc := range tests {
+		st, err := Decode(tc.read)
+		if tc.wantErr != "" {
+			if err == nil || err.Error() != tc.wantErr || !errors.Is(err, syscall.EIO) {
+				t.Errorf("%s: %v, want %q", tc.name, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil || st.Message() != tc.msg || st.ID != 0x01410c20 {
+			t.Errorf("%s: %q id %#x, %v; want %q", tc.name, st.Message(), st.ID, err, tc.msg)
 		}
 	}
 }

@@ -23,6 +23,7 @@ type carrierPHY struct {
 func (c *carrierPHY) Interface() string { return c.ifname }
 func (c *carrierPHY) Attach() error     { return nil }
 func (c *carrierPHY) Detach()           {}
+func (c *carrierPHY) Attached() bool    { return true }
 
 func (c *carrierPHY) Read(reg uint8) (uint16, error) {
 	b, _ := os.ReadFile("/sys/class/net/" + c.ifname + "/carrier")

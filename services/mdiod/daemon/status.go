@@ -144,30 +144,34 @@ func Decode(read func(reg uint8) (uint16, error)) (Status, error) {
 		return s, nil
 	}
 	// 1000BASE-T registers exist when BMSR says extended status is there
-	// (bit 8) and ESTATUS lists a 1000BASE-T ability.
+	// (bit 8) and ESTATUS lists a 1000BASE-T ability. Some PHYs set the
+	// bit but do not answer ESTATUS (qemu's e1000 model fails the read):
+	// then CTRL1000 and STAT1000 are tried, and a PHY that answers
+	// neither is decoded from ANAR and ANLPAR alone.
 	if s.BMSR&0x0100 != 0 {
-		est, err := get(mdio.ESTATUS)
-		if err != nil {
-			return s, err
-		}
-		if est&0x3000 != 0 {
-			c1000, err := get(mdio.CTRL1000)
-			if err != nil {
-				return s, err
-			}
-			st1000, err := get(mdio.STAT1000)
-			if err != nil {
-				return s, err
-			}
-			common := c1000 & (st1000 >> 2) // LP bits 11/10 line up with ours 9/8
-			if common&(mdio.Adv1000Full|mdio.Adv1000Half) != 0 {
-				s.Speed = 1000
-				s.FullDuplex = common&mdio.Adv1000Full != 0
-				s.Role = "slave"
-				if st1000&mdio.STAT1000Master != 0 {
-					s.Role = "master"
+		est, estErr := get(mdio.ESTATUS)
+		if estErr != nil || est&0x3000 != 0 {
+			c1000, err1 := get(mdio.CTRL1000)
+			st1000, err2 := get(mdio.STAT1000)
+			switch {
+			case err1 == nil && err2 == nil:
+				common := c1000 & (st1000 >> 2) // LP bits 11/10 line up with ours 9/8
+				if common&(mdio.Adv1000Full|mdio.Adv1000Half) != 0 {
+					s.Speed = 1000
+					s.FullDuplex = common&mdio.Adv1000Full != 0
+					s.Role = "slave"
+					if st1000&mdio.STAT1000Master != 0 {
+						s.Role = "master"
+					}
+					return s, nil
 				}
-				return s, nil
+			case estErr == nil:
+				// ESTATUS promised the registers: a failing read is an
+				// error, not a slower link.
+				if err1 != nil {
+					return s, err1
+				}
+				return s, err2
 			}
 		}
 	}

@@ -7,6 +7,7 @@ import (
 
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // Run watches every port's link until ctx ends: a BMSR poll every
@@ -96,14 +97,55 @@ func (m *MDIO) emit(p *Port, st Status) {
 		Time: m.opts.Now(), Port: p.Name, Link: st.Link, Speed: st.Speed,
 		Duplex: st.Duplex(), Role: st.Role, Msg: msg,
 	})
-	m.log.Info("link", "port", p.Name, "seq", e.Seq, "msg", st.Message())
+	// The log line is the event's text, as IPC clients see it, so that
+	// a service log (gokrazy's web UI) reads like nose's event stream.
+	m.log.Info(msg, "port", p.Name, "seq", e.Seq)
 	m.opts.Notify(msg + "\n")
+}
+
+// attachPending attaches those of ps whose backend is detached, e.g.
+// because the interface did not exist when mdiod started or was reported
+// removed, and kicks each attached port so that its link is polled at
+// once. A backend that still cannot attach stays detached; its error is
+// logged when it differs from the last one (failed, by port), so that a
+// link that keeps changing does not flood the log.
+func (m *MDIO) attachPending(ps []*Port, failed map[*Port]string) {
+	for _, p := range ps {
+		h, ok := p.phy.(mdio.Hotplug)
+		if !ok {
+			continue
+		}
+		p.mu.Lock()
+		var err error
+		attached := h.Attached()
+		if !attached {
+			err = h.Attach()
+		}
+		p.mu.Unlock()
+		switch {
+		case attached:
+			continue
+		case err != nil:
+			if failed[p] != err.Error() {
+				m.log.Warn("attach failed; the port stays detached", "port", p.Name, "interface", h.Interface(), "err", err)
+				failed[p] = err.Error()
+			}
+			continue
+		}
+		delete(failed, p)
+		m.log.Info("port attached", "port", p.Name, "interface", h.Interface(), "backend", p.phy.Name())
+		p.Kick()
+	}
 }
 
 // watchNetlink kicks the ports bound to an interface whenever netlink
 // reports a change of that link (carrier, up/down, appearing or going),
-// so that a cable pull is seen before the next poll.
+// so that a cable pull is seen before the next poll. A detached port is
+// attached when its interface is reported present (RTM_NEWLINK): an
+// interface that appears after mdiod started is picked up without
+// waiting for the appliance agent's interfaceinsert.
 func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
+	attachErrs := map[*Port]string{}
 	for {
 		ch := make(chan netlink.LinkUpdate, 64)
 		done := make(chan struct{})
@@ -127,8 +169,10 @@ func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
 		}
 		m.log.Debug("watching carrier over netlink", "interfaces", len(ifs))
 		// A change between the last poll and the subscription would not
-		// be reported: poll once more now that it is in place.
+		// be reported: attach what appeared meanwhile and poll once more
+		// now that it is in place.
 		for _, ps := range ifs {
+			m.attachPending(ps, attachErrs)
 			for _, p := range ps {
 				p.Kick()
 			}
@@ -149,7 +193,11 @@ func (m *MDIO) watchNetlink(ctx context.Context, ifs map[string][]*Port) {
 				if u.Link == nil || u.Link.Attrs() == nil {
 					continue
 				}
-				for _, p := range ifs[u.Link.Attrs().Name] {
+				ps := ifs[u.Link.Attrs().Name]
+				if u.Header.Type == unix.RTM_NEWLINK {
+					m.attachPending(ps, attachErrs)
+				}
+				for _, p := range ps {
 					p.Kick()
 				}
 			}

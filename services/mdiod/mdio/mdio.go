@@ -42,6 +42,11 @@ type Hotplug interface {
 	// Detach marks the interface gone: requests fail with ErrDetached
 	// until Attach succeeds.
 	Detach()
+	// Attached reports whether the backend is bound to its interface. A
+	// backend may start detached when its interface did not exist yet;
+	// mdiod then attaches it when netlink or the agent reports the
+	// interface.
+	Attached() bool
 }
 
 // ErrDetached is returned (wrapped) by a Hotplug backend whose interface is

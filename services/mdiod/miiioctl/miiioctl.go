@@ -162,6 +162,24 @@ var (
 // The socket belongs to the network namespace of the calling thread, and
 // every later request and Attach resolves the interface name there.
 func Open(params string) (*PHY, error) {
+	p, err := OpenDetached(params)
+	if err != nil {
+		return nil, err
+	}
+	if err := p.Attach(); err != nil {
+		p.Close()
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenDetached is Open for an interface that may not be there yet, as at
+// boot before the NIC driver has registered it: it parses params and
+// opens the ioctl socket but does not look for the interface. The PHY
+// starts detached, so requests fail with mdio.ErrDetached until Attach
+// finds the interface. It fails only for a spec that does not parse or a
+// socket that cannot be created.
+func OpenDetached(params string) (*PHY, error) {
 	spec, err := ParseSpec(params)
 	if err != nil {
 		return nil, err
@@ -170,14 +188,7 @@ func Open(params string) (*PHY, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s%s: socket: %w", Prefix, spec.Interface, err)
 	}
-	p := &PHY{spec: spec, prefix: Prefix + spec.Interface, fd: fd}
-	addr, err := p.resolve()
-	if err != nil {
-		unix.Close(fd)
-		return nil, err
-	}
-	p.addr = addr
-	return p, nil
+	return &PHY{spec: spec, prefix: Prefix + spec.Interface, fd: fd, detached: true}, nil
 }
 
 // resolve checks that the interface exists and returns the PHY address:
@@ -230,6 +241,14 @@ func (p *PHY) Attach() error {
 	}
 	p.addr, p.detached = addr, false
 	return nil
+}
+
+// Attached implements mdio.Hotplug: whether the last Attach succeeded and
+// no Detach came after it.
+func (p *PHY) Attached() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return !p.detached && p.fd >= 0
 }
 
 // Detach implements mdio.Hotplug: requests fail with mdio.ErrDetached

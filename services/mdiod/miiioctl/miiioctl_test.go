@@ -176,6 +176,113 @@ func TestMissingInterface(t *testing.T) {
 	}
 }
 
+// TestOpenDetachedSpec: OpenDetached refuses only what cannot work at all
+// (a bad spec); a missing interface gives a detached PHY whose requests
+// fail fast with ErrDetached. Creating the socket needs no privilege.
+func TestOpenDetachedSpec(t *testing.T) {
+	for _, tc := range []struct{ params, wantErr string }{
+		{"", "empty interface name"},
+		{"eth0:32", "not a number in 0..31"},
+		{"a/b", "contains"},
+	} {
+		if p, err := OpenDetached(tc.params); err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+			if p != nil {
+				p.Close()
+			}
+			t.Errorf("OpenDetached(%q) = %v, want an error containing %q", tc.params, err, tc.wantErr)
+		}
+	}
+	p, err := OpenDetached("tbnope0:1")
+	if err != nil {
+		t.Fatalf("OpenDetached(tbnope0:1): %v", err)
+	}
+	defer p.Close()
+	if p.Attached() || p.Name() != "ioctl:tbnope0:1" || p.Interface() != "tbnope0" {
+		t.Errorf("Attached %v Name %q Interface %q", p.Attached(), p.Name(), p.Interface())
+	}
+	for _, tc := range []struct {
+		op   func() error
+		want string
+	}{
+		{func() error { _, err := p.Read(1); return err }, "ioctl:tbnope0: SIOCGMIIREG reg 1: interface is gone"},
+		{func() error { return p.Write(0, 0x8000) }, "ioctl:tbnope0: SIOCSMIIREG reg 0: interface is gone"},
+		{func() error { _, err := p.ReadC45(1, 7); return err }, "ioctl:tbnope0: SIOCGMIIREG devad 1 reg 7: interface is gone"},
+		{func() error { return p.WriteC45(3, 0x20, 1) }, "ioctl:tbnope0: SIOCSMIIREG devad 3 reg 32: interface is gone"},
+	} {
+		if err := tc.op(); !errors.Is(err, mdio.ErrDetached) || err.Error() != tc.want {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if p.Attached() {
+		t.Error("Attached after Close")
+	}
+	if err := p.Attach(); !errors.Is(err, os.ErrClosed) {
+		t.Errorf("Attach after Close = %v, want os.ErrClosed", err)
+	}
+}
+
+// TestOpenDetachedLate opens a PHY for an interface that does not exist
+// yet, as at boot, and attaches it once the interface is created.
+func TestOpenDetachedLate(t *testing.T) {
+	needRoot(t)
+	ns := newNetns(t)
+	p, err := openWithInNetns(t, ns, "tbv0:1", OpenDetached)
+	if err != nil {
+		t.Fatalf("OpenDetached(tbv0:1) without the interface: %v", err)
+	}
+	defer p.Close()
+	read := func() error { _, err := p.Read(mdio.BMSR); return err }
+	if err := read(); !errors.Is(err, mdio.ErrDetached) {
+		t.Fatalf("Read before the interface exists = %v, want ErrDetached", err)
+	}
+	if err := p.Attach(); !errors.Is(err, unix.ENODEV) || err.Error() != "ioctl:tbv0: SIOCGIFINDEX: no such device" || p.Attached() {
+		t.Fatalf("Attach without the interface = %v (attached %v), want ENODEV", err, p.Attached())
+	}
+	ip(t, "-n", ns, "link", "add", "tbv0", "type", "veth", "peer", "name", "tbv1")
+	if err := p.Attach(); err != nil || !p.Attached() {
+		t.Fatalf("Attach after the interface appeared = %v (attached %v)", err, p.Attached())
+	}
+	// Now the driver answers: veth has no MII.
+	if err := read(); !errors.Is(err, unix.EOPNOTSUPP) {
+		t.Fatalf("Read after Attach = %v, want the driver's EOPNOTSUPP", err)
+	}
+	p.Detach()
+	if p.Attached() {
+		t.Error("Attached after Detach")
+	}
+	// Without a fixed address the driver is asked at Attach, and veth
+	// refuses: the PHY stays detached.
+	q, err := openWithInNetns(t, ns, "tbv0", OpenDetached)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	if err := q.Attach(); !errors.Is(err, unix.EOPNOTSUPP) || q.Attached() {
+		t.Errorf("Attach(tbv0) = %v (attached %v), want SIOCGMIIPHY's EOPNOTSUPP and detached", err, q.Attached())
+	}
+}
+
+// newNetns creates a network namespace removed when the test ends.
+func newNetns(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skip("SKIPPED: ip (iproute2) not installed")
+	}
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	ns := "tbmii" + hex.EncodeToString(b[:])
+	ip(t, "netns", "add", ns)
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "netns", "del", ns).CombinedOutput(); err != nil {
+			t.Errorf("ip netns del %s: %v: %s", ns, err, out)
+		}
+	})
+	return ns
+}
+
 func ip(t *testing.T, args ...string) {
 	t.Helper()
 	out, err := exec.Command("ip", args...).CombinedOutput()
@@ -187,6 +294,13 @@ func ip(t *testing.T, args ...string) {
 // openInNetns opens params with the ioctl socket created inside the named
 // network namespace; the socket keeps resolving names there afterwards.
 func openInNetns(t *testing.T, ns, params string) (*PHY, error) {
+	t.Helper()
+	return openWithInNetns(t, ns, params, Open)
+}
+
+// openWithInNetns is openInNetns with the given opener (Open or
+// OpenDetached).
+func openWithInNetns(t *testing.T, ns, params string, open func(string) (*PHY, error)) (*PHY, error) {
 	t.Helper()
 	target, err := os.Open("/run/netns/" + ns)
 	if err != nil {
@@ -204,7 +318,7 @@ func openInNetns(t *testing.T, ns, params string) (*PHY, error) {
 		runtime.UnlockOSThread()
 		t.Fatalf("setns %s: %v", ns, err)
 	}
-	p, openErr := Open(params)
+	p, openErr := open(params)
 	if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
 		// The thread stays locked, so it is discarded with this goroutine.
 		t.Fatalf("setns back: %v", err)

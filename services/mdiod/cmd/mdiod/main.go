@@ -100,7 +100,7 @@ Flags:
 
 // openBackend opens a -port backend spec. It is the one place backends
 // are wired in.
-func openBackend(spec string) (mdio.PHY, error) {
+func openBackend(spec string, log *slog.Logger) (mdio.PHY, error) {
 	kind, params, _ := strings.Cut(spec, ":")
 	switch kind {
 	case "sim":
@@ -110,7 +110,7 @@ func openBackend(spec string) (mdio.PHY, error) {
 		}
 		return p, nil
 	case "ioctl", "gpio":
-		return openHardware(kind, params)
+		return openHardware(kind, params, log)
 	}
 	return nil, cli.Usage("unknown backend %q in %q (ioctl, gpio, sim)", kind, spec)
 }
@@ -194,7 +194,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h hooks) error {
 		if spec == "" {
 			continue
 		}
-		p, err := openBackend(spec)
+		p, err := openBackend(spec, log)
 		if err != nil {
 			closeAll()
 			return fmt.Errorf("port %s: %w", daemon.PortNames[i], err)
