@@ -58,7 +58,7 @@ func TestTags(t *testing.T) {
 			{op: "alloc", eid: 9, owner: 2, tag: 2},
 			{op: "count", n: 2},
 			{op: "match", eid: 9, tag: 2, owner: 2, ok: true},
-			{op: "match", eid: 9, tag: 2, ok: false}, // answered once
+			{op: "match", eid: 9, tag: 2, ok: false},  // answered once
 			{op: "match", eid: 10, tag: 1, ok: false}, // another EID's tag 1
 			{op: "match", eid: 9, tag: 0, ok: false},  // libmctp's tag
 			{op: "match", eid: 9, tag: 1, owner: 1, ok: true},
