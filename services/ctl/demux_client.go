@@ -156,19 +156,28 @@ func (c *DemuxConn) Close() error { return c.conn.Close() }
 // program's: each connection is read on its own, so a plain Close gives
 // no order across connections.
 func (c *DemuxConn) Finish(timeout time.Duration) error {
+	return c.FinishFunc(timeout, nil)
+}
+
+// FinishFunc is Finish that hands each message arriving meanwhile to fn
+// (when not nil) instead of discarding it: a router's answer to what
+// was sent last, such as mctpd's error frames to tagged clients.
+func (c *DemuxConn) FinishFunc(timeout time.Duration, fn func(DemuxMessage)) error {
 	defer c.conn.Close()
 	if err := c.conn.CloseWrite(); err != nil {
 		return fmt.Errorf("demux: half-close: %w", err)
 	}
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 256)
 	for {
-		n, err := c.conn.Read(buf)
-		if err != nil || n == 0 {
+		m, err := c.recv()
+		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return fmt.Errorf("demux: no disconnect within %v: %w", timeout, err)
 			}
 			return nil
+		}
+		if fn != nil {
+			fn(m)
 		}
 	}
 }

@@ -86,7 +86,10 @@ const anyPeer = BroadcastEID
 //
 // A tag is outstanding from Alloc until the response from that EID
 // arrives (Match), the timeout passes, or its owner disconnects
-// (ReleaseOwner). Tags for requests to the null or broadcast EID match
+// (ReleaseOwner). A disconnected owner's tag may be allocated again at
+// once, but until then, and until it expires, its response still
+// matches, with owner 0: it is dropped rather than handed to clients
+// that did not ask. Tags for requests to the null or broadcast EID match
 // responses from any EID and are released only by the timeout or their
 // owner, since several endpoints may answer. Memory is bounded: at most
 // one entry per destination EID.
@@ -99,7 +102,8 @@ type Tags struct {
 type peerTags struct {
 	owner   [TagValue + 1]ctl.DemuxClientID // 0: free
 	expires [TagValue + 1]time.Time
-	last    uint8 // the tag allocated last, where the next search starts
+	gone    [TagValue + 1]bool // the owner disconnected
+	last    uint8              // the tag allocated last, where the next search starts
 }
 
 // NewTags returns an empty allocator.
@@ -135,10 +139,11 @@ func (t *Tags) Alloc(dest byte, owner ctl.DemuxClientID) (uint8, error) {
 	}
 	for i := uint8(1); i <= TagValue; i++ {
 		tag := (p.last+i-1)%TagValue + 1
-		if p.owner[tag] != 0 && now.Before(p.expires[tag]) {
+		if p.owner[tag] != 0 && !p.gone[tag] && now.Before(p.expires[tag]) {
 			continue
 		}
 		p.owner[tag] = owner
+		p.gone[tag] = false
 		p.expires[tag] = now.Add(t.opts.Timeout)
 		p.last = tag
 		return tag, nil
@@ -148,7 +153,8 @@ func (t *Tags) Alloc(dest byte, owner ctl.DemuxClientID) (uint8, error) {
 
 // Match finds the owner of a response (TO=0) from src with tag, and
 // releases the tag unless it was allocated for the null or broadcast
-// EID. ok is false when no live allocation matches.
+// EID. ok is false when no live allocation matches; owner is 0 when
+// the tag's owner has disconnected.
 func (t *Tags) Match(src byte, tag uint8) (owner ctl.DemuxClientID, ok bool) {
 	tag &= TagValue
 	t.mu.Lock()
@@ -164,6 +170,9 @@ func (t *Tags) Match(src byte, tag uint8) (owner ctl.DemuxClientID, ok bool) {
 			continue
 		}
 		owner = p.owner[tag]
+		if p.gone[tag] {
+			owner = 0
+		}
 		if key != anyPeer {
 			t.free(key, p, tag)
 		}
@@ -181,15 +190,16 @@ func (t *Tags) Release(dest byte, tag uint8) {
 	}
 }
 
-// ReleaseOwner frees every tag owner holds and returns how many.
+// ReleaseOwner makes every tag owner holds free for Alloc, and returns
+// how many it held; their responses are still recognised (see Tags).
 func (t *Tags) ReleaseOwner(owner ctl.DemuxClientID) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0
-	for key, p := range t.peers {
+	for _, p := range t.peers {
 		for tag := range p.owner {
-			if p.owner[tag] == owner {
-				t.free(key, p, uint8(tag))
+			if p.owner[tag] == owner && !p.gone[tag] {
+				p.gone[tag] = true
 				n++
 			}
 		}
@@ -206,7 +216,7 @@ func (t *Tags) Outstanding() int {
 	n := 0
 	for key, p := range t.peers {
 		for tag := range p.owner {
-			if p.owner[tag] == 0 {
+			if p.owner[tag] == 0 || p.gone[tag] {
 				continue
 			}
 			if !now.Before(p.expires[tag]) {
@@ -223,4 +233,5 @@ func (t *Tags) Outstanding() int {
 // the 256 EIDs, so that its round robin goes on where it was.
 func (t *Tags) free(_ byte, p *peerTags, tag uint8) {
 	p.owner[tag] = 0
+	p.gone[tag] = false
 }

@@ -98,9 +98,20 @@ func TestTags(t *testing.T) {
 			{op: "alloc", eid: 9, owner: 2, tag: 2},
 			{op: "gone", owner: 1, n: 2},
 			{op: "gone", owner: 1, n: 0},
+			{op: "count", n: 1},
+			// The response still matches, with no owner: it is dropped,
+			// not handed to other clients.
+			{op: "match", eid: 9, tag: 1, owner: 0, ok: true},
 			{op: "match", eid: 9, tag: 1, ok: false},
 			{op: "match", eid: 9, tag: 2, owner: 2, ok: true},
 		}},
+		{"a gone owner's tag is free at once", append(append([]step{}, full...),
+			step{op: "gone", owner: 3, n: 1},
+			step{op: "count", n: 6},
+			step{op: "alloc", eid: 9, owner: 8, tag: 3},
+			step{op: "alloc", eid: 9, owner: 8, tag: 0},
+			step{op: "match", eid: 9, tag: 3, owner: 8, ok: true},
+		)},
 		{"release after a failed send", []step{
 			{op: "alloc", eid: 9, owner: 1, tag: 1},
 			{op: "release", eid: 9, tag: 1},
@@ -332,9 +343,14 @@ func TestRouterTagged(t *testing.T) {
 	if st.TagsOutstanding != 7 || st.Drops[DropTagExhausted] != 1 || st.Drops[DropTagByte] != 1 {
 		t.Fatalf("stats %+v", st)
 	}
-	// a leaves: its tags are free again.
+	// a leaves: its tags are free again, and a late response to one
+	// of them is dropped, not given to b or the plain client.
 	a.Close()
 	waitUntil(t, func() bool { return f.r.Stats().TagsOutstanding == 0 })
+	f.r.Receive(f.w, []byte{1, 8, 10, 0xc3, 5, 0x33})
+	if n := f.r.Stats().Drops[DropTagOwnerGone]; n != 1 {
+		t.Fatalf("tag-owner-gone drops %d", n)
+	}
 	if err := b.SendTag(10, TagRequest, 5, nil); err != nil {
 		t.Fatal(err)
 	}
