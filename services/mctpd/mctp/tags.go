@@ -166,7 +166,7 @@ func (t *Tags) Match(src byte, tag uint8) (owner ctl.DemuxClientID, ok bool) {
 			continue
 		}
 		if !now.Before(p.expires[tag]) {
-			t.free(key, p, tag)
+			t.free(p, tag)
 			continue
 		}
 		owner = p.owner[tag]
@@ -174,7 +174,7 @@ func (t *Tags) Match(src byte, tag uint8) (owner ctl.DemuxClientID, ok bool) {
 			owner = 0
 		}
 		if key != anyPeer {
-			t.free(key, p, tag)
+			t.free(p, tag)
 		}
 		return owner, true
 	}
@@ -186,7 +186,7 @@ func (t *Tags) Release(dest byte, tag uint8) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if p := t.peers[peerKey(dest)]; p != nil {
-		t.free(peerKey(dest), p, tag&TagValue)
+		t.free(p, tag&TagValue)
 	}
 }
 
@@ -214,13 +214,13 @@ func (t *Tags) Outstanding() int {
 	defer t.mu.Unlock()
 	now := t.opts.Now()
 	n := 0
-	for key, p := range t.peers {
+	for _, p := range t.peers {
 		for tag := range p.owner {
 			if p.owner[tag] == 0 || p.gone[tag] {
 				continue
 			}
 			if !now.Before(p.expires[tag]) {
-				t.free(key, p, uint8(tag))
+				t.free(p, uint8(tag))
 				continue
 			}
 			n++
@@ -231,7 +231,7 @@ func (t *Tags) Outstanding() int {
 
 // free clears one tag. The peer's entry stays, small and bounded by
 // the 256 EIDs, so that its round robin goes on where it was.
-func (t *Tags) free(_ byte, p *peerTags, tag uint8) {
+func (t *Tags) free(p *peerTags, tag uint8) {
 	p.owner[tag] = 0
 	p.gone[tag] = false
 }
