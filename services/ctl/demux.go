@@ -29,11 +29,24 @@ const (
 	DefaultDemuxMaxMessage = 64<<10 + 2
 )
 
+// DemuxClientID identifies one registered client connection of a
+// demux for as long as the demux runs; IDs are never reused, and 0 is
+// never a client's.
+type DemuxClientID uint64
+
 // DemuxMessage is one typed message. From a client, Addr is the
 // destination; towards clients it is the source.
 type DemuxMessage struct {
 	Addr byte
+	// Tag is the byte between the address and the type on a tagged
+	// demux (DemuxOptions.Tagged), 0 on a plain one. The demux does not
+	// interpret it; mctpd's router reads the MCTP tag owner bit and
+	// message tag from it.
+	Tag  byte
 	Type byte
+	// Client is the connection the message came from, so that a router
+	// can answer that client alone (DeliverTo).
+	Client DemuxClientID
 	// Body is the message after the type byte.
 	Body []byte
 }
@@ -68,7 +81,7 @@ func (r LoopbackRouter) Send(_ context.Context, d *Demux, m DemuxMessage) error 
 	if m.Addr != r.Addr {
 		return fmt.Errorf("%w %d: loopback only (local address %d)", ErrNoRoute, m.Addr, r.Addr)
 	}
-	d.Deliver(r.Addr, m.Type, m.Body)
+	d.DeliverTag(r.Addr, m.Tag, m.Type, m.Body)
 	return nil
 }
 
@@ -86,6 +99,16 @@ type DemuxOptions struct {
 	// DefaultDemuxMaxMessage. Each connection holds a read buffer of this
 	// size.
 	MaxMessage int
+	// Tagged makes every frame after registration, both ways, carry one
+	// more byte between the address and the type:
+	// [addr][tag][type][body]. It is for a separate name (mctpd serves
+	// its tag-aware clients on one); libmctp's format, without the
+	// byte, is the default.
+	Tagged bool
+	// OnDisconnect, when not nil, is called once a registered client
+	// has gone, after the demux stopped delivering to it, so that a
+	// router can release what it holds for that client.
+	OnDisconnect func(DemuxClientID)
 	// StreamOptions limit concurrent clients per name and say which uids
 	// and gids may connect.
 	StreamOptions
@@ -102,7 +125,7 @@ type DemuxStats struct {
 	// Delivered counts Deliver calls that reached at least one client.
 	Delivered uint64 `json:"delivered"`
 	// Drops by reason.
-	DropShort    uint64 `json:"drop-short"`     // under 2 bytes, from a client or DeliverFrame
+	DropShort    uint64 `json:"drop-short"`     // shorter than the header (2 bytes, 3 tagged), from a client or DeliverFrame
 	DropTooBig   uint64 `json:"drop-too-big"`   // client datagram over MaxMessage
 	DropRoute    uint64 `json:"drop-route"`     // refused by the router
 	DropNoClient uint64 `json:"drop-no-client"` // no client registered for the type
@@ -123,8 +146,17 @@ type Demux struct {
 	opts DemuxOptions
 	accs []*acceptor
 
+	// hdr is the frame header length: address (and tag) before the
+	// type byte, which is at frame[hdr-1].
+	hdr int
+	// shortMsg are the log lines for client datagrams and DeliverFrame
+	// frames shorter than hdr.
+	shortMsg [2]string
+
 	mu      sync.RWMutex
 	clients map[byte][]*demuxClient
+	byID    map[DemuxClientID]*demuxClient
+	lastID  atomic.Uint64
 
 	dropLog logThrottle
 
@@ -152,16 +184,26 @@ func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
 	if opts.QueueBytes <= 0 {
 		opts.QueueBytes = DefaultDemuxQueueBytes
 	}
+	hdr := 2
+	if opts.Tagged {
+		hdr = 3
+	}
 	if opts.MaxMessage <= 0 {
-		opts.MaxMessage = DefaultDemuxMaxMessage
+		opts.MaxMessage = DefaultDemuxMaxMessage + hdr - 2
 	}
 	d := &Demux{
 		s:       s,
 		log:     s.log.With("frontend", "demux"),
 		opts:    opts,
+		hdr:     hdr,
 		clients: make(map[byte][]*demuxClient),
+		byID:    make(map[DemuxClientID]*demuxClient),
 	}
 	d.dropLog.every = time.Second
+	d.shortMsg = [2]string{
+		fmt.Sprintf("demux: client message under %d bytes; dropped", hdr),
+		fmt.Sprintf("demux: message under %d bytes for clients dropped", hdr),
+	}
 	for _, name := range names {
 		addr := "@" + strings.TrimPrefix(name, "@")
 		a, err := s.startAcceptor("demux", "unixpacket", SocketSpec{Addr: addr},
@@ -202,6 +244,16 @@ func (d *Demux) Close(ctx context.Context) error {
 	return nil
 }
 
+// Tagged reports whether frames carry a tag byte (DemuxOptions.Tagged).
+func (d *Demux) Tagged() bool { return d.hdr == 3 }
+
+// Registered returns the number of clients registered for exactly typ.
+func (d *Demux) Registered(typ byte) int {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return len(d.clients[typ])
+}
+
 // Stats returns the current counters.
 func (d *Demux) Stats() DemuxStats {
 	st := DemuxStats{
@@ -232,18 +284,49 @@ func (d *Demux) Stats() DemuxStats {
 // client and does not keep body, so the caller may reuse it. It is safe
 // for concurrent use.
 func (d *Demux) Deliver(addr, typ byte, body []byte) int {
-	frame := make([]byte, 2+len(body))
-	frame[0], frame[1] = addr, typ
-	copy(frame[2:], body)
-	return d.deliver(frame)
+	return d.DeliverTag(addr, 0, typ, body)
+}
+
+// DeliverTag is Deliver with a tag byte: on a tagged demux the frames
+// are [addr][tag][typ][body]; on a plain one the tag is not part of the
+// frame and is ignored.
+func (d *Demux) DeliverTag(addr, tag, typ byte, body []byte) int {
+	return d.deliver(d.frame(addr, tag, typ, body))
+}
+
+// DeliverTo queues [addr][tag][typ][body] (the tag only on a tagged
+// demux) for the one client id, whatever type it registered, and
+// reports whether that client took it: false when it is gone or its
+// queue overflowed. body is not kept.
+func (d *Demux) DeliverTo(id DemuxClientID, addr, tag, typ byte, body []byte) bool {
+	d.mu.RLock()
+	c := d.byID[id]
+	d.mu.RUnlock()
+	if c == nil || !c.enqueue(d.frame(addr, tag, typ, body)) {
+		return false
+	}
+	d.delivered.Add(1)
+	return true
+}
+
+// frame lays a message out for clients in one fresh slice.
+func (d *Demux) frame(addr, tag, typ byte, body []byte) []byte {
+	frame := make([]byte, d.hdr+len(body))
+	frame[0], frame[d.hdr-1] = addr, typ
+	if d.hdr == 3 {
+		frame[1] = tag
+	}
+	copy(frame[d.hdr:], body)
+	return frame
 }
 
 // DeliverFrame is Deliver for a message already laid out as
-// [addr][type][body]; frames under 2 bytes are dropped. b is not kept.
+// [addr][type][body] ([addr][tag][type][body] on a tagged demux);
+// shorter frames are dropped. b is not kept.
 func (d *Demux) DeliverFrame(b []byte) int {
-	if len(b) < 2 {
+	if len(b) < d.hdr {
 		d.dropShort.Add(1)
-		d.dropLog.log(d.log, "demux: message under 2 bytes for clients dropped", "len", len(b))
+		d.dropLog.log(d.log, d.shortMsg[1], "len", len(b))
 		return 0
 	}
 	return d.deliver(bytes.Clone(b))
@@ -252,8 +335,9 @@ func (d *Demux) DeliverFrame(b []byte) int {
 // deliver fans frame out. frame is shared, read-only, by every queue.
 func (d *Demux) deliver(frame []byte) int {
 	n := 0
+	typ := frame[d.hdr-1]
 	d.mu.RLock()
-	for _, c := range d.clients[frame[1]] {
+	for _, c := range d.clients[typ] {
 		if c.enqueue(frame) {
 			n++
 		}
@@ -261,11 +345,30 @@ func (d *Demux) deliver(frame []byte) int {
 	d.mu.RUnlock()
 	if n == 0 {
 		d.dropNoClient.Add(1)
-		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", frame[1], "addr", frame[0], "len", len(frame)-2)
+		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", typ, "addr", frame[0], "len", len(frame)-d.hdr)
 		return 0
 	}
 	d.delivered.Add(1)
 	return n
+}
+
+// ErrDemuxShort is ParseDemuxFrame's error for a frame shorter than
+// its header.
+var ErrDemuxShort = errors.New("demux: frame shorter than its header")
+
+// ParseDemuxFrame splits a demux frame, [addr][type][body] or, tagged,
+// [addr][tag][type][body]. Body aliases b; Client is left zero.
+func ParseDemuxFrame(b []byte, tagged bool) (DemuxMessage, error) {
+	if tagged {
+		if len(b) < 3 {
+			return DemuxMessage{}, fmt.Errorf("%w: %d of 3 bytes", ErrDemuxShort, len(b))
+		}
+		return DemuxMessage{Addr: b[0], Tag: b[1], Type: b[2], Body: b[3:]}, nil
+	}
+	if len(b) < 2 {
+		return DemuxMessage{}, fmt.Errorf("%w: %d of 2 bytes", ErrDemuxShort, len(b))
+	}
+	return DemuxMessage{Addr: b[0], Type: b[1], Body: b[2:]}, nil
 }
 
 // serve runs one client connection: registration, then its messages.
@@ -293,6 +396,7 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 	}
 	c := &demuxClient{
 		d: d, conn: conn, typ: typ, pid: cred.PID, rc: rc,
+		id:   DemuxClientID(d.lastID.Add(1)),
 		wake: make(chan struct{}, 1),
 		dead: make(chan struct{}),
 	}
@@ -304,6 +408,9 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 		d.unregister(c)
 		c.kill()
 		<-writerDone
+		if d.opts.OnDisconnect != nil {
+			d.opts.OnDisconnect(c.id)
+		}
 	}()
 
 	reset := false
@@ -333,19 +440,21 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 			d.dropLog.log(d.log, "demux: client message too big; dropped", "type", typ, "pid", cred.PID, "max", d.opts.MaxMessage)
 			continue
 		}
-		if n < 2 {
+		m, perr := ParseDemuxFrame(buf[:n], d.Tagged())
+		if perr != nil {
 			d.dropShort.Add(1)
-			d.dropLog.log(d.log, "demux: client message under 2 bytes; dropped", "type", typ, "pid", cred.PID, "len", n)
+			d.dropLog.log(d.log, d.shortMsg[0], "type", typ, "pid", cred.PID, "len", n)
 			continue
 		}
 		d.in.Add(1)
-		m := DemuxMessage{Addr: buf[0], Type: buf[1], Body: bytes.Clone(buf[2:n])}
+		m.Body = bytes.Clone(m.Body)
 		if m.Body == nil {
 			m.Body = []byte{}
 		}
+		m.Client = c.id
 		if err := d.opts.Router.Send(ctx, d, m); err != nil {
 			d.dropRoute.Add(1)
-			d.dropLog.log(d.log, "demux: router dropped client message", "type", m.Type, "addr", m.Addr, "pid", cred.PID, "err", err)
+			d.dropLog.log(d.log, "demux: router dropped client message", "type", m.Type, "addr", m.Addr, "tag", m.Tag, "pid", cred.PID, "err", err)
 		}
 	}
 }
@@ -353,6 +462,7 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 func (d *Demux) register(c *demuxClient) {
 	d.mu.Lock()
 	d.clients[c.typ] = append(d.clients[c.typ], c)
+	d.byID[c.id] = c
 	d.mu.Unlock()
 	d.registrations.Add(1)
 }
@@ -360,6 +470,7 @@ func (d *Demux) register(c *demuxClient) {
 func (d *Demux) unregister(c *demuxClient) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	delete(d.byID, c.id)
 	cs := d.clients[c.typ]
 	for i, x := range cs {
 		if x == c {
@@ -383,6 +494,7 @@ type demuxClient struct {
 	conn *net.UnixConn
 	typ  byte
 	pid  int32
+	id   DemuxClientID
 
 	mu      sync.Mutex
 	q       [][]byte

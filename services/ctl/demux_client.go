@@ -13,15 +13,34 @@ import (
 // DemuxConn is a demux client connection registered for one message
 // type, as a libmctp client (a PLDM or NVMe-MI handler) holds it.
 type DemuxConn struct {
-	conn *net.UnixConn
-	typ  byte
-	buf  []byte
+	conn   *net.UnixConn
+	typ    byte
+	tagged bool
+	buf    []byte
 }
+
+// errTaggedConn and errPlainConn refuse the methods of the other frame
+// format: a frame without its tag byte would be misread by the demux.
+var (
+	errTaggedConn = errors.New("demux: tagged connection: use SendTag and RecvTag")
+	errPlainConn  = errors.New("demux: connection without tags: use Send and Recv")
+)
 
 // DialDemux connects to the demux on the abstract name (with or without
 // its leading '@') and registers for message type typ. Type 0 is
 // refused: the demux would close the connection.
 func DialDemux(name string, typ byte) (*DemuxConn, error) {
+	return dialDemux(name, typ, false)
+}
+
+// DialDemuxTagged is DialDemux for a demux served with
+// DemuxOptions.Tagged: its frames carry a tag byte, sent with SendTag
+// and received with RecvTag.
+func DialDemuxTagged(name string, typ byte) (*DemuxConn, error) {
+	return dialDemux(name, typ, true)
+}
+
+func dialDemux(name string, typ byte, tagged bool) (*DemuxConn, error) {
 	if typ == 0 {
 		return nil, errors.New("demux: type 0 cannot be registered")
 	}
@@ -34,8 +53,11 @@ func DialDemux(name string, typ byte) (*DemuxConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("demux: register type %d: %w", typ, err)
 	}
-	return &DemuxConn{conn: c, typ: typ}, nil
+	return &DemuxConn{conn: c, typ: typ, tagged: tagged}, nil
 }
+
+// Tagged reports whether the connection uses tagged frames.
+func (c *DemuxConn) Tagged() bool { return c.tagged }
 
 // Type returns the registered message type.
 func (c *DemuxConn) Type() byte { return c.typ }
@@ -48,9 +70,27 @@ func (c *DemuxConn) Send(addr byte, body []byte) error {
 // SendType sends a message of any type; the demux does not require it
 // to match the registered one.
 func (c *DemuxConn) SendType(addr, typ byte, body []byte) error {
+	if c.tagged {
+		return errTaggedConn
+	}
 	b := make([]byte, 2+len(body))
 	b[0], b[1] = addr, typ
 	copy(b[2:], body)
+	return c.write(b)
+}
+
+// SendTag sends [addr][tag][typ][body] on a tagged connection.
+func (c *DemuxConn) SendTag(addr, tag, typ byte, body []byte) error {
+	if !c.tagged {
+		return errPlainConn
+	}
+	b := make([]byte, 3+len(body))
+	b[0], b[1], b[2] = addr, tag, typ
+	copy(b[3:], body)
+	return c.write(b)
+}
+
+func (c *DemuxConn) write(b []byte) error {
 	if _, err := c.conn.Write(b); err != nil {
 		return fmt.Errorf("demux: send: %w", err)
 	}
@@ -60,25 +100,45 @@ func (c *DemuxConn) SendType(addr, typ byte, body []byte) error {
 // Recv returns the next message: its source address, type and body.
 // The body is a fresh slice. A closed connection gives io.EOF.
 func (c *DemuxConn) Recv() (addr, typ byte, body []byte, err error) {
+	if c.tagged {
+		return 0, 0, nil, errTaggedConn
+	}
+	m, err := c.recv()
+	return m.Addr, m.Type, m.Body, err
+}
+
+// RecvTag is Recv on a tagged connection: the next message's address,
+// tag byte, type and body (a fresh slice).
+func (c *DemuxConn) RecvTag() (addr, tag, typ byte, body []byte, err error) {
+	if !c.tagged {
+		return 0, 0, 0, nil, errPlainConn
+	}
+	m, err := c.recv()
+	return m.Addr, m.Tag, m.Type, m.Body, err
+}
+
+func (c *DemuxConn) recv() (DemuxMessage, error) {
 	if c.buf == nil {
-		c.buf = make([]byte, DefaultDemuxMaxMessage)
+		c.buf = make([]byte, DefaultDemuxMaxMessage+1)
 	}
 	for {
 		n, err := c.conn.Read(c.buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return 0, 0, nil, io.EOF
+				return DemuxMessage{}, io.EOF
 			}
-			return 0, 0, nil, fmt.Errorf("demux: recv: %w", err)
+			return DemuxMessage{}, fmt.Errorf("demux: recv: %w", err)
 		}
 		if n == 0 {
-			return 0, 0, nil, io.EOF
+			return DemuxMessage{}, io.EOF
 		}
-		if n < 2 {
+		m, err := ParseDemuxFrame(c.buf[:n], c.tagged)
+		if err != nil {
 			// The demux never sends these; skip rather than fail.
 			continue
 		}
-		return c.buf[0], c.buf[1], append([]byte(nil), c.buf[2:n]...), nil
+		m.Body = append([]byte(nil), m.Body...)
+		return m, nil
 	}
 }
 
@@ -96,19 +156,28 @@ func (c *DemuxConn) Close() error { return c.conn.Close() }
 // program's: each connection is read on its own, so a plain Close gives
 // no order across connections.
 func (c *DemuxConn) Finish(timeout time.Duration) error {
+	return c.FinishFunc(timeout, nil)
+}
+
+// FinishFunc is Finish that hands each message arriving meanwhile to fn
+// (when not nil) instead of discarding it: a router's answer to what
+// was sent last, such as mctpd's error frames to tagged clients.
+func (c *DemuxConn) FinishFunc(timeout time.Duration, fn func(DemuxMessage)) error {
 	defer c.conn.Close()
 	if err := c.conn.CloseWrite(); err != nil {
 		return fmt.Errorf("demux: half-close: %w", err)
 	}
 	c.conn.SetReadDeadline(time.Now().Add(timeout))
-	buf := make([]byte, 256)
 	for {
-		n, err := c.conn.Read(buf)
-		if err != nil || n == 0 {
+		m, err := c.recv()
+		if err != nil {
 			if errors.Is(err, os.ErrDeadlineExceeded) {
 				return fmt.Errorf("demux: no disconnect within %v: %w", timeout, err)
 			}
 			return nil
+		}
+		if fn != nil {
+			fn(m)
 		}
 	}
 }

@@ -34,6 +34,9 @@ const (
 	DropForwardSend  = "forward-send"   // the out binding refused a forwarded packet (queue full, link down)
 	DropSend         = "send-error"     // the binding refused a packet
 	DropNoClient     = "no-client"      // inbound message no client registered for
+	DropTagByte      = "tag-byte"       // tagged client's tag byte neither 0x88 nor 0..7
+	DropTagExhausted = "tag-exhausted"  // tagged client's request while every tag for its destination is outstanding
+	DropTagOwnerGone = "tag-owner-gone" // response for an allocated tag whose client is gone or overflowed
 )
 
 // ReassemblerOptions configures a Reassembler; zero values mean the

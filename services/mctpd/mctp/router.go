@@ -68,7 +68,9 @@ type Options struct {
 	UUID [16]byte
 	// Reassembly tunes the reassembler (timeout, contexts, clock).
 	Reassembly ReassemblerOptions
-	Log        *slog.Logger
+	// Tags tunes the tag allocator of tagged clients (timeout, clock).
+	Tags TagOptions
+	Log  *slog.Logger
 }
 
 // TypeControlReplies is the registration byte under which demux
@@ -89,6 +91,15 @@ const TypeControlReplies = 0x80
 // by the clients themselves (by type and instance ID), not by the tag.
 // They leave on the binding the first matching route names, or else on
 // the first binding (the default route).
+//
+// Clients of a tagged demux (AttachTagged) use the tag as Linux AF_MCTP
+// sockets do: a request sent with TagRequest gets a tag from Tags, and
+// its response (TO=0, that tag, from that EID) goes to the requesting
+// client alone; a response sent with tag byte 0..7 leaves with TO=0 and
+// exactly that tag. Requests from other endpoints (TO=1) reach both
+// kinds of client of their type, tagged ones with the tag byte
+// TagOwner|tag. Responses no allocation claims, tag 0 among them, reach
+// the libmctp-format clients as before, never tagged ones.
 //
 // With two or more bindings the router bridges them, as libmctp's
 // bridge mode does but with routes: a packet received for another
@@ -122,8 +133,11 @@ type Router struct {
 	// take it: each is whole on its own and keyed by another source.
 	sendMu []sync.Mutex
 
-	mu    sync.Mutex
-	demux *ctl.Demux
+	tags *Tags
+
+	mu     sync.Mutex
+	demux  *ctl.Demux
+	tagged *ctl.Demux
 
 	pktIn, pktOut, msgIn, msgOut atomic.Uint64
 	dropMu                       sync.Mutex
@@ -168,6 +182,7 @@ func New(opts Options) (*Router, error) {
 	}
 	ro.Drop = r.drop
 	r.reasm = NewReassembler(ro)
+	r.tags = NewTags(opts.Tags)
 	r.resp = Responder{
 		EID: r.EID,
 		SetEID: func(e byte) {
@@ -201,17 +216,45 @@ func (r *Router) attached() *ctl.Demux {
 	return r.demux
 }
 
+func (r *Router) taggedDemux() *ctl.Demux {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.tagged
+}
+
+// AttachTagged makes d, a demux served with ctl.DemuxOptions.Tagged and
+// this router, the one for tag-aware clients. Its OnDisconnect should
+// be ClientGone.
+func (r *Router) AttachTagged(d *ctl.Demux) {
+	r.mu.Lock()
+	r.tagged = d
+	r.mu.Unlock()
+}
+
+// ClientGone releases the tags a tagged client held; it is the tagged
+// demux's OnDisconnect.
+func (r *Router) ClientGone(id ctl.DemuxClientID) {
+	if n := r.tags.ReleaseOwner(id); n > 0 {
+		r.log.Debug("mctp: tags of a gone client released", "client", id, "tags", n)
+	}
+}
+
 // clientTypes lists the types demux clients registered, sorted.
 func (r *Router) clientTypes() []byte {
-	d := r.attached()
-	if d == nil {
-		return nil
+	seen := map[byte]bool{}
+	for _, d := range []*ctl.Demux{r.attached(), r.taggedDemux()} {
+		if d == nil {
+			continue
+		}
+		for t, n := range d.Stats().Clients {
+			if n > 0 && t != TypeControlReplies {
+				seen[t] = true
+			}
+		}
 	}
 	var ts []byte
-	for t, n := range d.Stats().Clients {
-		if n > 0 && t != TypeControlReplies {
-			ts = append(ts, t)
-		}
+	for t := range seen {
+		ts = append(ts, t)
 	}
 	sort.Slice(ts, func(i, j int) bool { return ts[i] < ts[j] })
 	return ts
@@ -221,41 +264,122 @@ func (r *Router) clientTypes() []byte {
 // looped back (control requests to the responder), any other goes out
 // on the routed binding.
 func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
+	if d != nil && d.Tagged() {
+		return r.sendTagged(d, m)
+	}
 	own := r.EID()
 	if m.Addr == own && m.Type != TypeControl {
 		// Loopback of a non-control message: the demux copies the body
 		// into the frames it queues, so building the message first
-		// would only add a copy per message.
-		r.deliver(d, own, m.Type, m.Body)
+		// would only add a copy per message. It is a request with tag
+		// 0, as it would be on the wire.
+		r.deliver(d, own, true, 0, m.Type, m.Body)
 		return nil
 	}
 	msg := make([]byte, 1+len(m.Body))
 	msg[0] = m.Type
 	copy(msg[1:], m.Body)
 	if m.Addr == own {
-		r.local(d, own, msg)
+		r.inbound(nil, d, own, true, 0, msg)
 		return nil
 	}
 	return r.transmit(r.route(m.Addr), m.Addr, own, true, 0, msg)
 }
 
-// local handles a message from this endpoint to itself.
-func (r *Router) local(d *ctl.Demux, own byte, msg []byte) {
-	if IsRequest(msg) {
-		msg = r.resp.Respond(msg)
-		r.msgOut.Add(1)
+// sendTagged sends a tagged client's message: a request (TagRequest)
+// with a tag allocated for its destination, or a response (0..7) with
+// exactly that tag. Failures are answered with a TagError frame to the
+// client, and returned for the demux to count and log.
+func (r *Router) sendTagged(d *ctl.Demux, m ctl.DemuxMessage) error {
+	alloc, tag, err := ParseClientTag(m.Tag)
+	if err != nil {
+		r.drop(DropTagByte)
+		r.tagError(d, m, TagErrBadTag, err)
+		return err
 	}
-	r.deliver(d, own, msg[0], msg[1:])
+	if alloc {
+		if tag, err = r.tags.Alloc(m.Addr, m.Client); err != nil {
+			r.drop(DropTagExhausted)
+			r.tagError(d, m, TagErrNoTag, err)
+			return err
+		}
+	}
+	msg := make([]byte, 1+len(m.Body))
+	msg[0] = m.Type
+	copy(msg[1:], m.Body)
+	own := r.EID()
+	if m.Addr == own {
+		r.inbound(nil, r.attached(), own, alloc, tag, msg)
+		return nil
+	}
+	if err := r.transmit(r.route(m.Addr), m.Addr, own, alloc, tag, msg); err != nil {
+		if alloc {
+			r.tags.Release(m.Addr, tag)
+		}
+		r.tagError(d, m, TagErrSend, err)
+		return err
+	}
+	return nil
+}
+
+// tagError answers a tagged client's message that was not sent with
+// [dest][TagError][type][code][text].
+func (r *Router) tagError(d *ctl.Demux, m ctl.DemuxMessage, code byte, err error) {
+	d.DeliverTo(m.Client, m.Addr, TagError, m.Type, append([]byte{code}, err.Error()...))
+}
+
+// inbound handles a complete message from src: the control responder
+// answers requests to it (on binding b, or locally when b is nil), and
+// the demux clients get everything else. plain is the libmctp-format
+// demux.
+func (r *Router) inbound(b binding.Binding, plain *ctl.Demux, src byte, to bool, tag uint8, msg []byte) {
+	if to && IsRequest(msg) {
+		reply := r.resp.Respond(msg)
+		if b == nil {
+			r.msgOut.Add(1)
+			r.deliver(plain, src, false, tag, reply[0], reply[1:])
+			return
+		}
+		if err := r.transmit(b, src, r.EID(), false, tag, reply); err != nil {
+			r.log.Warn("mctp: control reply not sent", "dest", src, "err", err)
+		}
+		return
+	}
+	r.deliver(plain, src, to, tag, msg[0], msg[1:])
 }
 
 // deliver hands an inbound message (its type and the bytes after it) to
 // the demux clients of its type; control messages go to
-// TypeControlReplies clients.
-func (r *Router) deliver(d *ctl.Demux, src, typ byte, body []byte) {
+// TypeControlReplies clients. A response whose tag a tagged client was
+// allocated goes to that client alone. Other responses go to the
+// libmctp-format clients (plain), requests to those and to the tagged
+// clients of the type, with the tag byte TagOwner|tag.
+func (r *Router) deliver(plain *ctl.Demux, src byte, to bool, tag uint8, typ byte, body []byte) {
 	if typ == TypeControl {
 		typ = TypeControlReplies
 	}
-	if d == nil || d.Deliver(src, typ, body) == 0 {
+	tagged := r.taggedDemux()
+	n := 0
+	if tagged != nil {
+		// Tag 0 is never allocated: skip the lookup for libmctp's tag.
+		if !to && tag != 0 {
+			if owner, ok := r.tags.Match(src, tag); ok {
+				if !tagged.DeliverTo(owner, src, tag, typ, body) {
+					r.drop(DropTagOwnerGone)
+				}
+				return
+			}
+		}
+		if to && tagged.Registered(typ) > 0 {
+			n = tagged.DeliverTag(src, TagOwner|tag, typ, body)
+		}
+	}
+	// The plain demux counts and logs a message nobody took; when a
+	// tagged client took it, it is not offered to an empty type.
+	if plain != nil && (n == 0 || plain.Registered(typ) > 0) {
+		n += plain.Deliver(src, typ, body)
+	}
+	if n == 0 {
 		r.drop(DropNoClient)
 	}
 }
@@ -407,25 +531,21 @@ func (r *Router) Receive(b binding.Binding, pkt []byte) {
 		return
 	}
 	r.msgIn.Add(1)
-	if h.TO && IsRequest(msg) {
-		reply := r.resp.Respond(msg)
-		if err := r.transmit(b, h.Src, r.EID(), false, h.Tag, reply); err != nil {
-			r.log.Warn("mctp: control reply not sent", "dest", h.Src, "err", err)
-		}
-		return
-	}
-	r.deliver(r.attached(), h.Src, msg[0], msg[1:])
+	r.inbound(b, r.attached(), h.Src, h.TO, h.Tag, msg)
 }
 
 // Stats are the router's counters for stats-get.
 type Stats struct {
-	PacketsIn   uint64                       `json:"packets-in"`
-	PacketsOut  uint64                       `json:"packets-out"`
-	MessagesIn  uint64                       `json:"messages-in"`
-	MessagesOut uint64                       `json:"messages-out"`
-	Drops       map[string]uint64            `json:"drops"`
-	Reassembly  int                          `json:"reassembly-pending"`
-	Bindings    map[string]map[string]uint64 `json:"bindings"`
+	PacketsIn   uint64            `json:"packets-in"`
+	PacketsOut  uint64            `json:"packets-out"`
+	MessagesIn  uint64            `json:"messages-in"`
+	MessagesOut uint64            `json:"messages-out"`
+	Drops       map[string]uint64 `json:"drops"`
+	Reassembly  int               `json:"reassembly-pending"`
+	// TagsOutstanding counts tags allocated to tagged clients' requests
+	// and not yet answered, expired or released.
+	TagsOutstanding int                          `json:"tags-outstanding"`
+	Bindings        map[string]map[string]uint64 `json:"bindings"`
 	// PacketsForwarded is the sum of Forwarded; forwarded packets count
 	// in PacketsIn but not in PacketsOut, which is what this endpoint
 	// originates.
@@ -445,14 +565,15 @@ type ForwardStat struct {
 // Stats returns the current counters.
 func (r *Router) Stats() Stats {
 	st := Stats{
-		PacketsIn:   r.pktIn.Load(),
-		PacketsOut:  r.pktOut.Load(),
-		MessagesIn:  r.msgIn.Load(),
-		MessagesOut: r.msgOut.Load(),
-		Drops:       map[string]uint64{},
-		Reassembly:  r.reasm.Pending(),
-		Bindings:    map[string]map[string]uint64{},
-		Forwarded:   []ForwardStat{},
+		PacketsIn:       r.pktIn.Load(),
+		PacketsOut:      r.pktOut.Load(),
+		MessagesIn:      r.msgIn.Load(),
+		MessagesOut:     r.msgOut.Load(),
+		Drops:           map[string]uint64{},
+		Reassembly:      r.reasm.Pending(),
+		TagsOutstanding: r.tags.Outstanding(),
+		Bindings:        map[string]map[string]uint64{},
+		Forwarded:       []ForwardStat{},
 	}
 	r.dropMu.Lock()
 	for k, v := range r.drops {

@@ -2,9 +2,12 @@
 // receives messages as a libmctp demux client would, and queries an
 // endpoint's control responder.
 //
-//	mctp [-demux NAME] send -eid E -type T HEX
-//	mctp [-demux NAME] recv -type T [-n K] [-timeout D]
-//	mctp [-demux NAME] ctrl get-eid|get-version|get-types|get-uuid -eid E [-timeout D]
+//	mctp [-demux NAME] [-tagged] [-tagged-demux NAME] send -eid E -type T [-tag N] HEX
+//	mctp [-demux NAME] [-tagged] [-tagged-demux NAME] recv -type T [-n K] [-timeout D]
+//	mctp [-demux NAME] [-tagged] [-tagged-demux NAME] ctrl get-eid|get-version|get-types|get-uuid -eid E [-timeout D]
+//
+// With -tagged it uses mctpd's tag-aware demux: requests get a tag of
+// their own, and their responses come to this client alone.
 package main
 
 import (
@@ -29,16 +32,44 @@ func main() {
 	}
 }
 
-const usage = `usage: mctp [-demux NAME] COMMAND
-  send -eid E -type T HEX        send one message
+const usage = `usage: mctp [-demux NAME] [-tagged] [-tagged-demux NAME] COMMAND
+  send -eid E -type T [-tag N] HEX
+                                 send one message (-tagged: a request with an
+                                 allocated tag, or with -tag N a response, TO=0
+                                 and tag N)
   recv -type T [-n K]            print received messages: SRC TYPE HEX
+                                 (-tagged: SRC TYPE HEX to=TO tag=TAG)
   ctrl get-eid|get-version|get-types|get-uuid -eid E
-                                 query an endpoint's control responder`
+                                 query an endpoint's control responder (-tagged:
+                                 with an allocated tag, so only our reply comes)`
+
+// demux says which demux to use and how.
+type demux struct {
+	name   string
+	tagged bool
+}
+
+func (d demux) dial(typ byte) (*ctl.DemuxConn, error) {
+	if d.tagged {
+		return ctl.DialDemuxTagged(d.name, typ)
+	}
+	return ctl.DialDemux(d.name, typ)
+}
+
+// tagError renders a tagged demux's error frame.
+func tagError(eid, typ byte, body []byte) error {
+	if len(body) == 0 {
+		return fmt.Errorf("mctpd refused the message to EID %d type %d", eid, typ)
+	}
+	return fmt.Errorf("mctpd refused the message to EID %d type %d: code %d: %s", eid, typ, body[0], body[1:])
+}
 
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	name := fs.String("demux", ctl.DefaultDemuxNames[0], "demux abstract socket name")
+	tagged := fs.Bool("tagged", false, "use mctpd's tag-aware demux")
+	taggedName := fs.String("tagged-demux", "", "tag-aware demux name; implies -tagged (default: the -demux name plus \"-tagged\", as mctpd derives it)")
 	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -49,13 +80,20 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return cli.Usage("no command\n%s", usage)
 	}
+	dm := demux{name: *name}
+	if *tagged || *taggedName != "" {
+		dm = demux{name: strings.TrimPrefix(*name, "@") + "-tagged", tagged: true}
+		if *taggedName != "" {
+			dm.name = *taggedName
+		}
+	}
 	switch cmd, rest := fs.Arg(0), fs.Args()[1:]; cmd {
 	case "send":
-		return send(*name, rest, stderr)
+		return send(dm, rest, stderr)
 	case "recv":
-		return recv(*name, rest, stdout, stderr)
+		return recv(dm, rest, stdout, stderr)
 	case "ctrl":
-		return ctrl(*name, rest, stdout, stderr)
+		return ctrl(dm, rest, stdout, stderr)
 	default:
 		return cli.Usage("unknown command %q\n%s", cmd, usage)
 	}
@@ -73,13 +111,23 @@ func checkByte(name string, v uint) (byte, error) {
 	return byte(v), nil
 }
 
-func send(name string, args []string, stderr io.Writer) error {
+func send(dm demux, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	eid := byteFlag(fs, "eid", "destination EID")
 	typ := byteFlag(fs, "type", "message type")
+	tag := fs.Int("tag", -1, "with -tagged: send a response (TO=0) with this tag, 0..7, instead of a request with an allocated tag")
 	if err := fs.Parse(args); err != nil {
 		return &cli.ExitError{Code: 2, Err: err}
+	}
+	tagByte := byte(mctp.TagRequest)
+	switch {
+	case *tag != -1 && !dm.tagged:
+		return cli.Usage("send: -tag needs -tagged")
+	case *tag < -1 || *tag > mctp.TagValue:
+		return cli.Usage("send: -tag: want 0..7")
+	case *tag >= 0:
+		tagByte = byte(*tag)
 	}
 	e, err := checkByte("eid", *eid)
 	if err != nil {
@@ -96,23 +144,38 @@ func send(name string, args []string, stderr io.Writer) error {
 	if err != nil {
 		return cli.Usage("send: body: %w", err)
 	}
-	c, err := ctl.DialDemux(name, t)
+	c, err := dm.dial(t)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	if err := c.Send(e, body); err != nil {
+	if dm.tagged {
+		err = c.SendTag(e, tagByte, t, body)
+	} else {
+		err = c.Send(e, body)
+	}
+	if err != nil {
 		return fmt.Errorf("send: %w", err)
 	}
 	// Wait until the demux has taken the message, so that a send that
-	// follows this one is routed after it.
-	if err := c.Finish(2 * time.Second); err != nil {
+	// follows this one is routed after it; a tagged demux answers a
+	// message it could not send with an error frame meanwhile.
+	var refused error
+	err = c.FinishFunc(2*time.Second, func(m ctl.DemuxMessage) {
+		if dm.tagged && m.Tag == mctp.TagError && refused == nil {
+			refused = tagError(m.Addr, m.Type, m.Body)
+		}
+	})
+	if err != nil {
 		return fmt.Errorf("send: %w", err)
+	}
+	if refused != nil {
+		return fmt.Errorf("send: %w", refused)
 	}
 	return nil
 }
 
-func recv(name string, args []string, stdout, stderr io.Writer) error {
+func recv(dm demux, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp recv", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	typ := byteFlag(fs, "type", "message type to register for")
@@ -125,7 +188,7 @@ func recv(name string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := ctl.DialDemux(name, t)
+	c, err := dm.dial(t)
 	if err != nil {
 		return err
 	}
@@ -134,11 +197,23 @@ func recv(name string, args []string, stdout, stderr io.Writer) error {
 		c.SetDeadline(time.Now().Add(*timeout))
 	}
 	for i := 0; *n == 0 || i < *n; i++ {
-		src, typ, body, err := c.Recv()
+		if !dm.tagged {
+			src, typ, body, err := c.Recv()
+			if err != nil {
+				return fmt.Errorf("recv: %w", err)
+			}
+			fmt.Fprintf(stdout, "%d %d %x\n", src, typ, body)
+			continue
+		}
+		src, tag, typ, body, err := c.RecvTag()
 		if err != nil {
 			return fmt.Errorf("recv: %w", err)
 		}
-		fmt.Fprintf(stdout, "%d %d %x\n", src, typ, body)
+		to := 0
+		if tag&mctp.TagOwner != 0 {
+			to = 1
+		}
+		fmt.Fprintf(stdout, "%d %d %x to=%d tag=%d\n", src, typ, body, to, tag&mctp.TagValue)
 	}
 	return nil
 }
@@ -155,7 +230,7 @@ var ctrlCmds = map[string]struct {
 	"get-uuid":    {mctp.CmdGetUUID, nil},
 }
 
-func ctrl(name string, args []string, stdout, stderr io.Writer) error {
+func ctrl(dm demux, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return cli.Usage("ctrl: want get-eid, get-version, get-types or get-uuid")
 	}
@@ -174,23 +249,41 @@ func ctrl(name string, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	c, err := ctl.DialDemux(name, mctp.TypeControlReplies)
+	c, err := dm.dial(mctp.TypeControlReplies)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(*timeout))
 	inst := byte(os.Getpid()) & 0x1f
-	if err := c.SendType(e, mctp.TypeControl, append([]byte{0x80 | inst, cc.code}, cc.args...)); err != nil {
+	req := append([]byte{0x80 | inst, cc.code}, cc.args...)
+	if dm.tagged {
+		err = c.SendTag(e, mctp.TagRequest, mctp.TypeControl, req)
+	} else {
+		err = c.SendType(e, mctp.TypeControl, req)
+	}
+	if err != nil {
 		return fmt.Errorf("ctrl: send: %w", err)
 	}
 	for {
-		src, _, body, err := c.Recv()
+		var src, tag byte
+		var body []byte
+		if dm.tagged {
+			src, tag, _, body, err = c.RecvTag()
+		} else {
+			src, _, body, err = c.Recv()
+		}
 		if err != nil {
 			return fmt.Errorf("ctrl: no reply from EID %d: %w", e, err)
 		}
-		// Other type 0 clients' traffic arrives too: take only our reply.
-		if src != e || len(body) < 3 || body[0] != inst || body[1] != cc.code {
+		if dm.tagged && tag == mctp.TagError {
+			return fmt.Errorf("ctrl: %w", tagError(src, mctp.TypeControl, body))
+		}
+		// Other type 0 clients' traffic arrives too on the plain demux:
+		// take only our reply. A tagged reply is ours by its tag, and
+		// one to a request for the null or broadcast EID comes from
+		// the endpoint's own EID.
+		if (!dm.tagged && src != e) || len(body) < 3 || body[0] != inst || body[1] != cc.code {
 			continue
 		}
 		return decodeReply(stdout, cc.code, body[2], body[3:])

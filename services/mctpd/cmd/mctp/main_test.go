@@ -17,8 +17,14 @@ import (
 )
 
 // serve runs a demux with mctpd's router (EID 8, null binding) on a
-// random name.
+// random name, and its tagged demux on that name plus "-tagged".
 func serve(t *testing.T) (string, *ctl.Demux) {
+	t.Helper()
+	name, dm, _ := serveTagged(t)
+	return name, dm
+}
+
+func serveTagged(t *testing.T) (string, *ctl.Demux, *ctl.Demux) {
 	t.Helper()
 	r, err := mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{&mctp.Null{}}, UUID: [16]byte{0: 0xab, 15: 0xcd}})
 	if err != nil {
@@ -30,6 +36,11 @@ func serve(t *testing.T) (string, *ctl.Demux) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	td, err := srv.ServeDemux([]string{name + "-tagged"}, ctl.DemuxOptions{Router: r, Tagged: true, OnDisconnect: r.ClientGone})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.AttachTagged(td)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); r.Run(ctx, dm) }()
@@ -38,7 +49,7 @@ func serve(t *testing.T) (string, *ctl.Demux) {
 		<-done
 		srv.Close(context.Background())
 	})
-	return name, dm
+	return name, dm, td
 }
 
 func TestCtrl(t *testing.T) {
@@ -100,11 +111,76 @@ func TestUsage(t *testing.T) {
 		{"ctrl"},
 		{"ctrl", "get-bogus", "-eid", "8"},
 		{"ctrl", "get-eid"},
+		{"send", "-eid", "8", "-type", "1", "-tag", "1", "00"},
+		{"-tagged", "send", "-eid", "8", "-type", "1", "-tag", "8", "00"},
 	} {
 		err := run(args, io.Discard, io.Discard)
 		ee, ok := err.(*cli.ExitError)
 		if !ok || ee.Code != 2 {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
+	}
+}
+
+// TestTagged runs each command on the tagged demux: ctrl gets its reply
+// by tag, recv shows TO and the tag, send sends requests with an
+// allocated tag or responses with a given one, and reports mctpd's
+// error frames.
+func TestTagged(t *testing.T) {
+	name, dm, td := serveTagged(t)
+	for _, args := range [][]string{
+		{"-demux", name, "-tagged"},
+		{"-tagged-demux", name + "-tagged"},
+	} {
+		var out bytes.Buffer
+		if err := run(append(args, "ctrl", "get-eid", "-eid", "8"), &out, io.Discard); err != nil || out.String() != "eid 8 type 0x01 medium 0x00\n" {
+			t.Fatalf("%q ctrl get-eid: %v %q", args, err, out.String())
+		}
+	}
+	// A tagged and a plain receiver of type 1.
+	var tout, pout bytes.Buffer
+	done := make(chan error, 2)
+	go func() {
+		done <- run([]string{"-demux", name, "-tagged", "recv", "-type", "1", "-n", "1", "-timeout", "5s"}, &tout, io.Discard)
+	}()
+	go func() {
+		done <- run([]string{"-demux", name, "recv", "-type", "1", "-n", "2", "-timeout", "5s"}, &pout, io.Discard)
+	}()
+	for i := 0; td.Registered(1) == 0 || dm.Registered(1) == 0; i++ {
+		if i > 500 {
+			t.Fatal("recv did not register")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, args := range [][]string{
+		{"send", "-eid", "8", "-type", "1", "1122"},
+		{"send", "-eid", "8", "-type", "1", "-tag", "6", "3344"},
+	} {
+		if err := run(append([]string{"-demux", name, "-tagged"}, args...), io.Discard, io.Discard); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatalf("%v; got %q and %q", err, tout.String(), pout.String())
+		}
+	}
+	// The request (to the local EID, as if it came in) reaches both
+	// receivers; it got tag 3, the two ctrl requests to EID 8 having
+	// had 1 and 2. The response with tag 6 matches no allocation, so it
+	// reaches the plain receiver only.
+	if tout.String() != "8 1 1122 to=1 tag=3\n" {
+		t.Errorf("tagged recv printed %q", tout.String())
+	}
+	if pout.String() != "8 1 1122\n8 1 3344\n" {
+		t.Errorf("plain recv printed %q", pout.String())
+	}
+	err := run([]string{"-demux", name, "-tagged", "send", "-eid", "9", "-type", "1", "00"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "refused the message to EID 9 type 1: code 3") {
+		t.Errorf("send over the null binding: %v", err)
+	}
+	err = run([]string{"-demux", name, "-tagged", "ctrl", "get-eid", "-eid", "9"}, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "code 3") {
+		t.Errorf("ctrl over the null binding: %v", err)
 	}
 }

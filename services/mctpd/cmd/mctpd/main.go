@@ -2,11 +2,13 @@
 // control responder and router, a libmctp-compatible demux for handler
 // programs (PLDM, NVMe-MI tools) and a Kea control channel.
 //
-//	mctpd [-e EID] [-v] [-demux NAME]… [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
+//	mctpd [-e EID] [-v] [-demux NAME]… [-tagged-demux NAME] [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
 //
 // Client messages to remote endpoints leave with TO=1 and tag 0, as
 // libmctp's mctp-demux-daemon sends them, so existing clients produce
-// identical wire bytes. Several bindings, separated by a lone "+",
+// identical wire bytes. Clients that want their own tags, as Linux
+// AF_MCTP sockets have them, use the tagged demux instead (see
+// mctp.Router and mctp.Tags). Several bindings, separated by a lone "+",
 // make mctpd a bridge between them (see mctp.Router).
 package main
 
@@ -46,11 +48,13 @@ func main() {
 }
 
 type config struct {
-	EID    int      `json:"eid"`
-	Demux  []string `json:"demux"`
-	Kea    string   `json:"kea"`
-	State  string   `json:"state"`
-	Routes []string `json:"routes"`
+	EID   int      `json:"eid"`
+	Demux []string `json:"demux"`
+	// TaggedDemux is the tag-aware demux's name; empty when disabled.
+	TaggedDemux string   `json:"tagged-demux"`
+	Kea         string   `json:"kea"`
+	State       string   `json:"state"`
+	Routes      []string `json:"routes"`
 	// Bindings are the BINDING [PARAMS] groups of the command line.
 	Bindings [][]string `json:"bindings"`
 }
@@ -59,6 +63,7 @@ type config struct {
 type running struct {
 	router *mctp.Router
 	demux  *ctl.Demux
+	tagged *ctl.Demux
 	kea    *ctl.KeaServer
 }
 
@@ -163,6 +168,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	verbose := fs.Bool("v", false, "debug logging")
 	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
 	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
+	tagged := fs.String("tagged-demux", "", "abstract socket name of the tag-aware demux (default: the first -demux name plus \"-tagged\", mctp-mux-tagged; empty disables)")
 	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
 	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
 	routes := cliflag.NewList()
@@ -185,6 +191,14 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		return err
 	}
 	cfg.Demux, cfg.Routes, cfg.Bindings = demux.Values, routes.Values, groups
+	// Deriving the default from the first plain name keeps two daemons
+	// with their own -demux names from contending for one tagged name.
+	cfg.TaggedDemux = *tagged
+	taggedSet := false
+	fs.Visit(func(f *flag.Flag) { taggedSet = taggedSet || f.Name == "tagged-demux" })
+	if !taggedSet && len(cfg.Demux) > 0 {
+		cfg.TaggedDemux = strings.TrimPrefix(cfg.Demux[0], "@") + "-tagged"
+	}
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug
@@ -242,7 +256,16 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	rn.demux = dm
-	d.MustRegister(commands(router, dm)...)
+	if cfg.TaggedDemux != "" {
+		td, err := srv.ServeDemux([]string{cfg.TaggedDemux}, ctl.DemuxOptions{Router: router, Tagged: true, OnDisconnect: router.ClientGone})
+		if err != nil {
+			srv.Close(context.Background())
+			return &cli.ExitError{Code: 1, Err: fmt.Errorf("tagged demux: %w", err)}
+		}
+		router.AttachTagged(td)
+		rn.tagged = td
+	}
+	d.MustRegister(commands(router, dm, rn.tagged)...)
 	if cfg.Kea != "" {
 		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
 		if err != nil {
@@ -255,7 +278,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	defer cancel()
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(ctx, dm) }()
-	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "uuid", mctp.FormatUUID(uuid))
+	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "tagged_demux", cfg.TaggedDemux, "uuid", mctp.FormatUUID(uuid))
 	if ready != nil {
 		ready(rn)
 	}
@@ -280,20 +303,31 @@ another endpoint is forwarded unchanged on the binding a -route names (with
 two bindings and no route, on the other one). Client messages without a
 route take the first binding. -route refers to bindings by name.
 example: mctpd -e 10 -route 9=serial:/dev/ttyS2 serial /dev/ttyS1 -baud 115200 + serial /dev/ttyS2
+Tag-aware clients use the tagged demux: frames [EID][TAG][TYPE][BODY] both
+ways, TAG = TO<<3 | tag; a client sends 0x88 for a request with a tag mctpd
+allocates (the response comes to it alone) or 0x00-0x07 for a response with
+that tag, and gets [EID][0x40][TYPE][CODE][TEXT] when mctpd cannot send.
 flags:
 `
 
-// commands are mctpd's Kea commands.
-func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
+// commands are mctpd's Kea commands. tagged is the tag-aware demux, nil
+// when disabled.
+func commands(r *mctp.Router, dm, tagged *ctl.Demux) []*ctl.Command {
+	demuxes := []*ctl.Demux{dm}
+	if tagged != nil {
+		demuxes = append(demuxes, tagged)
+	}
 	return []*ctl.Command{
 		{
 			Name:    "endpoints-get",
 			Comment: "local endpoint: EID, UUID, bindings (name, MTU, default route, forwarding) and client message types",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				types := []int{}
-				for t, n := range dm.Stats().Clients {
-					if n > 0 {
-						types = append(types, int(t))
+				for _, d := range demuxes {
+					for t, n := range d.Stats().Clients {
+						if n > 0 && !slices.Contains(types, int(t)) {
+							types = append(types, int(t))
+						}
 					}
 				}
 				slices.Sort(types)
@@ -321,9 +355,13 @@ func commands(r *mctp.Router, dm *ctl.Demux) []*ctl.Command {
 		},
 		{
 			Name:    "stats-get",
-			Comment: "packets and messages in and out, forwarded packets per binding pair, drops by reason, binding counters, clients by type",
+			Comment: "packets and messages in and out, forwarded packets per binding pair, drops by reason, binding counters, outstanding tags, clients by type (demux-tagged: the tag-aware demux)",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
-				return ctl.OK("", map[string]any{"mctp": r.Stats(), "demux": dm.Stats()})
+				out := map[string]any{"mctp": r.Stats(), "demux": dm.Stats()}
+				if tagged != nil {
+					out["demux-tagged"] = tagged.Stats()
+				}
+				return ctl.OK("", out)
 			},
 		},
 		{

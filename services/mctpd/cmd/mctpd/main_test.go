@@ -805,3 +805,146 @@ func FuzzSplitBindings(f *testing.F) {
 		}
 	})
 }
+
+// dialTagged registers a client of d's tagged demux.
+func dialTagged(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
+	t.Helper()
+	n := d.tagged.Registered(typ)
+	c, err := ctl.DialDemuxTagged(d.name+"-tagged", typ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	waitFor(t, func() bool { return d.tagged.Registered(typ) == n+1 })
+	return c
+}
+
+// TestSerialPairTagged runs two mctpd on a socat pty pair and their
+// tagged demuxes: two tagged clients on side 8 each have a request
+// outstanding to EID 9 at once, a tagged responder on side 9 answers
+// them in reverse order with TO=0 and each request's tag, and each
+// requester gets exactly its own reply, while a plain client of the
+// same type on side 8 gets none. The mctp client's ctrl -tagged reads
+// the far EID across the line.
+func TestSerialPairTagged(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	a, b, _ := ptyPair(t)
+	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
+	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
+	if d8.tagged == nil || d8.tagged.Addrs()[0] != "@"+d8.name+"-tagged" {
+		t.Fatalf("tagged demux not on the derived name: %v", d8.tagged)
+	}
+	waitReachable(t, d8, 9)
+
+	req1, req2 := dialTagged(t, d8, 5), dialTagged(t, d8, 5)
+	plain8 := dial(t, d8, 5)
+	registered(t, d8, 5, 1)
+	resp := dialTagged(t, d9, 5)
+	plain9 := dial(t, d9, 5)
+	registered(t, d9, 5, 1)
+
+	bodies := map[*ctl.DemuxConn][]byte{req1: {0x01, 0x7e}, req2: {0x02, 0x7d}}
+	for _, c := range []*ctl.DemuxConn{req1, req2} {
+		if err := c.SendTag(9, mctp.TagRequest, 5, bodies[c]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Both requests reach the responder, with TO=1 and distinct tags,
+	// before either is answered.
+	type request struct {
+		tag  byte
+		body []byte
+	}
+	var reqs []request
+	for range 2 {
+		src, tag, typ, body, err := resp.RecvTag()
+		if err != nil {
+			t.Fatalf("responder: %v\n%s\n%s", err, d8.log, d9.log)
+		}
+		if src != 8 || typ != 5 || tag&mctp.TagOwner == 0 || tag&^(mctp.TagOwner|mctp.TagValue) != 0 {
+			t.Fatalf("request: src %d type %d tag %#x", src, typ, tag)
+		}
+		reqs = append(reqs, request{tag, body})
+	}
+	if reqs[0].tag == reqs[1].tag {
+		t.Fatalf("both requests have tag %#x", reqs[0].tag)
+	}
+	// The plain client of side 9 sees the requests as libmctp's demux
+	// gives them.
+	for range 2 {
+		if src, typ, _, err := plain9.Recv(); err != nil || src != 8 || typ != 5 {
+			t.Fatalf("plain client of side 9: %d %d %v", src, typ, err)
+		}
+	}
+	if d8.router.Stats().TagsOutstanding != 2 {
+		t.Errorf("outstanding tags on side 8: %d", d8.router.Stats().TagsOutstanding)
+	}
+	// Answer the second request first: replies are routed by tag, not
+	// by order.
+	for i := len(reqs) - 1; i >= 0; i-- {
+		reply := append([]byte{0xee}, reqs[i].body...)
+		if err := resp.SendTag(8, reqs[i].tag&mctp.TagValue, 5, reply); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []*ctl.DemuxConn{req1, req2} {
+		src, tag, typ, body, err := c.RecvTag()
+		if err != nil {
+			t.Fatalf("reply: %v", err)
+		}
+		want := append([]byte{0xee}, bodies[c]...)
+		if src != 9 || typ != 5 || tag&mctp.TagOwner != 0 || !bytes.Equal(body, want) {
+			t.Fatalf("reply: src %d type %d tag %#x % x, want % x", src, typ, tag, body, want)
+		}
+		// Exactly one reply each.
+		c.SetDeadline(time.Now().Add(100 * time.Millisecond))
+		if _, _, _, body, err := c.RecvTag(); err == nil {
+			t.Fatalf("second reply % x", body)
+		}
+	}
+	// The plain client of the same type on side 8 saw no tagged reply.
+	plain8.SetDeadline(time.Now().Add(100 * time.Millisecond))
+	if src, typ, body, err := plain8.Recv(); err == nil {
+		t.Fatalf("plain client got %d %d % x", src, typ, body)
+	}
+	if n := d8.router.Stats().TagsOutstanding; n != 0 {
+		t.Errorf("outstanding tags after the replies: %d", n)
+	}
+
+	// The mctp client across the line, on the tagged demux.
+	tool := mctpTool(t)
+	out, err := exec.Command(tool, "-demux", d8.name, "-tagged", "ctrl", "get-eid", "-eid", "9", "-timeout", "5s").CombinedOutput()
+	if err != nil || string(out) != "eid 9 type 0x01 medium 0x00\n" {
+		t.Errorf("mctp -tagged ctrl get-eid -eid 9: %v: %q", err, out)
+	}
+}
+
+// TestTaggedDemuxFlag checks where the tagged demux is served.
+func TestTaggedDemuxFlag(t *testing.T) {
+	d := start(t, "-tagged-demux", "")
+	if d.tagged != nil {
+		t.Fatalf("tagged demux served with -tagged-demux \"\": %v", d.tagged.Addrs())
+	}
+	name := "mctpd-test-" + rand.Text()[:10]
+	d = start(t, "-tagged-demux", name)
+	if d.tagged == nil || d.tagged.Addrs()[0] != "@"+name || !d.tagged.Tagged() {
+		t.Fatalf("tagged demux: %v", d.tagged)
+	}
+	m := kea(t, d, "stats-get", nil)
+	if _, ok := m["arguments"].(map[string]any)["demux-tagged"]; !ok {
+		t.Errorf("stats-get lacks demux-tagged: %v", m)
+	}
+	c, err := ctl.DialDemuxTagged(name, 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitFor(t, func() bool { return d.tagged.Registered(7) == 1 })
+	m = kea(t, d, "endpoints-get", nil)
+	if ts := m["arguments"].(map[string]any)["types"].([]any); len(ts) != 1 || ts[0] != 7.0 {
+		t.Errorf("endpoints-get types %v, want the tagged client's 7", ts)
+	}
+}
