@@ -17,12 +17,12 @@ import (
 )
 
 // Defaults for New. The queue holds four full-size messages' worth of
-// baseline packets (a 64 KiB message is 1025 of them), so a burst from the
-// core does not fail while one frame is on the wire, but a dead line
-// cannot hoard memory (at most about 600 KiB of escaped frames).
+// packets at the binding's MTU (a 64 KiB message is 1025 baseline
+// packets, or 262 of 251 bytes), so a burst from the core does not fail
+// while one frame is on the wire, but a dead line cannot hoard memory (at
+// most about 600 KiB of escaped frames at any MTU).
 const (
 	DefaultBaud      = 115200
-	sendQueueLen     = 4 * (64<<10/64 + 1)
 	writeTimeout     = 2 * time.Second
 	defaultMinRetry  = 100 * time.Millisecond
 	defaultMaxRetry  = 5 * time.Second
@@ -66,8 +66,27 @@ type Binding struct {
 var _ binding.Binding = (*Binding)(nil)
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
-// not positive), carrying the baseline MTU. Nothing is opened until Run.
+// not positive), carrying the baseline MTU: the wire bytes of libmctp and
+// the Linux mctp-serial driver. Nothing is opened until Run.
 func New(device string, baud int, log *slog.Logger) *Binding {
+	b, err := NewMTU(device, baud, binding.BaselineMTU, log)
+	if err != nil {
+		// Unreachable: the baseline MTU is always in range.
+		panic(err)
+	}
+	return b
+}
+
+// NewMTU is New with a send MTU of mtu payload bytes per packet,
+// binding.BaselineMTU (64) to MaxMTU (251). Packets bigger than the
+// baseline reach only a peer that accepts them, so both ends of a line
+// must be configured alike; this binding's receiver accepts every
+// well-formed frame up to MaxMTU whatever its own MTU, so that a peer
+// with a larger MTU is understood rather than counted as bad length.
+func NewMTU(device string, baud, mtu int, log *slog.Logger) (*Binding, error) {
+	if mtu < binding.BaselineMTU || mtu > MaxMTU {
+		return nil, fmt.Errorf("serial: MTU %d outside %d..%d", mtu, binding.BaselineMTU, MaxMTU)
+	}
 	if baud <= 0 {
 		baud = DefaultBaud
 	}
@@ -78,13 +97,17 @@ func New(device string, baud int, log *slog.Logger) *Binding {
 		device:   device,
 		baud:     baud,
 		log:      log.With("binding", "serial:"+device),
-		mtu:      binding.BaselineMTU,
+		mtu:      mtu,
 		minRetry: defaultMinRetry,
 		maxRetry: defaultMaxRetry,
-		queue:    make(chan []byte, sendQueueLen),
-		deframer: NewDeframer(binding.BaselineMTU),
-	}
+		queue:    make(chan []byte, sendQueueLen(mtu)),
+		deframer: NewDeframer(MaxMTU),
+	}, nil
 }
+
+// sendQueueLen is the send queue's length in frames for mtu: four 64 KiB
+// messages' worth of packets.
+func sendQueueLen(mtu int) int { return 4 * (64<<10/mtu + 1) }
 
 // Name implements binding.Binding.
 func (b *Binding) Name() string { return "serial:" + b.device }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
 // ptyPair runs socat joining two ptys linked at dir/A and dir/B.
@@ -174,18 +176,70 @@ func TestBindingOverPty(t *testing.T) {
 }
 
 func TestSendValidation(t *testing.T) {
-	b := New("/nonexistent/tty", 0, nil)
-	if err := b.Send(make([]byte, 3)); err == nil {
-		t.Error("3-byte packet accepted")
+	for _, mtu := range []int{binding.BaselineMTU, 100, MaxMTU} {
+		b, err := NewMTU("/nonexistent/tty", 0, mtu, nil)
+		if err != nil {
+			t.Fatalf("NewMTU %d: %v", mtu, err)
+		}
+		if err := b.Send(make([]byte, 3)); err == nil {
+			t.Errorf("MTU %d: 3-byte packet accepted", mtu)
+		}
+		if err := b.Send(make([]byte, mtu+5)); err == nil {
+			t.Errorf("MTU %d: %d-byte packet accepted", mtu, mtu+5)
+		}
+		if err := b.Send(make([]byte, mtu+4)); !errors.Is(err, ErrLinkDown) {
+			t.Errorf("MTU %d: Send of a full packet before open: %v, want ErrLinkDown", mtu, err)
+		}
+		if b.Name() != "serial:/nonexistent/tty" || b.MTU() != mtu {
+			t.Errorf("Name/MTU = %q/%d, want MTU %d", b.Name(), b.MTU(), mtu)
+		}
 	}
-	if err := b.Send(make([]byte, 69)); err == nil {
-		t.Error("69-byte packet accepted")
+	if b := New("/nonexistent/tty", 0, nil); b.MTU() != binding.BaselineMTU {
+		t.Errorf("New: MTU %d, want the baseline", b.MTU())
 	}
-	if err := b.Send(make([]byte, 8)); !errors.Is(err, ErrLinkDown) {
-		t.Errorf("Send before open: %v, want ErrLinkDown", err)
+	for _, mtu := range []int{0, 63, MaxMTU + 1, 1 << 20} {
+		if _, err := NewMTU("/nonexistent/tty", 0, mtu, nil); err == nil {
+			t.Errorf("NewMTU %d accepted", mtu)
+		}
 	}
-	if b.Name() != "serial:/nonexistent/tty" || b.MTU() != 64 {
-		t.Errorf("Name/MTU = %q/%d", b.Name(), b.MTU())
+}
+
+// TestLargeMTUOverPty sends packets of every size up to 255 bytes from a
+// binding at MaxMTU to one at the baseline MTU, which still receives
+// them: the receive side accepts what the length byte allows.
+func TestLargeMTUOverPty(t *testing.T) {
+	pair := newPtyPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go big.Run(ctx, func([]byte) {})
+	small := startBinding(t, ctx, pair.b)
+	waitFor(t, "both ends open", func() bool { return big.port.Load() != nil && small.port.Load() != nil })
+	var want [][]byte
+	for n := minPacket; n <= maxPacket; n += 13 {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i*5 + n) // includes 7E and 7D
+		}
+		want = append(want, p)
+	}
+	want = append(want, bytes.Repeat([]byte{0x7e}, maxPacket))
+	for _, p := range want {
+		if err := big.Send(p); err != nil {
+			t.Fatalf("Send %d bytes: %v", len(p), err)
+		}
+	}
+	for i := 0; i < len(want); i += 16 {
+		expectPackets(t, small, want[i:min(i+16, len(want))])
+	}
+	if s := small.Stats(); s["rx_bad_length"] != 0 || s["rx_frames"] != uint64(len(want)) {
+		t.Errorf("receiver stats: %v", s)
+	}
+	if err := small.Send(make([]byte, maxPacket)); err == nil {
+		t.Error("the baseline binding sent a 255-byte packet")
 	}
 }
 
@@ -201,7 +255,7 @@ func TestQueueOverflow(t *testing.T) {
 	b.port.Store(f)
 	var full int
 	start := time.Now()
-	for range sendQueueLen + 10 {
+	for range sendQueueLen(binding.BaselineMTU) + 10 {
 		if err := b.Send(make([]byte, 68)); errors.Is(err, ErrQueueFull) {
 			full++
 		}

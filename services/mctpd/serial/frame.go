@@ -18,9 +18,15 @@ const (
 	// minPacket is the MCTP transport header; anything shorter cannot be
 	// a packet, so the receiver refuses such a length outright.
 	minPacket = 4
-	// maxFrameMTU keeps MTU+4 within the one-byte length field.
-	maxFrameMTU = 255 - minPacket
+	// maxPacket is the largest packet the one-byte length field can
+	// announce: DSP0253's byte count covers the whole MCTP packet
+	// (header and payload, before escaping), as in libmctp and Linux.
+	maxPacket = 255
 )
+
+// MaxMTU is the largest payload a DSP0253 frame can carry: the byte count
+// field (at most 255) minus the 4-byte MCTP header.
+const MaxMTU = maxPacket - minPacket
 
 // fcsTables are the RFC 1662 FCS-16 table (reflected polynomial 0x8408)
 // in fcsTables[0], and in fcsTables[k] the effect of a byte followed by k
@@ -70,8 +76,9 @@ func fcsUpdate(fcs uint16, p ...byte) uint16 {
 func FCS(p []byte) uint16 { return fcsUpdate(fcsInit, p...) }
 
 // Encode frames one MCTP packet: 7E 01 len <escaped packet> FCS_hi FCS_lo
-// 7E. Only packet bytes are escaped; the FCS is sent raw because libmctp
-// and Linux both do so and the receiver reads it by position. The length
+// 7E. Only packet bytes are escaped; the length and the FCS are sent raw
+// because libmctp and Linux both do so and the receiver reads them by
+// position. The length
 // field is one byte, so callers must keep pkt within 255 bytes (Binding.Send
 // refuses anything above MTU+4).
 func Encode(pkt []byte) []byte {
@@ -152,7 +159,7 @@ type Deframer struct {
 // carry baseline packets) and one above 251 is capped by the length byte.
 func NewDeframer(mtu int) *Deframer {
 	mtu = max(mtu, binding.BaselineMTU)
-	mtu = min(mtu, maxFrameMTU)
+	mtu = min(mtu, MaxMTU)
 	return &Deframer{maxLen: mtu + minPacket, buf: make([]byte, 0, mtu+minPacket)}
 }
 
@@ -203,8 +210,12 @@ func (d *Deframer) push(c byte) []byte {
 			d.state = stHunt
 		}
 	case stLen:
+		// The byte count is sent raw, like the FCS, and read by
+		// position, as Linux does: a 126-byte packet (possible above
+		// the baseline MTU) has the count 7E. Where 126 is over the
+		// limit, a 7E here still restarts the hunt at that flag.
 		n := int(c)
-		if c == flagByte || n < minPacket || n > d.maxLen {
+		if n < minPacket || n > d.maxLen {
 			d.badLength.Add(1)
 			d.resync(c)
 			return nil
