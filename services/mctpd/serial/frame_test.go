@@ -240,11 +240,11 @@ func TestDeframerMTU(t *testing.T) {
 		{binding.BaselineMTU, 104, false},
 		{binding.BaselineMTU, 68, true},
 		{MaxMTU, 255, true},
-		{MaxMTU, 126, true},              // its byte count is 7E, read by position
+		{MaxMTU, 126, true},               // its byte count is 7E, read by position
 		{binding.BaselineMTU, 126, false}, // here a 7E count is a flag
-		{MaxMTU, 125, true},              // count 7D, raw as well
-		{MaxMTU + 100, 255, true}, // capped by the length byte
-		{0, 68, true},             // raised to the baseline
+		{MaxMTU, 125, true},               // count 7D, raw as well
+		{MaxMTU + 100, 255, true},         // capped by the length byte
+		{0, 68, true},                     // raised to the baseline
 		{0, 69, false},
 	}
 	for _, tc := range tests {
