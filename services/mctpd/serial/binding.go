@@ -233,9 +233,7 @@ func (b *Binding) read(f *os.File, deliver func([]byte)) error {
 		n, err := f.Read(buf)
 		if n > 0 {
 			b.rxBytes.Add(uint64(n))
-			for _, pkt := range b.deframer.Write(buf[:n]) {
-				deliver(pkt)
-			}
+			b.deframer.Feed(buf[:n], deliver)
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
