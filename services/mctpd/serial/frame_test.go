@@ -88,7 +88,7 @@ func TestFCSMatchesBitwise(t *testing.T) {
 		}, 0x1234},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for n := 0; n <= 70; n++ {
+			for n := 0; n <= 300; n++ {
 				p := make([]byte, n)
 				tc.fill(p)
 				want := refFCS(tc.start, p)
