@@ -63,7 +63,7 @@ type Binding struct {
 	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
 }
 
-var _ binding.Binding = (*Binding)(nil)
+var _ binding.BatchBinding = (*Binding)(nil)
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
 // not positive), carrying the baseline MTU: the wire bytes of libmctp and
@@ -140,6 +140,16 @@ func (b *Binding) Send(pkt []byte) error {
 // Run implements binding.Binding. It returns nil once ctx ends; it
 // refuses to run twice concurrently because both would own the device.
 func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
+	return b.RunBatches(ctx, func(pkts [][]byte) {
+		for _, p := range pkts {
+			deliver(p)
+		}
+	})
+}
+
+// RunBatches implements binding.BatchBinding: Run, with the packets of
+// each read delivered together.
+func (b *Binding) RunBatches(ctx context.Context, deliver func(pkts [][]byte)) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("serial: Run already active")
 	}
@@ -225,15 +235,23 @@ func (b *Binding) open() (*os.File, error) {
 	return os.NewFile(uintptr(fd), b.device), nil
 }
 
-// read deframes until the device fails. A zero-byte read on a tty means
-// hangup, so it counts as a failure like EIO from a vanished pty.
-func (b *Binding) read(f *os.File, deliver func([]byte)) error {
+// read deframes until the device fails, delivering the packets of each
+// read together. A zero-byte read on a tty means hangup, so it counts as
+// a failure like EIO from a vanished pty.
+func (b *Binding) read(f *os.File, deliver func([][]byte)) error {
 	buf := make([]byte, readBufferLength)
+	var batch [][]byte
+	collect := func(p []byte) { batch = append(batch, p) }
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
 			b.rxBytes.Add(uint64(n))
-			b.deframer.Feed(buf[:n], deliver)
+			b.deframer.Feed(buf[:n], collect)
+			if len(batch) > 0 {
+				deliver(batch)
+				clear(batch) // the packets are the callee's; drop our references
+				batch = batch[:0]
+			}
 		}
 		if err != nil {
 			if errors.Is(err, io.EOF) {
