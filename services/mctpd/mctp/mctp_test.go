@@ -754,3 +754,55 @@ func TestRouterReceiveBatch(t *testing.T) {
 		t.Errorf("message within the timeout not completed: %+v", after)
 	}
 }
+
+// batchWire is a wire that also takes whole messages.
+type batchWire struct {
+	wire
+	batches []int
+}
+
+func (w *batchWire) SendBatch(pkts [][]byte) error {
+	w.mu.Lock()
+	if w.refuse != nil {
+		w.mu.Unlock()
+		return w.refuse
+	}
+	w.batches = append(w.batches, len(pkts))
+	w.mu.Unlock()
+	for _, p := range pkts {
+		w.Send(p)
+	}
+	return nil
+}
+
+// TestRouterSendBatch: a binding that takes whole messages gets each in
+// one call, with the same packets as one at a time; a refusal costs the
+// whole message and one send-error drop.
+func TestRouterSendBatch(t *testing.T) {
+	w := &batchWire{wire: wire{name: "w", mtu: 251}}
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, 4095)
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 0x70, Body: body}); err != nil {
+		t.Fatal(err)
+	}
+	got := w.take()
+	want := Fragment(9, 8, true, 0, append([]byte{0x70}, body...), 251)
+	if len(w.batches) != 1 || w.batches[0] != 17 || len(got) != len(want) {
+		t.Fatalf("batches %v, %d packets; want one batch of 17", w.batches, len(got))
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d: % x, want % x", i, got[i], want[i])
+		}
+	}
+	w.setRefuse(errors.New("full"))
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 0x70, Body: body}); err == nil {
+		t.Fatal("refused batch reported as sent")
+	}
+	if st := r.Stats(); st.Drops[DropSend] != 1 || st.PacketsOut != 17 || st.MessagesOut != 1 {
+		t.Errorf("stats after a refused batch: %+v", st)
+	}
+}

@@ -343,6 +343,16 @@ func (r *Router) transmit(b binding.Binding, dest, src byte, to bool, tag uint8,
 	mu := &r.sendMu[r.index[b.Name()]]
 	mu.Lock()
 	defer mu.Unlock()
+	if bs, ok := b.(binding.BatchSender); ok {
+		// One hand-off for the whole message, all packets or none.
+		if err := bs.SendBatch(pkts); err != nil {
+			r.drop(DropSend)
+			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
+		}
+		r.pktOut.Add(uint64(len(pkts)))
+		r.msgOut.Add(1)
+		return nil
+	}
 	for _, p := range pkts {
 		if err := b.Send(p); err != nil {
 			r.drop(DropSend)

@@ -54,16 +54,24 @@ type Binding struct {
 
 	minRetry, maxRetry time.Duration
 
-	queue    chan []byte
-	deframer *Deframer
-	port     atomic.Pointer[os.File]
-	running  atomic.Bool
+	// queue carries encoded frames, one message's worth or one packet
+	// per element; queued counts the frames in it against maxQueued,
+	// the bound Send and SendBatch reserve from.
+	queue     chan txItem
+	queued    atomic.Int64
+	maxQueued int64
+	deframer  *Deframer
+	port      atomic.Pointer[os.File]
+	running   atomic.Bool
 
 	txFrames, txBytes, rxBytes, txQueueFull, txLinkDown, txBadLength atomic.Uint64
 	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
 }
 
-var _ binding.BatchBinding = (*Binding)(nil)
+var (
+	_ binding.BatchBinding = (*Binding)(nil)
+	_ binding.BatchSender  = (*Binding)(nil)
+)
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
 // not positive), carrying the baseline MTU: the wire bytes of libmctp and
@@ -94,14 +102,15 @@ func NewMTU(device string, baud, mtu int, log *slog.Logger) (*Binding, error) {
 		log = slog.Default()
 	}
 	return &Binding{
-		device:   device,
-		baud:     baud,
-		log:      log.With("binding", "serial:"+device),
-		mtu:      mtu,
-		minRetry: defaultMinRetry,
-		maxRetry: defaultMaxRetry,
-		queue:    make(chan []byte, sendQueueLen(mtu)),
-		deframer: NewDeframer(MaxMTU),
+		device:    device,
+		baud:      baud,
+		log:       log.With("binding", "serial:"+device),
+		mtu:       mtu,
+		minRetry:  defaultMinRetry,
+		maxRetry:  defaultMaxRetry,
+		queue:     make(chan txItem, sendQueueLen(mtu)),
+		maxQueued: int64(sendQueueLen(mtu)),
+		deframer:  NewDeframer(MaxMTU),
 	}, nil
 }
 
@@ -114,6 +123,57 @@ func (b *Binding) Name() string { return "serial:" + b.device }
 
 // MTU implements binding.Binding.
 func (b *Binding) MTU() int { return b.mtu }
+
+// txItem is one element of the send queue: encoded frames, back to back.
+type txItem struct {
+	buf    []byte
+	frames int
+}
+
+// enqueue reserves room for item's frames and queues it, or counts it
+// as a full queue. Every element holds at least one frame, so a
+// successful reservation always finds room in the channel.
+func (b *Binding) enqueue(item txItem) error {
+	n := int64(item.frames)
+	if b.queued.Add(n) > b.maxQueued {
+		b.queued.Add(-n)
+		b.txQueueFull.Add(uint64(n))
+		return ErrQueueFull
+	}
+	select {
+	case b.queue <- item:
+		return nil
+	default:
+		b.queued.Add(-n)
+		b.txQueueFull.Add(uint64(n))
+		return ErrQueueFull
+	}
+}
+
+// SendBatch implements binding.BatchSender: every packet is checked,
+// then all are framed into one buffer and queued together, or none is.
+func (b *Binding) SendBatch(pkts [][]byte) error {
+	size := 0
+	for _, pkt := range pkts {
+		if len(pkt) < minPacket || len(pkt) > b.mtu+minPacket {
+			b.txBadLength.Add(1)
+			return fmt.Errorf("serial: packet of %d bytes outside 4..%d", len(pkt), b.mtu+minPacket)
+		}
+		size += len(pkt) + len(pkt)/8 + 7
+	}
+	if len(pkts) == 0 {
+		return nil
+	}
+	if b.port.Load() == nil {
+		b.txLinkDown.Add(uint64(len(pkts)))
+		return ErrLinkDown
+	}
+	buf := make([]byte, 0, size)
+	for _, pkt := range pkts {
+		buf = appendFrame(buf, pkt)
+	}
+	return b.enqueue(txItem{buf: buf, frames: len(pkts)})
+}
 
 // Send implements binding.Binding: it frames pkt and queues the frame
 // without blocking. Packets are refused while the device is down, because
@@ -128,13 +188,7 @@ func (b *Binding) Send(pkt []byte) error {
 		b.txLinkDown.Add(1)
 		return ErrLinkDown
 	}
-	select {
-	case b.queue <- Encode(pkt):
-		return nil
-	default:
-		b.txQueueFull.Add(1)
-		return ErrQueueFull
-	}
+	return b.enqueue(txItem{buf: Encode(pkt), frames: 1})
 }
 
 // Run implements binding.Binding. It returns nil once ctx ends; it
@@ -277,20 +331,28 @@ func (b *Binding) writer(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case frame := <-b.queue:
-			batch = append(batch[:0], frame...)
-			frames := uint64(1)
-		more:
-			for len(batch) < writeBatchLength {
-				select {
-				case f := <-b.queue:
-					batch = append(batch, f...)
-					frames++
-				default:
-					break more
+		case item := <-b.queue:
+			b.queued.Add(-int64(item.frames))
+			frames := uint64(item.frames)
+			out := item.buf
+			// A lone item (often a whole message's frames) is written
+			// as it is; only several are copied into one buffer.
+			if len(out) < writeBatchLength && len(b.queue) > 0 {
+				batch = append(batch[:0], out...)
+			more:
+				for len(batch) < writeBatchLength {
+					select {
+					case it := <-b.queue:
+						b.queued.Add(-int64(it.frames))
+						batch = append(batch, it.buf...)
+						frames += uint64(it.frames)
+					default:
+						break more
+					}
 				}
+				out = batch
 			}
-			b.writeFrames(batch, frames)
+			b.writeFrames(out, frames)
 		}
 	}
 }

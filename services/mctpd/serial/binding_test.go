@@ -330,3 +330,64 @@ func TestRunBatches(t *testing.T) {
 		}
 	}
 }
+
+// TestSendBatch queues a message's packets all or none: a bad length
+// anywhere refuses the batch, a batch bigger than the room left is
+// refused whole (and counted per frame), and what is queued crosses a
+// pty byte-exact, counted as frames.
+func TestSendBatch(t *testing.T) {
+	pair := newPtyPair(t)
+	b, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := [][]byte{{1, 9, 8, 0x80, 0x7e}, {1, 9, 8, 0x10, 0x7d}, {1, 9, 8, 0x60, 5}}
+	if err := b.SendBatch(good); !errors.Is(err, ErrLinkDown) {
+		t.Fatalf("SendBatch before open: %v, want ErrLinkDown", err)
+	}
+	f, err := b.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// No writer runs yet: the queue only fills.
+	b.port.Store(f)
+	if err := b.SendBatch([][]byte{good[0], make([]byte, MaxMTU+5)}); err == nil || b.queued.Load() != 0 {
+		t.Fatalf("batch with an oversized packet: %v, %d frames queued", err, b.queued.Load())
+	}
+	room := int(b.maxQueued) - 2
+	for range room {
+		if err := b.Send(good[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SendBatch(good); !errors.Is(err, ErrQueueFull) || b.queued.Load() != int64(room) || b.Stats()["tx_queue_full"] != 3 {
+		t.Fatalf("batch of 3 with room for 2: %v, %d queued, stats %v", err, b.queued.Load(), b.Stats())
+	}
+	if err := b.SendBatch(good[:2]); err != nil || b.queued.Load() != b.maxQueued {
+		t.Fatalf("batch of 2 with room for 2: %v, %d queued", err, b.queued.Load())
+	}
+
+	// Drain through a running binding pair and check the bytes.
+	b2, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rx := startBinding(t, ctx, pair.b)
+	go b2.Run(ctx, func([]byte) {})
+	waitFor(t, "both ends open", func() bool { return b2.port.Load() != nil && rx.port.Load() != nil })
+	big := make([][]byte, 40)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{byte(i), 0x7e}, 30)
+	}
+	if err := b2.SendBatch(big); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(big); i += 20 {
+		expectPackets(t, rx, big[i:i+20])
+	}
+	waitFor(t, "frames counted", func() bool { return b2.Stats()["tx_frames"] == uint64(len(big)) && b2.queued.Load() == 0 })
+}
