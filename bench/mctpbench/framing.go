@@ -13,7 +13,8 @@ import (
 
 // framingPair is two serial.Binding on the two ends of a socat pty pair,
 // in this process: DSP0253 encoding, the binding's send queue and batched
-// writes, its reads and deframing, and nothing else (no router,
+// writes (a message's packets queued in one SendBatch, as the router
+// queues them), its reads and deframing, and nothing else (no router,
 // reassembly, demux or daemons). It measures what the target calls
 // framing overhead.
 type framingPair struct {
@@ -100,22 +101,20 @@ func framingWindow(mtu int) int {
 	return max(1, serialQueueQuarter(mtu)/len(framingPackets(mtu)))
 }
 
-// send queues one message's packets; a full queue (which the window
-// should prevent) is retried after a short pause rather than counted.
+// send queues one message's packets with SendBatch, as the router does;
+// a full queue (which the window should prevent) is retried after a
+// short pause rather than counted.
 func (f *framingPair) send(pkts [][]byte) error {
-	for _, p := range pkts {
-		for {
-			err := f.tx.Send(p)
-			if err == nil {
-				break
-			}
-			if !errors.Is(err, serial.ErrQueueFull) && !errors.Is(err, serial.ErrLinkDown) {
-				return err
-			}
-			time.Sleep(50 * time.Microsecond)
+	for {
+		err := f.tx.SendBatch(pkts)
+		if err == nil {
+			return nil
 		}
+		if !errors.Is(err, serial.ErrQueueFull) && !errors.Is(err, serial.ErrLinkDown) {
+			return err
+		}
+		time.Sleep(50 * time.Microsecond)
 	}
-	return nil
 }
 
 // warm waits until a message crosses the pair (the ports open in the
