@@ -54,16 +54,24 @@ func TestQuick(t *testing.T) {
 				}
 			}
 		}
-		s := rep.serial[size]
-		if s == nil || s.serial.msgs == 0 || s.serial.lost != 0 {
-			t.Errorf("serial %d B: %+v", size, s)
-			continue
-		}
-		if s.raw.bytes != s.serial.bytes {
-			t.Errorf("serial %d B: raw moved %d bytes, serial %d; want the same volume", size, s.raw.bytes, s.serial.bytes)
+		for _, mtu := range serialMTUs {
+			s := rep.serial[serialKey{size, mtu}]
+			if s == nil || s.serial.msgs == 0 || s.serial.lost != 0 {
+				t.Errorf("serial %d B MTU %d: %+v", size, mtu, s)
+				continue
+			}
+			if s.raw.bytes != s.serial.bytes {
+				t.Errorf("serial %d B MTU %d: raw moved %d bytes, serial %d; want the same volume", size, mtu, s.raw.bytes, s.serial.bytes)
+			}
 		}
 	}
-	if len(rep.rss) != 3 {
+	for _, mtu := range serialMTUs {
+		f := rep.framing[mtu]
+		if f == nil || f.serial.msgs == 0 || f.serial.bytes != int64(f.serial.msgs)*framingMessage || f.raw.bytes != f.serial.bytes {
+			t.Errorf("framing MTU %d: %+v", mtu, f)
+		}
+	}
+	if len(rep.rss) != 1+2*len(serialMTUs) {
 		t.Fatalf("RSS rows %+v", rep.rss)
 	}
 	for _, r := range rep.rss {
@@ -78,7 +86,7 @@ func TestQuick(t *testing.T) {
 	var out bytes.Buffer
 	rep.print(&out)
 	text := out.String()
-	for _, want := range []string{"Demux loopback", "| 4 KiB | 8 | floor |", "Serial (DSP0253)", "| 4 KiB | 16 |", "resident memory", "| target | measured | result |"} {
+	for _, want := range []string{"Demux loopback", "| 4 KiB | 8 | floor |", "Serial (DSP0253)", "| end to end | 4 KiB | 64 | 16 |", "| end to end | 4 KiB | 251 | 15 |", "| framing only | 4 KiB | 251 |", "resident memory", "| target | measured | result |"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
@@ -134,16 +142,37 @@ func TestSampleRates(t *testing.T) {
 }
 
 func TestSerialWindow(t *testing.T) {
-	for _, tc := range []struct{ size, want int }{
-		{1, 64}, {64, 64}, {65, 64}, {1024, 64}, {4096, 16}, {8192, 8}, {65536, 1},
+	for _, tc := range []struct{ size, mtu, want int }{
+		{1, 64, 64}, {64, 64, 64}, {65, 64, 64}, {1024, 64, 64}, {4096, 64, 16}, {8192, 64, 8}, {65536, 64, 1},
+		{1, 251, 64}, {4096, 251, 15}, {65536, 251, 1},
 	} {
-		if got := serialWindow(tc.size); got != tc.want {
-			t.Errorf("serialWindow(%d) = %d, want %d", tc.size, got, tc.want)
+		if got := serialWindow(tc.size, tc.mtu); got != tc.want {
+			t.Errorf("serialWindow(%d, %d) = %d, want %d", tc.size, tc.mtu, got, tc.want)
 		}
 		// The window never holds more than a quarter of the binding's
 		// queue of frames.
-		if frames := serialWindow(tc.size) * ((tc.size + 63) / 64); frames > 1024 {
-			t.Errorf("size %d: %d frames in flight", tc.size, frames)
+		if frames := serialWindow(tc.size, tc.mtu) * ((tc.size + tc.mtu - 1) / tc.mtu); frames > serialQueueQuarter(tc.mtu) {
+			t.Errorf("size %d MTU %d: %d frames in flight", tc.size, tc.mtu, frames)
+		}
+	}
+}
+
+func TestFramingPackets(t *testing.T) {
+	for _, mtu := range serialMTUs {
+		pkts := framingPackets(mtu)
+		total := 0
+		for i, p := range pkts {
+			total += len(p) - 4
+			som, eom, seq := p[3]&0x80 != 0, p[3]&0x40 != 0, int(p[3]>>4&3)
+			if som != (i == 0) || eom != (i == len(pkts)-1) || seq != i%4 || len(p)-4 > mtu {
+				t.Errorf("MTU %d packet %d: % x", mtu, i, p[:4])
+			}
+			if i < len(pkts)-1 && len(p)-4 != mtu {
+				t.Errorf("MTU %d packet %d: %d payload bytes, want %d", mtu, i, len(p)-4, mtu)
+			}
+		}
+		if total != framingMessage {
+			t.Errorf("MTU %d: %d payload bytes, want %d", mtu, total, framingMessage)
 		}
 	}
 }

@@ -112,13 +112,25 @@ func (r *Reassembler) Pending() int {
 	return len(r.ctxs)
 }
 
+// Now reads the reassembler's clock (ReassemblerOptions.Now).
+func (r *Reassembler) Now() time.Time { return r.opts.Now() }
+
 // Add takes one packet's header and payload. It returns the complete
 // message (type byte first, a fresh slice) when h is the EOM of a valid
 // message, else nil. payload is not kept.
 func (r *Reassembler) Add(h Header, payload []byte) []byte {
+	return r.AddAt(h, payload, r.opts.Now())
+}
+
+// AddAt is Add with the time of arrival given by the caller, read from
+// Now: the router reads it once per batch of packets that one read of a
+// medium completed, so a packet's time may be early by as long as the
+// packets before it in its batch took to handle (microseconds against a
+// timeout of seconds). now must not go backwards between calls by more
+// than that.
+func (r *Reassembler) AddAt(h Header, payload []byte, now time.Time) []byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	now := r.opts.Now()
 	if !r.nextExpiry.IsZero() && !now.Before(r.nextExpiry) {
 		r.expire(now)
 	}

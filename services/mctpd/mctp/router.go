@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
@@ -466,6 +467,16 @@ func (r *Router) transmit(b binding.Binding, dest, src byte, to bool, tag uint8,
 	mu := &r.sendMu[r.index[b.Name()]]
 	mu.Lock()
 	defer mu.Unlock()
+	if bs, ok := b.(binding.BatchSender); ok {
+		// One hand-off for the whole message, all packets or none.
+		if err := bs.SendBatch(pkts); err != nil {
+			r.drop(DropSend)
+			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
+		}
+		r.pktOut.Add(uint64(len(pkts)))
+		r.msgOut.Add(1)
+		return nil
+	}
 	for _, p := range pkts {
 		if err := b.Send(p); err != nil {
 			r.drop(DropSend)
@@ -490,7 +501,12 @@ func (r *Router) Run(ctx context.Context, d *ctl.Demux) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := b.Run(ctx, func(pkt []byte) { r.Receive(b, pkt) })
+			var err error
+			if bb, ok := b.(binding.BatchBinding); ok {
+				err = bb.RunBatches(ctx, func(pkts [][]byte) { r.ReceiveBatch(b, pkts) })
+			} else {
+				err = b.Run(ctx, func(pkt []byte) { r.Receive(b, pkt) })
+			}
 			if err != nil && !errors.Is(err, context.Canceled) {
 				errs[i] = fmt.Errorf("mctp: binding %s: %w", name, err)
 			}
@@ -503,6 +519,24 @@ func (r *Router) Run(ctx context.Context, d *ctl.Demux) error {
 // Receive handles one packet from binding b: header checks, drop
 // rules, reassembly, then the control responder or the demux clients.
 func (r *Router) Receive(b binding.Binding, pkt []byte) {
+	r.receive(b, pkt, time.Time{})
+}
+
+// ReceiveBatch handles packets that one read of binding b completed, in
+// order, as Receive does, with one clock reading for all of them (see
+// Reassembler.AddAt).
+func (r *Router) ReceiveBatch(b binding.Binding, pkts [][]byte) {
+	if len(pkts) == 0 {
+		return
+	}
+	now := r.reasm.Now()
+	for _, p := range pkts {
+		r.receive(b, p, now)
+	}
+}
+
+// receive handles one packet; a zero now makes reassembly read the clock.
+func (r *Router) receive(b binding.Binding, pkt []byte, now time.Time) {
 	r.pktIn.Add(1)
 	h, err := ParseHeader(pkt)
 	if err != nil {
@@ -526,7 +560,12 @@ func (r *Router) Receive(b binding.Binding, pkt []byte) {
 		r.forward(b, h, pkt)
 		return
 	}
-	msg := r.reasm.Add(h, pkt[HeaderLen:])
+	var msg []byte
+	if now.IsZero() {
+		msg = r.reasm.Add(h, pkt[HeaderLen:])
+	} else {
+		msg = r.reasm.AddAt(h, pkt[HeaderLen:], now)
+	}
 	if msg == nil {
 		return
 	}

@@ -116,3 +116,18 @@ func BenchmarkPtyFramed(b *testing.B) {
 		b.Fatalf("deframer stats %+v", s)
 	}
 }
+
+// BenchmarkFCS is the FCS alone over a 255-byte packet, the largest a
+// frame carries.
+func BenchmarkFCS(b *testing.B) {
+	p := make([]byte, 255)
+	for i := range p {
+		p[i] = byte(i * 7)
+	}
+	b.SetBytes(int64(len(p)))
+	var sink uint16
+	for b.Loop() {
+		sink ^= FCS(p)
+	}
+	_ = sink
+}

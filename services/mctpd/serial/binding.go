@@ -17,12 +17,12 @@ import (
 )
 
 // Defaults for New. The queue holds four full-size messages' worth of
-// baseline packets (a 64 KiB message is 1025 of them), so a burst from the
-// core does not fail while one frame is on the wire, but a dead line
-// cannot hoard memory (at most about 600 KiB of escaped frames).
+// packets at the binding's MTU (a 64 KiB message is 1025 baseline
+// packets, or 262 of 251 bytes), so a burst from the core does not fail
+// while one frame is on the wire, but a dead line cannot hoard memory (at
+// most about 600 KiB of escaped frames at any MTU).
 const (
 	DefaultBaud      = 115200
-	sendQueueLen     = 4 * (64<<10/64 + 1)
 	writeTimeout     = 2 * time.Second
 	defaultMinRetry  = 100 * time.Millisecond
 	defaultMaxRetry  = 5 * time.Second
@@ -54,20 +54,47 @@ type Binding struct {
 
 	minRetry, maxRetry time.Duration
 
-	queue    chan []byte
-	deframer *Deframer
-	port     atomic.Pointer[os.File]
-	running  atomic.Bool
+	// queue carries encoded frames, one message's worth or one packet
+	// per element; queued counts the frames in it against maxQueued,
+	// the bound Send and SendBatch reserve from.
+	queue     chan txItem
+	queued    atomic.Int64
+	maxQueued int64
+	deframer  *Deframer
+	port      atomic.Pointer[os.File]
+	running   atomic.Bool
 
 	txFrames, txBytes, rxBytes, txQueueFull, txLinkDown, txBadLength atomic.Uint64
 	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
 }
 
-var _ binding.Binding = (*Binding)(nil)
+var (
+	_ binding.BatchBinding = (*Binding)(nil)
+	_ binding.BatchSender  = (*Binding)(nil)
+)
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
-// not positive), carrying the baseline MTU. Nothing is opened until Run.
+// not positive), carrying the baseline MTU: the wire bytes of libmctp and
+// the Linux mctp-serial driver. Nothing is opened until Run.
 func New(device string, baud int, log *slog.Logger) *Binding {
+	b, err := NewMTU(device, baud, binding.BaselineMTU, log)
+	if err != nil {
+		// Unreachable: the baseline MTU is always in range.
+		panic(err)
+	}
+	return b
+}
+
+// NewMTU is New with a send MTU of mtu payload bytes per packet,
+// binding.BaselineMTU (64) to MaxMTU (251). Packets bigger than the
+// baseline reach only a peer that accepts them, so both ends of a line
+// must be configured alike; this binding's receiver accepts every
+// well-formed frame up to MaxMTU whatever its own MTU, so that a peer
+// with a larger MTU is understood rather than counted as bad length.
+func NewMTU(device string, baud, mtu int, log *slog.Logger) (*Binding, error) {
+	if mtu < binding.BaselineMTU || mtu > MaxMTU {
+		return nil, fmt.Errorf("serial: MTU %d outside %d..%d", mtu, binding.BaselineMTU, MaxMTU)
+	}
 	if baud <= 0 {
 		baud = DefaultBaud
 	}
@@ -75,22 +102,78 @@ func New(device string, baud int, log *slog.Logger) *Binding {
 		log = slog.Default()
 	}
 	return &Binding{
-		device:   device,
-		baud:     baud,
-		log:      log.With("binding", "serial:"+device),
-		mtu:      binding.BaselineMTU,
-		minRetry: defaultMinRetry,
-		maxRetry: defaultMaxRetry,
-		queue:    make(chan []byte, sendQueueLen),
-		deframer: NewDeframer(binding.BaselineMTU),
-	}
+		device:    device,
+		baud:      baud,
+		log:       log.With("binding", "serial:"+device),
+		mtu:       mtu,
+		minRetry:  defaultMinRetry,
+		maxRetry:  defaultMaxRetry,
+		queue:     make(chan txItem, sendQueueLen(mtu)),
+		maxQueued: int64(sendQueueLen(mtu)),
+		deframer:  NewDeframer(MaxMTU),
+	}, nil
 }
+
+// sendQueueLen is the send queue's length in frames for mtu: four 64 KiB
+// messages' worth of packets.
+func sendQueueLen(mtu int) int { return 4 * (64<<10/mtu + 1) }
 
 // Name implements binding.Binding.
 func (b *Binding) Name() string { return "serial:" + b.device }
 
 // MTU implements binding.Binding.
 func (b *Binding) MTU() int { return b.mtu }
+
+// txItem is one element of the send queue: encoded frames, back to back.
+type txItem struct {
+	buf    []byte
+	frames int
+}
+
+// enqueue reserves room for item's frames and queues it, or counts it
+// as a full queue. Every element holds at least one frame, so a
+// successful reservation always finds room in the channel.
+func (b *Binding) enqueue(item txItem) error {
+	n := int64(item.frames)
+	if b.queued.Add(n) > b.maxQueued {
+		b.queued.Add(-n)
+		b.txQueueFull.Add(uint64(n))
+		return ErrQueueFull
+	}
+	select {
+	case b.queue <- item:
+		return nil
+	default:
+		b.queued.Add(-n)
+		b.txQueueFull.Add(uint64(n))
+		return ErrQueueFull
+	}
+}
+
+// SendBatch implements binding.BatchSender: every packet is checked,
+// then all are framed into one buffer and queued together, or none is.
+func (b *Binding) SendBatch(pkts [][]byte) error {
+	size := 0
+	for _, pkt := range pkts {
+		if len(pkt) < minPacket || len(pkt) > b.mtu+minPacket {
+			b.txBadLength.Add(1)
+			return fmt.Errorf("serial: packet of %d bytes outside 4..%d", len(pkt), b.mtu+minPacket)
+		}
+		size += len(pkt) + len(pkt)/8 + 7
+	}
+	if len(pkts) == 0 {
+		return nil
+	}
+	if b.port.Load() == nil {
+		b.txLinkDown.Add(uint64(len(pkts)))
+		return ErrLinkDown
+	}
+	buf := make([]byte, 0, size)
+	for _, pkt := range pkts {
+		buf = appendFrame(buf, pkt)
+	}
+	return b.enqueue(txItem{buf: buf, frames: len(pkts)})
+}
 
 // Send implements binding.Binding: it frames pkt and queues the frame
 // without blocking. Packets are refused while the device is down, because
@@ -105,18 +188,22 @@ func (b *Binding) Send(pkt []byte) error {
 		b.txLinkDown.Add(1)
 		return ErrLinkDown
 	}
-	select {
-	case b.queue <- Encode(pkt):
-		return nil
-	default:
-		b.txQueueFull.Add(1)
-		return ErrQueueFull
-	}
+	return b.enqueue(txItem{buf: Encode(pkt), frames: 1})
 }
 
 // Run implements binding.Binding. It returns nil once ctx ends; it
 // refuses to run twice concurrently because both would own the device.
 func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
+	return b.RunBatches(ctx, func(pkts [][]byte) {
+		for _, p := range pkts {
+			deliver(p)
+		}
+	})
+}
+
+// RunBatches implements binding.BatchBinding: Run, with the packets of
+// each read delivered together.
+func (b *Binding) RunBatches(ctx context.Context, deliver func(pkts [][]byte)) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("serial: Run already active")
 	}
@@ -202,16 +289,22 @@ func (b *Binding) open() (*os.File, error) {
 	return os.NewFile(uintptr(fd), b.device), nil
 }
 
-// read deframes until the device fails. A zero-byte read on a tty means
-// hangup, so it counts as a failure like EIO from a vanished pty.
-func (b *Binding) read(f *os.File, deliver func([]byte)) error {
+// read deframes until the device fails, delivering the packets of each
+// read together. A zero-byte read on a tty means hangup, so it counts as
+// a failure like EIO from a vanished pty.
+func (b *Binding) read(f *os.File, deliver func([][]byte)) error {
 	buf := make([]byte, readBufferLength)
+	var batch [][]byte
+	collect := func(p []byte) { batch = append(batch, p) }
 	for {
 		n, err := f.Read(buf)
 		if n > 0 {
 			b.rxBytes.Add(uint64(n))
-			for _, pkt := range b.deframer.Write(buf[:n]) {
-				deliver(pkt)
+			b.deframer.Feed(buf[:n], collect)
+			if len(batch) > 0 {
+				deliver(batch)
+				clear(batch) // the packets are the callee's; drop our references
+				batch = batch[:0]
 			}
 		}
 		if err != nil {
@@ -238,20 +331,28 @@ func (b *Binding) writer(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case frame := <-b.queue:
-			batch = append(batch[:0], frame...)
-			frames := uint64(1)
-		more:
-			for len(batch) < writeBatchLength {
-				select {
-				case f := <-b.queue:
-					batch = append(batch, f...)
-					frames++
-				default:
-					break more
+		case item := <-b.queue:
+			b.queued.Add(-int64(item.frames))
+			frames := uint64(item.frames)
+			out := item.buf
+			// A lone item (often a whole message's frames) is written
+			// as it is; only several are copied into one buffer.
+			if len(out) < writeBatchLength && len(b.queue) > 0 {
+				batch = append(batch[:0], out...)
+			more:
+				for len(batch) < writeBatchLength {
+					select {
+					case it := <-b.queue:
+						b.queued.Add(-int64(it.frames))
+						batch = append(batch, it.buf...)
+						frames += uint64(it.frames)
+					default:
+						break more
+					}
 				}
+				out = batch
 			}
-			b.writeFrames(batch, frames)
+			b.writeFrames(out, frames)
 		}
 	}
 }

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
 // ptyPair runs socat joining two ptys linked at dir/A and dir/B.
@@ -174,18 +176,70 @@ func TestBindingOverPty(t *testing.T) {
 }
 
 func TestSendValidation(t *testing.T) {
-	b := New("/nonexistent/tty", 0, nil)
-	if err := b.Send(make([]byte, 3)); err == nil {
-		t.Error("3-byte packet accepted")
+	for _, mtu := range []int{binding.BaselineMTU, 100, MaxMTU} {
+		b, err := NewMTU("/nonexistent/tty", 0, mtu, nil)
+		if err != nil {
+			t.Fatalf("NewMTU %d: %v", mtu, err)
+		}
+		if err := b.Send(make([]byte, 3)); err == nil {
+			t.Errorf("MTU %d: 3-byte packet accepted", mtu)
+		}
+		if err := b.Send(make([]byte, mtu+5)); err == nil {
+			t.Errorf("MTU %d: %d-byte packet accepted", mtu, mtu+5)
+		}
+		if err := b.Send(make([]byte, mtu+4)); !errors.Is(err, ErrLinkDown) {
+			t.Errorf("MTU %d: Send of a full packet before open: %v, want ErrLinkDown", mtu, err)
+		}
+		if b.Name() != "serial:/nonexistent/tty" || b.MTU() != mtu {
+			t.Errorf("Name/MTU = %q/%d, want MTU %d", b.Name(), b.MTU(), mtu)
+		}
 	}
-	if err := b.Send(make([]byte, 69)); err == nil {
-		t.Error("69-byte packet accepted")
+	if b := New("/nonexistent/tty", 0, nil); b.MTU() != binding.BaselineMTU {
+		t.Errorf("New: MTU %d, want the baseline", b.MTU())
 	}
-	if err := b.Send(make([]byte, 8)); !errors.Is(err, ErrLinkDown) {
-		t.Errorf("Send before open: %v, want ErrLinkDown", err)
+	for _, mtu := range []int{0, 63, MaxMTU + 1, 1 << 20} {
+		if _, err := NewMTU("/nonexistent/tty", 0, mtu, nil); err == nil {
+			t.Errorf("NewMTU %d accepted", mtu)
+		}
 	}
-	if b.Name() != "serial:/nonexistent/tty" || b.MTU() != 64 {
-		t.Errorf("Name/MTU = %q/%d", b.Name(), b.MTU())
+}
+
+// TestLargeMTUOverPty sends packets of every size up to 255 bytes from a
+// binding at MaxMTU to one at the baseline MTU, which still receives
+// them: the receive side accepts what the length byte allows.
+func TestLargeMTUOverPty(t *testing.T) {
+	pair := newPtyPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	big, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go big.Run(ctx, func([]byte) {})
+	small := startBinding(t, ctx, pair.b)
+	waitFor(t, "both ends open", func() bool { return big.port.Load() != nil && small.port.Load() != nil })
+	var want [][]byte
+	for n := minPacket; n <= maxPacket; n += 13 {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i*5 + n) // includes 7E and 7D
+		}
+		want = append(want, p)
+	}
+	want = append(want, bytes.Repeat([]byte{0x7e}, maxPacket))
+	for _, p := range want {
+		if err := big.Send(p); err != nil {
+			t.Fatalf("Send %d bytes: %v", len(p), err)
+		}
+	}
+	for i := 0; i < len(want); i += 16 {
+		expectPackets(t, small, want[i:min(i+16, len(want))])
+	}
+	if s := small.Stats(); s["rx_bad_length"] != 0 || s["rx_frames"] != uint64(len(want)) {
+		t.Errorf("receiver stats: %v", s)
+	}
+	if err := small.Send(make([]byte, maxPacket)); err == nil {
+		t.Error("the baseline binding sent a 255-byte packet")
 	}
 }
 
@@ -201,7 +255,7 @@ func TestQueueOverflow(t *testing.T) {
 	b.port.Store(f)
 	var full int
 	start := time.Now()
-	for range sendQueueLen + 10 {
+	for range sendQueueLen(binding.BaselineMTU) + 10 {
 		if err := b.Send(make([]byte, 68)); errors.Is(err, ErrQueueFull) {
 			full++
 		}
@@ -226,4 +280,114 @@ func TestRunUnavailableDevice(t *testing.T) {
 	if s["outages"] != 1 || s["open_errors"] < 3 {
 		t.Fatalf("stats %v: want one outage and repeated open attempts", s)
 	}
+}
+
+// TestRunBatches receives through the batched path: the batches, joined,
+// are exactly the packets sent, in order, and none is empty.
+func TestRunBatches(t *testing.T) {
+	pair := newPtyPair(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	tx := startBinding(t, ctx, pair.a)
+	rx, err := NewMTU(pair.b, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batches := make(chan [][]byte, 1024)
+	done := make(chan error, 1)
+	go func() {
+		done <- rx.RunBatches(ctx, func(pkts [][]byte) {
+			// The slice is reused after the call; the packets are ours.
+			batches <- append([][]byte(nil), pkts...)
+		})
+	}()
+	defer func() { cancel(); <-done }()
+	waitFor(t, "both ends open", func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
+	var want [][]byte
+	for i := range 200 {
+		p := []byte{1, 9, 8, 0xc0, byte(i), 0x7e, byte(i >> 8)}
+		want = append(want, p)
+		if err := tx.Send(p); err != nil {
+			t.Fatalf("Send %d: %v", i, err)
+		}
+	}
+	var got [][]byte
+	deadline := time.After(5 * time.Second)
+	for len(got) < len(want) {
+		select {
+		case b := <-batches:
+			if len(b) == 0 {
+				t.Fatal("empty batch delivered")
+			}
+			got = append(got, b...)
+		case <-deadline:
+			t.Fatalf("received %d of %d packets", len(got), len(want))
+		}
+	}
+	for i := range want {
+		if !bytes.Equal(got[i], want[i]) {
+			t.Fatalf("packet %d: % x, want % x", i, got[i], want[i])
+		}
+	}
+}
+
+// TestSendBatch queues a message's packets all or none: a bad length
+// anywhere refuses the batch, a batch bigger than the room left is
+// refused whole (and counted per frame), and what is queued crosses a
+// pty byte-exact, counted as frames.
+func TestSendBatch(t *testing.T) {
+	pair := newPtyPair(t)
+	b, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	good := [][]byte{{1, 9, 8, 0x80, 0x7e}, {1, 9, 8, 0x10, 0x7d}, {1, 9, 8, 0x60, 5}}
+	if err := b.SendBatch(good); !errors.Is(err, ErrLinkDown) {
+		t.Fatalf("SendBatch before open: %v, want ErrLinkDown", err)
+	}
+	f, err := b.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	// No writer runs yet: the queue only fills.
+	b.port.Store(f)
+	if err := b.SendBatch([][]byte{good[0], make([]byte, MaxMTU+5)}); err == nil || b.queued.Load() != 0 {
+		t.Fatalf("batch with an oversized packet: %v, %d frames queued", err, b.queued.Load())
+	}
+	room := int(b.maxQueued) - 2
+	for range room {
+		if err := b.Send(good[2]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.SendBatch(good); !errors.Is(err, ErrQueueFull) || b.queued.Load() != int64(room) || b.Stats()["tx_queue_full"] != 3 {
+		t.Fatalf("batch of 3 with room for 2: %v, %d queued, stats %v", err, b.queued.Load(), b.Stats())
+	}
+	if err := b.SendBatch(good[:2]); err != nil || b.queued.Load() != b.maxQueued {
+		t.Fatalf("batch of 2 with room for 2: %v, %d queued", err, b.queued.Load())
+	}
+
+	// Drain through a running binding pair and check the bytes.
+	b2, err := NewMTU(pair.a, 0, MaxMTU, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rx := startBinding(t, ctx, pair.b)
+	go b2.Run(ctx, func([]byte) {})
+	waitFor(t, "both ends open", func() bool { return b2.port.Load() != nil && rx.port.Load() != nil })
+	big := make([][]byte, 40)
+	for i := range big {
+		big[i] = bytes.Repeat([]byte{byte(i), 0x7e}, 30)
+	}
+	if err := b2.SendBatch(big); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(big); i += 20 {
+		expectPackets(t, rx, big[i:i+20])
+	}
+	waitFor(t, "frames counted", func() bool { return b2.Stats()["tx_frames"] == uint64(len(big)) && b2.queued.Load() == 0 })
 }

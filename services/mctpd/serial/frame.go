@@ -4,6 +4,7 @@
 package serial
 
 import (
+	"bytes"
 	"sync/atomic"
 
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
@@ -18,16 +19,24 @@ const (
 	// minPacket is the MCTP transport header; anything shorter cannot be
 	// a packet, so the receiver refuses such a length outright.
 	minPacket = 4
-	// maxFrameMTU keeps MTU+4 within the one-byte length field.
-	maxFrameMTU = 255 - minPacket
+	// maxPacket is the largest packet the one-byte length field can
+	// announce: DSP0253's byte count covers the whole MCTP packet
+	// (header and payload, before escaping), as in libmctp and Linux.
+	maxPacket = 255
 )
+
+// MaxMTU is the largest payload a DSP0253 frame can carry: the byte count
+// field (at most 255) minus the 4-byte MCTP header.
+const MaxMTU = maxPacket - minPacket
 
 // fcsTables are the RFC 1662 FCS-16 table (reflected polynomial 0x8408)
 // in fcsTables[0], and in fcsTables[k] the effect of a byte followed by k
-// zero bytes, so that fcsUpdate can take eight bytes per step (slicing by
-// eight): the byte-at-a-time loop was the binding's largest CPU cost.
-// Computed once at package initialisation; never written afterwards.
-var fcsTables = func() (t [8][256]uint16) {
+// zero bytes, so that fcsUpdate can take sixteen bytes per step (slicing
+// by sixteen): the byte-at-a-time loop was the binding's largest CPU
+// cost, and sixteen independent loads per step run about a third faster
+// than eight on the 255-byte packets of the largest MTU. 8 KiB, computed
+// once at package initialisation; never written afterwards.
+var fcsTables = func() (t [16][256]uint16) {
 	for i := range t[0] {
 		v := uint16(i)
 		for range 8 {
@@ -55,7 +64,14 @@ const fcsInit = 0xffff
 
 func fcsUpdate(fcs uint16, p ...byte) uint16 {
 	t := &fcsTables
-	for len(p) >= 8 {
+	for len(p) >= 16 {
+		_ = p[15] // one bounds check for the step
+		fcs = t[15][p[0]^byte(fcs)] ^ t[14][p[1]^byte(fcs>>8)] ^
+			t[13][p[2]] ^ t[12][p[3]] ^ t[11][p[4]] ^ t[10][p[5]] ^ t[9][p[6]] ^ t[8][p[7]] ^
+			t[7][p[8]] ^ t[6][p[9]] ^ t[5][p[10]] ^ t[4][p[11]] ^ t[3][p[12]] ^ t[2][p[13]] ^ t[1][p[14]] ^ t[0][p[15]]
+		p = p[16:]
+	}
+	if len(p) >= 8 {
 		fcs = t[7][p[0]^byte(fcs)] ^ t[6][p[1]^byte(fcs>>8)] ^
 			t[5][p[2]] ^ t[4][p[3]] ^ t[3][p[4]] ^ t[2][p[5]] ^ t[1][p[6]] ^ t[0][p[7]]
 		p = p[8:]
@@ -70,8 +86,9 @@ func fcsUpdate(fcs uint16, p ...byte) uint16 {
 func FCS(p []byte) uint16 { return fcsUpdate(fcsInit, p...) }
 
 // Encode frames one MCTP packet: 7E 01 len <escaped packet> FCS_hi FCS_lo
-// 7E. Only packet bytes are escaped; the FCS is sent raw because libmctp
-// and Linux both do so and the receiver reads it by position. The length
+// 7E. Only packet bytes are escaped; the length and the FCS are sent raw
+// because libmctp and Linux both do so and the receiver reads them by
+// position. The length
 // field is one byte, so callers must keep pkt within 255 bytes (Binding.Send
 // refuses anything above MTU+4).
 func Encode(pkt []byte) []byte {
@@ -86,10 +103,7 @@ func appendFrame(out, pkt []byte) []byte {
 	// Copy runs of bytes that need no escape in one go: flag and escape
 	// bytes are rare, and appending byte by byte cost as much as the FCS.
 	for i := 0; i < len(pkt); {
-		j := i
-		for j < len(pkt) && pkt[j] != flagByte && pkt[j] != escapeByte {
-			j++
-		}
+		j := i + plainRun(pkt[i:])
 		out = append(out, pkt[i:j]...)
 		if j < len(pkt) {
 			out = append(out, escapeByte, pkt[j]^escapeXOR)
@@ -99,6 +113,20 @@ func appendFrame(out, pkt []byte) []byte {
 	}
 	fcs = fcsUpdate(fcs, pkt...)
 	return append(out, byte(fcs>>8), byte(fcs), flagByte)
+}
+
+// plainRun returns the length of p's prefix without flag or escape
+// bytes. bytes.IndexByte is vectorised; a byte-by-byte loop here and in
+// the deframer was a third of the framing path's CPU.
+func plainRun(p []byte) int {
+	n := len(p)
+	if i := bytes.IndexByte(p, flagByte); i >= 0 {
+		n = i
+	}
+	if i := bytes.IndexByte(p[:n], escapeByte); i >= 0 {
+		n = i
+	}
+	return n
 }
 
 // DeframerStats counts what a Deframer saw; each error kind is separate so
@@ -128,12 +156,12 @@ const (
 )
 
 // Deframer turns a serial byte stream back into packets. It keeps its
-// state across Write calls, so how the stream is split does not matter,
+// state across Write (and Feed) calls, so how the stream is split does not matter,
 // and after any error it hunts for the next flag, which is how it
 // resynchronises after line noise or a peer starting mid-frame. The end
 // flag of one frame may also serve as the start flag of the next.
 //
-// Write must not be called concurrently; Stats may be called from any
+// Write and Feed must not be called concurrently; Stats may be called from any
 // goroutine.
 type Deframer struct {
 	maxLen int
@@ -152,7 +180,7 @@ type Deframer struct {
 // carry baseline packets) and one above 251 is capped by the length byte.
 func NewDeframer(mtu int) *Deframer {
 	mtu = max(mtu, binding.BaselineMTU)
-	mtu = min(mtu, maxFrameMTU)
+	mtu = min(mtu, MaxMTU)
 	return &Deframer{maxLen: mtu + minPacket, buf: make([]byte, 0, mtu+minPacket)}
 }
 
@@ -160,14 +188,19 @@ func NewDeframer(mtu int) *Deframer {
 // returned slice is freshly allocated and belongs to the caller.
 func (d *Deframer) Write(p []byte) [][]byte {
 	var out [][]byte
+	d.Feed(p, func(pkt []byte) { out = append(out, pkt) })
+	return out
+}
+
+// Feed consumes p and calls emit for each packet it completes, in order,
+// without collecting them first. Each packet is freshly allocated and
+// belongs to emit.
+func (d *Deframer) Feed(p []byte, emit func(pkt []byte)) {
 	for i := 0; i < len(p); {
 		if d.state == stData {
 			// Fast path: copy the run of unescaped packet bytes in one go.
-			j, end := i, min(len(p), i+d.want-len(d.buf))
-			for j < end && p[j] != flagByte && p[j] != escapeByte {
-				j++
-			}
-			if j > i {
+			end := min(len(p), i+d.want-len(d.buf))
+			if j := i + plainRun(p[i:end]); j > i {
 				d.buf = append(d.buf, p[i:j]...)
 				d.fcs = fcsUpdate(d.fcs, p[i:j]...)
 				if len(d.buf) == d.want {
@@ -178,11 +211,10 @@ func (d *Deframer) Write(p []byte) [][]byte {
 			}
 		}
 		if pkt := d.push(p[i]); pkt != nil {
-			out = append(out, pkt)
+			emit(pkt)
 		}
 		i++
 	}
-	return out
 }
 
 func (d *Deframer) push(c byte) []byte {
@@ -203,8 +235,12 @@ func (d *Deframer) push(c byte) []byte {
 			d.state = stHunt
 		}
 	case stLen:
+		// The byte count is sent raw, like the FCS, and read by
+		// position, as Linux does: a 126-byte packet (possible above
+		// the baseline MTU) has the count 7E. Where 126 is over the
+		// limit, a 7E here still restarts the hunt at that flag.
 		n := int(c)
-		if c == flagByte || n < minPacket || n > d.maxLen {
+		if n < minPacket || n > d.maxLen {
 			d.badLength.Add(1)
 			d.resync(c)
 			return nil

@@ -88,7 +88,7 @@ func TestFCSMatchesBitwise(t *testing.T) {
 		}, 0x1234},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for n := 0; n <= 70; n++ {
+			for n := 0; n <= 300; n++ {
 				p := make([]byte, n)
 				tc.fill(p)
 				want := refFCS(tc.start, p)
@@ -117,14 +117,25 @@ func TestEncodeMatchesBytewise(t *testing.T) {
 		{"no specials", func() byte { return 0x41 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			for n := minPacket; n <= 68; n++ {
+			// Every length the byte count allows, the baseline's 68 and
+			// the largest MTU's 255 included, encodes as the bytewise
+			// reference does and decodes back byte-exact.
+			d := NewDeframer(MaxMTU)
+			for n := minPacket; n <= maxPacket; n++ {
 				pkt := make([]byte, n)
 				for i := range pkt {
 					pkt[i] = tc.pick()
 				}
-				if got, want := Encode(pkt), refEncode(pkt); !bytes.Equal(got, want) {
+				got, want := Encode(pkt), refEncode(pkt)
+				if !bytes.Equal(got, want) {
 					t.Fatalf("Encode(% x)\n = % x\nwant % x", pkt, got, want)
 				}
+				if back := d.Write(got); len(back) != 1 || !bytes.Equal(back[0], pkt) {
+					t.Fatalf("%d bytes: decoded % x, want [% x]", n, back, pkt)
+				}
+			}
+			if s := d.Stats(); s != (DeframerStats{Frames: maxPacket - minPacket + 1}) {
+				t.Errorf("stats = %+v", s)
 			}
 		})
 	}
@@ -220,12 +231,29 @@ func TestDeframerErrors(t *testing.T) {
 }
 
 func TestDeframerMTU(t *testing.T) {
-	pkt := make([]byte, 104)
-	if got := NewDeframer(100).Write(Encode(pkt)); len(got) != 1 {
-		t.Fatalf("MTU 100: %d packets, want 1", len(got))
+	tests := []struct {
+		mtu, pkt int
+		ok       bool
+	}{
+		{100, 104, true},
+		{100, 105, false},
+		{binding.BaselineMTU, 104, false},
+		{binding.BaselineMTU, 68, true},
+		{MaxMTU, 255, true},
+		{MaxMTU, 126, true},               // its byte count is 7E, read by position
+		{binding.BaselineMTU, 126, false}, // here a 7E count is a flag
+		{MaxMTU, 125, true},               // count 7D, raw as well
+		{MaxMTU + 100, 255, true},         // capped by the length byte
+		{0, 68, true},                     // raised to the baseline
+		{0, 69, false},
 	}
-	if got := NewDeframer(binding.BaselineMTU).Write(Encode(pkt)); len(got) != 0 {
-		t.Fatalf("baseline MTU accepted a 104-byte packet")
+	for _, tc := range tests {
+		pkt := make([]byte, tc.pkt)
+		pkt[0] = 1
+		got := NewDeframer(tc.mtu).Write(Encode(pkt))
+		if ok := len(got) == 1 && bytes.Equal(got[0], pkt); ok != tc.ok {
+			t.Errorf("MTU %d, %d-byte packet: got %d packets, want accepted=%v", tc.mtu, tc.pkt, len(got), tc.ok)
+		}
 	}
 }
 
@@ -286,6 +314,15 @@ func FuzzDeframer(f *testing.F) {
 		}
 		if !equalPackets(pkts, byByte) || d.Stats() != whole.Stats() {
 			t.Fatalf("byte-at-a-time differs: % x vs % x", byByte, pkts)
+		}
+		for _, p := range NewDeframer(MaxMTU).Write(in) {
+			if len(p) < minPacket || len(p) > maxPacket {
+				t.Fatalf("packet length %d out of range at MaxMTU", len(p))
+			}
+			again := NewDeframer(MaxMTU).Write(Encode(p))
+			if len(again) != 1 || !bytes.Equal(again[0], p) {
+				t.Fatalf("re-encode at MaxMTU of % x gave % x", p, again)
+			}
 		}
 		for _, p := range pkts {
 			if len(p) < minPacket || len(p) > binding.BaselineMTU+minPacket {

@@ -80,13 +80,18 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 		fs := flag.NewFlagSet("serial", flag.ContinueOnError)
 		fs.SetOutput(io.Discard)
 		baud := fs.Int("baud", serial.DefaultBaud, "line rate")
+		mtu := fs.Int("mtu", binding.BaselineMTU, "payload bytes per packet sent")
 		if len(params) == 0 || strings.HasPrefix(params[0], "-") {
-			return nil, cli.Usage("binding serial needs a DEVICE: serial DEVICE [-baud N]")
+			return nil, cli.Usage("binding serial needs a DEVICE: serial DEVICE [-baud N] [-mtu N]")
 		}
 		if err := fs.Parse(params[1:]); err != nil || fs.NArg() > 0 || *baud <= 0 {
-			return nil, cli.Usage("binding serial: want serial DEVICE [-baud N] (got %q)", params)
+			return nil, cli.Usage("binding serial: want serial DEVICE [-baud N] [-mtu N] (got %q)", params)
 		}
-		return serial.New(params[0], *baud, log), nil
+		b, err := serial.NewMTU(params[0], *baud, *mtu, log)
+		if err != nil {
+			return nil, cli.Usage("binding serial: -mtu %d: want %d (the baseline, the default) to %d; both ends of the line need the same -mtu", *mtu, binding.BaselineMTU, serial.MaxMTU)
+		}
+		return b, nil
 	case "i2c":
 		// i2c BUS ADDR [OWN]: ADDR is the peer's 7-bit address, OWN ours
 		// (default 0x10), which DSP0237 puts in every block write.
@@ -117,7 +122,7 @@ func openBinding(name string, params []string, log *slog.Logger) (binding.Bindin
 		}
 		return b, nil
 	case "":
-		return nil, cli.Usage("no binding given (null, serial DEVICE [-baud N], i2c BUS ADDR [OWN])")
+		return nil, cli.Usage("no binding given (null, serial DEVICE [-baud N] [-mtu N], i2c BUS ADDR [OWN])")
 	default:
 		return nil, cli.Usage("unknown binding %q (null, serial, i2c)", name)
 	}
@@ -296,7 +301,12 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 const usage = `usage: mctpd [flags] BINDING [PARAMS] [+ BINDING [PARAMS]]...
 bindings:
   null                         local loopback only
-  serial DEVICE [-baud N]      DSP0253 over a tty; named serial:DEVICE
+  serial DEVICE [-baud N] [-mtu N]
+                               DSP0253 over a tty; named serial:DEVICE. -mtu: payload
+                               bytes per packet sent, 64 (baseline, libmctp and Linux
+                               compatible; the default) to 251. Set the same -mtu on
+                               both ends: a peer at 64 cannot take bigger packets. The
+                               receiver accepts packets up to 251 whatever -mtu says.
   i2c BUS ADDR [OWN]           DSP0237 SMBus to peer ADDR; named i2c:I2C1:0x1d for bus 1
 Several bindings, separated by a lone '+', make mctpd a bridge: a packet for
 another endpoint is forwarded unchanged on the binding a -route names (with
