@@ -261,17 +261,28 @@ func checkReg(reg uint8) error {
 	return nil
 }
 
+// begin locks the PHY for one access and brings the model up to the
+// clock; it returns with the lock held unless the PHY is closed.
+func (p *PHY) begin() (time.Time, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return time.Time{}, errClosed
+	}
+	now := p.clock()
+	p.advance(now)
+	return now, nil
+}
+
 // Read implements mdio.PHY.
 func (p *PHY) Read(reg uint8) (uint16, error) {
 	if err := checkReg(reg); err != nil {
 		return 0, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return 0, errClosed
+	if _, err := p.begin(); err != nil {
+		return 0, err
 	}
-	p.advance(p.clock())
+	defer p.mu.Unlock()
 	m := &p.cfg.Model
 	if m.Paged && reg == mdio.PageSel {
 		return uint16(p.page), nil
@@ -378,13 +389,11 @@ func (p *PHY) Write(reg uint8, v uint16) error {
 	if err := checkReg(reg); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return errClosed
+	now, err := p.begin()
+	if err != nil {
+		return err
 	}
-	now := p.clock()
-	p.advance(now)
+	defer p.mu.Unlock()
 	m := &p.cfg.Model
 	if m.Paged && reg == mdio.PageSel {
 		p.page = uint8(v)
@@ -447,12 +456,10 @@ func (p *PHY) ReadC45(devad uint8, reg uint16) (uint16, error) {
 	if err := checkDevad(devad); err != nil {
 		return 0, err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return 0, errClosed
+	if _, err := p.begin(); err != nil {
+		return 0, err
 	}
-	p.advance(p.clock())
+	defer p.mu.Unlock()
 	regs, ok := p.mmds[devad]
 	if !ok {
 		return 0xffff, fmt.Errorf("sim: MMD %d not present: %w", devad, mdio.ErrNoResponse)
@@ -484,12 +491,10 @@ func (p *PHY) WriteC45(devad uint8, reg uint16, v uint16) error {
 	if err := checkDevad(devad); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return errClosed
+	if _, err := p.begin(); err != nil {
+		return err
 	}
-	p.advance(p.clock())
+	defer p.mu.Unlock()
 	regs, ok := p.mmds[devad]
 	if !ok || reg == 2 || reg == 3 || mmdLive(devad, reg) || (devad == 7 && reg == 61) {
 		return nil
