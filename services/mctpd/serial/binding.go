@@ -38,6 +38,12 @@ const (
 	// writes: a 64 KiB message at the baseline MTU frames to about
 	// 77 KiB; a bigger batch gets a buffer of its own.
 	maxKeptEncode = 128 << 10
+	// directMinLength is the smallest batch written directly: a lone
+	// frame or two go to the writer, which coalesces the frames queued
+	// behind each other into one write. Written directly, pipelined
+	// 64-byte messages cost a write(2) each and ran at two thirds of
+	// the rate end to end (mctpbench, 66k against 97k-101k msgs/s).
+	directMinLength = 256
 )
 
 var (
@@ -226,7 +232,8 @@ func (b *Binding) enqueue(item txItem) error {
 // SendBatch implements binding.BatchSender: every packet is checked,
 // then all are framed into one buffer and sent together, or none is.
 //
-// When nothing is queued or being written, the frames are written here,
+// When nothing is queued or being written and the batch is more than a
+// frame or two (directMinLength), the frames are written here,
 // in one non-blocking write, and only what the device did not take is
 // queued for the writer: the hand-off to the writer goroutine (a channel
 // operation and a wake-up per message) was the largest cost left on the
@@ -259,7 +266,7 @@ func (b *Binding) SendBatch(pkts [][]byte) error {
 		b.txLinkDown.Add(uint64(frames))
 		return ErrLinkDown
 	}
-	if b.queued.Load() != 0 || b.queueOnly {
+	if b.queued.Load() != 0 || b.queueOnly || size < directMinLength {
 		buf := make([]byte, 0, size)
 		for _, pkt := range pkts {
 			buf = appendFrame(buf, pkt)

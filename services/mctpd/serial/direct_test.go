@@ -11,15 +11,15 @@ import (
 	"time"
 )
 
-// numbered returns message m of sender s: three packets at the baseline
+// numbered returns message m of sender s: four packets at the baseline
 // MTU carrying s, m and the packet's index, with flag and escape bytes
-// in them.
+// in them; together long enough for the direct path.
 func numbered(s, m int) [][]byte {
 	var pkts [][]byte
-	for i := range 3 {
+	for i := range 4 {
 		p := []byte{1, 9, 8, byte(s), 0x7e, 0x7d, byte(i)}
 		p = binary.BigEndian.AppendUint32(p, uint32(m))
-		pkts = append(pkts, append(p, bytes.Repeat([]byte{byte(m)}, 40)...))
+		pkts = append(pkts, append(p, bytes.Repeat([]byte{byte(m)}, 57)...))
 	}
 	return pkts
 }
@@ -55,17 +55,17 @@ func TestDirectWriteOrdering(t *testing.T) {
 			}
 		}()
 	}
-	next := make([]int, senders) // next packet expected from each sender, as m*3+i
+	next := make([]int, senders) // next packet expected from each sender, as m*4+i
 	deadline := time.After(10 * time.Second)
-	for n := 0; n < senders*msgs*3; n++ {
+	for n := 0; n < senders*msgs*4; n++ {
 		select {
 		case p := <-rx.rx:
 			s := int(p[3])
-			if s >= senders || len(p) != 51 {
+			if s >= senders || len(p) != 68 {
 				t.Fatalf("unexpected packet % x", p)
 			}
 			m, i := int(binary.BigEndian.Uint32(p[7:])), int(p[6])
-			if m*3+i != next[s] {
+			if m*4+i != next[s] {
 				t.Fatalf("sender %d: got message %d packet %d, want packet %d of the stream", s, m, i, next[s])
 			}
 			if want := numbered(s, m)[i]; !bytes.Equal(p, want) {
@@ -73,12 +73,12 @@ func TestDirectWriteOrdering(t *testing.T) {
 			}
 			next[s]++
 		case <-deadline:
-			t.Fatalf("received %d of %d packets", n, senders*msgs*3)
+			t.Fatalf("received %d of %d packets", n, senders*msgs*4)
 		}
 	}
 	wg.Wait()
 	waitFor(t, "all frames written", func() bool { return tx.queued.Load() == 0 })
-	if st := tx.Stats(); st["tx_frames"] != senders*msgs*3 || st["tx_errors"] != 0 {
+	if st := tx.Stats(); st["tx_frames"] != senders*msgs*4 || st["tx_errors"] != 0 {
 		t.Errorf("tx stats %v", st)
 	}
 	if st := rx.Stats(); st["rx_bad_fcs"]+st["rx_garbage_bytes"]+st["rx_truncated"]+st["rx_overrun"] != 0 {
@@ -115,7 +115,7 @@ func TestDirectWritePartial(t *testing.T) {
 		sent = append(sent, pkts...)
 		// A direct write that took everything counts its frames at
 		// once; a remainder is queued for the writer.
-		if tx.queued.Load() != 0 && tx.Stats()["tx_bytes"]-before < uint64(len(pkts))*66 {
+		if tx.queued.Load() != 0 && tx.Stats()["tx_bytes"]-before < uint64(len(pkts))*70 {
 			partial = true
 		}
 	}
@@ -149,7 +149,7 @@ func TestDirectWriteError(t *testing.T) {
 	defer f.Close()
 	pair.stop() // closes the pty's master: writes to our end fail
 	pkts := numbered(0, 1)
-	for i := range 3 {
+	for i := range 4 {
 		err := b.SendBatch(pkts)
 		if err == nil || errors.Is(err, ErrQueueFull) {
 			t.Fatalf("send %d to a hung-up tty: %v, want a write error", i, err)
@@ -158,7 +158,27 @@ func TestDirectWriteError(t *testing.T) {
 			t.Fatalf("send %d: %d frames queued after a failed write", i, b.queued.Load())
 		}
 	}
-	if st := b.Stats(); st["tx_errors"] != 9 || st["tx_frames"] != 0 {
-		t.Errorf("stats %v: want 9 tx_errors", st)
+	if st := b.Stats(); st["tx_errors"] != 16 || st["tx_frames"] != 0 {
+		t.Errorf("stats %v: want 16 tx_errors", st)
+	}
+}
+
+// TestSmallBatchQueued checks that a lone small frame is not written
+// directly, so that pipelined small messages still share writes.
+func TestSmallBatchQueued(t *testing.T) {
+	pair := newPtyPair(t)
+	b := New(pair.a, 0, slog.New(slog.DiscardHandler))
+	f := openPort(t, b)
+	defer f.Close()
+	if err := b.Send([]byte{1, 9, 8, 0xc0, 0x7e}); err != nil {
+		t.Fatal(err)
+	}
+	if b.queued.Load() != 1 || b.Stats()["tx_bytes"] != 0 {
+		t.Fatalf("a lone frame: %d queued, stats %v; want it queued for the writer", b.queued.Load(), b.Stats())
+	}
+	// Check that numbered's messages take the direct path.
+	b.queued.Store(0)
+	if err := b.SendBatch(numbered(0, 0)); err != nil || b.queued.Load() != 0 || b.Stats()["tx_frames"] != 4 {
+		t.Fatalf("four baseline packets: %v, %d queued, stats %v; want them written directly", err, b.queued.Load(), b.Stats())
 	}
 }
