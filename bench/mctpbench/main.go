@@ -15,7 +15,7 @@
 //
 // Usage:
 //
-//	go run ./bench/mctpbench [-rounds 3] [-duration 1s] [-quick] [-strict]
+//	go run ./bench/mctpbench [-rounds 3] [-duration 1s] [-quick] [-strict] [-only framing]
 //
 // Measurements run in interleaved rounds so that the noise of a shared
 // machine falls on the daemon and its baseline alike; read the ratios,
@@ -52,6 +52,7 @@ func main() {
 	fs.DurationVar(&cfg.duration, "duration", cfg.duration, "time per measurement per round")
 	quick := fs.Bool("quick", false, "one short round (a smoke test; the figures mean little)")
 	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 1 when a target is missed")
+	only := fs.String("only", "", "measure only these rows: `framing` (the framing-only rows and their raw baselines; no daemons)")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the benchmark's clients to `FILE`")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
@@ -61,6 +62,14 @@ func main() {
 	}
 	if *quick {
 		cfg = quickConfig(cfg.strict)
+	}
+	switch *only {
+	case "":
+	case "framing":
+		cfg.framingOnly = true
+	default:
+		fmt.Fprintf(os.Stderr, "mctpbench: -only %q: want framing\n", *only)
+		os.Exit(2)
 	}
 	if cfg.rounds < 1 || cfg.duration <= 0 {
 		fmt.Fprintln(os.Stderr, "mctpbench: -rounds must be at least 1 and -duration positive")
@@ -75,7 +84,11 @@ func main() {
 		pprof.StartCPUProfile(f)
 		defer f.Close()
 	}
-	rep, err := run(context.Background(), cfg, os.Stderr)
+	runner := run
+	if cfg.framingOnly {
+		runner = runFraming
+	}
+	rep, err := runner(context.Background(), cfg, os.Stderr)
 	pprof.StopCPUProfile()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mctpbench:", err)
@@ -98,6 +111,8 @@ type config struct {
 	// stall ends a measurement that makes no progress for this long.
 	stall  time.Duration
 	strict bool
+	// framingOnly measures the framing-only rows alone (-only framing).
+	framingOnly bool
 }
 
 func defaultConfig() config {
@@ -182,10 +197,12 @@ type report struct {
 	demux     map[demuxKey]*demuxResult
 	serial    map[serialKey]*serialResult
 	// framing is the framing-only rows by MTU, 4 KiB messages.
-	framing    map[int]*serialResult
-	rss        []rssRow
-	drops      []string
-	targetRows []targetRow
+	framing map[int]*serialResult
+	// framingOnly marks a run of the framing rows alone (-only framing).
+	framingOnly bool
+	rss         []rssRow
+	drops       []string
+	targetRows  []targetRow
 }
 
 type targetRow struct {
@@ -285,17 +302,8 @@ func setup(progress io.Writer) (*env, error) {
 
 	// Serial: two daemons on a pty pair per MTU; the framing-only
 	// bindings on a pair per MTU; raw bytes on another.
-	socat := func(name string) (string, string, error) {
-		a, b := filepath.Join(dir, name+"-A"), filepath.Join(dir, name+"-B")
-		p, err := startSocat(dir, "socat-"+name, a, b)
-		if err != nil {
-			return "", "", err
-		}
-		e.procs = append(e.procs, p)
-		return a, b, nil
-	}
 	for _, mtu := range serialMTUs {
-		a, b, err := socat(fmt.Sprintf("serial-%d", mtu))
+		a, b, err := e.socat(fmt.Sprintf("serial-%d", mtu))
 		if err != nil {
 			return nil, err
 		}
@@ -308,21 +316,8 @@ func setup(progress io.Writer) (*env, error) {
 		if e.s9[mtu], err = mctpd("mctpd-serial-9-mtu"+m, farEID, e.keaS9[mtu], tag+"-s9-"+m, "serial", b, "-mtu", m); err != nil {
 			return nil, err
 		}
-		if a, b, err = socat(fmt.Sprintf("framing-%d", mtu)); err != nil {
-			return nil, err
-		}
-		if e.framing[mtu], err = startFraming(a, b, mtu); err != nil {
-			return nil, err
-		}
 	}
-	c, d, err := socat("raw")
-	if err != nil {
-		return nil, err
-	}
-	if e.rawW, err = ptyPort(c); err != nil {
-		return nil, err
-	}
-	if e.rawR, err = ptyPort(d); err != nil {
+	if err := e.startFramingRows(); err != nil {
 		return nil, err
 	}
 
@@ -366,6 +361,41 @@ func setup(progress io.Writer) (*env, error) {
 	}
 	ok = true
 	return e, nil
+}
+
+// socat starts a socat pty pair for name and returns the paths of its
+// two ends.
+func (e *env) socat(name string) (string, string, error) {
+	a, b := filepath.Join(e.dir, name+"-A"), filepath.Join(e.dir, name+"-B")
+	p, err := startSocat(e.dir, "socat-"+name, a, b)
+	if err != nil {
+		return "", "", err
+	}
+	e.procs = append(e.procs, p)
+	return a, b, nil
+}
+
+// startFramingRows starts the framing-only bindings, a pty pair per MTU,
+// and the raw pair every serial row is compared with.
+func (e *env) startFramingRows() error {
+	for _, mtu := range serialMTUs {
+		a, b, err := e.socat(fmt.Sprintf("framing-%d", mtu))
+		if err != nil {
+			return err
+		}
+		if e.framing[mtu], err = startFraming(a, b, mtu); err != nil {
+			return err
+		}
+	}
+	c, d, err := e.socat("raw")
+	if err != nil {
+		return err
+	}
+	if e.rawW, err = ptyPort(c); err != nil {
+		return err
+	}
+	e.rawR, err = ptyPort(d)
+	return err
 }
 
 // warm serves a few requests of each size on the lane, retrying while
@@ -595,23 +625,8 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 					round+1, size, mtu, s.rate(), s.mbps(), raw.mbps(), s.lost)
 			}
 		}
-		for _, mtu := range serialMTUs {
-			f, err := e.framing[mtu].measure(cfg.duration, cfg.stall)
-			if err != nil {
-				return nil, err
-			}
-			raw, err := rawPty(e.rawW, e.rawR, f.bytes, framingMessage, cfg.stall)
-			if err != nil {
-				return nil, err
-			}
-			r := rep.framing[mtu]
-			if r == nil {
-				r = &serialResult{}
-				rep.framing[mtu] = r
-			}
-			r.add(f, raw)
-			fmt.Fprintf(progress, "  round %d framing only 4 KiB MTU %3d: %6.2f MB/s; raw %6.2f MB/s\n",
-				round+1, mtu, f.mbps(), raw.mbps())
+		if err := e.framingRound(rep, cfg, round, progress); err != nil {
+			return nil, err
 		}
 	}
 	if err := readRSS(true); err != nil {
@@ -634,6 +649,70 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 	return rep, nil
 }
 
+// framingRound measures each framing-only row once, each right before
+// its raw baseline.
+func (e *env) framingRound(rep *report, cfg config, round int, progress io.Writer) error {
+	for _, mtu := range serialMTUs {
+		f, err := e.framing[mtu].measure(cfg.duration, cfg.stall)
+		if err != nil {
+			return err
+		}
+		raw, err := rawPty(e.rawW, e.rawR, f.bytes, framingMessage, cfg.stall)
+		if err != nil {
+			return err
+		}
+		r := rep.framing[mtu]
+		if r == nil {
+			r = &serialResult{}
+			rep.framing[mtu] = r
+		}
+		r.add(f, raw)
+		fmt.Fprintf(progress, "  round %d framing only 4 KiB MTU %3d: %6.2f MB/s; raw %6.2f MB/s\n",
+			round+1, mtu, f.mbps(), raw.mbps())
+	}
+	return nil
+}
+
+// runFraming measures only the framing-only rows and their raw
+// baselines (-only framing): no daemons are built or started, so a run
+// takes seconds, for trying changes to the serial binding.
+func runFraming(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
+	rep := &report{cfg: cfg, goVersion: runtime.Version(), cpus: runtime.NumCPU(), loadStart: loadAvg(),
+		framing: map[int]*serialResult{}, framingOnly: true}
+	dir, err := os.MkdirTemp("", "mctpbench")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir, framing: map[int]*framingPair{}}
+	defer e.close()
+	if err := e.startFramingRows(); err != nil {
+		return nil, err
+	}
+	for _, mtu := range serialMTUs {
+		if err := e.framing[mtu].warm(cfg.stall); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "mctpbench: framing rows only, %s, %d CPUs, %d rounds of %v per measurement, load %s\n",
+		rep.goVersion, rep.cpus, cfg.rounds, cfg.duration, rep.loadStart)
+	for round := range cfg.rounds {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := e.framingRound(rep, cfg, round, progress); err != nil {
+			return nil, err
+		}
+	}
+	for _, p := range e.procs {
+		if p.exited() {
+			return nil, fmt.Errorf("%s exited during the run\n%s", p.name, p.logTail())
+		}
+	}
+	rep.loadEnd = loadAvg()
+	rep.targetRows = []targetRow{rep.framingTarget()}
+	return rep, nil
+}
+
 // judge fills in the targets.
 func (r *report) judge() {
 	r.targetRows = nil
@@ -643,25 +722,7 @@ func (r *report) judge() {
 		measured: fmt.Sprintf("%.0f msgs/s", d.pipe.rate()),
 		pass:     d.pipe.rate() >= targetDemux64,
 	})
-	// The target names framing overhead, so it judges the framing-only
-	// row at the largest MTU; the end-to-end ratios are printed beside
-	// it, so that nobody reads the PASS as the daemons' figure.
-	f := r.framing[targetMTU]
-	oh := f.overhead()
-	var e2e []string
-	lost := 0
-	for _, mtu := range serialMTUs {
-		s := r.serial[serialKey{4096, mtu}]
-		e2e = append(e2e, fmt.Sprintf("%.2f at MTU %d", 1-s.overhead(), mtu))
-		lost += s.serial.lost
-	}
-	r.targetRows = append(r.targetRows, targetRow{
-		name: fmt.Sprintf("serial framing overhead, 4 KiB, <= %.0f %%, none lost: judged on the framing-only row at MTU %d (serial.Binding over a pty, no daemons)",
-			100*targetOverhead, targetMTU),
-		measured: fmt.Sprintf("%.1f %% (framing/raw %.2f); end to end through two mctpd, serial/raw %s (lost %d)",
-			100*oh, 1-oh, strings.Join(e2e, ", "), lost),
-		pass: oh <= targetOverhead && lost == 0,
-	})
+	r.targetRows = append(r.targetRows, r.framingTarget())
 	worst := 0
 	for _, row := range r.rss {
 		worst = max(worst, row.idle)
@@ -671,6 +732,34 @@ func (r *report) judge() {
 		measured: fmt.Sprintf("%.1f MiB (largest)", mib(worst)),
 		pass:     worst <= targetRSSKiB,
 	})
+}
+
+// framingTarget judges the serial target. The target names framing
+// overhead, so it judges the framing-only row at the largest MTU; the
+// end-to-end ratios, when measured, are printed beside it, so that nobody
+// reads the PASS as the daemons' figure.
+func (r *report) framingTarget() targetRow {
+	f := r.framing[targetMTU]
+	oh := f.overhead()
+	name := fmt.Sprintf("serial framing overhead, 4 KiB, <= %.0f %%, none lost: judged on the framing-only row at MTU %d (serial.Binding over a pty, no daemons)",
+		100*targetOverhead, targetMTU)
+	measured := fmt.Sprintf("%.1f %% (framing/raw %.2f)", 100*oh, 1-oh)
+	if r.framingOnly {
+		return targetRow{name: name, measured: measured + "; end to end not measured (-only framing)", pass: oh <= targetOverhead}
+	}
+	var e2e []string
+	lost := 0
+	for _, mtu := range serialMTUs {
+		s := r.serial[serialKey{4096, mtu}]
+		e2e = append(e2e, fmt.Sprintf("%.2f at MTU %d", 1-s.overhead(), mtu))
+		lost += s.serial.lost
+	}
+	return targetRow{
+		name: name,
+		measured: fmt.Sprintf("%s; end to end through two mctpd, serial/raw %s (lost %d)",
+			measured, strings.Join(e2e, ", "), lost),
+		pass: oh <= targetOverhead && lost == 0,
+	}
 }
 
 // add merges one round: the measurement and its raw baseline.
@@ -728,6 +817,11 @@ func ratio(a, b float64) string {
 func (r *report) print(w io.Writer) {
 	fmt.Fprintf(w, "mctpbench: %s, %d CPUs, %d round(s) of %v per measurement; load average %s at start, %s at end\n\n",
 		r.goVersion, r.cpus, r.cfg.rounds, r.cfg.duration, r.loadStart, r.loadEnd)
+	if r.framingOnly {
+		r.printFraming(w)
+		r.printTargets(w)
+		return
+	}
 
 	fmt.Fprintf(w, "Demux loopback: mctpd (null binding, EID %d) against the floor (bare seqpacket echo)\n\n", localEID)
 	fmt.Fprintln(w, "| message | clients | server | pipelined msgs/s | MB/s | per round | ping-pong/s | p50 µs | p99 µs |")
@@ -769,12 +863,7 @@ func (r *report) print(w io.Writer) {
 				1-s.overhead(), span(s.ratios, ratios), 100*s.overhead(), s.serial.lost)
 		}
 	}
-	for _, mtu := range serialMTUs {
-		f := r.framing[mtu]
-		fmt.Fprintf(w, "| framing only | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %s | %.1f %% | 0 |\n",
-			sizeName(framingMessage), mtu, framingWindow(mtu), f.serial.rate(), f.serial.mbps(), f.raw.mbps(),
-			1-f.overhead(), span(f.ratios, ratios), 100*f.overhead())
-	}
+	r.printFramingRows(w)
 
 	fmt.Fprintf(w, "\nmctpd resident memory (VmRSS), after %v idle\n\n", r.cfg.idle)
 	fmt.Fprintln(w, "| mctpd | after a few requests | after the benchmark |")
@@ -788,6 +877,30 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nDrops and errors (stats-get): %s\n", strings.Join(r.drops, ", "))
 	}
 
+	r.printTargets(w)
+}
+
+// printFraming writes the framing-only rows alone, with their header.
+func (r *report) printFraming(w io.Writer) {
+	fmt.Fprintln(w, "Framing only: serial.Binding to serial.Binding in one process over a socat pty pair, 4 KiB of payload per message in packets of MTU bytes,")
+	fmt.Fprintln(w, "against raw bytes over another pair (same payload bytes, message-sized writes, 4 KiB reads)")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| row | message | MTU | window | msgs/s | payload MB/s | raw MB/s | serial/raw | per round | overhead | lost |")
+	fmt.Fprintln(w, "|---|---|---:|---:|---:|---:|---:|---:|---|---:|---:|")
+	r.printFramingRows(w)
+}
+
+func (r *report) printFramingRows(w io.Writer) {
+	ratios := func(v float64) string { return fmt.Sprintf("%.2f", v) }
+	for _, mtu := range serialMTUs {
+		f := r.framing[mtu]
+		fmt.Fprintf(w, "| framing only | %s | %d | %d | %.0f | %.2f | %.2f | %.2f | %s | %.1f %% | 0 |\n",
+			sizeName(framingMessage), mtu, framingWindow(mtu), f.serial.rate(), f.serial.mbps(), f.raw.mbps(),
+			1-f.overhead(), span(f.ratios, ratios), 100*f.overhead())
+	}
+}
+
+func (r *report) printTargets(w io.Writer) {
 	fmt.Fprintln(w, "\n| target | measured | result |")
 	fmt.Fprintln(w, "|---|---|---|")
 	for _, t := range r.targetRows {

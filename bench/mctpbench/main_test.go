@@ -99,6 +99,48 @@ func TestQuick(t *testing.T) {
 	}
 }
 
+// TestQuickFramingOnly runs -only framing in its short mode: the
+// framing rows alone, each against its raw baseline, and one target.
+func TestQuickFramingOnly(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Skip("socat not installed")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cfg := quickConfig(false)
+	cfg.framingOnly = true
+	var progress bytes.Buffer
+	rep, err := runFraming(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatalf("runFraming: %v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.demux) != 0 || len(rep.serial) != 0 || len(rep.rss) != 0 {
+		t.Errorf("framing-only run measured more: demux %d, serial %d, rss %d", len(rep.demux), len(rep.serial), len(rep.rss))
+	}
+	for _, mtu := range serialMTUs {
+		f := rep.framing[mtu]
+		if f == nil || f.serial.msgs == 0 || f.serial.bytes != int64(f.serial.msgs)*framingMessage || f.raw.bytes != f.serial.bytes {
+			t.Errorf("framing MTU %d: %+v", mtu, f)
+		}
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	text := out.String()
+	for _, want := range []string{"| framing only | 4 KiB | 64 |", "| framing only | 4 KiB | 251 |", "end to end not measured"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+	for _, unwanted := range []string{"Demux loopback", "resident memory", "| end to end |"} {
+		if strings.Contains(text, unwanted) {
+			t.Errorf("report has %q:\n%s", unwanted, text)
+		}
+	}
+	if got := len(regexp.MustCompile(`(?m)\| (PASS|FAIL) \|$`).FindAllString(text, -1)); got != 1 {
+		t.Errorf("%d judged targets, want 1:\n%s", got, text)
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
 		var out []time.Duration

@@ -1,7 +1,9 @@
 package serial
 
 import (
+	"context"
 	"io"
+	"log/slog"
 	"os"
 	"testing"
 
@@ -130,4 +132,56 @@ func BenchmarkFCS(b *testing.B) {
 		sink ^= FCS(p)
 	}
 	_ = sink
+}
+
+// BenchmarkPtyBindingMessage sends one 4 KiB message at a time (17
+// packets at the largest MTU) from one Binding to another over a pty
+// pair and waits for its last packet: the latency of an idle line. The
+// direct case writes in SendBatch's caller; queued is the baseline, every
+// message handed to the writer goroutine.
+func BenchmarkPtyBindingMessage(b *testing.B) {
+	for _, c := range []struct {
+		name      string
+		queueOnly bool
+	}{{"direct", false}, {"queued", true}} {
+		b.Run(c.name, func(b *testing.B) {
+			p := newPtyPair(b)
+			log := slog.New(slog.DiscardHandler)
+			tx, err := NewMTU(p.a, 0, MaxMTU, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			rx, err := NewMTU(p.b, 0, MaxMTU, log)
+			if err != nil {
+				b.Fatal(err)
+			}
+			tx.queueOnly = c.queueOnly
+			var pkts [][]byte
+			for off := 0; off < 4096; off += MaxMTU {
+				pkts = append(pkts, append([]byte{1, 9, 8, 0}, make([]byte, min(MaxMTU, 4096-off))...))
+			}
+			pkts[len(pkts)-1][3] = 0x40
+			eom := make(chan struct{}, 1)
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{}, 2)
+			go func() { tx.Run(ctx, func([]byte) {}); done <- struct{}{} }()
+			go func() {
+				rx.Run(ctx, func(pkt []byte) {
+					if pkt[3]&0x40 != 0 {
+						eom <- struct{}{}
+					}
+				})
+				done <- struct{}{}
+			}()
+			b.Cleanup(func() { cancel(); <-done; <-done })
+			waitFor(b, "both ends open", func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
+			b.SetBytes(4096)
+			for b.Loop() {
+				if err := tx.SendBatch(pkts); err != nil {
+					b.Fatal(err)
+				}
+				<-eom
+			}
+		})
+	}
 }

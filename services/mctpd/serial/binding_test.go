@@ -79,9 +79,15 @@ type runningBinding struct {
 
 func startBinding(t *testing.T, ctx context.Context, dev string) *runningBinding {
 	t.Helper()
+	return startBindingBuffered(t, ctx, dev, 64)
+}
+
+// startBindingBuffered is startBinding with room for n received packets.
+func startBindingBuffered(t *testing.T, ctx context.Context, dev string, n int) *runningBinding {
+	t.Helper()
 	b := New(dev, 115200, slog.New(slog.DiscardHandler))
 	b.minRetry, b.maxRetry = 5*time.Millisecond, 50*time.Millisecond
-	rb := &runningBinding{Binding: b, rx: make(chan []byte, 64), done: make(chan error, 1)}
+	rb := &runningBinding{Binding: b, rx: make(chan []byte, n), done: make(chan error, 1)}
 	go func() { rb.done <- b.Run(ctx, func(p []byte) { rb.rx <- p }) }()
 	t.Cleanup(func() {
 		select {
@@ -246,16 +252,14 @@ func TestLargeMTUOverPty(t *testing.T) {
 func TestQueueOverflow(t *testing.T) {
 	pair := newPtyPair(t)
 	b := New(pair.a, 0, slog.New(slog.DiscardHandler))
-	f, err := b.open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openPort(t, b)
 	defer f.Close()
-	// No writer is running, so the queue fills and Send must fail fast.
-	b.port.Store(f)
+	// No writer is running, and a frame counted as being written holds
+	// off direct writes, so the queue fills and Send must fail fast.
+	b.queued.Store(1)
 	var full int
 	start := time.Now()
-	for range sendQueueLen(binding.BaselineMTU) + 10 {
+	for range sendQueueLen(binding.BaselineMTU) + 9 {
 		if err := b.Send(make([]byte, 68)); errors.Is(err, ErrQueueFull) {
 			full++
 		}
@@ -266,6 +270,23 @@ func TestQueueOverflow(t *testing.T) {
 	if time.Since(start) > time.Second {
 		t.Fatalf("Send blocked")
 	}
+}
+
+// openPort opens dev as Run would and makes it the binding's port,
+// without starting Run's reader or writer.
+func openPort(t *testing.T, b *Binding) *os.File {
+	t.Helper()
+	f, err := b.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tt, err := newTTY(f)
+	if err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	b.port.Store(tt)
+	return f
 }
 
 func TestRunUnavailableDevice(t *testing.T) {
@@ -345,23 +366,21 @@ func TestSendBatch(t *testing.T) {
 	if err := b.SendBatch(good); !errors.Is(err, ErrLinkDown) {
 		t.Fatalf("SendBatch before open: %v, want ErrLinkDown", err)
 	}
-	f, err := b.open()
-	if err != nil {
-		t.Fatal(err)
-	}
+	f := openPort(t, b)
 	defer f.Close()
-	// No writer runs yet: the queue only fills.
-	b.port.Store(f)
-	if err := b.SendBatch([][]byte{good[0], make([]byte, MaxMTU+5)}); err == nil || b.queued.Load() != 0 {
+	// No writer runs yet, and one frame counted as being written holds
+	// off direct writes: the queue only fills.
+	b.queued.Store(1)
+	if err := b.SendBatch([][]byte{good[0], make([]byte, MaxMTU+5)}); err == nil || b.queued.Load() != 1 {
 		t.Fatalf("batch with an oversized packet: %v, %d frames queued", err, b.queued.Load())
 	}
-	room := int(b.maxQueued) - 2
+	room := int(b.maxQueued) - 3
 	for range room {
 		if err := b.Send(good[2]); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := b.SendBatch(good); !errors.Is(err, ErrQueueFull) || b.queued.Load() != int64(room) || b.Stats()["tx_queue_full"] != 3 {
+	if err := b.SendBatch(good); !errors.Is(err, ErrQueueFull) || b.queued.Load() != int64(room+1) || b.Stats()["tx_queue_full"] != 3 {
 		t.Fatalf("batch of 3 with room for 2: %v, %d queued, stats %v", err, b.queued.Load(), b.Stats())
 	}
 	if err := b.SendBatch(good[:2]); err != nil || b.queued.Load() != b.maxQueued {

@@ -335,3 +335,38 @@ func FuzzDeframer(f *testing.F) {
 		}
 	})
 }
+
+// TestDeframerPacketsOwned checks that packets handed out from the
+// shared arena are each the receiver's: they do not overlap, their
+// capacity ends with them (appending to one cannot overwrite the next),
+// and later Feeds do not change packets already delivered.
+func TestDeframerPacketsOwned(t *testing.T) {
+	d := NewDeframer(MaxMTU)
+	var stream []byte
+	var want [][]byte
+	for i := range 40 { // more than one arena's worth
+		p := bytes.Repeat([]byte{byte(i), 0x7e}, 60)
+		want = append(want, p)
+		stream = append(stream, Encode(p)...)
+	}
+	var got [][]byte
+	for len(stream) > 0 {
+		n := min(len(stream), 1000)
+		d.Feed(stream[:n], func(p []byte) { got = append(got, p) })
+		stream = stream[n:]
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d packets, want %d", len(got), len(want))
+	}
+	for i, p := range got {
+		if cap(p) != len(p) {
+			t.Fatalf("packet %d: capacity %d beyond its length %d", i, cap(p), len(p))
+		}
+		_ = append(p, 0xff) // must reallocate, not touch packet i+1
+	}
+	for i, p := range got {
+		if !bytes.Equal(p, want[i]) {
+			t.Fatalf("packet %d changed: % x, want % x", i, p, want[i])
+		}
+	}
+}
