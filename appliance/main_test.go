@@ -237,7 +237,7 @@ func linkKind(t *testing.T, ns string) string {
 // reach an sfptpd-style socket, and the agent's Kea commands.
 func TestAgentInNetns(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: TestAgentInNetns needs root to create a network namespace (ip netns add); run the tests as root to cover the netlink agent")
+		testutil.Require(t, "TestAgentInNetns needs root to create a network namespace (ip netns add); run the tests as root to cover the netlink agent")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Fatalf("ip from iproute2 is required (./test.sh installs it with apt): %v", err)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // repoRoot is the checkout flash.sh lives in.
@@ -196,7 +198,7 @@ func loopDevice(t *testing.T, dir string, size int64) string {
 func TestFlashRefusesMountedDevice(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for losetup and mount")
+		testutil.Require(t, "needs root for losetup and mount")
 	}
 	dir := t.TempDir()
 	loop := loopDevice(t, dir, 64<<20)
@@ -228,7 +230,7 @@ func TestFlashRefusesMountedDevice(t *testing.T) {
 func TestFlashNotConfirmed(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root for losetup")
+		testutil.Require(t, "needs root for losetup")
 	}
 	dir := t.TempDir()
 	loop := loopDevice(t, dir, 1258299392)
@@ -245,7 +247,7 @@ func TestFlashNotConfirmed(t *testing.T) {
 func TestFlashQemuMissingWithoutRoot(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to uid 65534")
+		testutil.Require(t, "needs root to switch to uid 65534")
 	}
 	// A PATH directory with links to every program except qemu.
 	bin, err := os.MkdirTemp("", "tbpath")

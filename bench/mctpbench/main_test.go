@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
@@ -103,7 +104,7 @@ func TestQuick(t *testing.T) {
 // framing rows alone, each against its raw baseline, and one target.
 func TestQuickFramingOnly(t *testing.T) {
 	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
+		testutil.Require(t, "socat not installed")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -534,7 +534,7 @@ func TestDgramHelperProcess(t *testing.T) {
 func dgRunAsNobody(t *testing.T, action, arg string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to switch to uid 65534")
+		testutil.Require(t, "needs root to switch to uid 65534")
 	}
 	exe, err := os.Executable()
 	if err != nil {

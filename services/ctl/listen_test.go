@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 func newTestServer(t *testing.T) *Server {
@@ -231,7 +233,7 @@ func TestPeerPolicy(t *testing.T) {
 func TestSocketActivation(t *testing.T) {
 	sh, err := exec.LookPath("sh")
 	if err != nil {
-		t.Skip("no sh to emulate the service manager: " + err.Error())
+		testutil.Require(t, "no sh to emulate the service manager: "+err.Error())
 	}
 	path := filepath.Join(shortDir(t), "act.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})

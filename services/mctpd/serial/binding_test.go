@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -25,7 +26,7 @@ type ptyPair struct {
 func newPtyPair(t testing.TB) *ptyPair {
 	t.Helper()
 	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
+		testutil.Require(t, "socat not installed")
 	}
 	dir := t.TempDir()
 	p := &ptyPair{t: t, a: filepath.Join(dir, "A"), b: filepath.Join(dir, "B")}

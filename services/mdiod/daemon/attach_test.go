@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"golang.org/x/sys/unix"
 
-	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 	"github.com/tickbox-fw/tickbox/services/mdiod/miiioctl"
@@ -27,10 +27,10 @@ import (
 // with its EOPNOTSUPP instead of "interface is gone".
 func TestAttachLate(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a veth pair")
+		testutil.Require(t, "needs root to create a veth pair")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip not installed")
+		testutil.Require(t, "ip not installed")
 	}
 	for _, tc := range []struct {
 		name    string

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -36,14 +37,14 @@ func (c *carrierPHY) Read(reg uint8) (uint16, error) {
 // interface is reported at once, long before the next poll.
 func TestNetlinkCarrier(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a veth pair")
+		testutil.Require(t, "needs root to create a veth pair")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip not installed")
+		testutil.Require(t, "ip not installed")
 	}
 	a, b := "tbxmd0", "tbxmd1"
 	if out, err := exec.Command("ip", "link", "add", a, "type", "veth", "peer", "name", b).CombinedOutput(); err != nil {
-		t.Skipf("cannot create veth: %v %s", err, out)
+		testutil.Require(t, fmt.Sprintf("cannot create veth: %v %s", err, out))
 	}
 	t.Cleanup(func() { exec.Command("ip", "link", "del", a).Run() })
 	ip := func(args ...string) {

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
@@ -109,7 +110,7 @@ func TestRequestEncoding(t *testing.T) {
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: the MII ioctls need CAP_NET_ADMIN; run the tests as root to cover them")
+		testutil.Require(t, "the MII ioctls need CAP_NET_ADMIN; run the tests as root to cover them")
 	}
 }
 
@@ -269,7 +270,7 @@ func TestOpenDetachedLate(t *testing.T) {
 func newNetns(t *testing.T) string {
 	t.Helper()
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIPPED: ip (iproute2) not installed")
+		testutil.Require(t, "ip (iproute2) not installed")
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])
@@ -334,7 +335,7 @@ func openWithInNetns(t *testing.T, ns, params string, open func(string) (*PHY, e
 func TestVethHotplug(t *testing.T) {
 	needRoot(t)
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("SKIPPED: ip (iproute2) not installed")
+		testutil.Require(t, "ip (iproute2) not installed")
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])

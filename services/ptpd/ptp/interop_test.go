@@ -1,12 +1,12 @@
 package ptp_test
 
 import (
-	"fmt"
 	"os"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"golang.org/x/sys/unix"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/ptp"
@@ -42,8 +42,7 @@ func window() time.Duration {
 func needInterop(t *testing.T) {
 	t.Helper()
 	if why := ptptest.Available(); why != "" {
-		fmt.Fprintf(os.Stderr, "\n*** SKIPPING PTP INTEROP TEST %s: %s ***\n\n", t.Name(), why)
-		t.Skip(why)
+		testutil.Require(t, why)
 	}
 }
 

@@ -466,7 +466,7 @@ func TestManyClients(t *testing.T) {
 // TestSocat runs the one-liners of the README.
 func TestSocat(t *testing.T) {
 	if _, err := exec.LookPath("socat"); err != nil {
-		t.Skip("socat not installed")
+		testutil.Require(t, "socat not installed")
 	}
 	d := start(t, hooks{})
 	tests := []struct{ in, want string }{
@@ -605,10 +605,10 @@ func TestHotplug(t *testing.T) {
 // driver (veth answers the MII ioctls with "operation not supported").
 func TestIoctlLate(t *testing.T) {
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a veth pair")
+		testutil.Require(t, "needs root to create a veth pair")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("ip not installed")
+		testutil.Require(t, "ip not installed")
 	}
 	var b [3]byte
 	_, _ = rand.Read(b[:])

@@ -408,7 +408,7 @@ func TestFlags(t *testing.T) {
 func TestNetlinkHotplug(t *testing.T) {
 	t.Parallel()
 	if why := ptptest.Available(); why != "" {
-		t.Skip("network namespaces: " + why)
+		testutil.Require(t, "network namespaces: "+why)
 	}
 	ns, err := ptptest.NewNS("tbnl")
 	if err != nil {
