@@ -522,6 +522,9 @@ type hotplugPHY struct {
 	*sim.PHY
 	mu       sync.Mutex
 	detached bool
+	// gone is the interface's absence: Attach fails while it is set, as
+	// the ioctl backend's does for a missing interface.
+	gone     bool
 	attaches int
 }
 
@@ -529,6 +532,9 @@ func (h *hotplugPHY) Interface() string { return "tbx0" }
 func (h *hotplugPHY) Attach() error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	if h.gone {
+		return fmt.Errorf("ioctl tbx0: %w", mdio.ErrDetached)
+	}
 	h.detached = false
 	h.attaches++
 	return nil
@@ -569,6 +575,14 @@ func TestHotplug(t *testing.T) {
 	if got := withoutLinkEvents(exchange(t, c, read)); got[0] != `{"id":1,"result":321,"success":true}` {
 		t.Fatalf("before: %s", got[0])
 	}
+	// The netlink watcher attaches detached ports once when it starts;
+	// let that pass first, so that it cannot undo the removal below.
+	testutil.WaitFor(t, "netlink watcher", 5*time.Second, func() bool {
+		return strings.Contains(d.log.String(), "watching carrier over netlink")
+	})
+	hp.mu.Lock()
+	hp.gone = true
+	hp.mu.Unlock()
 	if err := ctl.SendDgram(d.hotplug, "interfaceremove=tbx0"); err != nil {
 		t.Fatal(err)
 	}
@@ -581,6 +595,9 @@ func TestHotplug(t *testing.T) {
 	if want := `{"id":1,"error":"PHY A (sim:88e1512): ioctl tbx0: interface is gone","success":false}`; got[0] != want {
 		t.Errorf("detached: %s, want %s", got[0], want)
 	}
+	hp.mu.Lock()
+	hp.gone = false
+	hp.mu.Unlock()
 	// Datagrams for other interfaces and garbage are logged and ignored.
 	if err := ctl.SendDgram(d.hotplug, "interfaceinsert=eth9", "bogus=1", "interfaceinsert=tbx0"); err != nil {
 		t.Fatal(err)
