@@ -2,6 +2,7 @@ package serial
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -119,19 +120,36 @@ func BenchmarkPtyFramed(b *testing.B) {
 	}
 }
 
-// BenchmarkFCS is the FCS alone over a 255-byte packet, the largest a
-// frame carries.
+// BenchmarkFCS is the FCS alone over a baseline frame's 68 bytes and
+// the 255 bytes of the largest MTU's, by table and (where the CPU has
+// carry-less multiplication) by folding, in the same run.
 func BenchmarkFCS(b *testing.B) {
-	p := make([]byte, 255)
-	for i := range p {
-		p[i] = byte(i * 7)
+	paths := []struct {
+		name string
+		f    func(uint16, []byte) uint16
+	}{{"table", fcsTable}}
+	if canFold {
+		paths = append(paths, struct {
+			name string
+			f    func(uint16, []byte) uint16
+		}{"folded", fcsFolded})
 	}
-	b.SetBytes(int64(len(p)))
-	var sink uint16
-	for b.Loop() {
-		sink ^= FCS(p)
+	for _, n := range []int{68, 255} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(i * 7)
+		}
+		for _, path := range paths {
+			b.Run(fmt.Sprintf("%s/%d", path.name, n), func(b *testing.B) {
+				b.SetBytes(int64(len(p)))
+				var sink uint16
+				for b.Loop() {
+					sink ^= path.f(fcsInit, p)
+				}
+				_ = sink
+			})
+		}
 	}
-	_ = sink
 }
 
 // BenchmarkPtyBindingMessage sends one 4 KiB message at a time (17

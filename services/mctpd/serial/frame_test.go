@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/hex"
 	"math/rand/v2"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -368,5 +369,45 @@ func TestDeframerPacketsOwned(t *testing.T) {
 		if !bytes.Equal(p, want[i]) {
 			t.Fatalf("packet %d changed: % x, want % x", i, p, want[i])
 		}
+	}
+}
+
+// TestFCSPaths checks the table and, where the CPU can, the folding path
+// each against the bitwise definition over every length up to 1100 bytes
+// and a spread of running values, so that neither hides behind the
+// other's length range.
+func TestFCSPaths(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	p := make([]byte, 1100)
+	for i := range p {
+		p[i] = byte(rng.Uint32())
+	}
+	paths := []struct {
+		name string
+		min  int
+		f    func(uint16, []byte) uint16
+	}{
+		{"table", 0, fcsTable},
+	}
+	if canFold {
+		paths = append(paths, struct {
+			name string
+			min  int
+			f    func(uint16, []byte) uint16
+		}{"folded", 16, fcsFolded})
+	} else {
+		t.Logf("no carry-less multiplication on %s: table path only", runtime.GOARCH)
+	}
+	for _, path := range paths {
+		t.Run(path.name, func(t *testing.T) {
+			for n := path.min; n <= len(p); n++ {
+				for _, start := range []uint16{fcsInit, 0, 0x1234, uint16(rng.Uint32())} {
+					want := refFCS(start, p[:n])
+					if got := path.f(start, p[:n]); got != want {
+						t.Fatalf("%d bytes from %#04x: %#04x, bitwise %#04x", n, start, got, want)
+					}
+				}
+			}
+		})
 	}
 }

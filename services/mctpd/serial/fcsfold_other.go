@@ -1,0 +1,11 @@
+//go:build !amd64
+
+package serial
+
+// canFold is false where no folding routine is written: the table does
+// all the work.
+const canFold = false
+
+func foldBlocks([]byte, uint64, *[2]uint64) (lo, hi uint64) {
+	panic("serial: foldBlocks without carry-less multiplication")
+}
