@@ -124,22 +124,12 @@ func BenchmarkPtyFramed(b *testing.B) {
 // the 255 bytes of the largest MTU's, by table and (where the CPU has
 // carry-less multiplication) by folding, in the same run.
 func BenchmarkFCS(b *testing.B) {
-	paths := []struct {
-		name string
-		f    func(uint16, []byte) uint16
-	}{{"table", fcsTable}}
-	if canFold {
-		paths = append(paths, struct {
-			name string
-			f    func(uint16, []byte) uint16
-		}{"folded", fcsFolded})
-	}
 	for _, n := range []int{68, 255} {
 		p := make([]byte, n)
 		for i := range p {
 			p[i] = byte(i * 7)
 		}
-		for _, path := range paths {
+		for _, path := range fcsPaths() {
 			b.Run(fmt.Sprintf("%s/%d", path.name, n), func(b *testing.B) {
 				b.SetBytes(int64(len(p)))
 				var sink uint16

@@ -382,20 +382,8 @@ func TestFCSPaths(t *testing.T) {
 	for i := range p {
 		p[i] = byte(rng.Uint32())
 	}
-	paths := []struct {
-		name string
-		min  int
-		f    func(uint16, []byte) uint16
-	}{
-		{"table", 0, fcsTable},
-	}
-	if canFold {
-		paths = append(paths, struct {
-			name string
-			min  int
-			f    func(uint16, []byte) uint16
-		}{"folded", 16, fcsFolded})
-	} else {
+	paths := fcsPaths()
+	if !canFold {
 		t.Logf("no carry-less multiplication on %s: table path only", runtime.GOARCH)
 	}
 	for _, path := range paths {
@@ -410,4 +398,22 @@ func TestFCSPaths(t *testing.T) {
 			}
 		})
 	}
+}
+
+// fcsPath is one way of computing the FCS and the shortest input it
+// takes.
+type fcsPath struct {
+	name string
+	min  int
+	f    func(uint16, []byte) uint16
+}
+
+// fcsPaths lists the table and, where the CPU can fold, the folding
+// path.
+func fcsPaths() []fcsPath {
+	paths := []fcsPath{{"table", 0, fcsTable}}
+	if canFold {
+		paths = append(paths, fcsPath{"folded", 16, fcsFolded})
+	}
+	return paths
 }
