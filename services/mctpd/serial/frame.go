@@ -31,7 +31,7 @@ const MaxMTU = maxPacket - minPacket
 
 // fcsTables are the RFC 1662 FCS-16 table (reflected polynomial 0x8408)
 // in fcsTables[0], and in fcsTables[k] the effect of a byte followed by k
-// zero bytes, so that fcsUpdate can take sixteen bytes per step (slicing
+// zero bytes, so that fcsTable can take sixteen bytes per step (slicing
 // by sixteen): the byte-at-a-time loop was the binding's largest CPU
 // cost, and sixteen independent loads per step run about a third faster
 // than eight on the 255-byte packets of the largest MTU. 8 KiB, computed
