@@ -303,20 +303,20 @@ func (s *Servo) MeanFreqPPB() float64 {
 	return sum / float64(s.histN)
 }
 
-// Holdover is called when samples stop (the master is lost): the clock
-// should keep running at the mean frequency, which is returned, and the
-// PI restarts its frequency estimate from it when samples come back.
+// Holdover is called when samples stop (Syncs missing, the master
+// lost): the clock should keep running at the mean frequency, which is
+// returned. The loop stays locked, with its integral set to that
+// frequency, so that when samples come back the servo takes up from it
+// sample by sample. Restarting the frequency estimate instead would take
+// it from two samples alone, and one late-stamped packet among them puts
+// the clock parts per million off.
 func (s *Servo) Holdover() float64 {
 	f := s.MeanFreqPPB()
 	if math.IsNaN(f) {
 		f = 0
 	}
 	s.freq = f
-	s.pi.Unlock()
 	s.pi.InitLastFreq(-f)
-	s.applyPI()
-	s.first = time.Time{}
-	s.locked = false
 	return f
 }
 

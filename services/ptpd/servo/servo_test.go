@@ -146,8 +146,8 @@ func TestHoldover(t *testing.T) {
 	if math.Abs(f+50e3) > 300 {
 		t.Fatalf("holdover frequency %.0f ppb, want ≈ -50000", f)
 	}
-	if s.Locked() || s.FreqPPB() != f {
-		t.Fatalf("after holdover: locked %v freq %v", s.Locked(), s.FreqPPB())
+	if !s.Locked() || s.FreqPPB() != f {
+		t.Fatalf("after holdover: locked %v freq %v, want still locked at %v", s.Locked(), s.FreqPPB(), f)
 	}
 	// Samples come back an hour... of 10 s later: the servo takes up
 	// from the held frequency, without a step for a small offset.
