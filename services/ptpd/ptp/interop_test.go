@@ -2,6 +2,7 @@ package ptp_test
 
 import (
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -152,10 +153,39 @@ func TestInteropSlave(t *testing.T) {
 	}
 	if res.rms >= 2000 || res.max >= 5000 {
 		t.Errorf("true error RMS %.0f ns (want < 2000), max %.0f ns (want < 5000)", res.rms, res.max)
+		logAroundWorst(t, pp.Reports(), w)
 	}
 	if d := res.freqPPB/1000 + 30; d < -2 || d > 2 {
 		t.Errorf("final frequency %.3f ppm, want -30 ± 2", res.freqPPB/1000)
 	}
+}
+
+// logAroundWorst logs the reports in the last window from two seconds
+// before the largest true error to a second after it: what the port
+// measured and did around it.
+func logAroundWorst(t *testing.T, rs []ptptest.Report, window time.Duration) {
+	t.Helper()
+	if len(rs) == 0 {
+		return
+	}
+	from := rs[len(rs)-1].At.Add(-window)
+	worst := -1
+	for i, r := range rs {
+		if r.At.After(from) && (worst < 0 || math.Abs(r.TrueErr) > math.Abs(rs[worst].TrueErr)) {
+			worst = i
+		}
+	}
+	if worst < 0 {
+		return
+	}
+	var b strings.Builder
+	for _, r := range rs {
+		if d := r.At.Sub(rs[worst].At); d >= -2*time.Second && d <= time.Second {
+			fmt.Fprintf(&b, "%s %-12s true %7.0f ns offset %8.0f ns delay %7.0f ns freq %10.1f ppb\n",
+				r.At.Format("15:04:05.000"), r.State, r.TrueErr, r.Offset, r.Delay, r.Freq)
+		}
+	}
+	t.Logf("reports around the largest true error:\n%s", b.String())
 }
 
 type slaveResult struct {
