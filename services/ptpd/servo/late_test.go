@@ -36,33 +36,17 @@ func TestLateStamps(t *testing.T) {
 			cfg.SyncInterval = time.Second / 16
 			s := New(cfg, 0)
 			m := newSim(500e3, 30, 1000, tc.seed)
-			m.dt = cfg.SyncInterval
-			advance := func() {
-				m.t = m.t.Add(m.dt)
-				m.x += (m.errPPB + m.adjPPB) * m.dt.Seconds()
-			}
+			m.dt, m.late = cfg.SyncInterval, 0.01
 			var errs []float64
 			for i := range 16 * 100 {
-				advance()
+				m.advance()
 				if tc.gaps && i%80 == 79 {
 					m.adjPPB = s.Holdover()
 					for range 7 {
-						advance()
+						m.advance()
 					}
 				}
-				meas := m.x + m.rng.NormFloat64()*m.noise
-				if m.rng.Float64() < 0.01 {
-					meas += 10e3 * math.Pow(170, m.rng.Float64())
-				}
-				r := s.Sample(int64(math.Round(meas)), m.t)
-				switch r.State {
-				case Step:
-					m.x += float64(r.Step)
-					m.steps++
-					m.adjPPB = r.FreqPPB
-				case Locked, Spike:
-					m.adjPPB = r.FreqPPB
-				}
+				m.apply(s.Sample(m.measure(), m.t))
 				if i >= 16*40 {
 					errs = append(errs, m.x)
 				}

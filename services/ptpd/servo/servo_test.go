@@ -9,15 +9,19 @@ import (
 
 // sim is a simulated clock disciplined by a servo: the true offset x (ns)
 // grows by (errPPB + adjPPB) per second, and each sample sees x plus
-// seeded Gaussian noise.
+// seeded Gaussian noise and, with probability late, a late stamp.
 type sim struct {
 	x, errPPB, adjPPB float64
 	noise             float64
-	rng               *rand.Rand
-	t                 time.Time
-	dt                time.Duration
-	steps             int
-	states            map[State]int
+	// late is the share of samples stamped late, by 10 µs to 1.7 ms
+	// (log-uniform), as software timestamps in a virtual machine are
+	// when the vCPU is descheduled between the two stamps.
+	late   float64
+	rng    *rand.Rand
+	t      time.Time
+	dt     time.Duration
+	steps  int
+	states map[State]int
 }
 
 func newSim(offsetNS, errPPM, noiseNS float64, seed uint64) *sim {
@@ -29,21 +33,38 @@ func newSim(offsetNS, errPPM, noiseNS float64, seed uint64) *sim {
 	}
 }
 
+// advance lets one sample interval pass.
+func (m *sim) advance() {
+	m.t = m.t.Add(m.dt)
+	m.x += (m.errPPB + m.adjPPB) * m.dt.Seconds()
+}
+
+// measure is what one sample sees of the true offset.
+func (m *sim) measure() int64 {
+	meas := m.x + m.rng.NormFloat64()*m.noise
+	if m.late > 0 && m.rng.Float64() < m.late {
+		meas += 10e3 * math.Pow(170, m.rng.Float64())
+	}
+	return int64(math.Round(meas))
+}
+
+// apply does to the clock what the servo's result says.
+func (m *sim) apply(r Result) {
+	m.states[r.State]++
+	switch r.State {
+	case Step:
+		m.x += float64(r.Step)
+		m.steps++
+		m.adjPPB = r.FreqPPB
+	case Locked, Spike:
+		m.adjPPB = r.FreqPPB
+	}
+}
+
 func (m *sim) run(s *Servo, n int) {
 	for range n {
-		m.t = m.t.Add(m.dt)
-		m.x += (m.errPPB + m.adjPPB) * m.dt.Seconds()
-		meas := m.x + m.rng.NormFloat64()*m.noise
-		r := s.Sample(int64(math.Round(meas)), m.t)
-		m.states[r.State]++
-		switch r.State {
-		case Step:
-			m.x += float64(r.Step)
-			m.steps++
-			m.adjPPB = r.FreqPPB
-		case Locked, Spike:
-			m.adjPPB = r.FreqPPB
-		}
+		m.advance()
+		m.apply(s.Sample(m.measure(), m.t))
 	}
 }
 
