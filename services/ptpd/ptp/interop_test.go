@@ -160,6 +160,95 @@ func TestInteropSlave(t *testing.T) {
 	}
 }
 
+// TestInteropSlaveStalls: as TestInteropSlave, but the master ptp4l is
+// stopped (SIGSTOP) for 450 ms every five seconds, as a loaded host
+// stalls it: each stall misses more than six Syncs, so the port starts a
+// holdover and takes up again when the Syncs return. The true error must
+// stay within the steady-state bounds through it.
+func TestInteropSlaveStalls(t *testing.T) {
+	needInterop(t)
+	t.Parallel()
+	guardHostClock(t)
+	nsM, nsS := newNS(t, "tbrm"), newNS(t, "tbrs")
+	if err := ptptest.Veth(nsM, "vm", "169.254.12.1/24", nsS, "vs", "169.254.12.2/24"); err != nil {
+		t.Fatal(err)
+	}
+	master := startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: ptptest.MasterOptions()})
+	pp := startPort(t, nsS, ptptest.HelperSpec{
+		Config: slaveConfig("vs"), VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
+		Report: 100 * time.Millisecond,
+	})
+	start := time.Now()
+	lockBy, w := 15*time.Second, window()/2
+	proc, err := os.FindProcess(master.Pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The stalls run until the window ends; the cleanup (which runs
+	// before ptp4l's) ends them early on a failure and always leaves
+	// ptp4l running, so that it can be stopped.
+	stop, done := make(chan struct{}), make(chan error, 1)
+	var stalls int
+	go func() {
+		wait := func(d time.Duration) bool {
+			select {
+			case <-stop:
+				return false
+			case <-time.After(d):
+				return true
+			}
+		}
+		if !wait(lockBy) {
+			done <- nil
+			return
+		}
+		for time.Until(start.Add(lockBy+w)) > time.Second {
+			if err := proc.Signal(unix.SIGSTOP); err != nil {
+				done <- fmt.Errorf("stopping ptp4l: %w", err)
+				return
+			}
+			ok := wait(450 * time.Millisecond)
+			if err := proc.Signal(unix.SIGCONT); err != nil {
+				done <- fmt.Errorf("continuing ptp4l: %w", err)
+				return
+			}
+			stalls++
+			if !ok || !wait(5*time.Second) {
+				break
+			}
+		}
+		done <- nil
+	}()
+	var stallErr error
+	stopped := false
+	endStalls := func() {
+		if !stopped {
+			stopped = true
+			close(stop)
+			stallErr = <-done
+		}
+	}
+	t.Cleanup(endStalls)
+	res := measureSlave(t, pp, start, lockBy, w)
+	endStalls()
+	if stallErr != nil {
+		t.Fatal(stallErr)
+	}
+	holdovers := strings.Count(pp.Log(), "no Sync from master")
+	t.Logf("%d stalls of the master, %d holdovers; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm",
+		stalls, holdovers, w, res.rms, res.max, res.freqPPB/1000)
+	if stalls < 4 || holdovers < stalls {
+		t.Errorf("%d stalls made %d holdovers: the test did not do what it is for", stalls, holdovers)
+	}
+	if res.steps != 1 {
+		t.Errorf("steps %d, want exactly 1", res.steps)
+	}
+	if res.rms >= 2000 || res.max >= 5000 {
+		t.Errorf("true error RMS %.0f ns (want < 2000), max %.0f ns (want < 5000)", res.rms, res.max)
+		logAroundWorst(t, pp.Reports(), w)
+	}
+}
+
 // logAroundWorst logs the reports in the last window from two seconds
 // before the largest true error to a second after it: what the port
 // measured and did around it.
