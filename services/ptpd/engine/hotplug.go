@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -18,9 +19,20 @@ func (e *Engine) watchLinks(ctx context.Context) {
 	for ctx.Err() == nil {
 		updates := make(chan netlink.LinkUpdate, 64)
 		done := make(chan struct{})
+		// Closing done closes the socket under the library's receive
+		// loop, which then reports the failed read (EAGAIN or EBADF).
+		// That error is the close we asked for, not a fault: only
+		// errors before it are worth a warning.
+		var closing atomic.Bool
 		err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
-			ListExisting:  true,
-			ErrorCallback: func(err error) { e.log.Warn("netlink: link subscription error", "err", err) },
+			ListExisting: true,
+			ErrorCallback: func(err error) {
+				if closing.Load() || ctx.Err() != nil {
+					e.log.Debug("netlink: link subscription closed", "err", err)
+					return
+				}
+				e.log.Warn("netlink: link subscription error", "err", err)
+			},
 		})
 		if err != nil {
 			e.log.Error("netlink: cannot subscribe to link changes; retrying", "err", err, "backoff", backoff)
@@ -28,6 +40,7 @@ func (e *Engine) watchLinks(ctx context.Context) {
 			backoff = 100 * time.Millisecond
 			e.follow(ctx, updates)
 		}
+		closing.Store(true)
 		close(done)
 		select {
 		case <-ctx.Done():

@@ -458,4 +458,30 @@ interface tbnl0
 		t.Fatalf("sfptpdctl: %d %s", code, out)
 	}
 	d.waitLog(t, "interfaceinsert=tbnl0 ignored: hotplug_detection_mode is netlink")
+
+	// A clean stop logs no warning: closing the netlink subscription
+	// is not a fault.
+	before := len(d.out.String())
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if code := d.wait(t); code != 0 {
+		t.Fatalf("exit %d\n%s", code, d.out)
+	}
+	if bad := warnings(d.out.String()[before:]); len(bad) > 0 {
+		t.Fatalf("SIGTERM logged warnings or errors:\n%s", strings.Join(bad, "\n"))
+	}
+}
+
+// warnings returns the lines of a message log at warning level or
+// worse, in slog's text form or sfptpd's.
+func warnings(log string) []string {
+	var bad []string
+	for _, l := range strings.Split(log, "\n") {
+		for _, m := range []string{"level=WARN", "level=ERROR", ": warning: ", ": error: ", ": critical: ", ": alert: ", ": emergency: "} {
+			if strings.Contains(l, m) {
+				bad = append(bad, l)
+				break
+			}
+		}
+	}
+	return bad
 }
