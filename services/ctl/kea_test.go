@@ -356,7 +356,11 @@ func TestKeaTimeouts(t *testing.T) {
 		})
 	}
 	t.Run("restarted on every read", func(t *testing.T) {
-		got := exchange(t, env.path, chunks(`{"comma`, `nd":"con`, `fig-get"}`), 100*time.Millisecond, false)
+		// Three chunks 1 s apart take 2 s in all, longer than the 1.5 s
+		// idle timeout: only a timer restarted by each read lets the
+		// command through. Each gap leaves 0.5 s for a loaded machine.
+		env := startKea(t, "tor", nil, KeaOptions{IdleTimeout: 1500 * time.Millisecond})
+		got := exchange(t, env.path, chunks(`{"comma`, `nd":"con`, `fig-get"}`), time.Second, false)
 		if want := `{ "arguments": {  }, "result": 0 }`; string(got) != want {
 			t.Errorf("got %s, want %s", got, want)
 		}
