@@ -278,10 +278,10 @@ func (e *Engine) BlockClock(block bool, clocks []string) error {
 	for _, c := range found {
 		if block {
 			e.blocked[c] = true
-			e.log.Info(fmt.Sprintf("clock %s: adjustments blocked", c))
+			e.log.Info("block_clock: clock adjustments blocked", "clock", c)
 		} else {
 			delete(e.blocked, c)
-			e.log.Info(fmt.Sprintf("clock %s: adjustments unblocked", c))
+			e.log.Info("block_clock: clock adjustments unblocked", "clock", c)
 		}
 	}
 	e.applyDisciplineLocked()
