@@ -214,14 +214,29 @@ func (d *DgramServer) execute() {
 // ParseDgram splits one datagram into a command name and its positional
 // parameters: "cmd", "cmd=p1" or "cmd=p1,p2,...". It splits at the first
 // '=' and then at every ','; an empty parameter part ("cmd=") means no
-// parameters. One trailing '\n' is tolerated, because `echo cmd | socat`
-// sends one. A datagram over DgramMaxLen bytes or with an empty command
-// name is an error.
+// parameters.
+//
+// Before splitting, the datagram ends at its first NUL byte, because
+// sfptpd reads a datagram as a C string and never sees what follows a
+// NUL. Trailing white space (space, tab, CR, LF, VT, FF) is then removed:
+// sfptpd compares the text as it is, so "logrotate\n" from
+// `echo logrotate | socat` is an unknown command there, but no command or
+// parameter sfptpd accepts ends in white space, so dropping it makes
+// such senders work without changing the meaning of any datagram sfptpd
+// accepts. Leading and inner white space is kept: " logrotate" stays
+// unknown, as in sfptpd.
+//
+// A datagram over DgramMaxLen bytes, or one with nothing left once
+// trimmed, is an error. An empty name ("=a") is returned as such and
+// becomes an unknown command, as in sfptpd.
 func ParseDgram(b []byte) (name string, params []string, err error) {
 	if len(b) > DgramMaxLen {
 		return "", nil, fmt.Errorf("datagram of %d bytes is over the limit of %d", len(b), DgramMaxLen)
 	}
-	b = bytes.TrimSuffix(b, []byte("\n"))
+	if i := bytes.IndexByte(b, 0); i >= 0 {
+		b = b[:i]
+	}
+	b = bytes.TrimRight(b, " \t\r\n\v\f")
 	if len(b) == 0 {
 		return "", nil, errors.New("empty datagram")
 	}

@@ -12,7 +12,8 @@ import (
 // PATH"), so scripts that match sfptpdctl's messages keep working; the
 // errno stays reachable with errors.Is.
 type DgramError struct {
-	// Op is "socket", "connect" or "send"; empty for a path that does
+	// Op is "socket", "connect" or "write" (the names sfptpdctl passes to
+	// perror); empty for a path that does
 	// not fit in sun_path.
 	Op   string
 	Path string
@@ -76,7 +77,7 @@ func SendDgram(path string, cmds ...string) error {
 			}
 		}
 		if err != nil {
-			return &DgramError{Op: "send", Path: path, Err: err}
+			return &DgramError{Op: "write", Path: path, Err: err}
 		}
 	}
 	return nil

@@ -674,7 +674,16 @@ func TestParseDgram(t *testing.T) {
 		{in: "x=a,,b", name: "x", params: []string{"a", "", "b"}},
 		{in: "x=", name: "x"},
 		{in: "x\n", name: "x"},
-		{in: "x\n\n", name: "x\n"},
+		{in: "x\n\n", name: "x"},
+		{in: "logrotate \t\r\n\v\f", name: "logrotate"},
+		{in: "pid_adjust=,0.05\n", name: "pid_adjust", params: []string{"", "0.05"}},
+		{in: "block_clock=1,system \n", name: "block_clock", params: []string{"1", "system"}},
+		{in: " logrotate", name: " logrotate"},
+		{in: "block_clock=1, system", name: "block_clock", params: []string{"1", " system"}},
+		{in: "stepclocks\x00junk", name: "stepclocks"},
+		{in: "testmode=no_sync_pkts\n\x00\n", name: "testmode", params: []string{"no_sync_pkts"}},
+		{in: "\x00logrotate", err: true},
+		{in: " \n\t", err: true},
 		{in: "=a", name: "", params: []string{"a"}},
 		{in: "", err: true},
 		{in: "\n", err: true},
@@ -693,6 +702,14 @@ func TestParseDgram(t *testing.T) {
 	}
 }
 
+// re joins a parsed datagram back into its text.
+func re(name string, params []string) string {
+	if params != nil {
+		return name + "=" + strings.Join(params, ",")
+	}
+	return name
+}
+
 // FuzzDgram checks the datagram parser's invariants, and that a datagram
 // over the limit never runs a command end to end.
 func FuzzDgram(f *testing.F) {
@@ -708,7 +725,11 @@ func FuzzDgram(f *testing.F) {
 			}
 			return
 		}
-		trimmed := bytes.TrimSuffix(b, []byte("\n"))
+		trimmed := b
+		if i := bytes.IndexByte(trimmed, 0); i >= 0 {
+			trimmed = trimmed[:i]
+		}
+		trimmed = bytes.TrimRight(trimmed, " \t\r\n\v\f")
 		if len(trimmed) == 0 {
 			if err == nil {
 				t.Fatal("empty datagram parsed")
@@ -721,13 +742,12 @@ func FuzzDgram(f *testing.F) {
 		if strings.Contains(name, "=") {
 			t.Fatalf("name %q contains '='", name)
 		}
-		// Round trip: joining the parts gives the datagram back.
-		re := name
-		if params != nil {
-			re += "=" + strings.Join(params, ",")
+		if strings.ContainsRune(name, 0) || strings.TrimRight(re(name, params), " \t\r\n\v\f") != re(name, params) {
+			t.Fatalf("NUL or trailing white space survived: %q %q", name, params)
 		}
-		if re != string(trimmed) && re+"=" != string(trimmed) {
-			t.Fatalf("round trip %q -> %q %q -> %q", b, name, params, re)
+		// Round trip: joining the parts gives the trimmed datagram back.
+		if j := re(name, params); j != string(trimmed) && j+"=" != string(trimmed) {
+			t.Fatalf("round trip %q -> %q %q -> %q", b, name, params, j)
 		}
 		total := len(name)
 		for _, p := range params {

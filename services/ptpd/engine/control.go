@@ -1,10 +1,14 @@
 package engine
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -15,10 +19,38 @@ import (
 // interface command in netlink mode).
 var ErrIgnored = errors.New("ignored")
 
+// ErrBadCommand wraps the errors of commands sfptpd rejects as it reads
+// them (an unknown clock, an unexpected pid_adjust token, an unknown
+// test mode): nothing of such a command is carried out.
+var ErrBadCommand = errors.New("bad control command")
+
+// ctlNotice is the level of sfptpd's NOTICE lines; slog has no notice
+// level, and the message log's handler renders this one as "notice".
+const ctlNotice = slog.LevelInfo + 2
+
 func (e *Engine) ignored(format string, a ...any) error {
+	return e.ignoredAt(slog.LevelWarn, format, a...)
+}
+
+func (e *Engine) ignoredAt(level slog.Level, format string, a ...any) error {
 	msg := fmt.Sprintf(format, a...)
-	e.log.Warn(msg)
+	e.log.Log(context.Background(), level, msg)
 	return fmt.Errorf("%s: %w", msg, ErrIgnored)
+}
+
+// notice logs msg at sfptpd's NOTICE level.
+func (e *Engine) notice(msg string) {
+	e.log.Log(context.Background(), ctlNotice, msg)
+}
+
+// badCommand logs a rejected command the way sfptpd does, its reason
+// prefixed "control: " and then "error receiving control command", both
+// at error level, and returns the reason wrapping ErrBadCommand.
+func (e *Engine) badCommand(format string, a ...any) error {
+	msg := "control: " + fmt.Sprintf(format, a...)
+	e.log.Error(msg)
+	e.log.Error("error receiving control command")
+	return fmt.Errorf("%s: %w", msg, ErrBadCommand)
 }
 
 // RotateLogs reopens the message, stats and json_stats log files.
@@ -36,7 +68,7 @@ func (e *Engine) RotateLogs() error {
 // logs, as sfptpd does.
 func (e *Engine) StepClocks() error {
 	if e.g.ClockControl == config.ClockNoAdjust {
-		return e.ignored(`step clocks signal blocked by "clock-control no-adjust"`)
+		return e.ignoredAt(ctlNotice, `step clocks signal blocked by "clock-control no-adjust"`)
 	}
 	e.mu.Lock()
 	r := e.selected
@@ -56,13 +88,22 @@ func (e *Engine) StepClocks() error {
 	return nil
 }
 
+// MaxInstanceName is the longest instance name selectinstance passes
+// on: sfptpd copies the name into a 64-byte buffer, so a longer one is
+// cut to its first 63 bytes (and then, normally, not found).
+const MaxInstanceName = 63
+
 // SelectInstance is selectinstance: under selection_policy manual it
 // switches to the named instance at once, with no holdoff. "a=b" names
 // "a" (sfptpd stops at a second '=').
 func (e *Engine) SelectInstance(name string) error {
 	name, _, _ = strings.Cut(name, "=")
+	if len(name) > MaxInstanceName {
+		name = name[:MaxInstanceName]
+	}
 	if e.g.SelectionPolicy != config.PolicyManual {
-		return e.ignored("Sync policy is %s, not manual, selection of '%s' ignored", e.g.SelectionPolicy, name)
+		// sfptpd says "automatic" for manual-startup too.
+		return e.ignored("Sync policy is automatic, not manual, selection of '%s' ignored", name)
 	}
 	r, ok := e.byName[name] // fixed after New
 	if !ok {
@@ -171,86 +212,168 @@ func (e *Engine) linkGone(ifname, via string) error {
 	return nil
 }
 
-// BlockClock is block_clock: block (or unblock) adjustments of the
-// named clocks (clock names such as "system" or "phc0(eth0)", or
-// interface names), or of every clock when none is named. A blocked
-// clock's instance is told to stop disciplining even when selected.
-func (e *Engine) BlockClock(block bool, clocks []string) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	switch {
-	case len(clocks) == 0 && block:
-		e.blockAll = true
-	case len(clocks) == 0:
-		e.blockAll = false
-		clear(e.blocked)
-	default:
-		for _, c := range clocks {
-			if block {
-				e.blocked[c] = true
-			} else {
-				delete(e.blocked, c)
-			}
+// MaxBlockClocks is the most clocks one block_clock command names, as
+// in sfptpd.
+const MaxBlockClocks = 7
+
+// clockNamesLocked returns the long names of the clocks ptpd knows:
+// "system", the daemon's clock and each instance's clock ("phc0(eth0)").
+func (e *Engine) clockNamesLocked() []string {
+	names := []string{"system"}
+	seen := map[string]bool{"system": true}
+	add := func(n string) {
+		if n != "" && n != "none" && !seen[n] {
+			seen[n] = true
+			names = append(names, n)
 		}
 	}
-	what := "all clocks"
-	if len(clocks) > 0 {
-		what = strings.Join(clocks, ",")
+	if e.opts.Clock != nil {
+		add(e.opts.Clock.Name())
 	}
-	if block {
-		e.log.Info("block_clock: clock adjustments blocked", "clocks", what)
-	} else {
-		e.log.Info("block_clock: clock adjustments unblocked", "clocks", what)
+	for _, r := range e.recs {
+		add(r.status().Clock)
 	}
-	e.applyDisciplineLocked()
+	return names
 }
 
-// PIDAdjust is pid_adjust: it sets the servo coefficients of the
-// servos of the given types (all when none is given); nil keeps a
-// coefficient. In ptpd every servo belongs to a PTP instance: "ptp"
-// adjusts those, "local" and "pps" name servo types ptpd does not have
-// and are logged.
-func (e *Engine) PIDAdjust(kp, ki, kd *float64, types []string) {
-	reset := false
-	mask := map[string]bool{}
-	for _, t := range types {
-		if t == "reset" {
-			reset = true
-		} else {
-			mask[t] = true
+// shortClockName is a long clock name without its interface list:
+// "phc0(eth0/eth1)" is phc0.
+func shortClockName(long string) string {
+	s, _, _ := strings.Cut(long, "(")
+	return s
+}
+
+// findClockLocked finds a clock the way sfptpd does: by its short name
+// ("phc0", "system") or its long name ("phc0(eth0)"). It returns the
+// long name.
+func (e *Engine) findClockLocked(name string) (string, bool) {
+	for _, n := range e.clockNamesLocked() {
+		if name == n || name == shortClockName(n) {
+			return n, true
 		}
 	}
-	all := len(mask) == 0
-	for _, t := range []string{"local", "pps"} {
-		if mask[t] {
-			e.log.Info("pid_adjust: ptpd has no servos of this type", "type", t)
+	return "", false
+}
+
+// BlockClock is block_clock: it blocks (or unblocks) adjustments of the
+// named clocks. As in sfptpd, no names means no clock changes; a name
+// that matches no clock, or an eighth clock, rejects the whole command.
+// A blocked clock's instance is told to stop disciplining even when
+// selected.
+func (e *Engine) BlockClock(block bool, clocks []string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var found []string
+	for _, c := range clocks {
+		long, ok := e.findClockLocked(c)
+		if !ok {
+			return e.badCommand("block_clock has unknown clock identifier: %s", c)
 		}
+		if len(found) >= MaxBlockClocks {
+			return e.badCommand("too many clocks specified: %d", len(found)+1)
+		}
+		found = append(found, long)
+	}
+	e.notice("received 'block_clock' control command")
+	for _, c := range found {
+		if block {
+			e.blocked[c] = true
+			e.log.Info("block_clock: clock adjustments blocked", "clock", c)
+		} else {
+			delete(e.blocked, c)
+			e.log.Info("block_clock: clock adjustments unblocked", "clock", c)
+		}
+	}
+	e.applyDisciplineLocked()
+	return nil
+}
+
+// ServoType is a bit of pid_adjust's servo type mask, with sfptpd's
+// values (the mask is logged in octal, as sfptpd logs it).
+type ServoType int
+
+// Servo types. ptpd's servos are all PTP servos: it has no local
+// clock-to-clock servos and no PPS instances.
+const (
+	ServoLocal ServoType = 1 << iota
+	ServoPTP
+	ServoPPS
+	ServoAll = ServoLocal | ServoPTP | ServoPPS
+)
+
+// PIDAdjustment is one pid_adjust command. A NaN coefficient keeps the
+// servo's current value, as an empty field does in sfptpd.
+type PIDAdjustment struct {
+	KP, KI, KD float64
+	Mask       ServoType
+	Reset      bool
+}
+
+// cG formats v as C's printf %g does (glibc spells NaN "nan").
+func cG(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		if math.Signbit(v) {
+			return "-nan"
+		}
+		return "nan"
+	case math.IsInf(v, 1):
+		return "inf"
+	case math.IsInf(v, -1):
+		return "-inf"
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
+}
+
+// PIDAdjust is pid_adjust: it sets the coefficients of the servos of
+// the types in the mask, keeping those given as NaN, and restarts them
+// when Reset is set. Only PTP instances have servos in ptpd.
+func (e *Engine) PIDAdjust(p PIDAdjustment) error {
+	for _, v := range []float64{p.KP, p.KI, p.KD} {
+		if math.IsInf(v, 0) {
+			// sfptpd would hand an infinite coefficient to its servos
+			// and wreck them; refusing it loses nothing.
+			return e.badCommand("pid_adjust has an infinite coefficient: %s", cG(v))
+		}
+	}
+	if p.Mask == 0 {
+		p.Mask = ServoAll
+	}
+	reset := ""
+	if p.Reset {
+		reset = " reset"
+	}
+	e.notice(fmt.Sprintf("received 'pid_adjust' control command: (%s, %s, %s) @0%o%s", cG(p.KP), cG(p.KI), cG(p.KD), int(p.Mask), reset))
+	if p.Mask&ServoPTP == 0 {
+		e.log.Info("pid_adjust: no servo of the given types to adjust: ptpd's servos are all ptp servos")
+		return nil
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	n := 0
 	for _, r := range e.recs {
-		if r.cfg.Module != "ptp" || !(all || mask["ptp"]) {
+		if r.cfg.Module != "ptp" {
 			continue
 		}
-		if kp != nil {
-			r.kp = *kp
+		if !math.IsNaN(p.KP) {
+			r.kp = p.KP
 		}
-		if ki != nil {
-			r.ki = *ki
+		if !math.IsNaN(p.KI) {
+			r.ki = p.KI
 		}
-		if kd != nil {
-			r.kd = *kd
+		if !math.IsNaN(p.KD) {
+			r.kd = p.KD
 		}
 		if r.inst != nil {
-			r.inst.SetPID(r.kp, r.ki, r.kd, reset)
+			r.inst.SetPID(r.kp, r.ki, r.kd, p.Reset)
 			n++
 		}
-		e.log.Info("pid_adjust", "instance", r.cfg.Name, "kp", r.kp, "ki", r.ki, "kd", r.kd, "reset", reset)
+		e.log.Info(fmt.Sprintf("%s: servo PID coefficients kp %s ki %s kd %s%s", r.cfg.Name, cG(r.kp), cG(r.ki), cG(r.kd), reset))
 	}
 	if n == 0 {
-		e.log.Info("pid_adjust: no running servo to adjust")
+		e.log.Info("pid_adjust: no running ptp servo to adjust")
 	}
+	return nil
 }
 
 // InstanceInfo is one row of instances-get.

@@ -271,13 +271,15 @@ func TestStepClocksAndBlock(t *testing.T) {
 	if h.fakes["fr1"].steps != 1 || h.fakes["p1"].steps != 0 {
 		t.Fatal("stepclocks did not step the selected instance only")
 	}
-	h.e.BlockClock(true, nil)
-	if h.fakes["fr1"].discipline() {
-		t.Fatal("block_clock=1 left the selected instance disciplining")
+	h.fakes["fr1"].set(func(s *instance.Status) { s.Clock = "system" })
+	if err := h.e.BlockClock(true, nil); err != nil || !h.fakes["fr1"].discipline() {
+		t.Fatalf("block_clock=1 with no clocks blocked something: %v", err)
 	}
-	h.e.BlockClock(false, nil)
-	if !h.fakes["fr1"].discipline() {
-		t.Fatal("block_clock=0 did not restore discipline")
+	if err := h.e.BlockClock(true, []string{"system"}); err != nil || h.fakes["fr1"].discipline() {
+		t.Fatalf("block_clock=1,system left the selected instance disciplining: %v", err)
+	}
+	if err := h.e.BlockClock(false, []string{"system"}); err != nil || !h.fakes["fr1"].discipline() {
+		t.Fatalf("block_clock=0,system did not restore discipline: %v", err)
 	}
 	h.e.g.ClockControl = config.ClockNoAdjust
 	if err := h.e.StepClocks(); !errors.Is(err, ErrIgnored) || h.fakes["fr1"].steps != 1 ||
@@ -288,16 +290,15 @@ func TestStepClocksAndBlock(t *testing.T) {
 
 func TestPIDAdjust(t *testing.T) {
 	h := newHarness(t, twoPTP, nil)
-	kp := 0.5
-	h.e.PIDAdjust(&kp, nil, nil, []string{"ptp", "reset"})
+	h.e.PIDAdjust(PIDAdjustment{KP: 0.5, KI: math.NaN(), KD: math.NaN(), Mask: ServoPTP, Reset: true})
 	if got := h.fakes["p1"].pid; len(got) != 1 || got[0] != [4]float64{0.5, config.DefaultPIDFilterI, 0, 1} {
 		t.Fatalf("p1 pid %v", got)
 	}
 	if len(h.fakes["fr1"].pid) != 0 {
 		t.Fatal("freerun got PID coefficients")
 	}
-	h.e.PIDAdjust(nil, nil, nil, []string{"pps"})
-	if len(h.fakes["p1"].pid) != 1 || !strings.Contains(h.logs.String(), "ptpd has no servos of this type") {
+	h.e.PIDAdjust(PIDAdjustment{KP: math.NaN(), KI: math.NaN(), KD: math.NaN(), Mask: ServoPPS})
+	if len(h.fakes["p1"].pid) != 1 || !strings.Contains(h.logs.String(), "ptpd's servos are all ptp servos") {
 		t.Fatal("pps adjusted a ptp servo")
 	}
 }

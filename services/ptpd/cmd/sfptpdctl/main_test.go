@@ -57,8 +57,20 @@ func TestErrors(t *testing.T) {
 		{"too long", []string{"-s", long, "exit"}, 1, "", "address too long: " + long + "\n"},
 		{"no command", []string{"-s", missing}, 1, "", "syntax: sfptpdctl [OPTIONS] COMMAND-STRING*..."},
 		{"help", []string{"--help"}, 0, "syntax: sfptpdctl [OPTIONS] COMMAND-STRING*...", ""},
-		{"bad option", []string{"-x", "exit"}, 1, "", "unexpected option: -x\nsyntax:..."},
-		{"missing argument", []string{"exit", "-s"}, 1, "", "sfptpdctl: option requires an argument -- 's'\n..."},
+		{"bad option", []string{"-x", "exit"}, 1, "", "sfptpdctl: invalid option -- 'x'\nunexpected option: exit\nsyntax: sfptpdctl [OPTIONS]..."},
+		{"bad option last", []string{"exit", "-x"}, 1, "", "sfptpdctl: invalid option -- 'x'\nunexpected option: (null)\nsyntax:..."},
+		{"bad option in cluster", []string{"-xh", "exit"}, 1, "", "sfptpdctl: invalid option -- 'x'\nunexpected option: -xh\nsyntax:..."},
+		{"help in cluster", []string{"-hx"}, 0, "syntax: sfptpdctl [OPTIONS] COMMAND-STRING*...", ""},
+		{"missing argument", []string{"exit", "-s"}, 1, "", "sfptpdctl: option requires an argument -- 's'\nunexpected option: (null)\nsyntax:..."},
+		{"missing long argument", []string{"exit", "--socket"}, 1, "", "sfptpdctl: option '--socket' requires an argument\nunexpected option: (null)\n..."},
+		{"unknown long", []string{"--sock=x", "--bogus=1", "exit"}, 1, "", "sfptpdctl: unrecognized option '--bogus=1'\nunexpected option: exit\n..."},
+		{"help with argument", []string{"--help=yes", "exit"}, 1, "", "sfptpdctl: option '--help' doesn't allow an argument\nunexpected option: exit\n..."},
+		{"ambiguous", []string{"--=x"}, 1, "", "sfptpdctl: option '--' is ambiguous; possibilities: '--help' '--socket'\nunexpected option: (null)\n..."},
+		{"abbreviated help", []string{"--he"}, 0, "syntax: sfptpdctl [OPTIONS] COMMAND-STRING*...", ""},
+		{"abbreviated socket", []string{"--so", missing, "exit"}, 1, "", "connect: No such file or directory\n"},
+		{"attached short argument", []string{"-s" + missing, "exit"}, 1, "", "connect: No such file or directory\n"},
+		{"help wins over later error", []string{"-h", "-x"}, 0, "syntax:...", ""},
+		{"error before help", []string{"-x", "-h"}, 1, "", "sfptpdctl: invalid option -- 'x'\nunexpected option: -h\n..."},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errb strings.Builder
@@ -127,5 +139,46 @@ func TestPermissionDenied(t *testing.T) {
 	ee, ok := err.(*exec.ExitError)
 	if !ok || ee.ExitCode() != 1 || stderr.String() != "connect: Permission denied\n" {
 		t.Fatalf("err %v stderr %q", err, stderr.String())
+	}
+}
+
+// TestUsageText pins the usage text, line for line, to sfptpdctl's.
+func TestUsageText(t *testing.T) {
+	want := "syntax: sfptpdctl [OPTIONS] COMMAND-STRING*\n" +
+		"\n" +
+		"  COMMAND-STRING\n" +
+		"    exit                 cause sfptpd to exit\n" +
+		"    logrotate            cause the log files to be closed and reopened\n" +
+		"    stepclocks           cause the clocks to be stepped\n" +
+		"    testmode=MODE[,ARG]* select test mode (see sfptpd source)\n" +
+		"    selectinstance=NAME  select specific sync instance\n" +
+		"    dumptables           dump some internal state to message log\n" +
+		"    pid_adjust=[KP[,[KI][,[KD][,local|ptp|pps|reset]*]]]\n" +
+		"                         set PID coefficients with optional reset per servo type, or all by default\n" +
+		"    block_clock=<1|0>[,CLOCK]*\n" +
+		"                         block or unblock a list of clocks\n" +
+		"\n" +
+		"  OPTIONS\n" +
+		"    -h, --help           Show usage\n" +
+		"    -s, --socket         Set control socket (default: /run/sfptpd/control-v1.sock)\n"
+	for _, tc := range []struct {
+		argv0 string
+		args  []string
+		code  int
+		out   bool // usage on stdout (else stderr)
+	}{
+		{"sfptpdctl", []string{"-h"}, 0, true},
+		{"/usr/sbin/sfptpdctl", []string{"--help"}, 0, true},
+		{"./sfptpdctl", nil, 1, false},
+	} {
+		var out, errb strings.Builder
+		code := runAs(tc.argv0, tc.args, &out, &errb)
+		got := errb.String()
+		if tc.out {
+			got = out.String()
+		}
+		if code != tc.code || got != want {
+			t.Errorf("%s %q: code %d, usage\n%s", tc.argv0, tc.args, code, got)
+		}
 	}
 }
