@@ -353,6 +353,20 @@ func (c *Config) Instance(name string) (Instance, bool) {
 	return Instance{}, false
 }
 
+// StartError returns, as an *Error at its sync_module line, the first
+// instance that cannot start for a reason in the file (a ptp instance
+// without an interface), or nil. Parse accepts such a file, as sfptpd's
+// configuration test does, so that "ptpd -t" can list everything; the
+// daemon calls StartError before starting the instances.
+func (c *Config) StartError() error {
+	for _, in := range c.Instances {
+		if in.Module == "ptp" && in.Interface == "" {
+			return Errorf(c.File, in.Line, "ptp instance '%s' has no interface (set \"interface IF\" in [%s] or [ptp])", in.Name, in.Name)
+		}
+	}
+	return nil
+}
+
 // IgnoredKeywords returns the distinct ignored keywords in file order.
 func (c *Config) IgnoredKeywords() []string {
 	var out []string

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -292,8 +293,8 @@ func TestParseErrors(t *testing.T) {
 		{"sync_module pps p\n[p]\nfunction pps-sideways\n", "f.cfg:3: function: bad value 'pps-sideways' (want pps-in, pps-out, none)"},
 		{"sync_module gps g\n[g]\ngpsd a b c\n", "f.cfg:3: gpsd: expects at most 2 value(s), got 3"},
 		// Modes and settings ptpd refuses.
-		{fr + "[ptp]\nptp_mode both\n", "f.cfg:3: ptp_mode: bad value 'both' (want slave, master or master-only)"},
-		{pt + "[p1]\nptp_mode monitor\n", "f.cfg:5: ptp_mode: monitor mode is not supported by ptpd (want slave, master or master-only)"},
+		{fr + "[ptp]\nptp_mode both\n", "f.cfg:3: ptp_mode: bad value 'both' (want slave or master); sfptpd's master-only is read as master"},
+		{pt + "[p1]\nptp_mode monitor\n", "f.cfg:5: ptp_mode: monitor mode is not supported by ptpd (want slave or master, or master-only)"},
 		{pt + "ptp_delay_mechanism peer-to-peer\n", "f.cfg:4: ptp_delay_mechanism: peer-to-peer is not supported by ptpd (end-to-end only); a peer-delay network would leave the path delay unmeasured"},
 		{pt + "ptp_network_mode hybrid-no-fallback\n", "f.cfg:4: ptp_network_mode: hybrid-no-fallback is not supported by ptpd (it sends Delay_Req by multicast only)"},
 		{pt + "transport ipv6\n", "f.cfg:4: transport: ipv6 is not supported by ptpd (PTP over UDP/IPv4 only)"},
@@ -384,5 +385,19 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := Load(big); err == nil || err.Error() != big+": file is larger than 1048576 bytes" {
 		t.Fatalf("big: %v", err)
+	}
+}
+
+func TestStartError(t *testing.T) {
+	tests := []struct{ text, want string }{
+		{"sync_module freerun f\nsync_module ptp p\n[p]\nptp_domain 0\n", "test.cfg:2: ptp instance 'p' has no interface (set \"interface IF\" in [p] or [ptp])"},
+		{"sync_module ptp p\n[ptp]\ninterface eth0\n", ""},
+		{"sync_module ntp n\nsync_module pps s\n", ""},
+	}
+	for _, tc := range tests {
+		err := parse(t, tc.text).StartError()
+		if got := fmt.Sprint(err); tc.want == "" && err != nil || tc.want != "" && got != tc.want {
+			t.Errorf("%q: StartError() = %v, want %q", tc.text, err, tc.want)
+		}
 	}
 }

@@ -786,9 +786,9 @@ func ptpMode(in *Instance, a []string) (string, error) {
 		in.Mode, in.ModeWord = "master", w
 		return "", nil
 	case "monitor":
-		return "", errors.New("monitor mode is not supported by ptpd (want slave, master or master-only)")
+		return "", errors.New("monitor mode is not supported by ptpd (want slave or master, or master-only)")
 	}
-	return "", fmt.Errorf("bad value '%s' (want slave, master or master-only)", a[0])
+	return "", fmt.Errorf("bad value '%s' (want slave or master); sfptpd's master-only is read as master", a[0])
 }
 
 // ptpRange is a profile's range for a PTP interval or timeout.
