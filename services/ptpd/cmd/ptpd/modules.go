@@ -45,6 +45,9 @@ func ptpModule(virtual bool, log *slog.Logger) engine.Factory {
 		cfg.ClockControl = cc
 		cfg.StepThreshold = sec.StepThreshold
 		cfg.PIDKp, cfg.PIDKi = sec.PIDFilterP, sec.PIDFilterI
+		if err := applyPTPOptions(&cfg, sec); err != nil {
+			return nil, fmt.Errorf("%s: %w", sec.Name, err)
+		}
 		if !virtual {
 			if clk, err = ptp.ClockFor(sec.Interface, cfg.Timestamping); err != nil {
 				return nil, fmt.Errorf("%s: %w", sec.Name, err)
@@ -52,4 +55,38 @@ func ptpModule(virtual bool, log *slog.Logger) engine.Factory {
 		}
 		return ptp.New(cfg, clk, log)
 	}
+}
+
+// applyPTPOptions maps the sfptpd ptp options that the ptp package
+// implements onto its Config; options left unset keep its defaults.
+func applyPTPOptions(cfg *ptp.Config, sec config.Instance) error {
+	ts, err := ptp.ParseTimestamping(sec.Timestamping)
+	if err != nil {
+		return err
+	}
+	cfg.Timestamping = ts
+	cfg.SyncThreshold = sec.SyncThreshold
+	if sec.MaxFreqPPB > 0 && sec.MaxFreqPPB < cfg.MaxFreqPPB {
+		cfg.MaxFreqPPB = sec.MaxFreqPPB
+	}
+	if sec.DelayFilter > 0 {
+		cfg.DelayFilter = sec.DelayFilter
+	}
+	set8 := func(dst *int8, v *int) {
+		if v != nil {
+			*dst = int8(*v)
+		}
+	}
+	set8(&cfg.AnnounceInterval, sec.AnnounceInterval)
+	set8(&cfg.SyncInterval, sec.SyncInterval)
+	set8(&cfg.DelayReqInterval, sec.DelayReqInterval)
+	setU8 := func(dst *uint8, v *int) {
+		if v != nil {
+			*dst = uint8(*v)
+		}
+	}
+	setU8(&cfg.AnnounceReceiptTimeout, sec.AnnounceTimeout)
+	setU8(&cfg.Priority1, sec.Priority1)
+	setU8(&cfg.Priority2, sec.Priority2)
+	return nil
 }
