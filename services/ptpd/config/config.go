@@ -184,6 +184,9 @@ type General struct {
 	Lock   bool
 	// EpochGuard is epoch_guard's value.
 	EpochGuard string
+	// TestMode is test_mode: the testmode control command is honoured
+	// only when it is set, as in sfptpd.
+	TestMode bool
 }
 
 // Instance is one sync instance's configuration, with the module
@@ -271,11 +274,17 @@ type Options struct {
 	// without ntp_server lines; the first that exists is read. Nil
 	// means DefaultNTPConfFiles; an empty, non-nil slice reads none.
 	NTPConfFiles []string
+	// DefaultInterface is sfptpd's -i: the interface of every ptp, pps
+	// and freerun instance whose sections name none ("" for none).
+	DefaultInterface string
+	// DefaultDomain is sfptpd's -D: the PTP domain of every ptp
+	// instance whose sections set none (-1 for none).
+	DefaultDomain int
 }
 
 // DefaultOptions are the daemon's options.
 func DefaultOptions() Options {
-	return Options{NTPConfFiles: append([]string(nil), DefaultNTPConfFiles...)}
+	return Options{NTPConfFiles: append([]string(nil), DefaultNTPConfFiles...), DefaultDomain: -1}
 }
 
 // Default returns the configuration of an empty file (without

@@ -319,7 +319,11 @@ var table = []keyword{
 	withGen(sup("general", "pid_filter_i", false, 1, 1, "servo integral coefficient (ptpd's unit: ppb per ns·s, 0..1000)"), genPID(false)),
 	ign("general", "fir_filter_size", false, 1, 1, rsFilter, chkInt(1, 128)),
 	withGen(ign("general", "trace_level", true, 1, 2, rsTrace+" (General.TraceLevel keeps the general level)", nil), genTraceLevel),
-	ign("general", "test_mode", true, 0, 0, "ptpd has no test mode in its configuration", nil),
+	withGen(sup("general", "test_mode", true, 0, 0, "enable the testmode control command"),
+		func(g *General, _ []string, _ int) (string, error) {
+			g.TestMode = true
+			return "", nil
+		}),
 	withGen(sup("general", "json_stats", true, 1, 1, "file for JSON-lines statistics"),
 		func(g *General, a []string, _ int) (string, error) {
 			g.JSONStats = a[0]

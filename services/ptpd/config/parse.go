@@ -159,6 +159,15 @@ func ParseOptions(file string, data []byte, opts Options) (*Config, error) {
 		in.MaxFreqPPB = g.LimitFreqAdjPPB
 		if in.Module == "ptp" {
 			in.Mode, in.ModeWord, in.Timestamping = "slave", "slave", "auto"
+			if opts.DefaultDomain >= 0 {
+				in.Domain = opts.DefaultDomain
+			}
+		}
+		// The command line's defaults stand where sfptpd puts them: in
+		// the module sections, which the file's lines then override.
+		switch in.Module {
+		case "ptp", "pps", "freerun":
+			in.Interface = opts.DefaultInterface
 		}
 	}
 	// Pass 3: module sections, then each instance's own section, so that

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -34,16 +35,43 @@ type options struct {
 	virtual       string
 	verbose       bool
 	statsInterval time.Duration
+	testConfig    bool
+	version       bool
+	iface         string
+	domain        int
 }
 
+// parseFlags takes ptpd's own flags and sfptpd's command line options
+// that make sense on this box, each under both of sfptpd's spellings
+// (-t and --test-config). sfptpd's --daemon, --no-daemon and --console
+// are accepted and change nothing: ptpd never forks (its supervisor
+// runs it in the foreground) and logs where message_log says.
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
 	fs := flag.NewFlagSet("ptpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.config, "f", "/etc/sfptpd.conf", "sfptpd-syntax configuration `FILE`")
+	for _, n := range []string{"f", "config-file"} {
+		fs.StringVar(&o.config, n, "/etc/sfptpd.conf", "sfptpd-syntax configuration `FILE`")
+	}
+	for _, n := range []string{"t", "test-config"} {
+		fs.BoolVar(&o.testConfig, n, false, "check the configuration, print the keywords ptpd ignores, and exit (0: it would run)")
+	}
+	for _, n := range []string{"i", "interface"} {
+		fs.StringVar(&o.iface, n, "", "default `INTERFACE` for the sync modules' sections (the file overrides it)")
+	}
+	for _, n := range []string{"D", "ptp-domain"} {
+		fs.IntVar(&o.domain, n, -1, "default PTP `DOMAIN` (the file overrides it)")
+	}
+	for _, n := range []string{"v", "verbose"} {
+		fs.BoolVar(&o.verbose, n, false, "debug logging")
+	}
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	var ignored bool
+	for _, n := range []string{"daemon", "no-daemon", "console"} {
+		fs.BoolVar(&ignored, n, false, "accepted for sfptpd's command lines; no effect")
+	}
 	fs.StringVar(&o.kea, "kea", DefaultKeaPath, "Kea JSON control socket `PATH` (empty disables)")
 	fs.StringVar(&o.virtual, "virtual-clock", "", "run on a virtual clock `OFFSET,PPM` (e.g. 500us,30) instead of the system clock")
-	fs.BoolVar(&o.verbose, "v", false, "debug logging")
 	fs.DurationVar(&o.statsInterval, "stats-interval", engine.DefaultStatsInterval, "stats, selection and state file period")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -53,6 +81,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.statsInterval < time.Millisecond || o.statsInterval > time.Hour {
 		return o, fmt.Errorf("-stats-interval %v: want 1ms to 1h", o.statsInterval)
+	}
+	if o.domain > 255 || o.domain < -1 {
+		return o, fmt.Errorf("-D %d: want a PTP domain 0..255", o.domain)
 	}
 	return o, nil
 }
@@ -69,13 +100,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "ptpd:", err)
 		return 2
 	}
+	if o.version {
+		fmt.Fprintln(stdout, "ptpd", ctl.BuildVersion())
+		return 0
+	}
 	clk, err := openClock(o.virtual)
 	if err != nil {
 		fmt.Fprintln(stderr, "ptpd:", err)
 		return 2
 	}
-	cfg, err := config.Load(o.config)
+	copts := config.DefaultOptions()
+	copts.DefaultInterface, copts.DefaultDomain = o.iface, o.domain
+	cfg, err := config.LoadOptions(o.config, copts)
 	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if o.testConfig {
+		return testConfig(cfg, stdout, stderr)
+	}
+	if err := startable(cfg); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
@@ -91,8 +135,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := slog.New(slog.NewTextHandler(logs.Message, &slog.HandlerOptions{Level: level}))
 
+	// Each keyword ptpd accepts but does not act on is said once, where
+	// the user reads the daemon's messages.
+	for _, ig := range cfg.Ignored {
+		log.Info(ig.String())
+	}
+	for _, w := range cfg.Warnings {
+		log.Warn(w.String())
+	}
 	eng, err := engine.New(engine.Options{
-		Config: cfg, Modules: modules(o.virtual != "", log), Clock: clk, Logger: log, Logs: logs, StatsInterval: o.statsInterval,
+		Config: cfg, Modules: modules(cfg.File, o.virtual != "", log), Clock: clk, Logger: log, Logs: logs, StatsInterval: o.statsInterval,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -106,7 +158,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return map[string]any{"selected-instance": eng.Selected(), "clock": clk.Name()}
 		},
 	})
-	if err := eng.Register(d); err != nil {
+	if err := eng.RegisterWith(d, engine.CommandOptions{TestMode: cfg.General.TestMode}); err != nil {
 		log.Error("register commands", "err", err)
 		return 1
 	}
@@ -174,4 +226,48 @@ func handleSignals(ctx context.Context, d *ctl.Daemon, sigs <-chan os.Signal) {
 			}
 		}
 	}
+}
+
+// startable returns the first reason the configuration cannot start
+// here, as FILE:LINE: text: a ptp instance with no interface, or an
+// instance whose hardware the box lacks.
+func startable(cfg *config.Config) error {
+	if err := cfg.StartError(); err != nil {
+		return err
+	}
+	for _, in := range cfg.Instances {
+		if err := checkInstance(cfg.File, in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// testConfig is -t (--test-config), as sfptpd has it: it checks that the
+// configuration would run, printing each keyword ptpd accepts but
+// ignores and each warning, and returns 0 when it would, 1 (with
+// FILE:LINE: text on stderr) when not.
+func testConfig(cfg *config.Config, stdout, stderr io.Writer) int {
+	for _, ig := range cfg.Ignored {
+		fmt.Fprintln(stdout, ig.String())
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(stdout, w.String())
+	}
+	err := startable(cfg)
+	if err == nil {
+		// Module availability is the engine's check, made with the
+		// same factories a start would use.
+		_, err = engine.New(engine.Options{Config: cfg, Modules: modules(cfg.File, true, slog.New(slog.DiscardHandler))})
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	names := make([]string, len(cfg.Instances))
+	for i, in := range cfg.Instances {
+		names[i] = in.Name + " (" + in.Module + ")"
+	}
+	fmt.Fprintf(stdout, "%s: configuration OK: sync instances %s\n", cfg.File, strings.Join(names, ", "))
+	return 0
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -491,4 +492,73 @@ func warnings(log string) []string {
 		}
 	}
 	return bad
+}
+
+// TestTestConfig runs ptpd -t, as sfptpd's --test-config, over configs
+// written in the shape of each example sfptpd ships: each one that this
+// box can run passes with its ignored keywords listed; a pps instance
+// is refused with one line naming the missing device.
+func TestTestConfig(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../../config/testdata/sfptpd/*.cfg")
+	if err != nil || len(files) < 19 {
+		t.Fatalf("example configs: %v %v", files, err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pps := strings.Contains(string(b), "sync_module pps")
+			var out, errOut strings.Builder
+			code := run([]string{"-t", "-f", f, "-i", "tbtest0"}, &out, &errOut)
+			switch {
+			case pps:
+				if code != 1 || !regexp.MustCompile(`^` + regexp.QuoteMeta(f) + `:\d+: pps instance '\w+': no PPS device: interface tbtest0 has no PTP hardware clock`).MatchString(errOut.String()) ||
+					strings.Count(errOut.String(), "\n") != 1 {
+					t.Fatalf("exit %d, stderr %q", code, errOut.String())
+				}
+			case code != 0:
+				t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out.String(), errOut.String())
+			default:
+				lines := strings.Split(strings.TrimRight(out.String(), "\n"), "\n")
+				if last := lines[len(lines)-1]; !strings.HasPrefix(last, f+": configuration OK: sync instances ") {
+					t.Fatalf("last line %q", last)
+				}
+				for _, l := range lines[:len(lines)-1] {
+					if !strings.HasPrefix(l, "config: ignoring keyword '") && !strings.HasPrefix(l, f+":") {
+						t.Errorf("unexpected line %q", l)
+					}
+				}
+			}
+		})
+	}
+	// Errors: FILE:LINE on stderr, exit 1; --test-config is -t.
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		cfg  string
+		args []string
+		want string
+	}{
+		{"[general]\nsync_module ptp ptp1\n", nil, ":2: ptp instance 'ptp1' has no interface"},
+		{"[general]\nsync_module freerun fr1\nfrobnicate 1\n", nil, ":3: unknown keyword 'frobnicate'"},
+		{"[general]\nsync_module gps gps1\n", nil, ":2: sync module 'gps' is not available in this build"},
+		{"[general]\nsync_module pps pps1\n", nil, ":2: pps instance 'pps1': no PPS device: no interface names one"},
+		{"[general]\nsync_module ptp ptp1\n", []string{"--interface", "tbtest0", "--ptp-domain", "7"}, ""},
+	} {
+		p := filepath.Join(dir, "c.cfg")
+		os.WriteFile(p, []byte(tc.cfg), 0o644)
+		var out, errOut strings.Builder
+		code := run(append([]string{"--test-config", "--config-file", p}, tc.args...), &out, &errOut)
+		if tc.want == "" {
+			if code != 0 || errOut.Len() != 0 {
+				t.Errorf("%q: exit %d, stderr %q", tc.cfg, code, errOut.String())
+			}
+			continue
+		}
+		if code != 1 || !strings.HasPrefix(errOut.String(), p+tc.want) {
+			t.Errorf("%q: exit %d, stderr %q; want %s%s", tc.cfg, code, errOut.String(), p, tc.want)
+		}
+	}
 }

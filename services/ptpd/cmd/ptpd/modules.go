@@ -3,6 +3,10 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -20,10 +24,11 @@ import (
 // With a virtual clock every instance runs on it; otherwise each PTP
 // instance takes its interface's PHC when hardware timestamping works
 // there, else the system clock.
-func modules(virtual bool, log *slog.Logger) map[string]engine.Factory {
+func modules(file string, virtual bool, log *slog.Logger) map[string]engine.Factory {
 	return map[string]engine.Factory{
 		"freerun": engine.NewFreerun,
 		"ptp":     ptpModule(virtual, log),
+		"pps":     ppsModule(file),
 	}
 }
 
@@ -89,4 +94,51 @@ func applyPTPOptions(cfg *ptp.Config, sec config.Instance) error {
 	setU8(&cfg.Priority1, sec.Priority1)
 	setU8(&cfg.Priority2, sec.Priority2)
 	return nil
+}
+
+// checkInstance refuses, with one line naming the file and the
+// instance's sync_module line, an instance this box cannot run whatever
+// its configuration says. ptpd -t runs it too, so that a configuration
+// check says what a start would.
+//
+// A pps instance takes its pulses from the external timestamp (PPS)
+// input of its interface's PTP hardware clock, as sfptpd's pps module
+// does; without one there is nothing to read. ptpd has no pps module
+// even where such an input exists, and says that instead.
+func checkInstance(file string, sec config.Instance) error {
+	if sec.Module != "pps" {
+		return nil
+	}
+	if sec.Interface == "" {
+		return config.Errorf(file, sec.Line, "pps instance '%s': no PPS device: no interface names one (set \"interface IF\" in [%s] or [pps])", sec.Name, sec.Name)
+	}
+	dev := ppsInput(sec.Interface)
+	if dev == "" {
+		return config.Errorf(file, sec.Line, "pps instance '%s': no PPS device: interface %s has no PTP hardware clock with an external timestamp input", sec.Name, sec.Interface)
+	}
+	return config.Errorf(file, sec.Line, "pps instance '%s': sync module 'pps' is not available in this build (%s of %s has a PPS input ptpd does not read)", sec.Name, dev, sec.Interface)
+}
+
+// ppsInput returns the PTP hardware clock of iface that has external
+// timestamp channels ("ptp0"), or "".
+func ppsInput(iface string) string {
+	clocks, _ := filepath.Glob(filepath.Join("/sys/class/net", iface, "device/ptp/ptp*"))
+	for _, c := range clocks {
+		b, err := os.ReadFile(filepath.Join(c, "n_external_timestamps"))
+		if err != nil {
+			continue
+		}
+		if n, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && n > 0 {
+			return filepath.Base(c)
+		}
+	}
+	return ""
+}
+
+// ppsModule is the factory behind sync_module pps: it only refuses,
+// with checkInstance's line.
+func ppsModule(file string) engine.Factory {
+	return func(sec config.Instance, _ clock.Clock) (instance.Instance, error) {
+		return nil, checkInstance(file, sec)
+	}
 }
