@@ -515,7 +515,7 @@ func TestTestConfig(t *testing.T) {
 			code := run([]string{"-t", "-f", f, "-i", "tbtest0"}, &out, &errOut)
 			switch {
 			case pps:
-				if code != 1 || !regexp.MustCompile(`^` + regexp.QuoteMeta(f) + `:\d+: pps instance '\w+': no PPS device: interface tbtest0 has no PTP hardware clock`).MatchString(errOut.String()) ||
+				if code != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(f)+`:\d+: pps instance '\w+': no PPS device: interface tbtest0 has no PTP hardware clock`).MatchString(errOut.String()) ||
 					strings.Count(errOut.String(), "\n") != 1 {
 					t.Fatalf("exit %d, stderr %q", code, errOut.String())
 				}
