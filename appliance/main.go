@@ -27,7 +27,7 @@ import (
 
 // Defaults of the flags.
 const (
-	defaultSfptpdSocket = "/var/run/sfptpd/control-v1.sock"
+	defaultSfptpdSocket = "/run/sfptpd/control-v1.sock"
 	defaultKea          = "/run/appliance/control.sock"
 )
 

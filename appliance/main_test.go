@@ -74,7 +74,7 @@ func TestParseFlags(t *testing.T) {
 		t.Errorf("targets %q, want %q", c.all, want)
 	}
 	b, _ := json.Marshal(c)
-	want := `{"sfptpd-socket":"/var/run/sfptpd/control-v1.sock","target":["/run/b.sock","/var/run/sfptpd/control-v1.sock",""],` +
+	want := `{"sfptpd-socket":"/run/sfptpd/control-v1.sock","target":["/run/b.sock","/run/sfptpd/control-v1.sock",""],` +
 		`"ignore":["lo","veth*","docker*"],"coalesce":"80ms","kea":"/run/appliance/control.sock","verbose":false}`
 	if string(b) != want {
 		t.Errorf("config-get\n got %s\nwant %s", b, want)

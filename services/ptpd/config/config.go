@@ -25,7 +25,7 @@ import (
 
 // Defaults, as sfptpd documents them where it has the same option.
 const (
-	DefaultControlPath      = "/var/run/sfptpd/control-v1.sock"
+	DefaultControlPath      = "/run/sfptpd/control-v1.sock"
 	DefaultControlMode      = fs.FileMode(0o660)
 	DefaultStatePath        = "/var/lib/sfptpd"
 	DefaultSelectionHoldoff = 10 * time.Second
