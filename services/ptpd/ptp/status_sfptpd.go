@@ -20,7 +20,10 @@ var e2eProfileID = [6]byte{0x00, 0x1b, 0x19, 0x00, 0x01, 0x00}
 func (p *Port) fillSfptpd(st *instance.Status) {
 	st.Source = sfptpdSource
 	st.ActiveInterface = p.cfg.Interface
-	if p.self.ClockIdentity != 0 {
+	switch {
+	case p.clk.Name() == "system":
+		st.ClockID = "system" // sfptpd's identity of the system clock
+	case p.self.ClockIdentity != 0:
 		st.ClockID = sfptpdID(p.self.ClockIdentity)
 	}
 	if p.slaveState() && p.haveOffset {
