@@ -25,7 +25,6 @@ import (
 //	topology-*       the modules' write-topology and sfptpd_log_topology_write_*
 //	ptp-nodes        the PTP module's ptp-nodes table
 //	interfaces       the engine's write_interfaces
-//	freq-correction* sfptpd_log_write_freq_correction
 
 var goldenTime = time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC)
 
