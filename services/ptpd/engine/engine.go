@@ -225,7 +225,7 @@ func (e *Engine) Stop() {
 	e.wg.Wait()
 	// The last correction of a disciplining instance outlives the run.
 	e.saveFreqCorrection(snaps)
-	e.log.Info(fmt.Sprintf("engine stopped after %d stats intervals", n))
+	e.log.Info("engine stopped", "stats_intervals", n)
 }
 
 func (e *Engine) stopAllLocked() {
@@ -265,11 +265,9 @@ func (e *Engine) startLocked(r *record) error {
 		}
 		e.mu.Unlock()
 	}()
-	if r.cfg.Interface != "" {
-		e.log.Info(fmt.Sprintf("%s: creating %s sync instance on interface %s", r.cfg.Name, r.cfg.Module, r.cfg.Interface))
-	} else {
-		e.log.Info(fmt.Sprintf("%s: creating %s sync instance", r.cfg.Name, r.cfg.Module))
-	}
+	// sfptpd has no line of its own for this; the attributes are what
+	// the hotplug tests and operators look for.
+	e.log.Info("sync instance started", "instance", r.cfg.Name, "module", r.cfg.Module, "interface", r.cfg.Interface)
 	return nil
 }
 
@@ -281,7 +279,7 @@ func (e *Engine) stopLocked(r *record) chan struct{} {
 	}
 	r.cancel()
 	r.inst = nil
-	e.log.Info(fmt.Sprintf("%s: sync instance stopped", r.cfg.Name))
+	e.log.Info("sync instance stopped", "instance", r.cfg.Name, "interface", r.cfg.Interface)
 	return r.done
 }
 

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,79 @@ func TestAlarmChangeLogged(t *testing.T) {
 	}
 	if n := strings.Count(logs, "p1: alarms changed: no-sync-pkts no-delay-resps  -> none"); n != 1 {
 		t.Fatalf("clear logged %d times:\n%s", n, logs)
+	}
+}
+
+// TestLogrotateLosesNoLine rotates the stats logs 100 times while a PTP
+// slave's lines are written every 2 ms, renaming the files first as
+// logrotate does, and counts every line across all files against the
+// intervals the engine ran.
+func TestLogrotateLosesNoLine(t *testing.T) {
+	dir := t.TempDir()
+	cfg, err := config.Parse("t.cfg", []byte("[general]\nsync_module ptp p1\nsync_module freerun fr1\nstats_log "+dir+"/stats.log\njson_stats "+dir+"/stats.json\n[p1]\ninterface eth0\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.General.StatePath = ""
+	var stderr testutil.LockedBuffer
+	logs, err := OpenLogs(cfg.General, &stderr, &stderr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logs.Close()
+	ptpFactory := func(sec config.Instance, clk clock.Clock) (instance.Instance, error) {
+		st := ptpSlave()
+		st.Name = sec.Name
+		return &fake{st: st}, nil
+	}
+	e, err := New(Options{Config: cfg, Modules: map[string]Factory{"freerun": NewFreerun, "ptp": ptpFactory}, Logs: logs,
+		StatsInterval: 2 * time.Millisecond, InterfaceExists: func(string) bool { return true },
+		Logger: slog.New(slog.NewTextHandler(&stderr, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stats, js := filepath.Join(dir, "stats.log"), filepath.Join(dir, "stats.json")
+	for i := 1; i <= 100; i++ {
+		os.Rename(stats, stats+"."+strconv.Itoa(i))
+		os.Rename(js, js+"."+strconv.Itoa(i))
+		if err := e.RotateLogs(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	e.Stop()
+	e.mu.Lock()
+	intervals := int(e.intervals)
+	e.mu.Unlock()
+	if intervals < 10 {
+		t.Fatalf("only %d intervals", intervals)
+	}
+	count := func(glob string) (n int) {
+		files, _ := filepath.Glob(glob)
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, l := range strings.Split(strings.TrimSuffix(string(b), "\n"), "\n") {
+				if l == "" {
+					continue
+				}
+				if !strings.Contains(l, "p1") || strings.Contains(l, "fr1") {
+					t.Fatalf("%s: bad line %q", f, l)
+				}
+				n++
+			}
+		}
+		return n
+	}
+	if n := count(stats + "*"); n != intervals {
+		t.Fatalf("stats_log: %d lines, want %d", n, intervals)
+	}
+	if n := count(js + "*"); n != intervals {
+		t.Fatalf("json_stats: %d lines, want %d", n, intervals)
 	}
 }
