@@ -26,10 +26,11 @@ func (p *Port) fillSfptpd(st *instance.Status) {
 	case p.self.ClockIdentity != 0:
 		st.ClockID = sfptpdID(p.self.ClockIdentity)
 	}
-	if p.slaveState() && p.haveOffset {
-		// The PI output is the frequency; its proportional part is
-		// -Kp·offset (a clock ahead of the master is slowed), the rest
-		// is the integral the servo has accumulated.
+	if p.slaveState() && p.haveOffset && p.adjusting() && p.servo.Locked() {
+		// Once the locked PI drives the clock, its output is the
+		// frequency; its proportional part is -Kp·offset (a clock ahead
+		// of the master is slowed), the rest is the integral the servo
+		// has accumulated.
 		st.HasPI = true
 		st.PTerm = -p.servo.Config().Kp * p.offset
 		st.ITerm = p.freq - st.PTerm
