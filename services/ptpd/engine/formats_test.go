@@ -318,3 +318,44 @@ pid_filter_i 0.090000
 		t.Fatal("config copy does not round-trip")
 	}
 }
+
+// TestSystemInterfaces reads this host's interfaces: the loopback is not
+// listed and every capability word is one of sfptpd's.
+func TestSystemInterfaces(t *testing.T) {
+	ifs, err := SystemInterfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	words := map[string]bool{"-": true, "sw": true, "hw": true, "hw & sw": true}
+	for _, in := range ifs {
+		if in.Name == "lo" || len(in.MAC) == 0 || !words[in.PTPCaps] || !words[in.RxTimestampCaps] {
+			t.Errorf("interface %+v", in)
+		}
+	}
+	if got := interfacesText(ifs); !strings.HasPrefix(got, "|        interface | ptp-caps | pkt-timestamping-caps |       mac-address |\n") {
+		t.Errorf("interfaces file %q", got)
+	}
+}
+
+func TestTSCaps(t *testing.T) {
+	const (
+		sw = 1<<1 | 1<<3 | 1<<4 // TX_SOFTWARE | RX_SOFTWARE | SOFTWARE
+		hw = 1<<0 | 1<<2 | 1<<6 // TX_HARDWARE | RX_HARDWARE | RAW_HARDWARE
+	)
+	tests := []struct {
+		flags   uint32
+		phc     int32
+		ptp, rx string
+	}{
+		{0, -1, "-", "-"},
+		{sw, -1, "sw", "sw"},
+		{sw | hw, 0, "hw & sw", "hw & sw"},
+		{sw | hw, -1, "sw", "hw & sw"}, // no PHC: no hardware PTP
+		{hw, 2, "hw", "hw"},
+	}
+	for _, tc := range tests {
+		if p, r := tsCaps(tc.flags, tc.phc); p != tc.ptp || r != tc.rx {
+			t.Errorf("tsCaps(%#x, %d) = %q, %q; want %q, %q", tc.flags, tc.phc, p, r, tc.ptp, tc.rx)
+		}
+	}
+}
