@@ -13,8 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -56,6 +54,15 @@ type Options struct {
 	// means asking the kernel. Instances bound to an absent interface
 	// wait for it (netlink) or for interfaceinsert (manual).
 	InterfaceExists func(name string) bool
+	// PersistentCorrection restores the clock's saved frequency
+	// correction (state_path/freq-correction-CLOCK) at Start and saves
+	// the disciplining instance's correction while it is in sync, as
+	// sfptpd's persistent_clock_correction does (on by default there;
+	// the daemon sets this from its configuration).
+	PersistentCorrection bool
+	// Interfaces lists the network interfaces for the interfaces state
+	// file; nil means asking the kernel (SystemInterfaces).
+	Interfaces func() ([]Interface, error)
 }
 
 // record is one configured instance and, while it runs, its instance.
@@ -70,6 +77,8 @@ type record struct {
 	discSet bool
 
 	kp, ki, kd float64
+
+	alarms []string // alarms at the last stats interval, for "alarms changed"
 }
 
 // Engine runs the sync instances. Its methods are safe for concurrent
@@ -98,6 +107,11 @@ type Engine struct {
 
 	intervals    int64
 	lastStateErr string
+	// lastChange is when the selection last changed, for "... was
+	// active for Ns".
+	lastChange time.Time
+	// configWritten: the config copy is written once per start.
+	configWritten bool
 }
 
 // New checks the configuration against the available modules and
@@ -146,9 +160,10 @@ func (e *Engine) Start(ctx context.Context) error {
 		return errors.New("engine: already started")
 	}
 	e.runCtx, e.stop = context.WithCancel(ctx)
+	e.restoreFreqCorrection()
 	for _, r := range e.recs {
 		if r.cfg.Interface != "" && !e.opts.InterfaceExists(r.cfg.Interface) {
-			e.log.Warn("sync instance waits for its interface", "instance", r.cfg.Name, "interface", r.cfg.Interface, "hotplug", e.g.Hotplug)
+			e.log.Warn(fmt.Sprintf("%s: interface %s not present, instance waits for it (hotplug_detection_mode %s)", r.cfg.Name, r.cfg.Interface, e.g.Hotplug))
 			continue
 		}
 		if err := e.startLocked(r); err != nil {
@@ -203,10 +218,13 @@ func (e *Engine) Stop() {
 	e.mu.Unlock()
 	<-done
 	e.mu.Lock()
+	snaps := e.snapshotsLocked()
 	e.stopAllLocked()
 	n := e.intervals
 	e.mu.Unlock()
 	e.wg.Wait()
+	// The last correction of a disciplining instance outlives the run.
+	e.saveFreqCorrection(snaps)
 	e.log.Info("engine stopped", "stats_intervals", n)
 }
 
@@ -239,7 +257,7 @@ func (e *Engine) startLocked(r *record) error {
 		// The instance ended on its own: it is faulty. Forget it so
 		// that the selection moves away and a hotplug insert can start
 		// it again.
-		e.log.Error("sync instance stopped", "instance", r.cfg.Name, "err", err)
+		e.log.Error(fmt.Sprintf("sync instance %s stopped unexpectedly", r.cfg.Name), "err", err)
 		e.mu.Lock()
 		if r.inst == inst {
 			r.inst = nil
@@ -247,6 +265,8 @@ func (e *Engine) startLocked(r *record) error {
 		}
 		e.mu.Unlock()
 	}()
+	// sfptpd has no line of its own for this; the attributes are what
+	// the hotplug tests and operators look for.
 	e.log.Info("sync instance started", "instance", r.cfg.Name, "module", r.cfg.Module, "interface", r.cfg.Interface)
 	return nil
 }
@@ -285,14 +305,20 @@ func (e *Engine) selectLocked(r *record, why string) {
 	prev := e.selected
 	e.selected, e.candidate = r, nil
 	if prev != r {
-		e.log.Info(fmt.Sprintf("selected sync instance %s", r.cfg.Name), "previous", nameOf(prev), "reason", why)
+		now := e.opts.Now()
+		var active time.Duration
+		if prev != nil {
+			active = now.Sub(e.lastChange)
+		}
+		e.lastChange = now
+		e.log.Info(fmt.Sprintf("selected sync instance %s (%s was active for %.3fs)", r.cfg.Name, nameOf(prev), active.Seconds()))
 	}
 	e.applyDisciplineLocked()
 }
 
 func nameOf(r *record) string {
 	if r == nil {
-		return "none"
+		return "[none]"
 	}
 	return r.cfg.Name
 }
@@ -378,86 +404,37 @@ func (e *Engine) loop(ctx context.Context) {
 type snapshot struct {
 	st       instance.Status
 	selected bool
+	manual   bool
 	running  bool
+	// blocked: block_clock keeps the instance from its clock.
+	blocked bool
+	rank    int
+}
+
+// snapshotsLocked takes every instance's snapshot with its rank; e.mu
+// held.
+func (e *Engine) snapshotsLocked() []snapshot {
+	cs := e.candidatesLocked()
+	snaps := make([]snapshot, len(e.recs))
+	for i, r := range e.recs {
+		snaps[i] = snapshot{st: cs[i].st, selected: r == e.selected, manual: r == e.manual,
+			running: r.inst != nil, blocked: r.inst != nil && e.clockBlockedLocked(r, cs[i].st)}
+	}
+	rankSnapshots(snaps, cs)
+	return snaps
 }
 
 func (e *Engine) tick() {
 	now := e.opts.Now()
 	e.mu.Lock()
 	e.evaluateLocked(now)
-	snaps := make([]snapshot, len(e.recs))
+	snaps := e.snapshotsLocked()
 	for i, r := range e.recs {
-		snaps[i] = snapshot{st: r.status(), selected: r == e.selected, running: r.inst != nil}
+		e.logAlarmChangeLocked(r, snaps[i].st.Alarms)
 	}
 	e.intervals++
 	e.mu.Unlock()
 	e.writeStats(now, snaps)
 	e.writeState(snaps)
-}
-
-// writeStats writes one line per running instance to each stats log.
-func (e *Engine) writeStats(now time.Time, snaps []snapshot) {
-	l := e.opts.Logs
-	if l == nil {
-		return
-	}
-	for _, s := range snaps {
-		if !s.running {
-			continue
-		}
-		if l.Stats != nil {
-			if _, err := l.Stats.Write([]byte(StatsLine(now, s.st))); err != nil {
-				e.log.Error("stats_log write failed", "err", err)
-			}
-		}
-		if l.JSON != nil {
-			if _, err := l.JSON.Write(JSONStatsLine(now, s.st)); err != nil {
-				e.log.Error("json_stats write failed", "err", err)
-			}
-		}
-	}
-}
-
-// writeState writes state-NAME per instance and sync-instances, each
-// atomically. A failure is logged once until the error changes, so a
-// read-only state_path does not flood the log.
-func (e *Engine) writeState(snaps []snapshot) {
-	dir := e.g.StatePath
-	if dir == "" {
-		return
-	}
-	err := os.MkdirAll(dir, 0o755)
-	var list strings.Builder
-	for _, s := range snaps {
-		if err != nil {
-			break
-		}
-		err = writeAtomic(dir, "state-"+s.st.Name, []byte(stateText(s.st, s.selected, s.running)))
-		state := s.st.State.String()
-		if !s.running {
-			state = instance.Disabled.String()
-		}
-		sel := ""
-		if s.selected {
-			sel = " selected"
-		}
-		fmt.Fprintf(&list, "%s %s %s%s\n", s.st.Name, s.st.Module, state, sel)
-	}
-	if err == nil {
-		err = writeAtomic(dir, "sync-instances", []byte(list.String()))
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	msg := ""
-	if err != nil {
-		msg = err.Error()
-	}
-	if msg != e.lastStateErr {
-		if err != nil {
-			e.log.Error("cannot write state files", "state_path", dir, "err", err)
-		} else {
-			e.log.Info("state files written again", "state_path", dir)
-		}
-		e.lastStateErr = msg
-	}
+	e.saveFreqCorrection(snaps)
 }

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -344,75 +343,6 @@ func TestUnavailableModule(t *testing.T) {
 	_, err = New(Options{Config: cfg, Modules: map[string]Factory{"freerun": NewFreerun}})
 	if err == nil || err.Error() != "x.cfg:3: sync module 'ptp' is not available in this build" {
 		t.Fatalf("err = %v", err)
-	}
-}
-
-func TestStatsFormats(t *testing.T) {
-	ts := time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.Local)
-	st := instance.Status{Name: "ptp1", Module: "ptp", Interface: "eth0", Clock: "phc0(eth0)", InSync: true, Disciplining: true,
-		OffsetNS: -3.25, FreqAdjPPB: 1204.113, PathDelayNS: 512, ParentID: "0011:22ff:fe33:4455", GrandmasterID: "0011:22ff:fe33:4455", Alarms: nil}
-	wantJSON := `{"instance":"ptp1","time":"2025-06-01 12:00:00.123456","clock-master":{"name":"0011:22ff:fe33:4455"},"clock-slave":{"name":"phc0(eth0)","primary-interface":"eth0"},"is-disciplining":true,"in-sync":true,"alarms":[],"stats":{"offset":-3.25,"freq-adj":1204.113,"one-way-delay":512.0,"parent-id":"0011:22ff:fe33:4455","gm-id":"0011:22ff:fe33:4455","active-interface":"eth0"}}` + "\n"
-	if got := string(JSONStatsLine(ts, st)); got != wantJSON {
-		t.Fatalf("json\n got %s\nwant %s", got, wantJSON)
-	}
-	wantText := "2025-06-01 12:00:00.123456 [ptp1:phc0(eth0)->0011:22ff:fe33:4455], offset: -3.250, freq-adj: 1204.113, one-way-delay: 512.000, parent-id: 0011:22ff:fe33:4455, gm-id: 0011:22ff:fe33:4455, in-sync: 1\n"
-	if got := StatsLine(ts, st); got != wantText {
-		t.Fatalf("text\n got %s\nwant %s", got, wantText)
-	}
-	fr := instance.Status{Name: "servo0", Clock: "phc0", OffsetNS: 64.219, FreqAdjPPB: -1132.022, InSync: true, Alarms: []string{"a", "b\"c"}}
-	if got := StatsLine(time.Date(2024, 3, 16, 19, 39, 42, 114315000, time.Local), fr); got != "2024-03-16 19:39:42.114315 [servo0:phc0->-], offset: 64.219, freq-adj: -1132.022, in-sync: 1\n" {
-		t.Fatalf("text %q", got)
-	}
-	if got := string(JSONStatsLine(ts, fr)); !strings.Contains(got, `"alarms":["a","b\"c"]`) || !strings.Contains(got, `"stats":{"offset":64.219,"freq-adj":-1132.022}}`) {
-		t.Fatalf("json %s", got)
-	}
-}
-
-func TestStateFilesAndStats(t *testing.T) {
-	dir := t.TempDir()
-	cfg, err := config.Parse("t.cfg", []byte("[general]\nsync_module freerun fr1\nstate_path "+dir+"/state\nstats_log "+dir+"/stats.log\njson_stats "+dir+"/stats.json\n"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stderr bytes.Buffer
-	logs, err := OpenLogs(cfg.General, &stderr, &stderr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logs.Close()
-	e, err := New(Options{Config: cfg, Modules: map[string]Factory{"freerun": NewFreerun}, Logs: logs, StatsInterval: 5 * time.Millisecond,
-		Logger: slog.New(slog.NewTextHandler(&stderr, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := e.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, "state file", 5*time.Second, func() bool {
-		b, _ := os.ReadFile(filepath.Join(dir, "state", "state-fr1"))
-		return strings.Contains(string(b), "state: freerun\nselected: true\n")
-	})
-	// Rotate: rename the files away, reopen, and make sure both get lines.
-	for _, n := range []string{"stats.log", "stats.json"} {
-		if err := os.Rename(filepath.Join(dir, n), filepath.Join(dir, n+".1")); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := e.RotateLogs(); err != nil {
-		t.Fatal(err)
-	}
-	testutil.WaitFor(t, "new stats files", 5*time.Second, func() bool {
-		a, _ := os.ReadFile(filepath.Join(dir, "stats.log"))
-		b, _ := os.ReadFile(filepath.Join(dir, "stats.json"))
-		return len(a) > 0 && len(b) > 0
-	})
-	e.Stop()
-	if _, err := os.Stat(filepath.Join(dir, "state", ".next.state-fr1")); !os.IsNotExist(err) {
-		t.Fatalf("temporary state file left: %v", err)
-	}
-	b, _ := os.ReadFile(filepath.Join(dir, "state", "sync-instances"))
-	if string(b) != "fr1 freerun freerun selected\n" {
-		t.Fatalf("sync-instances %q", b)
 	}
 }
 

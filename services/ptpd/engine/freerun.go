@@ -45,7 +45,8 @@ func (f *Freerun) Run(ctx context.Context) error {
 }
 
 // Status implements instance.Instance. The offset is zero by
-// definition: the clock is its own reference.
+// definition: the clock is its own reference. Source stays empty:
+// sfptpd's freerun module writes no realtime stats.
 func (f *Freerun) Status() instance.Status {
 	f.mu.Lock()
 	disc := f.disc
@@ -64,13 +65,17 @@ func (f *Freerun) Status() instance.Status {
 	}
 	if f.clk != nil {
 		st.Clock = f.clk.Name()
+		if st.Clock == systemClock {
+			st.ClockID = systemClock
+		}
 		if ppb, err := f.clk.FreqPPB(); err == nil {
 			st.FreqAdjPPB = ppb
 		}
 		if now, err := f.clk.Now(); err == nil {
 			st.LastUpdate = now
 		} else {
-			st.Alarms = []string{"clock-read-failed"}
+			// sfptpd's name for a clock that cannot be operated.
+			st.Alarms = []string{instance.AlarmClockCtrlFailure}
 		}
 	}
 	return st

@@ -4,12 +4,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"log/syslog"
 	"os"
 	"path/filepath"
 	"sync"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
+	"github.com/tickbox-fw/tickbox/services/ptpd/msglog"
 )
 
 // Sink is one log destination: a standard stream, or a file that
@@ -135,6 +137,17 @@ func OpenLogs(g config.General, stdout, stderr io.Writer) (*Logs, error) {
 		}
 	}
 	return l, nil
+}
+
+// Handler returns the slog handler of the message log in sfptpd's
+// format: syslog at each message's priority for "message_log syslog",
+// sfptpd's text lines otherwise. level nil means info.
+func (l *Logs) Handler(level slog.Leveler) slog.Handler {
+	opts := &msglog.Options{Level: level}
+	if l.sysl != nil {
+		return msglog.NewSyslog(l.sysl, opts)
+	}
+	return msglog.New(l.Message, opts)
 }
 
 // Rotate reopens every log file (logrotate, SIGHUP).

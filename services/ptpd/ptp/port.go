@@ -59,11 +59,12 @@ const (
 	timeSourceInternal = 0xA0
 )
 
-// Alarm names, as sfptpd reports them.
+// Alarm names. sfptpd has no alarm for missing Announces (its PTP
+// port just falls back to listening); ptpd keeps one of its own.
 const (
 	AlarmNoAnnounce   = "no-announce-pkts"
-	AlarmNoSync       = "no-sync-pkts"
-	AlarmNoDelayResps = "no-delay-resps"
+	AlarmNoSync       = instance.AlarmNoSyncPkts
+	AlarmNoDelayResps = instance.AlarmNoDelayResps
 )
 
 // Port is one PTP ordinary clock port. All protocol work happens in Run's
@@ -119,6 +120,7 @@ type Port struct {
 	holdover    bool
 	syncAlarm   bool
 	annAlarm    bool
+	twoStep     bool // the parent's last Sync was two-step
 	txErr       error
 	badCount    uint64
 	badSinceLog uint64
@@ -768,7 +770,8 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		p.bad(now, "Sync correction too big", nil)
 		return
 	}
-	if m.FlagField&protocol.FlagTwoStep != 0 {
+	p.twoStep = m.FlagField&protocol.FlagTwoStep != 0
+	if p.twoStep {
 		p.sync = syncRx{seq: m.SequenceID, t2: t2, corr: corr, valid: true}
 		if p.fu.valid && p.fu.seq == m.SequenceID {
 			p.fu.valid, p.sync.valid = false, false
@@ -975,6 +978,7 @@ func (p *Port) Status() instance.Status {
 	if p.slaveState() && p.missed >= missedRespAlarm {
 		st.Alarms = append(st.Alarms, AlarmNoDelayResps)
 	}
+	p.fillSfptpd(&st)
 	return st
 }
 

@@ -380,12 +380,18 @@ func TestLogrotateLosesNoLine(t *testing.T) {
 		}
 		return n
 	}
-	// Only fr1 runs (fr2 waits for its interface): one line per interval.
-	if n := count(stats + "*"); n != intervals {
-		t.Fatalf("stats_log: %d lines, want %d", n, intervals)
+	// Freerun instances write no stats lines, as in sfptpd; the files
+	// are still reopened on every rotation without error. The count of
+	// lines across rotations is checked with a PTP slave in the engine's
+	// TestLogrotateLosesNoLine.
+	if n := count(stats + "*"); n != 0 {
+		t.Fatalf("stats_log: %d lines from freerun instances, want none", n)
 	}
-	if n := count(js + "*"); n != intervals {
-		t.Fatalf("json_stats: %d lines, want %d", n, intervals)
+	if n := count(js + "*"); n != 0 {
+		t.Fatalf("json_stats: %d lines from freerun instances, want none", n)
+	}
+	if strings.Contains(d.out.String(), "reopening log files failed") {
+		t.Fatalf("rotation errors:\n%s", d.out)
 	}
 }
 
