@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"math"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -236,13 +235,6 @@ func (e *Engine) clockNamesLocked() []string {
 	return names
 }
 
-// shortClockName is a long clock name without its interface list:
-// "phc0(eth0/eth1)" is phc0.
-func shortClockName(long string) string {
-	s, _, _ := strings.Cut(long, "(")
-	return s
-}
-
 // findClockLocked finds a clock the way sfptpd does: by its short name
 // ("phc0", "system") or its long name ("phc0(eth0)"). It returns the
 // long name.
@@ -309,22 +301,6 @@ type PIDAdjustment struct {
 	Reset      bool
 }
 
-// cG formats v as C's printf %g does (glibc spells NaN "nan").
-func cG(v float64) string {
-	switch {
-	case math.IsNaN(v):
-		if math.Signbit(v) {
-			return "-nan"
-		}
-		return "nan"
-	case math.IsInf(v, 1):
-		return "inf"
-	case math.IsInf(v, -1):
-		return "-inf"
-	}
-	return strconv.FormatFloat(v, 'g', 6, 64)
-}
-
 // PIDAdjust is pid_adjust: it sets the coefficients of the servos of
 // the types in the mask, keeping those given as NaN, and restarts them
 // when Reset is set. Only PTP instances have servos in ptpd.
@@ -333,7 +309,7 @@ func (e *Engine) PIDAdjust(p PIDAdjustment) error {
 		if math.IsInf(v, 0) {
 			// sfptpd would hand an infinite coefficient to its servos
 			// and wreck them; refusing it loses nothing.
-			return e.badCommand("pid_adjust has an infinite coefficient: %s", cG(v))
+			return e.badCommand("pid_adjust has an infinite coefficient: %s", cG(6, v))
 		}
 	}
 	if p.Mask == 0 {
@@ -343,7 +319,7 @@ func (e *Engine) PIDAdjust(p PIDAdjustment) error {
 	if p.Reset {
 		reset = " reset"
 	}
-	e.notice(fmt.Sprintf("received 'pid_adjust' control command: (%s, %s, %s) @0%o%s", cG(p.KP), cG(p.KI), cG(p.KD), int(p.Mask), reset))
+	e.notice(fmt.Sprintf("received 'pid_adjust' control command: (%s, %s, %s) @0%o%s", cG(6, p.KP), cG(6, p.KI), cG(6, p.KD), int(p.Mask), reset))
 	if p.Mask&ServoPTP == 0 {
 		e.log.Info("pid_adjust: no servo of the given types to adjust: ptpd's servos are all ptp servos")
 		return nil
@@ -368,7 +344,7 @@ func (e *Engine) PIDAdjust(p PIDAdjustment) error {
 			r.inst.SetPID(r.kp, r.ki, r.kd, p.Reset)
 			n++
 		}
-		e.log.Info(fmt.Sprintf("%s: servo PID coefficients kp %s ki %s kd %s%s", r.cfg.Name, cG(r.kp), cG(r.ki), cG(r.kd), reset))
+		e.log.Info(fmt.Sprintf("%s: servo PID coefficients kp %s ki %s kd %s%s", r.cfg.Name, cG(6, r.kp), cG(6, r.ki), cG(6, r.kd), reset))
 	}
 	if n == 0 {
 		e.log.Info("pid_adjust: no running ptp servo to adjust")

@@ -284,7 +284,7 @@ message_log stderr
 stats_log off
 json_stats /run/ptpd/stats.json
 state_path /var/lib/sfptpd
-control_path /var/run/sfptpd/control-v1.sock
+control_path /run/sfptpd/control-v1.sock
 control_socket_mode 0660
 clock_control slew-and-step
 step_threshold 0.900000

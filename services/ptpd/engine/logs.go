@@ -105,21 +105,43 @@ type Logs struct {
 	// Stats and JSON are nil when off.
 	Stats *Sink
 	JSON  *Sink
+	// Fallback is set when message_log syslog found no syslog daemon
+	// and the messages went to stderr instead: the daemon logs it once
+	// as a warning, on the log it fell back to.
+	Fallback string
 }
 
+// SyslogDialer connects to the local syslog daemon; nil means
+// log/syslog's own search of the usual sockets.
+type SyslogDialer func() (*syslog.Writer, error)
+
 // OpenLogs opens the logs g names. message_log "syslog" uses the local
-// syslog daemon.
+// syslog daemon, and falls back to stderr when there is none: a box
+// without syslog still has a message log, and a daemon that would not
+// start for want of one would be worse than one that says so once.
 func OpenLogs(g config.General, stdout, stderr io.Writer) (*Logs, error) {
+	return OpenLogsWith(g, stdout, stderr, nil)
+}
+
+// OpenLogsWith is OpenLogs with the syslog connection made by dial.
+func OpenLogsWith(g config.General, stdout, stderr io.Writer, dial SyslogDialer) (*Logs, error) {
 	l := &Logs{}
+	if dial == nil {
+		dial = func() (*syslog.Writer, error) { return syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "ptpd") }
+	}
 	var err error
-	if g.MessageLog == "syslog" {
-		l.sysl, err = syslog.New(syslog.LOG_DAEMON|syslog.LOG_INFO, "ptpd")
-		if err != nil {
-			return nil, fmt.Errorf("message_log syslog: %w", err)
+	spec := g.MessageLog
+	if spec == "syslog" {
+		l.sysl, err = dial()
+		if err == nil {
+			l.Message = l.sysl
+		} else {
+			l.Fallback = fmt.Sprintf("message_log syslog: no syslog daemon (%v); logging to stderr", err)
+			l.sysl, spec = nil, "stderr"
 		}
-		l.Message = l.sysl
-	} else {
-		if l.msg, err = openSink(g.MessageLog, stdout, stderr); err != nil {
+	}
+	if l.sysl == nil {
+		if l.msg, err = openSink(spec, stdout, stderr); err != nil {
 			return nil, fmt.Errorf("message_log: %w", err)
 		}
 		l.Message = l.msg

@@ -238,23 +238,6 @@ func clockClassText(c uint8) string {
 	return "unknown"
 }
 
-// cG is C's "%W.3g" for the sync-instances table, spelling the
-// non-finite values as C does.
-func cG(width int, f float64) string {
-	var s string
-	switch {
-	case math.IsNaN(f):
-		s = "nan"
-	case math.IsInf(f, 1):
-		s = "inf"
-	case math.IsInf(f, -1):
-		s = "-inf"
-	default:
-		s = fmt.Sprintf("%.3g", f)
-	}
-	return fmt.Sprintf("%*s", width, s)
-}
-
 // tableRow writes one row and, when line is set, a rule of dashes as
 // long as the row (sfptpd's table rows).
 func tableRow(b *strings.Builder, line bool, row string) {
@@ -291,8 +274,8 @@ func syncInstancesText(snaps []snapshot) string {
 		}
 		// ptpd knows no Allan variance: sfptpd's unknown is NaN.
 		tableRow(&b, i == len(snaps)-1, fmt.Sprintf("| %2d | %-12s%1s | %c%c |%-9s %1d | %1s | %s | %1d | %-11s | %s | %s | %5d |\n",
-			s.rank, s.st.Name, sel, man, '-', state, order, alarm, cG(8, float64(s.st.UserPriority)), 0,
-			clockClassText(s.st.ClockClass), cG(8, s.st.AccuracyNS), cG(9, math.NaN()), s.st.StepsRemoved))
+			s.rank, s.st.Name, sel, man, '-', state, order, alarm, fmt.Sprintf("%8s", cG(3, float64(s.st.UserPriority))), 0,
+			clockClassText(s.st.ClockClass), fmt.Sprintf("%8s", cG(3, s.st.AccuracyNS)), fmt.Sprintf("%9s", cG(3, math.NaN())), s.st.StepsRemoved))
 	}
 	b.WriteString("\nKey: R = rank  S = selected  M = manual  O = state order  A = alarms  C = clustering score\n" +
 		"     X = external constraint (m = must-be-selected  c = cannot-be-selected) \n")

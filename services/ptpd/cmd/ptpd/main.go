@@ -133,7 +133,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if o.verbose {
 		level = slog.LevelDebug
 	}
-	log := slog.New(slog.NewTextHandler(logs.Message, &slog.HandlerOptions{Level: level}))
+	log := slog.New(logs.Handler(level))
+	if logs.Fallback != "" {
+		log.Warn(logs.Fallback)
+	}
 
 	// Each keyword ptpd accepts but does not act on is said once, where
 	// the user reads the daemon's messages.
@@ -145,6 +148,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	eng, err := engine.New(engine.Options{
 		Config: cfg, Modules: modules(cfg.File, o.virtual != "", log), Clock: clk, Logger: log, Logs: logs, StatsInterval: o.statsInterval,
+		PersistentCorrection: cfg.General.PersistentClockCorrection,
 	})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
