@@ -135,13 +135,13 @@ type Instance struct {
 	// server records without the lock.
 	parent       string
 	parentSample sample
-	offset     float64
-	delay      float64
-	haveOffset bool
-	inSyncRun  int
-	inSync     bool
-	lastUpdate time.Time
-	ctrlAlarm  bool
+	offset       float64
+	delay        float64
+	haveOffset   bool
+	inSyncRun    int
+	inSync       bool
+	lastUpdate   time.Time
+	ctrlAlarm    bool
 }
 
 // New checks cfg and returns an instance on clk. A server list that is
@@ -291,7 +291,6 @@ func (n *Instance) apply(outs []outcome, epoch int) {
 		}
 		s.reach <<= 1
 		s.validReach <<= 1
-		problem := ""
 		switch o.kind {
 		case outcomeValid:
 			s.reach |= 1
@@ -303,27 +302,24 @@ func (n *Instance) apply(outs []outcome, epoch int) {
 		case outcomeInvalid:
 			s.reach |= 1
 			s.have = false
-			problem = o.err.Error()
 			if o.kod != "" {
 				s.kodBackoff = min(max(2*s.kodBackoff, 4), maxKoDBackoff)
 				s.skip = s.kodBackoff
-				problem = fmt.Sprintf("kiss-of-death %q: not polled for %d polls", o.kod, s.skip)
 			}
-		case outcomeUnreachable:
-			problem = "unreachable: " + o.err.Error()
-		case outcomeDNS:
-			problem = "DNS: " + o.err.Error()
 		}
 		if s.validReach&recentPolls == 0 {
 			s.have = false
 		}
-		if problem != s.problem {
-			if problem == "" {
+		if o.key != s.problem {
+			switch {
+			case o.key == "":
 				n.log.Info("NTP server answering", "server", s.spec, "address", o.addr.String())
-			} else {
-				n.log.Warn("NTP server", "server", s.spec, "problem", problem)
+			case o.kod != "":
+				n.log.Warn("NTP server", "server", s.spec, "problem", o.key, "skip_polls", s.skip)
+			default:
+				n.log.Warn("NTP server", "server", s.spec, "problem", o.key, "err", o.err)
 			}
-			s.problem = problem
+			s.problem = o.key
 		}
 	}
 

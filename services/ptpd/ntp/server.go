@@ -162,7 +162,10 @@ const (
 )
 
 type outcome struct {
-	kind   outcomeKind
+	kind outcomeKind
+	// key names the failure without what changes from query to query
+	// (the local port), so that a lasting problem is logged once.
+	key    string
 	sample sample
 	kod    string // kiss code, for a kiss-of-death
 	err    error
@@ -203,7 +206,12 @@ func (n *Instance) resolve(ctx context.Context, s *server) (netip.Addr, error) {
 func (n *Instance) query(ctx context.Context, s *server, round uint64) outcome {
 	addr, err := n.resolve(ctx, s)
 	if err != nil {
-		return outcome{kind: outcomeDNS, err: err}
+		key := "DNS: " + s.host
+		var de *net.DNSError
+		if errors.As(err, &de) {
+			key += ": " + de.Err
+		}
+		return outcome{kind: outcomeDNS, key: key, err: err}
 	}
 	remote := net.JoinHostPort(addr.String(), strconv.Itoa(int(s.port)))
 	before, berr := n.clockDelta()
@@ -213,21 +221,21 @@ func (n *Instance) query(ctx context.Context, s *server, round uint64) outcome {
 		return classify(qerr, addr)
 	}
 	if err := resp.Validate(); err != nil {
-		o := outcome{kind: outcomeInvalid, err: fmt.Errorf("unusable response: %w", err), addr: addr}
+		o := outcome{kind: outcomeInvalid, key: "unusable response: " + err.Error(), err: err, addr: addr}
 		if resp.IsKissOfDeath() {
 			o.kod = resp.KissCode
-			o.err = fmt.Errorf("kiss-of-death %q", resp.KissCode)
+			o.key = fmt.Sprintf("kiss-of-death %q", resp.KissCode)
 		}
 		return o
 	}
 	if err := errors.Join(berr, aerr); err != nil {
-		return outcome{kind: outcomeUnreachable, err: fmt.Errorf("reading clock: %w", err), addr: addr}
+		return outcome{kind: outcomeUnreachable, key: "reading clock: " + err.Error(), err: err, addr: addr}
 	}
 	delta := (before + after) / 2
 	t1, err1 := n.toClock(resp.Timestamps.ClientXmit, delta)
 	t4, err4 := n.toClock(resp.Timestamps.ClientRecv, delta)
 	if err := errors.Join(err1, err4); err != nil {
-		return outcome{kind: outcomeUnreachable, err: fmt.Errorf("mapping timestamps: %w", err), addr: addr}
+		return outcome{kind: outcomeUnreachable, key: "mapping timestamps: " + err.Error(), err: err, addr: addr}
 	}
 	t2, t3 := resp.Timestamps.ServerRecv, resp.Timestamps.ServerXmit
 	// Local minus server, sfptpd's sign: positive when the clock is ahead.
@@ -248,6 +256,11 @@ func (n *Instance) query(ctx context.Context, s *server, round uint64) outcome {
 // classify sorts a failed query: no reply at all (the server is
 // unreachable) or a reply that could not be used.
 func classify(err error, addr netip.Addr) outcome {
+	cause := err.Error()
+	var oe *net.OpError
+	if errors.As(err, &oe) && oe.Err != nil {
+		cause = oe.Err.Error() // without the addresses and local port
+	}
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout(),
@@ -255,14 +268,11 @@ func classify(err error, addr netip.Addr) outcome {
 		errors.Is(err, syscall.ENETUNREACH),
 		errors.Is(err, syscall.EHOSTUNREACH),
 		errors.Is(err, syscall.EADDRNOTAVAIL),
-		errors.Is(err, syscall.ENETDOWN):
-		return outcome{kind: outcomeUnreachable, err: err, addr: addr}
+		errors.Is(err, syscall.ENETDOWN),
+		oe != nil && oe.Op == "dial":
+		return outcome{kind: outcomeUnreachable, key: "unreachable: " + cause, err: err, addr: addr}
 	}
-	var oe *net.OpError
-	if errors.As(err, &oe) && oe.Op == "dial" {
-		return outcome{kind: outcomeUnreachable, err: err, addr: addr}
-	}
-	return outcome{kind: outcomeInvalid, err: fmt.Errorf("bad reply: %w", err), addr: addr}
+	return outcome{kind: outcomeInvalid, key: "bad reply: " + cause, err: err, addr: addr}
 }
 
 // clockDelta is the instance clock minus the system clock, for clocks
