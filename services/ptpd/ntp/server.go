@@ -72,6 +72,9 @@ func ParseServer(s string) (host string, port uint16, err error) {
 	if len(host) > maxHostLen {
 		return "", 0, fmt.Errorf("ntp server %q: host longer than %d characters", s[:32]+"...", maxHostLen)
 	}
+	if _, zone, ok := strings.Cut(host, "%"); ok && !validZone(zone) {
+		return "", 0, fmt.Errorf("ntp server %q: zone %q is not an interface name", s, zone)
+	}
 	if _, perr := netip.ParseAddr(host); perr != nil && !validHostname(host) {
 		return "", 0, fmt.Errorf("ntp server %q: %q is neither an IP address nor a host name", s, host)
 	}
@@ -84,6 +87,22 @@ func parsePort(s, p string) (uint16, error) {
 		return 0, fmt.Errorf("ntp server %q: port %q: want 1-65535", s, p)
 	}
 	return uint16(n), nil
+}
+
+// validZone accepts an IPv6 zone that can be an interface name (or
+// index); netip would take any bytes, which then do not survive being
+// put back in brackets.
+func validZone(z string) bool {
+	if z == "" || len(z) > 15 {
+		return false
+	}
+	for i := 0; i < len(z); i++ {
+		c := z[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
 }
 
 // validHostname accepts DNS names: dot-separated labels of letters,
