@@ -356,8 +356,16 @@ func (n *Instance) apply(outs []outcome, epoch int) {
 		n.setState(instance.Faulty, "no NTP server reachable")
 	}
 
-	if best == nil || best.sample.round != n.round {
-		return // nothing new to measure or steer by
+	if best == nil {
+		return
+	}
+	if best.sample.round != n.round {
+		// The selected server missed this poll: report its last
+		// offset, but steer by fresh measurements only.
+		if !n.haveOffset {
+			n.offset, n.delay, n.haveOffset = float64(best.sample.offset), float64(best.sample.rtt)/2, true
+		}
+		return
 	}
 	n.sample(best.sample)
 }

@@ -415,3 +415,39 @@ func TestSetPID(t *testing.T) {
 		}
 	}
 }
+
+// TestLostReplies: a lost reply or two keep the server selected (the
+// reachability register), three in a row drop it, and it is taken up
+// again when it answers.
+func TestLostReplies(t *testing.T) {
+	b := good()
+	b.offset = -4 * time.Millisecond
+	f := startFake(t, "127.0.0.10", b)
+	n, _ := run(t, testConfig(f.addr), virtual(t, 0, 0))
+	waitFor(t, n, settle, "slave", func(s instance.Status) bool { return s.State == instance.Slave })
+	for _, step := range []struct {
+		name   string
+		silent bool
+		wait   time.Duration
+		want   instance.State
+	}{
+		// Each poll without a reply lasts the 200 ms timeout, so in
+		// 250 ms at most two can have failed.
+		{"two polls lost", true, 250 * time.Millisecond, instance.Slave},
+		{"three or more lost", true, settle, instance.Faulty},
+		{"back", false, settle, instance.Slave},
+	} {
+		b := b
+		b.silent = step.silent
+		f.set(b)
+		if step.want == instance.Slave && step.silent {
+			time.Sleep(step.wait)
+			st := n.Status()
+			if st.State != instance.Slave || !near(st.OffsetNS, 4*time.Millisecond, tol) {
+				t.Fatalf("%s: %+v", step.name, st)
+			}
+			continue
+		}
+		waitFor(t, n, step.wait, step.name+": "+step.want.String(), func(s instance.Status) bool { return s.State == step.want })
+	}
+}
