@@ -471,8 +471,11 @@ func (n *Instance) Status() instance.Status {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	st := instance.Status{
-		Name:         n.cfg.Name,
-		Module:       n.cfg.Module,
+		Name:   n.cfg.Name,
+		Module: n.cfg.Module,
+		// sfptpd's NTP and chrony modules name their reference "ntp"
+		// in the realtime stats.
+		Source:       "ntp",
 		State:        n.state,
 		InSync:       n.inSync,
 		Disciplining: n.adjusting(),

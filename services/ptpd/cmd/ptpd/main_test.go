@@ -239,7 +239,7 @@ func TestControlCommands(t *testing.T) {
 
 	// Manual hotplug: fr2's interface is absent, so it waits.
 	socatSend(t, d.ctl, "interfaceinsert=tbabsent0")
-	d.waitLog(t, "sync instance started\" instance=fr2")
+	d.waitLog(t, "sync instance started (instance=fr2,")
 	m := kea(t, d.kea, `{"command":"instances-get"}`)
 	insts := m["arguments"].(map[string]any)["instances"].([]any)
 	if len(insts) != 2 {
@@ -255,7 +255,7 @@ func TestControlCommands(t *testing.T) {
 		t.Fatalf("fr2 = %v", fr2)
 	}
 	socatSend(t, d.ctl, "interfaceremove=tbabsent0")
-	d.waitLog(t, "sync instance stopped\" instance=fr2")
+	d.waitLog(t, "sync instance stopped (instance=fr2,")
 	m = kea(t, d.kea, `{"command":"instances-get"}`)
 	if st := m["arguments"].(map[string]any)["instances"].([]any)[1].(map[string]any)["state"]; st != "disabled" {
 		t.Fatalf("after interfaceremove fr2 is %v", st)
@@ -304,10 +304,10 @@ func TestSignals(t *testing.T) {
 			t.Parallel()
 			d := startPtpd(t, freerunCfg)
 			d.cmd.Process.Signal(syscall.SIGHUP)
-			d.waitLog(t, `signal received" signal=SIGHUP command=logrotate`)
+			d.waitLog(t, `signal received (signal=SIGHUP, command=logrotate)`)
 			d.waitLog(t, "logrotate: log files reopened")
 			d.cmd.Process.Signal(syscall.SIGUSR1)
-			d.waitLog(t, `signal received" signal=SIGUSR1 command=stepclocks`)
+			d.waitLog(t, `signal received (signal=SIGUSR1, command=stepclocks)`)
 			d.waitLog(t, "stepclocks: clock stepped")
 			d.cmd.Process.Signal(sig)
 			if code := d.wait(t); code != 0 {
@@ -461,7 +461,7 @@ interface tbnl0
 	if err := ns.Run("ip", "link", "set", "tbnl0", "up"); err != nil {
 		t.Fatal(err)
 	}
-	d.waitLog(t, `msg="sync instance started" instance=ptp1 module=ptp interface=tbnl0`)
+	d.waitLog(t, `sync instance started (instance=ptp1, module=ptp, interface=tbnl0)`)
 	testutil.WaitFor(t, "ptp1 running", 10*time.Second, func() bool { s := state(); return s == "listening" || s == "faulty" })
 	if err := ns.Run("ip", "link", "del", "tbnl0"); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
 	"github.com/tickbox-fw/tickbox/services/ptpd/engine"
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
+	"github.com/tickbox-fw/tickbox/services/ptpd/ntp"
 	"github.com/tickbox-fw/tickbox/services/ptpd/ptp"
 	"github.com/tickbox-fw/tickbox/services/ptpd/servo"
 )
@@ -29,6 +30,38 @@ func modules(file string, virtual bool, log *slog.Logger) map[string]engine.Fact
 		"freerun": engine.NewFreerun,
 		"ptp":     ptpModule(virtual, log),
 		"pps":     ppsModule(file),
+		"ntp":     ntpModule(log),
+		"crny":    ntpModule(log),
+	}
+}
+
+// ntpModule builds the NTP client behind sync_module ntp and crny: the
+// box has no ntpd or chronyd for sfptpd's modules to steer, so ptpd
+// asks the servers itself (ntp_server, or those of ntp.conf/chrony.conf)
+// and takes part in selection as sfptpd's NTP module does.
+func ntpModule(log *slog.Logger) engine.Factory {
+	return func(sec config.Instance, clk clock.Clock) (instance.Instance, error) {
+		cfg := ntp.DefaultConfig()
+		cfg.Name, cfg.Module = sec.Name, sec.Module
+		cfg.Servers = sec.NTPServers
+		if sec.NTPPollInterval > 0 {
+			cfg.PollInterval = sec.NTPPollInterval
+		}
+		cfg.UserPriority = sec.Priority
+		cc, err := servo.ParseClockControl(sec.ClockControl)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", sec.Name, err)
+		}
+		cfg.ClockControl = cc
+		cfg.StepThreshold = sec.StepThreshold
+		cfg.PIDKp, cfg.PIDKi = sec.PIDFilterP, sec.PIDFilterI
+		if sec.SyncThreshold > 0 {
+			cfg.SyncThreshold = sec.SyncThreshold
+		}
+		if sec.MaxFreqPPB > 0 {
+			cfg.MaxFreqPPB = sec.MaxFreqPPB
+		}
+		return ntp.New(cfg, clk, log)
 	}
 }
 
