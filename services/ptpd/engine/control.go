@@ -416,4 +416,3 @@ func (e *Engine) Selected() string {
 	}
 	return e.selected.cfg.Name
 }
-
