@@ -188,6 +188,8 @@ func renderDumpTables(in dumpInput) []string {
 		}
 		c.nic = nicOf[c.phc]
 	}
+	// sfptpd creates the clocks in NIC id order.
+	sort.SliceStable(phcs, func(i, j int) bool { return phcs[i].nic < phcs[j].nic })
 	classOf := map[string]string{}
 	for _, it := range intfs {
 		classOf[it.Name] = it.Class
@@ -274,7 +276,8 @@ func busAddrNIC(addr string) string {
 
 // clockList follows sfptpd_clock_diagnostics(0) (clock_dump_list with
 // title "requested"): NIC clocks newest first, as sfptpd prepends each
-// new one to its list, then the system clock it created first.
+// new one to its list, then the system clock it created first. phcs is
+// in creation (NIC id) order.
 func clockList(in dumpInput, phcs []*dumpClock, others []string, intfs []DumpInterface) []string {
 	out := []string{
 		"requested clocks list:-",
@@ -381,25 +384,20 @@ func exists(parts ...string) bool {
 // pciAddr matches a PCI device name ("0000:01:00.1").
 var pciAddr = regexp.MustCompile(`^[[:xdigit:]]{4}:[[:xdigit:]]{2}:[[:xdigit:]]{2}\.[[:xdigit:]]+$`)
 
-// busAddr is the link's parent device name, which for PCI devices is
-// the bus address ethtool reports; without it, the device sysfs links
-// the interface to, or that device's PCI parent (virtio_net reports its
-// PCI function, not the virtio device).
+// busAddr is the bus address ethtool reports for the link: the PCI
+// function the interface's device is, or sits on (virtio_net reports its
+// PCI function, not the virtio device netlink names as the parent);
+// failing that, the parent device netlink reports.
 func busAddr(a *netlink.LinkAttrs) string {
-	if a.ParentDev != "" {
-		return a.ParentDev
+	if dst, err := filepath.EvalSymlinks(filepath.Join("/sys/class/net", a.Name, "device")); err == nil {
+		if base := filepath.Base(dst); pciAddr.MatchString(base) {
+			return base
+		}
+		if parent := filepath.Base(filepath.Dir(dst)); pciAddr.MatchString(parent) {
+			return parent
+		}
 	}
-	dst, err := filepath.EvalSymlinks(filepath.Join("/sys/class/net", a.Name, "device"))
-	if err != nil {
-		return ""
-	}
-	if base := filepath.Base(dst); pciAddr.MatchString(base) {
-		return base
-	}
-	if parent := filepath.Base(filepath.Dir(dst)); pciAddr.MatchString(parent) {
-		return parent
-	}
-	return filepath.Base(dst)
+	return a.ParentDev
 }
 
 // nicClass reads the PCI ids as interface_check_suitability does:
