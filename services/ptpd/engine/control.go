@@ -4,10 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
-	"sort"
 	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -393,49 +391,4 @@ func (e *Engine) Selected() string {
 		return ""
 	}
 	return e.selected.cfg.Name
-}
-
-// DumpTables writes the instance table, ranked best first, with the
-// rule that orders each row after the one above, to w and to the
-// message log (dumptables).
-func (e *Engine) DumpTables(w io.Writer) {
-	e.mu.Lock()
-	cs := e.candidatesLocked()
-	sel, cand := e.selected, e.candidate
-	blocked := make([]string, 0, len(e.blocked))
-	for c := range e.blocked {
-		blocked = append(blocked, c)
-	}
-	blockAll := e.blockAll
-	e.mu.Unlock()
-	sort.SliceStable(cs, func(i, j int) bool { c, _ := compare(cs[i], cs[j]); return c < 0 })
-	sort.Strings(blocked)
-	var b strings.Builder
-	fmt.Fprintf(&b, "sync instances (policy %s, selected %s, candidate %s):\n", e.g.SelectionPolicy, nameOf(sel), nameOf(cand))
-	fmt.Fprintf(&b, "  %-4s %-12s %-8s %-13s %-4s %-5s %-3s %-16s %-14s %s\n", "rank", "instance", "module", "state", "prio", "class", "sel", "clock", "offset-ns", "decided-by")
-	for i, c := range cs {
-		rule := "-"
-		if i > 0 {
-			_, rule = compare(cs[i-1], c)
-		}
-		s := ""
-		if c.rec == sel {
-			s = "*"
-		}
-		alarms := ""
-		if len(c.st.Alarms) > 0 {
-			alarms = " alarms=" + strings.Join(c.st.Alarms, ",")
-		}
-		fmt.Fprintf(&b, "  %-4d %-12s %-8s %-13s %-4d %-5d %-3s %-16s %-14.3f %s%s\n", i+1, c.st.Name, c.st.Module, c.st.State, c.st.UserPriority, c.st.ClockClass, s, c.st.Clock, finite(c.st.OffsetNS), rule, alarms)
-	}
-	switch {
-	case blockAll:
-		b.WriteString("blocked clocks: all\n")
-	case len(blocked) > 0:
-		fmt.Fprintf(&b, "blocked clocks: %s\n", strings.Join(blocked, ","))
-	}
-	io.WriteString(w, b.String())
-	for _, l := range strings.Split(strings.TrimRight(b.String(), "\n"), "\n") {
-		e.log.Info("dumptables: " + l)
-	}
 }

@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -65,7 +64,7 @@ func TestStateFilesAndStats(t *testing.T) {
 		StatsInterval: 5 * time.Millisecond, Clock: vc, PersistentCorrection: true,
 		InterfaceExists: func(string) bool { return true },
 		Interfaces: func() ([]Interface, error) {
-			return []Interface{{Name: "eth0", PTPCaps: "hw", RxTimestampCaps: "hw", MAC: net.HardwareAddr{0, 1, 2, 3, 4, 5}}}, nil
+			return []Interface{{Name: "eth0", PTPCaps: "hw", RxTimestampCaps: "hw", MAC: "00:01:02:03:04:05"}}, nil
 		},
 		Logger: slog.New(slog.NewTextHandler(&stderr, nil))})
 	if err != nil {

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"math"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -243,8 +242,8 @@ func TestStateFilesGolden(t *testing.T) {
 	})
 	t.Run("interfaces", func(t *testing.T) {
 		ifs := []Interface{
-			{Name: "eth0", PTPCaps: "hw & sw", RxTimestampCaps: "hw & sw", MAC: net.HardwareAddr{0, 0x11, 0x22, 0x33, 0x44, 0x55}},
-			{Name: "wlan0", PTPCaps: "sw", RxTimestampCaps: "sw", MAC: net.HardwareAddr{2, 0, 0, 0xaa, 0xbb, 0xcc}},
+			{Name: "eth0", PTPCaps: "hw & sw", RxTimestampCaps: "hw & sw", MAC: "00:11:22:33:44:55"},
+			{Name: "wlan0", PTPCaps: "sw", RxTimestampCaps: "sw", MAC: "02:00:00:aa:bb:cc"},
 		}
 		if got, want := interfacesText(ifs), golden(t, "interfaces"); got != want {
 			t.Errorf("got\n%s\nwant\n%s", got, want)

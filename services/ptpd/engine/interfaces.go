@@ -2,21 +2,49 @@ package engine
 
 import (
 	"fmt"
-	"net"
 	"sort"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-// SystemInterfaces lists the host's network interfaces with a hardware
-// address (sfptpd lists the interfaces it can time-stamp on, so the
-// loopback is left out), with their time stamping capabilities from
-// the kernel (ETHTOOL_GET_TS_INFO). An interface whose capabilities
-// cannot be read is listed with "-".
+// Interface is one network interface as sfptpd's interface database
+// holds it: the interfaces state file and dumptables both show it.
+type Interface struct {
+	Index int
+	Name  string
+	// MAC is the permanent hardware address, lower-case hex with
+	// colons ("00:0f:53:01:02:03"); "" if the interface has none.
+	MAC string
+	// Type is sfptpd's link type name: "phys" or "macvlan" (the only
+	// kinds sfptpd keeps).
+	Type string
+	// BusAddr is the bus address ethtool reports ("0000:01:00.1"),
+	// "" if unknown.
+	BusAddr string
+	// Class is the NIC class sfptpd derives from the PCI ids: "sfc"
+	// (Solarflare), "xnet" (Xilinx X3522) or "non-sfc".
+	Class string
+	// PTPCaps and RxTimestampCaps are sfptpd's capability words: "-",
+	// "sw", "hw" or "hw & sw".
+	PTPCaps         string
+	RxTimestampCaps string
+}
+
+// InterfaceLister lists the interfaces sfptpd's interface database
+// would hold.
+type InterfaceLister func() ([]Interface, error)
+
+// SystemInterfaces lists the kernel's interfaces the way sfptpd fills
+// its interface database: Ethernet links that are physical (no netlink
+// kind) or macvlan, not wireless, and, unless macvlan, not virtual;
+// each with its time stamping capabilities from the kernel
+// (ETHTOOL_GET_TS_INFO), "-" where they cannot be read. They come in
+// interface index order.
 func SystemInterfaces() ([]Interface, error) {
-	ifs, err := net.Interfaces()
+	links, err := netlink.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("list interfaces: %w", err)
+		return nil, fmt.Errorf("listing links: %w", err)
 	}
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -24,17 +52,35 @@ func SystemInterfaces() ([]Interface, error) {
 	}
 	defer unix.Close(fd)
 	var out []Interface
-	for _, in := range ifs {
-		if in.Flags&net.FlagLoopback != 0 || len(in.HardwareAddr) == 0 {
+	for _, l := range links {
+		a := l.Attrs()
+		typ := ""
+		switch l.Type() {
+		case "device":
+			typ = "phys"
+		case "macvlan", "macvtap":
+			typ = "macvlan"
+		default:
 			continue
 		}
-		i := Interface{Name: in.Name, PTPCaps: "-", RxTimestampCaps: "-", MAC: in.HardwareAddr}
-		if ts, err := unix.IoctlGetEthtoolTsInfo(fd, in.Name); err == nil {
-			i.PTPCaps, i.RxTimestampCaps = tsCaps(ts.So_timestamping, ts.Phc_index)
+		if a.EncapType != "ether" || exists("/sys/class/net", a.Name, "wireless") || exists("/sys/class/net", a.Name, "phy80211") {
+			continue
 		}
-		out = append(out, i)
+		if typ == "phys" && exists("/sys/devices/virtual/net", a.Name) {
+			continue
+		}
+		mac := a.PermHWAddr
+		if len(mac) == 0 {
+			mac = a.HardwareAddr
+		}
+		in := Interface{Index: a.Index, Name: a.Name, MAC: mac.String(), Type: typ,
+			BusAddr: busAddr(a), Class: nicClass(a.Name), PTPCaps: "-", RxTimestampCaps: "-"}
+		if ts, err := unix.IoctlGetEthtoolTsInfo(fd, a.Name); err == nil {
+			in.PTPCaps, in.RxTimestampCaps = tsCaps(ts.So_timestamping, ts.Phc_index)
+		}
+		out = append(out, in)
 	}
-	sort.Slice(out, func(a, b int) bool { return out[a].Name < out[b].Name })
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
 	return out, nil
 }
 

@@ -391,23 +391,13 @@ func ptpNodesText(snaps []snapshot) string {
 	return b.String()
 }
 
-// Interface is one network interface as the interfaces file lists it.
-type Interface struct {
-	Name string
-	// PTPCaps and RxTimestampCaps are sfptpd's capability words: "-",
-	// "sw", "hw" or "hw & sw".
-	PTPCaps         string
-	RxTimestampCaps string
-	MAC             net.HardwareAddr
-}
-
 // interfacesText is sfptpd's interfaces table.
 func interfacesText(ifs []Interface) string {
 	var b strings.Builder
 	const f = "| %16s | %8s | %21s | %17s |\n"
 	tableRow(&b, true, fmt.Sprintf(f, "interface", "ptp-caps", "pkt-timestamping-caps", "mac-address"))
 	for i, in := range ifs {
-		tableRow(&b, i == len(ifs)-1, fmt.Sprintf(f, in.Name, in.PTPCaps, in.RxTimestampCaps, in.MAC.String()))
+		tableRow(&b, i == len(ifs)-1, fmt.Sprintf(f, in.Name, in.PTPCaps, in.RxTimestampCaps, in.MAC))
 	}
 	return b.String()
 }
