@@ -10,6 +10,9 @@ command -v kea-dhcp4 >/dev/null || [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 # The PTP interop tests (services/ptpd/ptp) run ptp4l and pmc.
 command -v ptp4l >/dev/null || [ -x /usr/sbin/ptp4l ] || need+=(linuxptp)
+# ptpd's NTP instance and its sfptpd-style fallback test query a real
+# chronyd, which the tests run with -x (it never touches the clock).
+[ -x /usr/sbin/chronyd ] || need+=(chrony)
 # The image tests (e2e/): qemu boots the image, ssh reaches breakglass,
 # mkfs.ext4 makes /perm, losetup backs the device-refusal tests.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -21,6 +24,11 @@ if [ ${#need[@]} -gt 0 ]; then
 		echo "test.sh: installing ${need[*]}"
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+		# Where systemd runs, the chrony package starts a chronyd that
+		# steers the host clock; the tests want only their own.
+		if [[ " ${need[*]} " == *" chrony "* ]] && [ -d /run/systemd/system ]; then
+			systemctl disable --now chrony >/dev/null 2>&1 || true
+		fi
 	else
 		echo "test.sh: missing ${need[*]}; install with: sudo apt-get install -y ${need[*]}" >&2
 		exit 1

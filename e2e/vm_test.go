@@ -508,7 +508,7 @@ func checkPtpd(t *testing.T, ctx context.Context, v *vm) {
 
 	ptpdLog := v.follow("/user/ptpd")
 	time.Sleep(2 * time.Second)
-	const rotated = `msg="logrotate: log files reopened"`
+	const rotated = `: notice: received 'logrotate' control command: rotating logs`
 	before := strings.Count(ptpdLog.String(), rotated)
 	if out, err := v.ssh(ctx, "/user/sfptpdctl", "logrotate"); err != nil {
 		t.Fatalf("sfptpdctl logrotate: %v\n%s", err, out)
@@ -535,8 +535,8 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 	count := func(b *lockedBuffer, re *regexp.Regexp) int { return len(re.FindAllStringIndex(b.String(), -1)) }
 	// Let the log streams catch up, then take the counts before the change.
 	time.Sleep(2 * time.Second)
-	insertSeen := regexp.MustCompile(`msg="interfaceinsert: no sync instance uses the interface".* interface=tbe2e0\b`)
-	removeSeen := regexp.MustCompile(`msg="interfaceremove: no sync instance uses the interface".* interface=tbe2e0\b`)
+	insertSeen := regexp.MustCompile(`: info: interfaceinsert: no sync instance uses the interface \(interface=tbe2e0\)`)
+	removeSeen := regexp.MustCompile(`: info: interfaceremove: no sync instance uses the interface \(interface=tbe2e0\)`)
 	inserts0 := count(ptpdLog, insertSeen)
 	removes0 := count(ptpdLog, removeSeen)
 
