@@ -293,7 +293,7 @@ var table = []keyword{
 			g.ClockList = append([]string{}, a...)
 			return "", chkNames(a)
 		}),
-	withGen(sup("general", "clock_readonly", true, 1, -1, "clocks (name, MAC, clock id, interface or \"system\") that are never stepped or slewed"),
+	withGen(sup("general", "clock_readonly", true, 1, -1, "clocks (long or short name such as \"phc0\" or \"system\", interface, or the interface's MAC) that are measured but never stepped or slewed"),
 		func(g *General, a []string, _ int) (string, error) {
 			g.ClockReadonly = append(g.ClockReadonly, a...)
 			return "", chkNames(a)

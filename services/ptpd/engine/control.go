@@ -77,6 +77,9 @@ func (e *Engine) StepClocks() error {
 	inst := r.inst
 	e.mu.Unlock()
 	st := inst.Status()
+	if e.readonly(r, st) {
+		return e.ignored("not stepping read-only clock %s", st.Clock)
+	}
 	if err = inst.StepClock(); err != nil {
 		e.log.Error("stepclocks failed", "instance", r.cfg.Name, "err", err)
 		return fmt.Errorf("stepclocks: %s: %w", r.cfg.Name, err)

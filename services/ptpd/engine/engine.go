@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -326,7 +327,34 @@ func nameOf(r *record) string {
 // clockBlockedLocked reports whether r's clock is blocked by
 // block_clock (by clock name or interface name).
 func (e *Engine) clockBlockedLocked(r *record, st instance.Status) bool {
-	return e.blockAll || e.blocked[st.Clock] || (r.cfg.Interface != "" && e.blocked[r.cfg.Interface])
+	return e.blockAll || e.blocked[st.Clock] || (r.cfg.Interface != "" && e.blocked[r.cfg.Interface]) ||
+		e.readonly(r, st)
+}
+
+// readonly reports whether clock_readonly names r's clock: by its long
+// or short name ("phc0(eth0)", "phc0", "system"), by the instance's
+// interface, or by that interface's MAC address, the ways sfptpd lets a
+// clock be named. A read-only clock is measured but never stepped or
+// slewed.
+func (e *Engine) readonly(r *record, st instance.Status) bool {
+	if len(e.g.ClockReadonly) == 0 {
+		return false
+	}
+	names := []string{st.Clock, shortClockName(st.Clock)}
+	if r.cfg.Interface != "" {
+		names = append(names, r.cfg.Interface)
+		if ifi, err := net.InterfaceByName(r.cfg.Interface); err == nil && len(ifi.HardwareAddr) > 0 {
+			names = append(names, ifi.HardwareAddr.String())
+		}
+	}
+	for _, ro := range e.g.ClockReadonly {
+		for _, n := range names {
+			if n != "" && strings.EqualFold(ro, n) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // applyDisciplineLocked gives the selected instance SetDiscipline(true)

@@ -378,3 +378,39 @@ func TestSinkCreatesDirectory(t *testing.T) {
 		t.Fatalf("log under a file: %v", err)
 	}
 }
+
+// TestClockReadonly: a clock named by clock_readonly (long or short
+// clock name, or the instance's interface) is never disciplined or
+// stepped, even by the selected instance; other names leave it alone.
+func TestClockReadonly(t *testing.T) {
+	for _, tc := range []struct {
+		readonly string
+		want     bool // p1's clock is read-only
+	}{
+		{"phc0(eth0)", true},
+		{"phc0", true},
+		{"eth0", true},
+		{"PHC0", true},
+		{"phc1", false},
+		{"system", false},
+		{"eth1", false},
+	} {
+		t.Run(tc.readonly, func(t *testing.T) {
+			h := newHarness(t, "[general]\nsync_module ptp p1\nsync_module freerun fr1\nclock_readonly "+tc.readonly+"\n[p1]\ninterface eth0\n", nil)
+			h.fakes["p1"].set(func(s *instance.Status) { s.Clock = "phc0(eth0)"; s.State = instance.Slave; s.ClockClass = 6 })
+			h.fakes["fr1"].set(func(s *instance.Status) { s.Clock = "system" })
+			h.step(time.Minute)
+			h.step(time.Minute)
+			if got := h.e.Selected(); got != "p1" {
+				t.Fatalf("selected %q", got)
+			}
+			if got := h.fakes["p1"].discipline(); got == tc.want {
+				t.Fatalf("p1 disciplining = %v with clock_readonly %s", got, tc.readonly)
+			}
+			err := h.e.StepClocks()
+			if stepped := h.fakes["p1"].steps == 1; stepped == tc.want || (err != nil) != tc.want {
+				t.Fatalf("stepclocks: stepped %v, err %v", stepped, err)
+			}
+		})
+	}
+}
