@@ -11,8 +11,23 @@ import (
 	"time"
 
 	"github.com/facebook/time/ptp/protocol"
+	"github.com/tickbox-fw/tickbox/services/ptpd/engine"
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
 )
+
+// The engine hands test modes to instances through engine.TestModer.
+var _ engine.TestModer = (*Port)(nil)
+
+// TestTestModeNames checks that the modes the port takes are spelled as
+// the engine passes them.
+func TestTestModeNames(t *testing.T) {
+	for _, name := range []string{testNoAnnounce, testNoSync, testNoFollowUps, testNoDelayResps,
+		testJitter, testTransparent, testBoundaryChange, testGMChange, testAdjustFreq} {
+		if _, ok := engine.LookupTestMode(name); !ok {
+			t.Errorf("the engine has no test mode %q", name)
+		}
+	}
+}
 
 // logRecords is a slog handler that keeps every record.
 type logRecords struct {
