@@ -449,8 +449,8 @@ var table = []keyword{
 	ign("ptp", "ptp_pkt_dump", false, 0, 0, "ptpd does not dump packets", nil),
 	ign("ptp", "ptp_pps_log", false, 0, 0, "ptpd takes no PPS measurements", nil),
 	ign("ptp", "pps_delay", false, 1, 1, "ptpd takes no PPS measurements", chkFloat(-1e15, 1e15)),
-	withInst(sup("ptp", "ptp_tx_latency", false, 1, 1, "outbound latency correction in ns"), ptpLatency(true)),
-	withInst(sup("ptp", "ptp_rx_latency", false, 1, 1, "inbound latency correction in ns"), ptpLatency(false)),
+	withInst(sup("ptp", "ptp_tx_latency", false, 1, 1, "outbound latency correction in ns: added to the port's Sync and Delay_Req transmit timestamps"), ptpLatency(true)),
+	withInst(sup("ptp", "ptp_rx_latency", false, 1, 1, "inbound latency correction in ns: subtracted from the port's Sync and Delay_Req receive timestamps"), ptpLatency(false)),
 	withInst(sup("ptp", "ptp_delay_mechanism", false, 1, 1, "end-to-end (peer-to-peer is refused: ptpd has no peer delay mechanism)"),
 		func(in *Instance, a []string) (string, error) {
 			if a[0] == "peer-to-peer" {
@@ -862,9 +862,6 @@ func ptpLatency(tx bool) func(*Instance, []string) (string, error) {
 			in.TxLatency = d
 		} else {
 			in.RxLatency = d
-		}
-		if n != 0 {
-			return fmt.Sprintf("ptpd does not apply latency corrections yet: offsets are computed without this %d ns correction", n), nil
 		}
 		return "", nil
 	}

@@ -8,6 +8,7 @@ package ptp
 import (
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -128,6 +129,16 @@ type Config struct {
 	// Discipline is whether the port starts out adjusting its clock; the
 	// engine changes it with SetDiscipline.
 	Discipline bool
+
+	// TxLatency and RxLatency are sfptpd's ptp_tx_latency and
+	// ptp_rx_latency: the time between a transmit timestamp and the
+	// message leaving on the wire, and between the message arriving
+	// and its receive timestamp. TxLatency is added to our event
+	// transmit timestamps (Sync, Delay_Req) and RxLatency subtracted
+	// from our event receive timestamps (Sync, Delay_Req), as sfptpd
+	// does. sfptpd holds them in a 32-bit nanosecond field.
+	TxLatency time.Duration
+	RxLatency time.Duration
 }
 
 // DefaultConfig returns a slave on domain 0 with linuxptp's data set
@@ -189,6 +200,14 @@ func (c Config) Validate() error {
 	}
 	if c.DelayFilter < 1 || c.DelayFilter > 1024 {
 		errs = append(errs, fmt.Errorf("delay filter window %d out of range 1..1024", c.DelayFilter))
+	}
+	for _, l := range []struct {
+		name string
+		v    time.Duration
+	}{{"tx", c.TxLatency}, {"rx", c.RxLatency}} {
+		if l.v < math.MinInt32 || l.v > math.MaxInt32 {
+			errs = append(errs, fmt.Errorf("%s latency %d ns out of range %d..%d", l.name, int64(l.v), math.MinInt32, math.MaxInt32))
+		}
 	}
 	if c.Mode != ModeSlave && c.Mode != ModeMaster {
 		errs = append(errs, fmt.Errorf("unknown mode %d", c.Mode))

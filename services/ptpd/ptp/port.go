@@ -125,6 +125,8 @@ type Port struct {
 	badCount    uint64
 	badSinceLog uint64
 	badLogged   time.Time
+
+	test testState // what sfptpd's test modes set (testmode.go)
 }
 
 type syncRx struct {
@@ -139,6 +141,9 @@ type followUpRx struct {
 	t1    time.Time
 	corr  float64
 	valid bool
+	// t2Shift is what the transparent clock emulation added to corr,
+	// to add to its Sync's receive time too.
+	t2Shift time.Duration
 }
 
 type delayReqTx struct {
@@ -353,11 +358,12 @@ func (p *Port) slaveState() bool {
 
 // defaultDS is our own data set (D0).
 func (p *Port) defaultDS() Dataset {
+	class, acc, variance := p.ownQuality()
 	return Dataset{
 		Priority1:  p.cfg.Priority1,
-		ClockClass: p.cfg.ClockClass,
-		Accuracy:   p.cfg.ClockAccuracy,
-		Variance:   0xFFFF,
+		ClockClass: class,
+		Accuracy:   acc,
+		Variance:   variance,
 		Priority2:  p.cfg.Priority2,
 		GM:         p.self.ClockIdentity,
 		Sender:     p.self,
@@ -383,6 +389,7 @@ func (p *Port) decide(now time.Time) {
 				// the Sync's receive timestamp at the slave.
 				p.nextSync = now
 				p.nextAnnounce = now.Add(logInterval(p.cfg.SyncInterval) / 2)
+				p.test.enterMaster()
 			}
 			p.setState(instance.Master, "our clock is the best master")
 		} else {
@@ -591,6 +598,10 @@ func (p *Port) sendGeneral(m protocol.BinaryMarshalerTo) {
 }
 
 func (p *Port) sendAnnounce() {
+	if p.test.noAnnounce {
+		return
+	}
+	ds := p.announced()
 	flags := uint16(0)
 	if !p.utcClock {
 		flags |= protocol.FlagPTPTimescale | protocol.FlagCurrentUtcOffsetValid
@@ -600,14 +611,15 @@ func (p *Port) sendAnnounce() {
 		AnnounceBody: protocol.AnnounceBody{
 			OriginTimestamp:      protocol.NewTimestamp(p.clockNow()),
 			CurrentUTCOffset:     defaultUTCOffset,
-			GrandmasterPriority1: p.cfg.Priority1,
+			GrandmasterPriority1: ds.p1,
 			GrandmasterClockQuality: protocol.ClockQuality{
-				ClockClass:              protocol.ClockClass(p.cfg.ClockClass),
-				ClockAccuracy:           protocol.ClockAccuracy(p.cfg.ClockAccuracy),
-				OffsetScaledLogVariance: 0xFFFF,
+				ClockClass:              protocol.ClockClass(ds.class),
+				ClockAccuracy:           protocol.ClockAccuracy(ds.acc),
+				OffsetScaledLogVariance: ds.variance,
 			},
-			GrandmasterPriority2: p.cfg.Priority2,
-			GrandmasterIdentity:  p.self.ClockIdentity,
+			GrandmasterPriority2: ds.p2,
+			GrandmasterIdentity:  ds.gm,
+			StepsRemoved:         ds.steps,
 			TimeSource:           timeSourceInternal,
 		},
 	}
@@ -618,6 +630,9 @@ func (p *Port) sendAnnounce() {
 
 // sendSync sends a two-step Sync and its Follow_Up.
 func (p *Port) sendSync() {
+	if p.test.noSync {
+		return // as in sfptpd, the sequence id does not advance
+	}
 	seq := p.seqSync
 	p.seqSync++
 	s := &protocol.SyncDelayReq{
@@ -625,8 +640,8 @@ func (p *Port) sendSync() {
 		SyncDelayReqBody: protocol.SyncDelayReqBody{OriginTimestamp: protocol.NewTimestamp(p.clockNow())},
 	}
 	s.FlagField = protocol.FlagTwoStep
-	t1 := p.sendEvent(s)
-	if t1.IsZero() || p.txErr != nil {
+	t1 := p.txEvent(p.sendEvent(s))
+	if t1.IsZero() || p.txErr != nil || p.test.noFollowUps {
 		return
 	}
 	fu := &protocol.FollowUp{
@@ -646,7 +661,7 @@ func (p *Port) sendDelayReq() {
 		Header:           p.header(protocol.MessageDelayReq, lenSync, seq, ctlDelayReq, 0x7f),
 		SyncDelayReqBody: protocol.SyncDelayReqBody{OriginTimestamp: protocol.NewTimestamp(p.clockNow())},
 	}
-	t3 := p.sendEvent(m)
+	t3 := p.txEvent(p.sendEvent(m))
 	p.dreq = delayReqTx{seq: seq, t3: t3, valid: !t3.IsZero()}
 }
 
@@ -765,17 +780,21 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		p.log.Warn("mapping receive timestamp", "err", err)
 		return
 	}
+	t2 = p.rxEvent(t2, m.SequenceID, "sync")
 	corr := m.CorrectionField.Nanoseconds()
 	if math.IsInf(corr, 0) {
 		p.bad(now, "Sync correction too big", nil)
 		return
+	}
+	if c := p.tcCorrection("sync"); c != 0 {
+		t2, corr = t2.Add(time.Duration(c)), corr+c
 	}
 	p.twoStep = m.FlagField&protocol.FlagTwoStep != 0
 	if p.twoStep {
 		p.sync = syncRx{seq: m.SequenceID, t2: t2, corr: corr, valid: true}
 		if p.fu.valid && p.fu.seq == m.SequenceID {
 			p.fu.valid, p.sync.valid = false, false
-			p.measure(p.fu.t1, corr+p.fu.corr, t2, now)
+			p.measure(p.fu.t1, corr+p.fu.corr, t2.Add(p.fu.t2Shift), now)
 		}
 		return
 	}
@@ -796,14 +815,16 @@ func (p *Port) onFollowUp(m *protocol.FollowUp, now time.Time) {
 		return
 	}
 	t1 := m.PreciseOriginTimestamp.Time()
+	c := p.tcCorrection("follow up")
+	corr += c
 	if p.sync.valid && p.sync.seq == m.SequenceID {
 		p.sync.valid = false
-		p.measure(t1, p.sync.corr+corr, p.sync.t2, now)
+		p.measure(t1, p.sync.corr+corr, p.sync.t2.Add(time.Duration(c)), now)
 		return
 	}
 	// The Follow_Up beat its Sync here (they come in on different
 	// sockets): keep it for the Sync.
-	p.fu = followUpRx{seq: m.SequenceID, t1: t1, corr: corr, valid: true}
+	p.fu = followUpRx{seq: m.SequenceID, t1: t1, corr: corr, valid: true, t2Shift: time.Duration(c)}
 }
 
 // utcShift is what to add to (slave - master) differences: a master on
@@ -869,11 +890,20 @@ func (p *Port) onDelayReq(m *protocol.SyncDelayReq, rx time.Time) {
 	if p.state != instance.Master {
 		return
 	}
+	if p.test.noDelayResps {
+		return
+	}
 	t4, err := p.toClock(rx)
 	if err != nil {
 		p.log.Warn("mapping receive timestamp", "err", err)
 		return
 	}
+	t4 = p.rxEvent(t4, m.SequenceID, "delay req")
+	// The transparent clock emulation moves the receive time and
+	// accounts for it in the correction field (sfptpd replaces the
+	// field; adding keeps a requester's own correction).
+	tc := p.tcCorrection("delay resp")
+	t4 = t4.Add(time.Duration(tc))
 	r := &protocol.DelayResp{
 		Header: p.header(protocol.MessageDelayResp, lenDelayResp, m.SequenceID, ctlDelayResp, p.cfg.DelayReqInterval),
 		DelayRespBody: protocol.DelayRespBody{
@@ -882,6 +912,9 @@ func (p *Port) onDelayReq(m *protocol.SyncDelayReq, rx time.Time) {
 		},
 	}
 	r.CorrectionField = m.CorrectionField
+	if c := m.CorrectionField.Nanoseconds(); tc != 0 && !math.IsInf(c, 0) {
+		r.CorrectionField = protocol.NewCorrection(c + tc)
+	}
 	p.sendGeneral(r)
 }
 
@@ -964,10 +997,12 @@ func (p *Port) Status() instance.Status {
 		st.AccuracyNS = accuracyNS(p.parentAnn.GrandmasterClockQuality.ClockAccuracy)
 		st.StepsRemoved = int(p.parentAnn.StepsRemoved) + 1
 	case p.state == instance.Master:
+		ds := p.announced()
 		st.ParentID = sfptpdID(p.self.ClockIdentity)
-		st.GrandmasterID = st.ParentID
-		st.ClockClass = p.cfg.ClockClass
-		st.AccuracyNS = accuracyNS(protocol.ClockAccuracy(p.cfg.ClockAccuracy))
+		st.GrandmasterID = sfptpdID(ds.gm)
+		st.ClockClass = ds.class
+		st.AccuracyNS = accuracyNS(protocol.ClockAccuracy(ds.acc))
+		st.StepsRemoved = int(ds.steps)
 	}
 	if p.annAlarm {
 		st.Alarms = append(st.Alarms, AlarmNoAnnounce)

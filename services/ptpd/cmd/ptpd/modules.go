@@ -103,6 +103,7 @@ func applyPTPOptions(cfg *ptp.Config, sec config.Instance) error {
 		return err
 	}
 	cfg.Timestamping = ts
+	cfg.TxLatency, cfg.RxLatency = sec.TxLatency, sec.RxLatency
 	cfg.SyncThreshold = sec.SyncThreshold
 	if sec.MaxFreqPPB > 0 && sec.MaxFreqPPB < cfg.MaxFreqPPB {
 		cfg.MaxFreqPPB = sec.MaxFreqPPB

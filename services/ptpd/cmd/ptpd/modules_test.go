@@ -20,7 +20,8 @@ func TestApplyPTPOptions(t *testing.T) {
 			d := ptp.DefaultConfig()
 			if c.AnnounceInterval != d.AnnounceInterval || c.SyncInterval != d.SyncInterval || c.DelayReqInterval != d.DelayReqInterval ||
 				c.AnnounceReceiptTimeout != d.AnnounceReceiptTimeout || c.Priority1 != d.Priority1 || c.Priority2 != d.Priority2 ||
-				c.DelayFilter != d.DelayFilter || c.MaxFreqPPB != d.MaxFreqPPB || c.Timestamping != ptp.TimestampingAuto || c.SyncThreshold != 0 {
+				c.DelayFilter != d.DelayFilter || c.MaxFreqPPB != d.MaxFreqPPB || c.Timestamping != ptp.TimestampingAuto || c.SyncThreshold != 0 ||
+				c.TxLatency != 0 || c.RxLatency != 0 {
 				t.Fatalf("config = %+v", c)
 			}
 		}},
@@ -39,7 +40,12 @@ ptp_delayreq_interval 3
 ptp_bmc_priority1 10
 ptp_bmc_priority2 20
 mpd_filter_size 5
+ptp_tx_latency 120
+ptp_rx_latency -35
 `, func(t *testing.T, c ptp.Config) {
+			if c.TxLatency != 120*time.Nanosecond || c.RxLatency != -35*time.Nanosecond {
+				t.Fatalf("latencies = %v, %v", c.TxLatency, c.RxLatency)
+			}
 			if c.Timestamping != ptp.TimestampingSoftware || c.SyncThreshold != 2*time.Microsecond || c.AnnounceInterval != -2 ||
 				c.AnnounceReceiptTimeout != 4 || c.SyncInterval != -4 || c.DelayReqInterval != 3 || c.Priority1 != 10 ||
 				c.Priority2 != 20 || c.DelayFilter != 5 || c.MaxFreqPPB != 1000 {
