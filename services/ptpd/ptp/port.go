@@ -994,7 +994,7 @@ func (p *Port) Status() instance.Status {
 		st.ParentID = sfptpdID(p.parent.id.ClockIdentity)
 		st.GrandmasterID = sfptpdID(p.parentAnn.GrandmasterIdentity)
 		st.ClockClass = uint8(p.parentAnn.GrandmasterClockQuality.ClockClass)
-		st.AccuracyNS = accuracyNS(p.parentAnn.GrandmasterClockQuality.ClockAccuracy)
+		st.AccuracyNS = p.localAccuracyNS() + accuracyNS(p.parentAnn.GrandmasterClockQuality.ClockAccuracy)
 		st.StepsRemoved = int(p.parentAnn.StepsRemoved) + 1
 	case p.state == instance.Master:
 		ds := p.announced()
@@ -1015,6 +1015,23 @@ func (p *Port) Status() instance.Status {
 	}
 	p.fillSfptpd(&st)
 	return st
+}
+
+// Local accuracies sfptpd assigns a PTP instance by how it takes its
+// timestamps; the selection compares the sum of the local and the
+// grandmaster's accuracy, so that a hardware-timestamped instance wins
+// over a software one on the same grandmaster.
+const (
+	LocalAccuracyHardwareNS = 50
+	LocalAccuracySoftwareNS = 50e3
+)
+
+// localAccuracyNS is the port's local accuracy; p.mu held.
+func (p *Port) localAccuracyNS() float64 {
+	if p.hw {
+		return LocalAccuracyHardwareNS
+	}
+	return LocalAccuracySoftwareNS
 }
 
 func accuracyNS(a protocol.ClockAccuracy) float64 {

@@ -141,8 +141,17 @@ func TestForeignQualificationAndTimeout(t *testing.T) {
 		t.Fatalf("two Announces: state %v parent %v", p.state, p.parent)
 	}
 	st := p.Status()
-	if st.ParentID != "aa00:0000:0000:0001" || st.StepsRemoved != 1 || st.ClockClass != 248 || st.AccuracyNS != 100 {
+	if st.ParentID != "aa00:0000:0000:0001" || st.StepsRemoved != 1 || st.ClockClass != 248 ||
+		st.AccuracyNS != p.localAccuracyNS()+100 { // local accuracy + the grandmaster's 100 ns
 		t.Fatalf("status %+v", st)
+	}
+	// sfptpd's local accuracies: hardware stamps 50 ns, software 50 us.
+	for _, hw := range []bool{true, false} {
+		p.hw = hw
+		want := map[bool]float64{true: 150, false: 50100}[hw]
+		if got := p.Status().AccuracyNS; got != want {
+			t.Fatalf("hardware stamps %v: accuracy %v, want %v", hw, got, want)
+		}
 	}
 	// Announces too far apart never qualify (window: 4 intervals).
 	p2, _, _ := testPort(t, ModeSlave)
