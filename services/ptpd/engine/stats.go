@@ -72,18 +72,6 @@ func marker(st instance.Status, blocked bool) string {
 // of the non-finite values.
 func float3(f float64) string { return cFloat(f, 3) }
 
-func cFloat(f float64, prec int) string {
-	switch {
-	case math.IsNaN(f):
-		return "nan"
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	}
-	return strconv.FormatFloat(f, 'f', prec, 64)
-}
-
 // StatsLine formats one text stats line as sfptpd's stats renderer
 // does:
 //

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
@@ -47,14 +48,12 @@ func ntpModule(log *slog.Logger) engine.Factory {
 		if sec.NTPPollInterval > 0 {
 			cfg.PollInterval = sec.NTPPollInterval
 		}
-		cfg.UserPriority = sec.Priority
-		cc, err := servo.ParseClockControl(sec.ClockControl)
+		sv, err := servoOf(sec)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sec.Name, err)
+			return nil, err
 		}
-		cfg.ClockControl = cc
-		cfg.StepThreshold = sec.StepThreshold
-		cfg.PIDKp, cfg.PIDKi = sec.PIDFilterP, sec.PIDFilterI
+		cfg.UserPriority = sec.Priority
+		cfg.ClockControl, cfg.StepThreshold, cfg.PIDKp, cfg.PIDKi = sv.control, sv.step, sv.kp, sv.ki
 		if sec.SyncThreshold > 0 {
 			cfg.SyncThreshold = sec.SyncThreshold
 		}
@@ -63,6 +62,22 @@ func ntpModule(log *slog.Logger) engine.Factory {
 		}
 		return ntp.New(cfg, clk, log)
 	}
+}
+
+// servoSettings are the clock-control settings every disciplining
+// module takes from its section.
+type servoSettings struct {
+	control servo.ClockControl
+	step    time.Duration
+	kp, ki  float64
+}
+
+func servoOf(sec config.Instance) (servoSettings, error) {
+	cc, err := servo.ParseClockControl(sec.ClockControl)
+	if err != nil {
+		return servoSettings{}, fmt.Errorf("%s: %w", sec.Name, err)
+	}
+	return servoSettings{control: cc, step: sec.StepThreshold, kp: sec.PIDFilterP, ki: sec.PIDFilterI}, nil
 }
 
 // ptpModule builds a PTP port from an instance section.
@@ -75,14 +90,12 @@ func ptpModule(virtual bool, log *slog.Logger) engine.Factory {
 		if sec.Mode == "master" {
 			cfg.Mode = ptp.ModeMaster
 		}
-		cfg.UserPriority = sec.Priority
-		cc, err := servo.ParseClockControl(sec.ClockControl)
+		sv, err := servoOf(sec)
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", sec.Name, err)
+			return nil, err
 		}
-		cfg.ClockControl = cc
-		cfg.StepThreshold = sec.StepThreshold
-		cfg.PIDKp, cfg.PIDKi = sec.PIDFilterP, sec.PIDFilterI
+		cfg.UserPriority = sec.Priority
+		cfg.ClockControl, cfg.StepThreshold, cfg.PIDKp, cfg.PIDKi = sv.control, sv.step, sv.kp, sv.ki
 		if err := applyPTPOptions(&cfg, sec); err != nil {
 			return nil, fmt.Errorf("%s: %w", sec.Name, err)
 		}
