@@ -37,6 +37,10 @@ const (
 	MinPollInterval = 100 * time.Millisecond
 	// MaxServers bounds the servers of one instance (and its memory).
 	MaxServers = 16
+	// ReselectDistance is how much shorter a server's root distance
+	// must be to displace the one in use (chrony's reselectdist
+	// default).
+	ReselectDistance = 100 * time.Microsecond
 
 	// LocalAccuracyNS is sfptpd's notional accuracy of NTP (10 ms),
 	// added to the server's root dispersion for the total accuracy the
@@ -325,14 +329,26 @@ func (n *Instance) apply(outs []outcome, epoch int) {
 
 	// The best server as an NTP client picks one: a usable response
 	// within the last polls, then the lowest stratum, then the shortest
-	// root distance; configuration order breaks ties.
+	// root distance. The root distance holds half the round trip, which
+	// jitters from poll to poll: as chrony's reselectdist does, a server
+	// must be shorter by ReselectDistance to displace the one in use
+	// (or, at the first choice, one earlier in the configuration), so
+	// that near-equal servers do not take turns.
+	better := func(s, than *server) bool {
+		if s.sample.stratum != than.sample.stratum {
+			return s.sample.stratum < than.sample.stratum
+		}
+		return s.sample.rootDist+ReselectDistance < than.sample.rootDist
+	}
 	var best *server
+	if n.best != nil && n.best.have {
+		best = n.best
+	}
 	for _, s := range n.servers {
-		if !s.have {
+		if !s.have || s == best {
 			continue
 		}
-		if best == nil || s.sample.stratum < best.sample.stratum ||
-			s.sample.stratum == best.sample.stratum && s.sample.rootDist < best.sample.rootDist {
+		if best == nil || better(s, best) {
 			best = s
 		}
 	}
