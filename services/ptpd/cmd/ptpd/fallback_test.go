@@ -92,6 +92,12 @@ func TestFallbackToNTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { chrony.Process.Kill(); chrony.Wait() })
+	// ptpd starts once chronyd serves, so that its first poll is not
+	// refused (which it would rightly log as a warning).
+	testutil.WaitFor(t, "chronyd listening on port 123", 20*time.Second, func() bool {
+		out, _ := nsM.Command("ss", "-Hlun", "sport", "= :123").Output()
+		return strings.Contains(string(out), "169.254.31.1:123")
+	})
 
 	// ptp4l as grandmaster: clock class 6 and an accuracy of 100 ns, a
 	// reference locked to a primary source, which is what a PTP network
