@@ -108,7 +108,22 @@ type Config struct {
 	// an ntp instance without servers, a ptp instance without an
 	// interface, an empty section naming no instance.
 	Warnings []Warning
+	// Lexed is the file as sfptpd reads it back into its "config"
+	// state file: each section header and each option line as tokens
+	// (quotes and escapes resolved, the keyword's dashes made
+	// underscores), in file order, without comments or blank lines.
+	Lexed []LexedLine
 }
+
+// LexedLine is a section header (Section set) or an option line.
+type LexedLine struct {
+	Section string
+	Tokens  []string
+}
+
+// Confidential reports whether a keyword's values are secrets that
+// copies of the configuration redact, as sfptpd redacts ntp_key.
+func Confidential(keyword string) bool { return keyword == "ntp_key" }
 
 // IgnoredKeyword is one accepted keyword that ptpd does not act on.
 type IgnoredKeyword struct {

@@ -110,6 +110,7 @@ func ParseOptions(file string, data []byte, opts Options) (*Config, error) {
 				sectionOrder = append(sectionOrder, name)
 			}
 			section = name
+			cfg.Lexed = append(cfg.Lexed, LexedLine{Section: name})
 			continue
 		}
 		toks, err := tokenize(raw)
@@ -128,6 +129,7 @@ func ParseOptions(file string, data []byte, opts Options) (*Config, error) {
 		}
 		sectionUsed[section] = true
 		lines = append(lines, line{no: no, section: section, key: key, args: toks[1:]})
+		cfg.Lexed = append(cfg.Lexed, LexedLine{Tokens: append([]string{key}, toks[1:]...)})
 	}
 	if err := sc.Err(); err != nil {
 		if errors.Is(err, bufio.ErrTooLong) {

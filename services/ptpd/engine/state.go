@@ -402,96 +402,29 @@ func interfacesText(ifs []Interface) string {
 	return b.String()
 }
 
-// configOption is one keyword of the configuration dump; value returns
-// its arguments, "" to leave the line out.
-type configOption struct {
-	key   string
-	value func(c *config.Config) string
-}
-
-// generalOptions are the [general] keywords dumped, in sfptpd's
-// documentation order. A keyword the config package learns is one line
-// here.
-var generalOptions = []configOption{
-	{"selection_policy", func(c *config.Config) string {
-		if c.General.SelectionInstance != "" {
-			return c.General.SelectionPolicy + " " + c.General.SelectionInstance
-		}
-		return c.General.SelectionPolicy
-	}},
-	{"selection_holdoff_interval", func(c *config.Config) string {
-		return fmt.Sprint(int(c.General.SelectionHoldoff.Seconds()))
-	}},
-	{"message_log", func(c *config.Config) string { return c.General.MessageLog }},
-	{"stats_log", func(c *config.Config) string { return offIfEmpty(c.General.StatsLog) }},
-	{"json_stats", func(c *config.Config) string { return offIfEmpty(c.General.JSONStats) }},
-	{"state_path", func(c *config.Config) string { return c.General.StatePath }},
-	{"control_path", func(c *config.Config) string { return c.General.ControlPath }},
-	{"control_socket_mode", func(c *config.Config) string { return fmt.Sprintf("%04o", uint32(c.General.ControlMode)) }},
-	{"clock_control", func(c *config.Config) string { return c.General.ClockControl }},
-	{"step_threshold", func(c *config.Config) string { return cFloat(c.General.StepThreshold.Seconds(), 6) }},
-	{"pid_filter_p", func(c *config.Config) string { return cFloat(c.General.PIDFilterP, 6) }},
-	{"pid_filter_i", func(c *config.Config) string { return cFloat(c.General.PIDFilterI, 6) }},
-	{"hotplug_detection_mode", func(c *config.Config) string { return c.General.Hotplug }},
-}
-
-// instanceOptions are an instance section's keywords.
-var instanceOptions = []struct {
-	key   string
-	value func(in config.Instance) string
-}{
-	{"interface", func(in config.Instance) string { return in.Interface }},
-	{"priority", func(in config.Instance) string { return fmt.Sprint(in.Priority) }},
-	{"ptp_domain", func(in config.Instance) string {
-		if in.Module != "ptp" {
-			return ""
-		}
-		return fmt.Sprint(in.Domain)
-	}},
-	{"ptp_mode", func(in config.Instance) string { return in.Mode }},
-	{"pid_filter_p", func(in config.Instance) string { return cFloat(in.PIDFilterP, 6) }},
-	{"pid_filter_i", func(in config.Instance) string { return cFloat(in.PIDFilterI, 6) }},
-}
-
-func offIfEmpty(s string) string {
-	if s == "" {
-		return "off"
-	}
-	return s
-}
-
-// ConfigText is the config file of state_path: the running configuration
-// in sfptpd's reconstructed form ("# Reconstructed from: FILE", then
-// each section and "keyword values" lines). sfptpd copies the lines the
-// file had; ptpd writes every option in force, defaults included, so
-// that the copy says what the daemon does.
+// ConfigText is the config file of state_path, as sfptpd writes it
+// while it reads its configuration: "# Reconstructed from: FILE", then
+// each section header and each option line of the file, as tokens
+// joined by single blanks, with confidential values (ntp_key's)
+// replaced by "********".
 func ConfigText(c *config.Config) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Reconstructed from: %s\n", c.File)
-	b.WriteString("\n[general]\n")
-	mods := map[string][]string{}
-	var order []string
-	for _, in := range c.Instances {
-		if _, ok := mods[in.Module]; !ok {
-			order = append(order, in.Module)
+	for _, l := range c.Lexed {
+		if l.Section != "" {
+			fmt.Fprintf(&b, "\n[%s]\n", l.Section)
+			continue
 		}
-		mods[in.Module] = append(mods[in.Module], in.Name)
-	}
-	for _, m := range order {
-		fmt.Fprintf(&b, "sync_module %s %s\n", m, strings.Join(mods[m], " "))
-	}
-	for _, o := range generalOptions {
-		if v := o.value(c); v != "" {
-			fmt.Fprintf(&b, "%s %s\n", o.key, v)
-		}
-	}
-	for _, in := range c.Instances {
-		fmt.Fprintf(&b, "\n[%s]\n", in.Name)
-		for _, o := range instanceOptions {
-			if v := o.value(in); v != "" {
-				fmt.Fprintf(&b, "%s %s\n", o.key, v)
+		for i, tok := range l.Tokens {
+			if i > 0 {
+				b.WriteByte(' ')
+				if config.Confidential(l.Tokens[0]) {
+					tok = "********"
+				}
 			}
+			b.WriteString(tok)
 		}
+		b.WriteByte('\n')
 	}
 	return b.String()
 }
