@@ -21,7 +21,8 @@ import (
 	"unicode/utf8"
 )
 
-// IPC front end: the nose line-JSON protocol (PROTOCOLS.md §4).
+// IPC front end: the nose line-JSON protocol of Intona's Ethernet
+// Debugger host tool.
 //
 // Every request line gets exactly one reply line, in request order:
 //

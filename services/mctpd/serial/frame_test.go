@@ -20,7 +20,9 @@ func unhex(t testing.TB, s string) []byte {
 	return b
 }
 
-// workedFrames are the two frames spelled out in PROTOCOLS.md §3.
+// workedFrames are two frames worked out by hand from DSP0253 and
+// libmctp: a Get EID request from EID 9 to 8, and a data message whose
+// body needs escaping.
 var workedFrames = []struct {
 	name, pkt, frame string
 }{
