@@ -96,8 +96,11 @@ func ParseTimestamping(s string) (Timestamping, error) {
 type Config struct {
 	Name      string // instance name ("ptp1")
 	Interface string
-	Domain    uint8
-	Mode      Mode
+	// EthersFile is the ethers(5) file that names masters in the state
+	// change lines; "" means DefaultEthersFile.
+	EthersFile string
+	Domain     uint8
+	Mode       Mode
 
 	// The default data set a master announces.
 	Priority1     uint8

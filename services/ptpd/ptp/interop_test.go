@@ -237,7 +237,7 @@ func TestInteropSlaveStalls(t *testing.T) {
 	if err := endStalls(); err != nil {
 		t.Fatal(err)
 	}
-	holdovers := strings.Count(pp.Log(), "no Sync from master")
+	holdovers := strings.Count(pp.Log(), ": failed to receive Sync for sequence number ")
 	t.Logf("%d stalls of the master, %d holdovers; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm",
 		stalls, holdovers, w, res.rms, res.max, res.freqPPB/1000)
 	if stalls < 4 || holdovers < stalls {

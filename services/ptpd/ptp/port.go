@@ -94,6 +94,7 @@ type Port struct {
 	rng        *mrand.Rand
 
 	parent    *foreign
+	syncSeq   uint16 // the last Sync's sequence number, for the missing-Sync warning
 	parentAnn protocol.Announce
 
 	sync     syncRx
@@ -345,8 +346,10 @@ func (p *Port) setState(s instance.State, why string) {
 	if p.state == s {
 		return
 	}
-	p.log.Info("port state", "from", p.state, "to", s, "reason", why)
+	from := p.state
 	p.state = s
+	p.log.Log(context.Background(), levelNotice, p.stateLine())
+	p.log.Debug("port state", "from", from, "to", s, "reason", why)
 	if s != instance.Slave {
 		p.inSync, p.inSyncRun = false, 0
 	}
@@ -464,7 +467,8 @@ func (p *Port) tick(now time.Time) time.Time {
 		last := f.times
 		if len(last) == 0 || now.Sub(last[len(last)-1]) > time.Duration(p.cfg.AnnounceReceiptTimeout)*f.interval {
 			if p.parent != nil && p.parent.id == id {
-				p.log.Warn("announce receipt timeout", "master", id.String())
+				p.log.Warn(fmt.Sprintf("ptp %s: failed to receive Announce within %.3f seconds", p.cfg.Name,
+					(time.Duration(p.cfg.AnnounceReceiptTimeout) * f.interval).Seconds()))
 			}
 			p.foreign.remove(id)
 			changed = true
@@ -504,7 +508,8 @@ func (p *Port) tick(now time.Time) time.Time {
 		deadline := p.lastSync.Add(syncTimeoutIntervals * p.syncIvl)
 		if now.After(deadline) {
 			if !p.syncAlarm {
-				p.log.Warn("no Sync from master", "since", p.lastSync.Format(time.RFC3339Nano))
+				p.log.Warn(fmt.Sprintf("ptp %s: failed to receive Sync for sequence number %d for %.1f seconds",
+					p.cfg.Name, p.syncSeq+1, now.Sub(p.lastSync).Seconds()))
 				p.syncAlarm = true
 				p.holdoverLocked()
 			}
@@ -781,6 +786,7 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		return
 	}
 	t2 = p.rxEvent(t2, m.SequenceID, "sync")
+	p.syncSeq = m.SequenceID
 	corr := m.CorrectionField.Nanoseconds()
 	if math.IsInf(corr, 0) {
 		p.bad(now, "Sync correction too big", nil)
