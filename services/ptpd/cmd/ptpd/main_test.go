@@ -568,3 +568,19 @@ func TestTestConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestFreerunInterfaceSystem: sfptpd's default configuration names the
+// system clock as a freerun instance's "interface"; the instance runs
+// at once instead of waiting for a network interface of that name.
+func TestFreerunInterfaceSystem(t *testing.T) {
+	t.Parallel()
+	d := startPtpd(t, "[general]\nsync_module freerun fr1\ncontrol_path CONTROL\nstate_path DIR/state\nhotplug_detection_mode manual\n[fr1]\ninterface system\n")
+	m := kea(t, d.kea, `{"command":"instances-get"}`)
+	insts, _ := m["arguments"].(map[string]any)["instances"].([]any)
+	if len(insts) != 1 {
+		t.Fatalf("instances-get: %v", m)
+	}
+	if fr1 := insts[0].(map[string]any); fr1["state"] != "freerun" || fr1["selected"] != true {
+		t.Fatalf("fr1 with interface system: %v", fr1)
+	}
+}
