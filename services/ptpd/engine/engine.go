@@ -48,9 +48,14 @@ type Options struct {
 	// StatsInterval is the period of stats lines, selection and state
 	// files; 0 means DefaultStatsInterval.
 	StatsInterval time.Duration
-	// Now reads the time for the holdoff and the stats time stamps; nil
-	// means time.Now. Tests inject a clock here.
+	// Now reads the time for the holdoff and the stats time stamps, and
+	// the wall clock a leap second is scheduled by; nil means time.Now.
+	// Tests inject a clock here.
 	Now func() time.Time
+	// AfterFunc runs f after d, as time.AfterFunc does (the leap second
+	// timers); nil means time.AfterFunc. Tests inject their clock's
+	// timers here, with Now.
+	AfterFunc func(d time.Duration, f func()) Timer
 	// InterfaceExists says whether a network interface is present; nil
 	// means asking the kernel. Instances bound to an absent interface
 	// wait for it (netlink) or for interfaceinsert (manual).
@@ -113,6 +118,9 @@ type Engine struct {
 	lastChange time.Time
 	// configWritten: the config copy is written once per start.
 	configWritten bool
+
+	// leap is the leap second scheduler (leap.go), with its own lock.
+	leap leapSched
 }
 
 // New checks the configuration against the available modules and
@@ -130,6 +138,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.AfterFunc == nil {
+		opts.AfterFunc = realAfterFunc
 	}
 	if opts.InterfaceExists == nil {
 		opts.InterfaceExists = func(name string) bool {
@@ -218,6 +229,7 @@ func (e *Engine) Stop() {
 	done := e.loopDone
 	e.mu.Unlock()
 	<-done
+	e.stopLeap()
 	e.mu.Lock()
 	snaps := e.snapshotsLocked()
 	e.stopAllLocked()
@@ -462,6 +474,7 @@ func (e *Engine) tick() {
 	}
 	e.intervals++
 	e.mu.Unlock()
+	e.leapFromStatus(snaps)
 	e.writeStats(now, snaps)
 	e.writeState(snaps)
 	e.saveFreqCorrection(snaps)

@@ -80,23 +80,21 @@ type TestModer interface {
 
 // unsupportedWhy says why ptpd cannot honour a mode no instance takes.
 func unsupportedWhy(m TestMode) string {
-	switch m {
-	case TestLeapSecond61, TestLeapSecond59, TestLeapSecondCancel,
-		TestLocalLeapSecond61, TestLocalLeapSecond59, TestLocalLeapSecondCancel, TestUTCOffset:
-		return "ptpd does not schedule leap seconds or change the UTC offset it serves"
-	case TestBogusPPSEvents:
+	if m == TestBogusPPSEvents {
 		return "it needs a pps sync instance reading PPS events from hardware, and ptpd has no pps module"
-	default:
-		return "no running sync instance implements it"
 	}
+	return "no running sync instance implements it"
 }
 
 // ApplyTestMode carries out a test mode that was enabled (test_mode in
-// the configuration; the command layer checks). adjust_frequency
-// changes the selected instance's clock frequency by params[0] ppb;
+// the configuration; the command layer checks), as sfptpd's engine
+// does: adjust_frequency changes the selected instance's clock
+// frequency by params[0] ppb; leap_second_61/59/cancel set up (or drop)
+// a leap second test, and local_leap_second_61/59/cancel schedule (or
+// cancel) a genuine leap second with a 10 s guard (leap.go);
 // bogus_pps_events needs PPS hardware and is only logged; every other
-// mode goes to each running instance that implements TestModer, as
-// sfptpd hands it to every sync instance.
+// mode (utc_offset among them) goes to each running instance that
+// implements TestModer, as sfptpd hands it to every sync instance.
 func (e *Engine) ApplyTestMode(m TestMode, params [3]int) error {
 	if m < 0 || m >= numTestModes {
 		return fmt.Errorf("test mode %d: %w", int(m), errors.ErrUnsupported)
@@ -107,7 +105,28 @@ func (e *Engine) ApplyTestMode(m TestMode, params [3]int) error {
 	case TestBogusPPSEvents:
 		e.log.Warn(fmt.Sprintf("test mode %s not applied: %s", m, unsupportedWhy(m)))
 		return fmt.Errorf("test mode %s: %w", m, errors.ErrUnsupported)
+	case TestLeapSecond61:
+		return e.testLeapSecond(Leap61)
+	case TestLeapSecond59:
+		return e.testLeapSecond(Leap59)
+	case TestLeapSecondCancel:
+		return e.testLeapSecond(LeapNone)
+	case TestLocalLeapSecond61:
+		return e.ScheduleLeapSecond(Leap61, localLeapGuard)
+	case TestLocalLeapSecond59:
+		return e.ScheduleLeapSecond(Leap59, localLeapGuard)
+	case TestLocalLeapSecondCancel:
+		// sfptpd passes "no leap second" to its scheduling call here,
+		// which its own assertion forbids; cancelling is what the mode
+		// is named for.
+		return e.CancelLeapSecond()
 	}
+	return e.forwardTestMode(m, params)
+}
+
+// forwardTestMode hands a test mode to every running instance that
+// implements TestModer; it takes e.mu only to list them.
+func (e *Engine) forwardTestMode(m TestMode, params [3]int) error {
 	e.mu.Lock()
 	type target struct {
 		name string

@@ -112,6 +112,21 @@ type Status struct {
 	ITerm float64
 	// PTP holds what only a PTP port knows; nil for other modules.
 	PTP *PTPStatus
+
+	// Leap59 and Leap61 are the leap second flags of the time the
+	// instance serves or follows (a PTP slave: its parent's Announce):
+	// the last minute of the current UTC day has 59 or 61 seconds. The
+	// engine schedules a leap second when they change on the selected
+	// slave, as sfptpd does.
+	Leap59, Leap61 bool
+	// UTCOffset is TAI-UTC in seconds as announced; UTCOffsetValid says
+	// the announcer flags it valid.
+	UTCOffset      int
+	UTCOffsetValid bool
+	// AnnounceInterval is a PTP port's announce interval; the guard
+	// interval around a leap second its flags schedule is twice it. Zero
+	// for other modules.
+	AnnounceInterval time.Duration
 }
 
 // PTPStatus is a PTP port's data for its sfptpd state file and the
