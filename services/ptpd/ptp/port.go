@@ -128,6 +128,8 @@ type Port struct {
 	badLogged   time.Time
 
 	test testState // what sfptpd's test modes set (testmode.go)
+	// leapGuard: the engine's leap second guard is on (leap.go).
+	leapGuard bool
 }
 
 type syncRx struct {
@@ -607,15 +609,12 @@ func (p *Port) sendAnnounce() {
 		return
 	}
 	ds := p.announced()
-	flags := uint16(0)
-	if !p.utcClock {
-		flags |= protocol.FlagPTPTimescale | protocol.FlagCurrentUtcOffsetValid
-	}
+	flags, utcOffset := p.timeProperties()
 	a := &protocol.Announce{
 		Header: p.header(protocol.MessageAnnounce, lenAnnounce, p.seqAnnounce, ctlOther, p.cfg.AnnounceInterval),
 		AnnounceBody: protocol.AnnounceBody{
 			OriginTimestamp:      protocol.NewTimestamp(p.clockNow()),
-			CurrentUTCOffset:     defaultUTCOffset,
+			CurrentUTCOffset:     utcOffset,
 			GrandmasterPriority1: ds.p1,
 			GrandmasterClockQuality: protocol.ClockQuality{
 				ClockClass:              protocol.ClockClass(ds.class),
@@ -861,6 +860,10 @@ func (p *Port) measure(t1 time.Time, corr float64, t2 time.Time, now time.Time) 
 		p.syncAlarm = false
 		p.log.Info("Sync messages back")
 	}
+	if p.leapGuard {
+		p.msValid = false // no offset across a leap second (leap.go)
+		return
+	}
 	d, ok := p.delay.Value()
 	if !ok {
 		return // no path delay yet: an offset would be off by it
@@ -877,6 +880,9 @@ func (p *Port) onDelayResp(m *protocol.DelayResp) {
 	}
 	p.dreq.valid = false
 	p.missed = 0
+	if p.leapGuard {
+		return // no path delay across a leap second (leap.go)
+	}
 	if v := int8(m.LogMessageInterval); v >= -7 && v <= 7 {
 		p.dreqIvl = logInterval(v)
 	}

@@ -57,10 +57,13 @@ func (p *Port) fillSfptpd(st *instance.Status) {
 		ps.GMClockAccuracy = int(p.cfg.ClockAccuracy)
 		ps.GMPriority1 = int(p.cfg.Priority1)
 		ps.GMPriority2 = int(p.cfg.Priority2)
-		ps.PTPTimescale = !p.utcClock
-		if ps.PTPTimescale {
-			ps.UTCOffset = defaultUTCOffset
+		flags, off := p.timeProperties()
+		ps.PTPTimescale = flags&protocol.FlagPTPTimescale != 0
+		if flags&protocol.FlagCurrentUtcOffsetValid != 0 {
+			ps.UTCOffset = int(off)
 		}
+		ps.Leap59 = flags&protocol.FlagLeap59 != 0
+		ps.Leap61 = flags&protocol.FlagLeap61 != 0
 	}
 	if ann != nil {
 		ps.GMClockAccuracy = int(ann.GrandmasterClockQuality.ClockAccuracy)
@@ -87,4 +90,5 @@ func (p *Port) fillSfptpd(st *instance.Status) {
 		})
 	}
 	st.PTP = ps
+	p.fillLeap(st)
 }

@@ -28,6 +28,10 @@ const (
 	testBoundaryChange = "boundary_clock_change"
 	testGMChange       = "grandmaster_clock_change"
 	testAdjustFreq     = "adjust_frequency"
+	testLeap61         = "leap_second_61"
+	testLeap59         = "leap_second_59"
+	testLeapCancel     = "leap_second_cancel"
+	testUTCOffset      = "utc_offset"
 )
 
 // Timestamp jitter types, in the order each timestamp_jitter command
@@ -95,6 +99,14 @@ type testState struct {
 	gmVariance  uint16
 	gmPrioOn    bool
 	gmP1, gmP2  uint8
+
+	// The time properties a master announces (leap.go): the leap
+	// second flags the engine's leap second state sets, and the UTC
+	// offset utc_offset has moved (utcOffsetSet), which then counts as
+	// valid.
+	leap59, leap61 bool
+	utcOffsetSet   bool
+	utcOffset      int16
 }
 
 // enterMaster drops what becoming master resets in sfptpd's ptpd (its
@@ -105,11 +117,18 @@ type testState struct {
 func (t *testState) enterMaster() {
 	t.bcOn = false
 	t.gmPrioOn = false
+	// The leap flags are rebuilt too; the UTC offset utc_offset set is
+	// kept in sfptpd's configuration and stays.
+	t.leap59, t.leap61 = false, false
 }
 
 // TestMode carries out one of sfptpd's packet-level test modes (the
 // engine's TestModer). Suppression modes toggle on each call; the
-// others step through their cycles as sfptpd's do. A mode the port does
+// others step through their cycles as sfptpd's do. On a master,
+// utc_offset,N moves the announced UTC offset by N seconds, and
+// leap_second_61/59/cancel set or clear the Announce's leap flag
+// directly (the engine runs its leap second test itself and reaches the
+// flags through UpdateLeapSecond). A mode the port does
 // not implement returns an error wrapping errors.ErrUnsupported. Safe
 // for concurrent use.
 func (p *Port) TestMode(mode string, params [3]int) error {
@@ -164,6 +183,18 @@ func (p *Port) TestMode(mode string, params [3]int) error {
 			return fmt.Errorf("ptp %s: adjusting clock %s frequency: %w", p.cfg.Name, p.clk.Name(), err)
 		}
 		p.freq = f
+		return nil
+	case testLeap61, testLeap59, testLeapCancel:
+		if err := p.masterOnly("Leap second"); err != nil {
+			return err
+		}
+		p.setLeapFlags(mode == testLeap59, mode == testLeap61)
+		return nil
+	case testUTCOffset:
+		if err := p.masterOnly("UTC offset"); err != nil {
+			return err
+		}
+		p.shiftUTCOffset(params[0])
 		return nil
 	}
 	return fmt.Errorf("ptp %s: test mode %s: %w", p.cfg.Name, mode, errors.ErrUnsupported)
