@@ -20,9 +20,10 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
 )
 
-// tmFake is a fake PTP instance that takes the packet test modes and
-// refuses the leap second ones, as an instance implementing only some
-// modes does.
+// tmFake is a fake PTP instance that takes the test modes the engine
+// forwards and refuses the leap second ones (which the engine keeps for
+// itself, so they must never arrive), as an instance implementing only
+// some modes does.
 type tmFake struct {
 	*fake
 	mu    sync.Mutex
@@ -30,7 +31,7 @@ type tmFake struct {
 }
 
 func (f *tmFake) TestMode(mode string, params [3]int) error {
-	if strings.Contains(mode, "leap_second") || mode == "utc_offset" {
+	if strings.Contains(mode, "leap_second") {
 		return fmt.Errorf("%s: %w", mode, errors.ErrUnsupported)
 	}
 	f.mu.Lock()
@@ -83,8 +84,12 @@ func newCtlHarness(t *testing.T, cfgText string, o CommandOptions) *ctlHarness {
 		return tm, nil
 	}
 	log := slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	// The wall clock stands at noon UTC, and the leap second timers are
+	// recorded, never run: midnight is far away whenever the test runs.
+	ft := &fakeTime{now: time.Date(2016, 12, 31, 12, 0, 0, 0, time.UTC)}
 	e, err := New(Options{Config: cfg, Modules: map[string]Factory{"ptp": factory, "freerun": factory}, Clock: clk,
-		Logger: log, StatsInterval: time.Hour, InterfaceExists: func(string) bool { return true }})
+		Logger: log, StatsInterval: time.Hour, InterfaceExists: func(string) bool { return true },
+		Now: ft.Now, AfterFunc: ft.AfterFunc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,6 +262,29 @@ func TestControlDatagrams(t *testing.T) {
 					t.Fatalf("clock frequency %v, want -5000", f)
 				}
 			}},
+		{name: "testmode leap_second_61", opts: CommandOptions{TestMode: true}, cmd: "testmode=leap_second_61",
+			logs:  []string{`level=INFO msg="leap second 61 test at UTC midnight (local time: ` + localHHMM(leapMidnight) + `)"`},
+			check: all(leap(Leap61), modes("p1"), modes("p2"))},
+		{name: "testmode leap_second_59", opts: CommandOptions{TestMode: true}, cmd: "testmode=leap_second_59",
+			logs:  []string{`level=INFO msg="leap second 59 test at UTC midnight (local time: ` + localHHMM(leapMidnight.Add(-time.Second)) + `)"`},
+			check: all(leap(Leap59), modes("p1"))},
+		{name: "testmode leap_second_cancel", opts: CommandOptions{TestMode: true}, setup: []string{"testmode=leap_second_61"}, cmd: "testmode=leap_second_cancel",
+			logs: []string{notice("leap second cancelled/complete")}, check: all(leap(LeapNone), modes("p1"))},
+		{name: "testmode leap_second_61 refused", opts: CommandOptions{TestMode: true}, setup: []string{"testmode=local_leap_second_59"}, cmd: "testmode=leap_second_61",
+			logs: []string{warn("won't set up leap second - genuine leap second scheduled!")}, check: leap(Leap59)},
+		{name: "testmode local_leap_second_61", opts: CommandOptions{TestMode: true}, cmd: "testmode=local_leap_second_61",
+			logs:  []string{notice("leap second 61 scheduled for UTC midnight (local time: " + localHHMM(leapMidnight) + ")")},
+			check: all(leap(Leap61), modes("p1"))},
+		{name: "testmode local_leap_second_59", opts: CommandOptions{TestMode: true}, cmd: "testmode=local_leap_second_59",
+			logs: []string{notice("leap second 59 scheduled for UTC midnight (local time: " + localHHMM(leapMidnight.Add(-time.Second)) + ")")}, check: leap(Leap59)},
+		{name: "testmode local_leap_second_cancel", opts: CommandOptions{TestMode: true}, setup: []string{"testmode=local_leap_second_61"}, cmd: "testmode=local_leap_second_cancel",
+			logs: []string{notice("leap second cancelled/complete")}, check: leap(LeapNone)},
+		{name: "testmode local_leap_second_cancel with none", opts: CommandOptions{TestMode: true}, cmd: "testmode=local_leap_second_cancel",
+			absent: []string{"cancelled/complete"}, check: leap(LeapNone)},
+		{name: "testmode leap modes disabled", setup: []string{"testmode=local_leap_second_61"}, cmd: "testmode=leap_second_59",
+			logs: []string{info("test mode local_leap_second_61 ignored: test_mode is not enabled in the configuration")}, check: leap(LeapNone)},
+		{name: "testmode utc_offset", opts: CommandOptions{TestMode: true}, cmd: "testmode=utc_offset,-1",
+			absent: []string{"not applied"}, check: all(modes("p1", "utc_offset[-1 0 0]"), modes("p2", "utc_offset[-1 0 0]"))},
 		{name: "testmode bogus_pps_events", opts: CommandOptions{TestMode: true}, cmd: "testmode=bogus_pps_events",
 			logs: []string{warn("test mode bogus_pps_events not applied: it needs a pps sync instance reading PPS events from hardware, and ptpd has no pps module")}},
 	}
@@ -264,19 +292,8 @@ func TestControlDatagrams(t *testing.T) {
 		switch m {
 		case TestAdjustFrequency, TestBogusPPSEvents:
 			continue
-		case TestLeapSecond61, TestLeapSecond59, TestLeapSecondCancel, TestLocalLeapSecond61, TestLocalLeapSecond59, TestLocalLeapSecondCancel, TestUTCOffset:
-			tests = append(tests, struct {
-				name    string
-				general string
-				opts    CommandOptions
-				setup   []string
-				cmd     string
-				logs    []string
-				absent  []string
-				check   func(t *testing.T, h *ctlHarness)
-			}{name: "testmode " + m.String(), opts: CommandOptions{TestMode: true}, cmd: "testmode=" + m.String(),
-				logs:  []string{warn(fmt.Sprintf("test mode %s not applied: ptpd does not schedule leap seconds or change the UTC offset it serves", m))},
-				check: modes("p1")})
+		case TestLeapSecond61, TestLeapSecond59, TestLeapSecondCancel, TestLocalLeapSecond61, TestLocalLeapSecond59, TestLocalLeapSecondCancel:
+			continue // the engine's own: rows above
 		default:
 			tests = append(tests, struct {
 				name    string
@@ -373,6 +390,23 @@ func selected(name string) func(*testing.T, *ctlHarness) {
 	return func(t *testing.T, h *ctlHarness) {
 		if got := h.e.Selected(); got != name {
 			t.Fatalf("selected %q, want %q", got, name)
+		}
+	}
+}
+
+// leap checks the engine's pending leap second.
+func leap(want LeapType) func(*testing.T, *ctlHarness) {
+	return func(t *testing.T, h *ctlHarness) {
+		if got, _ := h.e.LeapStatus(); got != want {
+			t.Fatalf("pending leap second %v, want %v", got, want)
+		}
+	}
+}
+
+func all(checks ...func(*testing.T, *ctlHarness)) func(*testing.T, *ctlHarness) {
+	return func(t *testing.T, h *ctlHarness) {
+		for _, c := range checks {
+			c(t, h)
 		}
 	}
 }
