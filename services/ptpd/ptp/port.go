@@ -861,7 +861,9 @@ func (p *Port) measure(t1 time.Time, corr float64, t2 time.Time, now time.Time) 
 		p.log.Info("Sync messages back")
 	}
 	if p.leapGuard {
-		p.msValid = false // no offset across a leap second (leap.go)
+		// No offset, and (msValid false) no path delay, across a
+		// leap second (leap.go).
+		p.msValid = false
 		return
 	}
 	d, ok := p.delay.Value()
@@ -880,9 +882,6 @@ func (p *Port) onDelayResp(m *protocol.DelayResp) {
 	}
 	p.dreq.valid = false
 	p.missed = 0
-	if p.leapGuard {
-		return // no path delay across a leap second (leap.go)
-	}
 	if v := int8(m.LogMessageInterval); v >= -7 && v <= 7 {
 		p.dreqIvl = logInterval(v)
 	}

@@ -22,7 +22,8 @@ var _ engine.TestModer = (*Port)(nil)
 // the engine passes them.
 func TestTestModeNames(t *testing.T) {
 	for _, name := range []string{testNoAnnounce, testNoSync, testNoFollowUps, testNoDelayResps,
-		testJitter, testTransparent, testBoundaryChange, testGMChange, testAdjustFreq} {
+		testJitter, testTransparent, testBoundaryChange, testGMChange, testAdjustFreq,
+		testLeap61, testLeap59, testLeapCancel, testUTCOffset} {
 		if _, ok := engine.LookupTestMode(name); !ok {
 			t.Errorf("the engine has no test mode %q", name)
 		}
@@ -162,9 +163,9 @@ func TestTestModeRefusals(t *testing.T) {
 		{testNoDelayResps, false, false}, // warned, but set
 		{testJitter, false, false},
 		{testTransparent, false, false},
-		{"leap_second_61", false, true},
+		{testLeap61, true, false},
+		{testUTCOffset, true, false},
 		{"local_leap_second_cancel", false, true},
-		{"utc_offset", false, true},
 		{"bogus_pps_events", false, true},
 		{"no_such_mode", false, true},
 	} {
