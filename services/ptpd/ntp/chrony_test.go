@@ -2,7 +2,6 @@ package ntp
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -89,28 +88,6 @@ func helperMain() int {
 	}
 }
 
-// syncBuf is a bytes.Buffer for a child's output, safe to read while
-// the child writes.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.b.Len() > 1<<20 {
-		return len(p), nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 const chronydPath = "/usr/sbin/chronyd"
 
 // TestChronyd runs Debian's chronyd (never touching the clock: -x) in one
@@ -153,7 +130,7 @@ driftfile %s
 	if err != nil {
 		t.Fatal(err)
 	}
-	chronyOut := &syncBuf{}
+	chronyOut := &testutil.LockedBuffer{}
 	chronyd := srv.Command(chronydPath, "-x", "-d", "-u", "root", "-f", conf)
 	chronyd.Stdout, chronyd.Stderr = chronyOut, chronyOut
 	if err := chronyd.Start(); err != nil {
@@ -181,7 +158,7 @@ driftfile %s
 	spec, _ := json.Marshal(helperSpec{Servers: []string{"169.254.123.1"}, VirtualOffset: offset, PollInterval: time.Second})
 	helper := cli.Command(os.Args[0], "-test.run=^TestChronyd$")
 	helper.Env = append(os.Environ(), helperEnv+"="+string(spec))
-	helperErr := &syncBuf{}
+	helperErr := &testutil.LockedBuffer{}
 	helper.Stderr = helperErr
 	out, err := helper.StdoutPipe()
 	if err != nil {

@@ -236,40 +236,48 @@ func withDelay(t *testing.T, p *Port, tr *fakeTransport, now time.Time) {
 	p.handle(packet{b: delayResp(t, masterA, p.dreq.seq, tr.txTime.Add(500), p.self)}, now)
 }
 
+// measurementCase is a slave's message sequence and the offset it must
+// measure (NaN: none), with a path delay of 1000 ns already measured.
+type measurementCase struct {
+	name       string
+	msgs       func(t *testing.T) []packet
+	wantOffset float64
+}
+
+// measurementCases serve TestMeasurement and the transparent clock test
+// mode, which must leave every measured offset as it is.
+var measurementCases = []measurementCase{
+	{"one-step", func(t *testing.T) []packet {
+		return []packet{{event: true, b: syncMsg(t, masterA, 7, false, t0.Add(time.Second), 0), ts: t0.Add(time.Second + 1800)}}
+	}, 800},
+	{"one-step with correction", func(t *testing.T) []packet {
+		return []packet{{event: true, b: syncMsg(t, masterA, 7, false, t0.Add(time.Second), 300.5), ts: t0.Add(time.Second + 1800)}}
+	}, 499.5},
+	{"two-step", func(t *testing.T) []packet {
+		return []packet{
+			{event: true, b: syncMsg(t, masterA, 8, true, time.Time{}, 100), ts: t0.Add(time.Second + 1800)},
+			{b: followUp(t, masterA, 8, t0.Add(time.Second), 200)},
+		}
+	}, 500},
+	{"follow-up first", func(t *testing.T) []packet {
+		return []packet{
+			{b: followUp(t, masterA, 9, t0.Add(time.Second), 0)},
+			{event: true, b: syncMsg(t, masterA, 9, true, time.Time{}, 0), ts: t0.Add(time.Second + 1200)},
+		}
+	}, 200},
+	{"mismatched follow-up ignored", func(t *testing.T) []packet {
+		return []packet{
+			{event: true, b: syncMsg(t, masterA, 10, true, time.Time{}, 0), ts: t0.Add(time.Second + 1200)},
+			{b: followUp(t, masterA, 11, t0.Add(time.Second), 0)},
+		}
+	}, math.NaN()},
+	{"other master ignored", func(t *testing.T) []packet {
+		return []packet{{event: true, b: syncMsg(t, masterB, 7, false, t0.Add(time.Second), 0), ts: t0.Add(time.Second + 1800)}}
+	}, math.NaN()},
+}
+
 func TestMeasurement(t *testing.T) {
-	for _, tc := range []struct {
-		name       string
-		msgs       func(t *testing.T) []packet
-		wantOffset float64
-	}{
-		{"one-step", func(t *testing.T) []packet {
-			return []packet{{event: true, b: syncMsg(t, masterA, 7, false, t0.Add(time.Second), 0), ts: t0.Add(time.Second + 1800)}}
-		}, 800},
-		{"one-step with correction", func(t *testing.T) []packet {
-			return []packet{{event: true, b: syncMsg(t, masterA, 7, false, t0.Add(time.Second), 300.5), ts: t0.Add(time.Second + 1800)}}
-		}, 499.5},
-		{"two-step", func(t *testing.T) []packet {
-			return []packet{
-				{event: true, b: syncMsg(t, masterA, 8, true, time.Time{}, 100), ts: t0.Add(time.Second + 1800)},
-				{b: followUp(t, masterA, 8, t0.Add(time.Second), 200)},
-			}
-		}, 500},
-		{"follow-up first", func(t *testing.T) []packet {
-			return []packet{
-				{b: followUp(t, masterA, 9, t0.Add(time.Second), 0)},
-				{event: true, b: syncMsg(t, masterA, 9, true, time.Time{}, 0), ts: t0.Add(time.Second + 1200)},
-			}
-		}, 200},
-		{"mismatched follow-up ignored", func(t *testing.T) []packet {
-			return []packet{
-				{event: true, b: syncMsg(t, masterA, 10, true, time.Time{}, 0), ts: t0.Add(time.Second + 1200)},
-				{b: followUp(t, masterA, 11, t0.Add(time.Second), 0)},
-			}
-		}, math.NaN()},
-		{"other master ignored", func(t *testing.T) []packet {
-			return []packet{{event: true, b: syncMsg(t, masterB, 7, false, t0.Add(time.Second), 0), ts: t0.Add(time.Second + 1800)}}
-		}, math.NaN()},
-	} {
+	for _, tc := range measurementCases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, tr := testPort(t, ModeSlave)
 			p.discipline = false // measure only: the offset stays visible
