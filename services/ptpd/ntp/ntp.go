@@ -142,6 +142,7 @@ type Instance struct {
 	offset       float64
 	delay        float64
 	haveOffset   bool
+	leapGuard    bool // a leap second is near: offsets are not taken
 	inSyncRun    int
 	inSync       bool
 	lastUpdate   time.Time
@@ -407,6 +408,9 @@ func (n *Instance) setState(s instance.State, reason string) {
 // sample records the selected server's fresh offset and, when the
 // instance is selected, steers the clock by it; n.mu held.
 func (n *Instance) sample(sm sample) {
+	if n.leapGuard {
+		return
+	}
 	n.offset = float64(sm.offset)
 	n.delay = float64(sm.rtt) / 2
 	n.haveOffset = true
@@ -517,6 +521,21 @@ func (n *Instance) Status() instance.Status {
 		st.Alarms = []string{AlarmClockCtrlFailure}
 	}
 	return st
+}
+
+// LeapGuard is the engine's leap-second guard (engine.LeapGuarder):
+// while it is on, no offset is taken, so that no measurement made
+// across the leap reaches the servo; a reply in flight when the guard
+// starts or ends is dropped as one across a step is.
+func (n *Instance) LeapGuard(on bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if on == n.leapGuard {
+		return
+	}
+	n.leapGuard = on
+	n.epoch++
+	n.log.Info("leap second guard", "on", on)
 }
 
 // SetDiscipline implements instance.Instance. On selection the servo

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
 	"github.com/tickbox-fw/tickbox/services/ptpd/servo"
@@ -450,4 +451,24 @@ func TestLostReplies(t *testing.T) {
 		}
 		waitFor(t, n, step.wait, step.name+": "+step.want.String(), func(s instance.Status) bool { return s.State == step.want })
 	}
+}
+
+// TestLeapGuard: while the engine's leap-second guard is on, replies
+// are not taken (the server's clock jumping by a second, as it does at
+// a leap, does not reach the offset); once it is off they are again.
+func TestLeapGuard(t *testing.T) {
+	f := startFake(t, "127.0.0.8", good())
+	n, _ := run(t, testConfig(f.addr), virtual(t, 0, 0))
+	waitFor(t, n, settle, "slave", func(s instance.Status) bool { return s.State == instance.Slave })
+	n.LeapGuard(true)
+	jumped := good()
+	jumped.offset = -time.Second
+	f.set(jumped)
+	q := f.count()
+	testutil.WaitFor(t, "polls under the guard", settle, func() bool { return f.count() >= q+4 })
+	if st := n.Status(); !near(st.OffsetNS, 0, tol) || st.State != instance.Slave {
+		t.Fatalf("under the guard: offset %.0f ns, state %v; want the last offset from before it", st.OffsetNS, st.State)
+	}
+	n.LeapGuard(false)
+	waitFor(t, n, settle, "offset after the guard", func(s instance.Status) bool { return near(s.OffsetNS, time.Second, tol) })
 }
