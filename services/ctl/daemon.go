@@ -103,6 +103,10 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 	}
 	for _, c := range builtin {
 		c.builtin = true
+		// Kea's version-get, build-report, status-get and config-get
+		// ignore any arguments; shutdown stays strict, as it is not one
+		// of Kea's argument-free commands (Kea's takes exit-value).
+		c.IgnoreExtraArgs = c.Name != "shutdown"
 		d.MustRegister(c)
 	}
 	return d

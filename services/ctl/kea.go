@@ -37,11 +37,16 @@ type KeaOptions struct {
 	// MaxRequest bounds a request's raw size, comments and leading
 	// whitespace included; 0 means DefaultKeaMaxRequest.
 	MaxRequest int
-	// Forward routes a request with a non-empty "service" list, as
-	// Kea's Control Agent does: req is the request without "service",
-	// and the reply is that daemon's JSON answer (a map, or a list of
-	// maps). Nil means no service is configured. Returning an error
-	// wrapping ErrKeaNoService says that this one service is unknown.
+	// Forward makes the channel a hub: a request with a non-empty
+	// "service" list is routed, as Kea's Control Agent routes it, and
+	// answered with a list of one answer per service. req is the
+	// request without "service", and the reply is that daemon's JSON
+	// answer (a map, or a list of maps). Returning an error wrapping
+	// ErrKeaNoService says that this one service is unknown.
+	//
+	// Nil, which every daemon uses, ignores "service" and runs the
+	// command here, as Kea's daemons do: that is what lets Kea's
+	// Control Agent, kea-shell and tools built on them drive a daemon.
 	Forward func(ctx context.Context, service string, req []byte) ([]byte, error)
 }
 
@@ -322,40 +327,54 @@ func (k *KeaServer) dispatch(ctx context.Context, v any) []byte {
 		// command value; clients match this text, so keep it.
 		return keaCommandError("expected 'command' to be a string, got map instead")
 	}
-	if sv, ok := m["service"]; ok && sv != nil {
-		list, ok := sv.([]any)
-		if !ok {
-			return keaCommandError("expected 'service' to be a list, got %s instead", keaTypeName(sv))
-		}
-		services := make([]string, len(list))
-		for i, e := range list {
-			s, ok := e.(string)
+	// Only a hub routes on "service", as only Kea's Control Agent does;
+	// a daemon ignores it whatever its value, as Kea's daemons do (their
+	// command manager never reads it). The Control Agent forwards the
+	// request with "service" still in it, so a daemon that routed would
+	// answer every forwarded request with a forwarding error.
+	if k.opts.Forward != nil {
+		if sv, ok := m["service"]; ok && sv != nil {
+			list, ok := sv.([]any)
 			if !ok {
-				return keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e))
+				return keaCommandError("expected 'service' to be a list, got %s instead", keaTypeName(sv))
 			}
-			services[i] = s
-		}
-		if len(services) > 0 {
-			return k.forward(ctx, name, m, services)
+			services := make([]string, len(list))
+			for i, e := range list {
+				s, ok := e.(string)
+				if !ok {
+					return keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e))
+				}
+				services[i] = s
+			}
+			if len(services) > 0 {
+				return k.forward(ctx, name, m, services)
+			}
 		}
 	}
-	args, hasArgs := m["arguments"]
-	var named map[string]any
-	if hasArgs && args != nil {
-		named, ok = args.(map[string]any)
-		if !ok {
-			return keaReply(Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args)))
-		}
-	}
-	return keaReply(k.run(ctx, name, named))
+	return keaReply(k.run(ctx, name, m["arguments"]))
 }
 
-// run looks the command up and runs it through the registry.
-func (k *KeaServer) run(ctx context.Context, name string, named map[string]any) Result {
+// run looks the command up, checks its arguments and runs it through
+// the registry. As in Kea, an unknown command is reported before its
+// arguments are looked at.
+func (k *KeaServer) run(ctx context.Context, name string, args any) Result {
 	cmd, ok := k.d.Lookup(name)
 	if !ok {
 		k.log.Info("unsupported command", "command", name)
 		return UnsupportedResult(name)
+	}
+	var named map[string]any
+	if args != nil {
+		named, ok = args.(map[string]any)
+		switch {
+		case ok:
+		case cmd.IgnoreExtraArgs:
+			// Kea's common commands never read their arguments, so
+			// any value passes; there is nothing in it to keep.
+			k.log.Debug("ignoring arguments the command does not take", "command", name, "type", keaTypeName(args))
+		default:
+			return Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args))
+		}
 	}
 	if cmd.Stream {
 		return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}

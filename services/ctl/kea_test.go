@@ -151,6 +151,7 @@ func TestKeaConformance(t *testing.T) {
 	}
 	listReply := fmt.Sprintf(`{ "arguments": [ %s ], "result": 0 }`, strings.Join(quoted, ", "))
 	cfgReply := `{ "arguments": { "a": 1 }, "result": 0 }`
+	ptpdCfg := `{ "arguments": { "b": 2 }, "result": 0 }`
 	const near = DefaultKeaMaxRequest - 64
 	bigReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("y", near-len(`{"command":"arglen","arguments":{"data":""}}`)) + `"}}`
 	if len(bigReq) != near {
@@ -206,8 +207,40 @@ func TestKeaConformance(t *testing.T) {
 			want: `{ "arguments": { "len": 5, "raw": 20 }, "result": 0 }`},
 		{name: "remote address", in: chunks(`{"command":"config-get","remote-address":"127.0.0.1"}`),
 			want: cfgReply},
-		{name: "arguments not a map", in: chunks(`{"command":"config-get","arguments":[1]}`),
-			want: `{ "result": 1, "text": "Error during command processing: invalid command 'config-get': expected 'arguments' to be a map, got list instead" }`},
+		{name: "common command ignores a list argument", in: chunks(`{"command":"config-get","arguments":[1]}`),
+			want: cfgReply},
+		{name: "common command ignores a string argument", in: chunks(`{"command":"config-get","arguments":"x"}`),
+			want: cfgReply},
+		{name: "common command ignores named arguments", in: chunks(`{"command":"config-get","arguments":{"x":1,"hash":"abc"}}`),
+			want: cfgReply},
+		{name: "list-commands ignores arguments", in: chunks(`{"command":"list-commands","arguments":{"service":["dhcp4"]}}`),
+			want: listReply},
+		{name: "status-get ignores arguments", in: chunks(`{"command":"status-get","arguments":{"x":[1,2]}}`),
+			check: func(t *testing.T, got []byte) {
+				if !bytes.HasPrefix(got, []byte(`{ "arguments": { "pid": `)) || !bytes.HasSuffix(got, []byte(` }, "result": 0 }`)) {
+					t.Errorf("status-get: %s", got)
+				}
+			}},
+		{name: "version-get ignores arguments", in: chunks(`{"command":"version-get","arguments":{"x":1}}`),
+			check: func(t *testing.T, got []byte) {
+				if !bytes.HasPrefix(got, []byte(`{ "arguments": { "extended": "hub 1.2.3\n`)) || !bytes.HasSuffix(got, []byte(`, "result": 0, "text": "1.2.3" }`)) {
+					t.Errorf("version-get: %s", got)
+				}
+			}},
+		{name: "build-report ignores arguments", in: chunks(`{"command":"build-report","arguments":true}`),
+			check: func(t *testing.T, got []byte) {
+				if !bytes.HasPrefix(got, []byte(`{ "result": 0, "text": "hub 1.2.3\ngo: `)) {
+					t.Errorf("build-report: %s", got)
+				}
+			}},
+		{name: "other command keeps a map", in: chunks(`{"command":"typed","arguments":[1]}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command 'typed': expected 'arguments' to be a map, got list instead" }`},
+		{name: "other command keeps its parameters", in: chunks(`{"command":"typed","arguments":{"n":1,"bogus":2}}`),
+			want: `{ "result": 1, "text": "typed: parameter 'bogus' is not supported" }`},
+		{name: "shutdown keeps its parameters", path: nilFwd.path, in: chunks(`{"command":"shutdown","arguments":{"exit-value":3}}`),
+			want: `{ "result": 1, "text": "shutdown: parameter 'exit-value' is not supported" }`},
+		{name: "unknown command before its arguments", in: chunks(`{"command":"foo","arguments":[1]}`),
+			want: `{ "result": 2, "text": "'foo' command not supported." }`},
 		{name: "arguments null", in: chunks(`{"command":"config-get","arguments":null}`),
 			want: cfgReply},
 		{name: "bad parameter", in: chunks(`{"command":"typed","arguments":{"n":"abc"}}`),
@@ -286,8 +319,27 @@ func TestKeaConformance(t *testing.T) {
 			want: `{ "arguments": { "data": "` + strings.Repeat("x", 102400) + `" }, "result": 0 }`},
 		{name: "connect and close", in: nil, halfCl: true, want: ""},
 		{name: "partial then EOF", in: chunks(`{"command":"con`), halfCl: true, want: ""},
-		{name: "service without forwarding", path: nilFwd.path, in: chunks(`{"command":"config-get","service":["dhcp4"]}`),
-			want: `[ { "result": 1, "text": "forwarding socket is not configured for the server type dhcp4" } ]`},
+		// A daemon (no Forward) answers as Kea's daemons do: "service"
+		// is not read at all, whatever its value.
+		{name: "daemon ignores service", path: ptpd.path, in: chunks(`{"command":"config-get","service":["dhcp4"]}`),
+			want: ptpdCfg},
+		{name: "daemon ignores service as the agent forwards it", path: ptpd.path,
+			in:   chunks(`{ "command": "config-get", "remote-address": "127.0.0.1", "service": [ "dhcp4" ] }`),
+			want: ptpdCfg},
+		{name: "daemon ignores several services", path: ptpd.path, in: chunks(`{"command":"config-get","service":["dhcp4","dhcp6","d2"]}`),
+			want: ptpdCfg},
+		{name: "daemon ignores a service that is not a list", path: ptpd.path, in: chunks(`{"command":"config-get","service":"dhcp4"}`),
+			want: ptpdCfg},
+		{name: "daemon ignores a service list of non-strings", path: ptpd.path, in: chunks(`{"command":"config-get","service":[1,{"a":null}]}`),
+			want: ptpdCfg},
+		{name: "daemon ignores a null service", path: ptpd.path, in: chunks(`{"command":"config-get","service":null}`),
+			want: ptpdCfg},
+		{name: "daemon runs arguments with service", path: ptpd.path, in: chunks(`{"command":"typed","arguments":{"n":9},"service":["dhcp4"]}`),
+			want: `{ "arguments": { "n": 9 }, "result": 0 }`},
+		{name: "daemon unknown command with service", path: ptpd.path, in: chunks(`{"command":"nosuch","service":["dhcp4"]}`),
+			want: `{ "result": 2, "text": "'nosuch' command not supported." }`},
+		{name: "daemon with service still checks keys", path: ptpd.path, in: chunks(`{"command":"config-get","service":["dhcp4"],"x":1}`),
+			want: `{ "result": 1, "text": "Error during command processing: invalid command: unsupported parameter 'x'" }`},
 		{name: "unknown service", in: chunks(`{"command":"config-get","service":["nosuch"]}`),
 			want: `[ { "result": 1, "text": "forwarding socket is not configured for the server type nosuch" } ]`},
 		{name: "service offline", in: chunks(`{"command":"config-get","service":["down"]}`),

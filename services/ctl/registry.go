@@ -74,6 +74,15 @@ type Command struct {
 	// AnyArgs accepts arbitrary arguments without validation (for
 	// commands such as "echo" that treat them as data).
 	AnyArgs bool
+	// IgnoreExtraArgs drops arguments the command does not take (named
+	// ones not in Params, positional ones past them, and on the Kea
+	// channel an "arguments" value that is not a map) instead of
+	// refusing them. Kea's common commands (list-commands, version-get,
+	// status-get, config-get, build-report) behave so in Kea, whose
+	// handlers never look at what they do not use, and tools written
+	// for Kea send such requests. Parameters the command does take are
+	// still checked.
+	IgnoreExtraArgs bool
 	// Stream marks a command that writes output until cancelled.
 	Stream bool
 	// Persistent commands are replayed on their console connection after
@@ -187,9 +196,10 @@ func NewRegistry(log *slog.Logger) *Registry {
 	}
 	r := &Registry{cmds: make(map[string]*Command), log: log}
 	r.cmds["list-commands"] = &Command{
-		Name:    "list-commands",
-		Comment: "list the supported commands",
-		builtin: true,
+		Name:            "list-commands",
+		Comment:         "list the supported commands",
+		IgnoreExtraArgs: true,
+		builtin:         true,
 		Handler: func(context.Context, *Call) Result {
 			names := r.Names()
 			list := make([]any, len(names))
@@ -350,6 +360,9 @@ func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Wri
 
 // Run is Invoke for an already looked-up command.
 func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer, front string) Result {
+	if c.IgnoreExtraArgs {
+		in = c.dropExtraArgs(in)
+	}
 	args, err := c.bind(in)
 	if err != nil {
 		return Result{Code: Error, Text: err.Error()}
@@ -375,4 +388,33 @@ func MatchUsages(cmds []*Command, search string) []any {
 		}
 	}
 	return out
+}
+
+// dropExtraArgs returns in without the arguments c does not take: named
+// ones not in its schema and positional ones past it. in is not
+// modified; the raw text stays as received.
+func (c *Command) dropExtraArgs(in Input) Input {
+	if c.AnyArgs {
+		return in
+	}
+	if n := len(c.Params); len(in.Positional) > n && (n == 0 || !c.Params[n-1].Rest) {
+		in.Positional = in.Positional[:n:n]
+	}
+	extra := false
+	for k := range in.Named {
+		if c.param(k) == nil {
+			extra = true
+			break
+		}
+	}
+	if extra {
+		kept := make(map[string]any, len(c.Params))
+		for k, v := range in.Named {
+			if c.param(k) != nil {
+				kept[k] = v
+			}
+		}
+		in.Named = kept
+	}
+	return in
 }

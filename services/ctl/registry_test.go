@@ -249,10 +249,6 @@ func TestDaemonCommands(t *testing.T) {
 	if !reflect.DeepEqual(res.Args, map[string]any{"interface": "eth0"}) {
 		t.Fatalf("config-get %+v", res)
 	}
-	res = d.Invoke(ctx, "status-get", Input{Positional: []string{"x"}}, nil, "test")
-	if res.Code != Error || !strings.Contains(res.Text, "unexpected parameter") {
-		t.Fatalf("extra parameter: %+v", res)
-	}
 	select {
 	case <-d.ShutdownRequested():
 		t.Fatal("shutdown before request")
@@ -330,5 +326,65 @@ func TestAliases(t *testing.T) {
 	}
 	if _, ok := r.Lookup("selectinstance"); ok {
 		t.Fatal("deregistering an alias left the command's name")
+	}
+}
+
+// TestIgnoreExtraArgs: Kea's common commands take any arguments and
+// ignore them; a command with IgnoreExtraArgs still checks the
+// parameters it has; other commands stay strict.
+func TestIgnoreExtraArgs(t *testing.T) {
+	d := NewDaemon(DaemonOptions{Name: "testd", Version: "1.2.3", Logger: quietLogger(),
+		Config: func() any { return map[string]any{"k": "v"} }})
+	var seen Args
+	d.MustRegister(
+		&Command{Name: "lax", IgnoreExtraArgs: true, Params: []Param{{Name: "n", Type: Int}},
+			Handler: func(_ context.Context, c *Call) Result { seen = c.Args; return OK("", nil) }},
+		&Command{Name: "strict", Handler: func(context.Context, *Call) Result { return OK("", nil) }},
+	)
+	extra := Input{Positional: []string{"x", "y"}, Named: map[string]any{"bogus": json.Number("1"), "service": []any{"dhcp4"}}}
+	tests := []struct {
+		name    string
+		cmd     string
+		in      Input
+		wantErr string // "" means success
+		n       int64  // lax: the bound parameter
+	}{
+		{name: "list-commands", cmd: "list-commands", in: extra},
+		{name: "version-get", cmd: "version-get", in: extra},
+		{name: "build-report", cmd: "build-report", in: extra},
+		{name: "status-get", cmd: "status-get", in: extra},
+		{name: "config-get", cmd: "config-get", in: extra},
+		{name: "config-get named only", cmd: "config-get", in: Input{Named: map[string]any{"x": nil}}},
+		{name: "shutdown stays strict", cmd: "shutdown", in: Input{Named: map[string]any{"exit-value": json.Number("1")}}, wantErr: "shutdown: parameter 'exit-value' is not supported"},
+		{name: "strict named", cmd: "strict", in: Input{Named: map[string]any{"x": "1"}}, wantErr: "strict: parameter 'x' is not supported"},
+		{name: "strict positional", cmd: "strict", in: Input{Positional: []string{"1"}}, wantErr: `strict: unexpected parameter "1": takes at most 0`},
+		{name: "lax keeps its parameter", cmd: "lax", in: Input{Named: map[string]any{"n": json.Number("7"), "bogus": 1}}, n: 7},
+		{name: "lax positional then extra", cmd: "lax", in: Input{Positional: []string{"5", "6", "7"}}, n: 5},
+		{name: "lax still checks its parameter", cmd: "lax", in: Input{Named: map[string]any{"n": "abc", "bogus": 1}}, wantErr: `lax: parameter 'n' must be an integer, got "abc"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			named := len(tc.in.Named)
+			seen = Args{}
+			res := d.Invoke(context.Background(), tc.cmd, tc.in, nil, "test")
+			if len(tc.in.Named) != named {
+				t.Errorf("the caller's arguments were changed: %v", tc.in.Named)
+			}
+			if tc.wantErr != "" {
+				if res.Code != Error || res.Text != tc.wantErr {
+					t.Fatalf("got %+v, want error %q", res, tc.wantErr)
+				}
+				return
+			}
+			if res.Code != Success {
+				t.Fatalf("got %+v", res)
+			}
+			if tc.cmd == "lax" && seen.Int("n") != tc.n {
+				t.Errorf("n = %d, want %d", seen.Int("n"), tc.n)
+			}
+		})
+	}
+	if res := d.Invoke(context.Background(), "config-get", extra, nil, "test"); !reflect.DeepEqual(res.Args, map[string]any{"k": "v"}) {
+		t.Errorf("config-get with extra arguments: %+v", res)
 	}
 }

@@ -53,7 +53,7 @@ func interruptible(timeout time.Duration) (context.Context, context.CancelFunc) 
 // kea: ctl kea [-service S] SOCKET COMMAND [ARGS-JSON]
 func (c *invocation) kea(args []string) error {
 	fs := c.flags("ctl kea", "ctl kea [-service NAME[,NAME]] [-timeout D] SOCKET COMMAND [ARGS-JSON]")
-	service := fs.String("service", "", "route through a hub to these services (comma-separated)")
+	service := fs.String("service", "", "add these services (comma-separated) as the request's service list: a hub, like Kea's Control Agent, routes by it; a daemon ignores it")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0 = never)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
