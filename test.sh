@@ -7,6 +7,10 @@ cd "$(dirname "$0")"
 need=()
 command -v socat >/dev/null || need+=(socat)
 command -v kea-dhcp4 >/dev/null || [ -x /usr/sbin/kea-dhcp4 ] || need+=(kea-dhcp4-server)
+# e2e/keaagent drives the daemons through Kea's Control Agent and
+# kea-shell (shipped in kea-ctrl-agent; it needs python3-kea-connector).
+command -v kea-ctrl-agent >/dev/null || [ -x /usr/sbin/kea-ctrl-agent ] || need+=(kea-ctrl-agent)
+[ -f /usr/lib/python3/dist-packages/kea/kea_connector3.py ] || need+=(python3-kea-connector)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 # The PTP interop tests (services/ptpd/ptp) run ptp4l and pmc.
 command -v ptp4l >/dev/null || [ -x /usr/sbin/ptp4l ] || need+=(linuxptp)
