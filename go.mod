@@ -3,6 +3,7 @@ module github.com/tickbox-fw/tickbox
 go 1.26.0
 
 require (
+	github.com/One-com/gone/daemon v1.0.0
 	github.com/beevik/ntp v1.6.0
 	github.com/facebook/time v0.0.0-20260822211804-f81aedc1c1e3
 	github.com/jacobsa/go-serial v0.0.0-20180131005756-15cf729a72d4
@@ -13,6 +14,7 @@ require (
 )
 
 require (
+	github.com/One-com/gone/sd v1.0.0 // indirect
 	github.com/antihax/optional v1.0.0 // indirect
 	github.com/donovanhide/eventsource v0.0.0-20210830082556-c59027999da0 // indirect
 	github.com/gokrazy/gokapi v0.0.0-20251205165548-0927bab199d4 // indirect

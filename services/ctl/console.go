@@ -1,6 +1,7 @@
 package ctl
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -26,10 +27,21 @@ const (
 	DefaultConsoleWriteTimeout = 10 * time.Second
 )
 
-// consoleUnknown is gone's reply to an unknown command, byte for byte.
-const consoleUnknown = "Unknown command, try: ?\n"
+// gone's texts, byte for byte.
+const (
+	// consoleUnknown is the reply to an unknown command.
+	consoleUnknown = "Unknown command, try: ?\n"
+	// consoleErrorPrefix starts an error line: gone prints a failed
+	// command's error with fmt.Fprintln(conn, "Error: ", err), which puts
+	// two spaces after the colon.
+	consoleErrorPrefix = "Error:  "
+	// consoleHelpHeader heads the "?" listing.
+	consoleHelpHeader = "---- commands --------------------------------------------------------------\n"
+)
 
-// ConsoleOptions configures a console front end.
+// ConsoleOptions configures a console front end. The zero value behaves
+// as gone's ctrl server: words split on whitespace, output exactly what
+// the command writes.
 type ConsoleOptions struct {
 	StreamOptions
 	// MaxLine bounds an input line in bytes; 0 means
@@ -38,12 +50,24 @@ type ConsoleOptions struct {
 	// WriteTimeout bounds one write to a client; 0 means
 	// DefaultConsoleWriteTimeout.
 	WriteTimeout time.Duration
+	// Quoting reads lines as the IPC text form does (Tokenize): quotes
+	// group words, backslashes escape and an unquoted '#' starts a
+	// comment. Off, a line splits on whitespace alone, as in gone, so
+	// that "echo it's #1" reaches the command as typed.
+	Quoting bool
+	// ShowArgs prints a result's structured arguments as "key: value"
+	// lines after its text. Off, they are printed only for a command
+	// that produced no text at all (status-get, config-get), because
+	// there they are the whole answer.
+	ShowArgs bool
 }
 
-// ConsoleServer is a One-com/gone style text console: whitespace-split
-// command lines, "?" for help, "q" to quit, "! cmd" to run one command
-// and half-close, streaming commands that run until the next line, and
-// persistent commands that survive an in-place re-exec.
+// ConsoleServer is a console that a user of One-com/gone's ctrl server
+// drives as that: whitespace-split command lines, "?" for gone's command
+// table, "q" to quit, "! cmd" to run one command and half-close, gone's
+// "Error:  text" lines, output that is what the command writes,
+// streaming commands that run until the next line, and persistent
+// commands that survive an in-place re-exec.
 type ConsoleServer struct {
 	s    *Server
 	a    *acceptor
@@ -84,7 +108,7 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 	a, err := s.startAcceptor("console", "unix", spec, opts.StreamOptions,
 		func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, "", nil) },
 		func(c *net.UnixConn) {
-			fmt.Fprintf(c, "too many connections (limit %d)\n", limit)
+			fmt.Fprintf(c, "%stoo many connections (limit %d)\n", consoleErrorPrefix, limit)
 		})
 	if err != nil {
 		return nil, err
@@ -207,6 +231,10 @@ type consoleSession struct {
 
 	replay     string // last persistent command line run here
 	halfClosed bool
+	// oneShot is set by a "!" line and never cleared: gone half-closes
+	// after the next command that completes, which is not the "!" line's
+	// own when that named an unknown command.
+	oneShot bool
 }
 
 // serve runs one session until the client quits or disconnects, the
@@ -319,11 +347,21 @@ func (ss *consoleSession) next() (line string, ok, tooLong, eof bool) {
 	return "", false, false, ss.eof
 }
 
-// hasInput reports whether a new line (or EOF) is waiting: what cancels
-// a streaming command.
+// hasInput reports whether a new line with words in it (or EOF) is
+// waiting: what cancels a streaming command. Blank lines waiting in
+// front of it are dropped, as gone reads past them without touching the
+// running command.
 func (ss *consoleSession) hasInput() (bool, error) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
+	for !ss.discard {
+		i := bytes.IndexByte(ss.inbuf, '\n')
+		if i < 0 || !ss.cs.blank(string(ss.inbuf[:i])) {
+			break
+		}
+		ss.inbuf = ss.inbuf[:copy(ss.inbuf, ss.inbuf[i+1:])]
+		ss.cond.Broadcast()
+	}
 	switch {
 	case ss.eof:
 		return true, errClientEOF
@@ -376,7 +414,7 @@ func (ss *consoleSession) run(ctx context.Context) bool {
 		case tooLong:
 			ss.log.Warn("input line too long; skipping it", "limit", ss.cs.opts.MaxLine)
 			if !ss.halfClosed {
-				ss.write(fmt.Sprintf("error: line too long (more than %d bytes)\n", ss.cs.opts.MaxLine))
+				ss.write(fmt.Sprintf("%sline too long (more than %d bytes)\n", consoleErrorPrefix, ss.cs.opts.MaxLine))
 			}
 			continue
 		case ok:
@@ -410,13 +448,89 @@ func (ss *consoleSession) failed() bool {
 }
 
 func (ss *consoleSession) isStream(line string) bool {
-	line = strings.TrimPrefix(strings.TrimSpace(line), "!")
-	tc, err := ParseText(line)
-	if err != nil {
+	words, err := ss.cs.split(line)
+	if err != nil || len(words) == 0 {
 		return false
 	}
-	c, ok := ss.cs.s.d.Lookup(tc.Name)
+	if words[0] == "!" {
+		words = words[1:]
+	}
+	if len(words) == 0 {
+		return false
+	}
+	c, ok := ss.cs.s.d.Lookup(words[0])
 	return ok && c.Stream
+}
+
+// split cuts a line into words: on whitespace exactly as gone does
+// (bufio.ScanWords: Unicode spaces, no quoting, no comments), or with
+// Tokenize when quoting is on.
+func (cs *ConsoleServer) split(line string) ([]string, error) {
+	if cs.opts.Quoting {
+		return Tokenize(line)
+	}
+	return goneWords(line), nil
+}
+
+// blank reports whether a line has no words (a quoting error counts as
+// words: it is answered).
+func (cs *ConsoleServer) blank(line string) bool {
+	words, err := cs.split(line)
+	return err == nil && len(words) == 0
+}
+
+// goneWords splits on whitespace with the standard library's word
+// splitter, the one gone's ctrl server uses, so that every Unicode space
+// and every invalid UTF-8 byte is treated the same way.
+func goneWords(line string) []string {
+	var words []string
+	data := []byte(line)
+	for len(data) > 0 {
+		adv, tok, _ := bufio.ScanWords(data, true)
+		if adv <= 0 {
+			break
+		}
+		data = data[adv:]
+		if tok != nil {
+			words = append(words, string(tok))
+		}
+	}
+	return words
+}
+
+// wordsCommand maps a line's words to a command name and its input, as
+// ParseText does for the IPC text form: --name=value is named, a bare
+// --name is the named boolean true, "--help" asks for the usage and "--"
+// ends option parsing.
+func wordsCommand(words []string) (TextCommand, error) {
+	tc := TextCommand{Name: words[0]}
+	opts := true
+	for _, w := range words[1:] {
+		if opts && w == "--" {
+			opts = false
+			continue
+		}
+		if opts && len(w) > 2 && strings.HasPrefix(w, "--") {
+			name, val, hasVal := strings.Cut(w[2:], "=")
+			if name == "help" && !hasVal {
+				tc.Help = true
+				continue
+			}
+			if tc.Input.Named == nil {
+				tc.Input.Named = map[string]any{}
+			}
+			if _, dup := tc.Input.Named[name]; dup {
+				return tc, fmt.Errorf("parameter '%s' is given twice", name)
+			}
+			if !hasVal {
+				val = "true"
+			}
+			tc.Input.Named[name] = val
+			continue
+		}
+		tc.Input.Positional = append(tc.Input.Positional, w)
+	}
+	return tc, nil
 }
 
 // handOver stops the reader and passes the connection, its unread input
@@ -469,17 +583,57 @@ func (ss *consoleSession) write(s string) error {
 	return nil
 }
 
-// execute runs one input line and says what to do next. A line
-// starting with "!" half-closes the connection once it is done, whatever
-// its outcome, so a one-shot client always sees EOF.
+// execute runs one input line and says what to do next, following
+// gone's ctrl server: a blank line does nothing; "q" closes; "?" lists
+// the commands and "? cmd" prints one usage; "!" alone is ignored, and
+// "! cmd args" runs the command and half-closes the connection after it
+// (and after every later command: an unknown one does not close, so the
+// next one does); anything else is a command.
 func (ss *consoleSession) execute(ctx context.Context, line string) step {
-	trimmed := strings.TrimSpace(line)
-	bang := strings.HasPrefix(trimmed, "!")
-	if bang {
-		trimmed = strings.TrimSpace(trimmed[1:])
+	words, err := ss.cs.split(line)
+	if err != nil {
+		ss.log.Warn("bad console line", "err", err)
+		ss.write(consoleErrorPrefix + err.Error() + "\n")
+		return ss.completed(ctx, stepNext)
 	}
-	next := ss.dispatch(ctx, line, trimmed, bang)
-	if bang && next != stepHandoff {
+	if len(words) == 0 {
+		return stepNext
+	}
+	switch words[0] {
+	case "q":
+		return stepStop
+	case "?":
+		if len(words) == 2 {
+			c, ok := ss.cs.s.d.Lookup(words[1])
+			if !ok {
+				ss.write(consoleUnknown)
+				return stepNext
+			}
+			ss.write(c.LongUsage())
+		} else {
+			ss.write(ss.help())
+		}
+		return ss.completed(ctx, stepNext)
+	case "!":
+		if len(words) == 1 {
+			return stepNext
+		}
+		words = words[1:]
+		ss.oneShot = true
+	}
+	c, ok := ss.cs.s.d.Lookup(words[0])
+	if !ok {
+		ss.log.Info("unknown console command", "command", words[0])
+		ss.write(consoleUnknown)
+		return stepNext
+	}
+	return ss.completed(ctx, ss.dispatch(ctx, c, line, words))
+}
+
+// completed ends a command that ran (or failed to start): after a "!"
+// line the connection is half-closed, whatever the outcome.
+func (ss *consoleSession) completed(ctx context.Context, next step) step {
+	if ss.oneShot && next != stepHandoff {
 		ss.halfClose()
 	}
 	if next == stepNext {
@@ -490,34 +644,22 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 	return next
 }
 
-func (ss *consoleSession) dispatch(ctx context.Context, line, trimmed string, bang bool) step {
-	if bang && trimmed == "" {
-		ss.write("error: usage: ! command [arguments]\n")
-		return stepNext
+func (ss *consoleSession) dispatch(ctx context.Context, c *Command, line string, words []string) step {
+	tc, err := wordsCommand(words)
+	if err == nil {
+		if tc.Help {
+			ss.write(c.LongUsage())
+			return stepNext
+		}
+		// Parameters are checked before the command starts, so that
+		// their error is printed even for a streaming command that a
+		// line already waiting would cancel at once: gone prints a
+		// command's refusal of its arguments the same way.
+		_, err = c.bind(tc.Input)
 	}
-	tc, err := ParseText(trimmed)
 	if err != nil {
-		ss.log.Warn("bad console line", "err", err)
-		ss.write("error: " + err.Error() + "\n")
-		return stepNext
-	}
-	switch tc.Name {
-	case "":
-		return stepNext
-	case "q":
-		return stepStop
-	case "?":
-		ss.write(ss.help(tc))
-		return stepNext
-	}
-	c, ok := ss.cs.s.d.Lookup(tc.Name)
-	if !ok {
-		ss.log.Info("unknown console command", "command", tc.Name)
-		ss.write(consoleUnknown)
-		return stepNext
-	}
-	if tc.Help {
-		ss.write(c.LongUsage())
+		ss.log.Info("console command refused", "command", c.Name, "err", err)
+		ss.write(consoleErrorPrefix + err.Error() + "\n")
 		return stepNext
 	}
 	if c.Persistent {
@@ -592,12 +734,12 @@ wait:
 	if cctx.Err() != nil {
 		why = context.Cause(cctx)
 	}
-	if !errors.Is(why, errHandoff) {
-		// A streaming command cancelled by the next line, EOF or
-		// shutdown still says how it ended (usually nothing). One
-		// stopped for a re-exec says nothing: it goes on in the next
-		// image if it is persistent.
-		ss.write(renderResult(res))
+	// A streaming command that was stopped (by the next line, EOF,
+	// shutdown or a re-exec) has said all it has to say in its lines: as
+	// in gone, nothing follows them. One that ended by itself, and every
+	// other command, gets its result printed.
+	if !c.Stream || why == nil {
+		ss.write(renderResult(res, out.wrote(), ss.cs.opts.ShowArgs))
 	}
 	if res.Code != Success && res.Code != Empty {
 		ss.log.Info("console command failed", "command", c.Name, "code", res.Code, "text", res.Text)
@@ -613,6 +755,7 @@ type consoleOut struct {
 	cancel context.CancelCauseFunc
 	mu     sync.Mutex
 	closed bool
+	n      int // writes sent
 }
 
 func (o *consoleOut) Write(p []byte) (int, error) {
@@ -629,7 +772,15 @@ func (o *consoleOut) Write(p []byte) (int, error) {
 		o.cancel(errWrite)
 		return 0, err
 	}
+	o.n++
 	return len(p), nil
+}
+
+// wrote reports whether the command printed anything itself.
+func (o *consoleOut) wrote() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.n > 0
 }
 
 func (o *consoleOut) close() {
@@ -638,42 +789,66 @@ func (o *consoleOut) close() {
 	o.mu.Unlock()
 }
 
-// help answers "?" and "? cmd".
-func (ss *consoleSession) help(tc TextCommand) string {
-	if len(tc.Input.Positional) > 0 {
-		c, ok := ss.cs.s.d.Lookup(tc.Input.Positional[0])
+// help answers "?" in gone's layout: a header, a row for "q" and one
+// for "?", then one row per command name (aliases included, as each is
+// a name gone would have registered), as "name syntax - comment" padded
+// to columns. The widths are byte lengths of the registered names,
+// syntaxes and comments while fmt pads in runes, exactly as gone does,
+// so that non-ASCII text lines up the same way there and here. The rows
+// are sorted; gone's come in map order, which varies from run to run.
+func (ss *consoleSession) help() string {
+	type row struct{ name, syntax, comment string }
+	names := ss.cs.s.d.Names()
+	rows := make([]row, 0, len(names))
+	var nameW, synW, comW int
+	for _, n := range names {
+		c, ok := ss.cs.s.d.Lookup(n)
 		if !ok {
-			return consoleUnknown
+			continue
 		}
-		return c.LongUsage()
+		r := row{n, c.syntax(), c.Comment}
+		nameW, synW, comW = max(nameW, len(r.name)), max(synW, len(r.syntax)), max(comW, len(r.comment))
+		rows = append(rows, r)
 	}
 	var b strings.Builder
-	for _, c := range ss.cs.s.d.Commands() {
-		b.WriteString(c.ShortUsage())
-		b.WriteByte('\n')
+	b.WriteString(consoleHelpHeader)
+	line := func(r row) {
+		fmt.Fprintf(&b, "%-*s %-*s - %-*s\n", nameW, r.name, synW, r.syntax, comW, r.comment)
+	}
+	line(row{"q", "", "exit and close the connection"})
+	line(row{"?", "[cmd]", "help"})
+	for _, r := range rows {
+		line(r)
 	}
 	return b.String()
 }
 
-// renderResult formats a result for people: on success the text, then
-// the arguments as indented "key: value" lines; on failure
-// "error: <text>" and then any arguments.
-func renderResult(r Result) string {
-	var b strings.Builder
-	text := r.Text
+// renderResult prints a result the way a gone command would have
+// written it. A failure is gone's error line, "Error:  text". Otherwise
+// the text is the command's output line. The arguments follow when
+// showArgs asks for them, or when the command produced no text at all
+// (neither on Out nor in the result): then they are its whole answer and
+// are shown as "key: value" lines rather than dropped.
+func renderResult(r Result, wrote, showArgs bool) string {
 	if r.Code != Success && r.Code != Empty {
+		text := r.Text
 		if text == "" {
 			text = fmt.Sprintf("command failed (result %d)", r.Code)
 		}
-		text = "error: " + text
+		s := consoleErrorPrefix + text + "\n"
+		if showArgs && r.Args != nil {
+			s += renderArgs(r.Args)
+		}
+		return s
 	}
-	if text != "" {
-		b.WriteString(text)
-		if !strings.HasSuffix(text, "\n") {
+	var b strings.Builder
+	if r.Text != "" {
+		b.WriteString(r.Text)
+		if !strings.HasSuffix(r.Text, "\n") {
 			b.WriteByte('\n')
 		}
 	}
-	if r.Args != nil {
+	if r.Args != nil && (showArgs || (!wrote && r.Text == "")) {
 		b.WriteString(renderArgs(r.Args))
 	}
 	return b.String()

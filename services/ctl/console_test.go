@@ -12,10 +12,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+	"unicode"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -170,48 +172,85 @@ func converse(t *testing.T, path, input string) string {
 	return string(out)
 }
 
+// checkHelpTable checks the layout of a "?" listing: gone's header, the
+// q and ? rows, then one row per command name, sorted, every row padded
+// to the same columns. gonecompat compares it with gone's own output.
+func checkHelpTable(t *testing.T, d *Daemon, got string) {
+	t.Helper()
+	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
+	if len(lines) != 3+len(d.Names()) {
+		t.Fatalf("? gave %d lines for %d commands:\n%s", len(lines), len(d.Names()), got)
+	}
+	if lines[0] != strings.TrimSuffix(consoleHelpHeader, "\n") {
+		t.Errorf("header %q", lines[0])
+	}
+	syntaxAt := strings.Index(lines[2], "[cmd]")
+	dashAt := strings.Index(lines[1], " - ")
+	if !strings.HasPrefix(lines[1], "q ") || !strings.HasPrefix(lines[2], "? ") || syntaxAt < 0 ||
+		strings.TrimSpace(lines[1][dashAt:]) != "- exit and close the connection" ||
+		strings.TrimSpace(lines[2][dashAt:]) != "- help" {
+		t.Errorf("q and ? rows: %q, %q", lines[1], lines[2])
+	}
+	for i, n := range d.Names() {
+		row := lines[3+i]
+		c, _ := d.Lookup(n)
+		if len(row) != len(lines[1]) || row[:syntaxAt] != fmt.Sprintf("%-*s", syntaxAt, n) ||
+			row[syntaxAt:dashAt] != fmt.Sprintf("%-*s", dashAt-syntaxAt, c.syntax()) ||
+			strings.TrimRight(row[dashAt:], " ") != strings.TrimRight(" - "+c.Comment, " ") {
+			t.Errorf("row %d: %q (q row %q)", i, row, lines[1])
+		}
+	}
+}
+
 func TestConsoleConformance(t *testing.T) {
 	tc := startConsole(t, ConsoleOptions{MaxLine: 64})
 	add, _ := tc.d.Lookup("add")
-	var list strings.Builder
-	for _, c := range tc.d.Commands() {
-		list.WriteString(c.ShortUsage() + "\n")
-	}
 	long := "x" + strings.Repeat("y", 100)
 	tests := []struct {
 		name, in, want string
 	}{
-		{"list", "?\n", list.String()},
 		{"usage", "? add\n", add.LongUsage()},
+		{"usage with spaces", "\t?   add \n", add.LongUsage()},
 		{"usage unknown", "? nosuch\n", "Unknown command, try: ?\n"},
 		{"unknown", "nosuch 1 2\n", "Unknown command, try: ?\n"},
 		{"unknown with help", "nosuch --help\n", "Unknown command, try: ?\n"},
 		{"help flag", "add --help\n", add.LongUsage()},
-		{"blank and comments", "\n   \n\t\n# just a comment\n", ""},
+		{"blank lines", "\n   \n\t\n\v\f\r\n", ""},
+		{"hash is a word", "# just a comment\n", "Unknown command, try: ?\n"},
+		{"hash argument", "echo a # b\n", "a # b\n"},
 		{"result args", "add 1 2\n", "sum: 3\n"},
 		{"default param", "add 7\n", "sum: 8\n"},
 		{"named params", "add --b=5 --a=0x10\n", "sum: 21\n"},
-		{"missing param", "add\n", "error: add: parameter 'a' is missing\n"},
-		{"extra param", "add 1 2 3\n", "error: add: unexpected parameter \"3\": takes at most 2\n"},
-		{"out of range", "add 1000\n", "error: add: parameter 'a' out of range: 1000 not in 0..100\n"},
-		{"bad int", "add one\n", "error: add: parameter 'a' must be an integer, got \"one\"\n"},
-		{"unknown named", "add 1 --c=2\n", "error: add: parameter 'c' is not supported\n"},
-		{"failure", "fail\n", "error: broken 42\n"},
-		{"quotes", "echo \"a  b\" 'c d' e\\ f\n", "a  b c d e f\n"},
-		{"unterminated quote", "echo \"abc\n", "error: unterminated quote\n"},
+		{"named twice", "add --a=1 --a=2\n", "Error:  parameter 'a' is given twice\n"},
+		{"missing param", "add\n", "Error:  add: parameter 'a' is missing\n"},
+		{"extra param", "add 1 2 3\n", "Error:  add: unexpected parameter \"3\": takes at most 2\n"},
+		{"out of range", "add 1000\n", "Error:  add: parameter 'a' out of range: 1000 not in 0..100\n"},
+		{"bad int", "add one\n", "Error:  add: parameter 'a' must be an integer, got \"one\"\n"},
+		{"unknown named", "add 1 --c=2\n", "Error:  add: parameter 'c' is not supported\n"},
+		{"failure", "fail\n", "Error:  broken 42\n"},
+		{"quotes are literal", "echo \"a  b\" 'c d' e\\ f\n", "\"a b\" 'c d' e\\ f\n"},
+		{"unicode spaces", "echo\u00a0a\u3000b\n", "a b\n"},
 		{"out writes are lines", "say\n", "first\nsecond\ndone\n"},
+		{"text only", "version-get\n", "1.2.3\n"},
 		{"quit", "q\nadd 1 2\n", ""},
 		{"quit with args", "q now\nadd 1 2\n", ""},
+		{"quit glued", "qq\n", "Unknown command, try: ?\n"},
 		{"sequence", "add 1 1\n\necho hi\n", "sum: 2\nhi\n"},
 		{"last line without newline", "add 2 2", "sum: 4\n"},
 		{"crlf", "add 3 3\r\n", "sum: 6\n"},
 		{"bang", "! add 1 2\nadd 3 4\n", "sum: 3\n"},
-		{"bang without space", "!echo x\necho y\n", "x\n"},
-		{"bang unknown", "! nosuch\necho y\n", "Unknown command, try: ?\n"},
-		{"bang empty", "!\necho y\n", "error: usage: ! command [arguments]\n"},
-		{"line too long", long + "\nadd 1 2\n", "error: line too long (more than 64 bytes)\nsum: 3\n"},
+		{"bang glued", "!echo x\necho y\n", "Unknown command, try: ?\ny\n"},
+		{"bang unknown", "! nosuch\necho y\necho z\n", "Unknown command, try: ?\ny\n"},
+		{"bang unknown then failure", "! nosuch\nfail\necho z\n", "Unknown command, try: ?\nError:  broken 42\n"},
+		{"bang unknown then usage", "! nosuch\n? add\necho z\n", "Unknown command, try: ?\n" + add.LongUsage()},
+		{"bang alone", "!\necho y\n", "y\n"},
+		{"bang quit is a command", "! q\necho y\n", "Unknown command, try: ?\ny\n"},
+		{"bang failure", "! add\necho y\n", "Error:  add: parameter 'a' is missing\n"},
+		{"line too long", long + "\nadd 1 2\n", "Error:  line too long (more than 64 bytes)\nsum: 3\n"},
 		{"builtin help", "version-get --help\n", "usage: version-get\n  report the version and build\n"},
 		{"help of help", "? ?\n", "Unknown command, try: ?\n"},
+		{"help of quit", "? q\n", "Unknown command, try: ?\n"},
+		{"stream refuses arguments", "ticker 1\necho y\n", "Error:  ticker: unexpected parameter \"1\": takes at most 0\ny\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,14 +259,24 @@ func TestConsoleConformance(t *testing.T) {
 			}
 		})
 	}
-	// status-get renders its map as sorted key: value lines.
+	for _, in := range []string{"?\n", "? add echo\n", "  ?\t\n"} {
+		checkHelpTable(t, tc.d, converse(t, tc.path, in))
+	}
+	// "! ?" runs the "?" command, which does not exist; "! nosuch" then
+	// "?" prints the table and half-closes.
+	if got := converse(t, tc.path, "! ?\necho y\n"); got != "Unknown command, try: ?\ny\n" {
+		t.Errorf("! ?: %q", got)
+	}
+	got := converse(t, tc.path, "! nosuch\n?\necho y\n")
+	table, ok := strings.CutPrefix(got, consoleUnknown)
+	if !ok {
+		t.Fatalf("! nosuch then ?: %q", got)
+	}
+	checkHelpTable(t, tc.d, table)
+	// status-get has only structured data: it is shown as key: value.
 	st := converse(t, tc.path, "status-get\n")
 	if !strings.Contains(st, fmt.Sprintf("pid: %d\n", os.Getpid())) || !strings.Contains(st, "reloads: 0\n") {
 		t.Errorf("status-get: %q", st)
-	}
-	vg := converse(t, tc.path, "version-get\n")
-	if !strings.HasPrefix(vg, "1.2.3\nextended:\n  test 1.2.3\n  go: ") {
-		t.Errorf("version-get: %q", vg)
 	}
 	if n := tc.cs.Active(); n != 0 {
 		// Sessions end asynchronously after the client sees EOF.
@@ -238,6 +287,45 @@ func TestConsoleConformance(t *testing.T) {
 		if n := tc.cs.Active(); n != 0 {
 			t.Errorf("%d sessions still active", n)
 		}
+	}
+}
+
+// TestConsoleOptions checks the opt-in behaviours: shell-like quoting
+// and arguments after the text.
+func TestConsoleOptions(t *testing.T) {
+	quoting := startConsole(t, ConsoleOptions{Quoting: true})
+	args := startConsole(t, ConsoleOptions{ShowArgs: true})
+	tests := []struct {
+		name string
+		tc   *testConsole
+		in   string
+		want string
+	}{
+		{"quotes", quoting, "echo \"a  b\" 'c d' e\\ f\n", "a  b c d e f\n"},
+		{"comment", quoting, "# just a comment\n\techo x # y\n", "x\n"},
+		{"unterminated quote", quoting, "echo \"abc\necho y\n", "Error:  unterminated quote\ny\n"},
+		// A line that cannot be split is no "!" line either: nothing
+		// is closed.
+		{"bang unterminated quote", quoting, "! echo \"abc\necho y\n", "Error:  unterminated quote\ny\n"},
+		{"quoted bang", quoting, "'!' echo x\necho y\n", "x\n"},
+		{"quoting keeps gone errors", quoting, "fail\n", "Error:  broken 42\n"},
+		{"args after text", args, "version-get\n", "1.2.3\nextended:\n"},
+		{"args alone", args, "add 1 2\n", "sum: 3\n"},
+		{"writes and args", args, "say\n", "first\nsecond\ndone\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := converse(t, tt.tc.path, tt.in)
+			if tt.name == "args after text" {
+				if !strings.HasPrefix(got, tt.want) {
+					t.Errorf("input %q:\n got %q\nwant prefix %q", tt.in, got, tt.want)
+				}
+				return
+			}
+			if got != tt.want {
+				t.Errorf("input %q:\n got %q\nwant %q", tt.in, got, tt.want)
+			}
+		})
 	}
 }
 
@@ -326,12 +414,18 @@ func TestConsoleStreamCancelledByNextLine(t *testing.T) {
 	if l, err := r.ReadString('\n'); err == nil || l != "" {
 		t.Fatalf("stream went on after the next line: %q %v", l, err)
 	}
-	// A new stream replaces nothing else and a blank line does not
-	// cancel it... but any non-blank line does.
+	// Blank lines do not cancel a stream, as in gone; any line with a
+	// word does, even one that does nothing.
 	io.WriteString(c, "ticker\n")
 	readUntil(t, c, r, func(l string) bool { return l == "tick 2" })
-	io.WriteString(c, "echo done\n")
+	io.WriteString(c, "\n \t\n\n")
+	readUntil(t, c, r, func(l string) bool { return l == "tick 8" })
+	io.WriteString(c, "!\necho done\n")
 	readUntil(t, c, r, func(l string) bool { return l == "done" })
+	c.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	if l, err := r.ReadString('\n'); err == nil || l != "" {
+		t.Fatalf("stream went on after \"!\": %q %v", l, err)
+	}
 }
 
 func TestConsoleStreamEOF(t *testing.T) {
@@ -404,7 +498,7 @@ func TestConsoleConnectionLimit(t *testing.T) {
 	c2 := tc.dial(t)
 	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
 	out, err := io.ReadAll(c2)
-	if err != nil || string(out) != "too many connections (limit 1)\n" {
+	if err != nil || string(out) != "Error:  too many connections (limit 1)\n" {
 		t.Fatalf("second client got %q, %v", out, err)
 	}
 	// The first is unaffected.
@@ -448,10 +542,8 @@ func TestConsoleSocat(t *testing.T) {
 		}
 		return string(out)
 	}
-	if got := run("?\n"); !strings.HasPrefix(got, "add a [b] - add two numbers\n") || !strings.Contains(got, "\nversion-get - report the version and build\n") {
-		t.Errorf("? via socat: %q", got)
-	}
-	if got := run("version-get\n"); !strings.HasPrefix(got, "1.2.3\nextended:\n") {
+	checkHelpTable(t, tc.d, run("?\n"))
+	if got := run("version-get\n"); got != "1.2.3\n" {
 		t.Errorf("version-get via socat: %q", got)
 	}
 	if got := run("nosuch\n"); got != "Unknown command, try: ?\n" {
@@ -501,43 +593,71 @@ func TestRenderResult(t *testing.T) {
 		Count int    `json:"count"`
 	}
 	tests := []struct {
-		name string
-		r    Result
-		want string
+		name            string
+		r               Result
+		wrote, showArgs bool
+		want            string
 	}{
-		{"empty", Result{}, ""},
-		{"text", OK("hello", nil), "hello\n"},
-		{"text newline", OK("a\nb\n", nil), "a\nb\n"},
-		{"error", Fail("bad thing"), "error: bad thing\n"},
-		{"error no text", Result{Code: Conflict}, "error: command failed (result 4)\n"},
-		{"unsupported", UnsupportedResult("x"), "error: 'x' command not supported.\n"},
-		{"empty code", Result{Code: Empty, Text: "nothing"}, "nothing\n"},
-		{"map", OK("", map[string]any{"b": 2, "a": "x", "c": true, "d": nil}), "a: x\nb: 2\nc: true\nd: null\n"},
-		{"nested", OK("t", map[string]any{"m": map[string]any{"k": 1.5}, "l": []any{"p", 2}, "e": []any{}, "o": map[string]any{}}),
+		{"empty", Result{}, false, false, ""},
+		{"text", OK("hello", nil), false, false, "hello\n"},
+		{"text newline", OK("a\nb\n", nil), false, false, "a\nb\n"},
+		{"text after writes", OK("done", nil), true, false, "done\n"},
+		{"error", Fail("bad thing"), false, false, "Error:  bad thing\n"},
+		{"error ending in newline", Fail("bad\n"), false, false, "Error:  bad\n\n"},
+		{"error no text", Result{Code: Conflict}, false, false, "Error:  command failed (result 4)\n"},
+		{"unsupported", UnsupportedResult("x"), false, false, "Error:  'x' command not supported.\n"},
+		{"empty code", Result{Code: Empty, Text: "nothing"}, false, false, "nothing\n"},
+		{"text hides args", OK("1.2.3", map[string]any{"extended": "x"}), false, false, "1.2.3\n"},
+		{"writes hide args", OK("", map[string]any{"a": 1}), true, false, ""},
+		{"args shown", OK("1.2.3", map[string]any{"extended": "x"}), true, true, "1.2.3\nextended: x\n"},
+		{"map", OK("", map[string]any{"b": 2, "a": "x", "c": true, "d": nil}), false, false, "a: x\nb: 2\nc: true\nd: null\n"},
+		{"nested", OK("t", map[string]any{"m": map[string]any{"k": 1.5}, "l": []any{"p", 2}, "e": []any{}, "o": map[string]any{}}), false, true,
 			"t\ne: []\nl:\n  - p\n  - 2\nm:\n  k: 1.5\no: {}\n"},
-		{"multiline string", OK("", map[string]any{"extended": "one\ntwo\n"}), "extended:\n  one\n  two\n"},
-		{"list", OK("2", []any{"a", "b"}), "2\na\nb\n"},
-		{"list of maps", OK("", []any{map[string]any{"x": 1}}), "{\"x\":1}\n"},
-		{"struct", OK("", st{"n", 3}), "count: 3\nname: n\n"},
-		{"scalar", OK("", 42), "42\n"},
-		{"string arg", OK("", "multi\nline"), "multi\nline\n"},
-		{"big int", OK("", map[string]any{"n": int64(1) << 60}), "n: 1152921504606846976\n"},
-		{"error with args", Result{Code: Error, Text: "partial", Args: map[string]any{"done": 1}}, "error: partial\ndone: 1\n"},
-		{"unencodable", OK("", map[string]any{"f": func() {}}), ""},
+		{"multiline string", OK("", map[string]any{"extended": "one\ntwo\n"}), false, false, "extended:\n  one\n  two\n"},
+		{"list", OK("", []any{"a", "b"}), false, false, "a\nb\n"},
+		{"list with text", OK("2", []any{"a", "b"}), false, true, "2\na\nb\n"},
+		{"list of maps", OK("", []any{map[string]any{"x": 1}}), false, false, "{\"x\":1}\n"},
+		{"struct", OK("", st{"n", 3}), false, false, "count: 3\nname: n\n"},
+		{"scalar", OK("", 42), false, false, "42\n"},
+		{"string arg", OK("", "multi\nline"), false, false, "multi\nline\n"},
+		{"big int", OK("", map[string]any{"n": int64(1) << 60}), false, false, "n: 1152921504606846976\n"},
+		{"error hides args", Result{Code: Error, Text: "partial", Args: map[string]any{"done": 1}}, false, false, "Error:  partial\n"},
+		{"error with args shown", Result{Code: Error, Text: "partial", Args: map[string]any{"done": 1}}, false, true, "Error:  partial\ndone: 1\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := renderResult(tt.r)
-			if tt.name == "unencodable" {
-				if got == "" {
-					t.Errorf("unencodable arguments rendered nothing")
-				}
-				return
-			}
-			if got != tt.want {
+			if got := renderResult(tt.r, tt.wrote, tt.showArgs); got != tt.want {
 				t.Errorf("got %q\nwant %q", got, tt.want)
 			}
 		})
+	}
+	// Arguments JSON cannot encode still print something.
+	if got := renderResult(OK("", map[string]any{"f": func() {}}), false, false); got == "" {
+		t.Errorf("unencodable arguments rendered nothing")
+	}
+}
+
+func TestGoneWords(t *testing.T) {
+	tests := []struct {
+		line string
+		want []string
+	}{
+		{"", nil},
+		{" \t\r\v\f", nil},
+		{"a", []string{"a"}},
+		{"  a  b\tc ", []string{"a", "b", "c"}},
+		{"\"a b\" 'c'", []string{"\"a", "b\"", "'c'"}},
+		{"# x", []string{"#", "x"}},
+		{"a\\ b", []string{"a\\", "b"}},
+		{"a\u00a0b\u2028c\u3000d\u0085e", []string{"a", "b", "c", "d", "e"}},
+		{"a\u200bb", []string{"a\u200bb"}}, // zero-width space is not a space
+		{"\xff \xfe\x00", []string{"\xff", "\xfe\x00"}},
+		{"!x ! y", []string{"!x", "!", "y"}},
+	}
+	for _, tt := range tests {
+		if got := goneWords(tt.line); !slices.Equal(got, tt.want) {
+			t.Errorf("goneWords(%q) = %q, want %q", tt.line, got, tt.want)
+		}
 	}
 }
 
@@ -561,11 +681,13 @@ func socketPair(t testing.TB) (*net.UnixConn, *net.UnixConn) {
 }
 
 // FuzzConsoleLine feeds arbitrary input to a console session over a real
-// socket pair, then EOF. The session must end, output must stay bounded
-// by the input, no session may be left registered, and single lines get
-// the reply their class demands.
+// socket pair, then EOF, once as gone reads lines and once with quoting.
+// The session must end, output must stay bounded by the input, no
+// session may be left registered, and single lines get the reply their
+// class demands.
 func FuzzConsoleLine(f *testing.F) {
-	for _, s := range []string{"?", "? add", "add 1 2", "q", "! echo x", "nosuch", "count", "add --help", "echo \"a b", "\x00\xff"} {
+	for _, s := range []string{"?", "? add", "add 1 2", "q", "! echo x", "nosuch", "count", "add --help", "echo \"a b",
+		"\x00\xff", "!", "! nosuch\necho y", "? add echo", "echo\ta\u00a0b", "# echo", "count\n\n\necho x"} {
 		f.Add([]byte(s))
 	}
 	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "0", Logger: slog.New(slog.DiscardHandler)})
@@ -583,73 +705,116 @@ func FuzzConsoleLine(f *testing.F) {
 	})
 	srv := NewServer(d)
 	const maxLine = 256
-	cs := &ConsoleServer{
-		s: srv, log: slog.New(slog.DiscardHandler),
-		opts:     ConsoleOptions{MaxLine: maxLine, WriteTimeout: 5 * time.Second},
-		handoff:  make(chan struct{}),
-		sessions: make(map[*consoleSession]struct{}),
+	console := func(quoting bool) *ConsoleServer {
+		return &ConsoleServer{
+			s: srv, log: slog.New(slog.DiscardHandler),
+			opts:     ConsoleOptions{MaxLine: maxLine, WriteTimeout: 5 * time.Second, Quoting: quoting},
+			handoff:  make(chan struct{}),
+			sessions: make(map[*consoleSession]struct{}),
+		}
 	}
+	consoles := []*ConsoleServer{console(false), console(true)}
 	var fixed int // the longest output not derived from the input
+	fixed += len(consoleHelpHeader) + 2*len("? [cmd] - exit and close the connection\n")
 	for _, c := range d.Commands() {
-		fixed += len(c.ShortUsage()) + len(c.LongUsage()) + 2
+		fixed += len(c.ShortUsage()) + len(c.LongUsage()) + 64
 	}
 	fixed += 100*len("n 100\n") + 1024
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if len(in) > 16<<10 {
 			return
 		}
-		client, server := socketPair(t)
-		defer client.Close()
-		served := make(chan struct{})
-		go func() {
-			defer close(served)
-			cs.serve(context.Background(), server, "", nil)
-		}()
-		go func() {
-			client.Write(in)
-			client.CloseWrite()
-		}()
-		bound := fixed + 8*len(in)
-		client.SetReadDeadline(time.Now().Add(10 * time.Second))
-		out, err := io.ReadAll(io.LimitReader(client, int64(bound)+1))
-		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
-			t.Fatalf("read: %v", err)
-		}
-		if len(out) > bound {
-			t.Fatalf("output exceeds %d bytes for %d bytes of input", bound, len(in))
-		}
-		select {
-		case <-served:
-		case <-time.After(10 * time.Second):
-			t.Fatal("session did not end after EOF")
-		}
-		cs.mu.Lock()
-		left := len(cs.sessions)
-		cs.mu.Unlock()
-		if left != 0 {
-			t.Fatalf("%d sessions still registered", left)
-		}
-		line := string(in)
-		if strings.ContainsAny(line, "\n\r") || len(line) > maxLine {
-			return
-		}
-		trimmed := strings.TrimSpace(line)
-		tc, perr := ParseText(trimmed)
-		switch {
-		case strings.HasPrefix(trimmed, "!"):
-		case perr != nil:
-			if want := "error: " + perr.Error() + "\n"; string(out) != want {
-				t.Fatalf("bad line %q: got %q, want %q", line, out, want)
-			}
-		case tc.Name == "" || tc.Name == "q":
-			if len(out) != 0 {
-				t.Fatalf("line %q: got %q, want nothing", line, out)
-			}
-		case tc.Name == "?":
-		default:
-			if _, ok := d.Lookup(tc.Name); !ok && string(out) != consoleUnknown {
-				t.Fatalf("unknown command %q: got %q", line, out)
-			}
+		for _, cs := range consoles {
+			out := fuzzSession(t, cs, in, fixed)
+			checkFuzzLine(t, cs, d, string(in), string(out))
 		}
 	})
+}
+
+// fuzzSession runs one session on in and returns its output.
+func fuzzSession(t *testing.T, cs *ConsoleServer, in []byte, fixed int) []byte {
+	client, server := socketPair(t)
+	defer client.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		cs.serve(context.Background(), server, "", nil)
+	}()
+	go func() {
+		client.Write(in)
+		client.CloseWrite()
+	}()
+	// Every input byte can at most start a line whose reply is fixed
+	// text, or be echoed back.
+	bound := fixed + 8*len(in)
+	client.SetReadDeadline(time.Now().Add(10 * time.Second))
+	out, err := io.ReadAll(io.LimitReader(client, int64(bound)+1))
+	if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("read: %v", err)
+	}
+	if len(out) > bound {
+		t.Fatalf("output exceeds %d bytes for %d bytes of input", bound, len(in))
+	}
+	select {
+	case <-served:
+	case <-time.After(10 * time.Second):
+		t.Fatal("session did not end after EOF")
+	}
+	cs.mu.Lock()
+	left := len(cs.sessions)
+	cs.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d sessions still registered", left)
+	}
+	return out
+}
+
+// checkFuzzLine checks the reply to a single line by its class.
+func checkFuzzLine(t *testing.T, cs *ConsoleServer, d *Daemon, line, out string) {
+	mode := fmt.Sprintf("quoting=%v", cs.opts.Quoting)
+	if strings.Contains(line, "\n") {
+		return
+	}
+	if len(line) > cs.opts.MaxLine {
+		if want := fmt.Sprintf("Error:  line too long (more than %d bytes)\n", cs.opts.MaxLine); out != want {
+			t.Fatalf("%s: long line: got %q, want %q", mode, out, want)
+		}
+		return
+	}
+	words, err := cs.split(line)
+	if err != nil {
+		if want := "Error:  " + err.Error() + "\n"; out != want {
+			t.Fatalf("%s: bad line %q: got %q, want %q", mode, line, out, want)
+		}
+		return
+	}
+	if !cs.opts.Quoting && !slices.Equal(words, strings.FieldsFunc(line, unicode.IsSpace)) {
+		t.Fatalf("words of %q: %q differ from a split on Unicode spaces", line, words)
+	}
+	if len(words) == 0 || words[0] == "q" || (words[0] == "!" && len(words) == 1) {
+		if out != "" {
+			t.Fatalf("%s: line %q: got %q, want nothing", mode, line, out)
+		}
+		return
+	}
+	if words[0] == "?" {
+		switch {
+		case len(words) != 2:
+			if !strings.HasPrefix(out, consoleHelpHeader) {
+				t.Fatalf("%s: %q: got %q, want the command table", mode, line, out)
+			}
+		case out != consoleUnknown && !strings.HasPrefix(out, "usage: "+words[1]):
+			t.Fatalf("%s: %q: got %q, want a usage or %q", mode, line, out, consoleUnknown)
+		}
+		return
+	}
+	if words[0] == "!" {
+		words = words[1:]
+	}
+	if _, ok := d.Lookup(words[0]); !ok && out != consoleUnknown {
+		t.Fatalf("%s: unknown command %q: got %q", mode, line, out)
+	}
+	if strings.Contains(out, "error: ") {
+		t.Fatalf("%s: %q: an error line that is not gone's: %q", mode, line, out)
+	}
 }

@@ -27,7 +27,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	a := tc.dial(t)
 	ra := bufio.NewReader(a)
 	io.WriteString(a, "pticker 1\n")
-	if l := readLine(t, a, ra); l != "error: pticker: unexpected parameter \"1\": takes at most 0" {
+	if l := readLine(t, a, ra); l != "Error:  pticker: unexpected parameter \"1\": takes at most 0" {
 		t.Fatalf("got %q", l)
 	}
 	io.WriteString(a, "pticker\n")
