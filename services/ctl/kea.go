@@ -148,7 +148,23 @@ func appendKeaResult(b []byte, r Result) []byte {
 
 func (k *KeaServer) reject(c *net.UnixConn) {
 	k.write(c, keaReply(Fail("too many connections (limit %d)", k.maxConns)))
-	finishConn(c)
+	lingerClose(c, rejectLinger)
+}
+
+// rejectLinger bounds how long a rejected connection is kept open after
+// its reply.
+const rejectLinger = time.Second
+
+// lingerClose ends a connection that was answered without being read.
+// The client's request may still be on its way; closing with it unread
+// would reset the client, and Linux then reports the reset before the
+// reply queued for it, so the reply would be lost. It half-closes, then
+// reads and discards until the client closes (which it does once it has
+// read the reply and EOF), for at most d and 1 MiB.
+func lingerClose(c *net.UnixConn, d time.Duration) {
+	c.CloseWrite()
+	c.SetReadDeadline(time.Now().Add(d))
+	io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }
 
 // serve runs one connection: frame, run, reply, close.
