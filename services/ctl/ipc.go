@@ -24,15 +24,28 @@ import (
 // IPC front end: the nose line-JSON protocol of Intona's Ethernet
 // Debugger host tool.
 //
-// Every request line gets exactly one reply line, in request order:
+// Every JSON request line gets exactly one reply line, in request order:
 //
-//	{"id":N, <arguments flattened>, "text":"…", "success":true}
+//	{"id":N, <arguments flattened>, "success":true}
 //	{"id":N, "error":"…", "success":false}
 //
-// Log events {"type":"log","msg":"…"} may come at any time, between whole
-// lines only. Text-form lines ("mdio_read 1 1") get their output as log
-// events to that client, then the reply line with id -1, so that a client
-// always knows where a command's output ends.
+// The id is nose's: a number is truncated to an integer (4.5 gives 4),
+// anything else, or no id, gives -1. Keys a command has no parameter for
+// are ignored, as nose ignores them. A result with arguments is the
+// reply's data; a result with only a text (nose's LOG lines: "success",
+// hw_info, help) sends that text as log events before a bare reply. An
+// error is a log event "error: …" and a reply with success:false, the
+// text also under "error" (nose's reply carries no text, and its
+// failure replies are not even well-formed JSON; ours are).
+//
+// Text-form lines ("mdio_read A 1") reply as nose does: with log events
+// only, the result's text (nose's wording, "result: value=0x7949") or,
+// for a command without one, its arguments as "key: value" lines; an
+// error is one "error: …" event. There is no reply line.
+//
+// Log events {"type":"log","msg":"…\n"} may come at any time, between
+// whole lines only. A command's output goes to the client that ran it;
+// broadcasts (link events) go to every client.
 //
 // Slow clients: each connection has a bounded outgoing queue. Broadcast
 // events that do not fit are dropped for that client only (counted and
@@ -448,7 +461,7 @@ func (ss *ipcSession) serve(ctx context.Context, r io.Reader) error {
 		line, err := br.ReadSlice('\n')
 		if errors.Is(err, bufio.ErrBufferFull) {
 			ss.stopStream()
-			ss.tooLong()
+			ss.tooLong(line)
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
@@ -474,10 +487,16 @@ func ignoreEOF(err error) error {
 	return err
 }
 
-func (ss *ipcSession) tooLong() {
+// tooLong answers an over-long line: as a JSON request when it starts
+// like one, else as a text-form line.
+func (ss *ipcSession) tooLong(start []byte) {
 	msg := fmt.Sprintf("line too long (max %d bytes)", ss.maxLine)
 	ss.log.Warn("bad request", "err", msg)
-	ss.reply(appendErrorReply(ss.scratch[:0], "-1", msg))
+	i := 0
+	for i < len(start) && isSpace(start[i]) {
+		i++
+	}
+	ss.fail(i < len(start) && start[i] == '{', "-1", msg)
 }
 
 // stopStream cancels a running streaming command and waits until its
@@ -495,8 +514,13 @@ func (ss *ipcSession) reply(b []byte) {
 	ss.scratch = b[:0]
 }
 
-func (ss *ipcSession) fail(id, msg string) {
-	ss.reply(appendErrorReply(ss.scratch[:0], id, msg))
+// fail reports an error as nose does: a log event to the client, and for
+// a JSON request a reply with success:false (and the text under "error").
+func (ss *ipcSession) fail(json bool, id, msg string) {
+	ss.q.put(nil, appendEvent(nil, "error: "+msg), ipcReply)
+	if json {
+		ss.reply(appendErrorReply(ss.scratch[:0], id, msg))
+	}
 }
 
 func isSpace(c byte) bool {
@@ -517,7 +541,7 @@ func (ss *ipcSession) handleLine(ctx context.Context, line []byte) {
 	}
 	ss.stopStream()
 	if len(line) > ss.maxLine {
-		ss.tooLong()
+		ss.tooLong(line)
 		return
 	}
 	if line[i] == '{' {
@@ -534,10 +558,10 @@ func (ss *ipcSession) ipcBuiltin(name string) *Command {
 	case "help":
 		return &Command{
 			Name:    "help",
-			Comment: "list commands, optionally only those whose name or comment contains SEARCH",
-			Params:  []Param{{Name: "search", Type: String, Help: "text to look for (case-insensitive)"}},
+			Comment: "List commands",
+			Params:  []Param{HelpParam},
 			Handler: func(_ context.Context, call *Call) Result {
-				return OK("", ss.helpList(call.Args.String("search")))
+				return OK(NoseHelp(ss.helpCommands(), call.Args.String("command"), false), nil)
 			},
 		}
 	case "exit":
@@ -546,16 +570,21 @@ func (ss *ipcSession) ipcBuiltin(name string) *Command {
 			Comment: "close this connection",
 			Handler: func(context.Context, *Call) Result {
 				ss.quit = true
-				return OK("", nil)
+				return Result{}
 			},
 		}
 	}
 	return nil
 }
 
-// helpList returns the short usages matching search, the front end's
-// own commands included.
-func (ss *ipcSession) helpList(search string) []any {
+// HelpParam is the parameter of nose's help command, for daemons that
+// register their own help.
+var HelpParam = Param{Name: "command", Type: String, Default: "all", Ranged: true, Max: 256,
+	Help: "show help for specific command"}
+
+// helpCommands returns the commands help lists, the front end's own
+// included.
+func (ss *ipcSession) helpCommands() []*Command {
 	cmds := ss.s.d.Commands()
 	for _, n := range []string{"exit", "help"} {
 		if _, ok := ss.s.d.Lookup(n); !ok {
@@ -563,7 +592,7 @@ func (ss *ipcSession) helpList(search string) []any {
 		}
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
-	return MatchUsages(cmds, search)
+	return cmds
 }
 
 func (ss *ipcSession) lookup(name string) (*Command, bool) {
@@ -582,67 +611,94 @@ func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
 	if err != nil {
 		msg := "invalid JSON: " + err.Error()
 		ss.log.Warn("bad request", "err", msg)
-		ss.fail("-1", msg)
+		ss.fail(true, "-1", msg)
 		return
 	}
-	id := "-1"
-	if req.id != nil {
-		if _, err := strconv.ParseInt(string(req.id), 10, 64); err != nil {
-			msg := fmt.Sprintf("invalid 'id': must be an integer, got %s", clip(string(req.id), 40))
+	id := ipcID(req.id)
+	var name string
+	if req.cmd != nil {
+		v, err := decodeJSONValue(req.cmd)
+		s, isStr := v.(string)
+		if err != nil || !isStr {
+			msg := fmt.Sprintf("'command' must be a string, got %s", jsonKind(v))
 			ss.log.Warn("bad request", "err", msg)
-			ss.fail("-1", msg)
+			ss.fail(true, id, msg)
 			return
 		}
-		id = string(req.id)
+		name = s
 	}
-	if req.cmd == nil {
+	if name == "" {
 		ss.log.Warn("bad request", "err", "no command")
-		ss.fail(id, "invalid command: does not contain mandatory 'command'")
+		ss.fail(true, id, "missing command name")
 		return
 	}
-	v, err := decodeJSONValue(req.cmd)
-	name, isStr := v.(string)
-	if err != nil || !isStr {
-		msg := fmt.Sprintf("invalid command: expected 'command' to be a string, got %s", jsonKind(v))
-		ss.log.Warn("bad request", "err", msg)
-		ss.fail(id, msg)
+	cmd, ok := ss.lookup(name)
+	if !ok {
+		ss.log.Info("unknown command", "command", clip(name, 64))
+		ss.fail(true, id, fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
 	in := Input{Named: req.named}
-	cmd, ok := ss.lookup(name)
-	if !ok {
-		res := UnsupportedResult(name)
-		ss.log.Info("unknown command", "command", clip(name, 64))
-		ss.fail(id, res.Text)
-		return
+	if !cmd.AnyArgs {
+		// nose reads only the keys it has parameters for.
+		for k := range in.Named {
+			if cmd.param(k) == nil {
+				ss.log.Debug("ignoring key", "command", cmd.Name, "key", clip(k, 64))
+				delete(in.Named, k)
+			}
+		}
 	}
 	ss.run(ctx, cmd, in, id, false)
 }
 
-// handleText runs a text-form line: "cmd args", "cmd --name=value",
-// "cmd --help".
+// ipcID returns the reply id for a request's raw id as nose computes it:
+// the number truncated towards zero (nose reads it as a double and
+// stores it in an integer), -1 for a missing id or anything that is not a
+// number. Integers are kept exactly, beyond a double's 53 bits too; a
+// number outside the 64-bit range also gives -1, where C's conversion
+// is undefined.
+func ipcID(raw []byte) string {
+	if len(raw) == 0 || !(raw[0] == '-' || (raw[0] >= '0' && raw[0] <= '9')) {
+		return "-1"
+	}
+	if n, err := strconv.ParseInt(string(raw), 10, 64); err == nil {
+		return strconv.FormatInt(n, 10)
+	}
+	f, err := strconv.ParseFloat(string(raw), 64)
+	if err != nil || math.IsNaN(f) || f >= 0x1p63 || f < -0x1p63 {
+		return "-1"
+	}
+	return strconv.FormatInt(int64(f), 10)
+}
+
+// handleText runs a nose text-form line: "cmd args", "cmd --name=value",
+// "cmd --help". Its output, errors included, is log events only.
 func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
-	tc, err := ParseText(string(line))
+	name, args, comment, err := ParseNose(string(line))
 	if err != nil {
 		ss.log.Warn("bad request", "err", err)
-		ss.fail("-1", err.Error())
+		ss.fail(false, "-1", err.Error())
 		return
 	}
-	if tc.Name == "" { // a comment-only line, like a blank one
+	if comment {
 		return
 	}
-	cmd, ok := ss.lookup(tc.Name)
+	cmd, ok := ss.lookup(name)
 	if !ok {
-		ss.log.Info("unknown command", "command", clip(tc.Name, 64))
-		ss.fail("-1", UnsupportedResult(tc.Name).Text+" Try: help")
+		ss.log.Info("unknown command", "command", clip(name, 64))
+		ss.fail(false, "-1", fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
-	if tc.Help {
-		ss.textLines(cmd.LongUsage())
-		ss.reply(appendOK(ss.scratch[:0], "-1"))
+	in, help, err := NoseArgs(cmd, args)
+	if err != nil {
+		ss.fail(false, "-1", err.Error())
 		return
 	}
-	ss.run(ctx, cmd, tc.Input, "-1", true)
+	if help {
+		ss.textLines(NoseHelp([]*Command{cmd}, cmd.Name, true))
+		return
+	}
+	ss.run(ctx, cmd, in, "-1", true)
 }
 
 // run runs cmd. Streaming commands run in their own goroutine until the
@@ -656,7 +712,9 @@ func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string
 			defer close(st.done)
 			defer cancel()
 			res := ss.s.d.Run(sctx, cmd, in, ipcOut{ctx: sctx, q: ss.q}, "ipc")
-			ss.q.put(nil, ss.render(nil, id, res, text), ipcReply)
+			if b := ss.render(nil, id, res, text); len(b) > 0 {
+				ss.q.put(nil, b, ipcReply)
+			}
 		}()
 		return
 	}
@@ -664,40 +722,65 @@ func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string
 		ss.out = ipcOut{ctx: ctx, q: ss.q}
 	}
 	res := ss.s.d.Run(ctx, cmd, in, ss.out, "ipc")
-	ss.reply(ss.render(ss.scratch[:0], id, res, text))
+	if b := ss.render(ss.scratch[:0], id, res, text); len(b) > 0 {
+		ss.reply(b)
+	}
 }
 
-// render turns a result into its reply line; for the text form the
-// result's text and arguments go out first as log events.
+// render sends a result's log events and returns its reply line (none
+// for the text form). The events go out first, so that they come before
+// the reply.
 func (ss *ipcSession) render(b []byte, id string, res Result, text bool) []byte {
-	if res.Code == Success && text {
+	if res.Code != Success {
+		msg := res.Text
+		if msg == "" {
+			msg = fmt.Sprintf("command failed (result %d)", int(res.Code))
+		}
+		ss.log.Debug("command failed", "code", int(res.Code), "text", msg)
+		ss.q.put(nil, appendEvent(nil, "error: "+msg), ipcReply)
+		if text {
+			return nil
+		}
+		return appendErrorReply(b, id, msg)
+	}
+	if text {
 		if res.Text != "" {
 			ss.textLines(res.Text)
+			return nil
 		}
 		if res.Args != nil {
 			lines, err := textArgs(res.Args)
 			if err != nil {
-				return ss.encodeFailed(b, id, err)
+				ss.encodeFailed(id, err, true)
+				return nil
 			}
 			for _, l := range lines {
 				ss.q.put(nil, appendEvent(nil, l), ipcReply)
 			}
 		}
-		return appendOK(b, id)
+		return nil
 	}
-	if res.Code != Success {
-		ss.log.Debug("command failed", "code", int(res.Code), "text", res.Text)
+	if res.Args == nil {
+		if res.Text != "" {
+			ss.textLines(res.Text)
+		}
+		return appendOK(b, id)
 	}
 	out, err := appendResult(b, id, res)
 	if err != nil {
-		return ss.encodeFailed(b[:0], id, err)
+		return ss.encodeFailed(id, err, false)
 	}
 	return out
 }
 
-func (ss *ipcSession) encodeFailed(b []byte, id string, err error) []byte {
+func (ss *ipcSession) encodeFailed(id string, err error, text bool) []byte {
 	ss.log.Error("cannot encode command result", "err", err)
-	return appendErrorReply(b[:0], id, "internal error: cannot encode result: "+err.Error())
+	msg := "internal error: cannot encode result: " + err.Error()
+	ss.q.put(nil, appendEvent(nil, "error: "+msg), ipcReply)
+	if text {
+		return nil
+	}
+	return appendErrorReply(nil, id, msg)
 }
 
 // textLines sends each line of s as a log event to this client.
@@ -872,8 +955,9 @@ var reservedIPCKeys = map[string]bool{"id": true, "success": true, "error": true
 
 // appendResult encodes a reply: id first, then the arguments (a map, or
 // anything that encodes as a JSON object, is flattened with sorted keys;
-// anything else goes under "result"), "text" when not empty, and
-// success last. A failure carries only id, error and success.
+// anything else goes under "result") and success last. The text is not
+// part of it: render sends it as log events when there are no
+// arguments. A failure carries only id, error and success.
 func appendResult(b []byte, id string, res Result) ([]byte, error) {
 	if res.Code != Success {
 		msg := res.Text
@@ -889,10 +973,6 @@ func appendResult(b []byte, id string, res Result) ([]byte, error) {
 		if b, err = appendArgs(b, res.Args); err != nil {
 			return nil, err
 		}
-	}
-	if res.Text != "" {
-		b = append(b, `,"text":`...)
-		b = appendJSONString(b, res.Text)
 	}
 	return append(b, ",\"success\":true}\n"...), nil
 }

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -42,9 +43,11 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 		&Command{
 			Name: "mdio_read", Comment: "read a PHY register",
 			Params: []Param{
-				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3},
+				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3,
+					Aliases: []Alias{{"A", "1"}, {"B", "2"}, {"AB", "3"}}},
 				{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
-				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255},
+				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255,
+					Aliases: []Alias{{"nop", "-1"}}},
 			},
 			Handler: func(_ context.Context, c *Call) Result {
 				v := int64(0x7949) + c.Args.Int("address") - 1
@@ -53,6 +56,10 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 				}
 				return OK("", v)
 			},
+		},
+		&Command{
+			Name: "said", Comment: "returns a text only, as nose's LOG",
+			Handler: func(context.Context, *Call) Result { return OK("success", nil) },
 		},
 		&Command{
 			Name: "fail", Comment: "always fails",
@@ -187,9 +194,9 @@ func TestIPCAddr(t *testing.T) {
 
 func TestIPCConformance(t *testing.T) {
 	env := newIPCEnv(t, IPCOptions{})
-	longUsage, _ := env.srv.d.Lookup("mdio_read")
+	mdioRead, _ := env.srv.d.Lookup("mdio_read")
 	var usageEvents []string
-	for _, l := range strings.SplitAfter(strings.TrimRight(longUsage.LongUsage(), "\n"), "\n") {
+	for _, l := range strings.SplitAfter(strings.TrimRight(NoseHelp([]*Command{mdioRead}, "mdio_read", true), "\n"), "\n") {
 		if !strings.HasSuffix(l, "\n") {
 			l += "\n"
 		}
@@ -200,54 +207,69 @@ func TestIPCConformance(t *testing.T) {
 		base := `{"command":"echo","id":1,"x":""}`
 		return strings.Replace(base, `""`, `"`+strings.Repeat("p", n-len(base))+`"`, 1)
 	}
+	errEv := func(msg string) string { return ev("error: " + msg + "\n") }
 	tests := []struct {
 		name string
 		line string
-		want []string // events, then the reply
+		want []string // events, then the reply (JSON form only)
 	}{
 		{"json", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
 		{"json no id", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
 		{"json id first", `{"id":77,"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":77,"result":31049,"success":true}`}},
 		{"json negative id", `{"id":-5,"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-5,"result":31049,"success":true}`}},
 		{"json both phys", `{"command":"mdio_read","phy":3,"address":2,"id":2}`, []string{`{"id":2,"result_phy0":31050,"result_phy1":31050,"success":true}`}},
+		{"json port alias", `{"command":"mdio_read","phy":"AB","address":2,"id":2}`, []string{`{"id":2,"result_phy0":31050,"result_phy1":31050,"success":true}`}},
+		{"json port alias lower case", `{"command":"mdio_read","phy":"a","address":2,"page":"NOP","id":2}`, []string{`{"id":2,"result":31050,"success":true}`}},
 		{"json hex string", `{"command":"mdio_read","phy":"0x1","address":"0x1f","id":3}`, []string{`{"id":3,"result":31079,"success":true}`}},
 		{"json spaces", "  { \"command\" : \"mdio_read\", \"phy\":1, \"address\":1, \"id\":4 }  ", []string{`{"id":4,"result":31049,"success":true}`}},
 		{"json crlf", "{\"command\":\"mdio_read\",\"phy\":1,\"address\":1,\"id\":4}\r", []string{`{"id":4,"result":31049,"success":true}`}},
-		{"out of range", `{"command":"mdio_read","phy":4,"address":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'phy' out of range: 4 not in 1..3","success":false}`}},
-		{"missing param", `{"command":"mdio_read","phy":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
-		{"unknown param", `{"command":"mdio_read","phy":1,"address":1,"foo":1,"id":5}`, []string{`{"id":5,"error":"mdio_read: parameter 'foo' is not supported","success":false}`}},
-		{"unknown command", `{"command":"nope","id":6}`, []string{`{"id":6,"error":"'nope' command not supported.","success":false}`}},
-		{"bad json", `{"command":`, []string{`{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
-		{"trailing junk", `{"command":"echo"} x`, []string{`{"id":-1,"error":"invalid JSON: invalid character 'x' after top-level value","success":false}`}},
-		{"not an object", `{"command":"echo"`, []string{`{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
-		{"float id", `{"command":"echo","id":1.5}`, []string{`{"id":-1,"error":"invalid 'id': must be an integer, got 1.5","success":false}`}},
-		{"string id", `{"command":"echo","id":"7"}`, []string{`{"id":-1,"error":"invalid 'id': must be an integer, got \"7\"","success":false}`}},
-		{"no command", `{"id":9}`, []string{`{"id":9,"error":"invalid command: does not contain mandatory 'command'","success":false}`}},
-		{"command not string", `{"command":1,"id":9}`, []string{`{"id":9,"error":"invalid command: expected 'command' to be a string, got integer","success":false}`}},
-		{"failure", `{"command":"fail","id":10}`, []string{`{"id":10,"error":"boom: 42","success":false}`}},
-		{"text and map", `{"command":"textual","id":11}`, []string{`{"id":11,"a":1,"b":"x\"y","text":"hello\nworld","success":true}`}},
+		{"out of range", `{"command":"mdio_read","phy":4,"address":1,"id":5}`, []string{errEv("mdio_read: parameter 'phy' out of range: 4 not in 1..3"), `{"id":5,"error":"mdio_read: parameter 'phy' out of range: 4 not in 1..3","success":false}`}},
+		{"missing param", `{"command":"mdio_read","phy":1,"id":5}`, []string{errEv("mdio_read: parameter 'address' is missing"), `{"id":5,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
+		{"unknown key ignored", `{"command":"mdio_read","phy":1,"address":1,"foo":1,"update":true,"id":5}`, []string{`{"id":5,"result":31049,"success":true}`}},
+		{"unknown command", `{"command":"nope","id":6}`, []string{errEv("command nope not found"), `{"id":6,"error":"command nope not found","success":false}`}},
+		{"bad json", `{"command":`, []string{errEv("invalid JSON: unexpected end of JSON input"), `{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
+		{"trailing junk", `{"command":"echo"} x`, []string{errEv("invalid JSON: invalid character 'x' after top-level value"), `{"id":-1,"error":"invalid JSON: invalid character 'x' after top-level value","success":false}`}},
+		{"float id truncated", `{"command":"echo","id":4.5}`, []string{`{"id":4,"success":true}`}},
+		{"negative float id", `{"command":"echo","id":-2.9}`, []string{`{"id":-2,"success":true}`}},
+		{"exponent id", `{"command":"echo","id":1e3}`, []string{`{"id":1000,"success":true}`}},
+		{"huge id", `{"command":"echo","id":1e300}`, []string{`{"id":-1,"success":true}`}},
+		{"string id", `{"command":"echo","id":"7"}`, []string{`{"id":-1,"success":true}`}},
+		{"null id", `{"command":"echo","id":null}`, []string{`{"id":-1,"success":true}`}},
+		{"object id", `{"command":"echo","id":{"a":1}}`, []string{`{"id":-1,"success":true}`}},
+		{"no command", `{"id":9}`, []string{errEv("missing command name"), `{"id":9,"error":"missing command name","success":false}`}},
+		{"command not string", `{"command":1,"id":9}`, []string{errEv("'command' must be a string, got integer"), `{"id":9,"error":"'command' must be a string, got integer","success":false}`}},
+		{"failure", `{"command":"fail","id":10}`, []string{errEv("boom: 42"), `{"id":10,"error":"boom: 42","success":false}`}},
+		{"text and map", `{"command":"textual","id":11}`, []string{`{"id":11,"a":1,"b":"x\"y","success":true}`}},
+		{"text only", `{"command":"said","id":11}`, []string{ev("success\n"), `{"id":11,"success":true}`}},
 		{"reserved keys", `{"command":"clash","id":12}`, []string{`{"id":12,"result_id":5,"result_success":"x","result_type":"t","z":1.5,"success":true}`}},
 		{"echo values", `{"command":"echo","id":13,"s":"\u00e9\u2028","n":-0.5,"l":[1,"a",null],"m":{"k":true}}`, []string{`{"id":13,"l":[1,"a",null],"m":{"k":true},"n":-0.5,"s":"é\u2028","success":true}`}},
 		{"output as events", `{"command":"writer","id":14}`, []string{ev("out1\n"), ev("out2\n"), `{"id":14,"success":true}`}},
-		{"json help", `{"command":"help","search":"MDIO","id":15}`, []string{`{"id":15,"result":["mdio_read phy address [page] - read a PHY register"],"success":true}`}},
+		{"json help", `{"command":"help","id":15}`, append(helpEvents(env, "all"), `{"id":15,"success":true}`)},
 
-		{"text", `mdio_read 1 1`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
-		{"text named hex", `mdio_read --phy=0x3 --address=0x2 # comment`, []string{ev("result_phy0: 31050\n"), ev("result_phy1: 31050\n"), `{"id":-1,"success":true}`}},
-		{"text quoted", `echo "a b" 'c d' x\ y ""`, []string{ev("0: a b\n"), ev("1: c d\n"), ev("2: x y\n"), ev("3: \n"), `{"id":-1,"success":true}`}},
-		{"text help flag", `mdio_read --help`, append(usageEvents, `{"id":-1,"success":true}`)},
-		{"text help search", `help mdio`, []string{ev("mdio_read phy address [page] - read a PHY register\n"), `{"id":-1,"success":true}`}},
-		{"text help by comment", `help "always FAILS"`, []string{ev("fail - always fails\n"), `{"id":-1,"success":true}`}},
-		{"text help nothing", `help zzzz`, []string{`{"id":-1,"success":true}`}},
-		{"text text", `textual`, []string{ev("hello\n"), ev("world\n"), ev("a: 1\n"), ev("b: x\"y\n"), `{"id":-1,"success":true}`}},
-		{"text failure", `fail`, []string{`{"id":-1,"error":"boom: 42","success":false}`}},
-		{"text out of range", `mdio_read 1 32`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
-		{"text not a number", `mdio_read 1 x`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' must be an integer, got \"x\"","success":false}`}},
-		{"text unknown", `nope 1`, []string{`{"id":-1,"error":"'nope' command not supported. Try: help","success":false}`}},
-		{"text bad quote", `echo "abc`, []string{`{"id":-1,"error":"unterminated quote","success":false}`}},
-		{"text writer", `writer`, []string{ev("out1\n"), ev("out2\n"), `{"id":-1,"success":true}`}},
+		{"text", `mdio_read 1 1`, []string{ev("31049\n")}},
+		{"text port alias", `mdio_read A 1 nop`, []string{ev("31049\n")}},
+		{"text named hex", `mdio_read --phy=0x3 --address 0x2`, []string{ev("result_phy0: 31050\n"), ev("result_phy1: 31050\n")}},
+		{"text named after --", `echo -- --x`, []string{ev("0: --x\n")}},
+		{"text quoted", `echo "a b" 'c d' x\ y "" '\'q'`, []string{ev("0: a b\n"), ev("1: c d\n"), ev("2: x y\n"), ev("3: \n"), ev("4: 'q\n")}},
+		{"text help flag", `mdio_read --help`, usageEvents},
+		{"text help search", `help mdio_read`, helpEvents(env, "mdio_read")},
+		{"text help nothing", `help zzzz`, []string{ev("Commands matching 'zzzz':\n"), ev("\n"), ev("No matches. Use 'help' to list all commands.\n")}},
+		{"text text", `textual`, []string{ev("hello\n"), ev("world\n")}},
+		{"text args", `clash`, []string{ev("id: 5\n"), ev("success: x\n"), ev("type: t\n"), ev("z: 1.5\n")}},
+		{"text failure", `fail`, []string{errEv("boom: 42")}},
+		{"text out of range", `mdio_read 1 32`, []string{errEv("mdio_read: parameter 'address' out of range: 32 not in 0..31")}},
+		{"text not a number", `mdio_read 1 x`, []string{errEv("mdio_read: parameter 'address' must be an integer, got \"x\"")}},
+		{"text too many", `mdio_read 1 1 1 1`, []string{errEv("unused arguments starting with '1'.")}},
+		{"text unknown option", `mdio_read --bogus=1`, []string{errEv("parameter --bogus not found")}},
+		{"text option twice", `mdio_read 1 --phy=2`, []string{errEv("parameter phy provided more than once")}},
+		{"text unknown", `nope 1`, []string{errEv("command nope not found")}},
+		{"text open quote", `echo "abc d`, []string{ev("0: abc d\n")}},
+		{"text trailing comment", `mdio_read 1 1 1 # c`, []string{errEv("unused arguments starting with '#'.")}},
+		{"text writer", `writer`, []string{ev("out1\n"), ev("out2\n")}},
 		{"max line ok", pad(DefaultIPCMaxLine), []string{`{"id":1,"x":"` + strings.Repeat("p", DefaultIPCMaxLine-len(`{"command":"echo","id":1,"x":""}`)) + `","success":true}`}},
-		{"max line + 1", pad(DefaultIPCMaxLine + 1), []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
-		{"very long line", strings.Repeat("x", 100000), []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"max line + 1", pad(DefaultIPCMaxLine + 1), []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"very long text line", strings.Repeat("x", 100000), []string{errEv("line too long (max 4096 bytes)")}},
+		{"very long json line", "{" + strings.Repeat("x", 100000), []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
 	}
 	c := env.dial(t)
 	for _, tc := range tests {
@@ -255,9 +277,15 @@ func TestIPCConformance(t *testing.T) {
 			if err := c.Send(tc.line); err != nil {
 				t.Fatal(err)
 			}
-			for i, want := range tc.want {
-				if got := ipcReadLine(t, c); got != want {
-					t.Fatalf("line %d:\n got %s\nwant %s", i, got, want)
+			// A marker request ends each row, so that a row with more
+			// output than expected fails here, not in the next row.
+			if err := c.Send(`{"command":"echo","id":424242}`); err != nil {
+				t.Fatal(err)
+			}
+			want := append(append([]string(nil), tc.want...), `{"id":424242,"success":true}`)
+			for i, w := range want {
+				if got := ipcReadLine(t, c); got != w {
+					t.Fatalf("line %d:\n got %s\nwant %s", i, got, w)
 				}
 			}
 		})
@@ -281,6 +309,25 @@ func TestIPCConformance(t *testing.T) {
 
 func ipcRawConn(c *IPCClient) *net.UnixConn { return c.c }
 
+// helpEvents is nose's help listing for filter as log events.
+func helpEvents(env *ipcTestEnv, filter string) []string {
+	cmds := env.srv.d.Commands()
+	for _, n := range []string{"exit", "help"} {
+		if _, ok := env.srv.d.Lookup(n); !ok {
+			cmds = append(cmds, (&ipcSession{}).ipcBuiltin(n))
+		}
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
+	var out []string
+	for _, l := range strings.SplitAfter(strings.TrimRight(NoseHelp(cmds, filter, false), "\n"), "\n") {
+		if !strings.HasSuffix(l, "\n") {
+			l += "\n"
+		}
+		out = append(out, ev(l))
+	}
+	return out
+}
+
 func TestIPCPipelined(t *testing.T) {
 	env := newIPCEnv(t, IPCOptions{})
 	c := env.dial(t)
@@ -290,7 +337,7 @@ func TestIPCPipelined(t *testing.T) {
 		if i%2 == 0 {
 			fmt.Fprintf(&req, "{\"command\":\"mdio_read\",\"phy\":1,\"address\":%d,\"id\":%d}\n", i%32, i)
 		} else {
-			fmt.Fprintf(&req, "mdio_read 1 %d\n", i%32) // text form: event, then id -1
+			fmt.Fprintf(&req, "mdio_read A %d\n", i%32) // text form: one event
 		}
 	}
 	errc := make(chan error, 1)
@@ -304,7 +351,7 @@ func TestIPCPipelined(t *testing.T) {
 		if i%2 == 0 {
 			want = []string{fmt.Sprintf(`{"id":%d,"result":%d,"success":true}`, i, v)}
 		} else {
-			want = []string{ev(fmt.Sprintf("%d\n", v)), `{"id":-1,"success":true}`}
+			want = []string{ev(fmt.Sprintf("%d\n", v))}
 		}
 		for _, w := range want {
 			if got := ipcReadLine(t, c); got != w {
@@ -459,15 +506,19 @@ func TestIPCStream(t *testing.T) {
 		if strings.HasPrefix(got, `{"type":"log","msg":"tick `) {
 			continue
 		}
-		if want := `{"id":1,"text":"stopped","success":true}`; got != want {
+		if want := ev("stopped\n"); got != want {
 			t.Fatalf("got %s, want %s", got, want)
 		}
 		break
 	}
+	if got := ipcReadLine(t, c); got != `{"id":1,"success":true}` {
+		t.Fatalf("got %s", got)
+	}
 	if got := ipcReadLine(t, c); got != `{"id":2,"success":true}` {
 		t.Fatalf("got %s", got)
 	}
-	// Text form: the stream's reply is id -1; EOF ends it too.
+	// Text form: the stream's result is its text as an event; EOF ends
+	// it too.
 	if err := c.Send(`watch`); err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +534,7 @@ func TestIPCStream(t *testing.T) {
 		}
 		last = string(l)
 	}
-	if want := `{"id":-1,"success":true}`; last != want {
+	if want := ev("stopped\n"); last != want {
 		t.Fatalf("last line %s, want %s", last, want)
 	}
 }
@@ -495,11 +546,13 @@ func TestIPCExit(t *testing.T) {
 		if err := c.Send(line); err != nil {
 			t.Fatal(err)
 		}
-		// A request after exit is not run.
+		// A request after exit is not run. The JSON form gets its bare
+		// reply; the text form, as in nose, nothing.
 		c.Send(`{"command":"echo","id":5}`)
-		got := ipcReadLine(t, c)
-		if !strings.HasSuffix(got, `"success":true}`) {
-			t.Fatalf("%s: got %s", line, got)
+		if line[0] == '{' {
+			if got := ipcReadLine(t, c); got != `{"id":4,"success":true}` {
+				t.Fatalf("%s: got %s", line, got)
+			}
 		}
 		if l, err := c.ReadLine(); !errors.Is(err, io.EOF) {
 			t.Fatalf("%s: after exit got %q, %v; want EOF", line, l, err)
@@ -617,8 +670,8 @@ func TestIPCSocat(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{`{"command":"list-commands","id":3}` + "\n",
 			fmt.Sprintf(`{"id":3,"result":%s,"success":true}`+"\n", list)},
-		{"mdio_read 1 1\n{\"command\":\"nope\"}\n",
-			ev("31049\n") + "\n" + `{"id":-1,"success":true}` + "\n" + `{"id":-1,"error":"'nope' command not supported.","success":false}` + "\n"},
+		{"mdio_read A 1\n{\"command\":\"nope\",\"id\":2.5}\n",
+			ev("31049\n") + "\n" + ev("error: command nope not found\n") + "\n" + `{"id":2,"error":"command nope not found","success":false}` + "\n"},
 	} {
 		cmd := exec.Command("socat", "-t", "5", "-", "UNIX-CONNECT:"+env.path)
 		cmd.Stdin = strings.NewReader(tc.in)
@@ -718,13 +771,23 @@ func TestIPCUnencodableResult(t *testing.T) {
 		return OK("", map[string]any{"x": 0.0 / zero()})
 	}})
 	c := env.dial(t)
-	for _, line := range []string{`{"command":"nan","id":1}`, "nan"} {
-		got, err := c.Do(line, nil)
-		if err != nil {
+	// The text form's error is its one event, the JSON form's an event
+	// and the reply.
+	const msg = "internal error: cannot encode result: unsupported value: NaN"
+	for _, tc := range []struct{ line, reply string }{
+		{"nan", ""},
+		{`{"command":"nan","id":1}`, `{"id":1,"error":"` + msg + `","success":false}`},
+	} {
+		if err := c.Send(tc.line); err != nil {
 			t.Fatal(err)
 		}
-		if !json.Valid(got) || !strings.Contains(string(got), `"error":"internal error: cannot encode result`) {
-			t.Fatalf("got %s", got)
+		if got := ipcReadLine(t, c); got != ev("error: "+msg+"\n") {
+			t.Fatalf("%s: got %s", tc.line, got)
+		}
+		if tc.reply != "" {
+			if got := ipcReadLine(t, c); got != tc.reply {
+				t.Fatalf("%s: got %s", tc.line, got)
+			}
 		}
 	}
 }
@@ -737,8 +800,12 @@ func FuzzIPCLine(f *testing.F) {
 	for _, s := range []string{
 		`{"command":"mdio_read","phy":1,"address":1,"id":1}`,
 		`{"command":"echo","id":2,"x":[1,{"a":null}],"s":"\u00e9"}`,
-		`{"command":`, `{"id":1.5}`, `{"command":"help","search":1}`,
-		`mdio_read 1 1`, `mdio_read --phy=0x1 --address=1 # c`, `echo "a b" 'c' d\ e`,
+		`{"command":`, `{"id":1.5}`, `{"command":"help","command":1}`,
+		`{"command":"mdio_read","phy":"AB","address":1,"page":"nop","id":4.5}`,
+		`{"command":"mdio_read","phy":"b","address":1,"update":true,"id":"x"}`,
+		`{"command":"echo","id":-1e400}`, `{"command":"echo","id":[1]}`,
+		`mdio_read 1 1`, `mdio_read A 1 NOP`, `mdio_read --phy AB --address=1 # c`, `echo "a b" 'c' d\ e "open`,
+		`echo -- --x \q \t`, `mdio_read --phy`, `mdio_read 1 --phy=1`, `#comment`,
 		`mdio_read --help`, `help mdio`, `textual`, `exit`, `   `, `# only`, `"unterminated`,
 		strings.Repeat("y", 300),
 	} {
@@ -760,23 +827,21 @@ func FuzzIPCLine(f *testing.F) {
 		if len(out) > 8192+8*len(line) {
 			t.Fatalf("output of %d bytes for a %d-byte line", len(out), len(line))
 		}
-		wantReplies := 1
+		// A JSON line gets events and one reply; a text-form line only
+		// events, none for a blank or comment line.
 		content := strings.TrimSuffix(line, "\r")
-		if len(content) <= maxLine {
-			trimmed := strings.TrimLeft(content, " \t\r\n\v\f")
-			if trimmed == "" {
-				wantReplies = 0
-			} else if trimmed[0] != '{' {
-				if tc, err := ParseText(content); err == nil && tc.Name == "" {
-					wantReplies = 0
+		trimmed := strings.TrimLeft(content, " \t\r\n\v\f")
+		isJSON := trimmed != "" && trimmed[0] == '{'
+		if !isJSON && len(content) <= maxLine {
+			if _, _, comment, err := ParseNose(content); err == nil && comment || trimmed == "" {
+				if len(out) != 0 {
+					t.Fatalf("output for an empty line: %q", out)
 				}
+				return
 			}
 		}
-		if wantReplies == 0 {
-			if len(out) != 0 {
-				t.Fatalf("output for an empty line: %q", out)
-			}
-			return
+		if !isJSON && len(out) == 0 {
+			return // a result with neither text nor arguments, such as exit
 		}
 		if len(out) == 0 || out[len(out)-1] != '\n' {
 			t.Fatalf("output not newline-terminated: %q", out)
@@ -787,9 +852,12 @@ func FuzzIPCLine(f *testing.F) {
 				t.Fatalf("line %d not a JSON object: %q", i, l)
 			}
 			_, isEvent := IPCEvent([]byte(l))
-			if isEvent != (i < len(lines)-1) {
+			if isEvent != (!isJSON || i < len(lines)-1) {
 				t.Fatalf("line %d of %d: event=%v: %q", i, len(lines), isEvent, l)
 			}
+		}
+		if !isJSON {
+			return
 		}
 		var reply struct {
 			ID      *json.Number `json:"id"`
@@ -862,9 +930,13 @@ func TestIPCRegistryOverridesBuiltins(t *testing.T) {
 	if err != nil || string(got) != `{"id":1,"result":"daemon's exit","success":true}` {
 		t.Fatalf("got %s, %v", got, err)
 	}
-	// The connection is still open.
-	got, err = c.Do(`{"command":"help","search":"exit","id":2}`, nil)
-	if err != nil || string(got) != `{"id":2,"result":["exit - daemon exit","shutdown - shut the daemon down cleanly (exit 0)"],"success":true}` {
+	// The connection is still open, and help shows the daemon's exit.
+	var help strings.Builder
+	got, err = c.Do(`{"command":"help","id":2}`, func(msg string) { help.WriteString(msg) })
+	if err != nil || string(got) != `{"id":2,"success":true}` {
 		t.Fatalf("got %s, %v", got, err)
+	}
+	if !strings.Contains(help.String(), "  exit\n    daemon exit\n") {
+		t.Fatalf("help:\n%s", help.String())
 	}
 }

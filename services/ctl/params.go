@@ -55,6 +55,30 @@ type Param struct {
 	// argument as a list of strings (for example sfptpd's
 	// "block_clock=1,clk0,clk1").
 	Rest bool
+	// Aliases are names a string value may use instead of the value
+	// itself, matched without regard to case (nose's port names "A",
+	// "B", "AB" for a phy bitmask, "nop" for page -1). They apply in
+	// every framing, before conversion and range checks.
+	Aliases []Alias
+}
+
+// Alias is one special value of a parameter: Name stands for Value.
+type Alias struct {
+	Name, Value string
+}
+
+// resolveAlias returns the value an alias stands for, or raw unchanged.
+func (p *Param) resolveAlias(raw any) any {
+	s, ok := raw.(string)
+	if !ok {
+		return raw
+	}
+	for _, a := range p.Aliases {
+		if strings.EqualFold(s, a.Name) {
+			return a.Value
+		}
+	}
+	return raw
 }
 
 // Input is a command invocation as a front end parsed it, before
@@ -256,6 +280,7 @@ func (p *Param) defaultValue() any {
 // convert turns a text or JSON value into the parameter's Go type and
 // checks its range.
 func (p *Param) convert(raw any) (any, error) {
+	raw = p.resolveAlias(raw)
 	switch p.Type {
 	case Int:
 		var n int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
@@ -13,27 +14,34 @@ import (
 // every framing before a handler runs.
 var (
 	phyParam = ctl.Param{Name: "phy", Type: ctl.Int, Required: true, Ranged: true, Min: 1, Max: 3,
-		Help: "port bitmask: 1 = A, 2 = B, 3 = both"}
+		Help:    "port bitmask: 1 = A, 2 = B, 3 = both",
+		Aliases: []ctl.Alias{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}, {Name: "AB", Value: "3"}, {Name: "none", Value: "0"}, {Name: "-", Value: "0"}}}
 	addressParam = ctl.Param{Name: "address", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: mdio.MaxReg,
 		Help: "Clause 22 register"}
 	valueParam = ctl.Param{Name: "value", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 0xffff,
 		Help: "16-bit register value"}
 	pageParam = ctl.Param{Name: "page", Type: ctl.Int, Default: int64(NoPage), Ranged: true, Min: NoPage, Max: mdio.MaxPage,
-		Help: "select this page in register 22 for the access, then restore page 0; -1 or absent: no paging"}
+		Help:    "select this page in register 22 for the access, then restore page 0; nop (-1) or absent: no paging",
+		Aliases: []ctl.Alias{{Name: "nop", Value: "-1"}}}
 	devadParam = ctl.Param{Name: "devad", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: mdio.MaxDevad,
 		Help: "Clause 45 MMD (device address)"}
 	regParam = ctl.Param{Name: "reg", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 0xffff,
 		Help: "Clause 45 register"}
 )
 
-// result is a read's reply: the value as "result" for one port, or
-// result_phy0 and result_phy1 for phy=3, as nose replies.
-func result(vals []uint16) any {
+// result is a read's result: the value as "result" for one port, or
+// result_phy0 and result_phy1 for phy=3, as nose replies to JSON, and
+// nose's text-form line "result: value=0x7949" (".../0x7949" for both).
+func result(vals []uint16) ctl.Result {
 	if len(vals) == 1 {
-		return int64(vals[0])
+		return ctl.OK(fmt.Sprintf("result: value=0x%04x", vals[0]), int64(vals[0]))
 	}
-	return map[string]any{"result_phy0": int64(vals[0]), "result_phy1": int64(vals[1])}
+	return ctl.OK(fmt.Sprintf("result: value=0x%04x/0x%04x", vals[0], vals[1]),
+		map[string]any{"result_phy0": int64(vals[0]), "result_phy1": int64(vals[1])})
 }
+
+// written is a write's result: nose logs "success".
+var written = ctl.OK("success", nil)
 
 // portErr names the port in a backend error.
 func portErr(p *Port, err error) ctl.Result {
@@ -48,10 +56,10 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 	cmds := []*ctl.Command{
 		{
 			Name:    "help",
-			Comment: "list commands, optionally only those whose name or comment contains SEARCH",
-			Params:  []ctl.Param{{Name: "search", Type: ctl.String, Ranged: true, Max: 256, Help: "text to look for (case-insensitive)"}},
+			Comment: "List commands",
+			Params:  []ctl.Param{ctl.HelpParam},
 			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
-				return ctl.OK("", ctl.MatchUsages(reg.Commands(), c.Args.String("search")))
+				return ctl.OK(ctl.NoseHelp(reg.Commands(), c.Args.String("command"), false), nil)
 			},
 		},
 		{
@@ -76,7 +84,7 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 					}
 					vals[i] = v
 				}
-				return ctl.Result{Args: result(vals[:len(ports)])}
+				return result(vals[:len(ports)])
 			},
 		},
 		{
@@ -96,7 +104,7 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 						return portErr(p, err)
 					}
 				}
-				return ctl.Result{}
+				return written
 			},
 		},
 		{
@@ -118,7 +126,7 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 					}
 					vals[i] = v
 				}
-				return ctl.Result{Args: result(vals[:len(ports)])}
+				return result(vals[:len(ports)])
 			},
 		},
 		{
@@ -137,7 +145,7 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 						return portErr(p, err)
 					}
 				}
-				return ctl.Result{}
+				return written
 			},
 		},
 		{
@@ -168,7 +176,15 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 		},
 		{
 			Name:    "hw_info",
-			Comment: "the configured ports, their backends and PHY IDs",
+			Comment: "Show hardware information",
+			Usage:   "nose's text: the version, then each port's backend and PHY ID.\nhw-info-get has the same as data.",
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.OK(m.hwInfoText(), nil)
+			},
+		},
+		{
+			Name:    "hw-info-get",
+			Comment: "the configured ports, their backends and PHY IDs, as data",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				return ctl.OK("", map[string]any{"ports": m.hwInfo()})
 			},
@@ -183,7 +199,8 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 			},
 			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				evs := m.Events(uint64(c.Args.Int("since")), int(c.Args.Int("limit")))
-				return ctl.OK(fmt.Sprintf("%d events", len(evs)), map[string]any{"events": evs, "last-seq": m.LastSeq()})
+				// No summary text: the text form then shows the events.
+				return ctl.OK("", map[string]any{"events": evs, "last-seq": m.LastSeq()})
 			},
 		},
 		m.hotplugCommand("interfaceinsert", "reattach the ports bound to an interface that came back", true),
@@ -192,14 +209,92 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 	if m.opts.Exit != nil {
 		cmds = append(cmds, &ctl.Command{
 			Name:    "exit",
-			Comment: "stop mdiod (exit status 0), like shutdown",
+			Comment: "Exit program",
+			Usage:   "Stops mdiod with exit status 0, as nose's exit ends nose.",
 			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				// nose's exit logs nothing: the JSON form gets a bare
+				// reply, the text form nothing.
 				m.opts.Exit()
-				return ctl.OK("Shutting down.", nil)
+				return ctl.Result{}
 			},
 		})
 	}
+	return append(cmds, hardwareCommands()...)
+}
+
+// noseHardware are the commands of nose's table that drive the Ethernet
+// Debugger itself (USB device, capture, disruptor, injector, port
+// blocker, latency tester, device settings), with nose's descriptions.
+var noseHardware = [][2]string{
+	{"device_open", "Open USB device"},
+	{"device_close", "Close USB device"},
+	{"device_list", "List relevant USB devices"},
+	{"capture_start", "Start capture"},
+	{"capture_stop", "Stop capture"},
+	{"speed", "Set Ethernet speed on both ports"},
+	{"block_ports", "Port blocker"},
+	{"disrupt", "Packet disruptor"},
+	{"disrupt_stop", "Disable packet disruptor"},
+	{"inject", "Packet injector"},
+	{"inject_stop", "Disable packet injector"},
+	{"reset_device_settings", "Reset settings stored on the device to defaults."},
+	{"cfg_packet", "Write raw config command packet"},
+	{"blink_led", "Cause the main LED to blink for a moment."},
+	{"set", "Set a command line option."},
+	{"set_device_phy_wait", "Set PHY link up wait time in ms"},
+	{"latency_tester_sender", "setup latency testing (sender role)"},
+	{"latency_tester_receiver", "setup latency testing (receiver role)"},
+}
+
+// HardwareCommandNames lists nose's commands that need the Ethernet
+// Debugger hardware.
+func HardwareCommandNames() []string {
+	out := make([]string, len(noseHardware))
+	for i, h := range noseHardware {
+		out[i] = h[0]
+	}
+	return out
+}
+
+// hardwareCommands answers nose's hardware commands with one clear
+// error, whatever their arguments, so that a nose script learns why
+// rather than reading "not found".
+func hardwareCommands() []*ctl.Command {
+	cmds := make([]*ctl.Command, len(noseHardware))
+	for i, h := range noseHardware {
+		name := h[0]
+		cmds[i] = &ctl.Command{
+			Name:    name,
+			Comment: h[1] + " (needs the Ethernet Debugger hardware)",
+			AnyArgs: true,
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.Fail("%s needs the Ethernet Debugger hardware; mdiod drives the board's own PHYs over MDIO", name)
+			},
+		}
+	}
 	return cmds
+}
+
+// hwInfoText is hw_info's text in nose's shape: "Key: value" lines, the
+// ports indented below.
+func (m *MDIO) hwInfoText() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Host tool version: mdiod %s\n", m.opts.Version)
+	b.WriteString("Ports:\n")
+	for _, info := range m.hwInfo() {
+		p := info.(map[string]any)
+		fmt.Fprintf(&b, "  Port %s:\n", p["port"])
+		fmt.Fprintf(&b, "    Backend: %s\n", p["backend"])
+		if ifname, ok := p["interface"]; ok {
+			fmt.Fprintf(&b, "    Interface: %s\n", ifname)
+		}
+		if id, ok := p["phy_id"]; ok {
+			fmt.Fprintf(&b, "    PHY ID: %s\n", id)
+		} else {
+			fmt.Fprintf(&b, "    error: %s\n", p["error"])
+		}
+	}
+	return b.String()
 }
 
 func (m *MDIO) hwInfo() []any {

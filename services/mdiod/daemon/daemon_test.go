@@ -242,10 +242,13 @@ func TestCommands(t *testing.T) {
 		{"mdio_write", map[string]any{"phy": "2", "address": "22", "value": "0x7"}, ctl.Success, "null"},
 		{"mdio_read", map[string]any{"phy": "2", "address": "22"}, ctl.Success, "7"},
 		{"mdio_read_c45", map[string]any{"phy": "2", "devad": "3", "reg": "2"}, ctl.Error, "PHY B (sim:generic100): sim: MMD 3 not present: no PHY answered"},
-		{"hw_info", nil, ctl.Success, `{"ports":[{"backend":"sim:generic100","phy":2,"phy_id":"0x20005c90","port":"B"}]}`},
+		{"hw-info-get", map[string]any{}, ctl.Success, `{"ports":[{"backend":"sim:generic100","phy":2,"phy_id":"0x20005c90","port":"B"}]}`},
 		{"interfaceinsert", map[string]any{"interface": "eth0"}, ctl.Success, "null"},
 		{"interfaceinsert", map[string]any{"interface": "0123456789abcdefg"}, ctl.Error, "interfaceinsert: parameter 'interface' is too long: 17 bytes, at most 15"},
-		{"help", map[string]any{"search": "PHY_"}, ctl.Success, `["phy_status phy - decoded link, speed, duplex, auto-negotiation, master/slave and PHY ID"]`},
+		{"hw_info", nil, ctl.Success, "null"},
+		{"mdio_write", map[string]any{"phy": "b", "address": "22", "value": "0", "page": "NOP"}, ctl.Success, "null"},
+		{"inject", map[string]any{"phy": "AB", "data": "00"}, ctl.Error, "inject needs the Ethernet Debugger hardware; mdiod drives the board's own PHYs over MDIO"},
+		{"help", map[string]any{"command": "phy_status"}, ctl.Success, "null"},
 	}
 	for _, tc := range tests {
 		res := invoke(t, reg, tc.cmd, tc.named)

@@ -28,6 +28,8 @@ func FuzzCommandLine(f *testing.F) {
 		`mdio_read 1 1`, `mdio_read "0x1" '0x01' 3`, `mdio_read --phy=3 --address=31 --page=255`,
 		`mdio_write 2 4 0x0041`, `mdio_write_c45 1 3 20 7`, `hw_info`, `help c45`, `interfaceremove eth0`,
 		`mdio_read 1 99`, `mdio_read 1 1 256`, `mdio_read "1`, `# comment`, `{"command":1}`, `{`,
+		`{"command":"mdio_read","phy":"AB","address":1,"page":"nop","id":4.5}`, `{"command":"hw_info","update":true}`,
+		`mdio_read --phy=ab --address=1 --page=NOP`, `inject AB 00`, `{"command":"disrupt","phy":"-"}`,
 	} {
 		f.Add(s)
 	}

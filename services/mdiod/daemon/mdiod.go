@@ -33,6 +33,8 @@ type Options struct {
 	// Netlink enables carrier watching over netlink for backends bound
 	// to an interface (mdio.Hotplug).
 	Netlink bool
+	// Version is what hw_info reports as the host tool version.
+	Version string
 	// Now is the clock of event timestamps (time.Now if nil).
 	Now    func() time.Time
 	Logger *slog.Logger

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/hex"
 	"encoding/json"
@@ -116,6 +117,14 @@ func keaSucceeded(reply []byte) (bool, error) {
 	return true, nil
 }
 
+// ipcMarker is the request ctl ipc sends after a text-form line; every
+// daemon has list-commands, and its reply, which is not printed, starts
+// with ipcMarkerReply.
+const (
+	ipcMarker      = `{"command":"list-commands","id":-424242}`
+	ipcMarkerReply = `{"id":-424242,`
+)
+
 // ipc: ctl ipc [-follow] NAME|PATH LINE...
 func (c *invocation) ipc(args []string) error {
 	fs := c.flags("ctl ipc", "ctl ipc [-follow] [-timeout D] NAME|PATH LINE...")
@@ -142,8 +151,18 @@ func (c *invocation) ipc(args []string) error {
 	}
 	failed := false
 	for _, line := range fs.Args()[1:] {
+		// A text-form line, as in nose, gets log events and no reply:
+		// a marker request after it shows where its output ends, and
+		// an "error: " event is its failure. (The marker, being the next
+		// line, also ends a streaming command: stream with JSON lines.)
+		text := !strings.HasPrefix(strings.TrimLeft(line, " \t"), "{")
 		if err := cl.Send(line); err != nil {
 			return connErr(err)
+		}
+		if text {
+			if err := cl.Send(ipcMarker); err != nil {
+				return connErr(err)
+			}
 		}
 		// Print every line until this request's reply: events may come
 		// first.
@@ -152,8 +171,14 @@ func (c *invocation) ipc(args []string) error {
 			if err != nil {
 				return connErr(err)
 			}
+			if text && bytes.HasPrefix(l, []byte(ipcMarkerReply)) {
+				break
+			}
 			fmt.Fprintf(c.stdout, "%s\n", l)
-			if _, isEvent := ctl.IPCEvent(l); isEvent {
+			if msg, isEvent := ctl.IPCEvent(l); isEvent {
+				if text && strings.HasPrefix(msg, "error: ") {
+					failed = true
+				}
 				continue
 			}
 			var rep struct {
@@ -162,7 +187,9 @@ func (c *invocation) ipc(args []string) error {
 			if json.Unmarshal(l, &rep) == nil && rep.Success != nil && !*rep.Success {
 				failed = true
 			}
-			break
+			if !text {
+				break
+			}
 		}
 	}
 	if *follow {

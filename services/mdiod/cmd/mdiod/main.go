@@ -231,6 +231,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h hooks) error {
 		Notify:  srv.IPCBroadcast,
 		Exit:    d.RequestShutdown,
 		Netlink: true,
+		Version: d.Version(),
 		Logger:  log,
 	})
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mdiod/daemon"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 	"github.com/tickbox-fw/tickbox/services/mdiod/sim"
 )
@@ -96,11 +97,22 @@ func dial(t *testing.T, path string) *ctl.IPCClient {
 	return c
 }
 
-// exchange sends line and returns every line up to and including the
-// next reply, events included, checking that each is one JSON object.
+// marker is a request, independent of the ports, that exchange sends
+// after each line: the text form has no reply line, so the marker's
+// reply is what shows where a line's output ends.
+const (
+	marker      = `{"command":"list-commands","id":987654}`
+	markerReply = `{"id":987654,"result":[`
+)
+
+// exchange sends line and returns every line it produced (events, and
+// the reply of a JSON request), checking that each is one JSON object.
 func exchange(t *testing.T, c *ctl.IPCClient, line string) []string {
 	t.Helper()
 	if err := c.Send(line); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Send(marker); err != nil {
 		t.Fatal(err)
 	}
 	var out []string
@@ -113,11 +125,19 @@ func exchange(t *testing.T, c *ctl.IPCClient, line string) []string {
 		if err := json.Unmarshal(l, &obj); err != nil {
 			t.Fatalf("%q: reply line %q is not a JSON object: %v", line, l, err)
 		}
-		out = append(out, string(l))
-		if _, ev := ctl.IPCEvent(l); !ev {
+		if strings.HasPrefix(string(l), markerReply) {
 			return out
 		}
+		out = append(out, string(l))
 	}
+}
+
+// last returns the last line of an exchange, the reply of a JSON request.
+func last(lines []string) string {
+	if len(lines) == 0 {
+		return "(no lines)"
+	}
+	return lines[len(lines)-1]
 }
 
 // withoutLinkEvents drops link event lines, which may arrive at any time.
@@ -137,99 +157,123 @@ func ev(msg string) string {
 	return `{"type":"log","msg":` + string(b) + `}`
 }
 
-// TestIPCConformance checks nose's IPC behaviour against the real
-// daemon over its unix socket, one exchange per row, in order (later
-// rows see earlier writes).
+func errEv(msg string) string { return ev("error: " + msg + "\n") }
+
+// evs turns a text into its log events, one a line.
+func evs(text string) []string {
+	var out []string
+	for _, l := range strings.SplitAfter(strings.TrimRight(text, "\n"), "\n") {
+		if !strings.HasSuffix(l, "\n") {
+			l += "\n"
+		}
+		out = append(out, ev(l))
+	}
+	return out
+}
+
+// TestIPCConformance runs nose's IPC against the real daemon over its
+// unix socket, one row per command of nose's command table and form
+// (JSON request, text form), plus mdiod's own commands, in order (later
+// rows see earlier writes). The rows follow nose's handlers: a JSON
+// request gets its reply, after the LOG lines of commands that log
+// ("success" of a write, help, hw_info); the text form gets log events
+// only ("result: value=0x%04x"); an error is an "error: ..." event, plus
+// a success:false reply for JSON. nose's hardware commands (USB device,
+// capture, disruptor, injector, latency tester, ...) get one error.
 func TestIPCConformance(t *testing.T) {
 	d := start(t, hooks{})
 	c := dial(t, d.ipc)
-	tests := []struct {
+	reg := d.rn.srv.Daemon()
+	help := ctl.NoseHelp(reg.Commands(), "all", false)
+	mdioRead, _ := reg.Lookup("mdio_read")
+	hwInfo := "Host tool version: mdiod " + reg.Version() + "\nPorts:\n" +
+		"  Port A:\n    Backend: sim:88e1512\n    PHY ID: 0x01410dd1\n" +
+		"  Port B:\n    Backend: sim:generic100\n    PHY ID: 0x20005c90\n"
+	type row struct {
 		name string
 		req  string
-		want []string // every line up to the reply; nil: only check the reply is an error
-	}{
-		{"json read", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
-		{"id default", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
-		{"id zero and large", `{"id":9007199254740993,"command":"mdio_read","phy":1,"address":2}`, []string{`{"id":9007199254740993,"result":321,"success":true}`}},
-		{"both ports", `{"command":"mdio_read","phy":3,"address":0,"id":3}`, []string{`{"id":3,"result_phy0":4416,"result_phy1":12544,"success":true}`}},
-		{"port B link up", `{"command":"mdio_read","phy":2,"address":1,"id":4}`, []string{`{"id":4,"result":30829,"success":true}`}},
-		{"page", `{"command":"mdio_read","phy":1,"address":1,"page":1,"id":5}`, []string{`{"id":5,"result":329,"success":true}`}},
-		{"page restored", `{"command":"mdio_read","phy":1,"address":22,"id":6}`, []string{`{"id":6,"result":0,"success":true}`}},
-		{"page -1 is no paging", `{"command":"mdio_read","phy":1,"address":1,"page":-1,"id":7}`, []string{`{"id":7,"result":31049,"success":true}`}},
-		{"hex strings", `{"command":"mdio_read","phy":"0x1","address":"0x3","id":8}`, []string{`{"id":8,"result":3537,"success":true}`}},
-		{"write paged", `{"command":"mdio_write","phy":1,"address":16,"value":"0xBEEF","page":3,"id":9}`, []string{`{"id":9,"success":true}`}},
-		{"read paged back", `{"command":"mdio_read","phy":1,"address":16,"page":3,"id":10}`, []string{`{"id":10,"result":48879,"success":true}`}},
-		{"page 0 untouched", `{"command":"mdio_read","phy":1,"address":16,"id":11}`, []string{`{"id":11,"result":12400,"success":true}`}},
-		{"c45 read", `{"command":"mdio_read_c45","phy":1,"devad":3,"reg":2,"id":12}`, []string{`{"id":12,"result":321,"success":true}`}},
-		{"c45 write", `{"command":"mdio_write_c45","phy":1,"devad":7,"reg":60,"value":2,"id":13}`, []string{`{"id":13,"success":true}`}},
-		{"c45 read back", `{"command":"mdio_read_c45","phy":1,"devad":7,"reg":60,"id":14}`, []string{`{"id":14,"result":2,"success":true}`}},
-		{"c45 absent MMD", `{"command":"mdio_read_c45","phy":1,"devad":1,"reg":0,"id":15}`, []string{`{"id":15,"error":"PHY A (sim:88e1512): sim: MMD 1 not present: no PHY answered","success":false}`}},
-		{"address out of range", `{"command":"mdio_read","phy":1,"address":32,"id":16}`, []string{`{"id":16,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
-		{"phy out of range", `{"command":"mdio_read","phy":4,"address":1,"id":17}`, []string{`{"id":17,"error":"mdio_read: parameter 'phy' out of range: 4 not in 1..3","success":false}`}},
-		{"value out of range", `{"command":"mdio_write","phy":1,"address":1,"value":65536,"id":18}`, []string{`{"id":18,"error":"mdio_write: parameter 'value' out of range: 65536 not in 0..65535","success":false}`}},
-		{"page out of range", `{"command":"mdio_read","phy":1,"address":1,"page":256,"id":19}`, []string{`{"id":19,"error":"mdio_read: parameter 'page' out of range: 256 not in -1..255","success":false}`}},
-		{"devad out of range", `{"command":"mdio_read_c45","phy":1,"devad":32,"reg":0,"id":20}`, []string{`{"id":20,"error":"mdio_read_c45: parameter 'devad' out of range: 32 not in 0..31","success":false}`}},
-		{"reg out of range", `{"command":"mdio_read_c45","phy":1,"devad":3,"reg":65536,"id":21}`, []string{`{"id":21,"error":"mdio_read_c45: parameter 'reg' out of range: 65536 not in 0..65535","success":false}`}},
-		{"missing address", `{"command":"mdio_read","phy":1,"id":22}`, []string{`{"id":22,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
-		{"not a number", `{"command":"mdio_read","phy":"one","address":1,"id":23}`, []string{`{"id":23,"error":"mdio_read: parameter 'phy' must be an integer, got \"one\"","success":false}`}},
-		{"unknown parameter", `{"command":"mdio_read","phy":1,"address":1,"bogus":1,"id":24}`, []string{`{"id":24,"error":"mdio_read: parameter 'bogus' is not supported","success":false}`}},
-		{"unknown command", `{"command":"foo","id":25}`, []string{`{"id":25,"error":"'foo' command not supported.","success":false}`}},
-		{"no command", `{"id":26}`, []string{`{"id":26,"error":"invalid command: does not contain mandatory 'command'","success":false}`}},
-		{"bad JSON", `{"command":"mdio_read",`, nil},
-		{"bad id", `{"command":"mdio_read","phy":1,"address":1,"id":"x"}`, nil},
-		{"json help search", `{"command":"help","search":"C45","id":27}`, []string{`{"id":27,"result":["mdio_read_c45 phy devad reg - read a Clause 45 MMD register","mdio_write_c45 phy devad reg value - write a Clause 45 MMD register"],"success":true}`}},
-		{"text form", `mdio_read 1 1`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
-		{"text named", `mdio_read --phy=1 --address=0x2`, []string{ev("321\n"), `{"id":-1,"success":true}`}},
-		{"text quotes and hex", `mdio_read "0x1" '0x01' # comment`, []string{ev("31049\n"), `{"id":-1,"success":true}`}},
-		{"text page", `mdio_read 1 1 1`, []string{ev("329\n"), `{"id":-1,"success":true}`}},
-		{"text both", `mdio_read 3 2`, []string{ev("result_phy0: 321\n"), ev("result_phy1: 8192\n"), `{"id":-1,"success":true}`}},
-		{"text write", `mdio_write 1 4 0x01e1`, []string{`{"id":-1,"success":true}`}},
-		{"text error", `mdio_read 1 99`, []string{`{"id":-1,"error":"mdio_read: parameter 'address' out of range: 99 not in 0..31","success":false}`}},
-		{"text unknown", `frobnicate 1`, []string{`{"id":-1,"error":"'frobnicate' command not supported. Try: help","success":false}`}},
-		{"text unterminated quote", `mdio_read "1 1`, []string{`{"id":-1,"error":"unterminated quote","success":false}`}},
-		{"text help search", `help c45`, []string{ev("mdio_read_c45 phy devad reg - read a Clause 45 MMD register\n"), ev("mdio_write_c45 phy devad reg value - write a Clause 45 MMD register\n"), `{"id":-1,"success":true}`}},
-		{"over-long line", `{"command":"mdio_read","phy":1,"address":1,"pad":"` + strings.Repeat("x", 5000) + `","id":28}`, []string{`{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		want []string // every line the request produces
+	}
+	tests := []row{
+		// help
+		{"help json", `{"command":"help","id":1}`, append(evs(help), `{"id":1,"success":true}`)},
+		{"help text", `help`, evs(help)},
+		{"help text command", `help mdio_write`, evs(ctl.NoseHelp(reg.Commands(), "mdio_write", false))},
+		{"help text all", `help all`, evs(help)},
+		{"text --help", `mdio_read --help`, evs(ctl.NoseHelp([]*ctl.Command{mdioRead}, "mdio_read", true))},
+		// mdio_read
+		{"mdio_read json", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
+		{"mdio_read json no id", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
+		{"mdio_read json port A", `{"command":"mdio_read","phy":"A","address":1,"id":2}`, []string{`{"id":2,"result":31049,"success":true}`}},
+		{"mdio_read json port B", `{"command":"mdio_read","phy":"B","address":1,"id":2}`, []string{`{"id":2,"result":30829,"success":true}`}},
+		{"mdio_read json port AB", `{"command":"mdio_read","phy":"AB","address":0,"id":3}`, []string{`{"id":3,"result_phy0":4416,"result_phy1":12544,"success":true}`}},
+		{"mdio_read json phy 3", `{"command":"mdio_read","phy":3,"address":0,"id":3}`, []string{`{"id":3,"result_phy0":4416,"result_phy1":12544,"success":true}`}},
+		{"mdio_read json page", `{"command":"mdio_read","phy":1,"address":1,"page":1,"id":5}`, []string{`{"id":5,"result":329,"success":true}`}},
+		{"mdio_read json page restored", `{"command":"mdio_read","phy":1,"address":22,"id":6}`, []string{`{"id":6,"result":0,"success":true}`}},
+		{"mdio_read json page nop", `{"command":"mdio_read","phy":1,"address":1,"page":"nop","id":7}`, []string{`{"id":7,"result":31049,"success":true}`}},
+		{"mdio_read json page -1", `{"command":"mdio_read","phy":1,"address":1,"page":-1,"id":7}`, []string{`{"id":7,"result":31049,"success":true}`}},
+		{"mdio_read json hex strings", `{"command":"mdio_read","phy":"0x1","address":"0x3","id":8}`, []string{`{"id":8,"result":3537,"success":true}`}},
+		{"mdio_read json unknown keys", `{"command":"mdio_read","phy":1,"address":1,"bogus":1,"update":true,"id":24}`, []string{`{"id":24,"result":31049,"success":true}`}},
+		{"mdio_read text", `mdio_read 1 1`, []string{ev("result: value=0x7949\n")}},
+		{"mdio_read text port A", `mdio_read A 1`, []string{ev("result: value=0x7949\n")}},
+		{"mdio_read text port b", `mdio_read b 1`, []string{ev("result: value=0x786d\n")}},
+		{"mdio_read text both", `mdio_read AB 0`, []string{ev("result: value=0x1140/0x3100\n")}},
+		{"mdio_read text page", `mdio_read A 1 1`, []string{ev("result: value=0x0149\n")}},
+		{"mdio_read text page nop", `mdio_read A 1 nop`, []string{ev("result: value=0x7949\n")}},
+		{"mdio_read text named", `mdio_read --phy=A --address 0x2`, []string{ev("result: value=0x0141\n")}},
+		{"mdio_read text quoted", `mdio_read "A" '0x01'`, []string{ev("result: value=0x7949\n")}},
+		// mdio_write
+		{"mdio_write json paged", `{"command":"mdio_write","phy":"A","address":16,"value":"0xBEEF","page":3,"id":9}`, []string{ev("success\n"), `{"id":9,"success":true}`}},
+		{"mdio_write read back", `{"command":"mdio_read","phy":1,"address":16,"page":3,"id":10}`, []string{`{"id":10,"result":48879,"success":true}`}},
+		{"mdio_write page 0 untouched", `{"command":"mdio_read","phy":1,"address":16,"id":11}`, []string{`{"id":11,"result":12400,"success":true}`}},
+		{"mdio_write text", `mdio_write A 4 0x01e1`, []string{ev("success\n")}},
+		{"mdio_write text both", `mdio_write AB 22 0 nop`, []string{ev("success\n")}},
+		// hw_info
+		{"hw_info json", `{"command":"hw_info","id":3}`, append(evs(hwInfo), `{"id":3,"success":true}`)},
+		{"hw_info json update", `{"command":"hw_info","update":true,"id":4}`, append(evs(hwInfo), `{"id":4,"success":true}`)},
+		{"hw_info text", `hw_info`, evs(hwInfo)},
+		// mdiod's own commands
+		{"c45 read", `{"command":"mdio_read_c45","phy":"A","devad":3,"reg":2,"id":12}`, []string{`{"id":12,"result":321,"success":true}`}},
+		{"c45 write", `{"command":"mdio_write_c45","phy":1,"devad":7,"reg":60,"value":2,"id":13}`, []string{ev("success\n"), `{"id":13,"success":true}`}},
+		{"c45 read text", `mdio_read_c45 A 7 60`, []string{ev("result: value=0x0002\n")}},
+		{"c45 absent MMD", `{"command":"mdio_read_c45","phy":1,"devad":1,"reg":0,"id":15}`, []string{errEv("PHY A (sim:88e1512): sim: MMD 1 not present: no PHY answered"), `{"id":15,"error":"PHY A (sim:88e1512): sim: MMD 1 not present: no PHY answered","success":false}`}},
+		{"hw-info-get", `{"command":"hw-info-get","id":3}`, []string{`{"id":3,"ports":[{"backend":"sim:88e1512","phy":1,"phy_id":"0x01410dd1","port":"A"},{"backend":"sim:generic100","phy":2,"phy_id":"0x20005c90","port":"B"}],"success":true}`}},
+		// ids as nose computes them
+		{"id fraction", `{"command":"mdio_read","phy":1,"address":1,"id":4.5}`, []string{`{"id":4,"result":31049,"success":true}`}},
+		{"id string", `{"command":"mdio_read","phy":1,"address":1,"id":"x"}`, []string{`{"id":-1,"result":31049,"success":true}`}},
+		{"id null", `{"command":"mdio_read","phy":1,"address":1,"id":null}`, []string{`{"id":-1,"result":31049,"success":true}`}},
+		{"id large", `{"id":9007199254740993,"command":"mdio_read","phy":1,"address":2}`, []string{`{"id":9007199254740993,"result":321,"success":true}`}},
+		// errors
+		{"address out of range", `{"command":"mdio_read","phy":1,"address":32,"id":16}`, []string{errEv("mdio_read: parameter 'address' out of range: 32 not in 0..31"), `{"id":16,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
+		{"phy none", `{"command":"mdio_read","phy":"none","address":1,"id":17}`, []string{errEv("mdio_read: parameter 'phy' out of range: 0 not in 1..3"), `{"id":17,"error":"mdio_read: parameter 'phy' out of range: 0 not in 1..3","success":false}`}},
+		{"missing address", `{"command":"mdio_read","phy":1,"id":22}`, []string{errEv("mdio_read: parameter 'address' is missing"), `{"id":22,"error":"mdio_read: parameter 'address' is missing","success":false}`}},
+		{"not a number", `{"command":"mdio_read","phy":"one","address":1,"id":23}`, []string{errEv(`mdio_read: parameter 'phy' must be an integer, got "one"`), `{"id":23,"error":"mdio_read: parameter 'phy' must be an integer, got \"one\"","success":false}`}},
+		{"unknown command", `{"command":"foo","id":25}`, []string{errEv("command foo not found"), `{"id":25,"error":"command foo not found","success":false}`}},
+		{"no command", `{"id":26}`, []string{errEv("missing command name"), `{"id":26,"error":"missing command name","success":false}`}},
+		{"bad JSON", `{"command":"mdio_read",`, []string{errEv("invalid JSON: unexpected end of JSON input"), `{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
+		{"text error", `mdio_read 1 99`, []string{errEv("mdio_read: parameter 'address' out of range: 99 not in 0..31")}},
+		{"text unknown", `frobnicate 1`, []string{errEv("command frobnicate not found")}},
+		{"text unused", `mdio_read 1 1 1 1`, []string{errEv("unused arguments starting with '1'.")}},
+		{"text unknown option", `mdio_read --bogus=1`, []string{errEv("parameter --bogus not found")}},
+		{"text comment", `# mdio_read 1 1`, nil},
+		{"over-long line", `{"command":"mdio_read","phy":1,"address":1,"pad":"` + strings.Repeat("x", 5000) + `","id":28}`, []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
 		{"alive after errors", `{"command":"mdio_read","phy":1,"address":1,"id":29}`, []string{`{"id":29,"result":31049,"success":true}`}},
+	}
+	for i, name := range daemon.HardwareCommandNames() {
+		msg := name + " needs the Ethernet Debugger hardware; mdiod drives the board's own PHYs over MDIO"
+		tests = append(tests,
+			row{name + " json", fmt.Sprintf(`{"command":%q,"phy":"AB","id":%d}`, name, 100+i), []string{errEv(msg), fmt.Sprintf(`{"id":%d,"error":%q,"success":false}`, 100+i, msg)}},
+			row{name + " text", name + " AB --num=inf", []string{errEv(msg)}})
 	}
 	for _, tc := range tests {
 		got := withoutLinkEvents(exchange(t, c, tc.req))
-		if tc.want == nil {
-			last := got[len(got)-1]
-			var r struct {
-				ID      *int64 `json:"id"`
-				Error   string `json:"error"`
-				Success *bool  `json:"success"`
-			}
-			if err := json.Unmarshal([]byte(last), &r); err != nil || r.ID == nil || *r.ID != -1 || r.Error == "" || r.Success == nil || *r.Success {
-				t.Errorf("%s: reply %q, want an error reply with id -1", tc.name, last)
-			}
-			continue
-		}
 		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 			t.Errorf("%s: %s\n got %q\nwant %q", tc.name, tc.req, got, tc.want)
 		}
 	}
 }
 
-// TestTextHelp checks "--help" and the help list of the text form.
-func TestTextHelp(t *testing.T) {
-	d := start(t, hooks{})
-	c := dial(t, d.ipc)
-	got := strings.Join(withoutLinkEvents(exchange(t, c, "mdio_read --help")), "\n")
-	for _, want := range []string{"usage: mdio_read phy address [page]", "--page=INT", "result_phy0", `{"id":-1,"success":true}`} {
-		if !strings.Contains(got, want) {
-			t.Errorf("mdio_read --help lacks %q:\n%s", want, got)
-		}
-	}
-	got = strings.Join(withoutLinkEvents(exchange(t, c, "help")), "\n")
-	for _, want := range []string{"phy_status phy", "hw_info", "exit", "mdio_write phy address value [page]", "events-get"} {
-		if !strings.Contains(got, want) {
-			t.Errorf("help lacks %q:\n%s", want, got)
-		}
-	}
-}
-
-// TestStatusAndInfo checks phy_status and hw_info over IPC.
+// TestStatusAndInfo checks phy_status and hw-info-get over IPC.
 func TestStatusAndInfo(t *testing.T) {
 	d := start(t, hooks{})
 	d.sim(t, 0).SetLink(true, 1000, false)
@@ -247,10 +291,10 @@ func TestStatusAndInfo(t *testing.T) {
 	if both.Phy1["speed"] != float64(100) || both.Phy1["oui"] != "08:00:17" || both.Phy0["role"] != "slave" {
 		t.Errorf("phy_status 3: %s", got[0])
 	}
-	got = withoutLinkEvents(exchange(t, c, `{"command":"hw_info","id":3}`))
+	got = withoutLinkEvents(exchange(t, c, `{"command":"hw-info-get","id":3}`))
 	want = `{"id":3,"ports":[{"backend":"sim:88e1512","phy":1,"phy_id":"0x01410dd1","port":"A"},{"backend":"sim:generic100","phy":2,"phy_id":"0x20005c90","port":"B"}],"success":true}`
 	if got[0] != want {
-		t.Errorf("hw_info\n got %s\nwant %s", got[0], want)
+		t.Errorf("hw-info-get\n got %s\nwant %s", got[0], want)
 	}
 }
 
@@ -261,8 +305,8 @@ func TestPortNotConfigured(t *testing.T) {
 	for _, phy := range []int{2, 3} {
 		got := withoutLinkEvents(exchange(t, c, fmt.Sprintf(`{"command":"mdio_read","phy":%d,"address":1,"id":1}`, phy)))
 		want := fmt.Sprintf(`{"id":1,"error":"phy %d: port B is not configured (configured: A=1)","success":false}`, phy)
-		if got[0] != want {
-			t.Errorf("phy %d: %s, want %s", phy, got[0], want)
+		if last(got) != want {
+			t.Errorf("phy %d: %s, want %s", phy, last(got), want)
 		}
 	}
 }
@@ -471,7 +515,7 @@ func TestSocat(t *testing.T) {
 	d := start(t, hooks{})
 	tests := []struct{ in, want string }{
 		{`{"command":"mdio_read","phy":1,"address":1,"id":1}`, `{"id":1,"result":31049,"success":true}`},
-		{`mdio_read 1 2`, ev("321\n") + "\n" + `{"id":-1,"success":true}`},
+		{`mdio_read A 2`, ev("result: value=0x0141\n")},
 	}
 	for _, tc := range tests {
 		cmd := exec.Command("socat", "-", "UNIX-CONNECT:"+d.ipc)
@@ -592,8 +636,8 @@ func TestHotplug(t *testing.T) {
 		return hp.detached
 	})
 	got := withoutLinkEvents(exchange(t, c, read))
-	if want := `{"id":1,"error":"PHY A (sim:88e1512): ioctl tbx0: interface is gone","success":false}`; got[0] != want {
-		t.Errorf("detached: %s, want %s", got[0], want)
+	if want := `{"id":1,"error":"PHY A (sim:88e1512): ioctl tbx0: interface is gone","success":false}`; last(got) != want {
+		t.Errorf("detached: %s, want %s", last(got), want)
 	}
 	hp.mu.Lock()
 	hp.gone = false
@@ -634,8 +678,8 @@ func TestIoctlLate(t *testing.T) {
 	c := dial(t, d.ipc)
 	got := withoutLinkEvents(exchange(t, c, `{"command":"mdio_read","phy":1,"address":1,"id":1}`))
 	want := `{"id":1,"error":"PHY A (ioctl:` + ifname + `:1): ioctl:` + ifname + `: SIOCGMIIREG reg 1: interface is gone","success":false}`
-	if got[0] != want {
-		t.Fatalf("before the interface exists:\n got %s\nwant %s", got[0], want)
+	if last(got) != want {
+		t.Fatalf("before the interface exists:\n got %s\nwant %s", last(got), want)
 	}
 	// Port B works meanwhile.
 	if got := withoutLinkEvents(exchange(t, c, `{"command":"mdio_read","phy":2,"address":2,"id":2}`)); got[0] != `{"id":2,"result":8192,"success":true}` {
@@ -650,7 +694,7 @@ func TestIoctlLate(t *testing.T) {
 	t.Cleanup(func() { exec.Command("ip", "link", "del", ifname).Run() })
 	want = `{"id":3,"error":"PHY A (ioctl:` + ifname + `:1): ioctl:` + ifname + `: SIOCGMIIREG reg 1: operation not supported","success":false}`
 	testutil.WaitFor(t, "port A attached", 10*time.Second, func() bool {
-		return withoutLinkEvents(exchange(t, c, `{"command":"mdio_read","phy":1,"address":1,"id":3}`))[0] == want
+		return last(withoutLinkEvents(exchange(t, c, `{"command":"mdio_read","phy":1,"address":1,"id":3}`))) == want
 	})
 	if !strings.Contains(d.log.String(), `msg="port attached" port=A interface=`+ifname) {
 		t.Errorf("the attach is not logged:\n%s", d.log)
@@ -694,26 +738,50 @@ func TestIPCConnect(t *testing.T) {
 	}
 }
 
-// TestExit checks that exit over IPC stops the daemon with status 0 and
-// removes its sockets.
+// TestExit checks that exit, in both forms, stops the daemon with
+// status 0 as nose's exit ends nose: the JSON form gets its bare reply,
+// the text form nothing, then the connection ends and the sockets are
+// removed.
 func TestExit(t *testing.T) {
-	d := start(t, hooks{})
-	c := dial(t, d.ipc)
-	got := withoutLinkEvents(exchange(t, c, `{"command":"exit","id":5}`))
-	if got[0] != `{"id":5,"text":"Shutting down.","success":true}` {
-		t.Errorf("exit reply %s", got[0])
-	}
-	select {
-	case err := <-d.done:
-		if err != nil {
-			t.Errorf("run returned %v", err)
-		}
-		d.done <- nil
-	case <-time.After(10 * time.Second):
-		t.Fatal("mdiod did not exit")
-	}
-	if _, err := os.Stat(d.ipc); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("IPC socket left behind: %v", err)
+	for _, tc := range []struct{ req, reply string }{
+		{`{"command":"exit","id":5}`, `{"id":5,"success":true}`},
+		{`exit`, ""},
+	} {
+		t.Run(tc.req, func(t *testing.T) {
+			d := start(t, hooks{})
+			c := dial(t, d.ipc)
+			if err := c.Send(tc.req); err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for {
+				l, err := c.ReadLine()
+				if err != nil {
+					break
+				}
+				got = append(got, string(l))
+			}
+			got = withoutLinkEvents(got)
+			want := []string{}
+			if tc.reply != "" {
+				want = append(want, tc.reply)
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("exit output %q, want %q", got, want)
+			}
+			select {
+			case err := <-d.done:
+				if err != nil {
+					t.Errorf("run returned %v", err)
+				}
+				d.done <- nil
+			case <-time.After(10 * time.Second):
+				t.Fatal("mdiod did not exit")
+			}
+			if _, err := os.Stat(d.ipc); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("IPC socket left behind: %v", err)
+			}
+		})
 	}
 }
 
