@@ -823,3 +823,133 @@ func TestRouterSendBatch(t *testing.T) {
 		t.Errorf("stats after a refused batch: %+v", st)
 	}
 }
+
+// busyWire is a binding.Backpressure wire whose queue is full until
+// free is called, and whose link may be down.
+type busyWire struct {
+	wire
+	mu   sync.Mutex
+	full bool
+	down bool
+	room chan struct{}
+}
+
+func (b *busyWire) Room() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.room == nil {
+		b.room = make(chan struct{})
+	}
+	return b.room
+}
+
+func (b *busyWire) SendBatch(pkts [][]byte) error {
+	b.mu.Lock()
+	full, down := b.full, b.down
+	b.mu.Unlock()
+	switch {
+	case down:
+		return binding.ErrLinkDown
+	case full:
+		return binding.ErrBusy
+	}
+	for _, p := range pkts {
+		b.wire.Send(p)
+	}
+	return nil
+}
+
+// set changes the state and wakes the waiters, as a draining queue or a
+// link coming up does.
+func (b *busyWire) set(full, down bool) {
+	b.mu.Lock()
+	b.full, b.down = full, down
+	if b.room != nil {
+		close(b.room)
+		b.room = nil
+	}
+	b.mu.Unlock()
+}
+
+// TestRouterBackpressure: a client's message waits while the binding is
+// busy or down and goes out once it has room; it is dropped as
+// send-timeout only when the binding stays stuck, and at once when ctx
+// ends. A control reply from the receive path never waits.
+func TestRouterBackpressure(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		full, down bool
+		release    bool // the binding recovers after a while
+		cancel     bool
+		drop       string
+	}{
+		{name: "full, then room", full: true, release: true},
+		{name: "down, then up", down: true, release: true},
+		{name: "full for good", full: true, drop: DropSendTimeout},
+		{name: "down for good", down: true, drop: DropSendTimeout},
+		{name: "full, ctx ends", full: true, cancel: true, drop: DropSend},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &busyWire{wire: wire{name: "w", mtu: 64}}
+			w.set(tc.full, tc.down)
+			r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}, SendTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- r.Send(ctx, nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{1}}) }()
+			// Progress that does not make room restarts the timeout:
+			// wake the waiter a few times over longer than it.
+			for range 4 {
+				time.Sleep(100 * time.Millisecond)
+				w.set(tc.full, tc.down)
+			}
+			switch {
+			case tc.release:
+				w.set(false, false)
+			case tc.cancel:
+				cancel()
+			}
+			err = <-done
+			st := r.Stats()
+			if st.SendWaits != 1 {
+				t.Errorf("send-waits %d, want 1", st.SendWaits)
+			}
+			if tc.drop == "" {
+				if err != nil || len(w.take()) != 1 || len(st.Drops) != 0 {
+					t.Fatalf("err %v, drops %v", err, st.Drops)
+				}
+				return
+			}
+			if err == nil || st.Drops[tc.drop] != 1 || len(w.take()) != 0 {
+				t.Fatalf("err %v, drops %v", err, st.Drops)
+			}
+			if tc.drop == DropSendTimeout && time.Since(start) < 600*time.Millisecond {
+				t.Errorf("dropped after %v, before the last wake-up plus the timeout", time.Since(start))
+			}
+		})
+	}
+	// The receive path: a Get EID reply to a full binding is dropped at
+	// once, not waited for.
+	w := &busyWire{wire: wire{name: "w", mtu: 64}}
+	w.set(true, false)
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
+	if st := r.Stats(); st.Drops[DropSend] != 1 || st.SendWaits != 0 {
+		t.Fatalf("reply to a full binding: %+v", st)
+	}
+	// A message over 64 KiB is never handed to the binding.
+	w.set(false, false)
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: make([]byte, MaxMessage)}); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("65537-byte message: %v", err)
+	}
+	if st := r.Stats(); st.Drops[DropTxTooBig] != 1 || len(w.take()) != 0 {
+		t.Fatalf("too big: %+v", st)
+	}
+}
