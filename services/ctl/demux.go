@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -25,8 +26,10 @@ const (
 	DefaultDemuxQueueMsgs  = 512
 	DefaultDemuxQueueBytes = 4 << 20
 	// DefaultDemuxMaxMessage is the largest client datagram accepted:
-	// an MCTP message of 64 KiB plus the address and type bytes.
-	DefaultDemuxMaxMessage = 64<<10 + 2
+	// the address byte and an MCTP message (type byte included) of
+	// 64 KiB, the most libmctp and mctpd reassemble, so that nothing a
+	// client sends is put on the wire only to be dropped by the far side.
+	DefaultDemuxMaxMessage = 64<<10 + 1
 )
 
 // DemuxClientID identifies one registered client connection of a
@@ -55,9 +58,12 @@ type DemuxMessage struct {
 // an MCTP binding; LoopbackRouter only delivers to local clients.
 //
 // Send is called from each client's reader goroutine, so it may run
-// concurrently and must be safe for that; it should not block for long,
-// as that client's further messages wait meanwhile (other clients do
-// not). m.Body is freshly allocated for each call and owned by the
+// concurrently and must be safe for that. It may block while the
+// message's route is busy: that client's further messages wait
+// meanwhile, unread in its socket, which pushes back on the client
+// (other clients do not wait); this is the demux's flow control, and
+// mctpd's router uses it instead of dropping. It should return once ctx
+// ends. m.Body is freshly allocated for each call and owned by the
 // router from then on: it may keep or modify it. Messages for local
 // clients go back through d.Deliver. An error drops the message; the
 // demux counts and logs it.
@@ -71,15 +77,23 @@ var ErrNoRoute = errors.New("no route to destination")
 // LoopbackRouter is a router without a wire, as libmctp's demux daemon
 // behaves for its own EID: messages to Addr are delivered to local
 // clients of their type with source Addr; any other destination is
-// dropped.
+// dropped, and so is a message of a type byte alone (libmctp delivers
+// none under 2 bytes).
 type LoopbackRouter struct {
 	Addr byte
 }
+
+// ErrEmptyMessage is LoopbackRouter's error for a message without a
+// body.
+var ErrEmptyMessage = errors.New("message of a type byte only is not delivered")
 
 // Send implements Router.
 func (r LoopbackRouter) Send(_ context.Context, d *Demux, m DemuxMessage) error {
 	if m.Addr != r.Addr {
 		return fmt.Errorf("%w %d: loopback only (local address %d)", ErrNoRoute, m.Addr, r.Addr)
+	}
+	if len(m.Body) == 0 {
+		return ErrEmptyMessage
 	}
 	d.DeliverTag(r.Addr, m.Tag, m.Type, m.Body)
 	return nil
@@ -424,15 +438,21 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 				reset = true
 				continue
 			}
-			if !errors.Is(err, net.ErrClosed) && !c.killed() {
+			switch {
+			case errors.Is(err, net.ErrClosed) || c.killed():
+				// We closed it: overflow, shutdown, a failed write.
+			case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+				// A client closing is no failure.
+				d.log.Debug("demux: client disconnected", "type", typ, "pid", cred.PID, "err", err)
+			default:
 				d.log.Info("demux: client read failed; disconnecting", "type", typ, "pid", cred.PID, "err", err)
 			}
 			return
 		}
 		if n == 0 {
 			// libmctp treats a zero-length datagram (or EOF) as a
-			// disconnect.
-			d.log.Info("demux: client disconnected", "type", typ, "pid", cred.PID)
+			// disconnect; it is how a client closes normally.
+			d.log.Debug("demux: client disconnected", "type", typ, "pid", cred.PID)
 			return
 		}
 		if flags&syscall.MSG_TRUNC != 0 {

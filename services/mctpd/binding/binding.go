@@ -3,7 +3,20 @@
 // SMBus/I2C and the local null binding.
 package binding
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// Send errors a binding wraps, so that the core can tell a medium that
+// is only busy or down for now (worth waiting for, see Backpressure)
+// from a packet that cannot be sent at all.
+var (
+	// ErrBusy: the send queue is full; the medium is draining it.
+	ErrBusy = errors.New("send queue full")
+	// ErrLinkDown: the medium is not open now; it is being retried.
+	ErrLinkDown = errors.New("link down")
+)
 
 // BaselineMTU is the MCTP baseline transmission unit: 64 bytes of payload
 // after the 4-byte transport header (a 68-byte packet).
@@ -50,4 +63,18 @@ type BatchBinding interface {
 	// never with an empty one. Each packet is the callee's; the slice
 	// holding them is reused once deliver returns.
 	RunBatches(ctx context.Context, deliver func(pkts [][]byte)) error
+}
+
+// Backpressure is a BatchSender whose full queue can be waited for, so
+// that a message a local client handed over is held back rather than
+// dropped while the line is busy: the core retries SendBatch whenever
+// Room's channel closes, and meanwhile reads nothing more from the
+// clients sending on this binding, whose sockets then push back.
+type Backpressure interface {
+	BatchSender
+	// Room returns a channel that is closed the next time the binding
+	// frees room in its send queue or its link comes up. Take it before
+	// the SendBatch that may fail with ErrBusy or ErrLinkDown: a release
+	// between the two then still wakes the caller.
+	Room() <-chan struct{}
 }

@@ -47,7 +47,7 @@ const (
 
 // ErrQueueFull is returned by Send when the bus goroutine is a whole queue
 // behind; the core drops the packet rather than wait for the bus.
-var ErrQueueFull = errors.New("i2c: send queue full")
+var ErrQueueFull = fmt.Errorf("i2c: %w", binding.ErrBusy)
 
 // PEC is the SMBus packet error code: CRC-8, polynomial x^8+x^2+x+1,
 // initial value 0, no reflection.

@@ -29,6 +29,14 @@ const (
 
 	ctrlRq = 0x80
 	ctrlD  = 0x40
+	// ctrlInstance masks the instance ID of byte 1; bit 5 is reserved
+	// and, as in libmctp, not echoed.
+	ctrlInstance = 0x1f
+
+	// CmdFirstTransport and CmdLastTransport bound the commands DSP0236
+	// leaves to the transport bindings.
+	CmdFirstTransport = 0xF0
+	CmdLastTransport  = 0xFF
 )
 
 // versions is Get Version Support's answer for the control type (and
@@ -58,12 +66,25 @@ func IsRequest(msg []byte) bool {
 	return len(msg) >= 3 && msg[0] == TypeControl && msg[1]&(ctrlRq|ctrlD) == ctrlRq
 }
 
+// IsTransportCommand reports whether the control message msg carries a
+// transport-specific command (0xF0-0xFF). The responder does not answer
+// them: libmctp hands them to the binding's own handler and stays silent
+// without one, and neither DSP0253 nor mctpd's I2C binding defines any.
+// The router hands such requests to the demux clients registered for
+// control messages (TypeControlReplies) instead, so that a program can
+// implement a binding's commands (a tagged client can answer with the
+// request's tag).
+func IsTransportCommand(msg []byte) bool {
+	return len(msg) >= 3 && msg[0] == TypeControl && msg[2] >= CmdFirstTransport
+}
+
 // Respond returns the reply to the control request msg (IsRequest must
-// hold): byte 1 is the instance ID with Rq cleared, and the completion
-// code follows the command byte.
+// hold): byte 1 is the request's instance ID (Rq, D and the reserved bit
+// cleared, as libmctp masks it), and the completion code follows the
+// command byte.
 func (r *Responder) Respond(msg []byte) []byte {
 	cmd := msg[2]
-	out := []byte{TypeControl, msg[1] &^ ctrlRq, cmd}
+	out := []byte{TypeControl, msg[1] & ctrlInstance, cmd}
 	fail := func(cc byte) []byte { return append(out, cc) }
 	switch cmd {
 	case CmdSetEID:

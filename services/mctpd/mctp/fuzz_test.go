@@ -17,6 +17,8 @@ func FuzzReassembly(f *testing.F) {
 	f.Add([]byte("\x06\x01\x08\x09\x88\x01\x02\x05\x01\x08\x09\x18\x03\x05\x01\x08\x09\x68\x04"))
 	f.Add([]byte("\x05\x01\x08\x09\x88\x01\x05\x01\x08\x09\x28\x02\x05\x01\x08\x09\x98\x03"))
 	f.Add([]byte("\x04\x01\x08\xff\xc8\x04\x01\x0a\x09\xc8\x03\x01\x08\x09"))
+	f.Add([]byte("\x07\x01\x08\x09\xc8\x00\xa3\x02\x07\x01\x08\x09\xc8\x00\x80\xf0"))
+	f.Add([]byte("\x05\x01\x08\x09\xc8\x05\x05\x01\x08\x09\xa8\x01\x05\x01\x08\x09\x78\x02"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		clk := &fakeClock{t: time.Unix(0, 0)}
 		w := &wire{name: "w", mtu: binding.BaselineMTU}
@@ -60,6 +62,12 @@ func FuzzReassembly(f *testing.F) {
 		for _, p := range append(w.take(), a.take()...) {
 			if len(p) > HeaderLen+binding.BaselineMTU {
 				t.Fatalf("reply packet of %d bytes", len(p))
+			}
+			// Only the responder sends here: a whole control reply,
+			// TO clear, instance masked with 0x1f (Rq, D and the
+			// reserved bit clear), never to a transport command.
+			if len(p) < HeaderLen+4 || p[3]&0xc8 != 0xc0 || p[4] != TypeControl || p[5]&^0x1f != 0 || p[6] >= CmdFirstTransport {
+				t.Fatalf("reply % x", p)
 			}
 		}
 		if len(data) == 0 {

@@ -422,14 +422,30 @@ func TestRouterReceive(t *testing.T) {
 		drop     string
 	}{
 		{"get eid", "01 08 09 c8 00 80 02", []string{"01 09 08 c0 00 00 02 00 08 01 00"}, ""},
-		{"get eid tag 5 to broadcast", "01 ff 09 cd 00 81 02", []string{"01 09 08 c5 00 01 02 00 08 01 00"}, ""},
-		{"get eid to null eid", "01 00 09 c8 00 80 02", []string{"01 09 08 c0 00 00 02 00 08 01 00"}, ""},
-		{"unsupported", "01 08 09 c8 00 80 77", []string{"01 09 08 c0 00 00 77 05"}, ""},
+		// Each reply continues the binding's sequence (libmctp's
+		// per-bus tx_seq): 0, 1, 2, 3, then 0 again.
+		{"get eid tag 5 to broadcast", "01 ff 09 cd 00 81 02", []string{"01 09 08 d5 00 01 02 00 08 01 00"}, ""},
+		{"get eid to null eid", "01 00 09 c8 00 80 02", []string{"01 09 08 e0 00 00 02 00 08 01 00"}, ""},
+		{"unsupported", "01 08 09 c8 00 80 77", []string{"01 09 08 f0 00 00 77 05"}, ""},
 		{"request without TO", "01 08 09 c0 00 80 02", nil, DropNoClient},
 		{"src broadcast", "01 08 ff c8 00 80 02", nil, DropSrcBroadcast},
 		{"dest elsewhere", "01 0a 09 c8 00 80 02", nil, DropDest},
 		{"short", "01 08 09", nil, DropShort},
 		{"version", "02 08 09 c8 00 80 02", nil, DropVersion},
+		// The instance byte of a reply is the request's masked with
+		// 0x1f: the reserved bit 5 (and D) are not echoed.
+		{"reserved instance bit", "01 08 09 c8 00 a3 02", []string{"01 09 08 c0 00 03 02 00 08 01 00"}, ""},
+		{"reserved bit, instance 31", "01 08 09 c8 00 bf 05", []string{"01 09 08 d0 00 1f 05 00 01 00"}, ""},
+		// Transport-specific commands get no reply, as from libmctp
+		// without a binding handler; they go to control clients.
+		{"transport command f0", "01 08 09 c8 00 80 f0", nil, DropNoClient},
+		{"transport command ff", "01 08 09 c8 00 80 ff 01 02", nil, DropNoClient},
+		{"command ef is answered", "01 08 09 c8 00 80 ef", []string{"01 09 08 e0 00 00 ef 05"}, ""},
+		// A message of its type byte alone is dropped, as libmctp's
+		// demux daemon delivers nothing under 2 bytes.
+		{"type byte only", "01 08 09 c8 05", nil, DropShortMessage},
+		{"control type byte only", "01 08 09 c8 00", nil, DropShortMessage},
+		{"two bytes are a message", "01 08 09 c8 05 01", nil, DropNoClient},
 	} {
 		before := r.Stats().Drops[tc.drop]
 		r.Receive(w, unhex(t, tc.in))
@@ -448,7 +464,7 @@ func TestRouterReceive(t *testing.T) {
 	}
 	// A Set EID request changes which destination is ours.
 	r.Receive(w, unhex(t, "01 00 09 c8 00 80 01 00 0a"))
-	if got := w.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 0a c0 00 00 01 00 00 0a 00")) {
+	if got := w.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 0a f0 00 00 01 00 00 0a 00")) {
 		t.Fatalf("set eid reply % x", got)
 	}
 	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
@@ -481,7 +497,8 @@ func TestRouterSend(t *testing.T) {
 	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1, Body: []byte{0x33}}); err != nil {
 		t.Errorf("to 30: %v", err)
 	}
-	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 1e 08 c8 01 33")) {
+	// The second message on a continues a's sequence: seq 1.
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 1e 08 d8 01 33")) {
 		t.Errorf("to 30: % x", got)
 	}
 	st := r.Stats()
@@ -559,7 +576,7 @@ func TestRouterForward(t *testing.T) {
 		{name: "two: src broadcast", s: two, from: "a", in: "01 09 ff c8 01 02", drop: DropSrcBroadcast},
 		{name: "two: own EID stays local", s: two, from: "a", in: "01 08 0a c8 00 80 02", reply: "01 0a 08 c0 00 00 02 00 08 01 00"},
 		{name: "two: broadcast stays local", s: two, from: "b", in: "01 ff 09 cb 00 81 02", reply: "01 09 08 c3 00 01 02 00 08 01 00"},
-		{name: "two: null EID stays local", s: two, from: "b", in: "01 00 09 c8 00 82 02", reply: "01 09 08 c0 00 02 02 00 08 01 00"},
+		{name: "two: null EID stays local", s: two, from: "b", in: "01 00 09 c8 00 82 02", reply: "01 09 08 d0 00 02 02 00 08 01 00"}, // b's second reply: seq 1
 		{name: "three: routed", s: three, from: "x", in: "01 09 0a c8 01", out: "y"},
 		{name: "three: routed from another", s: three, from: "z", in: "01 09 0a c8 01", out: "y"},
 		{name: "three: range", s: three, from: "x", in: "01 0b 09 c8 01", out: "z"},
@@ -804,5 +821,135 @@ func TestRouterSendBatch(t *testing.T) {
 	}
 	if st := r.Stats(); st.Drops[DropSend] != 1 || st.PacketsOut != 17 || st.MessagesOut != 1 {
 		t.Errorf("stats after a refused batch: %+v", st)
+	}
+}
+
+// busyWire is a binding.Backpressure wire whose queue is full until
+// free is called, and whose link may be down.
+type busyWire struct {
+	wire
+	mu   sync.Mutex
+	full bool
+	down bool
+	room chan struct{}
+}
+
+func (b *busyWire) Room() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.room == nil {
+		b.room = make(chan struct{})
+	}
+	return b.room
+}
+
+func (b *busyWire) SendBatch(pkts [][]byte) error {
+	b.mu.Lock()
+	full, down := b.full, b.down
+	b.mu.Unlock()
+	switch {
+	case down:
+		return binding.ErrLinkDown
+	case full:
+		return binding.ErrBusy
+	}
+	for _, p := range pkts {
+		b.wire.Send(p)
+	}
+	return nil
+}
+
+// set changes the state and wakes the waiters, as a draining queue or a
+// link coming up does.
+func (b *busyWire) set(full, down bool) {
+	b.mu.Lock()
+	b.full, b.down = full, down
+	if b.room != nil {
+		close(b.room)
+		b.room = nil
+	}
+	b.mu.Unlock()
+}
+
+// TestRouterBackpressure: a client's message waits while the binding is
+// busy or down and goes out once it has room; it is dropped as
+// send-timeout only when the binding stays stuck, and at once when ctx
+// ends. A control reply from the receive path never waits.
+func TestRouterBackpressure(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		full, down bool
+		release    bool // the binding recovers after a while
+		cancel     bool
+		drop       string
+	}{
+		{name: "full, then room", full: true, release: true},
+		{name: "down, then up", down: true, release: true},
+		{name: "full for good", full: true, drop: DropSendTimeout},
+		{name: "down for good", down: true, drop: DropSendTimeout},
+		{name: "full, ctx ends", full: true, cancel: true, drop: DropSend},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := &busyWire{wire: wire{name: "w", mtu: 64}}
+			w.set(tc.full, tc.down)
+			r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}, SendTimeout: 300 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			done := make(chan error, 1)
+			start := time.Now()
+			go func() { done <- r.Send(ctx, nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{1}}) }()
+			// Progress that does not make room restarts the timeout:
+			// wake the waiter a few times over longer than it.
+			for range 4 {
+				time.Sleep(100 * time.Millisecond)
+				w.set(tc.full, tc.down)
+			}
+			switch {
+			case tc.release:
+				w.set(false, false)
+			case tc.cancel:
+				cancel()
+			}
+			err = <-done
+			st := r.Stats()
+			if st.SendWaits != 1 {
+				t.Errorf("send-waits %d, want 1", st.SendWaits)
+			}
+			if tc.drop == "" {
+				if err != nil || len(w.take()) != 1 || len(st.Drops) != 0 {
+					t.Fatalf("err %v, drops %v", err, st.Drops)
+				}
+				return
+			}
+			if err == nil || st.Drops[tc.drop] != 1 || len(w.take()) != 0 {
+				t.Fatalf("err %v, drops %v", err, st.Drops)
+			}
+			if tc.drop == DropSendTimeout && time.Since(start) < 600*time.Millisecond {
+				t.Errorf("dropped after %v, before the last wake-up plus the timeout", time.Since(start))
+			}
+		})
+	}
+	// The receive path: a Get EID reply to a full binding is dropped at
+	// once, not waited for.
+	w := &busyWire{wire: wire{name: "w", mtu: 64}}
+	w.set(true, false)
+	r, err := New(Options{EID: 8, Bindings: []binding.Binding{w}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
+	if st := r.Stats(); st.Drops[DropSend] != 1 || st.SendWaits != 0 {
+		t.Fatalf("reply to a full binding: %+v", st)
+	}
+	// A message over 64 KiB is never handed to the binding.
+	w.set(false, false)
+	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: make([]byte, MaxMessage)}); !errors.Is(err, ErrTooBig) {
+		t.Fatalf("65537-byte message: %v", err)
+	}
+	if st := r.Stats(); st.Drops[DropTxTooBig] != 1 || len(w.take()) != 0 {
+		t.Fatalf("too big: %+v", st)
 	}
 }

@@ -99,6 +99,14 @@ func ParseHeader(pkt []byte) (Header, error) {
 // payload bytes, sequence numbers starting at 0 and counting mod 4. An
 // empty msg gives no packets: a message always carries its type byte.
 func Fragment(dest, src byte, to bool, tag uint8, msg []byte, mtu int) [][]byte {
+	return FragmentSeq(dest, src, to, tag, msg, mtu, 0)
+}
+
+// FragmentSeq is Fragment with the first packet's sequence number given:
+// the router continues each binding's sequence from one message to the
+// next, as libmctp's core does with its per-bus tx_seq (a receiver
+// takes the SOM's number as the start, so either reassembles).
+func FragmentSeq(dest, src byte, to bool, tag uint8, msg []byte, mtu int, seq uint8) [][]byte {
 	if len(msg) == 0 || mtu <= 0 {
 		return nil
 	}
@@ -110,7 +118,7 @@ func Fragment(dest, src byte, to bool, tag uint8, msg []byte, mtu int) [][]byte 
 	buf := make([]byte, 0, n*HeaderLen+len(msg))
 	for i := 0; i < n; i++ {
 		part := msg[i*mtu : min((i+1)*mtu, len(msg))]
-		h := Header{Dest: dest, Src: src, SOM: i == 0, EOM: i == n-1, Seq: uint8(i) & seqMask, TO: to, Tag: tag & tagMask}
+		h := Header{Dest: dest, Src: src, SOM: i == 0, EOM: i == n-1, Seq: (seq + uint8(i)) & seqMask, TO: to, Tag: tag & tagMask}
 		start := len(buf)
 		buf = append(h.Append(buf), part...)
 		pkts = append(pkts, buf[start:len(buf):len(buf)])

@@ -32,7 +32,10 @@ const (
 	DropLoop         = "loop"           // the route leads back out of the binding the packet came in on
 	DropMTU          = "mtu"            // forwarded packet's payload over the out binding's MTU
 	DropForwardSend  = "forward-send"   // the out binding refused a forwarded packet (queue full, link down)
-	DropSend         = "send-error"     // the binding refused a packet
+	DropSend         = "send-error"     // the binding refused a message for good (not busy: bad length, link gone at shutdown, no medium)
+	DropSendTimeout  = "send-timeout"   // a local client's message waited longer than the send timeout for a binding that made no progress (link down, line stuck)
+	DropTxTooBig     = "tx-too-big"     // a local client's message over 64 KiB, never put on the wire
+	DropShortMessage = "short-message"  // a message of its type byte only, inbound or looped back (libmctp delivers none under 2 bytes)
 	DropNoClient     = "no-client"      // inbound message no client registered for
 	DropTagByte      = "tag-byte"       // tagged client's tag byte neither 0x88 nor 0..7
 	DropTagExhausted = "tag-exhausted"  // tagged client's request while every tag for its destination is outstanding

@@ -71,8 +71,18 @@ type Options struct {
 	Reassembly ReassemblerOptions
 	// Tags tunes the tag allocator of tagged clients (timeout, clock).
 	Tags TagOptions
-	Log  *slog.Logger
+	// SendTimeout is how long a local client's message waits for a
+	// binding that makes no progress (a queue that does not drain, a
+	// link that stays down) before it is dropped as DropSendTimeout;
+	// 0 means DefaultSendTimeout. A binding that drains restarts it.
+	SendTimeout time.Duration
+	Log         *slog.Logger
 }
+
+// DefaultSendTimeout is Options.SendTimeout's default: longer than the
+// serial binding's write timeout and a reopen of a vanished tty, so that
+// a short outage costs nothing.
+const DefaultSendTimeout = 10 * time.Second
 
 // TypeControlReplies is the registration byte under which demux
 // clients receive control messages that are not requests to this
@@ -113,6 +123,20 @@ const TypeControlReplies = 0x80
 // out binding's MTU (DropMTU: bridges do not refragment) and when the
 // out binding refuses it (DropForwardSend: Send never blocks, so a full
 // queue is a drop, not a stall of the receive path).
+//
+// Back-pressure: a local client's message is never dropped because its
+// binding's queue is full. On a binding.Backpressure binding (serial)
+// Send waits for room, so the demux reads nothing more from that client
+// meanwhile and its socket pushes back, as libmctp's blocking write
+// does; clients whose messages take other bindings, or loop back, go on
+// unhindered. The wait ends in a drop (DropSendTimeout) only when the
+// binding makes no progress for Options.SendTimeout: a link that stays
+// down, a line that does not drain. Control replies and forwarded
+// packets, which leave from a binding's receive path, never wait.
+//
+// Sequence numbers continue from one message to the next on each
+// binding, as libmctp's per-bus tx_seq does, for the messages this
+// endpoint originates (forwarded packets keep theirs).
 type Router struct {
 	log      *slog.Logger
 	eid      atomic.Uint32
@@ -126,13 +150,16 @@ type Router struct {
 	// forwarded counts packets per (in, out) binding pair, at
 	// in*len(list)+out, so the receive path takes no lock.
 	forwarded []atomic.Uint64
-	// sendMu, one per binding, keeps the packets of one locally
-	// originated message contiguous on that binding: clients send
-	// concurrently, all with tag 0, and interleaved packets would
-	// corrupt the far end's reassembly. Send never blocks, so the lock
-	// is held only while a message is queued. Forwarded packets do not
-	// take it: each is whole on its own and keyed by another source.
-	sendMu []sync.Mutex
+	// tx, one per binding, keeps the packets of one locally originated
+	// message contiguous on that binding (clients send concurrently, all
+	// with tag 0, and interleaved packets would corrupt the far end's
+	// reassembly) and holds the binding's next sequence number. Its lock
+	// is held only while a message is queued, never across a wait for
+	// room, so the receive path's control replies never stall behind a
+	// waiting client. Forwarded packets do not take it: each is whole on
+	// its own and keyed by another source.
+	tx          []txState
+	sendTimeout time.Duration
 
 	tags *Tags
 
@@ -140,9 +167,15 @@ type Router struct {
 	demux  *ctl.Demux
 	tagged *ctl.Demux
 
-	pktIn, pktOut, msgIn, msgOut atomic.Uint64
-	dropMu                       sync.Mutex
-	drops                        map[string]uint64
+	pktIn, pktOut, msgIn, msgOut, sendWaits atomic.Uint64
+	dropMu                                  sync.Mutex
+	drops                                   map[string]uint64
+}
+
+// txState is one binding's send lock and next sequence number.
+type txState struct {
+	mu  sync.Mutex
+	seq uint8
 }
 
 // New returns a Router; Run starts its bindings.
@@ -175,7 +208,11 @@ func New(opts Options) (*Router, error) {
 		}
 	}
 	r.forwarded = make([]atomic.Uint64, len(r.list)*len(r.list))
-	r.sendMu = make([]sync.Mutex, len(r.list))
+	r.tx = make([]txState, len(r.list))
+	r.sendTimeout = opts.SendTimeout
+	if r.sendTimeout <= 0 {
+		r.sendTimeout = DefaultSendTimeout
+	}
 	r.eid.Store(uint32(opts.EID))
 	ro := opts.Reassembly
 	if ro.Log == nil {
@@ -261,14 +298,24 @@ func (r *Router) clientTypes() []byte {
 	return ts
 }
 
+// ErrShortMessage is the error for a client's message to the local EID
+// that is only a type byte: libmctp's demux daemon delivers no message
+// under 2 bytes, so neither does mctpd.
+var ErrShortMessage = errors.New("mctp: message of a type byte only is not delivered")
+
 // Send implements ctl.Router: a client's message to the local EID is
 // looped back (control requests to the responder), any other goes out
-// on the routed binding.
-func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
+// on the routed binding, waiting while that binding is busy (see
+// Router).
+func (r *Router) Send(ctx context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
 	if d != nil && d.Tagged() {
-		return r.sendTagged(d, m)
+		return r.sendTagged(ctx, d, m)
 	}
 	own := r.EID()
+	if m.Addr == own && len(m.Body) == 0 {
+		r.drop(DropShortMessage)
+		return ErrShortMessage
+	}
 	if m.Addr == own && m.Type != TypeControl {
 		// Loopback of a non-control message: the demux copies the body
 		// into the frames it queues, so building the message first
@@ -284,14 +331,14 @@ func (r *Router) Send(_ context.Context, d *ctl.Demux, m ctl.DemuxMessage) error
 		r.inbound(nil, d, own, true, 0, msg)
 		return nil
 	}
-	return r.transmit(r.route(m.Addr), m.Addr, own, true, 0, msg)
+	return r.transmit(ctx, r.route(m.Addr), m.Addr, own, true, 0, msg, true)
 }
 
 // sendTagged sends a tagged client's message: a request (TagRequest)
 // with a tag allocated for its destination, or a response (0..7) with
 // exactly that tag. Failures are answered with a TagError frame to the
 // client, and returned for the demux to count and log.
-func (r *Router) sendTagged(d *ctl.Demux, m ctl.DemuxMessage) error {
+func (r *Router) sendTagged(ctx context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
 	alloc, tag, err := ParseClientTag(m.Tag)
 	if err != nil {
 		r.drop(DropTagByte)
@@ -310,10 +357,18 @@ func (r *Router) sendTagged(d *ctl.Demux, m ctl.DemuxMessage) error {
 	copy(msg[1:], m.Body)
 	own := r.EID()
 	if m.Addr == own {
+		if len(msg) < 2 {
+			if alloc {
+				r.tags.Release(m.Addr, tag)
+			}
+			r.drop(DropShortMessage)
+			r.tagError(d, m, TagErrSend, ErrShortMessage)
+			return ErrShortMessage
+		}
 		r.inbound(nil, r.attached(), own, alloc, tag, msg)
 		return nil
 	}
-	if err := r.transmit(r.route(m.Addr), m.Addr, own, alloc, tag, msg); err != nil {
+	if err := r.transmit(ctx, r.route(m.Addr), m.Addr, own, alloc, tag, msg, true); err != nil {
 		if alloc {
 			r.tags.Release(m.Addr, tag)
 		}
@@ -332,16 +387,24 @@ func (r *Router) tagError(d *ctl.Demux, m ctl.DemuxMessage, code byte, err error
 // inbound handles a complete message from src: the control responder
 // answers requests to it (on binding b, or locally when b is nil), and
 // the demux clients get everything else. plain is the libmctp-format
-// demux.
+// demux. A message of its type byte alone is dropped, as libmctp's
+// demux daemon drops every message under 2 bytes.
 func (r *Router) inbound(b binding.Binding, plain *ctl.Demux, src byte, to bool, tag uint8, msg []byte) {
-	if to && IsRequest(msg) {
+	if len(msg) < 2 {
+		r.drop(DropShortMessage)
+		r.log.Debug("mctp: message of a type byte only dropped", "src", src, "len", len(msg))
+		return
+	}
+	if to && IsRequest(msg) && !IsTransportCommand(msg) {
 		reply := r.resp.Respond(msg)
 		if b == nil {
 			r.msgOut.Add(1)
 			r.deliver(plain, src, false, tag, reply[0], reply[1:])
 			return
 		}
-		if err := r.transmit(b, src, r.EID(), false, tag, reply); err != nil {
+		// The receive path never waits: a reply the binding cannot
+		// take now is dropped, and the requester retries.
+		if err := r.transmit(context.Background(), b, src, r.EID(), false, tag, reply, false); err != nil {
 			r.log.Warn("mctp: control reply not sent", "dest", src, "err", err)
 		}
 		return
@@ -461,31 +524,93 @@ func (r *Router) dropLog(reason string, attrs ...any) {
 	r.log.Debug("mctp: packet not forwarded", attrs...)
 }
 
-// transmit fragments msg at b's MTU and sends the packets.
-func (r *Router) transmit(b binding.Binding, dest, src byte, to bool, tag uint8, msg []byte) error {
+// ErrTooBig is transmit's error for a message over MaxMessage, which no
+// receiver would reassemble: it is never put on the wire.
+var ErrTooBig = fmt.Errorf("mctp: message over the %d-byte maximum", MaxMessage)
+
+// transmit fragments msg at b's MTU, numbers the packets from the
+// binding's sequence and queues them. With wait (a local client's
+// message) on a binding.Backpressure binding it waits while the binding
+// is busy or its link down, until the binding has made no progress for
+// the send timeout or ctx ends; without, a busy binding is a drop.
+func (r *Router) transmit(ctx context.Context, b binding.Binding, dest, src byte, to bool, tag uint8, msg []byte, wait bool) error {
+	if len(msg) > MaxMessage {
+		r.drop(DropTxTooBig)
+		return fmt.Errorf("%w: %d bytes to EID %d not sent", ErrTooBig, len(msg), dest)
+	}
 	pkts := Fragment(dest, src, to, tag, msg, b.MTU())
-	mu := &r.sendMu[r.index[b.Name()]]
-	mu.Lock()
-	defer mu.Unlock()
-	if bs, ok := b.(binding.BatchSender); ok {
-		// One hand-off for the whole message, all packets or none.
-		if err := bs.SendBatch(pkts); err != nil {
+	tx := &r.tx[r.index[b.Name()]]
+	bp, ok := b.(binding.Backpressure)
+	if !wait || !ok {
+		if err := r.queue(tx, b, pkts); err != nil {
 			r.drop(DropSend)
 			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
 		}
+		return nil
+	}
+	var timer *time.Timer
+	for {
+		room := bp.Room()
+		err := r.queue(tx, b, pkts)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, binding.ErrBusy) && !errors.Is(err, binding.ErrLinkDown) {
+			r.drop(DropSend)
+			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
+		}
+		if timer == nil {
+			r.sendWaits.Add(1)
+			timer = time.NewTimer(r.sendTimeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-room:
+			// The binding moved: the timeout counts from here.
+			timer.Reset(r.sendTimeout)
+		case <-timer.C:
+			r.drop(DropSendTimeout)
+			return fmt.Errorf("mctp: send on %s: no progress for %v: %w", b.Name(), r.sendTimeout, err)
+		case <-ctx.Done():
+			r.drop(DropSend)
+			return fmt.Errorf("mctp: send on %s: %w (%w)", b.Name(), ctx.Err(), err)
+		}
+	}
+}
+
+// queue numbers pkts from the binding's sequence and hands them to b,
+// under tx's lock and without waiting. The sequence advances by the
+// packets b took.
+func (r *Router) queue(tx *txState, b binding.Binding, pkts [][]byte) error {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	setSeq(pkts, tx.seq)
+	if bs, ok := b.(binding.BatchSender); ok {
+		// One hand-off for the whole message, all packets or none.
+		if err := bs.SendBatch(pkts); err != nil {
+			return err
+		}
+		tx.seq += uint8(len(pkts))
 		r.pktOut.Add(uint64(len(pkts)))
 		r.msgOut.Add(1)
 		return nil
 	}
 	for _, p := range pkts {
 		if err := b.Send(p); err != nil {
-			r.drop(DropSend)
-			return fmt.Errorf("mctp: send on %s: %w", b.Name(), err)
+			return err
 		}
+		tx.seq++
 		r.pktOut.Add(1)
 	}
 	r.msgOut.Add(1)
 	return nil
+}
+
+// setSeq renumbers packets in place from seq, mod 4.
+func setSeq(pkts [][]byte, seq uint8) {
+	for i, p := range pkts {
+		p[3] = p[3]&^(seqMask<<seqShift) | (seq+uint8(i))&seqMask<<seqShift
+	}
 }
 
 // Run attaches the demux and receives packets from every binding until
@@ -575,7 +700,10 @@ func (r *Router) receive(b binding.Binding, pkt []byte, now time.Time) {
 
 // Stats are the router's counters for stats-get.
 type Stats struct {
-	PacketsIn   uint64            `json:"packets-in"`
+	PacketsIn uint64 `json:"packets-in"`
+	// SendWaits counts local clients' messages that waited for a busy
+	// binding (and were not dropped for it: see DropSendTimeout).
+	SendWaits   uint64            `json:"send-waits"`
 	PacketsOut  uint64            `json:"packets-out"`
 	MessagesIn  uint64            `json:"messages-in"`
 	MessagesOut uint64            `json:"messages-out"`
@@ -606,6 +734,7 @@ func (r *Router) Stats() Stats {
 	st := Stats{
 		PacketsIn:       r.pktIn.Load(),
 		PacketsOut:      r.pktOut.Load(),
+		SendWaits:       r.sendWaits.Load(),
 		MessagesIn:      r.msgIn.Load(),
 		MessagesOut:     r.msgOut.Load(),
 		Drops:           map[string]uint64{},

@@ -272,7 +272,7 @@ func TestRouterTagged(t *testing.T) {
 	if err := b.SendTag(9, TagRequest, 5, []byte{0xbb}); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.sentPacket(t); !bytes.Equal(p, []byte{1, 9, 8, 0xca, 5, 0xbb}) {
+	if p := f.sentPacket(t); !bytes.Equal(p, []byte{1, 9, 8, 0xda, 5, 0xbb}) {
 		t.Fatalf("b's request % x", p)
 	}
 	// Responses, b's first, each reach their requester only.
@@ -300,7 +300,7 @@ func TestRouterTagged(t *testing.T) {
 	if err := a.SendTag(9, 5, 5, []byte{0x12}); err != nil {
 		t.Fatal(err)
 	}
-	if p := f.sentPacket(t); !bytes.Equal(p, []byte{1, 9, 8, 0xc5, 5, 0x12}) {
+	if p := f.sentPacket(t); !bytes.Equal(p, []byte{1, 9, 8, 0xe5, 5, 0x12}) {
 		t.Fatalf("a's response % x", p)
 	}
 	// A response on tag 0, or on a tag nobody holds, goes to plain
@@ -319,7 +319,9 @@ func TestRouterTagged(t *testing.T) {
 		if err := a.SendTag(10, TagRequest, 5, nil); err != nil {
 			t.Fatal(err)
 		}
-		if p := f.sentPacket(t); p[3] != 0xc8|byte(i+1) {
+		// The binding's sequence goes on from the three messages
+		// before: 3, 0, 1, ...
+		if p := f.sentPacket(t); p[3] != 0xc8|byte(i+3)&3<<4|byte(i+1) {
 			t.Fatalf("request %d: % x", i, p)
 		}
 	}

@@ -25,8 +25,13 @@ import (
 // while one frame is on the wire, but a dead line cannot hoard memory (at
 // most about 600 KiB of escaped frames at any MTU).
 const (
-	DefaultBaud      = 115200
-	writeTimeout     = 2 * time.Second
+	DefaultBaud = 115200
+	// writeTimeout is how long the writer waits for a line that takes
+	// nothing (flow control holding it, a peer that stopped reading)
+	// before it drops what it is writing. It counts from the last
+	// progress, so a slow line (a 16 KiB batch takes 17 s at 9600 baud)
+	// is never cut off while it moves.
+	writeTimeout     = 5 * time.Second
 	defaultMinRetry  = 100 * time.Millisecond
 	defaultMaxRetry  = 5 * time.Second
 	readBufferLength = 4096
@@ -48,10 +53,12 @@ const (
 
 var (
 	// ErrQueueFull is returned by Send when the writer is behind by a
-	// whole queue; the caller drops the packet rather than wait.
-	ErrQueueFull = errors.New("serial: send queue full")
-	// ErrLinkDown is returned by Send while the device is not open.
-	ErrLinkDown = errors.New("serial: link down")
+	// whole queue. It wraps binding.ErrBusy: the core waits on Room and
+	// tries again rather than drop a local client's message.
+	ErrQueueFull = fmt.Errorf("serial: %w", binding.ErrBusy)
+	// ErrLinkDown is returned by Send while the device is not open. It
+	// wraps binding.ErrLinkDown.
+	ErrLinkDown = fmt.Errorf("serial: %w", binding.ErrLinkDown)
 )
 
 // Binding is the DSP0253 binding on one tty (or pty). Run owns the device:
@@ -93,6 +100,11 @@ type Binding struct {
 	deframer  *Deframer
 	port      atomic.Pointer[tty]
 	running   atomic.Bool
+	// room is closed and dropped whenever the writer releases frames or
+	// the device opens (see Room); nil while nobody waits, so that the
+	// writer allocates nothing when no sender is held back.
+	roomMu sync.Mutex
+	room   chan struct{}
 
 	txFrames, txBytes, rxBytes, txQueueFull, txLinkDown, txBadLength atomic.Uint64
 	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
@@ -100,8 +112,28 @@ type Binding struct {
 
 var (
 	_ binding.BatchBinding = (*Binding)(nil)
-	_ binding.BatchSender  = (*Binding)(nil)
+	_ binding.Backpressure = (*Binding)(nil)
 )
+
+// Room implements binding.Backpressure.
+func (b *Binding) Room() <-chan struct{} {
+	b.roomMu.Lock()
+	defer b.roomMu.Unlock()
+	if b.room == nil {
+		b.room = make(chan struct{})
+	}
+	return b.room
+}
+
+// wakeRoom wakes every sender waiting on Room.
+func (b *Binding) wakeRoom() {
+	b.roomMu.Lock()
+	if b.room != nil {
+		close(b.room)
+		b.room = nil
+	}
+	b.roomMu.Unlock()
+}
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
 // not positive), carrying the baseline MTU: the wire bytes of libmctp and
@@ -255,9 +287,10 @@ func (b *Binding) SendBatch(pkts [][]byte) error {
 	if frames > b.maxQueued {
 		// Refused before anything is written: a direct write that
 		// left a remainder the queue cannot hold would put half a
-		// message on the wire.
+		// message on the wire. It is not ErrQueueFull: waiting
+		// would never make room for it.
 		b.txQueueFull.Add(uint64(frames))
-		return ErrQueueFull
+		return fmt.Errorf("serial: %d frames exceed the send queue of %d", frames, b.maxQueued)
 	}
 	b.txMu.Lock()
 	defer b.txMu.Unlock()
@@ -362,6 +395,7 @@ func (b *Binding) RunBatches(ctx context.Context, deliver func(pkts [][]byte)) e
 			return fmt.Errorf("serial: %s: %w", b.device, err)
 		}
 		b.port.Store(t)
+		b.wakeRoom()
 		stop := context.AfterFunc(ctx, func() { f.Close() })
 		err = b.read(f, deliver)
 		stop()
@@ -476,6 +510,7 @@ func (b *Binding) writer(ctx context.Context) {
 			// the frames before their write returned would let a
 			// later message overtake them.
 			b.queued.Add(-int64(frames))
+			b.wakeRoom()
 		}
 	}
 }
@@ -488,17 +523,26 @@ func (b *Binding) writeFrames(batch []byte, frames uint64) {
 		return
 	}
 	f := t.f
-	if err := f.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
-		b.txErrors.Add(frames)
-		return
-	}
-	if _, err := f.Write(batch); err != nil {
+	total := len(batch)
+	for len(batch) > 0 {
+		if err := f.SetWriteDeadline(time.Now().Add(writeTimeout)); err != nil {
+			b.txErrors.Add(frames)
+			return
+		}
+		n, err := f.Write(batch)
+		batch = batch[n:]
+		if err == nil {
+			break
+		}
+		if n > 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+			continue // the line moved: wait again
+		}
 		b.txErrors.Add(frames)
 		b.log.Debug("serial write failed", "err", err, "frames", frames)
 		return
 	}
 	b.txFrames.Add(frames)
-	b.txBytes.Add(uint64(len(batch)))
+	b.txBytes.Add(uint64(total))
 }
 
 // Stats implements binding.Binding.

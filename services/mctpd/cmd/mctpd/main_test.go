@@ -224,6 +224,9 @@ func TestControl(t *testing.T) {
 		{"8599", "059905"},
 		{"86010010", "0601000010 00"},
 		{"8702", "070200100100"},
+		// Reserved bit 5 of the instance byte is not echoed (libmctp
+		// masks it with 0x1f).
+		{"a802", "080200100100"},
 	} {
 		req, _ := hex.DecodeString(tc.req)
 		eid := d.router.EID()
@@ -385,7 +388,7 @@ func TestSerialPair(t *testing.T) {
 	c8, c9 := dial(t, d8, 5), dial(t, d9, 5)
 	registered(t, d8, 5, 1)
 	registered(t, d9, 5, 1)
-	exchange(t, end{c8, 8}, end{c9, 9}, []int{1, 63, 64, 65, 1000, 65536}, d8, d9)
+	exchange(t, end{c8, 8}, end{c9, 9}, []int{2, 63, 64, 65, 1000, 65536}, d8, d9)
 
 	// Get EID from the far endpoint, through the local demux.
 	ctrl := dial(t, d8, 0x80)
@@ -421,7 +424,7 @@ func TestSerialPair(t *testing.T) {
 }
 
 // TestSerialPairMTU runs two mctpd with -mtu 251 on a pty pair: messages
-// of 1 to 65536 bytes, sizes around each packet boundary and the 122-byte
+// of 2 to 65536 bytes, sizes around each packet boundary and the 122-byte
 // payload whose packet's byte count is 7E among them, arrive byte-exact
 // both ways, in as few packets as the larger MTU allows.
 func TestSerialPairMTU(t *testing.T) {
@@ -440,7 +443,7 @@ func TestSerialPairMTU(t *testing.T) {
 	registered(t, d8, 5, 1)
 	registered(t, d9, 5, 1)
 	waitReachable(t, d8, 9)
-	sizes := []int{1, 63, 64, 65, 121, 122, 123, 250, 251, 252, 373, 502, 503, 1000, 4096, 65535, 65536}
+	sizes := []int{2, 63, 64, 65, 121, 122, 123, 250, 251, 252, 373, 502, 503, 1000, 4096, 65535, 65536}
 	before := d9.router.Stats().PacketsIn
 	exchange(t, end{c8, 8}, end{c9, 9}, sizes, d8, d9)
 	want := uint64(0)
@@ -567,6 +570,15 @@ func waitReachable(t *testing.T, d *daemon, eid byte) {
 // a function that restarts socat on the same paths (after it ended).
 func ptyPair(t *testing.T) (a, b string, restart func()) {
 	t.Helper()
+	a, b, restart, _ = ptyPairSignal(t)
+	return a, b, restart
+}
+
+// ptyPairSignal is ptyPair that also returns a function signalling the
+// running socat: SIGSTOP stalls the line as a peer that stops reading
+// would, SIGCONT lets it flow again.
+func ptyPairSignal(t *testing.T) (a, b string, restart func(), signal func(os.Signal)) {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "mctpty")
 	if err != nil {
 		t.Fatal(err)
@@ -606,7 +618,17 @@ func ptyPair(t *testing.T) (a, b string, restart func()) {
 	}
 	start()
 	t.Cleanup(stop)
-	return a, b, func() { stop(); start() }
+	signal = func(sig os.Signal) {
+		mu.Lock()
+		c := cur
+		mu.Unlock()
+		if err := c.Process.Signal(sig); err != nil {
+			t.Errorf("signal socat: %v", err)
+		}
+	}
+	// A stopped socat would not die of SIGKILL's successor otherwise.
+	t.Cleanup(func() { signal(syscall.SIGCONT) })
+	return a, b, func() { stop(); start() }, signal
 }
 
 // TestSerialRestart kills one side of a serial pair and starts it again:
@@ -673,7 +695,7 @@ func TestSerialBridge(t *testing.T) {
 	cA, cC := dial(t, dA, 5), dial(t, dC, 5)
 	registered(t, dA, 5, 1)
 	registered(t, dC, 5, 1)
-	sizes := []int{1, 64, 65, 1000, 65536}
+	sizes := []int{2, 64, 65, 1000, 65536}
 	exchange(t, end{cA, 8}, end{cC, 9}, sizes, dA, dB, dC)
 
 	// The mctp client, as a user runs it.
@@ -1020,5 +1042,247 @@ func TestTaggedDemuxFlag(t *testing.T) {
 	m = kea(t, d, "endpoints-get", nil)
 	if ts := m["arguments"].(map[string]any)["types"].([]any); len(ts) != 1 || ts[0] != 7.0 {
 		t.Errorf("endpoints-get types %v, want the tagged client's 7", ts)
+	}
+}
+
+// TestControlLocalEdges: a transport-specific command (0xF0-0xFF) gets
+// no reply, as from libmctp, and reaches the control clients as it
+// was sent; a message of its type byte alone is not looped back.
+func TestControlLocalEdges(t *testing.T) {
+	d := start(t)
+	c := dial(t, d, 0x80)
+	five := dial(t, d, 5)
+	registered(t, d, 0x80, 1)
+	registered(t, d, 5, 1)
+	for _, req := range [][]byte{{0x81, 0xf0}, {0x82, 0xff, 0x01}} {
+		if err := c.SendType(8, 0, req); err != nil {
+			t.Fatal(err)
+		}
+		if src, typ, body := recvMsg(t, c); src != 8 || typ != 0x80 || !bytes.Equal(body, req) {
+			t.Errorf("transport command % x: got %d %#x % x, want the request itself", req, src, typ, body)
+		}
+	}
+	// A normal request after them is answered.
+	if err := c.SendType(8, 0, []byte{0x83, 0x02}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, body := recvMsg(t, c); !bytes.Equal(body, []byte{0x03, 0x02, 0x00, 0x08, 0x01, 0x00}) {
+		t.Errorf("get eid after transport commands: % x", body)
+	}
+	for _, typ := range []byte{5, 0} {
+		if err := five.SendType(8, typ, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return d.router.Stats().Drops["short-message"] == 2 })
+	if err := five.Send(8, []byte{0x42}); err != nil {
+		t.Fatal(err)
+	}
+	if src, typ, body := recvMsg(t, five); src != 8 || typ != 5 || !bytes.Equal(body, []byte{0x42}) {
+		t.Errorf("after the short messages: %d %d % x", src, typ, body)
+	}
+}
+
+// TestClientCloseLog: clients closing, with or without messages to them
+// unread, are logged at debug level only, never as a failed read.
+func TestClientCloseLog(t *testing.T) {
+	for _, verbose := range []bool{false, true} {
+		var extra []string
+		if verbose {
+			extra = []string{"-v"}
+		}
+		d := start(t, extra...)
+		idle := dial(t, d, 5)
+		unread := dial(t, d, 6)
+		registered(t, d, 5, 1)
+		registered(t, d, 6, 1)
+		// Two messages to the second client, which it never reads.
+		for range 2 {
+			if err := idle.SendType(8, 6, []byte{1}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		waitFor(t, func() bool { return d.demux.Stats().Out == 2 })
+		idle.Close()
+		unread.Close()
+		registered(t, d, 5, 0)
+		registered(t, d, 6, 0)
+		log := d.log.String()
+		if strings.Contains(log, "read failed") || strings.Contains(log, "level=INFO msg=\"demux: client disconnected") || strings.Contains(log, "level=WARN") {
+			t.Errorf("verbose %v: close logged above debug:\n%s", verbose, log)
+		}
+		if got := strings.Count(log, "level=DEBUG msg=\"demux: client disconnected"); verbose && got != 2 {
+			t.Errorf("debug log has %d disconnects, want 2:\n%s", got, log)
+		}
+	}
+}
+
+// TestSerialWireEdges runs two mctpd on a pty pair: a message of a type
+// byte alone goes on the wire as libmctp sends it and the far side drops
+// it, counted; a client message over 64 KiB is dropped by the demux,
+// logged and counted, and never reaches the wire, while 64 KiB passes.
+func TestSerialWireEdges(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	a, b, _ := ptyPair(t)
+	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
+	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
+	c8, c9 := dial(t, d8, 5), dial(t, d9, 5)
+	registered(t, d8, 5, 1)
+	registered(t, d9, 5, 1)
+	waitReachable(t, d8, 9)
+	name := d8.router.Bindings()[0]
+	frames := func() uint64 { return d8.router.Stats().Bindings[name]["tx_frames"] }
+
+	// tx_frames counts a frame once its write returned, which may be
+	// after the far side read it: wait for the count.
+	before := frames()
+	if err := c8.Send(9, nil); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d9.router.Stats().Drops["short-message"] == 1 })
+	waitFor(t, func() bool { return frames() == before+1 })
+
+	before = frames()
+	if err := c8.Send(9, make([]byte, 65536)); err != nil { // 65537-byte message
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return d8.demux.Stats().DropTooBig == 1 })
+	if !strings.Contains(d8.log.String(), "demux: client message too big; dropped") {
+		t.Errorf("no log line for the message over 64 KiB:\n%s", d8.log)
+	}
+	c9.SetDeadline(time.Now().Add(30 * time.Second))
+	body := bytes.Repeat([]byte{0x7e, 0x7d, 0x01}, 65535/3)
+	if err := c8.Send(9, body); err != nil { // 65536-byte message: the limit
+		t.Fatal(err)
+	}
+	if src, typ, got, err := c9.Recv(); err != nil || src != 8 || typ != 5 || !bytes.Equal(got, body) {
+		t.Fatalf("64 KiB message: %v src %d type %d %d bytes", err, src, typ, len(got))
+	}
+	waitFor(t, func() bool { return frames() >= before+1024 })
+	time.Sleep(50 * time.Millisecond)
+	if got := frames() - before; got != 1024 {
+		t.Errorf("%d frames sent, want 1024: the 64 KiB message alone", got)
+	}
+}
+
+// TestSerialBurst sends 2,000 messages of 4 KiB from one demux client
+// over a pty pair, as fast as the client can write them: the sending
+// mctpd holds the client back while the serial queue is full instead
+// of dropping, so every message arrives, in order, byte-exact. The line
+// is first stalled (socat stopped, as a peer that stops reading): the
+// sender is then held back for good, yet another client of the same
+// daemon goes on exchanging messages with the local EID, a route the
+// full serial queue must not hold up.
+func TestSerialBurst(t *testing.T) {
+	if _, err := exec.LookPath("socat"); err != nil {
+		t.Fatalf("socat is required (./test.sh installs it): %v", err)
+	}
+	const n, size = 2000, 4096
+	a, b, _, signal := ptyPairSignal(t)
+	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
+	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
+	tx, rx, local := dial(t, d8, 5), dial(t, d9, 5), dial(t, d8, 6)
+	registered(t, d8, 5, 1)
+	registered(t, d8, 6, 1)
+	registered(t, d9, 5, 1)
+	waitReachable(t, d8, 9)
+	msg := func(i int) []byte {
+		body := make([]byte, size-1)
+		for j := range body {
+			body[j] = byte(i*31 + j) // every byte value, 0x7e and 0x7d among them
+		}
+		body[0], body[1] = byte(i>>8), byte(i)
+		return body
+	}
+	signal(syscall.SIGSTOP)
+	start := time.Now()
+	deadline := start.Add(3 * time.Minute)
+	tx.SetDeadline(deadline)
+	rx.SetDeadline(deadline)
+	var sentN atomic.Int64
+	sent := make(chan error, 1)
+	go func() {
+		for i := range n {
+			if err := tx.Send(9, msg(i)); err != nil {
+				sent <- fmt.Errorf("send %d: %w", i, err)
+				return
+			}
+			sentN.Add(1)
+		}
+		sent <- nil
+	}()
+	received := make(chan error, 1)
+	go func() {
+		for i := range n {
+			src, typ, body, err := rx.Recv()
+			if err != nil {
+				received <- fmt.Errorf("message %d of %d: %w", i, n, err)
+				return
+			}
+			if src != 8 || typ != 5 || !bytes.Equal(body, msg(i)) {
+				got := -1
+				if len(body) >= 2 {
+					got = int(body[0])<<8 | int(body[1])
+				}
+				received <- fmt.Errorf("message %d: src %d type %d, %d bytes, number %d", i, src, typ, len(body), got)
+				return
+			}
+		}
+		received <- nil
+	}()
+
+	// The stalled line fills the serial queue; the sender is held back.
+	for i := 0; d8.router.Stats().SendWaits == 0; i++ {
+		if i > 2000 {
+			t.Fatalf("the stalled line never filled the serial queue: %+v", d8.router.Stats())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// Meanwhile the local route flows: each loopback round trip is
+	// bounded far below the send timeout that a wait behind the serial
+	// queue would last.
+	var loops int
+	var worst time.Duration
+	// The stall stays well under the serial writer's 5 s no-progress timeout.
+	for t1 := time.Now(); time.Since(t1) < 300*time.Millisecond || loops < 10; loops++ {
+		t0 := time.Now()
+		local.SetDeadline(t0.Add(5 * time.Second))
+		if err := local.Send(8, []byte{byte(loops), 0xaa}); err != nil {
+			t.Fatalf("loopback send %d: %v", loops, err)
+		}
+		src, typ, body := recvMsg(t, local)
+		if src != 8 || typ != 6 || !bytes.Equal(body, []byte{byte(loops), 0xaa}) {
+			t.Fatalf("loopback %d: %d %d % x", loops, src, typ, body)
+		}
+		worst = max(worst, time.Since(t0))
+		time.Sleep(5 * time.Millisecond)
+	}
+	held := sentN.Load()
+	stall := time.Since(start)
+	signal(syscall.SIGCONT)
+	if held >= n {
+		t.Errorf("the sender wrote all %d messages into a stalled line: nothing held it back", n)
+	}
+
+	if err := <-received; err != nil {
+		t.Fatalf("%v\nsender stats: %+v", err, d8.router.Stats())
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	elapsed := time.Since(start)
+	st := d8.router.Stats()
+	t.Logf("%d x %d bytes in %v (line stalled for the first %v; %.0f KiB/s after); send-waits %d; sender held at %d messages; %d loopback exchanges during the stall, slowest %v",
+		n, size, elapsed.Round(time.Millisecond), stall.Round(time.Millisecond), float64(n*size)/1024/(elapsed-stall).Seconds(), st.SendWaits, held, loops, worst)
+	if len(st.Drops) != 0 || d8.demux.Stats().DropRoute != 0 {
+		t.Errorf("sender drops %v, demux %+v", st.Drops, d8.demux.Stats())
+	}
+	if worst > 2*time.Second {
+		t.Errorf("loopback during the stall: slowest exchange %v, want under 2s", worst)
+	}
+	if d9st := d9.router.Stats(); len(d9st.Drops) != 0 {
+		t.Errorf("receiver drops %v", d9st.Drops)
 	}
 }
