@@ -169,10 +169,32 @@ func checkMdiod(t *testing.T, ctx context.Context, v *vm) {
 		}
 	}
 
-	// hw_info names both ports with their backends and PHY IDs.
+	// hw_info prints nose's text shape as log events, then the reply.
 	out, err = mdiodIPC(ctx, v, `{"command":"hw_info","id":3}`)
+	if err != nil || len(out) < 2 || out[len(out)-1] != `{"id":3,"success":true}` {
+		t.Errorf("hw_info: %q, %v", out, err)
+	} else {
+		var text strings.Builder
+		for _, l := range out[:len(out)-1] {
+			var ev struct{ Type, Msg string }
+			if json.Unmarshal([]byte(l), &ev) != nil || ev.Type != "log" {
+				t.Errorf("hw_info: %q is not a log event", l)
+			}
+			text.WriteString(ev.Msg)
+		}
+		for _, want := range []string{"Port A:\n", "Backend: " + e1000Backend + "\n", "Interface: eth0\n", "PHY ID: 0x01410c20\n",
+			"Port B:\n", "Backend: sim:generic100\n", fmt.Sprintf("PHY ID: 0x%04x%04x\n", simID1, simID2)} {
+			if !strings.Contains(text.String(), want) {
+				t.Errorf("hw_info text lacks %q:\n%s", want, text.String())
+			}
+		}
+	}
+
+	// hw-info-get has the same as data: both ports with their backends
+	// and PHY IDs.
+	out, err = mdiodIPC(ctx, v, `{"command":"hw-info-get","id":3}`)
 	if err != nil {
-		t.Errorf("hw_info: %v", err)
+		t.Errorf("hw-info-get: %v", err)
 	} else {
 		var hw struct {
 			ID      int64 `json:"id"`
@@ -184,7 +206,7 @@ func checkMdiod(t *testing.T, ctx context.Context, v *vm) {
 			} `json:"ports"`
 		}
 		if len(out) != 1 || json.Unmarshal([]byte(out[0]), &hw) != nil || hw.ID != 3 || !hw.Success || len(hw.Ports) != 2 {
-			t.Errorf("hw_info: %q", out)
+			t.Errorf("hw-info-get: %q", out)
 		} else {
 			a, b := hw.Ports[0], hw.Ports[1]
 			if a.Port != "A" || a.Phy != 1 || a.Backend != e1000Backend || a.Interface != "eth0" || a.PhyID != "0x01410c20" || a.Error != "" {
@@ -196,22 +218,25 @@ func checkMdiod(t *testing.T, ctx context.Context, v *vm) {
 		}
 	}
 
-	// The text form: the value comes as a log event, then the reply.
+	// The text form: as nose, the value comes as a log event in nose's
+	// wording, and there is no reply line.
 	out, err = mdiodIPC(ctx, v, "mdio_read 1 2")
-	want := []string{fmt.Sprintf(`{"type":"log","msg":"%d\n"}`, e1000PHYID1), `{"id":-1,"success":true}`}
+	want := []string{fmt.Sprintf(`{"type":"log","msg":"result: value=0x%04x\n"}`, e1000PHYID1)}
 	if err != nil || strings.Join(out, "\n") != strings.Join(want, "\n") {
 		t.Errorf("text mdio_read 1 2: %q, %v; want %q", out, err, want)
 	}
 
-	// Out of range: one well-formed error reply (ctl then exits 1).
+	// Out of range: as nose, an error log event, then one well-formed
+	// failure reply (ctl then exits 1).
 	out, err = mdiodIPC(ctx, v, `{"command":"mdio_read","phy":1,"address":32,"id":4}`)
+	const wantEvent = `{"type":"log","msg":"error: mdio_read: parameter 'address' out of range: 32 not in 0..31\n"}`
 	const wantErr = `{"id":4,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`
-	if err == nil || len(out) != 1 || out[0] != wantErr {
-		t.Errorf("out-of-range read: %q (err %v); want %s and a failure status", out, err, wantErr)
+	if err == nil || len(out) != 2 || out[0] != wantEvent || out[1] != wantErr {
+		t.Errorf("out-of-range read: %q (err %v); want %s, %s and a failure status", out, err, wantEvent, wantErr)
 	}
 	var r ipcReply
-	if len(out) == 1 && (json.Unmarshal([]byte(out[0]), &r) != nil || r.Success == nil || *r.Success) {
-		t.Errorf("out-of-range reply is not a JSON failure: %q", out[0])
+	if len(out) == 2 && (json.Unmarshal([]byte(out[1]), &r) != nil || r.Success == nil || *r.Success) {
+		t.Errorf("out-of-range reply is not a JSON failure: %q", out[1])
 	}
 
 	// Port B's link script cycles, and each change is in the service
