@@ -31,7 +31,8 @@ import (
 //
 // The id is nose's: a number is truncated to an integer (4.5 gives 4),
 // anything else, or no id, gives -1. Keys a command has no parameter for
-// are ignored, as nose ignores them. A result with arguments is the
+// are ignored, as nose ignores them. A number for an integer parameter
+// loses its fraction, as in nose (Input.TruncateReals). A result with arguments is the
 // reply's data; a result with only a text (nose's LOG lines: "success",
 // hw_info, help) sends that text as log events before a bare reply. An
 // error is a log event "error: …" and a reply with success:false, the
@@ -45,7 +46,14 @@ import (
 //
 // Log events {"type":"log","msg":"…\n"} may come at any time, between
 // whole lines only. A command's output goes to the client that ran it;
-// broadcasts (link events) go to every client.
+// broadcasts (link events) go to every client. nose logs a command's
+// output to every client; we do not, so that no client's script reads
+// replies to commands it did not send.
+//
+// A line over MaxLine bytes gets an error and none of it runs. nose
+// instead runs its first 4095 bytes, or its tail when it arrives in
+// pieces, without a word to the client: that may run a command the
+// client never sent, and leaves it no clue.
 //
 // Slow clients: each connection has a bounded outgoing queue. Broadcast
 // events that do not fit are dropped for that client only (counted and
@@ -638,7 +646,9 @@ func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
 		ss.fail(true, id, fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
-	in := Input{Named: req.named}
+	// nose stores every JSON number it reads for an integer parameter
+	// as a double converted to an integer: "address":1.9 is 1.
+	in := Input{Named: req.named, TruncateReals: true}
 	if !cmd.AnyArgs {
 		// nose reads only the keys it has parameters for.
 		for k := range in.Named {

@@ -43,10 +43,10 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 		&Command{
 			Name: "mdio_read", Comment: "read a PHY register",
 			Params: []Param{
-				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3,
+				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3, Help: "Port/PHY",
 					Aliases: []Alias{{"A", "1"}, {"B", "2"}, {"AB", "3"}}},
-				{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
-				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255,
+				{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31, Help: "MDIO register address"},
+				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255, Help: "Register page",
 					Aliases: []Alias{{"nop", "-1"}}},
 			},
 			Handler: func(_ context.Context, c *Call) Result {
@@ -56,6 +56,12 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 				}
 				return OK("", v)
 			},
+		},
+		&Command{
+			// nose cuts a parameter's name in errors to 79 bytes.
+			Name: "long", Comment: "has a long parameter description",
+			Params:  []Param{{Name: "n", Type: Int, Help: strings.Repeat("d", 100)}},
+			Handler: func(context.Context, *Call) Result { return OK("", nil) },
 		},
 		&Command{
 			Name: "said", Comment: "returns a text only, as nose's LOG",
@@ -173,9 +179,14 @@ func ipcReadLine(t testing.TB, c *IPCClient) string {
 	return string(l)
 }
 
+// ev is a log event as the front end writes it: '<', '>' and '&' as
+// they are (nose's writer escapes only what JSON requires).
 func ev(msg string) string {
-	b, _ := json.Marshal(msg)
-	return `{"type":"log","msg":` + string(b) + `}`
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	e.Encode(msg)
+	return `{"type":"log","msg":` + strings.TrimSuffix(b.String(), "\n") + `}`
 }
 
 func TestIPCAddr(t *testing.T) {
@@ -245,6 +256,15 @@ func TestIPCConformance(t *testing.T) {
 		{"echo values", `{"command":"echo","id":13,"s":"\u00e9\u2028","n":-0.5,"l":[1,"a",null],"m":{"k":true}}`, []string{`{"id":13,"l":[1,"a",null],"m":{"k":true},"n":-0.5,"s":"é\u2028","success":true}`}},
 		{"output as events", `{"command":"writer","id":14}`, []string{ev("out1\n"), ev("out2\n"), `{"id":14,"success":true}`}},
 		{"json help", `{"command":"help","id":15}`, append(helpEvents(env, "all"), `{"id":15,"success":true}`)},
+		// nose stores a JSON number for an integer parameter as a double
+		// converted to an integer: the fraction is dropped.
+		{"json fraction truncated", `{"command":"mdio_read","phy":1.9,"address":1.9,"id":16}`, []string{`{"id":16,"result":31049,"success":true}`}},
+		{"json fraction towards zero", `{"command":"mdio_read","phy":1,"address":-0.5,"id":16}`, []string{`{"id":16,"result":31048,"success":true}`}},
+		{"json negative page truncated", `{"command":"mdio_read","phy":1,"address":31.99,"page":-1.5,"id":16}`, []string{`{"id":16,"result":31079,"success":true}`}},
+		{"json exponent", `{"command":"mdio_read","phy":1,"address":2e0,"id":16}`, []string{`{"id":16,"result":31050,"success":true}`}},
+		{"json fraction then range", `{"command":"mdio_read","phy":1,"address":32.5,"id":16}`, []string{errEv("mdio_read: parameter 'address' out of range: 32 not in 0..31"), `{"id":16,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
+		{"json huge real", `{"command":"mdio_read","phy":1,"address":1e300,"id":16}`, []string{errEv("mdio_read: parameter 'address' must be an integer, got 1e300"), `{"id":16,"error":"mdio_read: parameter 'address' must be an integer, got 1e300","success":false}`}},
+		{"json fraction in a string", `{"command":"mdio_read","phy":1,"address":"1.9","id":16}`, []string{errEv(`mdio_read: parameter 'address' must be an integer, got "1.9"`), `{"id":16,"error":"mdio_read: parameter 'address' must be an integer, got \"1.9\"","success":false}`}},
 
 		{"text", `mdio_read 1 1`, []string{ev("31049\n")}},
 		{"text port alias", `mdio_read A 1 nop`, []string{ev("31049\n")}},
@@ -257,11 +277,25 @@ func TestIPCConformance(t *testing.T) {
 		{"text text", `textual`, []string{ev("hello\n"), ev("world\n")}},
 		{"text args", `clash`, []string{ev("id: 5\n"), ev("success: x\n"), ev("type: t\n"), ev("z: 1.5\n")}},
 		{"text failure", `fail`, []string{errEv("boom: 42")}},
-		{"text out of range", `mdio_read 1 32`, []string{errEv("mdio_read: parameter 'address' out of range: 32 not in 0..31")}},
-		{"text not a number", `mdio_read 1 x`, []string{errEv("mdio_read: parameter 'address' must be an integer, got \"x\"")}},
+		// The text form's parameter errors are nose's, in nose's order:
+		// each word as it comes, value included, then the missing ones.
+		{"text out of range", `mdio_read 1 32`, []string{errEv("parameter 1/address (MDIO register address) out of range: 32 > 31.")}},
+		{"text below range", `mdio_read 1 1 -2`, []string{errEv("parameter 2/page (Register page) out of range: -2 < -1.")}},
+		{"text not a number", `mdio_read 1 x`, []string{errEv("parameter 1/address (MDIO register address) requires an integer, not 'x'.")}},
+		{"text fraction", `mdio_read 1 1.9`, []string{errEv("parameter 1/address (MDIO register address) requires an integer, not '1.9'.")}},
+		{"text overflow", `mdio_read 1 99999999999999999999`, []string{errEv("parameter 1/address (MDIO register address) requires an integer, not '99999999999999999999'.")}},
+		{"text bad page before unused word", `mdio_read 1 1 # c`, []string{errEv("parameter 2/page (Register page) requires an integer, not '#'.")}},
+		{"text bad word before --help", `mdio_read x --help`, []string{errEv("parameter 0/phy (Port/PHY) requires an integer, not 'x'.")}},
+		{"text bad named value", `mdio_read --address=99 --phy=x`, []string{errEv("parameter 1/address (MDIO register address) out of range: 99 > 31.")}},
+		{"text missing", `mdio_read 1`, []string{errEv("parameter 1/address (MDIO register address) is required.")}},
+		{"text missing first", `mdio_read --address=1`, []string{errEv("parameter 0/phy (Port/PHY) is required.")}},
+		{"text word for a named one", `mdio_read --address=1 1 1 1`, []string{errEv("parameter 1/address (MDIO register address) provided more than once")}},
+		{"text expects an argument", `mdio_read 1 --address`, []string{errEv("parameter 1/address (MDIO register address) expects an argument")}},
+		{"text long description cut", `long x`, []string{errEv("parameter 0/n (" + strings.Repeat("d", 79-len("parameter 0/n (")) + " requires an integer, not 'x'.")}},
 		{"text too many", `mdio_read 1 1 1 1`, []string{errEv("unused arguments starting with '1'.")}},
 		{"text unknown option", `mdio_read --bogus=1`, []string{errEv("parameter --bogus not found")}},
-		{"text option twice", `mdio_read 1 --phy=2`, []string{errEv("parameter phy provided more than once")}},
+		{"text option twice", `mdio_read 1 --phy=2`, []string{errEv("parameter 0/phy (Port/PHY) provided more than once")}},
+		{"text option then word", `mdio_read --phy=2 1`, []string{errEv("parameter 0/phy (Port/PHY) provided more than once")}},
 		{"text unknown", `nope 1`, []string{errEv("command nope not found")}},
 		{"text open quote", `echo "abc d`, []string{ev("0: abc d\n")}},
 		{"text trailing comment", `mdio_read 1 1 1 # c`, []string{errEv("unused arguments starting with '#'.")}},
@@ -938,5 +972,48 @@ func TestIPCRegistryOverridesBuiltins(t *testing.T) {
 	}
 	if !strings.Contains(help.String(), "  exit\n    daemon exit\n") {
 		t.Fatalf("help:\n%s", help.String())
+	}
+}
+
+// TestTruncateReals checks that only an Input with TruncateReals (the IPC
+// JSON form) takes a JSON number with a fraction for an Int parameter;
+// every other framing (Kea's channel) keeps refusing it.
+func TestTruncateReals(t *testing.T) {
+	cmd := &Command{Name: "c", Params: []Param{{Name: "n", Type: Int, Required: true, Ranged: true, Min: -5, Max: 5}}}
+	for _, tc := range []struct {
+		name  string
+		raw   any
+		trunc bool
+		want  int64
+		err   string
+	}{
+		{"strict fraction", json.Number("1.9"), false, 0, `c: parameter 'n' must be an integer, got "1.9"`},
+		{"strict exponent", json.Number("1e0"), false, 0, `c: parameter 'n' must be an integer, got "1e0"`},
+		{"strict float64", 1.5, false, 0, "c: parameter 'n' must be an integer, got 1.5"},
+		{"strict integer", json.Number("3"), false, 3, ""},
+		{"truncated", json.Number("1.9"), true, 1, ""},
+		{"towards zero", json.Number("-1.9"), true, -1, ""},
+		{"negative fraction", json.Number("-0.5"), true, 0, ""},
+		{"exponent", json.Number("4e0"), true, 4, ""},
+		{"float64 truncated", 2.5, true, 2, ""},
+		{"range after truncation", json.Number("5.5"), true, 5, ""},
+		{"out of range after truncation", json.Number("6.1"), true, 0, "c: parameter 'n' out of range: 6 not in -5..5"},
+		{"outside 64 bits", json.Number("1e19"), true, 0, "c: parameter 'n' must be an integer, got 1e19"},
+		{"string stays strict", "1.9", true, 0, `c: parameter 'n' must be an integer, got "1.9"`},
+	} {
+		a, err := cmd.bind(Input{Named: map[string]any{"n": tc.raw}, TruncateReals: tc.trunc})
+		if tc.err != "" {
+			if err == nil || err.Error() != tc.err {
+				t.Errorf("%s: err %v, want %s", tc.name, err, tc.err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%s: %v", tc.name, err)
+			continue
+		}
+		if got := a.Int("n"); got != tc.want {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.want)
+		}
 	}
 }

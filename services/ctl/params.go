@@ -91,6 +91,13 @@ type Input struct {
 	// Raw is the JSON "arguments" value as received, for commands with
 	// AnyArgs set.
 	Raw json.RawMessage
+	// TruncateReals makes Int parameters take a JSON number with a
+	// fraction, truncated towards zero (1.9 → 1, -0.5 → 0). nose reads
+	// every JSON number as a double and stores it in an integer, so its
+	// clients may send 1.0 or 1.9; only the IPC's JSON form sets this.
+	// Kea's channel leaves it off: Kea rejects a real where it wants an
+	// integer, and its users expect that.
+	TruncateReals bool
 }
 
 // Args holds a command's validated, converted parameters. Handlers read
@@ -234,7 +241,7 @@ func (c *Command) bind(in Input) (Args, error) {
 			a.vals[i] = p.defaultValue()
 			continue
 		}
-		v, err := p.convert(raw)
+		v, err := p.convertIn(raw, in.TruncateReals)
 		if err != nil {
 			return a, perr(p.Name, "%v", err)
 		}
@@ -253,12 +260,20 @@ func (c *Command) bind(in Input) (Args, error) {
 }
 
 func (c *Command) param(name string) *Param {
-	for i := range c.Params {
-		if c.Params[i].Name == name {
-			return &c.Params[i]
-		}
+	if i := c.paramIndex(name); i >= 0 {
+		return &c.Params[i]
 	}
 	return nil
+}
+
+// paramIndex returns the position of the named parameter, or -1.
+func (c *Command) paramIndex(name string) int {
+	for i := range c.Params {
+		if c.Params[i].Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func (p *Param) defaultValue() any {
@@ -277,9 +292,35 @@ func (p *Param) defaultValue() any {
 	}
 }
 
+// valueError is a value a parameter cannot take. Error gives the
+// registry's wording; nose is the same failure in nose's words (without
+// the parameter's name), which the IPC text form reports, as nose does.
+type valueError struct{ msg, nose string }
+
+func (e *valueError) Error() string { return e.msg }
+
+// noseText returns nose's wording of a conversion error.
+func noseText(err error) string {
+	if ve, ok := err.(*valueError); ok {
+		return ve.nose
+	}
+	return err.Error()
+}
+
+// sameWords is a valueError for a failure nose has no sentence of its own
+// for (types and checks nose lacks): both wordings are msg.
+func sameWords(format string, args ...any) error {
+	msg := fmt.Sprintf(format, args...)
+	return &valueError{msg: msg, nose: msg}
+}
+
 // convert turns a text or JSON value into the parameter's Go type and
 // checks its range.
-func (p *Param) convert(raw any) (any, error) {
+func (p *Param) convert(raw any) (any, error) { return p.convertIn(raw, false) }
+
+// convertIn is convert; truncReals lets an Int parameter take a JSON
+// number with a fraction (Input.TruncateReals).
+func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 	raw = p.resolveAlias(raw)
 	switch p.Type {
 	case Int:
@@ -293,13 +334,16 @@ func (p *Param) convert(raw any) (any, error) {
 			n = x
 		case json.Number:
 			x, err := parseInt(string(v))
+			if err != nil && truncReals {
+				x, err = truncReal(string(v))
+			}
 			if err != nil {
 				return nil, err
 			}
 			n = x
 		case float64:
-			if v != math.Trunc(v) || math.Abs(v) > 1<<62 {
-				return nil, fmt.Errorf("must be an integer, got %v", v)
+			if (v != math.Trunc(v) && !truncReals) || math.IsNaN(v) || math.Abs(v) > 1<<62 {
+				return nil, &valueError{msg: fmt.Sprintf("must be an integer, got %v", v), nose: "requires an integer."}
 			}
 			n = int64(v)
 		case int64:
@@ -307,10 +351,15 @@ func (p *Param) convert(raw any) (any, error) {
 		case int:
 			n = int64(v)
 		default:
-			return nil, fmt.Errorf("must be an integer, got %s", jsonKind(raw))
+			return nil, &valueError{msg: fmt.Sprintf("must be an integer, got %s", jsonKind(raw)), nose: "requires an integer."}
 		}
-		if p.Ranged && (float64(n) < p.Min || float64(n) > p.Max) {
-			return nil, fmt.Errorf("out of range: %d not in %s", n, p.rangeText())
+		if p.Ranged && float64(n) < p.Min {
+			return nil, &valueError{msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
+				nose: fmt.Sprintf("out of range: %d < %d.", n, int64(p.Min))}
+		}
+		if p.Ranged && float64(n) > p.Max {
+			return nil, &valueError{msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
+				nose: fmt.Sprintf("out of range: %d > %d.", n, int64(p.Max))}
 		}
 		return n, nil
 	case Float:
@@ -319,13 +368,13 @@ func (p *Param) convert(raw any) (any, error) {
 		case string:
 			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-				return nil, fmt.Errorf("must be a number, got %q", v)
+				return nil, &valueError{msg: fmt.Sprintf("must be a number, got %q", v), nose: fmt.Sprintf("requires a number, not '%s'.", v)}
 			}
 			f = x
 		case json.Number:
 			x, err := v.Float64()
 			if err != nil {
-				return nil, fmt.Errorf("must be a number, got %s", v)
+				return nil, &valueError{msg: fmt.Sprintf("must be a number, got %s", v), nose: fmt.Sprintf("requires a number, not '%s'.", v)}
 			}
 			f = x
 		case float64:
@@ -333,10 +382,10 @@ func (p *Param) convert(raw any) (any, error) {
 		case int64:
 			f = float64(v)
 		default:
-			return nil, fmt.Errorf("must be a number, got %s", jsonKind(raw))
+			return nil, &valueError{msg: fmt.Sprintf("must be a number, got %s", jsonKind(raw)), nose: "requires a number."}
 		}
 		if p.Ranged && (f < p.Min || f > p.Max) {
-			return nil, fmt.Errorf("out of range: %v not in %s", f, p.rangeText())
+			return nil, sameWords("out of range: %v not in %s", f, p.rangeText())
 		}
 		return f, nil
 	case Bool:
@@ -350,7 +399,8 @@ func (p *Param) convert(raw any) (any, error) {
 			case "0", "false", "no", "off":
 				return false, nil
 			}
-			return nil, fmt.Errorf("must be a boolean (true/false, 1/0, yes/no, on/off), got %q", v)
+			return nil, &valueError{msg: fmt.Sprintf("must be a boolean (true/false, 1/0, yes/no, on/off), got %q", v),
+				nose: fmt.Sprintf("requires true or false, not '%s'.", v)}
 		case json.Number:
 			switch v {
 			case "0":
@@ -359,7 +409,7 @@ func (p *Param) convert(raw any) (any, error) {
 				return true, nil
 			}
 		}
-		return nil, fmt.Errorf("must be a boolean, got %s", jsonKind(raw))
+		return nil, &valueError{msg: fmt.Sprintf("must be a boolean, got %s", jsonKind(raw)), nose: "requires bool."}
 	default:
 		var s string
 		switch v := raw.(type) {
@@ -368,10 +418,10 @@ func (p *Param) convert(raw any) (any, error) {
 		case json.Number:
 			s = string(v)
 		default:
-			return nil, fmt.Errorf("must be a string, got %s", jsonKind(raw))
+			return nil, &valueError{msg: fmt.Sprintf("must be a string, got %s", jsonKind(raw)), nose: "must be a string."}
 		}
 		if p.Ranged && float64(len(s)) > p.Max {
-			return nil, fmt.Errorf("is too long: %d bytes, at most %d", len(s), int(p.Max))
+			return nil, sameWords("is too long: %d bytes, at most %d", len(s), int(p.Max))
 		}
 		if len(p.Choices) > 0 {
 			for _, c := range p.Choices {
@@ -379,10 +429,21 @@ func (p *Param) convert(raw any) (any, error) {
 					return s, nil
 				}
 			}
-			return nil, fmt.Errorf("must be one of %s, got %q", strings.Join(p.Choices, "|"), s)
+			return nil, sameWords("must be one of %s, got %q", strings.Join(p.Choices, "|"), s)
 		}
 		return s, nil
 	}
+}
+
+// truncReal converts a JSON number as nose does (a double stored in an
+// integer): the fraction is dropped towards zero. Numbers outside the
+// 64-bit range, where C's conversion is undefined, are refused.
+func truncReal(s string) (int64, error) {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil || math.IsNaN(f) || f >= 0x1p63 || f < -0x1p63 {
+		return 0, &valueError{msg: fmt.Sprintf("must be an integer, got %s", s), nose: "requires an integer."}
+	}
+	return int64(f), nil
 }
 
 func (p *Param) rangeText() string {
@@ -398,10 +459,12 @@ func parseInt(s string) (int64, error) {
 	t := strings.TrimSpace(s)
 	n, err := strconv.ParseInt(t, 0, 64)
 	if err != nil {
+		// nose's strtoll fails alike on both, with one sentence.
+		nose := fmt.Sprintf("requires an integer, not '%s'.", s)
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-			return 0, fmt.Errorf("out of range: %q does not fit in 64 bits", s)
+			return 0, &valueError{msg: fmt.Sprintf("out of range: %q does not fit in 64 bits", s), nose: nose}
 		}
-		return 0, fmt.Errorf("must be an integer, got %q", s)
+		return 0, &valueError{msg: fmt.Sprintf("must be an integer, got %q", s), nose: nose}
 	}
 	return n, nil
 }

@@ -247,7 +247,11 @@ func ParseNose(line string) (name string, args []string, comment bool, err error
 // "--name value" name one ("--name" alone is true for a Bool parameter
 // when no value follows); a bare "--" makes every later word positional.
 // help reports "--help" (for a command without a parameter of that
-// name). Errors use nose's wording, without its "error: " prefix.
+// name). Like nose, it checks each word as it reaches it, its value
+// included, and required parameters after the last word, so the first
+// error is the one nose reports (in "mdio_read 1 1 # c" the page '#',
+// not the unused 'c'). Errors use nose's wording, without its "error: "
+// prefix.
 func NoseArgs(cmd *Command, args []string) (in Input, help bool, err error) {
 	positionalOnly := false
 	given := map[string]bool{}
@@ -261,27 +265,42 @@ func NoseArgs(cmd *Command, args []string) (in Input, help bool, err error) {
 				continue
 			}
 			name, val, hasVal := strings.Cut(arg, "=")
-			p := cmd.param(name)
-			if p == nil && !cmd.AnyArgs {
+			pi := cmd.paramIndex(name)
+			if pi < 0 && !cmd.AnyArgs {
 				if name == "help" {
 					return in, true, nil
 				}
 				return in, false, fmt.Errorf("parameter --%s not found", clip(name, 64))
+			}
+			var p *Param
+			if pi >= 0 {
+				p = &cmd.Params[pi]
 			}
 			if !hasVal && (p == nil || p.Type == Bool) && (i+1 == len(args) || strings.HasPrefix(args[i+1], "--")) {
 				val, hasVal = "true", true
 			}
 			if !hasVal {
 				if i+1 == len(args) {
-					return in, false, fmt.Errorf("parameter --%s expects an argument", name)
+					if p == nil {
+						return in, false, fmt.Errorf("parameter --%s expects an argument", clip(name, 64))
+					}
+					return in, false, fmt.Errorf("%s expects an argument", noseParamName(pi, p))
 				}
 				i++
 				val = args[i]
 			}
 			if given[name] {
-				return in, false, fmt.Errorf("parameter %s provided more than once", name)
+				if p == nil {
+					return in, false, fmt.Errorf("parameter %s provided more than once", clip(name, 64))
+				}
+				return in, false, fmt.Errorf("%s provided more than once", noseParamName(pi, p))
 			}
 			given[name] = true
+			if p != nil {
+				if _, err := p.convert(val); err != nil {
+					return in, false, fmt.Errorf("%s %s", noseParamName(pi, p), noseText(err))
+				}
+			}
 			if in.Named == nil {
 				in.Named = map[string]any{}
 			}
@@ -292,15 +311,37 @@ func NoseArgs(cmd *Command, args []string) (in Input, help bool, err error) {
 			if npos >= len(cmd.Params) {
 				return in, false, fmt.Errorf("unused arguments starting with '%s'.", clip(arg, 64))
 			}
-			if p := cmd.Params[npos]; !p.Rest {
+			pi, p := npos, &cmd.Params[npos]
+			if !p.Rest {
 				if given[p.Name] {
-					return in, false, fmt.Errorf("parameter %s provided more than once", p.Name)
+					return in, false, fmt.Errorf("%s provided more than once", noseParamName(pi, p))
 				}
-				given[p.Name] = true
 				npos++
+			}
+			given[p.Name] = true
+			if _, err := p.convert(arg); err != nil {
+				return in, false, fmt.Errorf("%s %s", noseParamName(pi, p), noseText(err))
 			}
 		}
 		in.Positional = append(in.Positional, arg)
 	}
+	if !cmd.AnyArgs {
+		// nose checks the parameters no word gave after the last word.
+		for i := range cmd.Params {
+			if p := &cmd.Params[i]; p.Required && !given[p.Name] {
+				return in, false, fmt.Errorf("%s is required.", noseParamName(i, p))
+			}
+		}
+	}
 	return in, false, nil
+}
+
+// noseParamName names a parameter in an error as nose does: its index,
+// name and description, cut to 79 bytes as nose's 80-byte buffer cuts it.
+func noseParamName(i int, p *Param) string {
+	s := fmt.Sprintf("parameter %d/%s (%s)", i, p.Name, p.Help)
+	if len(s) > 79 {
+		s = s[:79]
+	}
+	return s
 }

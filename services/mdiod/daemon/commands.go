@@ -10,18 +10,21 @@ import (
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 )
 
-// Parameters, with nose's names. Ranges are checked by the registry for
-// every framing before a handler runs.
+// Parameters, with nose's names and descriptions (nose's help lists them
+// and its text-form errors quote them: "parameter 2/page (Register page)
+// requires an integer, not '#'."; the commands' Usage explains them).
+// Ranges are checked by the registry for every framing before a handler
+// runs.
 var (
 	phyParam = ctl.Param{Name: "phy", Type: ctl.Int, Required: true, Ranged: true, Min: 1, Max: 3,
-		Help:    "port bitmask: 1 = A, 2 = B, 3 = both",
+		Help:    "Port/PHY",
 		Aliases: []ctl.Alias{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}, {Name: "AB", Value: "3"}, {Name: "none", Value: "0"}, {Name: "-", Value: "0"}}}
 	addressParam = ctl.Param{Name: "address", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: mdio.MaxReg,
-		Help: "Clause 22 register"}
+		Help: "MDIO register address"}
 	valueParam = ctl.Param{Name: "value", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 0xffff,
-		Help: "16-bit register value"}
+		Help: "new register value"}
 	pageParam = ctl.Param{Name: "page", Type: ctl.Int, Default: int64(NoPage), Ranged: true, Min: NoPage, Max: mdio.MaxPage,
-		Help:    "select this page in register 22 for the access, then restore page 0; nop (-1) or absent: no paging",
+		Help:    "Register page",
 		Aliases: []ctl.Alias{{Name: "nop", Value: "-1"}}}
 	devadParam = ctl.Param{Name: "devad", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: mdio.MaxDevad,
 		Help: "Clause 45 MMD (device address)"}

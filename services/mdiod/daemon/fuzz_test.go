@@ -12,7 +12,9 @@ import (
 
 // FuzzCommandLine runs a request line through mdiod's registry the way
 // the IPC front end does: a line starting with '{' as a JSON object
-// (command plus named parameters), anything else as the text form. Every
+// (command plus named parameters, reals truncated as nose does), anything
+// else as nose's text form (ParseNose, then NoseArgs, whose errors must
+// have a text too). Every
 // outcome must be a success or an error with a text; a read returns
 // 16-bit values; and no command other than a write leaves the page
 // register changed, so paged accesses always restore page 0.
@@ -30,13 +32,21 @@ func FuzzCommandLine(f *testing.F) {
 		`mdio_read 1 99`, `mdio_read 1 1 256`, `mdio_read "1`, `# comment`, `{"command":1}`, `{`,
 		`{"command":"mdio_read","phy":"AB","address":1,"page":"nop","id":4.5}`, `{"command":"hw_info","update":true}`,
 		`mdio_read --phy=ab --address=1 --page=NOP`, `inject AB 00`, `{"command":"disrupt","phy":"-"}`,
+		`mdio_read 1 1 # c`, `{"command":"mdio_read","phy":1.9,"address":31.99,"page":-1.5}`, `hw_info --update`,
+		`mdio_write A 4`, `{"command":"mdio_write","phy":1,"address":4,"value":1e300}`,
 	} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, line string) {
 		a, b := newSim(t, "88e1512,link=up"), newSim(t, "generic100,link=up")
 		_, reg := newRegistry(t, [2]mdio.PHY{a, b}, Options{})
-		name, in, ok := parseLine(line)
+		name, in, ok, err := parseLine(reg, line)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatalf("%q: error without text", line)
+			}
+			return
+		}
 		if !ok {
 			return
 		}
@@ -85,27 +95,37 @@ func checkValues(t *testing.T, args any) {
 	}
 }
 
-// parseLine splits a request line into a command and its input.
-func parseLine(line string) (string, ctl.Input, bool) {
+// parseLine splits a request line into a command and its input as the
+// IPC front end does; ok is false for a line that runs nothing (bad JSON,
+// a comment, an unknown command, "--help"), err a text-form error.
+func parseLine(reg *ctl.Registry, line string) (string, ctl.Input, bool, error) {
 	trimmed := bytes.TrimSpace([]byte(line))
 	if len(trimmed) > 0 && trimmed[0] == '{' {
 		d := json.NewDecoder(bytes.NewReader(trimmed))
 		d.UseNumber()
 		var obj map[string]any
 		if d.Decode(&obj) != nil {
-			return "", ctl.Input{}, false
+			return "", ctl.Input{}, false, nil
 		}
 		name, ok := obj["command"].(string)
 		if !ok {
-			return "", ctl.Input{}, false
+			return "", ctl.Input{}, false, nil
 		}
 		delete(obj, "command")
 		delete(obj, "id")
-		return name, ctl.Input{Named: obj}, true
+		return name, ctl.Input{Named: obj, TruncateReals: true}, true, nil
 	}
-	tc, err := ctl.ParseText(line)
-	if err != nil || tc.Name == "" || tc.Help {
-		return "", ctl.Input{}, false
+	name, args, comment, err := ctl.ParseNose(line)
+	if err != nil || comment {
+		return "", ctl.Input{}, false, err
 	}
-	return tc.Name, tc.Input, true
+	cmd, ok := reg.Lookup(name)
+	if !ok {
+		return "", ctl.Input{}, false, nil
+	}
+	in, help, err := ctl.NoseArgs(cmd, args)
+	if err != nil || help {
+		return "", ctl.Input{}, false, err
+	}
+	return name, in, true, nil
 }

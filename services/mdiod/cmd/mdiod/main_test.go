@@ -152,9 +152,14 @@ func withoutLinkEvents(lines []string) []string {
 	return out
 }
 
+// ev is a log event as the front end writes it: '<', '>' and '&' as
+// they are (nose's writer escapes only what JSON requires).
 func ev(msg string) string {
-	b, _ := json.Marshal(msg)
-	return `{"type":"log","msg":` + string(b) + `}`
+	var b bytes.Buffer
+	e := json.NewEncoder(&b)
+	e.SetEscapeHTML(false)
+	e.Encode(msg)
+	return `{"type":"log","msg":` + strings.TrimSuffix(b.String(), "\n") + `}`
 }
 
 func errEv(msg string) string { return ev("error: " + msg + "\n") }
@@ -222,6 +227,16 @@ func TestIPCConformance(t *testing.T) {
 		{"mdio_read text page nop", `mdio_read A 1 nop`, []string{ev("result: value=0x7949\n")}},
 		{"mdio_read text named", `mdio_read --phy=A --address 0x2`, []string{ev("result: value=0x0141\n")}},
 		{"mdio_read text quoted", `mdio_read "A" '0x01'`, []string{ev("result: value=0x7949\n")}},
+		// nose reads a JSON number for an integer parameter as a double
+		// stored in an integer: the fraction is dropped (JSON form only).
+		{"mdio_read json fraction", `{"command":"mdio_read","phy":1.9,"address":1.9,"id":30}`, []string{`{"id":30,"result":31049,"success":true}`}},
+		{"mdio_read json page fraction", `{"command":"mdio_read","phy":1,"address":1,"page":1.7,"id":31}`, []string{`{"id":31,"result":329,"success":true}`}},
+		{"mdio_read json page -1.5", `{"command":"mdio_read","phy":1,"address":1,"page":-1.5,"id":32}`, []string{`{"id":32,"result":31049,"success":true}`}},
+		{"mdio_read json exponent", `{"command":"mdio_read","phy":1,"address":1e0,"id":33}`, []string{`{"id":33,"result":31049,"success":true}`}},
+		{"mdio_read json fraction out of range", `{"command":"mdio_read","phy":1,"address":32.1,"id":34}`, []string{errEv("mdio_read: parameter 'address' out of range: 32 not in 0..31"), `{"id":34,"error":"mdio_read: parameter 'address' out of range: 32 not in 0..31","success":false}`}},
+		{"mdio_read json fraction string", `{"command":"mdio_read","phy":1,"address":"1.9","id":35}`, []string{errEv(`mdio_read: parameter 'address' must be an integer, got "1.9"`), `{"id":35,"error":"mdio_read: parameter 'address' must be an integer, got \"1.9\"","success":false}`}},
+		{"mdio_write json fraction", `{"command":"mdio_write","phy":1,"address":16,"value":4.99,"page":3.2,"id":36}`, []string{ev("success\n"), `{"id":36,"success":true}`}},
+		{"mdio_write json fraction read back", `{"command":"mdio_read","phy":1,"address":16,"page":3,"id":37}`, []string{`{"id":37,"result":4,"success":true}`}},
 		// mdio_write
 		{"mdio_write json paged", `{"command":"mdio_write","phy":"A","address":16,"value":"0xBEEF","page":3,"id":9}`, []string{ev("success\n"), `{"id":9,"success":true}`}},
 		{"mdio_write read back", `{"command":"mdio_read","phy":1,"address":16,"page":3,"id":10}`, []string{`{"id":10,"result":48879,"success":true}`}},
@@ -232,6 +247,10 @@ func TestIPCConformance(t *testing.T) {
 		{"hw_info json", `{"command":"hw_info","id":3}`, append(evs(hwInfo), `{"id":3,"success":true}`)},
 		{"hw_info json update", `{"command":"hw_info","update":true,"id":4}`, append(evs(hwInfo), `{"id":4,"success":true}`)},
 		{"hw_info text", `hw_info`, evs(hwInfo)},
+		// nose's hw_info has no parameters: its text form refuses any,
+		// as nose's parser does; JSON keys are ignored (above).
+		{"hw_info text --update", `hw_info --update`, []string{errEv("parameter --update not found")}},
+		{"hw_info text word", `hw_info update`, []string{errEv("unused arguments starting with 'update'.")}},
 		// mdiod's own commands
 		{"c45 read", `{"command":"mdio_read_c45","phy":"A","devad":3,"reg":2,"id":12}`, []string{`{"id":12,"result":321,"success":true}`}},
 		{"c45 write", `{"command":"mdio_write_c45","phy":1,"devad":7,"reg":60,"value":2,"id":13}`, []string{ev("success\n"), `{"id":13,"success":true}`}},
@@ -251,12 +270,30 @@ func TestIPCConformance(t *testing.T) {
 		{"unknown command", `{"command":"foo","id":25}`, []string{errEv("command foo not found"), `{"id":25,"error":"command foo not found","success":false}`}},
 		{"no command", `{"id":26}`, []string{errEv("missing command name"), `{"id":26,"error":"missing command name","success":false}`}},
 		{"bad JSON", `{"command":"mdio_read",`, []string{errEv("invalid JSON: unexpected end of JSON input"), `{"id":-1,"error":"invalid JSON: unexpected end of JSON input","success":false}`}},
-		{"text error", `mdio_read 1 99`, []string{errEv("mdio_read: parameter 'address' out of range: 99 not in 0..31")}},
+		// The text form checks as nose does, each word as it comes (its
+		// value too), then the parameters no word gave, in nose's words.
+		{"text error", `mdio_read 1 99`, []string{errEv("parameter 1/address (MDIO register address) out of range: 99 > 31.")}},
+		{"text bad page before unused word", `mdio_read 1 1 # c`, []string{errEv("parameter 2/page (Register page) requires an integer, not '#'.")}},
+		{"text page range", `mdio_read A 1 256`, []string{errEv("parameter 2/page (Register page) out of range: 256 > 255.")}},
+		{"text bad phy", `mdio_read C 1`, []string{errEv("parameter 0/phy (Port/PHY) requires an integer, not 'C'.")}},
+		{"text phy none", `mdio_read none 1`, []string{errEv("parameter 0/phy (Port/PHY) out of range: 0 < 1.")}},
+		{"text fraction", `mdio_read A 1.9`, []string{errEv("parameter 1/address (MDIO register address) requires an integer, not '1.9'.")}},
+		{"text missing", `mdio_write A 4`, []string{errEv("parameter 2/value (new register value) is required.")}},
+		{"text bad value before missing", `mdio_write A x`, []string{errEv("parameter 1/address (MDIO register address) requires an integer, not 'x'.")}},
+		{"text named twice", `mdio_read A --phy=B 1`, []string{errEv("parameter 0/phy (Port/PHY) provided more than once")}},
+		{"text expects an argument", `mdio_read A --address`, []string{errEv("parameter 1/address (MDIO register address) expects an argument")}},
+		{"text bad value before --help", `mdio_read x --help`, []string{errEv("parameter 0/phy (Port/PHY) requires an integer, not 'x'.")}},
 		{"text unknown", `frobnicate 1`, []string{errEv("command frobnicate not found")}},
 		{"text unused", `mdio_read 1 1 1 1`, []string{errEv("unused arguments starting with '1'.")}},
 		{"text unknown option", `mdio_read --bogus=1`, []string{errEv("parameter --bogus not found")}},
 		{"text comment", `# mdio_read 1 1`, nil},
+		// An over-long line gets an error and none of it runs (nose runs
+		// its first 4095 bytes or its tail, depending on how it arrives).
 		{"over-long line", `{"command":"mdio_read","phy":1,"address":1,"pad":"` + strings.Repeat("x", 5000) + `","id":28}`, []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"over-long text line", strings.Repeat(" ", 4096) + `mdio_write A 4 0`, []string{errEv("line too long (max 4096 bytes)")}},
+		{"over-long text line not run", `mdio_read A 4`, []string{ev("result: value=0x01e1\n")}},
+		{"over-long line of 4097 bytes", `mdio_write A 4 0` + strings.Repeat(" ", 4097-len(`mdio_write A 4 0`)), []string{errEv("line too long (max 4096 bytes)")}},
+		{"line of 4096 bytes runs", `mdio_read A 4` + strings.Repeat(" ", 4096-len(`mdio_read A 4`)), []string{ev("result: value=0x01e1\n")}},
 		{"alive after errors", `{"command":"mdio_read","phy":1,"address":1,"id":29}`, []string{`{"id":29,"result":31049,"success":true}`}},
 	}
 	for i, name := range daemon.HardwareCommandNames() {
@@ -269,6 +306,54 @@ func TestIPCConformance(t *testing.T) {
 		got := withoutLinkEvents(exchange(t, c, tc.req))
 		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
 			t.Errorf("%s: %s\n got %q\nwant %q", tc.name, tc.req, got, tc.want)
+		}
+	}
+}
+
+// TestOutputToCaller checks that a command's output goes to the client
+// that ran it only (nose logs it to every client; mdiod keeps other
+// clients' scripts from reading replies to commands they did not send),
+// while link events still reach every client.
+func TestOutputToCaller(t *testing.T) {
+	d := start(t, hooks{})
+	caller, other := dial(t, d.ipc), dial(t, d.ipc)
+	for _, req := range []string{
+		`mdio_read A 1`,
+		`mdio_write A 4 0x01e1`,
+		`{"command":"mdio_write","phy":1,"address":4,"value":481,"id":2}`,
+		`hw_info`,
+		`{"command":"help","id":3}`,
+		`mdio_read A 99`,
+		`{"command":"nope","id":4}`,
+	} {
+		if got := withoutLinkEvents(exchange(t, caller, req)); len(got) == 0 {
+			t.Errorf("%s: no output to the caller", req)
+		}
+		// The other client's next line is the reply to its own request.
+		got := withoutLinkEvents(exchange(t, other, `{"command":"mdio_read","phy":1,"address":1,"id":9}`))
+		if want := []string{`{"id":9,"result":31049,"success":true}`}; strings.Join(got, "\n") != strings.Join(want, "\n") {
+			t.Errorf("after %s the other client got %q, want %q", req, got, want)
+		}
+	}
+	// A link change is every client's news.
+	d.sim(t, 0).SetLink(true, 1000, false)
+	for name, c := range map[string]*ctl.IPCClient{"caller": caller, "other": other} {
+		if l := linkEvent(t, c); !strings.Contains(l, "PHY A") {
+			t.Errorf("%s: link event %s", name, l)
+		}
+	}
+}
+
+// linkEvent reads lines until a link event comes.
+func linkEvent(t *testing.T, c *ctl.IPCClient) string {
+	t.Helper()
+	for {
+		l, err := c.ReadLine()
+		if err != nil {
+			t.Fatalf("waiting for a link event: %v", err)
+		}
+		if len(withoutLinkEvents([]string{string(l)})) == 0 {
+			return string(l)
 		}
 	}
 }
@@ -542,9 +627,17 @@ func TestKeaAndConsole(t *testing.T) {
 	if string(resp) != `{ "arguments": 31049, "result": 0 }` && !strings.Contains(string(resp), `"arguments": 31049`) {
 		t.Errorf("kea mdio_read: %s", resp)
 	}
-	resp, err = ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"mdio_read","arguments":{"phy":1,"address":40}}`))
-	if err != nil || !strings.Contains(string(resp), `"result": 1`) || !strings.Contains(string(resp), "out of range") {
-		t.Errorf("kea out of range: %s, %v", resp, err)
+	// Kea's channel stays strict where the IPC's JSON form truncates as
+	// nose does: a real is no integer to Kea.
+	for _, tc := range []struct{ req, want string }{
+		{`{"command":"mdio_read","arguments":{"phy":1,"address":40}}`, "out of range"},
+		{`{"command":"mdio_read","arguments":{"phy":1,"address":1.9}}`, `parameter 'address' must be an integer, got \"1.9\"`},
+		{`{"command":"mdio_read","arguments":{"phy":1.5,"address":1}}`, `parameter 'phy' must be an integer`},
+	} {
+		resp, err = ctl.KeaCall(context.Background(), d.kea, []byte(tc.req))
+		if err != nil || !strings.Contains(string(resp), `"result": 1`) || !strings.Contains(string(resp), tc.want) {
+			t.Errorf("kea %s: %s, %v; want result 1 with %s", tc.req, resp, err, tc.want)
+		}
 	}
 	conn, err := ctl.ConsoleDial(d.console)
 	if err != nil {
