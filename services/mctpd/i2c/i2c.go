@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -41,13 +42,30 @@ const (
 	// DefaultPoll is the idle poll interval for the peer's mailbox.
 	DefaultPoll = 10 * time.Millisecond
 
-	minPacket    = 4
+	minPacket = 4
+	// sendQueueLen bounds the packets queued for the bus. At 100 kHz a
+	// baseline packet takes about 6.5 ms, so a full queue is under half
+	// a second of bus time ahead of a control reply.
 	sendQueueLen = 64
+	// maxBatch is the most packets one SendBatch takes: a 64 KiB message
+	// (the MCTP reassembly limit) at the baseline MTU. A batch larger
+	// than sendQueueLen is taken only into an empty queue, so the queue
+	// never holds more than one such message (about 74 KiB encoded).
+	maxBatch = 64<<10/binding.BaselineMTU + 1
 )
 
-// ErrQueueFull is returned by Send when the bus goroutine is a whole queue
-// behind; the core drops the packet rather than wait for the bus.
-var ErrQueueFull = fmt.Errorf("i2c: %w", binding.ErrBusy)
+var (
+	// ErrQueueFull is returned by Send and SendBatch while the packets
+	// do not fit in the send queue. It wraps binding.ErrBusy: the core
+	// waits on Room and tries again rather than drop a local client's
+	// message.
+	ErrQueueFull = fmt.Errorf("i2c: %w", binding.ErrBusy)
+	// ErrLinkDown is returned by Send and SendBatch while the bus is
+	// failing (the last transaction with the peer failed). It wraps
+	// binding.ErrLinkDown; the next transaction that succeeds (a poll,
+	// at the latest one poll interval later) brings the link up.
+	ErrLinkDown = fmt.Errorf("i2c: %w", binding.ErrLinkDown)
+)
 
 // PEC is the SMBus packet error code: CRC-8, polynomial x^8+x^2+x+1,
 // initial value 0, no reflection.
@@ -120,15 +138,33 @@ type Binding struct {
 	poll              time.Duration
 	mtu               int
 	log               *slog.Logger
-	queue             chan []byte
 	running           atomic.Bool
 
-	txPackets, txErrors, txQueueFull, txBadLength atomic.Uint64
-	rxPackets, rxPolls, rxErrors, rxBadPEC        atomic.Uint64
-	outages                                       atomic.Uint64
+	// queue carries encoded block writes, one message's worth per
+	// element; queued counts the writes in it or being written against
+	// sendQueueLen. Reservations are made under txMu, so that the
+	// elements enter the channel in the order they were admitted; Run
+	// releases each write once its transaction has returned.
+	queue  chan [][]byte
+	queued atomic.Int64
+	txMu   sync.Mutex
+	// down is set while the bus is failing: the last transaction with
+	// the peer failed. New messages are refused meanwhile (ErrLinkDown)
+	// rather than queued into writes that would fail as well.
+	down atomic.Bool
+	// room is closed and dropped whenever Run frees queue room or the
+	// bus recovers (see Room); nil while nobody waits, so that Run
+	// allocates nothing when no sender is held back.
+	roomMu sync.Mutex
+	room   chan struct{}
+
+	txPackets, txErrors, txQueueFull, txLinkDown atomic.Uint64
+	txBadLength, txTooBig                        atomic.Uint64
+	rxPackets, rxPolls, rxErrors, rxBadPEC       atomic.Uint64
+	outages                                      atomic.Uint64
 }
 
-var _ binding.Binding = (*Binding)(nil)
+var _ binding.Backpressure = (*Binding)(nil)
 
 // New returns a binding on bus from ownAddr to peerAddr (7-bit addresses),
 // polling the peer every poll (DefaultPoll if not positive).
@@ -151,7 +187,9 @@ func New(bus periphi2c.Bus, ownAddr, peerAddr uint16, poll time.Duration, log *s
 		peerAddr: peerAddr,
 		poll:     poll,
 		mtu:      binding.BaselineMTU,
-		queue:    make(chan []byte, sendQueueLen),
+		// Every element holds at least one write, so a queue of
+		// sendQueueLen writes never has more elements than this.
+		queue: make(chan [][]byte, sendQueueLen),
 	}
 	b.log = log.With("binding", b.Name())
 	return b, nil
@@ -163,24 +201,87 @@ func (b *Binding) Name() string { return fmt.Sprintf("i2c:%s:0x%02x", b.bus, b.p
 // MTU implements binding.Binding.
 func (b *Binding) MTU() int { return b.mtu }
 
-// Send implements binding.Binding: it encodes pkt and queues it.
-func (b *Binding) Send(pkt []byte) error {
-	if len(pkt) < minPacket || len(pkt) > b.mtu+minPacket {
-		b.txBadLength.Add(1)
-		return fmt.Errorf("i2c: packet of %d bytes outside 4..%d", len(pkt), b.mtu+minPacket)
+// Room implements binding.Backpressure.
+func (b *Binding) Room() <-chan struct{} {
+	b.roomMu.Lock()
+	defer b.roomMu.Unlock()
+	if b.room == nil {
+		b.room = make(chan struct{})
 	}
-	select {
-	case b.queue <- EncodeWrite(b.ownAddr, b.peerAddr, pkt):
+	return b.room
+}
+
+// wakeRoom wakes every sender waiting on Room.
+func (b *Binding) wakeRoom() {
+	b.roomMu.Lock()
+	if b.room != nil {
+		close(b.room)
+		b.room = nil
+	}
+	b.roomMu.Unlock()
+}
+
+// Send implements binding.Binding: it encodes pkt and queues it, as a
+// batch of one.
+func (b *Binding) Send(pkt []byte) error {
+	return b.SendBatch([][]byte{pkt})
+}
+
+// SendBatch implements binding.BatchSender: every packet is checked and
+// encoded, then all are queued together or none is. They fit when the
+// queue has room for all of them, or when it is empty: a message of
+// more packets than the queue holds (up to a 64 KiB message) waits for
+// the queue to drain and then goes in whole, so the caller never has to
+// split it and the bus never carries half of it. A batch that does not
+// fit is refused with ErrQueueFull, and every batch while the bus is
+// failing with ErrLinkDown; Room says when to try again.
+func (b *Binding) SendBatch(pkts [][]byte) error {
+	for _, pkt := range pkts {
+		if len(pkt) < minPacket || len(pkt) > b.mtu+minPacket {
+			b.txBadLength.Add(1)
+			return fmt.Errorf("i2c: packet of %d bytes outside 4..%d", len(pkt), b.mtu+minPacket)
+		}
+	}
+	n := int64(len(pkts))
+	switch {
+	case n == 0:
 		return nil
-	default:
-		b.txQueueFull.Add(1)
+	case n > maxBatch:
+		// Not ErrQueueFull: no amount of waiting makes room for it.
+		b.txTooBig.Add(uint64(n))
+		return fmt.Errorf("i2c: %d packets exceed the %d of a 64 KiB message", n, maxBatch)
+	case b.down.Load():
+		b.txLinkDown.Add(uint64(n))
+		return ErrLinkDown
+	}
+	b.txMu.Lock()
+	defer b.txMu.Unlock()
+	// Run only ever lowers queued, so room seen here stays room.
+	if q := b.queued.Load(); q != 0 && q+n > sendQueueLen {
+		b.txQueueFull.Add(uint64(n))
 		return ErrQueueFull
 	}
+	writes := make([][]byte, len(pkts))
+	for i, pkt := range pkts {
+		writes[i] = EncodeWrite(b.ownAddr, b.peerAddr, pkt)
+	}
+	b.queued.Add(n)
+	// Cannot block: queued was at most sendQueueLen-1 writes, so fewer
+	// than sendQueueLen elements are in the channel.
+	b.queue <- writes
+	return nil
 }
 
 // Run implements binding.Binding. Bus errors never end it: a failed write
 // drops that packet (MCTP requesters time out and retry), a failed poll is
 // retried at the next interval, and each run of failures is logged once.
+// While the bus fails new messages are refused (ErrLinkDown); the first
+// transaction that succeeds again wakes the senders waiting on Room.
+//
+// Writes go out one per loop, in order. The peer's mailbox is polled at
+// every tick, also while writes are pending, so that a long message or
+// a stream of them does not starve receiving; it is drained further,
+// packet by packet, only while nothing waits to be written.
 func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
 	if !b.running.CompareAndSwap(false, true) {
 		return errors.New("i2c: Run already active")
@@ -193,6 +294,8 @@ func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
 		if err == nil {
 			if failing {
 				b.log.Info("i2c bus recovered")
+				b.down.Store(false)
+				b.wakeRoom()
 			}
 			failing = false
 			return
@@ -200,35 +303,59 @@ func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
 		if !failing {
 			b.outages.Add(1)
 			b.log.Warn("i2c bus error", "err", err)
+			b.down.Store(true)
 		}
 		failing = true
 	}
 	r := make([]byte, ReadLen(b.mtu))
+	var cur [][]byte // the rest of the message being written
+	poll := func() {
+		for ctx.Err() == nil {
+			pkt, err := b.pollOnce(r)
+			report(err)
+			if pkt == nil {
+				return
+			}
+			deliver(pkt)
+			if len(cur) > 0 || len(b.queue) > 0 {
+				return
+			}
+		}
+	}
 	for {
+		if len(cur) == 0 {
+			select {
+			case <-ctx.Done():
+				return nil
+			case cur = <-b.queue:
+			case <-t.C:
+				poll()
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case w := <-b.queue:
-			err := b.bus.Tx(b.peerAddr, w, nil)
-			if err != nil {
-				b.txErrors.Add(1)
-				err = fmt.Errorf("write to %#02x: %w", b.peerAddr, err)
-			} else {
-				b.txPackets.Add(1)
-			}
-			report(err)
 		case <-t.C:
-			// Drain the mailbox, but yield to pending writes and ctx
-			// between reads so a chatty peer cannot starve them.
-			for ctx.Err() == nil && len(b.queue) == 0 {
-				pkt, err := b.pollOnce(r)
-				report(err)
-				if pkt == nil {
-					break
-				}
-				deliver(pkt)
-			}
+			poll()
+			continue
+		default:
 		}
+		err := b.bus.Tx(b.peerAddr, cur[0], nil)
+		cur[0] = nil
+		cur = cur[1:]
+		if err != nil {
+			b.txErrors.Add(1)
+			err = fmt.Errorf("write to %#02x: %w", b.peerAddr, err)
+		} else {
+			b.txPackets.Add(1)
+		}
+		report(err)
+		// Released only now, after the transaction: a batch admitted
+		// into an "empty" queue must not find a write still in flight
+		// ahead of the room it was counted against.
+		b.queued.Add(-1)
+		b.wakeRoom()
 	}
 }
 
@@ -254,13 +381,17 @@ func (b *Binding) pollOnce(r []byte) ([]byte, error) {
 	return pkt, nil
 }
 
-// Stats implements binding.Binding.
+// Stats implements binding.Binding. The tx_queue_full, tx_link_down and
+// tx_too_big counters count the packets of each refused SendBatch; a
+// message the core holds back and retries counts again at each refusal.
 func (b *Binding) Stats() map[string]uint64 {
 	return map[string]uint64{
 		"tx_packets":    b.txPackets.Load(),
 		"tx_errors":     b.txErrors.Load(),
 		"tx_queue_full": b.txQueueFull.Load(),
+		"tx_link_down":  b.txLinkDown.Load(),
 		"tx_bad_length": b.txBadLength.Load(),
+		"tx_too_big":    b.txTooBig.Load(),
 		"rx_packets":    b.rxPackets.Load(),
 		"rx_polls":      b.rxPolls.Load(),
 		"rx_errors":     b.rxErrors.Load(),
