@@ -125,7 +125,7 @@ const TypeControlReplies = 0x80
 // queue is a drop, not a stall of the receive path).
 //
 // Back-pressure: a local client's message is never dropped because its
-// binding's queue is full. On a binding.Backpressure binding (serial)
+// binding's queue is full. On a binding.Backpressure binding (serial, I2C)
 // Send waits for room, so the demux reads nothing more from that client
 // meanwhile and its socket pushes back, as libmctp's blocking write
 // does; clients whose messages take other bindings, or loop back, go on
