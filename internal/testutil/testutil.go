@@ -1,11 +1,14 @@
 // Package testutil holds the small helpers tickbox's tests share:
-// goroutine-safe output capture, socket-friendly temporary directories
-// and polling for a condition.
+// goroutine-safe output capture, socket-friendly temporary directories,
+// polling for a condition, hex fixtures, a Kea control channel client and
+// the rule for a test that cannot run here (Require).
 package testutil
 
 import (
 	"bytes"
+	"encoding/hex"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -62,4 +65,15 @@ func WaitFor(t testing.TB, what string, timeout time.Duration, cond func() bool)
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
+}
+
+// Unhex decodes a hex fixture, ignoring spaces (written between fields
+// for the reader), and fails the test on bad hex.
+func Unhex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
+	if err != nil {
+		t.Fatalf("bad hex %q: %v", s, err)
+	}
+	return b
 }
