@@ -37,7 +37,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
-// Targets of the issue.
+// The targets mdiobench checks its figures against.
 const (
 	targetReads = 200_000
 	targetRatio = 0.5

@@ -97,7 +97,7 @@ func TestDeriveTargets(t *testing.T) {
 	}
 }
 
-// TestCommittedConfig checks the rules the issue sets for the instance.
+// TestCommittedConfig checks the rules the committed instance must keep.
 func TestCommittedConfig(t *testing.T) {
 	var c derived
 	if err := json.Unmarshal(committed(t), &c); err != nil {

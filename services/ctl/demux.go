@@ -16,7 +16,7 @@ import (
 )
 
 // DefaultDemuxNames are the abstract socket names the demux serves:
-// libmctp's "mctp-mux" and the seed design's "mctp-demux".
+// libmctp's "mctp-mux" and "mctp-demux", the name some clients use.
 var DefaultDemuxNames = []string{"mctp-mux", "mctp-demux"}
 
 // Demux defaults.
