@@ -22,7 +22,6 @@ import (
 
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // runEnv makes the test binary run the agent instead of the tests, so
@@ -157,31 +156,6 @@ func (p *agentProc) wait(t *testing.T) int {
 	return 0
 }
 
-// keaCall runs one command over the agent's Kea socket and decodes the
-// reply's arguments into args.
-func keaCall(t *testing.T, sock, cmd string, args any) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	b, err := ctl.KeaCall(ctx, sock, []byte(`{"command":"`+cmd+`"}`))
-	if err != nil {
-		t.Fatalf("%s: %v", cmd, err)
-	}
-	var reply struct {
-		Result    int
-		Text      string
-		Arguments json.RawMessage
-	}
-	if err := json.Unmarshal(b, &reply); err != nil || reply.Result != 0 {
-		t.Fatalf("%s: reply %s (%v)", cmd, b, err)
-	}
-	if args != nil {
-		if err := json.Unmarshal(reply.Arguments, args); err != nil {
-			t.Fatalf("%s: arguments %s: %v", cmd, reply.Arguments, err)
-		}
-	}
-}
-
 // TestSignalExit checks that SIGTERM stops the agent with status 0 and
 // removes its control socket. It runs in the host's namespace and only
 // reads the link table.
@@ -190,7 +164,7 @@ func TestSignalExit(t *testing.T) {
 	kea := filepath.Join(dir, "control.sock")
 	p := startAgent(t, nil, "-sfptpd-socket", "", "-kea", kea)
 	var ifs struct{ Interfaces []hotplug.Interface }
-	keaCall(t, kea, "interfaces-get", &ifs)
+	testutil.KeaArguments(t, kea, "interfaces-get", &ifs)
 	if !slices.ContainsFunc(ifs.Interfaces, func(i hotplug.Interface) bool { return i.Name == "lo" && i.Ignored }) {
 		t.Errorf("lo missing or not ignored: %+v", ifs.Interfaces)
 	}
@@ -236,12 +210,8 @@ func linkKind(t *testing.T, ns string) string {
 // creates and deletes links there, and checks the exact datagrams that
 // reach an sfptpd-style socket, and the agent's Kea commands.
 func TestAgentInNetns(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "TestAgentInNetns needs root to create a network namespace (ip netns add); run the tests as root to cover the netlink agent")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Fatalf("ip from iproute2 is required (./test.sh installs it with apt): %v", err)
-	}
+	testutil.NeedRoot(t, "create a network namespace (ip netns add) for the netlink agent")
+	testutil.NeedTool(t, "ip", "iproute2")
 	rnd := make([]byte, 4)
 	rand.Read(rnd)
 	ns := "tb-" + hex.EncodeToString(rnd)
@@ -337,7 +307,7 @@ func TestAgentInNetns(t *testing.T) {
 	}
 
 	var ifs struct{ Interfaces []hotplug.Interface }
-	keaCall(t, kea, "interfaces-get", &ifs)
+	testutil.KeaArguments(t, kea, "interfaces-get", &ifs)
 	names := map[string]hotplug.Interface{}
 	for _, i := range ifs.Interfaces {
 		names[i.Name] = i
@@ -357,7 +327,7 @@ func TestAgentInNetns(t *testing.T) {
 	}
 
 	var evs struct{ Events []hotplug.Event }
-	keaCall(t, kea, "events-get", &evs)
+	testutil.KeaArguments(t, kea, "events-get", &evs)
 	var sent []string
 	kinds := map[hotplug.Kind][]string{}
 	for _, e := range evs.Events {
@@ -384,7 +354,7 @@ func TestAgentInNetns(t *testing.T) {
 	var status struct {
 		Targets []hotplug.TargetStats
 	}
-	keaCall(t, kea, "status-get", &status)
+	testutil.KeaArguments(t, kea, "status-get", &status)
 	if len(status.Targets) != 1 || status.Targets[0].Sent != 17 || status.Targets[0].State != "up" || status.Targets[0].Pending != 0 {
 		t.Errorf("status-get targets %+v", status.Targets)
 	}
@@ -402,7 +372,7 @@ func TestAgentInNetns(t *testing.T) {
 	}
 
 	// The shutdown command stops the agent cleanly.
-	keaCall(t, kea, "shutdown", nil)
+	testutil.KeaArguments(t, kea, "shutdown", nil)
 	if code := p.wait(t); code != 0 {
 		t.Fatalf("exit %d after shutdown", code)
 	}

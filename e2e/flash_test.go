@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -183,12 +184,13 @@ func loopDevice(t *testing.T, dir string, size int64) string {
 	if err := os.Truncate(backing, size); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command("losetup", "--find", "--show", backing).Output()
+	losetup := testutil.NeedTool(t, "losetup", "mount")
+	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
 	if err != nil {
-		t.Skipf("no loop devices here: %v", err)
+		testutil.Require(t, fmt.Sprintf("no loop devices here: %v", err))
 	}
 	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command("losetup", "-d", loop).Run() })
+	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
 	return loop
 }
 
@@ -197,9 +199,8 @@ func loopDevice(t *testing.T, dir string, size int64) string {
 // confirmation.
 func TestFlashRefusesMountedDevice(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root for losetup and mount")
-	}
+	testutil.NeedRoot(t, "attach and mount a loop device")
+	mkfs := testutil.NeedTool(t, "mkfs.ext4", "e2fsprogs")
 	dir := t.TempDir()
 	loop := loopDevice(t, dir, 64<<20)
 
@@ -211,13 +212,13 @@ func TestFlashRefusesMountedDevice(t *testing.T) {
 	r := runFlash(t, ctx, nil, nil, "--build-dir", build, "--yes", loop)
 	checkRefusal(t, r, "the image needs")
 
-	if out, err := exec.Command("mkfs.ext4", "-q", "-F", loop).CombinedOutput(); err != nil {
+	if out, err := exec.Command(mkfs, "-q", "-F", loop).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
 	}
 	mnt := filepath.Join(dir, "mnt")
 	os.Mkdir(mnt, 0o755)
 	if out, err := exec.Command("mount", loop, mnt).CombinedOutput(); err != nil {
-		t.Skipf("cannot mount a loop device here: %v\n%s", err, out)
+		testutil.Require(t, fmt.Sprintf("cannot mount a loop device here: %v\n%s", err, out))
 	}
 	t.Cleanup(func() { exec.Command("umount", mnt).Run() })
 	r = runFlash(t, ctx, nil, nil, "--build-dir", build, "--yes", loop)
@@ -229,9 +230,7 @@ func TestFlashRefusesMountedDevice(t *testing.T) {
 // built or written.
 func TestFlashNotConfirmed(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root for losetup")
-	}
+	testutil.NeedRoot(t, "attach a loop device")
 	dir := t.TempDir()
 	loop := loopDevice(t, dir, 1258299392)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -246,9 +245,7 @@ func TestFlashNotConfirmed(t *testing.T) {
 // has everything but qemu: it must print the install command and stop.
 func TestFlashQemuMissingWithoutRoot(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to switch to uid 65534")
-	}
+	testutil.NeedRoot(t, "switch to uid 65534")
 	// A PATH directory with links to every program except qemu.
 	bin, err := os.MkdirTemp("", "tbpath")
 	if err != nil {

@@ -239,12 +239,11 @@ func TestVM(t *testing.T) {
 	if testing.Short() {
 		t.Skip("boots the image in qemu")
 	}
-	for _, tool := range []string{"qemu-system-x86_64", "ssh", "ssh-keygen", "mkfs.ext4"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			if _, err2 := os.Stat("/usr/sbin/" + tool); err2 != nil {
-				t.Fatalf("%s not found: run ./test.sh, which installs it", tool)
-			}
-		}
+	for _, tool := range []struct{ name, pkg string }{
+		{"qemu-system-x86_64", "qemu-system-x86"}, {"ssh", "openssh-client"},
+		{"ssh-keygen", "openssh-client"}, {"mkfs.ext4", "e2fsprogs"},
+	} {
+		testutil.NeedTool(t, tool.name, tool.pkg)
 	}
 	t.Parallel()
 	dir := t.TempDir()

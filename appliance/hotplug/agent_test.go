@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
@@ -112,7 +113,7 @@ func TestAgent(t *testing.T) {
 	expect := func(want ...string) {
 		t.Helper()
 		for _, p := range []string{"/a", "/b"} {
-			waitFor(t, p+" datagrams", func() bool { return len(rec.of(p)) >= len(want) })
+			testutil.WaitFor(t, p+" datagrams", 5*time.Second, func() bool { return len(rec.of(p)) >= len(want) })
 		}
 		time.Sleep(30 * time.Millisecond) // a duplicate would show by now
 		for _, p := range []string{"/a", "/b"} {

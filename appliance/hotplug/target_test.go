@@ -27,12 +27,6 @@ func testLogger(w *logBuffer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, what, 5*time.Second, cond)
-}
-
 // scriptedSend fails its first `fail` calls with ECONNREFUSED, then
 // records what it is sent.
 type scriptedSend struct {
@@ -122,7 +116,7 @@ func TestTargetRetries(t *testing.T) {
 			done := make(chan struct{})
 			go func() { tg.Run(ctx); close(done) }()
 			defer func() { cancel(); <-done }()
-			waitFor(t, "delivery", func() bool { return len(s.sent()) == tc.n })
+			testutil.WaitFor(t, "delivery", 5*time.Second, func() bool { return len(s.sent()) == tc.n })
 			time.Sleep(10 * time.Millisecond) // nothing more may come
 			if got := s.sent(); !slices.Equal(got, want) {
 				t.Fatalf("sent %q, want %q", got, want)
@@ -180,7 +174,7 @@ func TestTargetOverflow(t *testing.T) {
 			if tc.inFlight {
 				go func() { tg.Run(ctx); close(done) }()
 				tg.Enqueue(1, all[0])
-				waitFor(t, "send in flight", func() bool {
+				testutil.WaitFor(t, "send in flight", 5*time.Second, func() bool {
 					tg.mu.Lock()
 					defer tg.mu.Unlock()
 					return tg.sending
@@ -196,7 +190,7 @@ func TestTargetOverflow(t *testing.T) {
 				go func() { tg.Run(ctx); close(done) }()
 			}
 			defer func() { cancel(); <-done }()
-			waitFor(t, "delivery", func() bool { return len(s.sent()) == len(tc.want) })
+			testutil.WaitFor(t, "delivery", 5*time.Second, func() bool { return len(s.sent()) == len(tc.want) })
 			time.Sleep(10 * time.Millisecond)
 			if got := s.sent(); !slices.Equal(got, tc.want) {
 				t.Fatalf("sent %q, want %q", got, tc.want)
@@ -237,7 +231,7 @@ func TestTargetSocketAppears(t *testing.T) {
 	go func() { tg.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
 
-	waitFor(t, "several failed attempts", func() bool { return tg.Stats().Failed >= 3 })
+	testutil.WaitFor(t, "several failed attempts", 5*time.Second, func() bool { return tg.Stats().Failed >= 3 })
 	st := tg.Stats()
 	if st.State != "down" || !strings.Contains(st.LastError, "connect: No such file or directory") {
 		t.Fatalf("stats while missing: %+v", st)

@@ -30,10 +30,9 @@ func TestMain(m *testing.M) {
 // working: every measurement must move messages, lose none, and the
 // report must judge every target.
 func TestQuick(t *testing.T) {
-	for _, tool := range []string{"socat", "go"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed", tool)
-		}
+	testutil.NeedTool(t, "socat", "socat")
+	if _, err := exec.LookPath("go"); err != nil {
+		testutil.Require(t, fmt.Sprintf("no go on PATH to build the daemons: %v", err))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -103,9 +102,7 @@ func TestQuick(t *testing.T) {
 // TestQuickFramingOnly runs -only framing in its short mode: the
 // framing rows alone, each against its raw baseline, and one target.
 func TestQuickFramingOnly(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		testutil.Require(t, "socat not installed")
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cfg := quickConfig(false)

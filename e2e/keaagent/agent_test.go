@@ -48,20 +48,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// findTool returns the path of a Kea program, which Debian installs in
-// /usr/sbin (not on a normal user's PATH), or requires it.
-func findTool(t *testing.T, name string) string {
-	t.Helper()
-	if p, err := exec.LookPath(name); err == nil {
-		return p
-	}
-	p := filepath.Join("/usr/sbin", name)
-	if _, err := os.Stat(p); err != nil {
-		testutil.Require(t, fmt.Sprintf("%s not installed (./test.sh installs kea-ctrl-agent and python3-kea-connector): %v", name, err))
-	}
-	return p
-}
-
 // proc is a program the test started; it is killed at cleanup.
 type proc struct {
 	name string
@@ -182,7 +168,7 @@ type agent struct {
 // is started again on a new port.
 func startAgent(t *testing.T, dir, name string, sockets map[string]string) *agent {
 	t.Helper()
-	exe := findTool(t, "kea-ctrl-agent")
+	exe := testutil.NeedTool(t, "kea-ctrl-agent", "kea-ctrl-agent")
 	cs := map[string]any{}
 	for svc, path := range sockets {
 		cs[svc] = map[string]any{"socket-type": "unix", "socket-name": path}
@@ -295,8 +281,8 @@ func (r request) body(services []string) []byte {
 }
 
 func TestControlAgent(t *testing.T) {
-	agentExe := findTool(t, "kea-ctrl-agent")
-	shellExe := findTool(t, "kea-shell")
+	agentExe := testutil.NeedTool(t, "kea-ctrl-agent", "kea-ctrl-agent")
+	shellExe := testutil.NeedTool(t, "kea-shell", "kea-ctrl-agent and python3-kea-connector")
 	if out, err := exec.Command(agentExe, "-v").Output(); err != nil {
 		testutil.Require(t, fmt.Sprintf("%s -v: %v", agentExe, err))
 	} else {

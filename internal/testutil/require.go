@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
 )
 
@@ -33,11 +34,21 @@ func NeedRoot(t testing.TB, what string) {
 	}
 }
 
-// NeedTool requires the program name on PATH; pkg names the Debian
-// package ./test.sh installs it from.
-func NeedTool(t testing.TB, name, pkg string) {
+// NeedTool requires the program name and returns its path; pkg names
+// the Debian package ./test.sh installs it from. Besides PATH it looks in
+// /usr/sbin and /sbin, where Debian puts daemons and admin tools (chronyd,
+// kea-ctrl-agent, mkfs.ext4) that are not on a normal user's PATH.
+func NeedTool(t testing.TB, name, pkg string) string {
 	t.Helper()
-	if _, err := exec.LookPath(name); err != nil {
-		Require(t, fmt.Sprintf("%s not installed (./test.sh installs %s): %v", name, pkg, err))
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
 	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if fi, serr := os.Stat(filepath.Join(dir, name)); serr == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return filepath.Join(dir, name)
+		}
+	}
+	Require(t, fmt.Sprintf("%s not installed (./test.sh installs %s): %v", name, pkg, err))
+	return ""
 }

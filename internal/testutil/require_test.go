@@ -3,6 +3,7 @@ package testutil
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -43,5 +44,36 @@ func TestRequire(t *testing.T) {
 				t.Fatalf("output lacks %q:\n%s", tc.out, out)
 			}
 		})
+	}
+}
+
+// TestNeedToolPath checks where NeedTool finds a program: on PATH first,
+// then in /usr/sbin, which is not on a normal user's PATH.
+func TestNeedToolPath(t *testing.T) {
+	bin := t.TempDir()
+	tool := filepath.Join(bin, "tbtool")
+	if err := os.WriteFile(tool, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// Any executable in /usr/sbin stands for a daemon Debian puts there.
+	var sbin string
+	ents, _ := os.ReadDir("/usr/sbin")
+	for _, e := range ents {
+		if fi, err := e.Info(); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			sbin = e.Name()
+			break
+		}
+	}
+	if sbin == "" {
+		t.Fatal("no executable in /usr/sbin to look for")
+	}
+	for _, tc := range []struct{ name, path, want string }{
+		{"tbtool", bin, tool},
+		{sbin, bin, "/usr/sbin/" + sbin},
+	} {
+		t.Setenv("PATH", tc.path)
+		if got := NeedTool(t, tc.name, "nothing"); got != tc.want {
+			t.Errorf("NeedTool(%s) with PATH=%s = %q, want %q", tc.name, tc.path, got, tc.want)
+		}
 	}
 }

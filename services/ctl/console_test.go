@@ -18,6 +18,8 @@ import (
 	"testing"
 	"time"
 	"unicode"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -129,7 +131,7 @@ type testConsole struct {
 func startConsole(t *testing.T, opts ConsoleOptions) *testConsole {
 	t.Helper()
 	d := NewDaemon(DaemonOptions{Name: "test", Version: "1.2.3", Logger: testLogger(t)})
-	tc := &testConsole{d: d, block: make(chan struct{}), path: filepath.Join(shortDir(t), "c.sock")}
+	tc := &testConsole{d: d, block: make(chan struct{}), path: filepath.Join(testutil.ShortDir(t), "c.sock")}
 	d.MustRegister(testCommands(tc.block)...)
 	tc.srv = NewServer(d)
 	cs, err := tc.srv.ServeConsole(SocketSpec{Addr: tc.path}, opts)
@@ -531,7 +533,7 @@ func TestConsoleWriteTimeout(t *testing.T) {
 }
 
 func TestConsoleSocat(t *testing.T) {
-	needSocat(t)
+	testutil.NeedTool(t, "socat", "socat")
 	tc := startConsole(t, ConsoleOptions{})
 	run := func(input string) string {
 		cmd := exec.Command("socat", "-", "UNIX-CONNECT:"+tc.path)
@@ -582,7 +584,7 @@ func TestConsolePipe(t *testing.T) {
 	if err := ConsolePipe(ctx2, c, pr, io.Discard); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
-	if _, err := ConsoleDial(filepath.Join(shortDir(t), "none.sock")); err == nil || !errors.Is(err, syscall.ENOENT) {
+	if _, err := ConsoleDial(filepath.Join(testutil.ShortDir(t), "none.sock")); err == nil || !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("dial of a missing socket: %v", err)
 	}
 }

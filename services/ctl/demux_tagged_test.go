@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // replyRouter answers each message to its sender alone, with the
@@ -68,7 +70,7 @@ func dialTagged(t *testing.T, f *dmFixture, typ byte) *DemuxConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	dgWait(t, "registration", func() bool { return f.dm.Stats().Registrations > before })
+	testutil.WaitFor(t, "registration", 5*time.Second, func() bool { return f.dm.Stats().Registrations > before })
 	return c
 }
 
@@ -125,11 +127,11 @@ func TestDemuxTaggedDeliverTo(t *testing.T) {
 	// A 2-byte datagram is short on a tagged demux; the client stays.
 	raw := dmRaw(t, f.names[0])
 	raw.Write([]byte{5})
-	dgWait(t, "raw client", func() bool { return f.dm.Registered(5) == 3 })
+	testutil.WaitFor(t, "raw client", 5*time.Second, func() bool { return f.dm.Registered(5) == 3 })
 	if _, err := raw.Write([]byte{9, 5}); err != nil {
 		t.Fatal(err)
 	}
-	dgWait(t, "short drop", func() bool { return f.dm.Stats().DropShort == 1 })
+	testutil.WaitFor(t, "short drop", 5*time.Second, func() bool { return f.dm.Stats().DropShort == 1 })
 	if len(f.logs.find("demux: client message under 3 bytes; dropped")) != 1 {
 		t.Errorf("no short-drop log line:\n%s", f.logs.dump())
 	}
@@ -148,7 +150,7 @@ func TestDemuxTaggedDeliverTo(t *testing.T) {
 	// Disconnects are reported with the client's ID, and DeliverTo a
 	// gone client fails.
 	a.Close()
-	dgWait(t, "disconnect", func() bool {
+	testutil.WaitFor(t, "disconnect", 5*time.Second, func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(gone) == 1
@@ -186,7 +188,7 @@ func TestDemuxPlainDeliverTo(t *testing.T) {
 	}
 	raw := dmRaw(t, f.names[0])
 	raw.Write([]byte{6})
-	dgWait(t, "raw", func() bool { return f.dm.Registered(6) == 1 })
+	testutil.WaitFor(t, "raw", 5*time.Second, func() bool { return f.dm.Registered(6) == 1 })
 	f.dm.DeliverTag(8, 0xee, 6, []byte("y"))
 	buf := make([]byte, 16)
 	raw.SetReadDeadline(time.Now().Add(5 * time.Second))

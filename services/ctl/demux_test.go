@@ -72,7 +72,7 @@ func (f *dmFixture) dial(t testing.TB, name string, typ byte) *DemuxConn {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	dgWait(t, "registration", func() bool { return f.dm.Stats().Registrations > before })
+	testutil.WaitFor(t, "registration", 5*time.Second, func() bool { return f.dm.Stats().Registrations > before })
 	return c
 }
 
@@ -138,7 +138,7 @@ func TestDemuxLoopback(t *testing.T) {
 	}
 	c5 := f.dial(t, f.names[1], 5)
 	c6 := f.dial(t, f.names[0], 6)
-	dgWait(t, "clients", func() bool { return f.dm.Stats().Clients[5] == 2 })
+	testutil.WaitFor(t, "clients", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 2 })
 
 	if err := c5.Send(dmLocal, []byte("hello")); err != nil {
 		t.Fatal(err)
@@ -168,14 +168,14 @@ func TestDemuxLoopback(t *testing.T) {
 	if err := c6.Send(dmLocal, nil); err != nil {
 		t.Fatal(err)
 	}
-	dgWait(t, "empty message dropped", func() bool { return f.dm.Stats().DropRoute == 1 })
+	testutil.WaitFor(t, "empty message dropped", 5*time.Second, func() bool { return f.dm.Stats().DropRoute == 1 })
 	if err := c6.Send(dmLocal, []byte{0}); err != nil {
 		t.Fatal(err)
 	}
 	if got, want := dmRecv(t, c6), (dmMsg{dmLocal, 6, "\x00"}); got != want {
 		t.Fatalf("got %+v, want %+v", got, want)
 	}
-	dgWait(t, "counters", func() bool { return f.dm.Stats().Delivered == 3 })
+	testutil.WaitFor(t, "counters", 5*time.Second, func() bool { return f.dm.Stats().Delivered == 3 })
 	st := f.dm.Stats()
 	if st.In != 4 || st.Out != 4 || st.Delivered != 3 || st.Registrations != 3 || st.DropRoute != 1 {
 		t.Fatalf("stats = %+v", st)
@@ -225,7 +225,7 @@ func TestDemuxDrops(t *testing.T) {
 	c := f.dial(t, f.names[0], 5)
 	raw := dmRaw(t, f.names[0])
 	raw.Write([]byte{5})
-	dgWait(t, "clients", func() bool { return f.dm.Stats().Clients[5] == 2 })
+	testutil.WaitFor(t, "clients", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 2 })
 
 	if _, err := raw.Write([]byte{dmLocal}); err != nil { // under 2 bytes
 		t.Fatal(err)
@@ -255,7 +255,7 @@ func TestDemuxDrops(t *testing.T) {
 	want := func(st DemuxStats) bool {
 		return st.DropShort == 2 && st.DropRoute == 1 && st.DropNoClient == 2 && st.In == 3
 	}
-	dgWait(t, "drop counters", func() bool { return want(f.dm.Stats()) })
+	testutil.WaitFor(t, "drop counters", 5*time.Second, func() bool { return want(f.dm.Stats()) })
 	if st := f.dm.Stats(); !want(st) {
 		t.Fatalf("stats = %+v", st)
 	}
@@ -312,13 +312,13 @@ func TestDemuxDisconnects(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.then != nil {
-				dgWait(t, "registration", func() bool { return f.dm.Stats().Clients[5] == 1 })
+				testutil.WaitFor(t, "registration", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 1 })
 				if _, err := raw.Write(tc.then); err != nil {
 					t.Fatal(err)
 				}
 			}
 			dmEOF(t, raw)
-			dgWait(t, "no clients", func() bool { return len(f.dm.Stats().Clients) == 0 })
+			testutil.WaitFor(t, "no clients", 5*time.Second, func() bool { return len(f.dm.Stats().Clients) == 0 })
 			if n := f.dm.Deliver(1, 5, []byte("x")); n != 0 {
 				t.Fatal("delivered to a disconnected client")
 			}
@@ -421,7 +421,7 @@ func TestDemuxPeerRefused(t *testing.T) {
 		f := newDMFixture(t, DemuxOptions{StreamOptions: StreamOptions{Peers: PeerPolicy{UIDs: []uint32{65534}}}})
 		done := make(chan string, 1)
 		go func() { done <- dgRunAsNobody(t, "demuxdial", f.names[1]) }()
-		dgWait(t, "child registered", func() bool { return f.dm.Stats().Clients[5] == 1 })
+		testutil.WaitFor(t, "child registered", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 1 })
 		f.dm.Deliver(dmLocal, 5, []byte("hi"))
 		if out := <-done; out != "recv: <nil>" {
 			t.Fatalf("child: %q", out)
@@ -491,7 +491,7 @@ func TestDemuxDefaultNames(t *testing.T) {
 // abstract name.
 func TestDemuxSocat(t *testing.T) {
 	t.Parallel()
-	needSocat(t)
+	testutil.NeedTool(t, "socat", "socat")
 	f := newDMFixture(t, DemuxOptions{})
 	cmd := exec.Command("socat", "-t", "0.2", "-", "ABSTRACT-CONNECT:"+f.names[0]+",socktype=5")
 	stdin, err := cmd.StdinPipe()
@@ -512,7 +512,7 @@ func TestDemuxSocat(t *testing.T) {
 	if _, err := stdin.Write([]byte{0x05}); err != nil {
 		t.Fatal(err)
 	}
-	dgWait(t, "socat registered", func() bool { return f.dm.Stats().Clients[5] == 1 })
+	testutil.WaitFor(t, "socat registered", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 1 })
 	// Written only after registration, so socat sends it as its own
 	// packet.
 	if _, err := stdin.Write([]byte{dmLocal, 0x05, 'h', 'i'}); err != nil {
@@ -532,7 +532,7 @@ func TestDemuxSocat(t *testing.T) {
 		t.Fatalf("socat got %q %v", got, err)
 	}
 	stdin.Close()
-	dgWait(t, "socat gone", func() bool { return len(f.dm.Stats().Clients) == 0 })
+	testutil.WaitFor(t, "socat gone", 5*time.Second, func() bool { return len(f.dm.Stats().Clients) == 0 })
 }
 
 // FuzzDemuxMessage sends arbitrary datagrams, the first being the
@@ -585,7 +585,7 @@ func FuzzDemuxMessage(f *testing.F) {
 			sent++
 			if i == 0 {
 				if !closed {
-					dgWait(t, "registration", func() bool { return fx.dm.Stats().Clients[typ] == 1 })
+					testutil.WaitFor(t, "registration", 5*time.Second, func() bool { return fx.dm.Stats().Clients[typ] == 1 })
 				}
 				continue
 			}
@@ -630,9 +630,9 @@ func FuzzDemuxMessage(f *testing.F) {
 					t.Fatalf("after disconnect, message %d = %q; want %q", i, buf[:n], want)
 				}
 			}
-			dgWait(t, "client gone", func() bool { return len(fx.dm.Stats().Clients) == 0 })
+			testutil.WaitFor(t, "client gone", 5*time.Second, func() bool { return len(fx.dm.Stats().Clients) == 0 })
 		}
-		dgWait(t, "messages processed", func() bool {
+		testutil.WaitFor(t, "messages processed", 5*time.Second, func() bool {
 			st := fx.dm.Stats()
 			return st.DropShort == short && st.DropRoute == route && st.DropNoClient == noClient && st.In == in2
 		})
@@ -707,7 +707,7 @@ func TestDemuxCloseWithUnreadKeepsSent(t *testing.T) {
 	for round := 0; round < 5; round++ {
 		before := f.dm.Stats().In
 		c := f.dial(t, f.names[0], 0x30)
-		dgWait(t, "registration", func() bool { return f.dm.Stats().Clients[0x30] == 1 })
+		testutil.WaitFor(t, "registration", 5*time.Second, func() bool { return f.dm.Stats().Clients[0x30] == 1 })
 		const n = 200
 		for i := 0; i < n; i++ {
 			if err := c.Send(dmLocal, []byte{byte(i)}); err != nil {
@@ -722,6 +722,6 @@ func TestDemuxCloseWithUnreadKeepsSent(t *testing.T) {
 		if got := f.dm.Stats().In - before; got != n {
 			t.Fatalf("round %d: %d of %d messages routed; stats %+v", round, got, n, f.dm.Stats())
 		}
-		dgWait(t, "client gone", func() bool { return f.dm.Stats().Clients[0x30] == 0 })
+		testutil.WaitFor(t, "client gone", 5*time.Second, func() bool { return f.dm.Stats().Clients[0x30] == 0 })
 	}
 }

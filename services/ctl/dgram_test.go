@@ -87,23 +87,6 @@ func (l *dgLogs) dump() string {
 	return b.String()
 }
 
-// dgShortDir returns a short temporary directory: t.TempDir() paths can
-// exceed sun_path's 107 bytes.
-func dgShortDir(t testing.TB) string {
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// dgWait polls cond until it holds or two seconds pass.
-func dgWait(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, what, 5*time.Second, cond)
-}
-
 // dgFixture is a daemon with test commands behind a datagram socket.
 type dgFixture struct {
 	logs *dgLogs
@@ -183,7 +166,7 @@ func newDGFixture(t testing.TB, opts DgramOptions, extra ...*Command) *dgFixture
 	)
 	d.MustRegister(extra...)
 	f.srv = NewServer(d)
-	f.path = filepath.Join(dgShortDir(t), "control-v1.sock")
+	f.path = filepath.Join(testutil.ShortDir(t), "control-v1.sock")
 	dg, err := f.srv.ServeDgram(SocketSpec{Addr: f.path}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +181,7 @@ func (s DgramStats) processed() uint64 { return s.Run + s.Failed + s.Rejected + 
 
 func (f *dgFixture) waitProcessed(t testing.TB, n uint64) {
 	t.Helper()
-	dgWait(t, fmt.Sprintf("%d datagrams processed", n), func() bool { return f.dg.Stats().processed() >= n })
+	testutil.WaitFor(t, fmt.Sprintf("%d datagrams processed", n), 5*time.Second, func() bool { return f.dg.Stats().processed() >= n })
 }
 
 // sendRaw sends one datagram with its own socket, bypassing SendDgram.
@@ -362,7 +345,7 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 	}
 	sent := make(chan error, 1)
 	go func() { sent <- SendDgram(f.path, cmds...) }()
-	dgWait(t, "reader stalled on the full queue", func() bool { return f.dg.Stats().Stalls >= 1 })
+	testutil.WaitFor(t, "reader stalled on the full queue", 5*time.Second, func() bool { return f.dg.Stats().Stalls >= 1 })
 	select {
 	case err := <-sent:
 		t.Fatalf("sender finished while the executor was blocked (err %v): datagrams were not held back", err)
@@ -393,7 +376,7 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 
 func TestDgramSocat(t *testing.T) {
 	t.Parallel()
-	needSocat(t)
+	testutil.NeedTool(t, "socat", "socat")
 	f := newDGFixture(t, DgramOptions{})
 	cmd := exec.Command("socat", "-", "UNIX-SENDTO:"+f.path)
 	cmd.Stdin = strings.NewReader("echo=a,b")
@@ -419,7 +402,7 @@ func TestDgramCloseRunsQueued(t *testing.T) {
 	if err := SendDgram(f.path, "rec=1", "rec=2", "rec=3"); err != nil {
 		t.Fatal(err)
 	}
-	dgWait(t, "received", func() bool { return f.dg.Stats().Received == 3 })
+	testutil.WaitFor(t, "received", 5*time.Second, func() bool { return f.dg.Stats().Received == 3 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := f.dg.Close(ctx); err != nil {
@@ -469,7 +452,7 @@ func TestDgramHandoff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv2.Close(ctx)
-	dgWait(t, "handed-over datagrams run", func() bool { return dg2.Stats().Run == 2 })
+	testutil.WaitFor(t, "handed-over datagrams run", 5*time.Second, func() bool { return dg2.Stats().Run == 2 })
 	mu.Lock()
 	defer mu.Unlock()
 	if fmt.Sprint(got) != "[7 8]" {
@@ -533,14 +516,12 @@ func TestDgramHelperProcess(t *testing.T) {
 // first, because go test builds it in a private one.
 func dgRunAsNobody(t *testing.T, action, arg string) string {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to switch to uid 65534")
-	}
+	testutil.NeedRoot(t, "switch to uid 65534")
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := dgShortDir(t)
+	dir := testutil.ShortDir(t)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -570,7 +551,7 @@ func dgRunAsNobody(t *testing.T, action, arg string) string {
 
 func TestSendDgramErrors(t *testing.T) {
 	t.Parallel()
-	dir := dgShortDir(t)
+	dir := testutil.ShortDir(t)
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

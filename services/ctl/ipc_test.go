@@ -19,6 +19,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // ipcTestEnv is a server with the test commands, listening on a short
@@ -27,7 +29,7 @@ type ipcTestEnv struct {
 	srv  *Server
 	ipc  *IPCServer
 	path string
-	logs *lockedBuffer
+	logs *testutil.LockedBuffer
 	// slowIn is closed by the slow command when it started; slowGo lets
 	// it return.
 	slowIn, slowGo chan struct{}
@@ -135,11 +137,11 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 
 func newIPCEnv(t testing.TB, opts IPCOptions) *ipcTestEnv {
 	t.Helper()
-	env := &ipcTestEnv{logs: &lockedBuffer{}, slowIn: make(chan struct{}), slowGo: make(chan struct{})}
+	env := &ipcTestEnv{logs: &testutil.LockedBuffer{}, slowIn: make(chan struct{}), slowGo: make(chan struct{})}
 	d := NewDaemon(DaemonOptions{Name: "test", Version: "1.0", Logger: slog.New(slog.NewTextHandler(env.logs, nil))})
 	ipcTestCommands(d, env)
 	env.srv = NewServer(d)
-	env.path = IPCAddr(filepath.Join(shortDir(t), "t.socket"))
+	env.path = IPCAddr(filepath.Join(testutil.ShortDir(t), "t.socket"))
 	ipc, err := env.srv.ServeIPC(SocketSpec{Addr: env.path}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -614,7 +616,7 @@ func TestIPCConnectionLimit(t *testing.T) {
 
 func TestIPCConnect(t *testing.T) {
 	env := newIPCEnv(t, IPCOptions{})
-	path := filepath.Join(shortDir(t), "peer.socket")
+	path := filepath.Join(testutil.ShortDir(t), "peer.socket")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
@@ -697,7 +699,7 @@ func TestIPCCloseEndsClients(t *testing.T) {
 }
 
 func TestIPCSocat(t *testing.T) {
-	needSocat(t)
+	testutil.NeedTool(t, "socat", "socat")
 	env := newIPCEnv(t, IPCOptions{})
 	names := env.srv.d.Names()
 	list, _ := json.Marshal(names)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // keaTestDaemon returns a daemon with the commands the Kea tests use.
@@ -61,16 +63,16 @@ type keaEnv struct {
 	kea  *KeaServer
 	d    *Daemon
 	path string
-	log  *lockedBuffer
+	log  *testutil.LockedBuffer
 }
 
 func startKea(t testing.TB, name string, cfg map[string]any, opts KeaOptions) *keaEnv {
 	t.Helper()
-	lb := &lockedBuffer{}
+	lb := &testutil.LockedBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := keaTestDaemon(name, cfg, log)
 	srv := NewServer(d)
-	path := filepath.Join(shortDir(t), name+".sock")
+	path := filepath.Join(testutil.ShortDir(t), name+".sock")
 	k, err := srv.ServeKea(SocketSpec{Addr: path}, opts)
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +130,7 @@ func chunks(ss ...string) [][]byte {
 func TestKeaConformance(t *testing.T) {
 	t.Parallel()
 	ptpd := startKea(t, "ptpd", map[string]any{"b": 2}, KeaOptions{})
-	downPath := filepath.Join(shortDir(t), "down.sock")
+	downPath := filepath.Join(testutil.ShortDir(t), "down.sock")
 	env := startKea(t, "hub", map[string]any{"a": 1}, KeaOptions{
 		Forward: func(ctx context.Context, service string, req []byte) ([]byte, error) {
 			switch service {
@@ -470,7 +472,7 @@ func TestKeaEPIPE(t *testing.T) {
 
 func TestKeaSocat(t *testing.T) {
 	t.Parallel()
-	needSocat(t)
+	testutil.NeedTool(t, "socat", "socat")
 	env := startKea(t, "socat", nil, KeaOptions{})
 	out, err := exec.Command("sh", "-c", `echo '{"command":"list-commands"}' | socat - UNIX-CONNECT:`+env.path).CombinedOutput()
 	if err != nil {
@@ -499,7 +501,7 @@ func TestKeaClient(t *testing.T) {
 		t.Fatalf("abstract: %s, %v", got, err)
 	}
 	// A missing socket keeps the OS error text.
-	_, err = KeaCall(context.Background(), filepath.Join(shortDir(t), "none"), []byte(`{}`))
+	_, err = KeaCall(context.Background(), filepath.Join(testutil.ShortDir(t), "none"), []byte(`{}`))
 	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("missing socket: %v", err)
 	}

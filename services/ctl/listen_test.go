@@ -122,7 +122,7 @@ func TestSocketPathRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			path := filepath.Join(shortDir(t), "run", "x", "s.sock")
+			path := filepath.Join(testutil.ShortDir(t), "run", "x", "s.sock")
 			if c := tc.setup(t, path); c != nil {
 				defer c()
 			}
@@ -235,7 +235,7 @@ func TestSocketActivation(t *testing.T) {
 	if err != nil {
 		testutil.Require(t, "no sh to emulate the service manager: "+err.Error())
 	}
-	path := filepath.Join(shortDir(t), "act.sock")
+	path := filepath.Join(testutil.ShortDir(t), "act.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)

@@ -17,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // TestConsoleHandoffInProcess checks the console's half of a re-exec
@@ -229,10 +231,10 @@ func waitReloads(t *testing.T, c net.Conn, r *bufio.Reader, want string) map[str
 // around the exec is answered.
 func TestConsoleReexec(t *testing.T) {
 	t.Parallel()
-	sock := filepath.Join(shortDir(t), "c.sock")
+	sock := filepath.Join(testutil.ShortDir(t), "c.sock")
 	cmd := exec.Command(os.Args[0], "-test.run=^TestConsoleHelperProcess$", "-test.v")
 	cmd.Env = append(os.Environ(), helperEnv+"=1", helperSockEnv+"="+sock)
-	var out lockedBuffer
+	var out testutil.LockedBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 
 	"periph.io/x/conn/v3/physic"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
@@ -83,17 +84,6 @@ func (f *fakeBus) written() [][]byte {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([][]byte(nil), f.writes...)
-}
-
-func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not reached within %v", what, limit)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
 
 func closed(ch <-chan struct{}) bool {
@@ -215,7 +205,7 @@ func TestRoom(t *testing.T) {
 				}
 			}()
 			if tc.down {
-				waitFor(t, "bus failing", 5*time.Second, func() bool { return b.Stats()["outages"] == 1 })
+				testutil.WaitFor(t, "bus failing", 5*time.Second, func() bool { return b.Stats()["outages"] == 1 })
 			}
 			room := b.Room()
 			if err := b.Send(packets(1)[0]); !errors.Is(err, want) {
@@ -326,7 +316,7 @@ func TestRouterBackpressure(t *testing.T) {
 			}
 			if tc.down {
 				bus.setFail(true)
-				waitFor(t, "bus failing", 5*time.Second, func() bool { return b.Stats()["outages"] == 1 })
+				testutil.WaitFor(t, "bus failing", 5*time.Second, func() bool { return b.Stats()["outages"] == 1 })
 			}
 
 			c, err := ctl.DialDemux(name, typ)
@@ -334,7 +324,7 @@ func TestRouterBackpressure(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer c.Close()
-			waitFor(t, "client registered", 5*time.Second, func() bool { return dm.Registered(typ) == 1 })
+			testutil.WaitFor(t, "client registered", 5*time.Second, func() bool { return dm.Registered(typ) == 1 })
 			msgs := make([][]byte, len(tc.sizes))
 			for i, n := range tc.sizes {
 				msgs[i] = make([]byte, n)
@@ -358,9 +348,9 @@ func TestRouterBackpressure(t *testing.T) {
 
 			sent := msgs // the messages that must reach the bus
 			start := time.Now()
-			waitFor(t, "a send waiting", 10*time.Second, func() bool { return r.Stats().SendWaits > 0 })
+			testutil.WaitFor(t, "a send waiting", 10*time.Second, func() bool { return r.Stats().SendWaits > 0 })
 			if tc.drop {
-				waitFor(t, "the drop", 10*time.Second, func() bool { return r.Stats().Drops[mctp.DropSendTimeout] == 1 })
+				testutil.WaitFor(t, "the drop", 10*time.Second, func() bool { return r.Stats().Drops[mctp.DropSendTimeout] == 1 })
 				if el := time.Since(start); el < tc.timeout {
 					t.Errorf("dropped after %v, send timeout %v", el, tc.timeout)
 				}
@@ -373,7 +363,7 @@ func TestRouterBackpressure(t *testing.T) {
 			}
 
 			want := wantWrites(sent)
-			waitFor(t, "every write", 60*time.Second, func() bool { return len(bus.written()) >= len(want) })
+			testutil.WaitFor(t, "every write", 60*time.Second, func() bool { return len(bus.written()) >= len(want) })
 			// Anything further would be a message that should have
 			// been dropped, or a duplicate.
 			time.Sleep(50 * time.Millisecond)

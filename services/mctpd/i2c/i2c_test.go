@@ -3,25 +3,15 @@ package i2c
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
 	"periph.io/x/conn/v3/i2c/i2ctest"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
 
 const (
 	own  = 0x10
@@ -45,14 +35,14 @@ func TestPEC(t *testing.T) {
 }
 
 func TestEncodeWrite(t *testing.T) {
-	if got, want := EncodeWrite(own, peer, unhex(t, getEIDReq)), unhex(t, getEIDReqW); !bytes.Equal(got, want) {
+	if got, want := EncodeWrite(own, peer, testutil.Unhex(t, getEIDReq)), testutil.Unhex(t, getEIDReqW); !bytes.Equal(got, want) {
 		t.Fatalf("EncodeWrite = % x, want % x", got, want)
 	}
 }
 
 func mailbox(t testing.TB, s string) []byte {
 	r := make([]byte, ReadLen(binding.BaselineMTU))
-	copy(r, unhex(t, s))
+	copy(r, testutil.Unhex(t, s))
 	return r
 }
 
@@ -67,7 +57,7 @@ func TestDecodeRead(t *testing.T) {
 		want    []byte
 		wantErr bool
 	}{
-		{"packet", mailbox(t, getEIDRespBox), unhex(t, getEIDResp), false},
+		{"packet", mailbox(t, getEIDRespBox), testutil.Unhex(t, getEIDResp), false},
 		{"empty mailbox", mailbox(t, "00"), nil, false},
 		{"bad PEC", badPEC, nil, true},
 		{"wrong source", wrongSrc, nil, true},
@@ -95,7 +85,7 @@ func TestNewValidation(t *testing.T) {
 
 func TestBindingPlayback(t *testing.T) {
 	bus := &i2ctest.Playback{DontPanic: true, Ops: []i2ctest.IO{
-		{Addr: peer, W: unhex(t, getEIDReqW)},
+		{Addr: peer, W: testutil.Unhex(t, getEIDReqW)},
 		{Addr: peer, W: []byte{CommandCode}, R: mailbox(t, getEIDRespBox)},
 		{Addr: peer, W: []byte{CommandCode}, R: mailbox(t, "00")},
 	}}
@@ -106,7 +96,7 @@ func TestBindingPlayback(t *testing.T) {
 	if b.Name() != "i2c:playback:0x1d" || b.MTU() != binding.BaselineMTU {
 		t.Errorf("Name/MTU = %q/%d", b.Name(), b.MTU())
 	}
-	if err := b.Send(unhex(t, getEIDReq)); err != nil {
+	if err := b.Send(testutil.Unhex(t, getEIDReq)); err != nil {
 		t.Fatal(err)
 	}
 	if err := b.Send(make([]byte, 69)); err == nil {
@@ -119,7 +109,7 @@ func TestBindingPlayback(t *testing.T) {
 	go func() { done <- b.Run(ctx, func(p []byte) { got <- p }) }()
 	select {
 	case p := <-got:
-		if !bytes.Equal(p, unhex(t, getEIDResp)) {
+		if !bytes.Equal(p, testutil.Unhex(t, getEIDResp)) {
 			t.Fatalf("received % x, want %s", p, getEIDResp)
 		}
 	case <-time.After(5 * time.Second):
@@ -158,7 +148,7 @@ func TestBindingBusErrors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Send(unhex(t, getEIDReq)); err != nil {
+	if err := b.Send(testutil.Unhex(t, getEIDReq)); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)

@@ -3,26 +3,16 @@ package mctp
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"errors"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 func TestHeader(t *testing.T) {
 	for _, tc := range []struct {
@@ -35,7 +25,7 @@ func TestHeader(t *testing.T) {
 		{"01 00 0a 37", Header{Dest: 0, Src: 10, Seq: 3, Tag: 7}},
 		{"01 08 09 60", Header{Dest: 8, Src: 9, EOM: true, Seq: 2}},
 	} {
-		b := unhex(t, tc.hex)
+		b := testutil.Unhex(t, tc.hex)
 		if got := tc.h.Append(nil); !bytes.Equal(got, b) {
 			t.Errorf("%+v encodes to % x, want % x", tc.h, got, b)
 		}
@@ -45,13 +35,13 @@ func TestHeader(t *testing.T) {
 		}
 	}
 	// The high nibble of the version byte is reserved and ignored.
-	if h, err := ParseHeader(unhex(t, "f1 08 09 c8")); err != nil || h.Dest != 8 {
+	if h, err := ParseHeader(testutil.Unhex(t, "f1 08 09 c8")); err != nil || h.Dest != 8 {
 		t.Errorf("reserved nibble: %+v %v", h, err)
 	}
 	if _, err := ParseHeader([]byte{1, 8, 9}); !errors.Is(err, ErrShortPacket) {
 		t.Errorf("short: %v", err)
 	}
-	if _, err := ParseHeader(unhex(t, "02 08 09 c8")); !errors.Is(err, ErrVersion) {
+	if _, err := ParseHeader(testutil.Unhex(t, "02 08 09 c8")); !errors.Is(err, ErrVersion) {
 		t.Errorf("version 2: %v", err)
 	}
 }
@@ -85,7 +75,7 @@ func TestFragment(t *testing.T) {
 	}
 	// The worked serial frame's packet: Get EID request 9→8.
 	got := Fragment(8, 9, true, 0, []byte{0x00, 0x80, 0x02}, 64)
-	if len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 08 09 c8 00 80 02")) {
+	if len(got) != 1 || !bytes.Equal(got[0], testutil.Unhex(t, "01 08 09 c8 00 80 02")) {
 		t.Errorf("get-eid packet % x", got)
 	}
 }
@@ -323,16 +313,16 @@ func TestResponder(t *testing.T) {
 		{"unsupported", "00 84 0a", "00 04 0a 05"},
 		{"unsupported long", "00 84 11 01 02", "00 04 11 05"},
 	} {
-		req := unhex(t, tc.req)
+		req := testutil.Unhex(t, tc.req)
 		if !IsRequest(req) {
 			t.Fatalf("%s: not a request", tc.name)
 		}
-		if got := r.Respond(req); !bytes.Equal(got, unhex(t, tc.resp)) {
+		if got := r.Respond(req); !bytes.Equal(got, testutil.Unhex(t, tc.resp)) {
 			t.Errorf("%s: % x, want %s", tc.name, got, tc.resp)
 		}
 	}
 	for _, s := range []string{"00 00 02", "00 c0 02", "01 80 02", "00 80"} {
-		if IsRequest(unhex(t, s)) {
+		if IsRequest(testutil.Unhex(t, s)) {
 			t.Errorf("%s taken as a request", s)
 		}
 	}
@@ -448,13 +438,13 @@ func TestRouterReceive(t *testing.T) {
 		{"two bytes are a message", "01 08 09 c8 05 01", nil, DropNoClient},
 	} {
 		before := r.Stats().Drops[tc.drop]
-		r.Receive(w, unhex(t, tc.in))
+		r.Receive(w, testutil.Unhex(t, tc.in))
 		got := w.take()
 		if len(got) != len(tc.out) {
 			t.Fatalf("%s: sent % x", tc.name, got)
 		}
 		for i := range got {
-			if !bytes.Equal(got[i], unhex(t, tc.out[i])) {
+			if !bytes.Equal(got[i], testutil.Unhex(t, tc.out[i])) {
 				t.Errorf("%s: % x, want %s", tc.name, got[i], tc.out[i])
 			}
 		}
@@ -463,11 +453,11 @@ func TestRouterReceive(t *testing.T) {
 		}
 	}
 	// A Set EID request changes which destination is ours.
-	r.Receive(w, unhex(t, "01 00 09 c8 00 80 01 00 0a"))
-	if got := w.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 0a f0 00 00 01 00 00 0a 00")) {
+	r.Receive(w, testutil.Unhex(t, "01 00 09 c8 00 80 01 00 0a"))
+	if got := w.take(); len(got) != 1 || !bytes.Equal(got[0], testutil.Unhex(t, "01 09 0a f0 00 00 01 00 00 0a 00")) {
 		t.Fatalf("set eid reply % x", got)
 	}
-	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
+	r.Receive(w, testutil.Unhex(t, "01 08 09 c8 00 80 02"))
 	if got := w.take(); len(got) != 0 {
 		t.Fatalf("old EID answered: % x", got)
 	}
@@ -483,14 +473,14 @@ func TestRouterSend(t *testing.T) {
 	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{0x11, 0x22, 0x7e, 0x7d}}); err != nil {
 		t.Fatal(err)
 	}
-	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 09 08 c8 01 11 22 7e 7d")) {
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], testutil.Unhex(t, "01 09 08 c8 01 11 22 7e 7d")) {
 		t.Errorf("to 9: % x", got)
 	}
 	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 15, Type: 1, Body: make([]byte, 9)}); err != nil {
 		t.Fatal(err)
 	}
 	got := b.take()
-	if len(got) != 2 || !bytes.Equal(got[0][:4], unhex(t, "01 0f 08 88")) || !bytes.Equal(got[1], unhex(t, "01 0f 08 58 00 00")) {
+	if len(got) != 2 || !bytes.Equal(got[0][:4], testutil.Unhex(t, "01 0f 08 88")) || !bytes.Equal(got[1], testutil.Unhex(t, "01 0f 08 58 00 00")) {
 		t.Errorf("to 15: % x", got)
 	}
 	// No route: the default route, the first binding.
@@ -498,7 +488,7 @@ func TestRouterSend(t *testing.T) {
 		t.Errorf("to 30: %v", err)
 	}
 	// The second message on a continues a's sequence: seq 1.
-	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], unhex(t, "01 1e 08 d8 01 33")) {
+	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], testutil.Unhex(t, "01 1e 08 d8 01 33")) {
 		t.Errorf("to 30: % x", got)
 	}
 	st := r.Stats()
@@ -592,7 +582,7 @@ func TestRouterForward(t *testing.T) {
 				tc.s.wires[tc.refuse].setRefuse(full)
 				defer tc.s.wires[tc.refuse].setRefuse(nil)
 			}
-			in := unhex(t, tc.in)
+			in := testutil.Unhex(t, tc.in)
 			r.Receive(tc.s.wires[tc.from], append([]byte(nil), in...))
 			for name, w := range tc.s.wires {
 				got := w.take()
@@ -607,7 +597,7 @@ func TestRouterForward(t *testing.T) {
 					t.Fatalf("%s sent % x, want %v", name, got, want)
 				}
 				for i := range got {
-					if !bytes.Equal(got[i], unhex(t, want[i])) {
+					if !bytes.Equal(got[i], testutil.Unhex(t, want[i])) {
 						t.Errorf("%s sent % x, want %s", name, got[i], want[i])
 					}
 				}
@@ -940,7 +930,7 @@ func TestRouterBackpressure(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.Receive(w, unhex(t, "01 08 09 c8 00 80 02"))
+	r.Receive(w, testutil.Unhex(t, "01 08 09 c8 00 80 02"))
 	if st := r.Stats(); st.Drops[DropSend] != 1 || st.SendWaits != 0 {
 		t.Fatalf("reply to a full binding: %+v", st)
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
@@ -218,25 +219,15 @@ func (f *taggedFixture) dial(t *testing.T, tagged bool, typ byte) *ctl.DemuxConn
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(5 * time.Second))
-	waitUntil(t, func() bool { return d.Registered(typ) == n+1 })
+	testutil.WaitFor(t, "client registered", 5*time.Second, func() bool { return d.Registered(typ) == n+1 })
 	return c
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; !cond(); i++ {
-		if i > 1000 {
-			t.Fatal("condition not reached")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // sentPacket waits for the next packet on the wire.
 func (f *taggedFixture) sentPacket(t *testing.T) []byte {
 	t.Helper()
 	var got [][]byte
-	waitUntil(t, func() bool { got = append(got, f.w.take()...); return len(got) > 0 })
+	testutil.WaitFor(t, "a packet on the wire", 5*time.Second, func() bool { got = append(got, f.w.take()...); return len(got) > 0 })
 	if len(got) != 1 {
 		t.Fatalf("sent %d packets: % x", len(got), got)
 	}
@@ -348,7 +339,7 @@ func TestRouterTagged(t *testing.T) {
 	// a leaves: its tags are free again, and a late response to one
 	// of them is dropped, not given to b or the plain client.
 	a.Close()
-	waitUntil(t, func() bool { return f.r.Stats().TagsOutstanding == 0 })
+	testutil.WaitFor(t, "no tag outstanding", 5*time.Second, func() bool { return f.r.Stats().TagsOutstanding == 0 })
 	f.r.Receive(f.w, []byte{1, 8, 10, 0xc3, 5, 0x33})
 	if n := f.r.Stats().Drops[DropTagOwnerGone]; n != 1 {
 		t.Fatalf("tag-owner-gone drops %d", n)

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"testing"
+	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -182,7 +184,7 @@ func BenchmarkPtyBindingMessage(b *testing.B) {
 				done <- struct{}{}
 			}()
 			b.Cleanup(func() { cancel(); <-done; <-done })
-			waitFor(b, "both ends open", func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
+			testutil.WaitFor(b, "both ends open", 5*time.Second, func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
 			b.SetBytes(4096)
 			for b.Loop() {
 				if err := tx.SendBatch(pkts); err != nil {

@@ -25,9 +25,7 @@ type ptyPair struct {
 
 func newPtyPair(t testing.TB) *ptyPair {
 	t.Helper()
-	if _, err := exec.LookPath("socat"); err != nil {
-		testutil.Require(t, "socat not installed")
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	dir := t.TempDir()
 	p := &ptyPair{t: t, a: filepath.Join(dir, "A"), b: filepath.Join(dir, "B")}
 	p.start()
@@ -41,7 +39,7 @@ func (p *ptyPair) start() {
 	if err := p.cmd.Start(); err != nil {
 		p.t.Fatalf("socat: %v", err)
 	}
-	waitFor(p.t, "socat links", func() bool {
+	testutil.WaitFor(p.t, "socat links", 5*time.Second, func() bool {
 		_, errA := os.Stat(p.a)
 		_, errB := os.Stat(p.b)
 		return errA == nil && errB == nil
@@ -59,17 +57,6 @@ func (p *ptyPair) stop() {
 	// race with stale ones.
 	os.Remove(p.a)
 	os.Remove(p.b)
-}
-
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 type runningBinding struct {
@@ -137,7 +124,7 @@ func TestBindingOverPty(t *testing.T) {
 	b := startBinding(t, ctx, pair.b)
 	defer cancel()
 	up := func() bool { return a.port.Load() != nil && b.port.Load() != nil }
-	waitFor(t, "both ends open", up)
+	testutil.WaitFor(t, "both ends open", 5*time.Second, up)
 
 	pkts := testPackets()
 	for _, p := range pkts {
@@ -156,12 +143,12 @@ func TestBindingOverPty(t *testing.T) {
 	// Take the ptys away: both ends must notice, refuse sends, and come
 	// back when the ptys reappear.
 	pair.stop()
-	waitFor(t, "outage noticed", func() bool { return a.port.Load() == nil && b.port.Load() == nil })
+	testutil.WaitFor(t, "outage noticed", 5*time.Second, func() bool { return a.port.Load() == nil && b.port.Load() == nil })
 	if err := a.Send(pkts[0]); !errors.Is(err, ErrLinkDown) {
 		t.Fatalf("Send while down: %v, want ErrLinkDown", err)
 	}
 	pair.start()
-	waitFor(t, "reconnect", up)
+	testutil.WaitFor(t, "reconnect", 5*time.Second, up)
 	if err := b.Send(pkts[1]); err != nil {
 		t.Fatalf("b.Send after reconnect: %v", err)
 	}
@@ -224,7 +211,7 @@ func TestLargeMTUOverPty(t *testing.T) {
 	}
 	go big.Run(ctx, func([]byte) {})
 	small := startBinding(t, ctx, pair.b)
-	waitFor(t, "both ends open", func() bool { return big.port.Load() != nil && small.port.Load() != nil })
+	testutil.WaitFor(t, "both ends open", 5*time.Second, func() bool { return big.port.Load() != nil && small.port.Load() != nil })
 	var want [][]byte
 	for n := minPacket; n <= maxPacket; n += 13 {
 		p := make([]byte, n)
@@ -324,7 +311,7 @@ func TestRunBatches(t *testing.T) {
 		})
 	}()
 	defer func() { cancel(); <-done }()
-	waitFor(t, "both ends open", func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
+	testutil.WaitFor(t, "both ends open", 5*time.Second, func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
 	var want [][]byte
 	for i := range 200 {
 		p := []byte{1, 9, 8, 0xc0, byte(i), 0x7e, byte(i >> 8)}
@@ -398,7 +385,7 @@ func TestSendBatch(t *testing.T) {
 	defer cancel()
 	rx := startBinding(t, ctx, pair.b)
 	go b2.Run(ctx, func([]byte) {})
-	waitFor(t, "both ends open", func() bool { return b2.port.Load() != nil && rx.port.Load() != nil })
+	testutil.WaitFor(t, "both ends open", 5*time.Second, func() bool { return b2.port.Load() != nil && rx.port.Load() != nil })
 	big := make([][]byte, 40)
 	for i := range big {
 		big[i] = bytes.Repeat([]byte{byte(i), 0x7e}, 30)
@@ -409,5 +396,5 @@ func TestSendBatch(t *testing.T) {
 	for i := 0; i < len(big); i += 20 {
 		expectPackets(t, rx, big[i:i+20])
 	}
-	waitFor(t, "frames counted", func() bool { return b2.Stats()["tx_frames"] == uint64(len(big)) && b2.queued.Load() == 0 })
+	testutil.WaitFor(t, "frames counted", 5*time.Second, func() bool { return b2.Stats()["tx_frames"] == uint64(len(big)) && b2.queued.Load() == 0 })
 }

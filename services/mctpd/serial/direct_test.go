@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // numbered returns message m of sender s: four packets at the baseline
@@ -34,7 +36,7 @@ func TestDirectWriteOrdering(t *testing.T) {
 	defer cancel()
 	tx := startBinding(t, ctx, pair.a)
 	rx := startBindingBuffered(t, ctx, pair.b, 1<<14)
-	waitFor(t, "both ends open", func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
+	testutil.WaitFor(t, "both ends open", 5*time.Second, func() bool { return tx.port.Load() != nil && rx.port.Load() != nil })
 	const senders, msgs = 4, 300
 	var wg sync.WaitGroup
 	for s := range senders {
@@ -77,7 +79,7 @@ func TestDirectWriteOrdering(t *testing.T) {
 		}
 	}
 	wg.Wait()
-	waitFor(t, "all frames written", func() bool { return tx.queued.Load() == 0 })
+	testutil.WaitFor(t, "all frames written", 5*time.Second, func() bool { return tx.queued.Load() == 0 })
 	if st := tx.Stats(); st["tx_frames"] != senders*msgs*4 || st["tx_errors"] != 0 {
 		t.Errorf("tx stats %v", st)
 	}
@@ -95,7 +97,7 @@ func TestDirectWritePartial(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	tx := startBinding(t, ctx, pair.a)
-	waitFor(t, "sender open", func() bool { return tx.port.Load() != nil })
+	testutil.WaitFor(t, "sender open", 5*time.Second, func() bool { return tx.port.Load() != nil })
 	var sent [][]byte
 	partial := false
 	for m := 0; m < 20000 && !partial; m++ {
@@ -141,7 +143,7 @@ func TestDirectWritePartial(t *testing.T) {
 			t.Fatalf("received %d of %d packets", i, len(sent))
 		}
 	}
-	waitFor(t, "all frames written", func() bool { return tx.queued.Load() == 0 })
+	testutil.WaitFor(t, "all frames written", 5*time.Second, func() bool { return tx.queued.Load() == 0 })
 	if st := tx.Stats(); st["tx_frames"] != uint64(len(sent)) || st["tx_errors"] != 0 {
 		t.Errorf("tx stats %v, want %d frames", st, len(sent))
 	}

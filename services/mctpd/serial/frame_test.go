@@ -2,23 +2,13 @@ package serial
 
 import (
 	"bytes"
-	"encoding/hex"
 	"math/rand/v2"
 	"runtime"
-	"strings"
 	"testing"
 
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
-
-func unhex(t testing.TB, s string) []byte {
-	t.Helper()
-	b, err := hex.DecodeString(strings.ReplaceAll(s, " ", ""))
-	if err != nil {
-		t.Fatalf("bad hex %q: %v", s, err)
-	}
-	return b
-}
 
 // workedFrames are two frames worked out by hand from DSP0253 and
 // libmctp: a Get EID request from EID 9 to 8, and a data message whose
@@ -147,7 +137,7 @@ func TestEncodeMatchesBytewise(t *testing.T) {
 func TestWorkedFrames(t *testing.T) {
 	for _, tc := range workedFrames {
 		t.Run(tc.name, func(t *testing.T) {
-			pkt, frame := unhex(t, tc.pkt), unhex(t, tc.frame)
+			pkt, frame := testutil.Unhex(t, tc.pkt), testutil.Unhex(t, tc.frame)
 			if got := Encode(pkt); !bytes.Equal(got, frame) {
 				t.Errorf("Encode = % x\nwant     % x", got, frame)
 			}
@@ -187,8 +177,8 @@ func TestFCSNotEscaped(t *testing.T) {
 
 func TestDeframerErrors(t *testing.T) {
 	good := workedFrames[0]
-	goodFrame := unhex(t, good.frame)
-	goodPkt := unhex(t, good.pkt)
+	goodFrame := testutil.Unhex(t, good.frame)
+	goodPkt := testutil.Unhex(t, good.pkt)
 	badFCS := bytes.Clone(goodFrame)
 	badFCS[len(badFCS)-2] ^= 1
 	maxPkt := make([]byte, 68)
@@ -265,8 +255,8 @@ func TestSplitFeeds(t *testing.T) {
 	var want [][]byte
 	for i, tc := range workedFrames {
 		stream = append(stream, byte(i), 0x7d)
-		stream = append(stream, unhex(t, tc.frame)...)
-		want = append(want, unhex(t, tc.pkt))
+		stream = append(stream, testutil.Unhex(t, tc.frame)...)
+		want = append(want, testutil.Unhex(t, tc.pkt))
 	}
 	stream = append(stream, Encode(bytes.Repeat([]byte{0x7e, 0x7d}, 30))...)
 	want = append(want, bytes.Repeat([]byte{0x7e, 0x7d}, 30))
@@ -302,7 +292,7 @@ func equalPackets(a, b [][]byte) bool {
 
 func FuzzDeframer(f *testing.F) {
 	for _, tc := range workedFrames {
-		f.Add(unhex(f, tc.frame))
+		f.Add(testutil.Unhex(f, tc.frame))
 	}
 	f.Fuzz(func(t *testing.T, in []byte) {
 		whole := NewDeframer(0)

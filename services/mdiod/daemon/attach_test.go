@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -26,12 +25,8 @@ import (
 // veth has no MII, so an attached port's reads reach the driver and fail
 // with its EOPNOTSUPP instead of "interface is gone".
 func TestAttachLate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to create a veth pair")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.Require(t, "ip not installed")
-	}
+	testutil.NeedRoot(t, "create a veth pair")
+	testutil.NeedTool(t, "ip", "iproute2")
 	for _, tc := range []struct {
 		name    string
 		netlink bool

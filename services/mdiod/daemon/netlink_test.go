@@ -36,12 +36,8 @@ func (c *carrierPHY) Read(reg uint8) (uint16, error) {
 // TestNetlinkCarrier checks that a carrier change on a Hotplug port's
 // interface is reported at once, long before the next poll.
 func TestNetlinkCarrier(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to create a veth pair")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.Require(t, "ip not installed")
-	}
+	testutil.NeedRoot(t, "create a veth pair")
+	testutil.NeedTool(t, "ip", "iproute2")
 	a, b := "tbxmd0", "tbxmd1"
 	if out, err := exec.Command("ip", "link", "add", a, "type", "veth", "peer", "name", b).CombinedOutput(); err != nil {
 		testutil.Require(t, fmt.Sprintf("cannot create veth: %v %s", err, out))

@@ -107,16 +107,9 @@ func TestRequestEncoding(t *testing.T) {
 	}
 }
 
-func needRoot(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "the MII ioctls need CAP_NET_ADMIN; run the tests as root to cover them")
-	}
-}
-
 // TestLoopback: lo has no MII, and the driver's refusal is kept verbatim.
 func TestLoopback(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t, "use the MII ioctls (CAP_NET_ADMIN)")
 	_, err := Open("lo")
 	if err == nil || !errors.Is(err, unix.EOPNOTSUPP) || !strings.HasPrefix(err.Error(), "ioctl:lo: SIOCGMIIPHY: ") {
 		t.Fatalf("Open(lo) = %v, want ioctl:lo: SIOCGMIIPHY: operation not supported", err)
@@ -161,7 +154,7 @@ func TestLoopback(t *testing.T) {
 }
 
 func TestMissingInterface(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t, "use the MII ioctls (CAP_NET_ADMIN)")
 	for _, tc := range []struct{ params, want string }{
 		{"tbnope0", "ioctl:tbnope0: SIOCGIFINDEX: no such device"},
 		{"tbnope0:1", "ioctl:tbnope0: SIOCGIFINDEX: no such device"},
@@ -228,7 +221,7 @@ func TestOpenDetachedSpec(t *testing.T) {
 // TestOpenDetachedLate opens a PHY for an interface that does not exist
 // yet, as at boot, and attaches it once the interface is created.
 func TestOpenDetachedLate(t *testing.T) {
-	needRoot(t)
+	testutil.NeedRoot(t, "use the MII ioctls (CAP_NET_ADMIN)")
 	ns := newNetns(t)
 	p, err := openWithInNetns(t, ns, "tbv0:1", OpenDetached)
 	if err != nil {
@@ -269,9 +262,7 @@ func TestOpenDetachedLate(t *testing.T) {
 // newNetns creates a network namespace removed when the test ends.
 func newNetns(t *testing.T) string {
 	t.Helper()
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.Require(t, "ip (iproute2) not installed")
-	}
+	testutil.NeedTool(t, "ip", "iproute2")
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	ns := "tbmii" + hex.EncodeToString(b[:])
@@ -333,10 +324,8 @@ func openWithInNetns(t *testing.T, ns, params string, open func(string) (*PHY, e
 // the link is recreated Attach reaches the driver again (veth has no MII,
 // so its answer is EOPNOTSUPP rather than ENODEV).
 func TestVethHotplug(t *testing.T) {
-	needRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.Require(t, "ip (iproute2) not installed")
-	}
+	testutil.NeedRoot(t, "use the MII ioctls (CAP_NET_ADMIN)")
+	testutil.NeedTool(t, "ip", "iproute2")
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	ns := "tbmii" + hex.EncodeToString(b[:])

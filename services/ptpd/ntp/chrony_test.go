@@ -88,8 +88,6 @@ func helperMain() int {
 	}
 }
 
-const chronydPath = "/usr/sbin/chronyd"
-
 // TestChronyd runs Debian's chronyd (never touching the clock: -x) in one
 // network namespace and the instance, on a virtual clock 2 ms ahead of
 // the system clock chronyd serves, in another, linked by a veth pair.
@@ -98,9 +96,7 @@ func TestChronyd(t *testing.T) {
 	if why := ptptest.Available(); why != "" {
 		testutil.Require(t, why)
 	}
-	if _, err := os.Stat(chronydPath); err != nil {
-		testutil.Require(t, fmt.Sprintf("chronyd not installed (./test.sh installs chrony): %v", err))
-	}
+	chronydPath := testutil.NeedTool(t, "chronyd", "chrony")
 	srv, err := ptptest.NewNS("ntps")
 	if err != nil {
 		t.Fatal(err)

@@ -80,15 +80,6 @@ func newNS(t *testing.T, prefix string) *ptptest.NS {
 	return ns
 }
 
-func tempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("", "tbptp")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
 func slaveConfig(iface string) ptp.Config { return ptptest.PortConfig(iface, ptp.ModeSlave) }
 
 func startPort(t *testing.T, ns *ptptest.NS, spec ptptest.HelperSpec) *ptptest.PortProc {
@@ -141,7 +132,7 @@ func slaveOfPtp4l(t *testing.T, prefix string, subnet int) (*ptptest.Proc, *ptpt
 	if err := ptptest.Veth(nsM, "vm", addr(1), nsS, "vs", addr(2)); err != nil {
 		t.Fatal(err)
 	}
-	master := startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: tempDir(t), Options: ptptest.MasterOptions()})
+	master := startPtp4l(t, nsM, ptptest.Ptp4lConfig{Iface: "vm", Dir: testutil.ShortDir(t), Options: ptptest.MasterOptions()})
 	pp := startPort(t, nsS, ptptest.HelperSpec{
 		Config: slaveConfig("vs"), VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
 		Report: 100 * time.Millisecond,
@@ -326,7 +317,7 @@ func TestInteropMaster(t *testing.T) {
 	cfg := slaveConfig("vm")
 	cfg.Mode = ptp.ModeMaster
 	pp := startPort(t, nsM, ptptest.HelperSpec{Config: cfg, SystemClock: true, Report: 250 * time.Millisecond})
-	dir := tempDir(t)
+	dir := testutil.ShortDir(t)
 	// A free-running ptp4l never locks its servo: it logs "master
 	// offset ... s0" once per frequency-estimation interval, which
 	// freq_est_interval 0 (its minimum) makes one a second;
@@ -394,8 +385,8 @@ func TestInteropBMCA(t *testing.T) {
 	opts := func(p1 string) []string {
 		return append([]string{"priority1 " + p1, "masterOnly 1"}, ptptest.MasterOptions()[1:]...)
 	}
-	p1 := startPtp4l(t, m1, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("10")})
-	startPtp4l(t, m2, ptptest.Ptp4lConfig{Iface: "eth0", Dir: tempDir(t), Options: opts("20")})
+	p1 := startPtp4l(t, m1, ptptest.Ptp4lConfig{Iface: "eth0", Dir: testutil.ShortDir(t), Options: opts("10")})
+	startPtp4l(t, m2, ptptest.Ptp4lConfig{Iface: "eth0", Dir: testutil.ShortDir(t), Options: opts("20")})
 	id1, id2 := macID(t, m1), macID(t, m2)
 	pp := startPort(t, s, ptptest.HelperSpec{Config: slaveConfig("eth0"), Report: 100 * time.Millisecond})
 	waitParent := func(id string, within time.Duration) time.Duration {

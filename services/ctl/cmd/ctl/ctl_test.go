@@ -46,38 +46,17 @@ type hub struct {
 	cmd                         *exec.Cmd
 	dir                         string
 	kea, dgram, ipc, con, demux string
-	log                         *syncBuffer
-}
-
-type syncBuffer struct {
-	mu chan struct{}
-	b  bytes.Buffer
-}
-
-func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string {
-	s.mu <- struct{}{}
-	defer func() { <-s.mu }()
-	return s.b.String()
+	log                         *testutil.LockedBuffer
 }
 
 func startHub(t *testing.T, extra ...string) *hub {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "tb")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	h := &hub{
 		dir: dir, kea: filepath.Join(dir, "kea.sock"), dgram: filepath.Join(dir, "dgram.sock"),
 		ipc: filepath.Join(dir, "ipc.socket"), con: filepath.Join(dir, "console.sock"),
 		demux: fmt.Sprintf("tb-ctl-test-%d-%d", os.Getpid(), time.Now().UnixNano()),
-		log:   newSyncBuffer(),
+		log:   &testutil.LockedBuffer{},
 	}
 	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con, "-demux", h.demux}, extra...)
 	h.cmd = exec.Command(ctlBin, args...)
@@ -280,9 +259,7 @@ func TestDemuxCLI(t *testing.T) {
 
 // TestSocatClients talks to the hub with socat, an independent client.
 func TestSocatClients(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	h := startHub(t)
 	tests := []struct {
 		name, script, want string
@@ -333,7 +310,7 @@ func TestServeDemux(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			kea := filepath.Join(testutil.ShortDir(t), "kea.sock")
-			h := &hub{kea: kea, log: newSyncBuffer()}
+			h := &hub{kea: kea, log: &testutil.LockedBuffer{}}
 			h.cmd = exec.Command(ctlBin, append([]string{"serve", "-kea", kea, "-dgram", "", "-ipc", "", "-console", ""}, tc.args...)...)
 			h.cmd.Stderr = h.log
 			if err := h.cmd.Start(); err != nil {

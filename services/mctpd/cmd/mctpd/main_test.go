@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -22,33 +21,16 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
-
-// syncBuf is a goroutine-safe log sink.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 type daemon struct {
 	running
 	name string
 	kea  string
-	log  *syncBuf
+	log  *testutil.LockedBuffer
 	// stop ends the daemon and waits for it; it is safe to call twice.
 	stop func()
 }
@@ -63,12 +45,8 @@ func start(t *testing.T, extra ...string) *daemon {
 func startBinding(t *testing.T, bind []string, extra ...string) *daemon {
 	t.Helper()
 	name := "mctpd-test-" + rand.Text()[:10]
-	dir, err := os.MkdirTemp("", "mctpd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	d := &daemon{name: name, kea: filepath.Join(dir, "k.sock"), log: &syncBuf{}}
+	dir := testutil.ShortDir(t)
+	d := &daemon{name: name, kea: filepath.Join(dir, "k.sock"), log: &testutil.LockedBuffer{}}
 	args := append([]string{"-demux", name, "-kea", d.kea, "-state", filepath.Join(dir, "state")}, extra...)
 	args = append(args, bind...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -196,18 +174,7 @@ func TestLoopback(t *testing.T) {
 	if err := a.Send(9, []byte{1}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d.router.Stats().Drops["send-error"] == 1 })
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for i := 0; i < 500; i++ {
-		if cond() {
-			return
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	t.Fatal("condition not reached")
+	testutil.WaitFor(t, "the send-error drop", 5*time.Second, func() bool { return d.router.Stats().Drops["send-error"] == 1 })
 }
 
 func TestControl(t *testing.T) {
@@ -244,44 +211,28 @@ func TestControl(t *testing.T) {
 	}
 }
 
-func kea(t *testing.T, d *daemon, cmd string, args map[string]any) map[string]any {
-	t.Helper()
-	req, _ := json.Marshal(map[string]any{"command": cmd, "arguments": args})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	resp, err := ctl.KeaCall(ctx, d.kea, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(resp, &m); err != nil {
-		t.Fatalf("%s: %v", resp, err)
-	}
-	return m
-}
-
 func TestKea(t *testing.T) {
 	d := start(t)
 	dial(t, d, 2)
 	registered(t, d, 2, 1)
-	m := kea(t, d, "endpoints-get", nil)
+	m := testutil.KeaCommand(t, d.kea, "endpoints-get", nil)
 	a := m["arguments"].(map[string]any)
 	if a["eid"] != 8.0 || len(a["uuid"].(string)) != 36 || a["types"].([]any)[0] != 2.0 {
 		t.Errorf("endpoints-get: %v", m)
 	}
-	m = kea(t, d, "routes-get", nil)
+	m = testutil.KeaCommand(t, d.kea, "routes-get", nil)
 	if r := m["arguments"].(map[string]any)["routes"].([]any); len(r) != 1 || r[0].(map[string]any)["binding"] != "null" {
 		t.Errorf("routes-get: %v", m)
 	}
-	m = kea(t, d, "eid-set", map[string]any{"eid": 20})
+	m = testutil.KeaCommand(t, d.kea, "eid-set", map[string]any{"eid": 20})
 	if m["result"] != 0.0 || d.router.EID() != 20 {
 		t.Errorf("eid-set: %v", m)
 	}
-	m = kea(t, d, "eid-set", map[string]any{"eid": 5})
+	m = testutil.KeaCommand(t, d.kea, "eid-set", map[string]any{"eid": 5})
 	if m["result"] == 0.0 || d.router.EID() != 20 {
 		t.Errorf("eid-set 5: %v", m)
 	}
-	m = kea(t, d, "stats-get", nil)
+	m = testutil.KeaCommand(t, d.kea, "stats-get", nil)
 	st := m["arguments"].(map[string]any)
 	if _, ok := st["mctp"].(map[string]any)["drops"]; !ok {
 		t.Errorf("stats-get: %v", m)
@@ -379,9 +330,7 @@ func TestAbuse(t *testing.T) {
 // pty pair: demux clients exchange messages of every size class byte-exact
 // in both directions, and a control request reaches the far responder.
 func TestSerialPair(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
@@ -428,9 +377,7 @@ func TestSerialPair(t *testing.T) {
 // payload whose packet's byte count is 7E among them, arrive byte-exact
 // both ways, in as few packets as the larger MTU allows.
 func TestSerialPairMTU(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a, "-mtu", "251"}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b, "-baud", "9600", "-mtu", "251"}, "-e", "9")
@@ -470,9 +417,7 @@ func TestSerialPairMTU(t *testing.T) {
 // the baseline side receives the larger packets (its receiver accepts up
 // to 251 bytes of payload), and its own messages go out at 64.
 func TestSerialMixedMTU(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a, "-mtu", "251"}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
@@ -579,11 +524,7 @@ func ptyPair(t *testing.T) (a, b string, restart func()) {
 // would, SIGCONT lets it flow again.
 func ptyPairSignal(t *testing.T) (a, b string, restart func(), signal func(os.Signal)) {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "mctpty")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	dir := testutil.ShortDir(t)
 	a, b = filepath.Join(dir, "a"), filepath.Join(dir, "b")
 	var mu sync.Mutex
 	var cur *exec.Cmd
@@ -678,9 +619,7 @@ func TestSerialRestart(t *testing.T) {
 // B's stats and Kea commands show the bindings and the forwarded
 // packets per pair.
 func TestSerialBridge(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	ab, ba, _ := ptyPair(t) // A's and B's ends of link 1
 	bc, cb, _ := ptyPair(t) // B's and C's ends of link 2
 	b1, b2 := "serial:"+ba, "serial:"+bc
@@ -744,7 +683,7 @@ func TestSerialBridge(t *testing.T) {
 	}
 
 	// The Kea view of the bridge.
-	m := kea(t, dB, "stats-get", nil)
+	m := testutil.KeaCommand(t, dB.kea, "stats-get", nil)
 	ms := m["arguments"].(map[string]any)["mctp"].(map[string]any)
 	fw := ms["forwarded"].([]any)
 	if len(fw) != 2 || fw[0].(map[string]any)["in"] != b1 || fw[0].(map[string]any)["out"] != b2 ||
@@ -754,7 +693,7 @@ func TestSerialBridge(t *testing.T) {
 	if bs := ms["bindings"].(map[string]any); len(bs) != 2 || bs[b1] == nil || bs[b2] == nil {
 		t.Errorf("stats-get bindings: %v", bs)
 	}
-	m = kea(t, dB, "endpoints-get", nil)
+	m = testutil.KeaCommand(t, dB.kea, "endpoints-get", nil)
 	a := m["arguments"].(map[string]any)
 	bs := a["bindings"].([]any)
 	if a["bridge"] != true || len(bs) != 2 {
@@ -765,7 +704,7 @@ func TestSerialBridge(t *testing.T) {
 		second["name"] != b2 || second["default"] != false || second["forward-to"] != b1 {
 		t.Errorf("endpoints-get bindings: %v", bs)
 	}
-	m = kea(t, dB, "routes-get", nil)
+	m = testutil.KeaCommand(t, dB.kea, "routes-get", nil)
 	rs := m["arguments"].(map[string]any)["routes"].([]any)
 	wantRoutes := []map[string]any{
 		{"first": 9.0, "last": 9.0, "binding": b2, "default": false},
@@ -912,7 +851,7 @@ func dialTagged(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
 	}
 	t.Cleanup(func() { c.Close() })
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	waitFor(t, func() bool { return d.tagged.Registered(typ) == n+1 })
+	testutil.WaitFor(t, "client registered", 5*time.Second, func() bool { return d.tagged.Registered(typ) == n+1 })
 	return c
 }
 
@@ -924,9 +863,7 @@ func dialTagged(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
 // same type on side 8 gets none. The mctp client's ctrl -tagged reads
 // the far EID across the line.
 func TestSerialPairTagged(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
@@ -1029,7 +966,7 @@ func TestTaggedDemuxFlag(t *testing.T) {
 	if d.tagged == nil || d.tagged.Addrs()[0] != "@"+name || !d.tagged.Tagged() {
 		t.Fatalf("tagged demux: %v", d.tagged)
 	}
-	m := kea(t, d, "stats-get", nil)
+	m := testutil.KeaCommand(t, d.kea, "stats-get", nil)
 	if _, ok := m["arguments"].(map[string]any)["demux-tagged"]; !ok {
 		t.Errorf("stats-get lacks demux-tagged: %v", m)
 	}
@@ -1038,8 +975,8 @@ func TestTaggedDemuxFlag(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	waitFor(t, func() bool { return d.tagged.Registered(7) == 1 })
-	m = kea(t, d, "endpoints-get", nil)
+	testutil.WaitFor(t, "client registered", 5*time.Second, func() bool { return d.tagged.Registered(7) == 1 })
+	m = testutil.KeaCommand(t, d.kea, "endpoints-get", nil)
 	if ts := m["arguments"].(map[string]any)["types"].([]any); len(ts) != 1 || ts[0] != 7.0 {
 		t.Errorf("endpoints-get types %v, want the tagged client's 7", ts)
 	}
@@ -1074,7 +1011,7 @@ func TestControlLocalEdges(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, func() bool { return d.router.Stats().Drops["short-message"] == 2 })
+	testutil.WaitFor(t, "two short-message drops", 5*time.Second, func() bool { return d.router.Stats().Drops["short-message"] == 2 })
 	if err := five.Send(8, []byte{0x42}); err != nil {
 		t.Fatal(err)
 	}
@@ -1102,7 +1039,7 @@ func TestClientCloseLog(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		waitFor(t, func() bool { return d.demux.Stats().Out == 2 })
+		testutil.WaitFor(t, "two messages out", 5*time.Second, func() bool { return d.demux.Stats().Out == 2 })
 		idle.Close()
 		unread.Close()
 		registered(t, d, 5, 0)
@@ -1122,9 +1059,7 @@ func TestClientCloseLog(t *testing.T) {
 // it, counted; a client message over 64 KiB is dropped by the demux,
 // logged and counted, and never reaches the wire, while 64 KiB passes.
 func TestSerialWireEdges(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	a, b, _ := ptyPair(t)
 	d8 := startBinding(t, []string{"serial", a}, "-e", "8")
 	d9 := startBinding(t, []string{"serial", b}, "-e", "9")
@@ -1141,14 +1076,14 @@ func TestSerialWireEdges(t *testing.T) {
 	if err := c8.Send(9, nil); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d9.router.Stats().Drops["short-message"] == 1 })
-	waitFor(t, func() bool { return frames() == before+1 })
+	testutil.WaitFor(t, "the short-message drop", 5*time.Second, func() bool { return d9.router.Stats().Drops["short-message"] == 1 })
+	testutil.WaitFor(t, "one more frame", 5*time.Second, func() bool { return frames() == before+1 })
 
 	before = frames()
 	if err := c8.Send(9, make([]byte, 65536)); err != nil { // 65537-byte message
 		t.Fatal(err)
 	}
-	waitFor(t, func() bool { return d8.demux.Stats().DropTooBig == 1 })
+	testutil.WaitFor(t, "the too-big drop", 5*time.Second, func() bool { return d8.demux.Stats().DropTooBig == 1 })
 	if !strings.Contains(d8.log.String(), "demux: client message too big; dropped") {
 		t.Errorf("no log line for the message over 64 KiB:\n%s", d8.log)
 	}
@@ -1160,7 +1095,7 @@ func TestSerialWireEdges(t *testing.T) {
 	if src, typ, got, err := c9.Recv(); err != nil || src != 8 || typ != 5 || !bytes.Equal(got, body) {
 		t.Fatalf("64 KiB message: %v src %d type %d %d bytes", err, src, typ, len(got))
 	}
-	waitFor(t, func() bool { return frames() >= before+1024 })
+	testutil.WaitFor(t, "1024 more frames", 5*time.Second, func() bool { return frames() >= before+1024 })
 	time.Sleep(50 * time.Millisecond)
 	if got := frames() - before; got != 1024 {
 		t.Errorf("%d frames sent, want 1024: the 64 KiB message alone", got)
@@ -1176,9 +1111,7 @@ func TestSerialWireEdges(t *testing.T) {
 // daemon goes on exchanging messages with the local EID, a route the
 // full serial queue must not hold up.
 func TestSerialBurst(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		t.Fatalf("socat is required (./test.sh installs it): %v", err)
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	const n, size = 2000, 4096
 	a, b, _, signal := ptyPairSignal(t)
 	d8 := startBinding(t, []string{"serial", a}, "-e", "8")

@@ -594,9 +594,7 @@ func TestManyClients(t *testing.T) {
 
 // TestSocat runs the one-liners of the README.
 func TestSocat(t *testing.T) {
-	if _, err := exec.LookPath("socat"); err != nil {
-		testutil.Require(t, "socat not installed")
-	}
+	testutil.NeedTool(t, "socat", "socat")
 	d := start(t, hooks{})
 	tests := []struct{ in, want string }{
 		{`{"command":"mdio_read","phy":1,"address":1,"id":1}`, `{"id":1,"result":31049,"success":true}`},
@@ -760,12 +758,8 @@ func TestHotplug(t *testing.T) {
 // interface is created netlink attaches it, so that requests reach the
 // driver (veth answers the MII ioctls with "operation not supported").
 func TestIoctlLate(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to create a veth pair")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		testutil.Require(t, "ip not installed")
-	}
+	testutil.NeedRoot(t, "create a veth pair")
+	testutil.NeedTool(t, "ip", "iproute2")
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	ifname := "tbml" + hex.EncodeToString(b[:])

@@ -59,10 +59,7 @@ func TestFallbackToNTP(t *testing.T) {
 	if why := ptptest.Available(); why != "" {
 		testutil.Require(t, "network namespaces: "+why)
 	}
-	chronyd := "/usr/sbin/chronyd"
-	if _, err := os.Stat(chronyd); err != nil {
-		testutil.Require(t, "chronyd not installed (apt-get install chrony)")
-	}
+	chronyd := testutil.NeedTool(t, "chronyd", "chrony")
 	nsM, err := ptptest.NewNS("tbfm")
 	if err != nil {
 		t.Fatal(err)
@@ -118,7 +115,7 @@ func TestFallbackToNTP(t *testing.T) {
 
 	d := startPtpdIn(t, []string{"ip", "netns", "exec", nsS.Name}, fallbackCfg)
 	instances := func() map[string]map[string]any {
-		m := kea(t, d.kea, `{"command":"instances-get"}`)
+		m := testutil.KeaCommand(t, d.kea, "instances-get", nil)
 		args, _ := m["arguments"].(map[string]any)
 		list, _ := args["instances"].([]any)
 		out := map[string]map[string]any{}

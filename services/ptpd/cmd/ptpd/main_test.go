@@ -2,9 +2,7 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -146,25 +144,6 @@ func socatSend(t *testing.T, path, msg string) {
 	}
 }
 
-func kea(t *testing.T, path, req string) map[string]any {
-	t.Helper()
-	c, err := net.Dial("unix", path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	io.WriteString(c, req)
-	b, err := io.ReadAll(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var m map[string]any
-	if err := json.Unmarshal(b, &m); err != nil {
-		t.Fatalf("%v: %s", err, b)
-	}
-	return m
-}
-
 const freerunCfg = `[general]
 sync_module freerun fr1 fr2
 selection_policy manual fr1
@@ -198,6 +177,7 @@ func TestConfigErrors(t *testing.T) {
 }
 
 func TestControlCommands(t *testing.T) {
+	testutil.NeedTool(t, "socat", "socat")
 	t.Parallel()
 	d := startPtpd(t, freerunCfg)
 
@@ -240,7 +220,7 @@ func TestControlCommands(t *testing.T) {
 	// Manual hotplug: fr2's interface is absent, so it waits.
 	socatSend(t, d.ctl, "interfaceinsert=tbabsent0")
 	d.waitLog(t, "sync instance started (instance=fr2,")
-	m := kea(t, d.kea, `{"command":"instances-get"}`)
+	m := testutil.KeaCommand(t, d.kea, "instances-get", nil)
 	insts := m["arguments"].(map[string]any)["instances"].([]any)
 	if len(insts) != 2 {
 		t.Fatalf("instances-get: %v", m)
@@ -256,19 +236,19 @@ func TestControlCommands(t *testing.T) {
 	}
 	socatSend(t, d.ctl, "interfaceremove=tbabsent0")
 	d.waitLog(t, "sync instance stopped (instance=fr2,")
-	m = kea(t, d.kea, `{"command":"instances-get"}`)
+	m = testutil.KeaCommand(t, d.kea, "instances-get", nil)
 	if st := m["arguments"].(map[string]any)["instances"].([]any)[1].(map[string]any)["state"]; st != "disabled" {
 		t.Fatalf("after interfaceremove fr2 is %v", st)
 	}
 
 	// Kea aliases reach the same commands.
-	if r := kea(t, d.kea, `{"command":"instance-select","arguments":{"name":"fr1"}}`); r["result"] != 0.0 {
+	if r := testutil.KeaCommand(t, d.kea, "instance-select", map[string]any{"name": "fr1"}); r["result"] != 0.0 {
 		t.Fatalf("instance-select: %v", r)
 	}
-	if r := kea(t, d.kea, `{"command":"clocks-step"}`); r["result"] != 0.0 {
+	if r := testutil.KeaCommand(t, d.kea, "clocks-step", nil); r["result"] != 0.0 {
 		t.Fatalf("clocks-step: %v", r)
 	}
-	if r := kea(t, d.kea, `{"command":"logs-rotate"}`); r["result"] != 0.0 {
+	if r := testutil.KeaCommand(t, d.kea, "logs-rotate", nil); r["result"] != 0.0 {
 		t.Fatalf("logs-rotate: %v", r)
 	}
 	// The daemon is still up after all of it; exit=now exits with 0.
@@ -440,7 +420,7 @@ state_path DIR/state
 interface tbnl0
 `)
 	state := func() string {
-		m := kea(t, d.kea, `{"command":"instances-get"}`)
+		m := testutil.KeaCommand(t, d.kea, "instances-get", nil)
 		args, _ := m["arguments"].(map[string]any)
 		list, _ := args["instances"].([]any)
 		for _, e := range list {
@@ -575,7 +555,7 @@ func TestTestConfig(t *testing.T) {
 func TestFreerunInterfaceSystem(t *testing.T) {
 	t.Parallel()
 	d := startPtpd(t, "[general]\nsync_module freerun fr1\ncontrol_path CONTROL\nstate_path DIR/state\nhotplug_detection_mode manual\n[fr1]\ninterface system\n")
-	m := kea(t, d.kea, `{"command":"instances-get"}`)
+	m := testutil.KeaCommand(t, d.kea, "instances-get", nil)
 	insts, _ := m["arguments"].(map[string]any)["instances"].([]any)
 	if len(insts) != 1 {
 		t.Fatalf("instances-get: %v", m)

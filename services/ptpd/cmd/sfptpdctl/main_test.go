@@ -111,9 +111,7 @@ func TestSendsInOrder(t *testing.T) {
 }
 
 func TestPermissionDenied(t *testing.T) {
-	if os.Geteuid() != 0 {
-		testutil.Require(t, "needs root to run as uid 65534")
-	}
+	testutil.NeedRoot(t, "run as uid 65534")
 	dir := testutil.ShortDir(t)
 	os.Chmod(dir, 0o755)
 	p := filepath.Join(dir, "c.sock")
