@@ -20,6 +20,11 @@ func TestParsePatterns(t *testing.T) {
 		{globs: []string{"eth[0-1]", "", " br-? ", "eth[0-1]"}, list: []string{"lo", "eth[0-1]", "br-?"},
 			match: []string{"eth0", "eth1", "br-x"}, nomatch: []string{"eth2", "br-xy"}},
 		{globs: []string{"lo"}, list: []string{"lo"}},
+		// An empty pattern is no pattern: it does not match the empty
+		// name as path.Match("", "") would.
+		{globs: []string{""}, list: []string{"lo"}, match: []string{"lo"}, nomatch: []string{"", " ", "eth0"}},
+		{globs: []string{" \t"}, list: []string{"lo"}, match: []string{"lo"}, nomatch: []string{"", "eth0"}},
+		{globs: []string{"", "*"}, list: []string{"lo", "*"}, match: []string{"", "eth0", "lo"}},
 		{globs: []string{"a\\*"}, list: []string{"lo", "a\\*"}, match: []string{"a*"}, nomatch: []string{"ab"}},
 		{globs: []string{"eth["}, err: `ignore pattern "eth[": syntax error in pattern`},
 		{globs: []string{"x\\"}, err: "syntax error in pattern"},

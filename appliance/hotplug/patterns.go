@@ -28,6 +28,12 @@ type Patterns struct {
 // '\\' escapes) and returns the set. Empty and duplicate patterns are
 // dropped; a malformed one is an error naming it, so that a typo in a
 // flag stops the agent at start rather than silently matching nothing.
+//
+// An empty (or all-blank) pattern means "no pattern", not path.Match's
+// glob that matches only the empty name: it comes from an empty flag or
+// config value (-ignore= from a template), no interface is named "", and
+// a link message with an empty name is a bogus one that must not be
+// hidden by a pattern nobody meant to write.
 func ParsePatterns(globs []string) (Patterns, error) {
 	if len(globs) > MaxPatterns {
 		return Patterns{}, fmt.Errorf("too many ignore patterns (%d, at most %d)", len(globs), MaxPatterns)
