@@ -93,13 +93,13 @@ func (h *hostMctpd) mctp(ctx context.Context, args ...string) (string, error) {
 
 // background is a command running while the test does something else.
 type background struct {
-	out  *lockedBuffer
+	out  *testutil.LockedBuffer
 	done chan error
 }
 
 func startBackground(t *testing.T, cmd *exec.Cmd) *background {
 	t.Helper()
-	b := &background{out: &lockedBuffer{}, done: make(chan error, 1)}
+	b := &background{out: &testutil.LockedBuffer{}, done: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = b.out, b.out
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("%s: %v", cmd.Path, err)

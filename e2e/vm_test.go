@@ -29,9 +29,6 @@ import (
 // before it has its own bound.
 const vmTimeout = 5 * time.Minute
 
-// lockedBuffer collects output written from several goroutines.
-type lockedBuffer = testutil.LockedBuffer
-
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
 	t         *testing.T
@@ -40,11 +37,11 @@ type vm struct {
 	sshPort   int
 	sshKey    string
 	client    *http.Client
-	logs      map[string]*lockedBuffer // service path → stderr seen so far
+	logs      map[string]*testutil.LockedBuffer // service path → stderr seen so far
 	logsMu    sync.Mutex
 	logCtx    context.Context
 	buildDir  string
-	flashLogs *lockedBuffer
+	flashLogs *testutil.LockedBuffer
 }
 
 func (v *vm) get(ctx context.Context, p string, accept string) (*http.Response, error) {
@@ -90,13 +87,13 @@ func (v *vm) services(ctx context.Context) (map[string]service, error) {
 
 // follow streams /log?path=SVC&stream=stderr into a buffer until the test
 // ends; gokrazy replays the retained log first, then new lines.
-func (v *vm) follow(svc string) *lockedBuffer {
+func (v *vm) follow(svc string) *testutil.LockedBuffer {
 	v.logsMu.Lock()
 	defer v.logsMu.Unlock()
 	if b, ok := v.logs[svc]; ok {
 		return b
 	}
-	b := &lockedBuffer{}
+	b := &testutil.LockedBuffer{}
 	v.logs[svc] = b
 	go func() {
 		for v.logCtx.Err() == nil {
@@ -274,7 +271,7 @@ func TestVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	flashOut := &lockedBuffer{}
+	flashOut := &testutil.LockedBuffer{}
 	cmd.Stderr = flashOut
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -309,7 +306,7 @@ func TestVM(t *testing.T) {
 		t: t, base: "http://127.0.0.1:" + strconv.Itoa(httpPort), password: password,
 		sshPort: sshPort, sshKey: strings.TrimSuffix(pub, ".pub"),
 		client:   &http.Client{Timeout: 0},
-		logs:     map[string]*lockedBuffer{},
+		logs:     map[string]*testutil.LockedBuffer{},
 		logCtx:   logCtx,
 		buildDir: buildDir, flashLogs: flashOut,
 	}
@@ -531,7 +528,9 @@ func checkPtpd(t *testing.T, ctx context.Context, v *vm) {
 func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 	t.Helper()
 	appLog, ptpdLog := v.follow("/user/appliance"), v.follow("/user/ptpd")
-	count := func(b *lockedBuffer, re *regexp.Regexp) int { return len(re.FindAllStringIndex(b.String(), -1)) }
+	count := func(b *testutil.LockedBuffer, re *regexp.Regexp) int {
+		return len(re.FindAllStringIndex(b.String(), -1))
+	}
 	// Let the log streams catch up, then take the counts before the change.
 	time.Sleep(2 * time.Second)
 	insertSeen := regexp.MustCompile(`: info: interfaceinsert: no sync instance uses the interface \(interface=tbe2e0\)`)
