@@ -302,6 +302,7 @@ func (n *Instance) apply(outs []outcome, epoch int) {
 			if !stepped {
 				s.validReach |= 1
 				s.have, s.sample = true, o.sample
+				s.sample.rootDist += (s.filterRTT(o.sample.rtt) - o.sample.rtt) / 2
 			}
 			s.kodBackoff = 0
 		case outcomeInvalid:

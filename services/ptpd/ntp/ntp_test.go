@@ -472,3 +472,23 @@ func TestLeapGuard(t *testing.T) {
 	n.LeapGuard(false)
 	waitFor(t, n, settle, "offset after the guard", func(s instance.Status) bool { return near(s.OffsetNS, time.Second, tol) })
 }
+
+// TestFilterRTT: the selection's root distance takes the shortest of
+// the last eight round trips, so one delayed reply does not count
+// against a server, and a lasting change does once it fills the window.
+func TestFilterRTT(t *testing.T) {
+	var s server
+	ms := time.Millisecond
+	for i, tc := range []struct {
+		rtt, want time.Duration
+	}{
+		{2 * ms, 2 * ms}, {9 * ms, 2 * ms}, {1 * ms, 1 * ms}, {5 * ms, 1 * ms},
+		{5 * ms, 1 * ms}, {5 * ms, 1 * ms}, {5 * ms, 1 * ms}, {5 * ms, 1 * ms},
+		{5 * ms, 1 * ms}, {5 * ms, 1 * ms}, // the 1 ms reply (the third) leaves the window after this, the tenth
+		{5 * ms, 5 * ms},
+	} {
+		if got := s.filterRTT(tc.rtt); got != tc.want {
+			t.Fatalf("reply %d (%v): filtered %v, want %v", i, tc.rtt, got, tc.want)
+		}
+	}
+}

@@ -155,6 +155,27 @@ type server struct {
 	skip       int    // polls to skip after a kiss-of-death
 	kodBackoff int
 	queries    int // queries sent, for tests and logs
+	// rtts are the round trips of the last valid responses: the root
+	// distance the selection compares takes the shortest, as NTP's
+	// clock filter takes the sample with the least delay, so that one
+	// reply delayed by a busy host does not make a server look worse.
+	rtts  [rttWindow]time.Duration
+	nrtts int
+}
+
+// rttWindow is how many round trips the selection's filter keeps.
+const rttWindow = 8
+
+// filterRTT records a valid response's round trip and returns the
+// shortest of the window.
+func (s *server) filterRTT(rtt time.Duration) time.Duration {
+	s.rtts[s.nrtts%rttWindow] = rtt
+	s.nrtts++
+	least := rtt
+	for _, r := range s.rtts[:min(s.nrtts, rttWindow)] {
+		least = min(least, r)
+	}
+	return least
 }
 
 // sample is one valid response, measured against the instance's clock.
