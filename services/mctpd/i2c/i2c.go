@@ -152,11 +152,9 @@ type Binding struct {
 	// the peer failed. New messages are refused meanwhile (ErrLinkDown)
 	// rather than queued into writes that would fail as well.
 	down atomic.Bool
-	// room is closed and dropped whenever Run frees queue room or the
-	// bus recovers (see Room); nil while nobody waits, so that Run
-	// allocates nothing when no sender is held back.
-	roomMu sync.Mutex
-	room   chan struct{}
+	// room is woken whenever Run frees queue room or the
+	// bus recovers (see Room).
+	room binding.RoomSignal
 
 	txPackets, txErrors, txQueueFull, txLinkDown atomic.Uint64
 	txBadLength, txTooBig                        atomic.Uint64
@@ -202,24 +200,7 @@ func (b *Binding) Name() string { return fmt.Sprintf("i2c:%s:0x%02x", b.bus, b.p
 func (b *Binding) MTU() int { return b.mtu }
 
 // Room implements binding.Backpressure.
-func (b *Binding) Room() <-chan struct{} {
-	b.roomMu.Lock()
-	defer b.roomMu.Unlock()
-	if b.room == nil {
-		b.room = make(chan struct{})
-	}
-	return b.room
-}
-
-// wakeRoom wakes every sender waiting on Room.
-func (b *Binding) wakeRoom() {
-	b.roomMu.Lock()
-	if b.room != nil {
-		close(b.room)
-		b.room = nil
-	}
-	b.roomMu.Unlock()
-}
+func (b *Binding) Room() <-chan struct{} { return b.room.Wait() }
 
 // Send implements binding.Binding: it encodes pkt and queues it, as a
 // batch of one.
@@ -295,7 +276,7 @@ func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
 			if failing {
 				b.log.Info("i2c bus recovered")
 				b.down.Store(false)
-				b.wakeRoom()
+				b.room.Wake()
 			}
 			failing = false
 			return
@@ -355,7 +336,7 @@ func (b *Binding) Run(ctx context.Context, deliver func(pkt []byte)) error {
 		// into an "empty" queue must not find a write still in flight
 		// ahead of the room it was counted against.
 		b.queued.Add(-1)
-		b.wakeRoom()
+		b.room.Wake()
 	}
 }
 

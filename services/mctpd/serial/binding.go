@@ -100,11 +100,9 @@ type Binding struct {
 	deframer  *Deframer
 	port      atomic.Pointer[tty]
 	running   atomic.Bool
-	// room is closed and dropped whenever the writer releases frames or
-	// the device opens (see Room); nil while nobody waits, so that the
-	// writer allocates nothing when no sender is held back.
-	roomMu sync.Mutex
-	room   chan struct{}
+	// room is woken whenever the writer releases frames or
+	// the device opens (see Room).
+	room binding.RoomSignal
 
 	txFrames, txBytes, rxBytes, txQueueFull, txLinkDown, txBadLength atomic.Uint64
 	txErrors, outages, reconnects, openErrors, readErrors            atomic.Uint64
@@ -116,24 +114,7 @@ var (
 )
 
 // Room implements binding.Backpressure.
-func (b *Binding) Room() <-chan struct{} {
-	b.roomMu.Lock()
-	defer b.roomMu.Unlock()
-	if b.room == nil {
-		b.room = make(chan struct{})
-	}
-	return b.room
-}
-
-// wakeRoom wakes every sender waiting on Room.
-func (b *Binding) wakeRoom() {
-	b.roomMu.Lock()
-	if b.room != nil {
-		close(b.room)
-		b.room = nil
-	}
-	b.roomMu.Unlock()
-}
+func (b *Binding) Room() <-chan struct{} { return b.room.Wait() }
 
 // New returns a serial binding for device at baud (DefaultBaud if baud is
 // not positive), carrying the baseline MTU: the wire bytes of libmctp and
@@ -395,7 +376,7 @@ func (b *Binding) RunBatches(ctx context.Context, deliver func(pkts [][]byte)) e
 			return fmt.Errorf("serial: %s: %w", b.device, err)
 		}
 		b.port.Store(t)
-		b.wakeRoom()
+		b.room.Wake()
 		stop := context.AfterFunc(ctx, func() { f.Close() })
 		err = b.read(f, deliver)
 		stop()
@@ -510,7 +491,7 @@ func (b *Binding) writer(ctx context.Context) {
 			// the frames before their write returned would let a
 			// later message overtake them.
 			b.queued.Add(-int64(frames))
-			b.wakeRoom()
+			b.room.Wake()
 		}
 	}
 }
