@@ -498,41 +498,6 @@ func goneWords(line string) []string {
 	return words
 }
 
-// wordsCommand maps a line's words to a command name and its input, as
-// ParseText does for the IPC text form: --name=value is named, a bare
-// --name is the named boolean true, "--help" asks for the usage and "--"
-// ends option parsing.
-func wordsCommand(words []string) (TextCommand, error) {
-	tc := TextCommand{Name: words[0]}
-	opts := true
-	for _, w := range words[1:] {
-		if opts && w == "--" {
-			opts = false
-			continue
-		}
-		if opts && len(w) > 2 && strings.HasPrefix(w, "--") {
-			name, val, hasVal := strings.Cut(w[2:], "=")
-			if name == "help" && !hasVal {
-				tc.Help = true
-				continue
-			}
-			if tc.Input.Named == nil {
-				tc.Input.Named = map[string]any{}
-			}
-			if _, dup := tc.Input.Named[name]; dup {
-				return tc, fmt.Errorf("parameter '%s' is given twice", name)
-			}
-			if !hasVal {
-				val = "true"
-			}
-			tc.Input.Named[name] = val
-			continue
-		}
-		tc.Input.Positional = append(tc.Input.Positional, w)
-	}
-	return tc, nil
-}
-
 // handOver stops the reader and passes the connection, its unread input
 // and its persistent line to the server's handoff list. A half-closed or
 // broken connection is not worth resuming.

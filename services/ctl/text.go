@@ -122,15 +122,23 @@ func ParseText(line string) (TextCommand, error) {
 	if err != nil || len(toks) == 0 {
 		return TextCommand{}, err
 	}
-	tc := TextCommand{Name: toks[0]}
+	return wordsCommand(toks)
+}
+
+// wordsCommand maps a line's words to a command name and its input, as
+// ParseText does for the IPC text form: --name=value is named, a bare
+// --name is the named boolean true, "--help" asks for the usage and "--"
+// ends option parsing.
+func wordsCommand(words []string) (TextCommand, error) {
+	tc := TextCommand{Name: words[0]}
 	opts := true
-	for _, t := range toks[1:] {
-		if opts && t == "--" {
+	for _, w := range words[1:] {
+		if opts && w == "--" {
 			opts = false
 			continue
 		}
-		if opts && len(t) > 2 && strings.HasPrefix(t, "--") {
-			name, val, hasVal := strings.Cut(t[2:], "=")
+		if opts && len(w) > 2 && strings.HasPrefix(w, "--") {
+			name, val, hasVal := strings.Cut(w[2:], "=")
 			if name == "help" && !hasVal {
 				tc.Help = true
 				continue
@@ -147,7 +155,7 @@ func ParseText(line string) (TextCommand, error) {
 			tc.Input.Named[name] = val
 			continue
 		}
-		tc.Input.Positional = append(tc.Input.Positional, t)
+		tc.Input.Positional = append(tc.Input.Positional, w)
 	}
 	return tc, nil
 }
