@@ -147,7 +147,10 @@ func (e *Engine) forwardTestMode(m TestMode, params [3]int) error {
 		case err == nil:
 			applied++
 		case errors.Is(err, errors.ErrUnsupported):
-			e.log.Debug(fmt.Sprintf("%s: test mode %s not implemented by this instance", t.name, m))
+			// As in sfptpd, every sync module is handed the mode and
+			// those it does not concern ignore it (a slave port and a
+			// master-only mode, for one).
+			e.log.Debug(fmt.Sprintf("%s: test mode %s does not apply to this instance", t.name, m))
 		default:
 			e.log.Error(fmt.Sprintf("%s: test mode %s failed", t.name, m), "err", err)
 			errs = append(errs, fmt.Errorf("%s: %w", t.name, err))
