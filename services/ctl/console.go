@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"log/slog"
 	"net"
 	"sort"
@@ -70,7 +71,7 @@ type ConsoleOptions struct {
 // commands that survive an in-place re-exec.
 type ConsoleServer struct {
 	s    *Server
-	a    *acceptor
+	a    *unixsock.Acceptor
 	opts ConsoleOptions
 	log  *slog.Logger
 
@@ -83,7 +84,7 @@ type ConsoleServer struct {
 
 	mu       sync.Mutex
 	sessions map[*consoleSession]struct{}
-	handed   []HandoffConn
+	handed   []unixsock.HandoffConn
 }
 
 // ServeConsole starts a console on spec. Connections handed over by the
@@ -105,7 +106,7 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 	if limit <= 0 {
 		limit = DefaultMaxConns
 	}
-	a, err := s.startAcceptor("console", "unix", spec, opts.StreamOptions,
+	a, err := unixsock.Accept(s.inherit, s.log, "console", "unix", spec, opts.StreamOptions,
 		func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, "", nil) },
 		func(c *net.UnixConn) {
 			fmt.Fprintf(c, "%stoo many connections (limit %d)\n", consoleErrorPrefix, limit)
@@ -114,9 +115,9 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 		return nil, err
 	}
 	cs.a = a
-	for _, h := range s.inherit.takeConns(spec.Addr) {
-		c, err := net.FileConn(h.file)
-		h.file.Close()
+	for _, h := range s.inherit.TakeConns(spec.Addr) {
+		c, err := net.FileConn(h.File())
+		h.File().Close()
 		if err != nil {
 			cs.log.Error("resume handed-over connection failed", "err", err)
 			continue
@@ -127,14 +128,8 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 			cs.log.Error("resume handed-over connection failed: not a unix connection")
 			continue
 		}
-		a.active.Add(1)
-		cs.adopted.Add(1)
-		go func() {
-			defer cs.adopted.Done()
-			defer a.active.Add(-1)
-			cs.log.Info("resumed connection", "replay", h.Replay, "pending", len(h.Pending))
-			cs.serve(a.ctx, uc, h.Replay, h.Pending)
-		}()
+		cs.log.Info("resumed connection", "replay", h.Replay, "pending", len(h.Pending))
+		a.Adopt(uc, func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, h.Replay, h.Pending) })
 	}
 	if err := s.add(cs); err != nil {
 		cs.close(context.Background(), false)
@@ -144,31 +139,31 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 }
 
 // Addr returns the listening address.
-func (cs *ConsoleServer) Addr() string { return cs.a.addr() }
+func (cs *ConsoleServer) Addr() string { return cs.a.Addr() }
 
 // Active returns the number of connected clients.
 func (cs *ConsoleServer) Active() int { return cs.a.Active() }
 
-func (cs *ConsoleServer) addr() string { return cs.a.addr() }
+func (cs *ConsoleServer) addr() string { return cs.a.Addr() }
 
 // close stops the console. Without handoff, running commands are
 // cancelled and connections closed. With handoff, streaming commands are
 // cancelled, non-streaming ones finish and reply, and every live
 // connection is returned (with its persistent line and unread input)
 // instead of being closed.
-func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
-	f, err := cs.a.stopAccepting(handoff)
+func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+	f, err := cs.a.StopAccepting(handoff)
 	if handoff {
 		cs.handoffOnce.Do(func() { close(cs.handoff) })
 	} else {
-		cs.a.cancel()
+		cs.a.CancelConns()
 	}
 	waited := make(chan struct{})
-	go func() { cs.a.wg.Wait(); cs.adopted.Wait(); close(waited) }()
+	go func() { cs.a.Wait(); close(waited) }()
 	select {
 	case <-waited:
 	case <-ctx.Done():
-		cs.a.cancel()
+		cs.a.CancelConns()
 		cs.mu.Lock()
 		n := len(cs.sessions)
 		for ss := range cs.sessions {
@@ -178,14 +173,14 @@ func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*handoffFiles
 		cs.log.Warn("closing connections whose commands did not stop in time", "conns", n, "handoff", handoff)
 		<-waited
 	}
-	cs.a.cancel()
+	cs.a.CancelConns()
 	if !handoff {
-		cs.a.sock.remove()
+		cs.a.Socket().Remove()
 		return nil, nil
 	}
 	if err != nil {
 		for _, h := range cs.handed {
-			h.file.Close()
+			h.File().Close()
 		}
 		return nil, fmt.Errorf("console handoff: %w", err)
 	}
@@ -193,7 +188,7 @@ func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*handoffFiles
 	conns := cs.handed
 	cs.handed = nil
 	cs.mu.Unlock()
-	return &handoffFiles{sock: f, owned: cs.a.sock.created, conns: conns}, nil
+	return &unixsock.Files{Sock: f, Owned: cs.a.Socket().Created, Conns: conns}, nil
 }
 
 // Stop reasons for a running command, kept as context causes so that the
@@ -526,7 +521,7 @@ func (ss *consoleSession) handOver() bool {
 	}
 	ss.conn.Close()
 	ss.cs.mu.Lock()
-	ss.cs.handed = append(ss.cs.handed, HandoffConn{Replay: ss.replay, Pending: pending, file: f})
+	ss.cs.handed = append(ss.cs.handed, unixsock.NewHandoffConn(f, ss.replay, pending))
 	ss.cs.mu.Unlock()
 	return true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"io"
 	"log/slog"
 	"net"
@@ -158,7 +159,7 @@ type Demux struct {
 	s    *Server
 	log  *slog.Logger
 	opts DemuxOptions
-	accs []*acceptor
+	accs []*unixsock.Acceptor
 
 	// hdr is the frame header length: address (and tag) before the
 	// type byte, which is at frame[hdr-1].
@@ -220,12 +221,12 @@ func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
 	}
 	for _, name := range names {
 		addr := "@" + strings.TrimPrefix(name, "@")
-		a, err := s.startAcceptor("demux", "unixpacket", SocketSpec{Addr: addr},
+		a, err := unixsock.Accept(s.inherit, s.log, "demux", "unixpacket", SocketSpec{Addr: addr},
 			opts.StreamOptions, d.serve, nil)
 		if err == nil {
-			err = s.add(a)
+			err = s.add(acceptorFront{a})
 			if err != nil {
-				a.close(context.Background(), false)
+				a.Close(context.Background(), false)
 			}
 		}
 		if err != nil {
@@ -241,7 +242,7 @@ func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
 func (d *Demux) Addrs() []string {
 	out := make([]string, len(d.accs))
 	for i, a := range d.accs {
-		out[i] = a.addr()
+		out[i] = a.Addr()
 	}
 	return out
 }
@@ -252,7 +253,7 @@ func (d *Demux) Close(ctx context.Context) error {
 	var wg sync.WaitGroup
 	for _, a := range d.accs {
 		wg.Add(1)
-		go func() { defer wg.Done(); a.close(ctx, false) }()
+		go func() { defer wg.Done(); a.Close(ctx, false) }()
 	}
 	wg.Wait()
 	return nil
@@ -390,7 +391,7 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
-	cred, _ := peerCred(conn)
+	cred, _ := unixsock.PeerCred(conn)
 	buf := make([]byte, d.opts.MaxMessage)
 
 	n, _, _, _, err := conn.ReadMsgUnix(buf, nil)

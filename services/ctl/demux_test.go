@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 )
 
 const dmLocal = 8 // the local address of the tests' loopback router
@@ -449,7 +450,7 @@ func TestDemuxDefaultNames(t *testing.T) {
 			d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(newDGLogs())})
 			srv := NewServer(d)
 			dm, err := srv.ServeDemux(DefaultDemuxNames, DemuxOptions{Router: LoopbackRouter{Addr: dmLocal}})
-			if errors.Is(err, ErrInUse) {
+			if errors.Is(err, unixsock.ErrInUse) {
 				return err
 			}
 			if err != nil {
@@ -483,7 +484,7 @@ func TestDemuxDefaultNames(t *testing.T) {
 			return nil
 		}()
 	}()
-	if err := <-res; errors.Is(err, ErrInUse) {
+	if err := <-res; errors.Is(err, unixsock.ErrInUse) {
 		testutil.Require(t, fmt.Sprintf("the default names are in use on this host: %v", err))
 	} else if err != nil {
 		t.Fatal(err)

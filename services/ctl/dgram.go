@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"log/slog"
 	"net"
 	"strings"
@@ -67,7 +68,7 @@ type DgramServer struct {
 	s    *Server
 	log  *slog.Logger
 	conn *net.UnixConn
-	sock *unixSocket
+	sock *unixsock.Socket
 
 	queue chan string
 
@@ -77,7 +78,7 @@ type DgramServer struct {
 	readerDone chan struct{}
 	execDone   chan struct{}
 	closeOnce  sync.Once
-	closeRes   *handoffFiles
+	closeRes   *unixsock.Files
 	closeErr   error
 
 	received, run, failed, rejected, stalls, dropped atomic.Uint64
@@ -90,7 +91,7 @@ func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, e
 	if opts.QueueLen <= 0 {
 		opts.QueueLen = DefaultDgramQueue
 	}
-	conn, sock, err := s.listenDgram(spec)
+	conn, sock, err := unixsock.ListenDgram(s.inherit, s.log, spec)
 	if err != nil {
 		return nil, fmt.Errorf("dgram: %w", err)
 	}
@@ -106,7 +107,7 @@ func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, e
 	d.ctx, d.cancel = context.WithCancel(context.Background())
 	if err := s.add(d); err != nil {
 		conn.Close()
-		sock.remove()
+		sock.Remove()
 		d.cancel()
 		return nil, fmt.Errorf("dgram: %w", err)
 	}
@@ -117,9 +118,9 @@ func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, e
 }
 
 // Addr returns the socket address.
-func (d *DgramServer) Addr() string { return d.sock.addr }
+func (d *DgramServer) Addr() string { return d.sock.Addr }
 
-func (d *DgramServer) addr() string { return d.sock.addr }
+func (d *DgramServer) addr() string { return d.sock.Addr }
 
 // Stats returns the current counters.
 func (d *DgramServer) Stats() DgramStats {
@@ -158,7 +159,7 @@ func (d *DgramServer) read() {
 			if backoff < time.Second {
 				backoff = max(2*backoff, 5*time.Millisecond)
 			}
-			d.log.Error("control: receive failed; retrying", "addr", d.sock.addr, "err", err, "backoff", backoff)
+			d.log.Error("control: receive failed; retrying", "addr", d.sock.Addr, "err", err, "backoff", backoff)
 			time.Sleep(backoff)
 			continue
 		}
@@ -296,15 +297,15 @@ func (d *DgramServer) runLine(line string) {
 // handing off, so datagrams still in the kernel queue wait there for the
 // next image); commands already read are run within ctx's deadline and
 // dropped after it.
-func (d *DgramServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+func (d *DgramServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	d.closeOnce.Do(func() {
-		var hf *handoffFiles
+		var hf *unixsock.Files
 		if handoff {
 			f, err := d.conn.File()
 			if err != nil {
 				d.closeErr = fmt.Errorf("dgram handoff: %w", err)
 			} else {
-				hf = &handoffFiles{sock: f, owned: d.sock.created}
+				hf = &unixsock.Files{Sock: f, Owned: d.sock.Created}
 			}
 		}
 		d.conn.Close()
@@ -320,7 +321,7 @@ func (d *DgramServer) close(ctx context.Context, handoff bool) (*handoffFiles, e
 		<-d.execDone
 		d.cancel()
 		if !handoff {
-			d.sock.remove()
+			d.sock.Remove()
 		}
 		d.closeRes = hf
 	})

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 )
 
 // dgRecord is one captured log record.
@@ -427,10 +428,10 @@ func TestDgramHandoff(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	hf, err := f.dg.close(ctx, true)
-	if err != nil || hf == nil || hf.sock == nil {
+	if err != nil || hf == nil || hf.Sock == nil {
 		t.Fatalf("handoff: %v %+v", err, hf)
 	}
-	if !hf.owned {
+	if !hf.Owned {
 		t.Error("handoff does not pass ownership of the socket file")
 	}
 	if err := SendDgram(f.path, "rec=7", "rec=8"); err != nil {
@@ -446,7 +447,7 @@ func TestDgramHandoff(t *testing.T) {
 		mu.Unlock()
 		return OK("", nil)
 	}})
-	srv2 := &Server{d: d2, log: d2.Logger(), inherit: &inheritance{socks: []*inheritedSock{describeFDFile(hf.sock, true)}}}
+	srv2 := &Server{d: d2, log: d2.Logger(), inherit: unixsock.Hold(hf.Sock, true)}
 	dg2, err := srv2.ServeDgram(SocketSpec{Addr: f.path}, DgramOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -458,19 +459,6 @@ func TestDgramHandoff(t *testing.T) {
 	if fmt.Sprint(got) != "[7 8]" {
 		t.Fatalf("got %v", got)
 	}
-}
-
-// describeFDFile is describeFD for a file already open in this process.
-func describeFDFile(f *os.File, owned bool) *inheritedSock {
-	// Not describeFD: its os.NewFile would close the fd when collected.
-	s := &inheritedSock{file: f, owned: owned}
-	if sa, err := syscall.Getsockname(int(f.Fd())); err == nil {
-		if ua, ok := sa.(*syscall.SockaddrUnix); ok {
-			s.addr = ua.Name
-		}
-	}
-	s.sotype, _ = syscall.GetsockoptInt(int(f.Fd()), syscall.SOL_SOCKET, syscall.SO_TYPE)
-	return s
 }
 
 // TestDgramHelperProcess is not a test: it is the child process that

@@ -15,7 +15,7 @@
 // Demux is the fifth piece: a SOCK_SEQPACKET server that routes messages by
 // a type byte, compatible with libmctp's mctp-demux-daemon.
 //
-// All servers share the socket rules in listen.go (stale-socket replacement,
+// All servers share the socket rules of internal/unixsock (stale-socket replacement,
 // refusal of non-socket files, modes, SO_PEERCRED on abstract names,
 // connection limits, socket activation and in-place re-exec).
 package ctl

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"io"
 	"log/slog"
 	"math"
@@ -107,7 +108,7 @@ func IPCAddr(name string) string {
 // IPCServer is a listening IPC front end.
 type IPCServer struct {
 	s    *Server
-	a    *acceptor
+	a    *unixsock.Acceptor
 	opts IPCOptions
 }
 
@@ -116,7 +117,7 @@ type IPCServer struct {
 func (s *Server) ServeIPC(spec SocketSpec, opts IPCOptions) (*IPCServer, error) {
 	opts = opts.withDefaults()
 	i := &IPCServer{s: s, opts: opts}
-	a, err := s.startAcceptor("ipc", "unix", spec, opts.StreamOptions,
+	a, err := unixsock.Accept(s.inherit, s.log, "ipc", "unix", spec, opts.StreamOptions,
 		func(ctx context.Context, c *net.UnixConn) { s.serveIPCConn(ctx, c, opts) },
 		func(c *net.UnixConn) {
 			var b []byte
@@ -128,20 +129,20 @@ func (s *Server) ServeIPC(spec SocketSpec, opts IPCOptions) (*IPCServer, error) 
 	}
 	i.a = a
 	if err := s.add(i); err != nil {
-		a.close(context.Background(), false)
+		a.Close(context.Background(), false)
 		return nil, fmt.Errorf("ipc: %w", err)
 	}
 	return i, nil
 }
 
-func (i *IPCServer) addr() string { return i.a.addr() }
+func (i *IPCServer) addr() string { return i.a.Addr() }
 
-func (i *IPCServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
-	return i.a.close(ctx, handoff)
+func (i *IPCServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+	return i.a.Close(ctx, handoff)
 }
 
 // Addr returns the listening address.
-func (i *IPCServer) Addr() string { return i.a.addr() }
+func (i *IPCServer) Addr() string { return i.a.Addr() }
 
 // Active returns the number of connected clients of this listener.
 func (i *IPCServer) Active() int { return i.a.Active() }
@@ -214,7 +215,7 @@ type ipcOutbound struct {
 
 func (o *ipcOutbound) addr() string { return o.path }
 
-func (o *ipcOutbound) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+func (o *ipcOutbound) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	o.cancel()
 	select {
 	case <-o.done:

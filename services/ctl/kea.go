@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"io"
 	"log/slog"
 	"net"
@@ -60,7 +61,7 @@ var ErrKeaNoService = errors.New("no forwarding socket for this service")
 // { "arguments": ..., "result": N, "text": "..." } before the server
 // closes the connection.
 type KeaServer struct {
-	*acceptor
+	a    *unixsock.Acceptor
 	opts KeaOptions
 	log  *slog.Logger
 	// d and maxConns are set before the accept loop starts, which runs
@@ -90,11 +91,11 @@ func (s *Server) ServeKea(spec SocketSpec, opts KeaOptions) (*KeaServer, error) 
 	}
 	k := &KeaServer{opts: opts, log: s.log.With("frontend", "kea"), d: s.d, maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
-	a, err := s.startAcceptor("kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
+	a, err := unixsock.Accept(s.inherit, s.log, "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
 		return nil, err
 	}
-	k.acceptor = a
+	k.a = a
 	if err := s.add(k); err != nil {
 		k.close(context.Background(), false)
 		return nil, err
@@ -103,7 +104,12 @@ func (s *Server) ServeKea(spec SocketSpec, opts KeaOptions) (*KeaServer, error) 
 }
 
 // Addr returns the listening address.
-func (k *KeaServer) Addr() string { return k.addr() }
+func (k *KeaServer) Addr() string { return k.a.Addr() }
+
+func (k *KeaServer) addr() string { return k.a.Addr() }
+
+// Active returns the number of connections being served.
+func (k *KeaServer) Active() int { return k.a.Active() }
 
 // Close stops the channel: idle connections are closed without a reply,
 // commands already running finish and send their reply until ctx ends.
@@ -114,12 +120,12 @@ func (k *KeaServer) Close(ctx context.Context) error {
 
 // close is the frontend method. It overrides the acceptor's to cancel
 // running commands only when ctx runs out, not at once.
-func (k *KeaServer) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
+func (k *KeaServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	k.closing.Store(true)
 	stop := context.AfterFunc(ctx, k.hardStop)
 	defer stop()
 	defer k.hardStop()
-	return k.acceptor.close(ctx, handoff)
+	return k.a.Close(ctx, handoff)
 }
 
 // keaReply encodes one answer as Kea does: keys sorted, which puts them

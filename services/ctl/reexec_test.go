@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
 )
 
 // TestConsoleHandoffInProcess checks the console's half of a re-exec
@@ -48,7 +49,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	tc.srv.fronts = nil
 	tc.srv.mu.Unlock()
 	type closed struct {
-		hf  *handoffFiles
+		hf  *unixsock.Files
 		err error
 	}
 	done := make(chan closed, 1)
@@ -69,11 +70,11 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 		t.Fatal(res.err)
 	}
 	hf := res.hf
-	if hf.sock == nil || !hf.owned || len(hf.conns) != 2 {
+	if hf.Sock == nil || !hf.Owned || len(hf.Conns) != 2 {
 		t.Fatalf("handoff: %+v", hf)
 	}
 	var replays, pendings []string
-	for _, c := range hf.conns {
+	for _, c := range hf.Conns {
 		replays = append(replays, c.Replay)
 		pendings = append(pendings, string(c.Pending))
 	}
@@ -99,13 +100,11 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	// The "next image".
 	d2 := NewDaemon(DaemonOptions{Name: "test", Version: "2", Logger: testLogger(t)})
 	d2.MustRegister(testCommands(make(chan struct{}))...)
-	srv2 := NewServer(d2)
-	srv2.inherit.socks = []*inheritedSock{{file: hf.sock, addr: tc.path, sotype: syscall.SOCK_STREAM, owned: hf.owned}}
-	for i := range hf.conns {
-		hc := hf.conns[i]
-		hc.Listener = tc.path
-		srv2.inherit.conns = append(srv2.inherit.conns, &hc)
+	conns := hf.Conns
+	for i := range conns {
+		conns[i].Listener = tc.path
 	}
+	srv2 := &Server{d: d2, log: d2.Logger(), inherit: unixsock.Hold(hf.Sock, hf.Owned, conns...)}
 	if _, err := srv2.ServeConsole(SocketSpec{Addr: tc.path}, ConsoleOptions{}); err != nil {
 		t.Fatal(err)
 	}

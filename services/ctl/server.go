@@ -6,19 +6,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
-)
 
-// DefaultMaxConns is the default limit of concurrent connections per
-// front end.
-const DefaultMaxConns = 1024
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
+)
 
 // Server runs a daemon's front ends over one Daemon registry. It adopts
 // sockets inherited through socket activation or a re-exec, and can
@@ -27,7 +23,7 @@ const DefaultMaxConns = 1024
 type Server struct {
 	d       *Daemon
 	log     *slog.Logger
-	inherit *inheritance
+	inherit *unixsock.Inheritance
 
 	mu     sync.Mutex
 	fronts []frontend
@@ -52,22 +48,24 @@ type frontend interface {
 	// close stops the front end within ctx. With handoff set it keeps
 	// the socket and returns it, and any connections to resume, for a
 	// re-exec; otherwise it removes a socket file it created.
-	close(ctx context.Context, handoff bool) (*handoffFiles, error)
+	close(ctx context.Context, handoff bool) (*unixsock.Files, error)
 }
 
-// handoffFiles is what a front end passes to the next image.
-type handoffFiles struct {
-	sock  *os.File
-	owned bool
-	conns []HandoffConn
+// acceptorFront runs a bare Acceptor as a front end.
+type acceptorFront struct{ *unixsock.Acceptor }
+
+func (a acceptorFront) addr() string { return a.Addr() }
+
+func (a acceptorFront) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+	return a.Close(ctx, handoff)
 }
 
 // NewServer returns a server for d. It reads inherited sockets from the
 // environment (and unsets those variables) once, here.
 func NewServer(d *Daemon) *Server {
-	s := &Server{d: d, log: d.Logger(), inherit: readInheritance(d.Logger())}
-	if s.inherit.reexec {
-		d.restoreState(s.inherit.started, s.inherit.reloads)
+	s := &Server{d: d, log: d.Logger(), inherit: unixsock.ReadEnv(d.Logger())}
+	if started, reloads, ok := s.inherit.Resumed(); ok {
+		d.restoreState(started, reloads)
 	}
 	return s
 }
@@ -76,7 +74,10 @@ func NewServer(d *Daemon) *Server {
 func (s *Server) Daemon() *Daemon { return s.d }
 
 // Resumed reports whether this process was started by a re-exec.
-func (s *Server) Resumed() bool { return s.inherit.reexec }
+func (s *Server) Resumed() bool {
+	_, _, ok := s.inherit.Resumed()
+	return ok
+}
 
 func (s *Server) add(f frontend) error {
 	s.mu.Lock()
@@ -106,7 +107,7 @@ func (s *Server) remove(f frontend) {
 // closes every front end (giving in-flight commands up to 5 s) and
 // returns. Inherited sockets no front end adopted are closed first.
 func (s *Server) Run(ctx context.Context) error {
-	s.inherit.closeUnused(s.log)
+	s.inherit.CloseUnused(s.log)
 	select {
 	case <-ctx.Done():
 	case <-s.d.ShutdownRequested():
@@ -183,7 +184,7 @@ func (s *Server) Reexec() error {
 	s.mu.Unlock()
 
 	started, reloads := s.d.state()
-	h := handoff{Started: started.UnixNano(), Reloads: reloads}
+	h := unixsock.Handoff{Started: started.UnixNano(), Reloads: reloads}
 	var keep []*os.File
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -196,13 +197,13 @@ func (s *Server) Reexec() error {
 		if hf == nil {
 			continue
 		}
-		if hf.sock != nil {
-			keep = append(keep, hf.sock)
-			h.Listeners = append(h.Listeners, handoffSock{FD: int(hf.sock.Fd()), Addr: f.addr(), Owned: hf.owned})
+		if hf.Sock != nil {
+			keep = append(keep, hf.Sock)
+			h.Listeners = append(h.Listeners, unixsock.HandoffSock{FD: int(hf.Sock.Fd()), Addr: f.addr(), Owned: hf.Owned})
 		}
-		for _, c := range hf.conns {
-			keep = append(keep, c.file)
-			c.FD = int(c.file.Fd())
+		for _, c := range hf.Conns {
+			keep = append(keep, c.File())
+			c.FD = int(c.File().Fd())
 			c.Listener = f.addr()
 			h.Conns = append(h.Conns, c)
 		}
@@ -216,9 +217,9 @@ func (s *Server) Reexec() error {
 	if err != nil {
 		return fmt.Errorf("re-exec: %w", err)
 	}
-	env := []string{handoffEnv + "=" + string(state)}
+	env := []string{unixsock.HandoffEnv + "=" + string(state)}
 	for _, e := range os.Environ() {
-		if !strings.HasPrefix(e, handoffEnv+"=") {
+		if !strings.HasPrefix(e, unixsock.HandoffEnv+"=") {
 			env = append(env, e)
 		}
 	}
@@ -226,172 +227,4 @@ func (s *Server) Reexec() error {
 	err = syscall.Exec(exe, os.Args, env)
 	runtime.KeepAlive(keep)
 	return fmt.Errorf("re-exec %s: %w", exe, err)
-}
-
-// StreamOptions are the limits of a connection-oriented front end.
-type StreamOptions struct {
-	// MaxConns limits concurrent connections; 0 means DefaultMaxConns.
-	// Connections beyond it get the framing's error reply and are closed.
-	MaxConns int
-	// Peers restricts who may connect to an abstract socket.
-	Peers PeerPolicy
-}
-
-// acceptor is the accept loop shared by the stream and seqpacket front
-// ends: peer checks on abstract sockets, the connection limit, tracking
-// for shutdown and handoff.
-type acceptor struct {
-	s    *Server
-	kind string
-	ln   *net.UnixListener
-	sock *unixSocket
-	opts StreamOptions
-
-	// handle serves one connection; it returns when the connection is
-	// done or ctx is cancelled.
-	handle func(ctx context.Context, c *net.UnixConn)
-	// reject answers a connection over the limit with the framing's
-	// error. It runs with a write deadline set.
-	reject func(c *net.UnixConn)
-
-	ctx    context.Context
-	cancel context.CancelFunc
-	active atomic.Int64
-	wg     sync.WaitGroup
-	done   chan struct{}
-
-	mu    sync.Mutex
-	conns map[*net.UnixConn]struct{}
-}
-
-// startAcceptor listens on spec and serves connections until closed.
-func (s *Server) startAcceptor(kind, network string, spec SocketSpec, opts StreamOptions,
-	handle func(context.Context, *net.UnixConn), reject func(*net.UnixConn)) (*acceptor, error) {
-	ln, sock, err := s.listenStream(network, spec)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", kind, err)
-	}
-	if opts.MaxConns <= 0 {
-		opts.MaxConns = DefaultMaxConns
-	}
-	a := &acceptor{
-		s: s, kind: kind, ln: ln, sock: sock, opts: opts,
-		handle: handle, reject: reject,
-		done:  make(chan struct{}),
-		conns: make(map[*net.UnixConn]struct{}),
-	}
-	a.ctx, a.cancel = context.WithCancel(context.Background())
-	go a.loop()
-	s.log.Info("listening", "frontend", kind, "addr", spec.Addr)
-	return a, nil
-}
-
-func (a *acceptor) addr() string { return a.sock.addr }
-
-// Active returns the number of connections being served.
-func (a *acceptor) Active() int { return int(a.active.Load()) }
-
-func (a *acceptor) loop() {
-	defer close(a.done)
-	var backoff time.Duration
-	for {
-		c, err := a.ln.AcceptUnix()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and friends: keep the listener, back off, as
-			// net/http does, rather than spin or exit.
-			if backoff == 0 {
-				backoff = 5 * time.Millisecond
-			} else if backoff < time.Second {
-				backoff *= 2
-			}
-			a.s.log.Error("accept failed; retrying", "frontend", a.kind, "addr", a.sock.addr, "err", err, "backoff", backoff)
-			time.Sleep(backoff)
-			continue
-		}
-		backoff = 0
-		if IsAbstract(a.sock.addr) {
-			cred, err := peerCred(c)
-			if err != nil || !a.opts.Peers.allows(cred) {
-				a.s.log.Warn("refused peer", "frontend", a.kind, "addr", a.sock.addr, "pid", cred.PID, "uid", cred.UID, "gid", cred.GID, "err", err)
-				c.Close()
-				continue
-			}
-		}
-		if a.active.Add(1) > int64(a.opts.MaxConns) {
-			a.active.Add(-1)
-			a.s.log.Warn("connection limit reached; rejecting", "frontend", a.kind, "addr", a.sock.addr, "limit", a.opts.MaxConns)
-			go func() {
-				c.SetWriteDeadline(time.Now().Add(time.Second))
-				if a.reject != nil {
-					a.reject(c)
-				}
-				c.Close()
-			}()
-			continue
-		}
-		a.mu.Lock()
-		a.conns[c] = struct{}{}
-		a.mu.Unlock()
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			defer a.active.Add(-1)
-			defer func() {
-				a.mu.Lock()
-				delete(a.conns, c)
-				a.mu.Unlock()
-			}()
-			a.handle(a.ctx, c)
-		}()
-	}
-}
-
-// stopAccepting closes the listener (keeping a dup of it if handoff is
-// set) and waits for the accept loop to end.
-func (a *acceptor) stopAccepting(handoff bool) (*os.File, error) {
-	var f *os.File
-	var err error
-	if handoff {
-		f, err = a.ln.File()
-	}
-	a.ln.Close()
-	<-a.done
-	return f, err
-}
-
-// finish cancels the connections' context, waits for their handlers up
-// to ctx's deadline, then force-closes what is left.
-func (a *acceptor) finish(ctx context.Context) {
-	a.cancel()
-	waited := make(chan struct{})
-	go func() { a.wg.Wait(); close(waited) }()
-	select {
-	case <-waited:
-		return
-	case <-ctx.Done():
-	}
-	a.mu.Lock()
-	for c := range a.conns {
-		c.Close()
-	}
-	a.mu.Unlock()
-	<-waited
-}
-
-// close is the frontend method for front ends whose connections are not
-// handed over: in-flight work gets until ctx's deadline.
-func (a *acceptor) close(ctx context.Context, handoff bool) (*handoffFiles, error) {
-	f, err := a.stopAccepting(handoff)
-	a.finish(ctx)
-	if handoff {
-		if err != nil {
-			return nil, err
-		}
-		return &handoffFiles{sock: f, owned: a.sock.created}, nil
-	}
-	a.sock.remove()
-	return nil, nil
 }

@@ -1,10 +1,11 @@
-package ctl
+package unixsock
 
 import (
 	"bufio"
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -16,10 +17,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
-func newTestServer(t *testing.T) *Server {
-	t.Helper()
-	return NewServer(NewDaemon(DaemonOptions{Name: "test", Logger: quietLogger()}))
-}
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 func TestSocketPathRules(t *testing.T) {
 	tests := []struct {
@@ -126,20 +124,19 @@ func TestSocketPathRules(t *testing.T) {
 			if c := tc.setup(t, path); c != nil {
 				defer c()
 			}
-			s := newTestServer(t)
 			var err error
-			var sock *unixSocket
+			var sock *Socket
 			var closer func() error
-			spec := SocketSpec{Addr: path, Mode: tc.mode}
+			spec := Spec{Addr: path, Mode: tc.mode}
 			if tc.network == "unixgram" {
 				var c *net.UnixConn
-				c, sock, err = s.listenDgram(spec)
+				c, sock, err = ListenDgram(nil, quietLogger(), spec)
 				if c != nil {
 					closer = c.Close
 				}
 			} else {
 				var l *net.UnixListener
-				l, sock, err = s.listenStream(tc.network, spec)
+				l, sock, err = ListenStream(nil, quietLogger(), tc.network, spec)
 				if l != nil {
 					closer = l.Close
 				}
@@ -161,13 +158,13 @@ func TestSocketPathRules(t *testing.T) {
 				}
 				want := tc.mode
 				if want == 0 {
-					want = DefaultSocketMode
+					want = DefaultMode
 				}
 				if fi.Mode()&fs.ModeSocket == 0 || fi.Mode().Perm() != want {
 					t.Fatalf("mode %v, want socket %v", fi.Mode(), want)
 				}
 				closer()
-				sock.remove()
+				sock.Remove()
 				if _, err := os.Lstat(path); !errors.Is(err, fs.ErrNotExist) {
 					t.Fatalf("socket not removed: %v", err)
 				}
@@ -181,8 +178,7 @@ func TestSocketPathRules(t *testing.T) {
 
 func TestSocketPathTooLong(t *testing.T) {
 	path := "/tmp/" + strings.Repeat("x", 110)
-	s := newTestServer(t)
-	_, _, err := s.listenStream("unix", SocketSpec{Addr: path})
+	_, _, err := ListenStream(nil, quietLogger(), "unix", Spec{Addr: path})
 	if err == nil || !strings.Contains(err.Error(), "socket path too long") {
 		t.Fatalf("err %v", err)
 	}
@@ -190,13 +186,12 @@ func TestSocketPathTooLong(t *testing.T) {
 
 func TestAbstractInUse(t *testing.T) {
 	name := fmt.Sprintf("@tickbox-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	s := newTestServer(t)
-	l, _, err := s.listenStream("unixpacket", SocketSpec{Addr: name})
+	l, _, err := ListenStream(nil, quietLogger(), "unixpacket", Spec{Addr: name})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	_, _, err = s.listenStream("unixpacket", SocketSpec{Addr: name})
+	_, _, err = ListenStream(nil, quietLogger(), "unixpacket", Spec{Addr: name})
 	if !errors.Is(err, ErrInUse) {
 		t.Fatalf("second listen: %v", err)
 	}
@@ -220,7 +215,7 @@ func TestPeerPolicy(t *testing.T) {
 		{"uid and gid lists, neither matches", PeerPolicy{UIDs: []uint32{1000}, GIDs: []uint32{20}}, Cred{UID: 4244, GID: 21}, me == 4244},
 	}
 	for _, tc := range tests {
-		if got := tc.policy.allows(tc.cred); got != tc.want {
+		if got := tc.policy.Allows(tc.cred); got != tc.want {
 			t.Errorf("%s: allows=%v want %v", tc.name, got, tc.want)
 		}
 	}
@@ -287,19 +282,19 @@ func TestActivationChild(t *testing.T) {
 	if path == "" {
 		return // only runs as TestSocketActivation's child
 	}
-	s := newTestServer(t)
-	if len(s.inherit.socks) != 1 || s.inherit.socks[0].addr != path || s.inherit.socks[0].name != "console" {
-		t.Fatalf("inherited %+v", s.inherit.socks)
+	in := ReadEnv(quietLogger())
+	if len(in.socks) != 1 || in.socks[0].addr != path || in.socks[0].name != "console" {
+		t.Fatalf("inherited %+v", in.socks)
 	}
 	if os.Getenv("LISTEN_FDS") != "" || os.Getenv("LISTEN_PID") != "" {
 		t.Fatal("activation variables not unset")
 	}
 	// A request for the same address adopts fd 3 instead of binding.
-	l, sock, err := s.listenStream("unix", SocketSpec{Addr: path})
+	l, sock, err := ListenStream(in, quietLogger(), "unix", Spec{Addr: path})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sock.created {
+	if sock.Created {
 		t.Fatal("adopted systemd socket marked as ours to remove")
 	}
 	fmt.Println("CHILD READY")

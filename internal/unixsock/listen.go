@@ -1,9 +1,10 @@
-package ctl
+package unixsock
 
 import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
@@ -12,8 +13,8 @@ import (
 	"time"
 )
 
-// DefaultSocketMode is the mode of socket files tickbox creates.
-const DefaultSocketMode fs.FileMode = 0o660
+// DefaultMode is the mode of socket files tickbox creates.
+const DefaultMode fs.FileMode = 0o660
 
 // maxPathLen is the longest sun_path Linux accepts for a named socket
 // (108 bytes including the terminating NUL).
@@ -82,26 +83,29 @@ func socketLive(network, path string) (bool, error) {
 	return false, fmt.Errorf("probe existing socket: %w", err)
 }
 
-// SocketSpec says where and how a front end listens.
-type SocketSpec struct {
+// Spec says where and how a socket listens.
+type Spec struct {
 	// Addr is a path, or "@name" for an abstract socket.
 	Addr string
-	// Mode of a socket file; 0 means DefaultSocketMode.
+	// Mode of a socket file; 0 means DefaultMode.
 	Mode fs.FileMode
 }
 
-// unixSocket is a bound socket, inherited or created.
-type unixSocket struct {
-	addr    string
-	network string
-	file    *os.File // only for inherited sockets, until adopted
-	created bool     // a socket file we created and remove on close
+// Socket is a bound socket, inherited or created.
+type Socket struct {
+	// Addr is the path or "@name" it is bound to.
+	Addr string
+	// Network is "unix", "unixpacket" or "unixgram".
+	Network string
+	// Created marks a socket file a tickbox process created; Remove
+	// deletes it on a clean shutdown.
+	Created bool
 }
 
-// listenStream returns a stream or seqpacket listener for spec, adopting
-// an inherited socket when one matches.
-func (s *Server) listenStream(network string, spec SocketSpec) (*net.UnixListener, *unixSocket, error) {
-	if f, owned := s.inherit.take(spec.Addr, sotype(network)); f != nil {
+// ListenStream returns a stream or seqpacket listener for spec, adopting
+// a socket from in (which may be nil) when one matches.
+func ListenStream(in *Inheritance, log *slog.Logger, network string, spec Spec) (*net.UnixListener, *Socket, error) {
+	if f, owned := in.Take(spec.Addr, sotype(network)); f != nil {
 		l, err := net.FileListener(f)
 		f.Close()
 		if err != nil {
@@ -115,8 +119,8 @@ func (s *Server) listenStream(network string, spec SocketSpec) (*net.UnixListene
 		// The socket file belongs to whoever created it (systemd, or the
 		// image we were re-executed from, which handed ownership to us).
 		ul.SetUnlinkOnClose(false)
-		s.log.Info("adopted inherited socket", "addr", spec.Addr, "network", network)
-		return ul, &unixSocket{addr: spec.Addr, network: network, created: owned}, nil
+		log.Info("adopted inherited socket", "addr", spec.Addr, "network", network)
+		return ul, &Socket{Addr: spec.Addr, Network: network, Created: owned}, nil
 	}
 	if !IsAbstract(spec.Addr) {
 		if err := prepareSocketPath(network, spec.Addr); err != nil {
@@ -138,13 +142,13 @@ func (s *Server) listenStream(network string, spec SocketSpec) (*net.UnixListene
 			return nil, nil, err
 		}
 	}
-	return ul, &unixSocket{addr: spec.Addr, network: network, created: !IsAbstract(spec.Addr)}, nil
+	return ul, &Socket{Addr: spec.Addr, Network: network, Created: !IsAbstract(spec.Addr)}, nil
 }
 
-// listenDgram returns a bound datagram socket for spec, adopting an
-// inherited one when it matches.
-func (s *Server) listenDgram(spec SocketSpec) (*net.UnixConn, *unixSocket, error) {
-	if f, owned := s.inherit.take(spec.Addr, syscall.SOCK_DGRAM); f != nil {
+// ListenDgram returns a bound datagram socket for spec, adopting one from
+// in (which may be nil) when it matches.
+func ListenDgram(in *Inheritance, log *slog.Logger, spec Spec) (*net.UnixConn, *Socket, error) {
+	if f, owned := in.Take(spec.Addr, syscall.SOCK_DGRAM); f != nil {
 		pc, err := net.FilePacketConn(f)
 		f.Close()
 		if err != nil {
@@ -155,8 +159,8 @@ func (s *Server) listenDgram(spec SocketSpec) (*net.UnixConn, *unixSocket, error
 			pc.Close()
 			return nil, nil, fmt.Errorf("adopt inherited socket %s: not a unix datagram socket", spec.Addr)
 		}
-		s.log.Info("adopted inherited socket", "addr", spec.Addr, "network", "unixgram")
-		return uc, &unixSocket{addr: spec.Addr, network: "unixgram", created: owned}, nil
+		log.Info("adopted inherited socket", "addr", spec.Addr, "network", "unixgram")
+		return uc, &Socket{Addr: spec.Addr, Network: "unixgram", Created: owned}, nil
 	}
 	if !IsAbstract(spec.Addr) {
 		if err := prepareSocketPath("unixgram", spec.Addr); err != nil {
@@ -177,13 +181,13 @@ func (s *Server) listenDgram(spec SocketSpec) (*net.UnixConn, *unixSocket, error
 			return nil, nil, err
 		}
 	}
-	return uc, &unixSocket{addr: spec.Addr, network: "unixgram", created: !IsAbstract(spec.Addr)}, nil
+	return uc, &Socket{Addr: spec.Addr, Network: "unixgram", Created: !IsAbstract(spec.Addr)}, nil
 }
 
-func chmodSocket(spec SocketSpec) error {
+func chmodSocket(spec Spec) error {
 	mode := spec.Mode
 	if mode == 0 {
-		mode = DefaultSocketMode
+		mode = DefaultMode
 	}
 	if err := os.Chmod(spec.Addr, mode); err != nil {
 		return fmt.Errorf("chmod socket: %w", err)
@@ -191,10 +195,10 @@ func chmodSocket(spec SocketSpec) error {
 	return nil
 }
 
-// remove deletes the socket file if we created it.
-func (u *unixSocket) remove() {
-	if u != nil && u.created && !IsAbstract(u.addr) {
-		os.Remove(u.addr)
+// Remove deletes the socket file if a tickbox process created it.
+func (u *Socket) Remove() {
+	if u != nil && u.Created && !IsAbstract(u.Addr) {
+		os.Remove(u.Addr)
 	}
 }
 
@@ -223,8 +227,8 @@ type Cred struct {
 	UID, GID uint32
 }
 
-// peerCred reads SO_PEERCRED from a unix connection.
-func peerCred(c *net.UnixConn) (Cred, error) {
+// PeerCred reads SO_PEERCRED from a unix connection.
+func PeerCred(c *net.UnixConn) (Cred, error) {
 	rc, err := c.SyscallConn()
 	if err != nil {
 		return Cred{}, err
@@ -242,8 +246,8 @@ func peerCred(c *net.UnixConn) (Cred, error) {
 	return Cred{PID: uc.Pid, UID: uc.Uid, GID: uc.Gid}, nil
 }
 
-// allows reports whether cred may connect.
-func (p PeerPolicy) allows(cred Cred) bool {
+// Allows reports whether cred may connect.
+func (p PeerPolicy) Allows(cred Cred) bool {
 	if cred.UID == 0 || cred.UID == uint32(os.Geteuid()) {
 		return true
 	}

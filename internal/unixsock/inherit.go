@@ -1,4 +1,4 @@
-package ctl
+package unixsock
 
 import (
 	"encoding/json"
@@ -12,22 +12,26 @@ import (
 	"time"
 )
 
-// handoffEnv carries a re-exec's state to the new image: which inherited
-// fds are listeners, which are console connections to resume, and the
-// daemon's start time and reload count.
-const handoffEnv = "TICKBOX_CTL_HANDOFF"
+// HandoffEnv carries a re-exec's state (a JSON Handoff) to the new image:
+// which inherited fds are listeners, which are connections to resume, and
+// the daemon's start time and reload count.
+const HandoffEnv = "TICKBOX_CTL_HANDOFF"
 
 // listenFDsStart is the first fd systemd passes (SD_LISTEN_FDS_START).
 const listenFDsStart = 3
 
-type handoff struct {
-	Started   int64         `json:"started"`
+// Handoff is the state a re-exec passes in HandoffEnv.
+type Handoff struct {
+	// Started is the daemon's first start, in Unix nanoseconds.
+	Started int64 `json:"started"`
+	// Reloads counts the re-execs before this one.
 	Reloads   int           `json:"reloads"`
-	Listeners []handoffSock `json:"listeners,omitempty"`
+	Listeners []HandoffSock `json:"listeners,omitempty"`
 	Conns     []HandoffConn `json:"conns,omitempty"`
 }
 
-type handoffSock struct {
+// HandoffSock is a listening socket handed across a re-exec.
+type HandoffSock struct {
 	FD   int    `json:"fd"`
 	Addr string `json:"addr"`
 	// Owned marks a socket file created by a tickbox process, to be
@@ -49,7 +53,13 @@ type HandoffConn struct {
 	file *os.File
 }
 
-// File returns the inherited connection's file.
+// NewHandoffConn describes connection f for a handoff: the persistent
+// command to replay and the input read but not yet processed.
+func NewHandoffConn(f *os.File, replay string, pending []byte) HandoffConn {
+	return HandoffConn{Replay: replay, Pending: pending, file: f}
+}
+
+// File returns the connection's file.
 func (h *HandoffConn) File() *os.File { return h.file }
 
 type inheritedSock struct {
@@ -60,10 +70,10 @@ type inheritedSock struct {
 	owned  bool
 }
 
-// inheritance is the set of sockets a process received at start, from
+// Inheritance is the set of sockets a process received at start, from
 // systemd socket activation (LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES) or
-// from a re-exec of itself.
-type inheritance struct {
+// from a re-exec of itself. A nil Inheritance holds nothing.
+type Inheritance struct {
 	mu      sync.Mutex
 	socks   []*inheritedSock
 	conns   []*HandoffConn
@@ -72,10 +82,10 @@ type inheritance struct {
 	reexec  bool
 }
 
-// readInheritance parses the environment and unsets the variables so
-// that child processes do not inherit them.
-func readInheritance(log *slog.Logger) *inheritance {
-	in := &inheritance{}
+// ReadEnv parses the environment and unsets the variables so that child
+// processes do not inherit them. A process calls it once.
+func ReadEnv(log *slog.Logger) *Inheritance {
+	in := &Inheritance{}
 	if pid, err := strconv.Atoi(os.Getenv("LISTEN_PID")); err == nil && pid == os.Getpid() {
 		n, _ := strconv.Atoi(os.Getenv("LISTEN_FDS"))
 		names := strings.Split(os.Getenv("LISTEN_FDNAMES"), ":")
@@ -94,9 +104,9 @@ func readInheritance(log *slog.Logger) *inheritance {
 	os.Unsetenv("LISTEN_FDS")
 	os.Unsetenv("LISTEN_FDNAMES")
 
-	if v := os.Getenv(handoffEnv); v != "" {
-		os.Unsetenv(handoffEnv)
-		var h handoff
+	if v := os.Getenv(HandoffEnv); v != "" {
+		os.Unsetenv(HandoffEnv)
+		var h Handoff
 		if err := json.Unmarshal([]byte(v), &h); err != nil {
 			log.Error("re-exec handoff: bad state; starting fresh", "err", err)
 			return in
@@ -133,11 +143,14 @@ func describeFD(fd int) *inheritedSock {
 	return s
 }
 
-// take returns the inherited socket bound to addr with the given type,
+// Take returns the inherited socket bound to addr with the given type,
 // removing it from the set, and whether a tickbox process created its
 // file (so that a clean shutdown removes it). A systemd socket may also
 // be matched by its FileDescriptorName equal to addr.
-func (in *inheritance) take(addr string, sotype int) (*os.File, bool) {
+func (in *Inheritance) Take(addr string, sotype int) (*os.File, bool) {
+	if in == nil {
+		return nil, false
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for i, s := range in.socks {
@@ -149,9 +162,12 @@ func (in *inheritance) take(addr string, sotype int) (*os.File, bool) {
 	return nil, false
 }
 
-// takeConns returns the connections handed over for the front end
-// listening on addr.
-func (in *inheritance) takeConns(addr string) []*HandoffConn {
+// TakeConns returns the connections handed over for the listener on
+// addr.
+func (in *Inheritance) TakeConns(addr string) []*HandoffConn {
+	if in == nil {
+		return nil
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var out, rest []*HandoffConn
@@ -166,8 +182,11 @@ func (in *inheritance) takeConns(addr string) []*HandoffConn {
 	return out
 }
 
-// closeUnused closes inherited fds no front end adopted.
-func (in *inheritance) closeUnused(log *slog.Logger) {
+// CloseUnused closes inherited fds no listener adopted.
+func (in *Inheritance) CloseUnused(log *slog.Logger) {
+	if in == nil {
+		return
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	for _, s := range in.socks {
@@ -179,4 +198,33 @@ func (in *inheritance) closeUnused(log *slog.Logger) {
 		c.file.Close()
 	}
 	in.socks, in.conns = nil, nil
+}
+
+// Resumed reports whether the process was started by a re-exec, and if
+// so the first start time and the number of re-execs before this one.
+func (in *Inheritance) Resumed() (started time.Time, reloads int, ok bool) {
+	if in == nil || !in.reexec {
+		return time.Time{}, 0, false
+	}
+	return in.started, in.reloads, true
+}
+
+// Hold returns an Inheritance holding the listening socket f and the
+// connections conns, as a re-exec passes them, so that one process can
+// hand a server's sockets to another server (the in-process form of a
+// re-exec). f stays open; conns must name their Listener.
+func Hold(f *os.File, owned bool, conns ...HandoffConn) *Inheritance {
+	s := &inheritedSock{file: f, owned: owned}
+	fd := int(f.Fd())
+	if sa, err := syscall.Getsockname(fd); err == nil {
+		if ua, ok := sa.(*syscall.SockaddrUnix); ok {
+			s.addr = ua.Name
+		}
+	}
+	s.sotype, _ = syscall.GetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_TYPE)
+	in := &Inheritance{socks: []*inheritedSock{s}, reexec: true}
+	for i := range conns {
+		in.conns = append(in.conns, &conns[i])
+	}
+	return in
 }
