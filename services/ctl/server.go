@@ -73,6 +73,11 @@ func NewServer(d *Daemon) *Server {
 // Daemon returns the server's registry.
 func (s *Server) Daemon() *Daemon { return s.d }
 
+// Inheritance returns the sockets this process inherited, so that a
+// server outside the control plane (the MCTP demux) can adopt its own
+// from the same set; the environment is read only once, by NewServer.
+func (s *Server) Inheritance() *unixsock.Inheritance { return s.inherit }
+
 // Resumed reports whether this process was started by a re-exec.
 func (s *Server) Resumed() bool {
 	_, _, ok := s.inherit.Resumed()
