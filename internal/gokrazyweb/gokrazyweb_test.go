@@ -89,19 +89,19 @@ func (f *fakeUI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func TestClient(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
-		ui       fakeUI
+		ui       *fakeUI
 		password string // the client's
 		up       string // "" or a substring of Up's error
 		start    error  // errors.Is target for Start, nil for success
 	}{
-		{name: "ok", ui: fakeUI{password: "pw"}, password: "pw"},
-		{name: "wrong password", ui: fakeUI{password: "pw"}, password: "nope", up: "401", start: ErrNoXSRFToken},
-		{name: "page without token", ui: fakeUI{password: "pw", noToken: true}, password: "pw", start: ErrNoXSRFToken},
-		{name: "page without cookie", ui: fakeUI{password: "pw", noCookie: true}, password: "pw", start: ErrNoXSRFToken},
-		{name: "token differs from cookie", ui: fakeUI{password: "pw", badToken: true}, password: "pw", start: ErrRestart},
+		{name: "ok", ui: &fakeUI{password: "pw"}, password: "pw"},
+		{name: "wrong password", ui: &fakeUI{password: "pw"}, password: "nope", up: "401", start: ErrNoXSRFToken},
+		{name: "page without token", ui: &fakeUI{password: "pw", noToken: true}, password: "pw", start: ErrNoXSRFToken},
+		{name: "page without cookie", ui: &fakeUI{password: "pw", noCookie: true}, password: "pw", start: ErrNoXSRFToken},
+		{name: "token differs from cookie", ui: &fakeUI{password: "pw", badToken: true}, password: "pw", start: ErrRestart},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv := httptest.NewServer(&tc.ui)
+			srv := httptest.NewServer(tc.ui)
 			defer srv.Close()
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
