@@ -111,6 +111,11 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"a", "b", "c"}, -1, 0, nil},
 	}
 	for _, tc := range tests {
+		// A run that returns ParseFlags' error says its status itself.
+		err := run(tc.maxArgs)(context.Background(), tc.args, io.Discard, io.Discard)
+		if got := Code(err, ExitOK); got != tc.code {
+			t.Errorf("%q: Code(%v) = %d, want %d", tc.args, err, got, tc.code)
+		}
 		var stderr bytes.Buffer
 		code := Exec(context.Background(), "prog", run(tc.maxArgs), tc.args, io.Discard, &stderr)
 		if code != tc.code {

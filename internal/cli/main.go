@@ -51,13 +51,13 @@ func Exec(ctx context.Context, name string, run RunFunc, args []string, stdout, 
 // ParseFlags parses args with fs, which should be ContinueOnError with
 // its output on the program's stderr: the flag package prints the
 // mistake and the usage text there. A mistake is returned as a usage
-// error (status 2), -h and -help as [flag.ErrHelp] (status 0), and
-// arguments left over, when the program takes none (maxArgs 0), as a
-// usage error naming the first.
+// error (status 2); -h and -help as [flag.ErrHelp] with status 0, for a
+// run to return as it is; arguments beyond maxArgs (-1: any number) as
+// a usage error naming the first.
 func ParseFlags(fs *flag.FlagSet, args []string, maxArgs int) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return &ExitError{Code: ExitOK, Err: err}
 		}
 		return &ExitError{Code: ExitUsage, Err: err}
 	}

@@ -2,7 +2,7 @@
 // control responder and router, a libmctp-compatible demux for handler
 // programs (PLDM, NVMe-MI tools) and a Kea control channel.
 //
-//	mctpd [-e EID] [-v] [-demux NAME]… [-tagged-demux NAME] [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
+//	mctpd [-e EID] [-v] [-log-level LEVEL] [-demux NAME]… [-tagged-demux NAME] [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
 //
 // Client messages to remote endpoints leave with TO=1 and tag 0, as
 // libmctp's mctp-demux-daemon sends them, so existing clients produce

@@ -7,7 +7,7 @@
 // the appliance agent reports interfaces that come and go).
 //
 //	mdiod [--ipc-server NAME|PATH] [--ipc-connect PATH] [-kea PATH] [-console PATH]
-//	      [-hotplug PATH] [-poll D] [-v] -port A=BACKEND [-port B=BACKEND]
+//	      [-hotplug PATH] [-poll D] [-v] [-log-level LEVEL] -port A=BACKEND [-port B=BACKEND]
 //
 // Backends: ioctl:IFACE[:PHYADDR], gpio:mdc=PIN,mdio=PIN[,addr=N],
 // sim[:MODEL[,OPTIONS]].
