@@ -5,8 +5,8 @@
 //   - [Commands]: endpoints-get, routes-get, stats-get, eid-set.
 //   - [Options]: the router and demuxes they read.
 //
-// The mctp package does not import the control plane; this package is
-// where the two meet.
+// The commands live here, not in mctp, so that the router's package
+// need not know the command registry's types.
 package control
 
 import (
