@@ -10,20 +10,19 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
+
+func main() { cli.Main("appliance", run) }
 
 // Defaults of the flags.
 const (
@@ -46,14 +45,12 @@ type config struct {
 	coalesce time.Duration
 	patterns hotplug.Patterns
 	// all is every target, sfptpd's first, without duplicates.
-	all []string
+	all     []string
+	logging *cli.Logging
 }
 
-// usageError is a command-line mistake: exit status 2.
-type usageError struct{ err error }
-
-func (u usageError) Error() string { return u.err.Error() }
-
+// parseFlags parses the command line; its errors are usage errors (exit
+// status 2), or flag.ErrHelp after -h.
 func parseFlags(args []string, stderr io.Writer) (*config, error) {
 	fs := flag.NewFlagSet("appliance", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -78,23 +75,19 @@ Flags:
 	fs.Var(ignore, "ignore", "ignore interfaces matching this path.Match `glob`, e.g. 'veth*' (repeatable; lo is always ignored)")
 	fs.DurationVar(&c.coalesce, "coalesce", hotplug.DefaultCoalesce, "coalescing window for bursts of link messages")
 	fs.StringVar(&c.Kea, "kea", defaultKea, "Kea JSON control `socket` for interfaces-get, events-get, status-get (empty disables)")
-	fs.BoolVar(&c.Verbose, "v", false, "debug logging (every datagram sent, every retry)")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, err
-		}
-		return nil, usageError{err}
+	// Debug logging shows every datagram sent and every retry.
+	c.logging = cli.LogFlags(fs, "v")
+	if err := cli.ParseFlags(fs, args, 0); err != nil {
+		return nil, err
 	}
-	if fs.NArg() > 0 {
-		return nil, usageError{fmt.Errorf("unexpected argument %q", fs.Arg(0))}
-	}
+	c.Verbose = c.logging.Level() <= slog.LevelDebug
 	if c.coalesce <= 0 || c.coalesce > maxCoalesce {
-		return nil, usageError{fmt.Errorf("-coalesce %v: want more than 0 and at most %v", c.coalesce, maxCoalesce)}
+		return nil, cli.Usage("-coalesce %v: want more than 0 and at most %v", c.coalesce, maxCoalesce)
 	}
 	c.Coalesce = c.coalesce.String()
 	p, err := hotplug.ParsePatterns(ignore.Values)
 	if err != nil {
-		return nil, usageError{err}
+		return nil, cli.Usage("%w", err)
 	}
 	c.patterns = p
 	c.Ignore = p.List()
@@ -107,7 +100,7 @@ Flags:
 		// sun_path holds 107 bytes and a NUL; a longer path can never be
 		// reached, so it is a mistake, not a target to retry.
 		if len(t) > 107 {
-			return nil, usageError{fmt.Errorf("target socket path too long (%d bytes, at most 107): %s", len(t), t)}
+			return nil, cli.Usage("target socket path too long (%d bytes, at most 107): %s", len(t), t)
 		}
 		seen[t] = true
 		c.all = append(c.all, t)
@@ -115,22 +108,14 @@ Flags:
 	return c, nil
 }
 
-// run is the program: it returns the exit status. It stops on a
-// cancelled ctx (SIGINT, SIGTERM) or a shutdown command, with status 0.
-func run(ctx context.Context, args []string, stderr io.Writer) int {
+// run is the agent: it stops on a cancelled ctx (SIGINT, SIGTERM) or a
+// shutdown command, returning nil. It logs to stderr.
+func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	cfg, err := parseFlags(args, stderr)
-	if errors.Is(err, flag.ErrHelp) {
-		return 0
-	}
 	if err != nil {
-		fmt.Fprintf(stderr, "appliance: %v\n", err)
-		return 2
+		return err
 	}
-	level := slog.LevelInfo
-	if cfg.Verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := cfg.logging.Logger(stderr)
 
 	agent := hotplug.New(hotplug.Options{
 		Targets:  cfg.all,
@@ -148,8 +133,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	srv := ctl.NewServer(d)
 	if cfg.Kea != "" {
 		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea}, ctl.KeaOptions{}); err != nil {
-			log.Error("cannot serve the control channel", "err", err)
-			return 1
+			return fmt.Errorf("control channel: %w", err)
 		}
 	}
 
@@ -161,16 +145,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	<-agentDone
 	if err != nil {
 		log.Error("stopped with an error", "err", err)
-		return 1
+		return cli.Exit(cli.ExitFailure, nil)
 	}
 	log.Info("stopped")
-	return 0
-}
-
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	code := run(ctx, os.Args[1:], os.Stderr)
-	stop()
-	os.Exit(code)
+	return nil
 }

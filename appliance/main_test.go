@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
@@ -31,10 +31,7 @@ const runEnv = "TICKBOX_APPLIANCE_RUN"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(runEnv) == "1" {
-		ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-		code := run(ctx, os.Args[1:], os.Stderr)
-		stop()
-		os.Exit(code)
+		main()
 	}
 	os.Exit(m.Run())
 }
@@ -53,10 +50,14 @@ func TestFlags(t *testing.T) {
 		{[]string{"extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"-target", "/" + strings.Repeat("x", 107)}, 2, "target socket path too long"},
 		{[]string{"-bogus"}, 2, "flag provided but not defined"},
+		{[]string{"-h"}, 0, "-log-level LEVEL"},
+		{[]string{"-log-level", "loud"}, 2, `invalid value "loud" for flag -log-level`},
+		{[]string{"-coalesce", "0s"}, 2, "appliance: -coalesce 0s"},
+		{[]string{"-kea", t.TempDir()}, 1, "appliance: control channel: "},
 	}
 	for _, tc := range tests {
 		var out bytes.Buffer
-		code := run(context.Background(), tc.args, &out)
+		code := cli.Exec(context.Background(), "appliance", run, tc.args, &out, &out)
 		if code != tc.code || !strings.Contains(out.String(), tc.out) {
 			t.Errorf("%q: exit %d, output:\n%s\nwant exit %d and %q", tc.args, code, out.String(), tc.code, tc.out)
 		}
@@ -77,6 +78,13 @@ func TestParseFlags(t *testing.T) {
 		`"ignore":["lo","veth*","docker*"],"coalesce":"80ms","kea":"/run/appliance/control.sock","verbose":false}`
 	if string(b) != want {
 		t.Errorf("config-get\n got %s\nwant %s", b, want)
+	}
+	// -log-level debug is -v: config-get says verbose.
+	for _, args := range [][]string{{"-v"}, {"-log-level", "debug"}} {
+		c, err := parseFlags(args, io.Discard)
+		if err != nil || !c.Verbose {
+			t.Errorf("%q: verbose %v, %v", args, c != nil && c.Verbose, err)
+		}
 	}
 	c, err = parseFlags([]string{"-sfptpd-socket", ""}, io.Discard)
 	if err != nil || len(c.all) != 0 || c.coalesce != hotplug.DefaultCoalesce {

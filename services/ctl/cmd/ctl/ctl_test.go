@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
@@ -412,5 +414,39 @@ func TestServeReexec(t *testing.T) {
 	}
 	if !strings.Contains(h.log.String(), "resumed after re-exec") {
 		t.Fatalf("no resume log line:\n%s", h.log.String())
+	}
+}
+
+// TestExitStatus runs ctl in the test process as its main does: the exit
+// status and what it prints for help and bad command lines of serve and
+// the clients, none of which reach a socket.
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{nil, 2, "", "usage: ctl COMMAND"},
+		{[]string{"help"}, 0, "usage: ctl COMMAND", ""},
+		{[]string{"frob"}, 2, "", "ctl: unknown command \"frob\"\nusage: ctl COMMAND"},
+		{[]string{"serve", "-h"}, 0, "", "-log-level LEVEL"},
+		{[]string{"serve", "-bogus"}, 2, "", "ctl: flag provided but not defined: -bogus\n"},
+		{[]string{"serve", "-log-level", "loud"}, 2, "", `invalid value "loud" for flag -log-level`},
+		{[]string{"serve", "extra"}, 2, "", `ctl: serve: unexpected argument "extra"`},
+		{[]string{"serve", "-socket-mode", "999"}, 2, "", `ctl: serve: -socket-mode "999": want an octal mode`},
+		{[]string{"serve", "-demux-addr", "256"}, 2, "", "ctl: serve: -demux-addr 256: want 0..255"},
+		{[]string{"kea", "-h"}, 0, "", "usage: "},
+		{[]string{"kea", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
+		{[]string{"demux", "-name", "x", "-type", "0", "recv"}, 2, "", "want a message type 1..255"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := cli.Exec(context.Background(), "ctl", program{stdin: strings.NewReader("")}.run, tc.args, &stdout, &stderr)
+		if code != tc.code || !strings.Contains(stdout.String(), tc.stdout) || !strings.Contains(stderr.String(), tc.stderr) {
+			t.Errorf("%q: exit %d, want %d\nstdout: %s\nstderr: %s", tc.args, code, tc.code, stdout.String(), stderr.String())
+		}
+		if strings.Contains(stderr.String(), "help requested") {
+			t.Errorf("%q: help printed as an error:\n%s", tc.args, stderr.String())
+		}
 	}
 }

@@ -14,7 +14,7 @@
 package main
 
 import (
-	"errors"
+	"context"
 	"fmt"
 	"io"
 	"os"
@@ -39,11 +39,14 @@ exit status: 0 success, 1 the daemon reported a failure, 2 usage or connection e
 
 func connErr(err error) error { return &cli.ExitError{Code: 2, Err: err} }
 
-var errFailed = &cli.ExitError{Code: 1, Err: errors.New("the daemon reported a failure")}
+// errFailed is the status after the daemon answered with a failure: its
+// reply has been printed, so there is nothing more to say.
+var errFailed = &cli.ExitError{Code: 1}
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
-}
+func main() { cli.Main("ctl", program{stdin: os.Stdin}.run) }
+
+// program is ctl with the standard input the console client reads.
+type program struct{ stdin io.Reader }
 
 // invocation carries a client invocation's streams.
 type invocation struct {
@@ -51,18 +54,20 @@ type invocation struct {
 	stdout, stderr io.Writer
 }
 
-// run executes one ctl invocation and returns its exit status.
-func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+// run executes one ctl invocation: serve runs until ctx ends (SIGINT,
+// SIGTERM); a client's error other than the daemon's failure (status 1)
+// is a usage or connection error, status 2.
+func (p program) run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) < 1 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return cli.Exit(cli.ExitUsage, nil)
 	}
-	c := &invocation{stdin: stdin, stdout: stdout, stderr: stderr}
+	c := &invocation{stdin: p.stdin, stdout: stdout, stderr: stderr}
 	var err error
 	rest := args[1:]
 	switch args[0] {
 	case "serve":
-		err = serve(rest, stderr)
+		return serve(ctx, rest, stderr)
 	case "kea":
 		err = c.kea(rest)
 	case "ipc":
@@ -75,16 +80,13 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = c.demux(rest)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
-		return 0
+		return nil
 	default:
 		fmt.Fprintf(stderr, "ctl: unknown command %q\n%s", args[0], usage)
-		return 2
+		return cli.Exit(cli.ExitUsage, nil)
 	}
-	if err == nil {
-		return 0
+	if err != nil && cli.Code(err, -1) == -1 {
+		return cli.Exit(cli.ExitUsage, err)
 	}
-	if err != errFailed {
-		fmt.Fprintf(stderr, "ctl: %v\n", err)
-	}
-	return cli.Code(err, 2)
+	return err
 }

@@ -5,9 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
-	"os/signal"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,7 +30,7 @@ type serveConfig struct {
 	AllowGID  int      `json:"allow-gid"`
 }
 
-func serve(args []string, stderr io.Writer) error {
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("ctl serve", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg serveConfig
@@ -47,12 +45,9 @@ func serve(args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
 	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
-	verbose := fs.Bool("v", false, "debug logging")
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return nil
-		}
-		return &cli.ExitError{Code: 2, Err: err}
+	logging := cli.LogFlags(fs, "v")
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	if fs.NArg() > 0 {
 		return cli.Usage("serve: unexpected argument %q", fs.Arg(0))
@@ -66,11 +61,7 @@ func serve(args []string, stderr io.Writer) error {
 	if cfg.DemuxAddr < 0 || cfg.DemuxAddr > 255 {
 		return cli.Usage("serve: -demux-addr %d: want 0..255", cfg.DemuxAddr)
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := logging.Logger(stderr)
 
 	// The front ends, once started; status-get reports their counters.
 	// A front end may answer status-get before the next one is started,
@@ -155,20 +146,15 @@ func serve(args []string, stderr io.Writer) error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer func() { signal.Stop(usr2); close(usr2) }()
-	go func() {
-		for range usr2 {
-			log.Info("SIGUSR2: re-executing in place")
-			if err := srv.Reexec(); err != nil {
-				log.Error("re-exec failed; exiting for the supervisor to restart", "err", err)
-				os.Exit(1)
-			}
+	usr2 := cli.Catch(syscall.SIGUSR2)
+	defer usr2.Stop()
+	go usr2.Handle(ctx, func(os.Signal) {
+		log.Info("SIGUSR2: re-executing in place")
+		if err := srv.Reexec(); err != nil {
+			log.Error("re-exec failed; exiting for the supervisor to restart", "err", err)
+			os.Exit(1)
 		}
-	}()
+	})
 	if cfg.IPCDial != "" {
 		go func() {
 			err := srv.ConnectIPC(ctx, cfg.IPCDial, ctl.IPCOptions{})

@@ -2,7 +2,7 @@
 // control responder and router, a libmctp-compatible demux for handler
 // programs (PLDM, NVMe-MI tools) and a Kea control channel.
 //
-//	mctpd [-e EID] [-v] [-demux NAME]… [-tagged-demux NAME] [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
+//	mctpd [-e EID] [-v] [-log-level LEVEL] [-demux NAME]… [-tagged-demux NAME] [-kea PATH] [-state DIR] [-route EID[-EID]=BINDING]… BINDING [PARAMS] [+ BINDING [PARAMS]]…
 //
 // Client messages to remote endpoints leave with TO=1 and tag 0, as
 // libmctp's mctp-demux-daemon sends them, so existing clients produce
@@ -19,17 +19,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/control"
 	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 	"github.com/tickbox-fw/tickbox/services/mctpd/serial"
@@ -37,14 +35,12 @@ import (
 	"periph.io/x/host/v3"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr, nil)
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mctpd:", err)
-		os.Exit(cli.Code(err, 1))
-	}
+func main() { cli.Main("mctpd", hooks{}.run) }
+
+// hooks let tests see the running daemon.
+type hooks struct {
+	// ready is called once everything is listening.
+	ready func(running)
 }
 
 type config struct {
@@ -163,14 +159,14 @@ func parseI2CAddr(s string) (uint16, error) {
 	return uint16(n), nil
 }
 
-// run parses args and serves until ctx ends. ready, when not nil, is
-// called once everything is listening.
-func run(ctx context.Context, args []string, stderr io.Writer, ready func(running)) error {
+// run parses args and serves until ctx ends (SIGINT, SIGTERM). It logs
+// to stderr.
+func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctpd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
 	fs.IntVar(&cfg.EID, "e", 8, "local endpoint ID (8..254)")
-	verbose := fs.Bool("v", false, "debug logging")
+	logging := cli.LogFlags(fs, "v")
 	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
 	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
 	tagged := fs.String("tagged-demux", "", "abstract socket name of the tag-aware demux (default: the first -demux name plus \"-tagged\", mctp-mux-tagged; empty disables)")
@@ -182,11 +178,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		fmt.Fprint(stderr, usage)
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &cli.ExitError{Code: 2, Err: err}
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
+		return err
 	}
 	if cfg.EID < 0 || cfg.EID > 255 || !mctp.ValidEID(byte(cfg.EID)) {
 		return cli.Usage("-e %d: not a valid local EID (0, 1-7 and 255 are reserved; use 8..254)", cfg.EID)
@@ -204,11 +197,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if !taggedSet && len(cfg.Demux) > 0 {
 		cfg.TaggedDemux = strings.TrimPrefix(cfg.Demux[0], "@") + "-tagged"
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := logging.Logger(stderr)
 
 	var rts []mctp.Route
 	for _, s := range cfg.Routes {
@@ -270,7 +259,11 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		router.AttachTagged(td)
 		rn.tagged = td
 	}
-	d.MustRegister(commands(router, dm, rn.tagged)...)
+	cmds := control.Options{Router: router, Demux: dm}
+	if rn.tagged != nil {
+		cmds.Tagged = rn.tagged
+	}
+	d.MustRegister(control.Commands(cmds)...)
 	if cfg.Kea != "" {
 		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
 		if err != nil {
@@ -284,8 +277,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	routerDone := make(chan error, 1)
 	go func() { routerDone <- router.Run(ctx, dm) }()
 	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "tagged_demux", cfg.TaggedDemux, "uuid", mctp.FormatUUID(uuid))
-	if ready != nil {
-		ready(rn)
+	if h.ready != nil {
+		h.ready(rn)
 	}
 	if err := srv.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)
@@ -319,70 +312,3 @@ allocates (the response comes to it alone) or 0x00-0x07 for a response with
 that tag, and gets [EID][0x40][TYPE][CODE][TEXT] when mctpd cannot send.
 flags:
 `
-
-// commands are mctpd's Kea commands. tagged is the tag-aware demux, nil
-// when disabled.
-func commands(r *mctp.Router, dm, tagged *ctl.Demux) []*ctl.Command {
-	demuxes := []*ctl.Demux{dm}
-	if tagged != nil {
-		demuxes = append(demuxes, tagged)
-	}
-	return []*ctl.Command{
-		{
-			Name:    "endpoints-get",
-			Comment: "local endpoint: EID, UUID, bindings (name, MTU, default route, forwarding) and client message types",
-			Handler: func(context.Context, *ctl.Call) ctl.Result {
-				types := []int{}
-				for _, d := range demuxes {
-					for t, n := range d.Stats().Clients {
-						if n > 0 && !slices.Contains(types, int(t)) {
-							types = append(types, int(t))
-						}
-					}
-				}
-				slices.Sort(types)
-				return ctl.OK("", map[string]any{
-					"eid":      r.EID(),
-					"uuid":     mctp.FormatUUID(r.UUID()),
-					"bindings": r.BindingInfo(),
-					"bridge":   len(r.Bindings()) > 1,
-					"types":    types,
-				})
-			},
-		},
-		{
-			Name:    "routes-get",
-			Comment: "routes by destination EID range, the default route last; the bindings and where each forwards unrouted packets",
-			Handler: func(context.Context, *ctl.Call) ctl.Result {
-				out := []map[string]any{}
-				rts := r.Routes()
-				for i, rt := range rts {
-					// Routes ends with the default route.
-					out = append(out, map[string]any{"first": rt.First, "last": rt.Last, "binding": rt.Binding, "default": i == len(rts)-1})
-				}
-				return ctl.OK("", map[string]any{"local": r.EID(), "routes": out, "bindings": r.BindingInfo()})
-			},
-		},
-		{
-			Name:    "stats-get",
-			Comment: "packets and messages in and out, forwarded packets per binding pair, drops by reason, binding counters, outstanding tags, clients by type (demux-tagged: the tag-aware demux)",
-			Handler: func(context.Context, *ctl.Call) ctl.Result {
-				out := map[string]any{"mctp": r.Stats(), "demux": dm.Stats()}
-				if tagged != nil {
-					out["demux-tagged"] = tagged.Stats()
-				}
-				return ctl.OK("", out)
-			},
-		},
-		{
-			Name:    "eid-set",
-			Comment: "set the local EID",
-			Params:  []ctl.Param{{Name: "eid", Type: ctl.Int, Required: true, Ranged: true, Min: 8, Max: 254, Help: "new local EID"}},
-			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
-				e := byte(c.Args.Int("eid"))
-				r.SetEID(e)
-				return ctl.OK(fmt.Sprintf("local EID %d", e), map[string]any{"eid": e})
-			},
-		},
-	}
-}

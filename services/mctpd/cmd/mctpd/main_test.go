@@ -52,7 +52,7 @@ func startBinding(t *testing.T, bind []string, extra ...string) *daemon {
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan running, 1)
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, d.log, func(r running) { ready <- r }) }()
+	go func() { done <- (hooks{ready: func(r running) { ready <- r }}).run(ctx, args, io.Discard, d.log) }()
 	select {
 	case d.running = <-ready:
 	case err := <-done:
@@ -112,6 +112,8 @@ func TestArgs(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"-e", "0", "null"}, 2, "not a valid local EID"},
+		{[]string{"-bogus", "null"}, 2, "flag provided but not defined: -bogus"},
+		{[]string{"-log-level", "loud", "null"}, 2, `invalid value "loud" for flag -log-level`},
 		{[]string{"-e", "7", "null"}, 2, "not a valid local EID"},
 		{[]string{"-e", "255", "null"}, 2, "not a valid local EID"},
 		{[]string{"-e", "300", "null"}, 2, "not a valid local EID"},
@@ -143,7 +145,7 @@ func TestArgs(t *testing.T) {
 		{[]string{"null", "+", "bogus"}, 2, `unknown binding "bogus"`},
 		{[]string{"-route", "9=serial:/dev/z", "null", "+", "serial", "/dev/x"}, 2, `no binding "serial:/dev/z" (bindings: null, serial:/dev/x)`},
 	} {
-		err := run(context.Background(), tc.args, io.Discard, nil)
+		err := hooks{}.run(context.Background(), tc.args, io.Discard, io.Discard)
 		var ee *cli.ExitError
 		if !errors.As(err, &ee) || ee.Code != tc.code || !strings.Contains(err.Error(), tc.msg) {
 			t.Errorf("%q: %v, want exit %d with %q", tc.args, err, tc.code, tc.msg)
@@ -1217,5 +1219,28 @@ func TestSerialBurst(t *testing.T) {
 	}
 	if d9st := d9.router.Stats(); len(d9st.Drops) != 0 {
 		t.Errorf("receiver drops %v", d9st.Drops)
+	}
+}
+
+// TestExitStatus runs mctpd as its main does: what it prints and the
+// exit status for help, bad flags and bad bindings.
+func TestExitStatus(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "usage: mctpd [flags] BINDING"},
+		{[]string{"-h"}, 0, "-log-level LEVEL"},
+		{[]string{"-bogus"}, 2, "mctpd: flag provided but not defined: -bogus\n"},
+		{[]string{"-e", "0", "null"}, 2, "mctpd: -e 0: not a valid local EID"},
+		{[]string{"floppy"}, 2, `mctpd: unknown binding "floppy"`},
+		{[]string{"-state", "/dev/null/x", "null"}, 1, "mctpd: "},
+	} {
+		var out testutil.LockedBuffer
+		code := cli.Exec(context.Background(), "mctpd", hooks{}.run, tc.args, &out, &out)
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, out.String())
+		}
 	}
 }

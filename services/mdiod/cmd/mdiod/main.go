@@ -7,7 +7,7 @@
 // the appliance agent reports interfaces that come and go).
 //
 //	mdiod [--ipc-server NAME|PATH] [--ipc-connect PATH] [-kea PATH] [-console PATH]
-//	      [-hotplug PATH] [-poll D] [-v] -port A=BACKEND [-port B=BACKEND]
+//	      [-hotplug PATH] [-poll D] [-v] [-log-level LEVEL] -port A=BACKEND [-port B=BACKEND]
 //
 // Backends: ioctl:IFACE[:PHYADDR], gpio:mdc=PIN,mdio=PIN[,addr=N],
 // sim[:MODEL[,OPTIONS]].
@@ -15,16 +15,12 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
@@ -35,15 +31,7 @@ import (
 	"github.com/tickbox-fw/tickbox/services/mdiod/sim"
 )
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Stderr, hooks{})
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mdiod:", err)
-		os.Exit(cli.Code(err, 1))
-	}
-}
+func main() { cli.Main("mdiod", hooks{}.run) }
 
 // Defaults of the flags.
 const (
@@ -141,8 +129,9 @@ func parsePorts(vals []string) ([2]string, error) {
 	return specs, nil
 }
 
-// run parses args and serves until ctx ends or exit/shutdown is called.
-func run(ctx context.Context, args []string, stderr io.Writer, h hooks) error {
+// run parses args and serves until ctx ends (SIGINT, SIGTERM) or
+// exit/shutdown is called. It logs to stderr.
+func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mdiod", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var cfg config
@@ -152,21 +141,15 @@ func run(ctx context.Context, args []string, stderr io.Writer, h hooks) error {
 	fs.StringVar(&cfg.Console, "console", defaultConsole, "console socket path (empty disables)")
 	fs.StringVar(&cfg.Hotplug, "hotplug", defaultHotplug, "sfptpd-style datagram socket for interfaceinsert/interfaceremove (empty disables)")
 	poll := fs.Duration("poll", daemon.DefaultPoll, "link poll interval (at least 10ms)")
-	verbose := fs.Bool("v", false, "debug logging")
+	logging := cli.LogFlags(fs, "v")
 	ports := cliflag.NewList()
 	fs.Var(ports, "port", "`A=BACKEND` or B=BACKEND (repeatable)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, usageText, strings.Join(sim.ModelNames(), ", "))
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil
-		}
-		return &cli.ExitError{Code: 2, Err: err}
-	}
-	if fs.NArg() > 0 {
-		return cli.Usage("unexpected argument %q", fs.Arg(0))
+	if err := cli.ParseFlags(fs, args, 0); err != nil {
+		return err
 	}
 	if *poll < daemon.MinPoll {
 		return cli.Usage("-poll %v: at least %v", *poll, daemon.MinPoll)
@@ -176,11 +159,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, h hooks) error {
 	if err != nil {
 		return err
 	}
-	level := slog.LevelInfo
-	if *verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := logging.Logger(stderr)
 
 	var phys [2]mdio.PHY
 	closeAll := func() {

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -55,7 +56,7 @@ func start(t *testing.T, h hooks, args ...string) *testDaemon {
 	d.cancel = cancel
 	ready := make(chan running, 1)
 	h.ready = func(rn running) { ready <- rn }
-	go func() { d.done <- run(ctx, full, d.log, h) }()
+	go func() { d.done <- h.run(ctx, full, io.Discard, d.log) }()
 	select {
 	case d.rn = <-ready:
 	case err := <-d.done:
@@ -896,6 +897,8 @@ func TestCommandLine(t *testing.T) {
 		{[]string{"-port", "A=sim:88e1512,script=up@x"}, 2, "offset"},
 		{[]string{"-port", "A=sim", "-poll", "1ms"}, 2, "-poll 1ms: at least 10ms"},
 		{[]string{"-port", "A=sim", "-bogus"}, 2, "flag provided but not defined"},
+		{[]string{"-port", "A=sim", "-log-level", "loud"}, 2, `invalid value "loud" for flag -log-level`},
+		{[]string{"-h"}, 0, "-log-level LEVEL"},
 		{[]string{"-port", "A=sim", "extra"}, 2, `unexpected argument "extra"`},
 		{[]string{"-port", "A=ioctl:"}, 2, "ioctl"},
 		{[]string{"-port", "A=gpio:mdc=1"}, 2, "mdio"},
@@ -904,7 +907,7 @@ func TestCommandLine(t *testing.T) {
 	}
 	for _, tc := range tests {
 		var out testutil.LockedBuffer
-		err := run(context.Background(), append(append([]string{}, base...), tc.args...), &out, hooks{})
+		err := hooks{}.run(context.Background(), append(append([]string{}, base...), tc.args...), io.Discard, &out)
 		code := 0
 		if err != nil {
 			code = cli.Code(err, 1)
@@ -915,6 +918,30 @@ func TestCommandLine(t *testing.T) {
 		}
 		if code != tc.code || !strings.Contains(text, tc.want) {
 			t.Errorf("%q: status %d (%v), want %d with %q\n%s", tc.args, code, err, tc.code, tc.want, out.String())
+		}
+	}
+}
+
+// TestExitStatus runs mdiod as its main does: the exit status and the
+// one line it prints for a bad command line or a socket it cannot open.
+func TestExitStatus(t *testing.T) {
+	dir := testutil.ShortDir(t)
+	base := []string{"-kea", "", "-console", "", "-hotplug", "", "--ipc-server", ""}
+	for _, tc := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, 0, "usage: mdiod [flags] -port A=BACKEND"},
+		{nil, 2, "mdiod: no -port given"},
+		{[]string{"-port", "A=sim", "-bogus"}, 2, "mdiod: flag provided but not defined: -bogus\n"},
+		{[]string{"-port", "A=floppy:x"}, 2, `mdiod: port A: unknown backend "floppy"`},
+		{[]string{"-port", "A=sim", "-kea", dir}, 1, "mdiod: "},
+	} {
+		var out testutil.LockedBuffer
+		code := cli.Exec(context.Background(), "mdiod", hooks{}.run, append(append([]string{}, base...), tc.args...), &out, &out)
+		if code != tc.code || !strings.Contains(out.String(), tc.want) {
+			t.Errorf("%q: exit %d, want %d with %q:\n%s", tc.args, code, tc.code, tc.want, out.String())
 		}
 	}
 }

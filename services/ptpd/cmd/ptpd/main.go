@@ -6,17 +6,16 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
 	"github.com/tickbox-fw/tickbox/services/ptpd/engine"
@@ -25,15 +24,13 @@ import (
 // DefaultKeaPath is the Kea control channel's default socket.
 const DefaultKeaPath = "/run/ptpd/control.sock"
 
-func main() {
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
-}
+func main() { cli.Main("ptpd", run) }
 
 type options struct {
 	config        string
 	kea           string
 	virtual       string
-	verbose       bool
+	logging       *cli.Logging
 	statsInterval time.Duration
 	testConfig    bool
 	version       bool
@@ -62,9 +59,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	for _, n := range []string{"D", "ptp-domain"} {
 		fs.IntVar(&o.domain, n, -1, "default PTP `DOMAIN` (the file overrides it)")
 	}
-	for _, n := range []string{"v", "verbose"} {
-		fs.BoolVar(&o.verbose, n, false, "debug logging")
-	}
+	o.logging = cli.LogFlags(fs, "v", "verbose")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	var ignored bool
 	for _, n := range []string{"daemon", "no-daemon", "console"} {
@@ -73,67 +68,55 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.StringVar(&o.kea, "kea", DefaultKeaPath, "Kea JSON control socket `PATH` (empty disables)")
 	fs.StringVar(&o.virtual, "virtual-clock", "", "run on a virtual clock `OFFSET,PPM` (e.g. 500us,30) instead of the system clock")
 	fs.DurationVar(&o.statsInterval, "stats-interval", engine.DefaultStatsInterval, "stats, selection and state file period")
-	if err := fs.Parse(args); err != nil {
+	if err := cli.ParseFlags(fs, args, 0); err != nil {
 		return o, err
 	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
-	}
 	if o.statsInterval < time.Millisecond || o.statsInterval > time.Hour {
-		return o, fmt.Errorf("-stats-interval %v: want 1ms to 1h", o.statsInterval)
+		return o, cli.Usage("-stats-interval %v: want 1ms to 1h", o.statsInterval)
 	}
 	if o.domain > 255 || o.domain < -1 {
-		return o, fmt.Errorf("-D %d: want a PTP domain 0..255", o.domain)
+		return o, cli.Usage("-D %d: want a PTP domain 0..255", o.domain)
 	}
 	return o, nil
 }
 
-// run is main with its exit status: 0 after exit/SIGINT/SIGTERM, 1 when
+// run is ptpd until exit, SIGINT or SIGTERM (which end ctx), after which
+// it returns nil. Its errors give internal/cli's statuses: 1 when
 // start-up fails (a configuration error prints FILE:LINE: ...), 2 for
 // bad flags.
-func run(args []string, stdout, stderr io.Writer) int {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		fmt.Fprintln(stderr, "ptpd:", err)
-		return 2
+		return err
 	}
 	if o.version {
 		fmt.Fprintln(stdout, "ptpd", ctl.BuildVersion())
-		return 0
+		return nil
 	}
 	clk, err := openClock(o.virtual)
 	if err != nil {
-		fmt.Fprintln(stderr, "ptpd:", err)
-		return 2
+		return cli.Usage("%w", err)
 	}
 	copts := config.DefaultOptions()
 	copts.DefaultInterface, copts.DefaultDomain = o.iface, o.domain
 	cfg, err := config.LoadOptions(o.config, copts)
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+		return cli.Plain(cli.ExitFailure, err)
 	}
 	if o.testConfig {
-		return testConfig(cfg, stdout, stderr)
+		return testConfig(cfg, stdout)
 	}
 	if err := startable(cfg); err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+		return cli.Plain(cli.ExitFailure, err)
 	}
 	logs, err := engine.OpenLogs(cfg.General, stdout, stderr)
 	if err != nil {
-		fmt.Fprintln(stderr, "ptpd:", err)
-		return 1
+		return err
 	}
 	defer logs.Close()
-	level := slog.LevelInfo
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(logs.Handler(level))
+	// sfptpd's message_log decides where messages go, hence its own
+	// handler; the level is the command line's, as in every daemon.
+	log := slog.New(logs.Handler(o.logging.Level()))
 	if logs.Fallback != "" {
 		log.Warn(logs.Fallback)
 	}
@@ -151,8 +134,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		PersistentCorrection: cfg.General.PersistentClockCorrection,
 	})
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+		return cli.Plain(cli.ExitFailure, err)
 	}
 	d := ctl.NewDaemon(ctl.DaemonOptions{
 		Name:   "ptpd",
@@ -164,71 +146,79 @@ func run(args []string, stdout, stderr io.Writer) int {
 	})
 	if err := eng.RegisterWith(d, engine.CommandOptions{TestMode: cfg.General.TestMode}); err != nil {
 		log.Error("register commands", "err", err)
-		return 1
+		return cli.Exit(cli.ExitFailure, nil)
 	}
-	// Signals are caught from here on and handled once the engine runs,
-	// so one sent as soon as the socket exists is not fatal.
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
+	// SIGHUP and SIGUSR1 are caught from here on and handled once the
+	// engine runs, so one sent as soon as the socket exists is not
+	// fatal (SIGINT and SIGTERM are held by ctx from the start).
+	caught := cli.Catch(syscall.SIGHUP, syscall.SIGUSR1)
+	defer caught.Stop()
 	srv := ctl.NewServer(d)
 	if _, err := srv.ServeDgram(ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, ctl.DgramOptions{}); err != nil {
 		log.Error("control socket", "err", err)
-		fmt.Fprintln(stderr, "ptpd: control socket:", err)
-		return 1
+		return fmt.Errorf("control socket: %w", err)
 	}
 	if o.kea != "" {
 		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: o.kea}, ctl.KeaOptions{}); err != nil {
 			srv.Close(context.Background())
-			fmt.Fprintln(stderr, "ptpd: kea socket:", err)
-			return 1
+			return fmt.Errorf("kea socket: %w", err)
 		}
 	}
-	ctx, cancel := context.WithCancel(context.Background())
+	// The engine and the server run until the exit command: a signal
+	// stops them through that command, as in sfptpd, not by ending
+	// their context.
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
-	if err := eng.Start(ctx); err != nil {
+	if err := eng.Start(runCtx); err != nil {
 		srv.Close(context.Background())
-		fmt.Fprintln(stderr, "ptpd:", err)
-		return 1
+		return err
 	}
 	log.Info("ptpd started", "config", o.config, "control", cfg.General.ControlPath, "kea", o.kea, "clock", clk.Name(), "instances", len(cfg.Instances))
 
-	go handleSignals(ctx, d, sigs)
+	go handleSignals(ctx, runCtx, d, caught)
 
-	err = srv.Run(ctx)
+	err = srv.Run(runCtx)
 	eng.Stop()
 	if err != nil {
 		log.Error("ptpd stopped with an error", "err", err)
-		return 1
+		return cli.Exit(cli.ExitFailure, nil)
 	}
 	log.Info("ptpd exiting")
-	return 0
+	return nil
 }
 
 // handleSignals maps sfptpd's signals onto the same registry commands
-// the control socket runs: SIGHUP logrotate, SIGUSR1 stepclocks,
-// SIGINT/SIGTERM exit.
-func handleSignals(ctx context.Context, d *ctl.Daemon, sigs <-chan os.Signal) {
-	for {
-		select {
-		case <-ctx.Done():
+// the control socket runs: SIGHUP logrotate, SIGUSR1 stepclocks, and
+// SIGINT/SIGTERM, which end ctx, exit. It returns when runCtx ends.
+func handleSignals(ctx, runCtx context.Context, d *ctl.Daemon, caught *cli.Caught) {
+	go caught.Handle(runCtx, func(s os.Signal) { signalCommand(runCtx, d, s) })
+	select {
+	case <-ctx.Done():
+		if s := cli.Signal(ctx); s != nil {
+			signalCommand(runCtx, d, s)
 			return
-		case s := <-sigs:
-			cmd, name := "exit", "SIGTERM"
-			switch s {
-			case syscall.SIGHUP:
-				cmd, name = "logrotate", "SIGHUP"
-			case syscall.SIGUSR1:
-				cmd, name = "stepclocks", "SIGUSR1"
-			case syscall.SIGINT:
-				name = "SIGINT"
-			}
-			d.Logger().Info("signal received", "signal", name, "command", cmd)
-			r := d.Invoke(ctx, cmd, ctl.Input{}, nil, "signal")
-			if r.Code != ctl.Success {
-				d.Logger().Warn("signal: command failed", "signal", name, "command", cmd, "text", r.Text)
-			}
 		}
+		d.Logger().Info("stop requested", "command", "exit")
+		d.Invoke(runCtx, "exit", ctl.Input{}, nil, "signal")
+	case <-runCtx.Done():
+	}
+}
+
+// signalCommand runs the command signal s stands for.
+func signalCommand(ctx context.Context, d *ctl.Daemon, s os.Signal) {
+	cmd, name := "exit", "SIGTERM"
+	switch s {
+	case syscall.SIGHUP:
+		cmd, name = "logrotate", "SIGHUP"
+	case syscall.SIGUSR1:
+		cmd, name = "stepclocks", "SIGUSR1"
+	case syscall.SIGINT:
+		name = "SIGINT"
+	}
+	d.Logger().Info("signal received", "signal", name, "command", cmd)
+	r := d.Invoke(ctx, cmd, ctl.Input{}, nil, "signal")
+	if r.Code != ctl.Success {
+		d.Logger().Warn("signal: command failed", "signal", name, "command", cmd, "text", r.Text)
 	}
 }
 
@@ -249,9 +239,9 @@ func startable(cfg *config.Config) error {
 
 // testConfig is -t (--test-config), as sfptpd has it: it checks that the
 // configuration would run, printing each keyword ptpd accepts but
-// ignores and each warning, and returns 0 when it would, 1 (with
-// FILE:LINE: text on stderr) when not.
-func testConfig(cfg *config.Config, stdout, stderr io.Writer) int {
+// ignores and each warning, and returns nil when it would, a status 1
+// error (FILE:LINE: text, printed as it is) when not.
+func testConfig(cfg *config.Config, stdout io.Writer) error {
 	for _, ig := range cfg.Ignored {
 		fmt.Fprintln(stdout, ig.String())
 	}
@@ -265,13 +255,12 @@ func testConfig(cfg *config.Config, stdout, stderr io.Writer) int {
 		_, err = engine.New(engine.Options{Config: cfg, Modules: modules(cfg.File, true, slog.New(slog.DiscardHandler))})
 	}
 	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+		return cli.Plain(cli.ExitFailure, err)
 	}
 	names := make([]string, len(cfg.Instances))
 	for i, in := range cfg.Instances {
 		names[i] = in.Name + " (" + in.Module + ")"
 	}
 	fmt.Fprintf(stdout, "%s: configuration OK: sync instances %s\n", cfg.File, strings.Join(names, ", "))
-	return 0
+	return nil
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ptpd/ptp/ptptest"
 )
@@ -386,9 +389,15 @@ func TestFlags(t *testing.T) {
 		{[]string{"-stats-interval", "0s"}, 2, "want 1ms to 1h"},
 		{[]string{"extra"}, 2, "unexpected argument"},
 		{[]string{"-f", "/nonexistent/ptpd.cfg"}, 1, "no such file or directory"},
+		{[]string{"-bogus"}, 2, "ptpd: flag provided but not defined: -bogus"},
+		{[]string{"-D", "300"}, 2, "ptpd: -D 300: want a PTP domain 0..255"},
+		{[]string{"-log-level", "loud"}, 2, `invalid value "loud" for flag -log-level`},
+		{[]string{"--verbose=maybe"}, 2, "invalid boolean value"},
+		{[]string{"-h"}, 0, "-config-file FILE"},
+		{[]string{"--version"}, 0, "ptpd "},
 	} {
 		var out strings.Builder
-		code := run(tc.args, &out, &out)
+		code := runExit(tc.args, &out, &out)
 		if code != tc.code || !strings.Contains(out.String(), tc.want) {
 			t.Errorf("%v: %d %q", tc.args, code, out.String())
 		}
@@ -502,7 +511,7 @@ func TestTestConfig(t *testing.T) {
 			}
 			pps := strings.Contains(string(b), "sync_module pps")
 			var out, errOut strings.Builder
-			code := run([]string{"-t", "-f", f, "-i", "tbtest0"}, &out, &errOut)
+			code := runExit([]string{"-t", "-f", f, "-i", "tbtest0"}, &out, &errOut)
 			switch {
 			case pps:
 				if code != 1 || !regexp.MustCompile(`^`+regexp.QuoteMeta(f)+`:\d+: pps instance '\w+': no PPS device: interface tbtest0 has no PTP hardware clock`).MatchString(errOut.String()) ||
@@ -540,7 +549,7 @@ func TestTestConfig(t *testing.T) {
 		p := filepath.Join(dir, "c.cfg")
 		os.WriteFile(p, []byte(tc.cfg), 0o644)
 		var out, errOut strings.Builder
-		code := run(append([]string{"--test-config", "--config-file", p}, tc.args...), &out, &errOut)
+		code := runExit(append([]string{"--test-config", "--config-file", p}, tc.args...), &out, &errOut)
 		if tc.want == "" {
 			if code != 0 || errOut.Len() != 0 {
 				t.Errorf("%q: exit %d, stderr %q", tc.cfg, code, errOut.String())
@@ -567,4 +576,11 @@ func TestFreerunInterfaceSystem(t *testing.T) {
 	if fr1 := insts[0].(map[string]any); fr1["state"] != "freerun" || fr1["selected"] != true {
 		t.Fatalf("fr1 with interface system: %v", fr1)
 	}
+}
+
+// runExit runs ptpd in the test process as its main would and returns
+// the exit status, with what the process would print on stdout and
+// stderr.
+func runExit(args []string, stdout, stderr io.Writer) int {
+	return cli.Exec(context.Background(), "ptpd", run, args, stdout, stderr)
 }
