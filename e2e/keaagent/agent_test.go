@@ -337,7 +337,7 @@ func TestControlAgent(t *testing.T) {
 		{name: "1 MiB argument to an unknown command", command: "tickbox-no-such-command", args: `"blob": "` + mib + `"`,
 			result: 2, text: "'tickbox-no-such-command' command not supported."},
 	}
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for _, tg := range targets {
 		for _, rq := range requests {
 			t.Run(tg.d.name+"/"+tg.service+"/"+rq.name, func(t *testing.T) {
