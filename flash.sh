@@ -18,11 +18,13 @@ repo=$(cd "$(dirname "$0")" && pwd)
 command -v go >/dev/null || die "go not found in PATH (Go >= 1.26 is needed to build the image)"
 
 # One binary per checkout; built under a temporary name and renamed, so
-# that runs side by side never execute a half-written file.
+# that runs side by side never execute a half-written file. No VCS stamp:
+# the tool's own version does not matter, and git refuses to describe a
+# checkout owned by another user.
 cache=${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/tickbox/$(printf '%s' "$repo" | cksum | cut -d' ' -f1)
 mkdir -p "$cache" || die "cannot create $cache"
 bin=$cache/tickbox-image
-(cd "$repo" && go build -o "$bin.$$" ./gokrazy-instance/cmd/tickbox-image) || {
+(cd "$repo" && go build -buildvcs=false -o "$bin.$$" ./gokrazy-instance/cmd/tickbox-image) || {
 	rm -f "$bin.$$"
 	die "building gokrazy-instance/cmd/tickbox-image failed"
 }
