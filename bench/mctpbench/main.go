@@ -40,6 +40,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
 func main() {
@@ -225,7 +226,7 @@ type env struct {
 	serialLane map[int]lane
 	framing    map[int]*framingPair
 	rawW, rawR *os.File
-	conns      []*ctl.DemuxConn
+	conns      []*demux.Conn
 }
 
 func (e *env) close() {
@@ -321,11 +322,11 @@ func setup(progress io.Writer) (*env, error) {
 		return nil, err
 	}
 
-	dial := func(name string, typ byte, p *proc) (*ctl.DemuxConn, error) {
-		var conn *ctl.DemuxConn
+	dial := func(name string, typ byte, p *proc) (*demux.Conn, error) {
+		var conn *demux.Conn
 		var derr error
 		err := waitFor("demux @"+name, 10*time.Second, p, func() bool {
-			conn, derr = ctl.DialDemux(name, typ)
+			conn, derr = demux.Dial(name, typ)
 			return derr == nil
 		})
 		if err != nil {

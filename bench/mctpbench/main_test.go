@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
 // TestMain lets the test binary serve as the floor process, as the
@@ -317,7 +317,7 @@ func TestPipelinedAccounting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := fmt.Sprintf("mctpbench-test-%d-%s", os.Getpid(), strings.ReplaceAll(tc.name, " ", "-"))
 			relay(t, name, tc.reply)
-			c, err := ctl.DialDemux(name, baseType)
+			c, err := demux.Dial(name, baseType)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,49 +5,54 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
-	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // serve runs a demux with mctpd's router (EID 8, null binding) on a
 // random name, and its tagged demux on that name plus "-tagged".
-func serve(t *testing.T) (string, *ctl.Demux) {
+func serve(t *testing.T) (string, *demux.Server) {
 	t.Helper()
 	name, dm, _ := serveTagged(t)
 	return name, dm
 }
 
-func serveTagged(t *testing.T) (string, *ctl.Demux, *ctl.Demux) {
+func serveTagged(t *testing.T) (string, *demux.Server, *demux.Server) {
 	t.Helper()
-	r, err := mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{&mctp.Null{}}, UUID: [16]byte{0: 0xab, 15: 0xcd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)}))
 	name := "mctp-cli-test-" + rand.Text()[:10]
-	dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
+	dm, err := demux.New([]string{name}, demux.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := srv.ServeDemux([]string{name + "-tagged"}, ctl.DemuxOptions{Router: r, Tagged: true, OnDisconnect: r.ClientGone})
+	var r *mctp.Router
+	td, err := demux.New([]string{name + "-tagged"}, demux.Options{Tagged: true, OnDisconnect: func(id mctp.ClientID) { r.ClientGone(id) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.AttachTagged(td)
+	r, err = mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{&mctp.Null{}}, UUID: [16]byte{0: 0xab, 15: 0xcd}, Clients: dm, Tagged: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dm.Serve(r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dm.Close(context.Background()) })
+	if err := td.Serve(demux.SenderFunc(r.SendTagged)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { td.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx, dm) }()
+	go func() { defer close(done); r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		srv.Close(context.Background())
 	})
 	return name, dm, td
 }

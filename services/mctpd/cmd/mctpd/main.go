@@ -25,11 +25,13 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 	"github.com/tickbox-fw/tickbox/services/mctpd/serial"
@@ -62,8 +64,8 @@ type config struct {
 // running is what the daemon exposes to tests once it serves.
 type running struct {
 	router *mctp.Router
-	demux  *ctl.Demux
-	tagged *ctl.Demux
+	demux  *demux.Server
+	tagged *demux.Server
 	kea    *ctl.KeaServer
 }
 
@@ -171,8 +173,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	var cfg config
 	fs.IntVar(&cfg.EID, "e", 8, "local endpoint ID (8..254)")
 	verbose := fs.Bool("v", false, "debug logging")
-	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
-	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
+	demuxNames := cliflag.NewList(demux.DefaultNames...)
+	fs.Var(demuxNames, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
 	tagged := fs.String("tagged-demux", "", "abstract socket name of the tag-aware demux (default: the first -demux name plus \"-tagged\", mctp-mux-tagged; empty disables)")
 	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
 	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
@@ -195,7 +197,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if err != nil {
 		return err
 	}
-	cfg.Demux, cfg.Routes, cfg.Bindings = demux.Values, routes.Values, groups
+	cfg.Demux, cfg.Routes, cfg.Bindings = demuxNames.Values, routes.Values, groups
 	// Deriving the default from the first plain name keeps two daemons
 	// with their own -demux names from contending for one tagged name.
 	cfg.TaggedDemux = *tagged
@@ -239,13 +241,8 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if err != nil {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
-	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: bs, Routes: rts, UUID: uuid, Log: log})
-	if err != nil {
-		return cli.Usage("%w", err)
-	}
-
 	var rn running
-	rn.router = router
+	var router *mctp.Router
 	d := ctl.NewDaemon(ctl.DaemonOptions{
 		Name:   "mctpd",
 		Logger: log,
@@ -255,25 +252,60 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 		},
 	})
 	srv := ctl.NewServer(d)
-	dm, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{Router: router})
+	// The demuxes exist before the router, which delivers to them, and
+	// serve once it does, with the router as their sender.
+	inherit := srv.Inheritance()
+	dm, err := demux.New(cfg.Demux, demux.Options{Log: log, Inheritance: inherit})
 	if err != nil {
+		return &cli.ExitError{Code: 1, Err: err}
+	}
+	var td *demux.Server
+	if cfg.TaggedDemux != "" {
+		// The hook runs only for clients, which connect once Serve
+		// below has run, after router is set.
+		td, err = demux.New([]string{cfg.TaggedDemux}, demux.Options{Log: log, Inheritance: inherit, Tagged: true,
+			OnDisconnect: func(id mctp.ClientID) { router.ClientGone(id) }})
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: fmt.Errorf("tagged demux: %w", err)}
+		}
+	}
+	opts := mctp.Options{EID: byte(cfg.EID), Bindings: bs, Routes: rts, UUID: uuid, Log: log, Clients: dm}
+	if td != nil {
+		opts.Tagged = td
+	}
+	router, err = mctp.New(opts)
+	if err != nil {
+		return cli.Usage("%w", err)
+	}
+	rn.router = router
+	// closeDemuxes stops the demuxes, giving their clients the control
+	// plane's 5 s.
+	closeDemuxes := func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ccancel()
+		dm.Close(cctx)
+		if td != nil {
+			td.Close(cctx)
+		}
+	}
+	if err := dm.Serve(router); err != nil {
 		srv.Close(context.Background())
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	rn.demux = dm
-	if cfg.TaggedDemux != "" {
-		td, err := srv.ServeDemux([]string{cfg.TaggedDemux}, ctl.DemuxOptions{Router: router, Tagged: true, OnDisconnect: router.ClientGone})
-		if err != nil {
+	if td != nil {
+		if err := td.Serve(demux.SenderFunc(router.SendTagged)); err != nil {
+			closeDemuxes()
 			srv.Close(context.Background())
 			return &cli.ExitError{Code: 1, Err: fmt.Errorf("tagged demux: %w", err)}
 		}
-		router.AttachTagged(td)
 		rn.tagged = td
 	}
 	d.MustRegister(commands(router, dm, rn.tagged)...)
 	if cfg.Kea != "" {
 		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
 		if err != nil {
+			closeDemuxes()
 			srv.Close(context.Background())
 			return &cli.ExitError{Code: 1, Err: err}
 		}
@@ -282,7 +314,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	routerDone := make(chan error, 1)
-	go func() { routerDone <- router.Run(ctx, dm) }()
+	go func() { routerDone <- router.Run(ctx) }()
 	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "tagged_demux", cfg.TaggedDemux, "uuid", mctp.FormatUUID(uuid))
 	if ready != nil {
 		ready(rn)
@@ -290,6 +322,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	if err := srv.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	closeDemuxes()
 	cancel()
 	if err := <-routerDone; err != nil {
 		log.Error("bindings stopped", "err", err)
@@ -322,8 +355,8 @@ flags:
 
 // commands are mctpd's Kea commands. tagged is the tag-aware demux, nil
 // when disabled.
-func commands(r *mctp.Router, dm, tagged *ctl.Demux) []*ctl.Command {
-	demuxes := []*ctl.Demux{dm}
+func commands(r *mctp.Router, dm, tagged *demux.Server) []*ctl.Command {
+	demuxes := []*demux.Server{dm}
 	if tagged != nil {
 		demuxes = append(demuxes, tagged)
 	}
