@@ -111,6 +111,16 @@ func checkByte(name string, v uint) (byte, error) {
 	return byte(v), nil
 }
 
+// checkType checks a -type a client registers: the demux closes a client
+// that registers type 0 (control messages come as TypeControlReplies;
+// ctrl sends them).
+func checkType(v uint) (byte, error) {
+	if v == 0 || v > 255 {
+		return 0, cli.Usage("-type: want a message type 1..255 (ctrl sends control messages)")
+	}
+	return byte(v), nil
+}
+
 func send(dm target, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -133,7 +143,7 @@ func send(dm target, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t, err := checkByte("type", *typ)
+	t, err := checkType(*typ)
 	if err != nil {
 		return err
 	}
@@ -184,7 +194,7 @@ func recv(dm target, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return &cli.ExitError{Code: 2, Err: err}
 	}
-	t, err := checkByte("type", *typ)
+	t, err := checkType(*typ)
 	if err != nil {
 		return err
 	}

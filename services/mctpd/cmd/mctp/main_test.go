@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
@@ -104,6 +105,12 @@ func TestSendRecv(t *testing.T) {
 	if out.String() != "8 1 1122\n8 1 7e7d\n" {
 		t.Errorf("recv printed %q", out.String())
 	}
+	// A message to another EID has no way out over the null binding:
+	// the router refuses it and the demux counts the drop.
+	if err := run([]string{"-demux", name, "send", "-eid", "9", "-type", "1", "01"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the route drop", 5*time.Second, func() bool { return dm.Stats().DropRoute == 1 })
 }
 
 func TestUsage(t *testing.T) {
@@ -113,6 +120,8 @@ func TestUsage(t *testing.T) {
 		{"send", "-eid", "8", "-type", "1", "zz"},
 		{"send", "-type", "1", "00"},
 		{"recv"},
+		{"recv", "-type", "0"},
+		{"send", "-eid", "8", "-type", "0", "00"},
 		{"ctrl"},
 		{"ctrl", "get-bogus", "-eid", "8"},
 		{"ctrl", "get-eid"},
