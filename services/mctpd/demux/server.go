@@ -148,6 +148,9 @@ type Stats struct {
 	Clients map[byte]int `json:"clients"`
 }
 
+// The router delivers to a Server.
+var _ mctp.Clients = (*Server)(nil)
+
 // Server is a libmctp-compatible demultiplexer: an AF_UNIX
 // SOCK_SEQPACKET server on abstract names, whose clients register one
 // message type each and exchange [addr][type][body] messages with a
@@ -220,19 +223,6 @@ func New(names []string, opts Options) (*Server, error) {
 	d.shortMsg = [2]string{
 		fmt.Sprintf("demux: client message under %d bytes; dropped", hdr),
 		fmt.Sprintf("demux: message under %d bytes for clients dropped", hdr),
-	}
-	return d, nil
-}
-
-// Listen is New and Serve in one step, for a sender that does not need
-// the demux to exist first.
-func Listen(names []string, opts Options, s Sender) (*Server, error) {
-	d, err := New(names, opts)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.Serve(s); err != nil {
-		return nil, err
 	}
 	return d, nil
 }
