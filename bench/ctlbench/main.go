@@ -13,7 +13,6 @@ package main
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -76,11 +75,10 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 		filepath.Join(dir, "kea.sock"), filepath.Join(dir, "dgram.sock"), filepath.Join(dir, "ipc.socket"),
 		filepath.Join(dir, "console.sock"), filepath.Join(dir, "floor.sock"), filepath.Join(dir, "kea-ref.sock"),
 	}
-	demuxName := fmt.Sprintf("ctlbench-%d", os.Getpid())
 
 	// tickbox's ctl hub.
 	tb := exec.Command(ctlBin, "serve", "-kea", paths.kea, "-dgram", paths.dgram, "-ipc", paths.ipc,
-		"-console", paths.console, "-demux", demuxName, "-demux-addr", "8", "-max-conns", "4096")
+		"-console", paths.console, "-max-conns", "4096")
 	var tbLog bytes.Buffer
 	tb.Stderr = &tbLog
 	if err := tb.Start(); err != nil {
@@ -180,14 +178,6 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 	for _, r := range dgRes {
 		add(r)
 	}
-	// Demux loopback.
-	dmRes, err := benchDemux(demuxName, dur)
-	if err != nil {
-		return fmt.Errorf("demux: %w", err)
-	}
-	for _, r := range dmRes {
-		add(r)
-	}
 
 	// The table and the ratios.
 	fmt.Println("| front end | mode | ops/s | p50 µs | p99 µs | note |")
@@ -219,8 +209,6 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 			fmt.Printf("IPC pipelined echo: %.0f/s (target >= 200000)\n", r.OpsPerS)
 		case r.Frontend == "dgram":
 			fmt.Printf("datagram: %.0f/s, %s (target >= 100000, none lost)\n", r.OpsPerS, r.Note)
-		case r.Frontend == "demux" && r.Mode == "loopback 64 B pipelined":
-			fmt.Printf("demux loopback 64-byte: %.0f/s (target >= 150000)\n", r.OpsPerS)
 		}
 	}
 	if asJSON {
@@ -634,100 +622,4 @@ func dgramRun(keaPath string) (int64, error) {
 		return 0, fmt.Errorf("status-get has no dgram.run counter: %s", b)
 	}
 	return n, nil
-}
-
-func benchDemux(name string, d time.Duration) ([]result, error) {
-	var out []result
-	dial := func(typ byte) (*net.UnixConn, error) {
-		c, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: "@" + name, Net: "unixpacket"})
-		if err != nil {
-			return nil, err
-		}
-		if _, err := c.Write([]byte{typ}); err != nil {
-			c.Close()
-			return nil, err
-		}
-		return c, nil
-	}
-	msg := func(typ byte) []byte {
-		m := make([]byte, 2+64)
-		m[0], m[1] = 8, typ
-		for i := range m[2:] {
-			m[2+i] = byte(i)
-		}
-		return m
-	}
-	for _, conc := range []int{1, 8} {
-		conns := make(chan *net.UnixConn, conc)
-		types := make(map[*net.UnixConn]byte)
-		for i := 0; i < conc; i++ {
-			typ := byte(0x40 + i)
-			c, err := dial(typ)
-			if err != nil {
-				return nil, err
-			}
-			defer c.Close()
-			types[c] = typ
-			conns <- c
-		}
-		op := func() error {
-			c := <-conns
-			defer func() { conns <- c }()
-			if _, err := c.Write(msg(types[c])); err != nil {
-				return err
-			}
-			var buf [256]byte
-			n, err := c.Read(buf[:])
-			if err != nil {
-				return err
-			}
-			if n != 66 {
-				return fmt.Errorf("reply of %d bytes, want 66", n)
-			}
-			return nil
-		}
-		r, err := measure(d, conc, op)
-		if err != nil {
-			return nil, err
-		}
-		r.Frontend = "demux"
-		r.Mode = "loopback 64 B ping-pong"
-		if conc > 1 {
-			r.Mode = fmt.Sprintf("loopback 64 B, %d clients", conc)
-		}
-		out = append(out, r)
-	}
-	// Pipelined: a window of messages in flight on one client.
-	c, err := dial(0x7e)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	m := msg(0x7e)
-	const window = 64
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	start := time.Now()
-	n := 0
-	var buf [256]byte
-	for ctx.Err() == nil {
-		for i := 0; i < window; i++ {
-			if _, err := c.Write(m); err != nil {
-				return nil, err
-			}
-		}
-		for i := 0; i < window; i++ {
-			k, err := c.Read(buf[:])
-			if err != nil {
-				return nil, err
-			}
-			if k != len(m) {
-				return nil, fmt.Errorf("reply of %d bytes, want %d", k, len(m))
-			}
-		}
-		n += window
-	}
-	el := time.Since(start)
-	out = append(out, result{Frontend: "demux", Mode: "loopback 64 B pipelined", Ops: n, OpsPerS: float64(n) / el.Seconds(), Note: fmt.Sprintf("window %d", window)})
-	return out, nil
 }

@@ -2,9 +2,10 @@
 // baseline measured in the same run:
 //
 //   - demux loopback: mctpd with the null binding, clients sending to its
-//     own EID, against the floor, a bare seqpacket echo process (64 B and
-//     4 KiB messages, 1 and 8 clients; pipelined throughput and
-//     ping-pong latency);
+//     own EID, and the demux alone (services/mctpd/demux with its
+//     loopback sender in a process of its own, no MCTP router), against
+//     the floor, a bare seqpacket echo process (64 B and 4 KiB messages,
+//     1 and 8 clients; pipelined throughput and ping-pong latency);
 //   - serial: two mctpd (EIDs 8 and 9) on a socat pty pair, client to
 //     client, at the baseline MTU and at -mtu 251 on both ends, against
 //     raw bytes through another socat pair;
@@ -40,11 +41,15 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
 func main() {
 	if name := os.Getenv(floorEnv); name != "" {
 		os.Exit(floorMain(name))
+	}
+	if name := os.Getenv(demuxEnv); name != "" {
+		os.Exit(demuxMain(name))
 	}
 	cfg := defaultConfig()
 	fs := flag.NewFlagSet("mctpbench", flag.ContinueOnError)
@@ -162,8 +167,13 @@ const (
 	targetMTU      = 251    // the MTU the framing target is judged at
 	targetRSSKiB   = 12 << 10
 	mctpdServer    = "mctpd"
+	demuxServer    = "demux"
 	floorServer    = "floor"
 )
+
+// demuxServers are the servers of the demux loopback rows, in the order
+// the report lists them.
+var demuxServers = []string{mctpdServer, demuxServer, floorServer}
 
 type demuxKey struct {
 	size, clients int
@@ -216,6 +226,8 @@ type env struct {
 	procs []*proc
 	null  *proc
 	floor *proc
+	// demuxOnly is the demux alone, with its loopback sender.
+	demuxOnly *proc
 	// serial daemons, EIDs 8 and 9, and their Kea sockets, by MTU
 	s8, s9     map[int]*proc
 	keaNull    string
@@ -225,7 +237,7 @@ type env struct {
 	serialLane map[int]lane
 	framing    map[int]*framingPair
 	rawW, rawR *os.File
-	conns      []*ctl.DemuxConn
+	conns      []*demux.Conn
 }
 
 func (e *env) close() {
@@ -281,7 +293,7 @@ func setup(progress io.Writer) (*env, error) {
 		return nil, err
 	}
 	tag := fmt.Sprintf("mctpbench-%d", os.Getpid())
-	names := map[string]string{mctpdServer: tag + "-null", floorServer: tag + "-floor"}
+	names := map[string]string{mctpdServer: tag + "-null", demuxServer: tag + "-demux", floorServer: tag + "-floor"}
 
 	mctpd := func(name string, eid int, kea, demux string, binding ...string) (*proc, error) {
 		state := filepath.Join(dir, "state-"+name)
@@ -297,6 +309,9 @@ func setup(progress io.Writer) (*env, error) {
 		return nil, err
 	}
 	if e.floor, err = e.start(dir, "floor", []string{floorEnv + "=" + names[floorServer]}, self); err != nil {
+		return nil, err
+	}
+	if e.demuxOnly, err = e.start(dir, "demux", []string{demuxEnv + "=" + names[demuxServer]}, self); err != nil {
 		return nil, err
 	}
 
@@ -321,11 +336,11 @@ func setup(progress io.Writer) (*env, error) {
 		return nil, err
 	}
 
-	dial := func(name string, typ byte, p *proc) (*ctl.DemuxConn, error) {
-		var conn *ctl.DemuxConn
+	dial := func(name string, typ byte, p *proc) (*demux.Conn, error) {
+		var conn *demux.Conn
 		var derr error
 		err := waitFor("demux @"+name, 10*time.Second, p, func() bool {
-			conn, derr = ctl.DialDemux(name, typ)
+			conn, derr = demux.Dial(name, typ)
 			return derr == nil
 		})
 		if err != nil {
@@ -334,11 +349,8 @@ func setup(progress io.Writer) (*env, error) {
 		e.conns = append(e.conns, conn)
 		return conn, nil
 	}
-	for _, srv := range []string{mctpdServer, floorServer} {
-		p := e.null
-		if srv == floorServer {
-			p = e.floor
-		}
+	for _, srv := range demuxServers {
+		p := map[string]*proc{mctpdServer: e.null, demuxServer: e.demuxOnly, floorServer: e.floor}[srv]
 		for i := range slices.Max(clientCount) {
 			conn, err := dial(names[srv], byte(baseType+i), p)
 			if err != nil {
@@ -502,7 +514,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 	defer e.close()
 
 	// A few requests on every daemon, then idle: the resting memory.
-	warmLanes := []lane{e.lanes[mctpdServer][0], e.lanes[floorServer][0]}
+	warmLanes := []lane{e.lanes[mctpdServer][0], e.lanes[demuxServer][0], e.lanes[floorServer][0]}
 	keas := []struct{ name, path string }{{"null", e.keaNull}}
 	daemons := []struct {
 		name string
@@ -560,12 +572,10 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		// Alternate which server goes first, so neither always runs
-		// right after the other's load.
-		servers := []string{mctpdServer, floorServer}
-		if round%2 == 1 {
-			servers = []string{floorServer, mctpdServer}
-		}
+		// Rotate which server goes first, so none always runs right
+		// after another's load.
+		k := round % len(demuxServers)
+		servers := append(slices.Clone(demuxServers[k:]), demuxServers[:k]...)
 		for _, size := range sizes {
 			for _, n := range clientCount {
 				for _, srv := range servers {
@@ -823,12 +833,12 @@ func (r *report) print(w io.Writer) {
 		return
 	}
 
-	fmt.Fprintf(w, "Demux loopback: mctpd (null binding, EID %d) against the floor (bare seqpacket echo)\n\n", localEID)
+	fmt.Fprintf(w, "Demux loopback: mctpd (null binding, EID %d) and the demux alone (loopback sender, no router) against the floor (bare seqpacket echo)\n\n", localEID)
 	fmt.Fprintln(w, "| message | clients | server | pipelined msgs/s | MB/s | per round | ping-pong/s | p50 µs | p99 µs |")
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---|---:|---:|---:|")
 	for _, size := range sizes {
 		for _, n := range clientCount {
-			for _, srv := range []string{mctpdServer, floorServer} {
+			for _, srv := range demuxServers {
 				d := r.demux[demuxKey{size, n, srv}]
 				fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.1f | %s | %.0f | %.1f | %.1f |\n",
 					sizeName(size), n, srv, d.pipe.rate(), d.pipe.mbps(), span(d.pipeRates, kilo),
@@ -837,14 +847,16 @@ func (r *report) print(w io.Writer) {
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| message | clients | pipelined mctpd/floor | ping-pong mctpd/floor | p99 mctpd/floor |")
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| message | clients | pipelined mctpd/floor | ping-pong mctpd/floor | p99 mctpd/floor | pipelined demux/floor | ping-pong demux/floor |")
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
 	for _, size := range sizes {
 		for _, n := range clientCount {
 			m, f := r.demux[demuxKey{size, n, mctpdServer}], r.demux[demuxKey{size, n, floorServer}]
-			fmt.Fprintf(w, "| %s | %d | %s | %s | %s |\n", sizeName(size), n,
+			d := r.demux[demuxKey{size, n, demuxServer}]
+			fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s |\n", sizeName(size), n,
 				ratio(m.pipe.rate(), f.pipe.rate()), ratio(m.pong.rate(), f.pong.rate()),
-				ratio(m.pong.percentile(99), f.pong.percentile(99)))
+				ratio(m.pong.percentile(99), f.pong.percentile(99)),
+				ratio(d.pipe.rate(), f.pipe.rate()), ratio(d.pong.rate(), f.pong.rate()))
 		}
 	}
 

@@ -14,14 +14,17 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
-// TestMain lets the test binary serve as the floor process, as the
-// benchmark's own binary does.
+// TestMain lets the test binary serve as the floor and the demux-alone
+// processes, as the benchmark's own binary does.
 func TestMain(m *testing.M) {
 	if name := os.Getenv(floorEnv); name != "" {
 		os.Exit(floorMain(name))
+	}
+	if name := os.Getenv(demuxEnv); name != "" {
+		os.Exit(demuxMain(name))
 	}
 	os.Exit(m.Run())
 }
@@ -43,7 +46,7 @@ func TestQuick(t *testing.T) {
 	}
 	for _, size := range sizes {
 		for _, n := range clientCount {
-			for _, srv := range []string{mctpdServer, floorServer} {
+			for _, srv := range demuxServers {
 				d := rep.demux[demuxKey{size, n, srv}]
 				if d == nil || d.pipe.msgs == 0 || d.pipe.rate() <= 0 || d.pong.msgs == 0 || len(d.pong.lat) != d.pong.msgs {
 					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
@@ -86,7 +89,7 @@ func TestQuick(t *testing.T) {
 	var out bytes.Buffer
 	rep.print(&out)
 	text := out.String()
-	for _, want := range []string{"Demux loopback", "| 4 KiB | 8 | floor |", "Serial (DSP0253)", "| end to end | 4 KiB | 64 | 16 |", "| end to end | 4 KiB | 251 | 15 |", "| framing only | 4 KiB | 251 |", "resident memory", "| target | measured | result |"} {
+	for _, want := range []string{"Demux loopback", "| 4 KiB | 8 | floor |", "| 64 B | 1 | demux |", "pipelined demux/floor", "Serial (DSP0253)", "| end to end | 4 KiB | 64 | 16 |", "| end to end | 4 KiB | 251 | 15 |", "| framing only | 4 KiB | 251 |", "resident memory", "| target | measured | result |"} {
 		if !strings.Contains(text, want) {
 			t.Errorf("report lacks %q:\n%s", want, text)
 		}
@@ -317,7 +320,7 @@ func TestPipelinedAccounting(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			name := fmt.Sprintf("mctpbench-test-%d-%s", os.Getpid(), strings.ReplaceAll(tc.name, " ", "-"))
 			relay(t, name, tc.reply)
-			c, err := ctl.DialDemux(name, baseType)
+			c, err := demux.Dial(name, baseType)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -12,14 +12,14 @@ import (
 	goserial "github.com/jacobsa/go-serial/serial"
 	"golang.org/x/sys/unix"
 
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
 // lane is one message stream: tx sends messages of type typ to dest and
 // rx receives them with source src. For demux loopback tx and rx are the
 // same connection; across the serial link they sit on the two daemons.
 type lane struct {
-	tx, rx   *ctl.DemuxConn
+	tx, rx   *demux.Conn
 	dest     byte
 	src, typ byte
 }

@@ -3,17 +3,21 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
 // floorEnv names the environment variable that turns this program (or
@@ -56,6 +60,32 @@ func floorEcho(c *net.UnixConn) {
 			return
 		}
 	}
+}
+
+// demuxEnv names the environment variable that turns this program (or
+// its test binary) into the demux alone on the abstract name it holds.
+const demuxEnv = "MCTPBENCH_DEMUX"
+
+// demuxMain serves the demux (services/mctpd/demux) with its loopback
+// sender at localEID: what mctpd's demux costs without the MCTP router.
+// It runs until SIGTERM and returns the exit status.
+func demuxMain(name string) int {
+	dm, err := demux.New([]string{name}, demux.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demux:", err)
+		return 1
+	}
+	if err := dm.Serve(demux.Loopback(dm, localEID)); err != nil {
+		fmt.Fprintln(os.Stderr, "demux:", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	<-ctx.Done()
+	cctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	dm.Close(cctx)
+	return 0
 }
 
 // proc is a server process started for the benchmark, its output in a

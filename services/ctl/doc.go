@@ -1,5 +1,5 @@
 // Package ctl is tickbox's control plane: one command registry exposed over
-// several wire protocols, plus a typed-message demultiplexer.
+// several wire protocols.
 //
 // A daemon registers each command once in a Registry. The registry owns the
 // parameter schema, converts and validates every argument, and runs the
@@ -11,9 +11,6 @@
 //   - IPCServer: the nose line-JSON IPC with broadcast log events;
 //   - ConsoleServer: a One-com/gone style text console with streaming and
 //     persistent commands.
-//
-// Demux is the fifth piece: a SOCK_SEQPACKET server that routes messages by
-// a type byte, compatible with libmctp's mctp-demux-daemon.
 //
 // All servers share the socket rules of internal/unixsock (stale-socket replacement,
 // refusal of non-socket files, modes, SO_PEERCRED on abstract names,

@@ -15,13 +15,14 @@ import (
 	"slices"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // Demux is what the commands read of a demux: its counters, clients by
 // message type among them.
 type Demux interface {
-	Stats() ctl.DemuxStats
+	Stats() demux.Stats
 }
 
 // Options are what the commands act on.

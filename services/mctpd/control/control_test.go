@@ -9,13 +9,14 @@ import (
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // fakeDemux reports fixed client counts by message type.
 type fakeDemux map[byte]int
 
-func (f fakeDemux) Stats() ctl.DemuxStats { return ctl.DemuxStats{Clients: f} }
+func (f fakeDemux) Stats() demux.Stats { return demux.Stats{Clients: f} }
 
 func newRegistry(t *testing.T, tagged Demux) (*ctl.Registry, *mctp.Router) {
 	t.Helper()

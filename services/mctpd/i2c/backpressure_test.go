@@ -13,8 +13,8 @@ import (
 	"periph.io/x/conn/v3/physic"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
@@ -290,26 +290,28 @@ func TestRouterBackpressure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			r, err := mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{b}, SendTimeout: tc.timeout})
+			name := "tbi2c-" + rand.Text()[:12]
+			dm, err := demux.New([]string{name}, demux.Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "t", Logger: slog.New(slog.DiscardHandler)}))
-			name := "tbi2c-" + rand.Text()[:12]
-			dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
+			r, err := mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{b}, Clients: dm, SendTimeout: tc.timeout})
 			if err != nil {
+				t.Fatal(err)
+			}
+			if err := dm.Serve(r); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithCancel(context.Background())
 			done := make(chan error, 1)
-			go func() { done <- r.Run(ctx, dm) }()
+			go func() { done <- r.Run(ctx) }()
 			defer func() {
 				bus.release() // a held write must return for Run to end
 				cancel()
 				if err := <-done; err != nil {
 					t.Errorf("router Run: %v", err)
 				}
-				srv.Close(context.Background())
+				dm.Close(context.Background())
 			}()
 			if tc.stuck {
 				bus.hold()
@@ -319,7 +321,7 @@ func TestRouterBackpressure(t *testing.T) {
 				testutil.WaitFor(t, "bus failing", 5*time.Second, func() bool { return b.Stats()["outages"] == 1 })
 			}
 
-			c, err := ctl.DialDemux(name, typ)
+			c, err := demux.Dial(name, typ)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -470,13 +469,13 @@ func TestRouterSend(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Client requests leave with TO=1 and tag 0, fragmented at the MTU.
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{0x11, 0x22, 0x7e, 0x7d}}); err != nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 1, Body: []byte{0x11, 0x22, 0x7e, 0x7d}}); err != nil {
 		t.Fatal(err)
 	}
 	if got := a.take(); len(got) != 1 || !bytes.Equal(got[0], testutil.Unhex(t, "01 09 08 c8 01 11 22 7e 7d")) {
 		t.Errorf("to 9: % x", got)
 	}
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 15, Type: 1, Body: make([]byte, 9)}); err != nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 15, Type: 1, Body: make([]byte, 9)}); err != nil {
 		t.Fatal(err)
 	}
 	got := b.take()
@@ -484,7 +483,7 @@ func TestRouterSend(t *testing.T) {
 		t.Errorf("to 15: % x", got)
 	}
 	// No route: the default route, the first binding.
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 30, Type: 1, Body: []byte{0x33}}); err != nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 30, Type: 1, Body: []byte{0x33}}); err != nil {
 		t.Errorf("to 30: %v", err)
 	}
 	// The second message on a continues a's sequence: seq 1.
@@ -497,7 +496,7 @@ func TestRouterSend(t *testing.T) {
 	}
 	// A refused packet is an error for the client and a counted drop.
 	a.setRefuse(errors.New("queue full"))
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1}); err == nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 1}); err == nil {
 		t.Error("refused send succeeded")
 	}
 	a.setRefuse(nil)
@@ -669,7 +668,7 @@ func TestRouterSendConcurrent(t *testing.T) {
 			defer wg.Done()
 			for range each {
 				body := bytes.Repeat([]byte{byte(c)}, 1000)
-				if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: body}); err != nil {
+				if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 1, Body: body}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -792,7 +791,7 @@ func TestRouterSendBatch(t *testing.T) {
 		t.Fatal(err)
 	}
 	body := make([]byte, 4095)
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 0x70, Body: body}); err != nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 0x70, Body: body}); err != nil {
 		t.Fatal(err)
 	}
 	got := w.take()
@@ -806,7 +805,7 @@ func TestRouterSendBatch(t *testing.T) {
 		}
 	}
 	w.setRefuse(errors.New("full"))
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 0x70, Body: body}); err == nil {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 0x70, Body: body}); err == nil {
 		t.Fatal("refused batch reported as sent")
 	}
 	if st := r.Stats(); st.Drops[DropSend] != 1 || st.PacketsOut != 17 || st.MessagesOut != 1 {
@@ -890,7 +889,7 @@ func TestRouterBackpressure(t *testing.T) {
 			defer cancel()
 			done := make(chan error, 1)
 			start := time.Now()
-			go func() { done <- r.Send(ctx, nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: []byte{1}}) }()
+			go func() { done <- r.Send(ctx, ClientMessage{Addr: 9, Type: 1, Body: []byte{1}}) }()
 			// Progress that does not make room restarts the timeout:
 			// wake the waiter a few times over longer than it.
 			for range 4 {
@@ -936,7 +935,7 @@ func TestRouterBackpressure(t *testing.T) {
 	}
 	// A message over 64 KiB is never handed to the binding.
 	w.set(false, false)
-	if err := r.Send(context.Background(), nil, ctl.DemuxMessage{Addr: 9, Type: 1, Body: make([]byte, MaxMessage)}); !errors.Is(err, ErrTooBig) {
+	if err := r.Send(context.Background(), ClientMessage{Addr: 9, Type: 1, Body: make([]byte, MaxMessage)}); !errors.Is(err, ErrTooBig) {
 		t.Fatalf("65537-byte message: %v", err)
 	}
 	if st := r.Stats(); st.Drops[DropTxTooBig] != 1 || len(w.take()) != 0 {

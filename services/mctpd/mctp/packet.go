@@ -1,7 +1,14 @@
-// Package mctp is mctpd's MCTP core (DSP0236): packet headers,
-// fragmentation, reassembly with libmctp's rules plus a timeout and a
-// bounded number of contexts, the type 0 control responder and the
-// router between the demux's clients and the physical bindings.
+// Package mctp is mctpd's MCTP core (DSP0236):
+//
+//   - Header, Fragment: packet headers and fragmentation;
+//   - Reassembler: reassembly with libmctp's rules plus a timeout and a
+//     bounded number of contexts;
+//   - Responder: the type 0 control responder;
+//   - Router: the router between the local clients and the physical
+//     bindings (routing, tagged routing with Tags, bridging), with the
+//     Null binding;
+//   - ClientID, ClientMessage, Clients: the local clients as the router
+//     sees them; mctpd's demuxes (services/mctpd/demux) serve them.
 package mctp
 
 import (

@@ -1,5 +1,35 @@
 package mctp
 
+// Routing: the router between the local clients (Clients, the demuxes)
+// and the bindings.
+//
+// A client's message to a remote EID leaves with TO=1 and tag 0, as
+// libmctp's demux daemon sends it, so existing clients produce identical
+// wire bytes; the response comes back on tag 0 too and the clients match
+// it themselves (by type and instance ID), not by the tag. It leaves on
+// the binding the first matching route names, or else on the first
+// binding (the default route). A message to the local EID loops back:
+// control requests to the responder, the rest to the clients of its type.
+//
+// Back-pressure: a local client's message is never dropped because its
+// binding's queue is full. On a binding.Backpressure binding (serial,
+// I2C) Send waits for room, so the demux reads nothing more from that
+// client meanwhile and its socket pushes back, as libmctp's blocking
+// write does; clients whose messages take other bindings, or loop back,
+// go on unhindered. The wait ends in a drop (DropSendTimeout) only when
+// the binding makes no progress for Options.SendTimeout. Control replies
+// and forwarded packets, which leave from a binding's receive path,
+// never wait.
+//
+// Sequence numbers continue from one message to the next on each
+// binding, as libmctp's per-bus tx_seq does, for the messages this
+// endpoint originates (forwarded packets keep theirs).
+//
+// Received packets pass the header checks and drop rules, then go to the
+// bridge (bridge.go) when they are for another endpoint, else through
+// reassembly to the control responder or the clients (deliver). Tagged
+// clients' requests and responses: tagged.go.
+
 import (
 	"context"
 	"errors"
@@ -12,7 +42,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -71,6 +100,13 @@ type Options struct {
 	Reassembly ReassemblerOptions
 	// Tags tunes the tag allocator of tagged clients (timeout, clock).
 	Tags TagOptions
+	// Clients are the libmctp-format clients (the plain demux), and
+	// Tagged the tag-aware ones (the tagged demux; see tagged.go). Either
+	// may be nil when there are none. The router delivers received
+	// messages to them; their messages come in through Send and
+	// SendTagged.
+	Clients Clients
+	Tagged  Clients
 	// SendTimeout is how long a local client's message waits for a
 	// binding that makes no progress (a queue that does not drain, a
 	// link that stays down) before it is dropped as DropSendTimeout;
@@ -93,50 +129,11 @@ const DefaultSendTimeout = 10 * time.Second
 // receives is [source EID][0x80][control header and data].
 const TypeControlReplies = 0x80
 
-// Router is mctpd's MCTP core: it implements ctl.Router for demux
-// clients and receives packets from the bindings.
-//
-// Outbound client messages to a remote EID are sent with TO=1 and tag 0,
-// as libmctp's demux daemon does, so existing clients produce identical
-// wire bytes; responses therefore come back on tag 0 too and are matched
-// by the clients themselves (by type and instance ID), not by the tag.
-// They leave on the binding the first matching route names, or else on
-// the first binding (the default route).
-//
-// Clients of a tagged demux (AttachTagged) use the tag as Linux AF_MCTP
-// sockets do: a request sent with TagRequest gets a tag from Tags, and
-// its response (TO=0, that tag, from that EID) goes to the requesting
-// client alone; a response sent with tag byte 0..7 leaves with TO=0 and
-// exactly that tag. Requests from other endpoints (TO=1) reach both
-// kinds of client of their type, tagged ones with the tag byte
-// TagOwner|tag. Responses no allocation claims, tag 0 among them, reach
-// the libmctp-format clients as before, never tagged ones.
-//
-// With two or more bindings the router bridges them, as libmctp's
-// bridge mode does but with routes: a packet received for another
-// endpoint (not the local EID, 0 or 0xFF) is forwarded as it is,
-// packet by packet and without reassembly, on the binding the first
-// matching route names; with exactly two bindings and no matching route
-// it goes out of the other one. It is dropped, and counted by reason,
-// when the route leads back to the binding it came in on (DropLoop),
-// when nothing routes it (DropNoRoute), when its payload exceeds the
-// out binding's MTU (DropMTU: bridges do not refragment) and when the
-// out binding refuses it (DropForwardSend: Send never blocks, so a full
-// queue is a drop, not a stall of the receive path).
-//
-// Back-pressure: a local client's message is never dropped because its
-// binding's queue is full. On a binding.Backpressure binding (serial, I2C)
-// Send waits for room, so the demux reads nothing more from that client
-// meanwhile and its socket pushes back, as libmctp's blocking write
-// does; clients whose messages take other bindings, or loop back, go on
-// unhindered. The wait ends in a drop (DropSendTimeout) only when the
-// binding makes no progress for Options.SendTimeout: a link that stays
-// down, a line that does not drain. Control replies and forwarded
-// packets, which leave from a binding's receive path, never wait.
-//
-// Sequence numbers continue from one message to the next on each
-// binding, as libmctp's per-bus tx_seq does, for the messages this
-// endpoint originates (forwarded packets keep theirs).
+// Router is mctpd's MCTP core: it routes messages between its local
+// clients and the bindings (router.go), gives tagged clients their tags
+// (tagged.go) and, with two or more bindings, bridges them (bridge.go).
+// Its clients are fixed at construction (Options.Clients,
+// Options.Tagged).
 type Router struct {
 	log      *slog.Logger
 	eid      atomic.Uint32
@@ -162,10 +159,9 @@ type Router struct {
 	sendTimeout time.Duration
 
 	tags *Tags
-
-	mu     sync.Mutex
-	demux  *ctl.Demux
-	tagged *ctl.Demux
+	// plain and tagged are Options.Clients and Options.Tagged, set once
+	// by New and only read afterwards.
+	plain, tagged Clients
 
 	pktIn, pktOut, msgIn, msgOut, sendWaits atomic.Uint64
 	dropMu                                  sync.Mutex
@@ -189,7 +185,8 @@ func New(opts Options) (*Router, error) {
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{log: opts.Log, bindings: map[string]binding.Binding{}, index: map[string]int{}, routes: opts.Routes, drops: map[string]uint64{}}
+	r := &Router{log: opts.Log, bindings: map[string]binding.Binding{}, index: map[string]int{}, routes: opts.Routes, drops: map[string]uint64{},
+		plain: opts.Clients, tagged: opts.Tagged}
 	for _, b := range opts.Bindings {
 		if _, dup := r.bindings[b.Name()]; dup {
 			return nil, fmt.Errorf("mctp: binding %q given twice", b.Name())
@@ -248,44 +245,15 @@ func (r *Router) drop(reason string) {
 	r.dropMu.Unlock()
 }
 
-func (r *Router) attached() *ctl.Demux {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.demux
-}
-
-func (r *Router) taggedDemux() *ctl.Demux {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return r.tagged
-}
-
-// AttachTagged makes d, a demux served with ctl.DemuxOptions.Tagged and
-// this router, the one for tag-aware clients. Its OnDisconnect should
-// be ClientGone.
-func (r *Router) AttachTagged(d *ctl.Demux) {
-	r.mu.Lock()
-	r.tagged = d
-	r.mu.Unlock()
-}
-
-// ClientGone releases the tags a tagged client held; it is the tagged
-// demux's OnDisconnect.
-func (r *Router) ClientGone(id ctl.DemuxClientID) {
-	if n := r.tags.ReleaseOwner(id); n > 0 {
-		r.log.Debug("mctp: tags of a gone client released", "client", id, "tags", n)
-	}
-}
-
-// clientTypes lists the types demux clients registered, sorted.
+// clientTypes lists the types local clients registered, sorted.
 func (r *Router) clientTypes() []byte {
 	seen := map[byte]bool{}
-	for _, d := range []*ctl.Demux{r.attached(), r.taggedDemux()} {
-		if d == nil {
+	for _, c := range []Clients{r.plain, r.tagged} {
+		if c == nil {
 			continue
 		}
-		for t, n := range d.Stats().Clients {
-			if n > 0 && t != TypeControlReplies {
+		for _, t := range c.Types() {
+			if t != TypeControlReplies {
 				seen[t] = true
 			}
 		}
@@ -303,14 +271,12 @@ func (r *Router) clientTypes() []byte {
 // under 2 bytes, so neither does mctpd.
 var ErrShortMessage = errors.New("mctp: message of a type byte only is not delivered")
 
-// Send implements ctl.Router: a client's message to the local EID is
-// looped back (control requests to the responder), any other goes out
-// on the routed binding, waiting while that binding is busy (see
-// Router).
-func (r *Router) Send(ctx context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
-	if d != nil && d.Tagged() {
-		return r.sendTagged(ctx, d, m)
-	}
+// Send sends a message from a libmctp-format client (the plain demux's
+// sender): to the local EID it is looped back (control requests to the
+// responder), to any other it goes out on the routed binding, waiting
+// while that binding is busy (see the back-pressure note above). It is
+// safe for concurrent use; it keeps m.Body.
+func (r *Router) Send(ctx context.Context, m ClientMessage) error {
 	own := r.EID()
 	if m.Addr == own && len(m.Body) == 0 {
 		r.drop(DropShortMessage)
@@ -321,75 +287,24 @@ func (r *Router) Send(ctx context.Context, d *ctl.Demux, m ctl.DemuxMessage) err
 		// into the frames it queues, so building the message first
 		// would only add a copy per message. It is a request with tag
 		// 0, as it would be on the wire.
-		r.deliver(d, own, true, 0, m.Type, m.Body)
+		r.deliver(own, true, 0, m.Type, m.Body)
 		return nil
 	}
 	msg := make([]byte, 1+len(m.Body))
 	msg[0] = m.Type
 	copy(msg[1:], m.Body)
 	if m.Addr == own {
-		r.inbound(nil, d, own, true, 0, msg)
+		r.inbound(nil, own, true, 0, msg)
 		return nil
 	}
 	return r.transmit(ctx, r.route(m.Addr), m.Addr, own, true, 0, msg, true)
 }
 
-// sendTagged sends a tagged client's message: a request (TagRequest)
-// with a tag allocated for its destination, or a response (0..7) with
-// exactly that tag. Failures are answered with a TagError frame to the
-// client, and returned for the demux to count and log.
-func (r *Router) sendTagged(ctx context.Context, d *ctl.Demux, m ctl.DemuxMessage) error {
-	alloc, tag, err := ParseClientTag(m.Tag)
-	if err != nil {
-		r.drop(DropTagByte)
-		r.tagError(d, m, TagErrBadTag, err)
-		return err
-	}
-	if alloc {
-		if tag, err = r.tags.Alloc(m.Addr, m.Client); err != nil {
-			r.drop(DropTagExhausted)
-			r.tagError(d, m, TagErrNoTag, err)
-			return err
-		}
-	}
-	msg := make([]byte, 1+len(m.Body))
-	msg[0] = m.Type
-	copy(msg[1:], m.Body)
-	own := r.EID()
-	if m.Addr == own {
-		if len(msg) < 2 {
-			if alloc {
-				r.tags.Release(m.Addr, tag)
-			}
-			r.drop(DropShortMessage)
-			r.tagError(d, m, TagErrSend, ErrShortMessage)
-			return ErrShortMessage
-		}
-		r.inbound(nil, r.attached(), own, alloc, tag, msg)
-		return nil
-	}
-	if err := r.transmit(ctx, r.route(m.Addr), m.Addr, own, alloc, tag, msg, true); err != nil {
-		if alloc {
-			r.tags.Release(m.Addr, tag)
-		}
-		r.tagError(d, m, TagErrSend, err)
-		return err
-	}
-	return nil
-}
-
-// tagError answers a tagged client's message that was not sent with
-// [dest][TagError][type][code][text].
-func (r *Router) tagError(d *ctl.Demux, m ctl.DemuxMessage, code byte, err error) {
-	d.DeliverTo(m.Client, m.Addr, TagError, m.Type, append([]byte{code}, err.Error()...))
-}
-
 // inbound handles a complete message from src: the control responder
 // answers requests to it (on binding b, or locally when b is nil), and
-// the demux clients get everything else. plain is the libmctp-format
-// demux. A message of its type byte alone is dropped, as libmctp's
+// the clients get everything else. A message of its type byte alone is dropped, as libmctp's
 // demux daemon drops every message under 2 bytes.
-func (r *Router) inbound(b binding.Binding, plain *ctl.Demux, src byte, to bool, tag uint8, msg []byte) {
+func (r *Router) inbound(b binding.Binding, src byte, to bool, tag uint8, msg []byte) {
 	if len(msg) < 2 {
 		r.drop(DropShortMessage)
 		r.log.Debug("mctp: message of a type byte only dropped", "src", src, "len", len(msg))
@@ -399,7 +314,7 @@ func (r *Router) inbound(b binding.Binding, plain *ctl.Demux, src byte, to bool,
 		reply := r.resp.Respond(msg)
 		if b == nil {
 			r.msgOut.Add(1)
-			r.deliver(plain, src, false, tag, reply[0], reply[1:])
+			r.deliver(src, false, tag, reply[0], reply[1:])
 			return
 		}
 		// The receive path never waits: a reply the binding cannot
@@ -409,39 +324,27 @@ func (r *Router) inbound(b binding.Binding, plain *ctl.Demux, src byte, to bool,
 		}
 		return
 	}
-	r.deliver(plain, src, to, tag, msg[0], msg[1:])
+	r.deliver(src, to, tag, msg[0], msg[1:])
 }
 
 // deliver hands an inbound message (its type and the bytes after it) to
-// the demux clients of its type; control messages go to
-// TypeControlReplies clients. A response whose tag a tagged client was
-// allocated goes to that client alone. Other responses go to the
-// libmctp-format clients (plain), requests to those and to the tagged
-// clients of the type, with the tag byte TagOwner|tag.
-func (r *Router) deliver(plain *ctl.Demux, src byte, to bool, tag uint8, typ byte, body []byte) {
+// the clients of its type; control messages go to TypeControlReplies
+// clients. A response whose tag a tagged client was allocated goes to
+// that client alone (deliverTagged). Other responses go to the
+// libmctp-format clients, requests to those and to the tagged clients
+// of the type.
+func (r *Router) deliver(src byte, to bool, tag uint8, typ byte, body []byte) {
 	if typ == TypeControl {
 		typ = TypeControlReplies
 	}
-	tagged := r.taggedDemux()
-	n := 0
-	if tagged != nil {
-		// Tag 0 is never allocated: skip the lookup for libmctp's tag.
-		if !to && tag != 0 {
-			if owner, ok := r.tags.Match(src, tag); ok {
-				if !tagged.DeliverTo(owner, src, tag, typ, body) {
-					r.drop(DropTagOwnerGone)
-				}
-				return
-			}
-		}
-		if to && tagged.Registered(typ) > 0 {
-			n = tagged.DeliverTag(src, TagOwner|tag, typ, body)
-		}
+	n, claimed := r.deliverTagged(src, to, tag, typ, body)
+	if claimed {
+		return
 	}
 	// The plain demux counts and logs a message nobody took; when a
 	// tagged client took it, it is not offered to an empty type.
-	if plain != nil && (n == 0 || plain.Registered(typ) > 0) {
-		n += plain.Deliver(src, typ, body)
+	if r.plain != nil && (n == 0 || r.plain.Registered(typ) > 0) {
+		n += r.plain.DeliverTag(src, 0, typ, body)
 	}
 	if n == 0 {
 		r.drop(DropNoClient)
@@ -464,64 +367,6 @@ func (r *Router) match(dest byte) (Route, bool) {
 		}
 	}
 	return Route{}, false
-}
-
-// forwardDecision is where the bridge sends a packet for dest that came
-// in on binding in: the index of the out binding in Options.Bindings,
-// or -1 and the drop reason. It does not look at MTUs.
-func (r *Router) forwardDecision(in string, dest byte) (out int, reason string) {
-	i, ok := r.index[in]
-	if !ok {
-		return -1, DropNoRoute
-	}
-	if rt, ok := r.match(dest); ok {
-		o := r.index[rt.Binding]
-		if o == i {
-			return -1, DropLoop
-		}
-		return o, ""
-	}
-	if len(r.list) == 2 {
-		return 1 - i, ""
-	}
-	return -1, DropNoRoute
-}
-
-// forward sends pkt, received on in for another endpoint, out of the
-// binding forwardDecision picks, unchanged.
-func (r *Router) forward(in binding.Binding, h Header, pkt []byte) {
-	o, reason := r.forwardDecision(in.Name(), h.Dest)
-	if reason != "" {
-		r.dropLog(reason, "in", in.Name(), "src", h.Src, "dest", h.Dest)
-		return
-	}
-	out := r.list[o]
-	if len(pkt)-HeaderLen > out.MTU() {
-		r.dropLog(DropMTU, "in", in.Name(), "out", out.Name(), "src", h.Src, "dest", h.Dest, "payload", len(pkt)-HeaderLen, "mtu", out.MTU())
-		return
-	}
-	if err := out.Send(pkt); err != nil {
-		r.dropLog(DropForwardSend, "in", in.Name(), "out", out.Name(), "src", h.Src, "dest", h.Dest, "err", err)
-		return
-	}
-	r.forwarded[r.index[in.Name()]*len(r.list)+o].Add(1)
-}
-
-// dropLog counts a forwarding drop. The first of each reason is a
-// warning, because it usually means a missing route or a mismatched
-// MTU; the rest go to the debug log, so that a stream of such packets
-// cannot flood the log.
-func (r *Router) dropLog(reason string, attrs ...any) {
-	r.dropMu.Lock()
-	r.drops[reason]++
-	n := r.drops[reason]
-	r.dropMu.Unlock()
-	attrs = append(attrs, "reason", reason)
-	if n == 1 {
-		r.log.Warn("mctp: packet not forwarded (further drops of this reason are counted in stats-get)", attrs...)
-		return
-	}
-	r.log.Debug("mctp: packet not forwarded", attrs...)
 }
 
 // ErrTooBig is transmit's error for a message over MaxMessage, which no
@@ -613,12 +458,8 @@ func setSeq(pkts [][]byte, seq uint8) {
 	}
 }
 
-// Run attaches the demux and receives packets from every binding until
-// ctx ends.
-func (r *Router) Run(ctx context.Context, d *ctl.Demux) error {
-	r.mu.Lock()
-	r.demux = d
-	r.mu.Unlock()
+// Run receives packets from every binding until ctx ends.
+func (r *Router) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(r.order))
 	for i, name := range r.order {
@@ -642,7 +483,7 @@ func (r *Router) Run(ctx context.Context, d *ctl.Demux) error {
 }
 
 // Receive handles one packet from binding b: header checks, drop
-// rules, reassembly, then the control responder or the demux clients.
+// rules, reassembly, then the control responder or the clients.
 func (r *Router) Receive(b binding.Binding, pkt []byte) {
 	r.receive(b, pkt, time.Time{})
 }
@@ -695,7 +536,7 @@ func (r *Router) receive(b binding.Binding, pkt []byte, now time.Time) {
 		return
 	}
 	r.msgIn.Add(1)
-	r.inbound(b, r.attached(), h.Src, h.TO, h.Tag, msg)
+	r.inbound(b, h.Src, h.TO, h.Tag, msg)
 }
 
 // Stats are the router's counters for stats-get.
@@ -720,13 +561,6 @@ type Stats struct {
 	// Forwarded has one entry per ordered pair of distinct bindings
 	// (none with a single binding), in command-line order.
 	Forwarded []ForwardStat `json:"forwarded"`
-}
-
-// ForwardStat counts the packets bridged from one binding to another.
-type ForwardStat struct {
-	In      string `json:"in"`
-	Out     string `json:"out"`
-	Packets uint64 `json:"packets"`
 }
 
 // Stats returns the current counters.
@@ -801,31 +635,3 @@ func (r *Router) BindingInfo() []BindingInfo {
 	}
 	return out
 }
-
-// Null is the binding without a medium: mctpd then serves only its own
-// EID (loopback through the demux) and every remote send fails.
-type Null struct{ refused atomic.Uint64 }
-
-// ErrNullBinding is Null's Send error.
-var ErrNullBinding = errors.New("null binding has no medium")
-
-// Name implements binding.Binding.
-func (*Null) Name() string { return "null" }
-
-// MTU implements binding.Binding.
-func (*Null) MTU() int { return binding.BaselineMTU }
-
-// Send implements binding.Binding; it always fails.
-func (n *Null) Send([]byte) error {
-	n.refused.Add(1)
-	return ErrNullBinding
-}
-
-// Run implements binding.Binding; it only waits for ctx.
-func (*Null) Run(ctx context.Context, _ func([]byte)) error {
-	<-ctx.Done()
-	return nil
-}
-
-// Stats implements binding.Binding.
-func (n *Null) Stats() map[string]uint64 { return map[string]uint64{"refused": n.refused.Load()} }

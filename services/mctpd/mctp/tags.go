@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // The tag byte of mctpd's tagged demux frames, [eid][tag byte][type]
@@ -100,7 +98,7 @@ type Tags struct {
 }
 
 type peerTags struct {
-	owner   [TagValue + 1]ctl.DemuxClientID // 0: free
+	owner   [TagValue + 1]ClientID // 0: free
 	expires [TagValue + 1]time.Time
 	gone    [TagValue + 1]bool // the owner disconnected
 	last    uint8              // the tag allocated last, where the next search starts
@@ -128,7 +126,7 @@ func peerKey(eid byte) byte {
 // records owner for the response. Tags are handed out round robin, so
 // that a late response to an expired tag is unlikely to meet a new
 // request's.
-func (t *Tags) Alloc(dest byte, owner ctl.DemuxClientID) (uint8, error) {
+func (t *Tags) Alloc(dest byte, owner ClientID) (uint8, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.opts.Now()
@@ -155,7 +153,7 @@ func (t *Tags) Alloc(dest byte, owner ctl.DemuxClientID) (uint8, error) {
 // releases the tag unless it was allocated for the null or broadcast
 // EID. ok is false when no live allocation matches; owner is 0 when
 // the tag's owner has disconnected.
-func (t *Tags) Match(src byte, tag uint8) (owner ctl.DemuxClientID, ok bool) {
+func (t *Tags) Match(src byte, tag uint8) (owner ClientID, ok bool) {
 	tag &= TagValue
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -192,7 +190,7 @@ func (t *Tags) Release(dest byte, tag uint8) {
 
 // ReleaseOwner makes every tag owner holds free for Alloc, and returns
 // how many it held; their responses are still recognised (see Tags).
-func (t *Tags) ReleaseOwner(owner ctl.DemuxClientID) int {
+func (t *Tags) ReleaseOwner(owner ClientID) int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	n := 0

@@ -3,14 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -248,82 +246,4 @@ func (c *invocation) console(args []string) error {
 		return connErr(err)
 	}
 	return nil
-}
-
-// demux: ctl demux -name N -type T send ADDR HEX | recv [-n K]
-func (c *invocation) demux(args []string) error {
-	fs := c.flags("ctl demux", "ctl demux [-name N] -type T send ADDR HEX | recv [-n K] [-timeout D]")
-	name := fs.String("name", "mctp-mux", "demux abstract socket name")
-	typ := fs.String("type", "", "message type to register (0x01..0xff)")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	t, err := parseByte(*typ)
-	if err != nil || t == 0 {
-		return cli.Usage("demux: -type %q: want a message type 1..255", *typ)
-	}
-	if fs.NArg() < 1 {
-		fs.Usage()
-		return cli.Usage("demux: want send or recv")
-	}
-	sub := fs.Args()[1:]
-	switch fs.Arg(0) {
-	case "send":
-		if len(sub) != 2 {
-			return cli.Usage("demux send: want ADDR HEX")
-		}
-		addr, err := parseByte(sub[0])
-		if err != nil {
-			return cli.Usage("demux send: ADDR %q: %v", sub[0], err)
-		}
-		body, err := hex.DecodeString(strings.NewReplacer(" ", "", ":", "").Replace(sub[1]))
-		if err != nil {
-			return cli.Usage("demux send: HEX %q: %v", sub[1], err)
-		}
-		dc, err := ctl.DialDemux(*name, t)
-		if err != nil {
-			return connErr(err)
-		}
-		defer dc.Close()
-		if err := dc.Send(addr, body); err != nil {
-			return connErr(err)
-		}
-		return nil
-	case "recv":
-		rfs := c.flags("ctl demux recv", "ctl demux -type T recv [-n K] [-timeout D]")
-		n := rfs.Int("n", 0, "stop after K messages (0 = until interrupted)")
-		timeout := rfs.Duration("timeout", 0, "give up after this long (0 = never)")
-		if err := parseFlags(rfs, sub); err != nil {
-			return err
-		}
-		dc, err := ctl.DialDemux(*name, t)
-		if err != nil {
-			return connErr(err)
-		}
-		defer dc.Close()
-		ctx, cancel := interruptible(*timeout)
-		defer cancel()
-		stop := context.AfterFunc(ctx, func() { dc.SetDeadline(time.Unix(1, 0)) })
-		defer stop()
-		for got := 0; *n == 0 || got < *n; got++ {
-			addr, mt, body, err := dc.Recv()
-			if err != nil {
-				if ctx.Err() != nil && *n == 0 && !errors.Is(ctx.Err(), context.DeadlineExceeded) {
-					return nil
-				}
-				return connErr(err)
-			}
-			fmt.Fprintf(c.stdout, "%02x %02x %s\n", addr, mt, hex.EncodeToString(body))
-		}
-		return nil
-	}
-	return cli.Usage("demux: unknown action %q (want send or recv)", fs.Arg(0))
-}
-
-func parseByte(s string) (byte, error) {
-	n, err := strconv.ParseUint(s, 0, 8)
-	if err != nil {
-		return 0, fmt.Errorf("want 0..255 (decimal or 0x hex)")
-	}
-	return byte(n), nil
 }

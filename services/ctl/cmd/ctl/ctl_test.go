@@ -18,7 +18,6 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 // ctlBin is the ctl program built once for the tests: the hub runs as a
@@ -45,10 +44,10 @@ func TestMain(m *testing.M) {
 
 // hub is a running "ctl serve".
 type hub struct {
-	cmd                         *exec.Cmd
-	dir                         string
-	kea, dgram, ipc, con, demux string
-	log                         *testutil.LockedBuffer
+	cmd                  *exec.Cmd
+	dir                  string
+	kea, dgram, ipc, con string
+	log                  *testutil.LockedBuffer
 }
 
 func startHub(t *testing.T, extra ...string) *hub {
@@ -57,10 +56,9 @@ func startHub(t *testing.T, extra ...string) *hub {
 	h := &hub{
 		dir: dir, kea: filepath.Join(dir, "kea.sock"), dgram: filepath.Join(dir, "dgram.sock"),
 		ipc: filepath.Join(dir, "ipc.socket"), con: filepath.Join(dir, "console.sock"),
-		demux: fmt.Sprintf("tb-ctl-test-%d-%d", os.Getpid(), time.Now().UnixNano()),
-		log:   &testutil.LockedBuffer{},
+		log: &testutil.LockedBuffer{},
 	}
-	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con, "-demux", h.demux}, extra...)
+	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con}, extra...)
 	h.cmd = exec.Command(ctlBin, args...)
 	h.cmd.Stderr = h.log
 	if err := h.cmd.Start(); err != nil {
@@ -163,8 +161,8 @@ func TestClients(t *testing.T) {
 			stdout: []string{"Unknown command, try: ?"}},
 		{name: "no command", args: nil, code: 2, stderr: "usage: ctl COMMAND"},
 		{name: "unknown sub-command", args: []string{"frob"}, code: 2, stderr: `unknown command "frob"`},
-		{name: "demux bad type", args: []string{"demux", "-name", h.demux, "-type", "0", "recv"}, code: 2, stderr: "want a message type 1..255"},
-		{name: "demux bad hex", args: []string{"demux", "-name", h.demux, "-type", "5", "send", "8", "zz"}, code: 2, stderr: "HEX"},
+		// The MCTP demux client is mctpd's mctp command.
+		{name: "no demux command", args: []string{"demux", "-name", "mctp-mux", "-type", "5", "recv"}, code: 2, stderr: `unknown command "demux"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -209,56 +207,6 @@ func hubStatus(t *testing.T, h *hub) map[string]json.RawMessage {
 	return rep.Arguments
 }
 
-func TestDemuxCLI(t *testing.T) {
-	h := startHub(t)
-	recv := exec.Command(ctlBin, "demux", "-name", h.demux, "-type", "0x05", "recv", "-n", "2", "-timeout", "10s")
-	var out bytes.Buffer
-	recv.Stdout, recv.Stderr = &out, &out
-	if err := recv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	// Wait for the receiver's registration to show in the demux stats.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var dm struct {
-			Clients map[string]int `json:"clients"`
-		}
-		json.Unmarshal(hubStatus(t, h)["demux"], &dm)
-		if dm.Clients["5"] == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("receiver did not register; demux stats never showed it")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	// Local address 8: the loopback router delivers back to type 5.
-	for _, body := range []string{"6869", "00ff7e7d"} {
-		if code, o, e := runCtl(t, "", "demux", "-name", h.demux, "-type", "5", "send", "8", body); code != 0 {
-			t.Fatalf("send: exit %d %s %s", code, o, e)
-		}
-	}
-	if err := recv.Wait(); err != nil {
-		t.Fatalf("recv: %v: %s", err, out.String())
-	}
-	if got, want := out.String(), "08 05 6869\n08 05 00ff7e7d\n"; got != want {
-		t.Fatalf("recv printed %q, want %q", got, want)
-	}
-	// A message to another address has no route in the loopback router.
-	runCtl(t, "", "demux", "-name", h.demux, "-type", "5", "send", "9", "01")
-	var dm struct {
-		DropRoute uint64 `json:"drop-route"`
-	}
-	deadline = time.Now().Add(5 * time.Second)
-	for dm.DropRoute == 0 && time.Now().Before(deadline) {
-		json.Unmarshal(hubStatus(t, h)["demux"], &dm)
-		time.Sleep(10 * time.Millisecond)
-	}
-	if dm.DropRoute != 1 {
-		t.Fatalf("drop-route %d, want 1", dm.DropRoute)
-	}
-}
-
 // TestSocatClients talks to the hub with socat, an independent client.
 func TestSocatClients(t *testing.T) {
 	testutil.NeedTool(t, "socat", "socat")
@@ -269,7 +217,6 @@ func TestSocatClients(t *testing.T) {
 		{"kea", `printf '{"command":"echo","arguments":{"k":"v"}}' | socat - UNIX-CONNECT:` + h.kea, `{ "arguments": { "k": "v" }, "result": 0 }`},
 		{"ipc", `printf '{"command":"echo","id":7,"k":"v"}\n' | socat -t 2 - UNIX-CONNECT:` + h.ipc, `{"id":7,"k":"v","success":true}`},
 		{"console", `printf 'echo a b\n' | socat -t 2 - UNIX-CONNECT:` + h.con, "a b"},
-		{"demux", `(printf '\005'; sleep 0.2; printf '\010\005hi'; sleep 0.5) | socat -t 1 - ABSTRACT-CONNECT:` + h.demux + `,socktype=5 | od -An -tx1`, "08 05 68 69"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -286,7 +233,7 @@ func TestSocatClients(t *testing.T) {
 
 func TestServeRefusesLiveSocket(t *testing.T) {
 	h := startHub(t)
-	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "", "-demux", "")
+	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "")
 	if code != 1 || !strings.Contains(errs, "address already in use by a running process") {
 		t.Fatalf("exit %d, stderr %s", code, errs)
 	}
@@ -296,50 +243,19 @@ func TestServeRefusesLiveSocket(t *testing.T) {
 	}
 }
 
-// TestServeDemux checks that -demux= (how the image starts the hub, so
-// that mctpd owns the default names) and an empty -demux argument start
-// no demux at all, and that a named demux is served and reported.
-func TestServeDemux(t *testing.T) {
-	name := fmt.Sprintf("tb-ctl-test-%d-%d", os.Getpid(), time.Now().UnixNano())
-	for _, tc := range []struct {
-		name  string
-		args  []string
-		serve bool
-	}{
-		{"disabled with =", []string{"-demux="}, false},
-		{"disabled with an empty argument", []string{"-demux", ""}, false},
-		{"named", []string{"-demux", name}, true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			kea := filepath.Join(testutil.ShortDir(t), "kea.sock")
-			h := &hub{kea: kea, log: &testutil.LockedBuffer{}}
-			h.cmd = exec.Command(ctlBin, append([]string{"serve", "-kea", kea, "-dgram", "", "-ipc", "", "-console", ""}, tc.args...)...)
-			h.cmd.Stderr = h.log
-			if err := h.cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				h.cmd.Process.Kill()
-				h.cmd.Wait()
-				if t.Failed() {
-					t.Logf("ctl serve log:\n%s", h.log.String())
-				}
-			})
-			testutil.WaitFor(t, "the Kea socket", 10*time.Second, func() bool {
-				fi, err := os.Stat(kea)
-				return err == nil && fi.Mode()&os.ModeSocket != 0
-			})
-			if _, ok := hubStatus(t, h)["demux"]; ok != tc.serve {
-				t.Errorf("status-get reports a demux: %v, want %v", ok, tc.serve)
-			}
-			c, err := ctl.DialDemux(name, 5)
-			if err == nil {
-				c.Close()
-			}
-			if (err == nil) != tc.serve {
-				t.Errorf("dial demux %s: %v; want it served: %v", name, err, tc.serve)
-			}
-		})
+// TestServeNoDemux checks that the hub serves no MCTP demux (mctpd owns
+// the demux names) and that the -demux flags it once had are refused,
+// not silently ignored.
+func TestServeNoDemux(t *testing.T) {
+	h := startHub(t)
+	if _, ok := hubStatus(t, h)["demux"]; ok {
+		t.Error("status-get reports a demux")
+	}
+	for _, args := range [][]string{{"-demux="}, {"-demux", "x"}, {"-demux-addr", "8"}} {
+		code, _, errs := runCtl(t, "", append([]string{"serve", "-kea", "", "-dgram", "", "-ipc", "", "-console", ""}, args...)...)
+		if code != 2 || !strings.Contains(errs, "flag provided but not defined") {
+			t.Errorf("serve %q: exit %d, stderr %s; want a usage error", args, code, errs)
+		}
 	}
 }
 
@@ -435,10 +351,11 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"serve", "-log-level", "loud"}, 2, "", `invalid value "loud" for flag -log-level`},
 		{[]string{"serve", "extra"}, 2, "", `ctl: serve: unexpected argument "extra"`},
 		{[]string{"serve", "-socket-mode", "999"}, 2, "", `ctl: serve: -socket-mode "999": want an octal mode`},
-		{[]string{"serve", "-demux-addr", "256"}, 2, "", "ctl: serve: -demux-addr 256: want 0..255"},
+		// The MCTP demux is mctpd's: serve no longer listens on it.
+		{[]string{"serve", "-demux", "mctp-mux"}, 2, "", "ctl: flag provided but not defined: -demux\n"},
 		{[]string{"kea", "-h"}, 0, "", "usage: "},
 		{[]string{"kea", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
-		{[]string{"demux", "-name", "x", "-type", "0", "recv"}, 2, "", "want a message type 1..255"},
+		{[]string{"demux", "-name", "x", "-type", "0", "recv"}, 2, "", "ctl: unknown command \"demux\""},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Exec(context.Background(), "ctl", program{stdin: strings.NewReader("")}.run, tc.args, &stdout, &stderr)

@@ -6,8 +6,6 @@
 //	ctl ipc [-follow] NAME|PATH LINE...       nose line-JSON IPC
 //	ctl dgram SOCKET CMD...                   sfptpd-style datagrams
 //	ctl console SOCKET                        interactive console
-//	ctl demux -name N -type T send ADDR HEX   send one demux message
-//	ctl demux -name N -type T recv [-n K]     receive demux messages
 //
 // Client exit codes: 0 success; 1 the daemon answered with a failure; 2
 // usage or connection error.
@@ -31,8 +29,6 @@ commands:
   ipc [-follow] NAME|PATH LINE...       send nose IPC lines, print replies (and events)
   dgram SOCKET CMD...                   send each CMD as one sfptpd control datagram
   console SOCKET                        interactive console: stdin lines in, output out
-  demux -name N -type T send ADDR HEX   send one message through an MCTP-style demux
-  demux -name N -type T recv [-n K]     print received demux messages
 
 exit status: 0 success, 1 the daemon reported a failure, 2 usage or connection error
 `
@@ -76,8 +72,6 @@ func (p program) run(ctx context.Context, args []string, stdout, stderr io.Write
 		err = c.dgram(rest)
 	case "console":
 		err = c.console(rest)
-	case "demux":
-		err = c.demux(rest)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

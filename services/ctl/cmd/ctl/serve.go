@@ -13,21 +13,18 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
-	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 )
 
 type serveConfig struct {
-	Kea       string   `json:"kea"`
-	Dgram     string   `json:"dgram"`
-	IPC       string   `json:"ipc"`
-	Console   string   `json:"console"`
-	Demux     []string `json:"demux"`
-	IPCDial   string   `json:"ipc-connect,omitempty"`
-	DemuxAddr int      `json:"demux-addr"`
-	MaxConns  int      `json:"max-conns"`
-	Mode      string   `json:"socket-mode"`
-	AllowGID  int      `json:"allow-gid"`
+	Kea      string `json:"kea"`
+	Dgram    string `json:"dgram"`
+	IPC      string `json:"ipc"`
+	Console  string `json:"console"`
+	IPCDial  string `json:"ipc-connect,omitempty"`
+	MaxConns int    `json:"max-conns"`
+	Mode     string `json:"socket-mode"`
+	AllowGID int    `json:"allow-gid"`
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -38,10 +35,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
 	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
 	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
-	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
-	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux; -demux '' disables)")
 	ipcConnect := fs.String("ipc-connect", "", "also dial out to this nose IPC socket and serve that connection")
-	fs.IntVar(&cfg.DemuxAddr, "demux-addr", 8, "local address of the demux loopback router")
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
 	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
@@ -52,14 +46,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return cli.Usage("serve: unexpected argument %q", fs.Arg(0))
 	}
-	cfg.Demux = demux.Values
 	cfg.IPCDial = *ipcConnect
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {
 		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
-	}
-	if cfg.DemuxAddr < 0 || cfg.DemuxAddr > 255 {
-		return cli.Usage("serve: -demux-addr %d: want 0..255", cfg.DemuxAddr)
 	}
 	log := logging.Logger(stderr)
 
@@ -72,7 +62,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		dgram   *ctl.DgramServer
 		ipc     *ctl.IPCServer
 		console *ctl.ConsoleServer
-		demux   *ctl.Demux
 	}
 	d := ctl.NewDaemon(ctl.DaemonOptions{
 		Name:   "ctl",
@@ -96,9 +85,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			st["connections"] = conns
 			if fe.dgram != nil {
 				st["dgram"] = fe.dgram.Stats()
-			}
-			if fe.demux != nil {
-				st["demux"] = fe.demux.Stats()
 			}
 			return st
 		},
@@ -134,14 +120,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.Console != "" {
 		if err := keep(&fe.Mutex, &fe.console)(srv.ServeConsole(spec(cfg.Console), ctl.ConsoleOptions{StreamOptions: streamOpts})); err != nil {
-			return fail(err)
-		}
-	}
-	if len(cfg.Demux) > 0 && cfg.Demux[0] != "" {
-		if err := keep(&fe.Mutex, &fe.demux)(srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{
-			StreamOptions: streamOpts,
-			Router:        ctl.LoopbackRouter{Addr: byte(cfg.DemuxAddr)},
-		})); err != nil {
 			return fail(err)
 		}
 	}

@@ -21,7 +21,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
@@ -43,17 +43,17 @@ const usage = `usage: mctp [-demux NAME] [-tagged] [-tagged-demux NAME] COMMAND
                                  query an endpoint's control responder (-tagged:
                                  with an allocated tag, so only our reply comes)`
 
-// demux says which demux to use and how.
-type demux struct {
+// target says which demux to use and how.
+type target struct {
 	name   string
 	tagged bool
 }
 
-func (d demux) dial(typ byte) (*ctl.DemuxConn, error) {
+func (d target) dial(typ byte) (*demux.Conn, error) {
 	if d.tagged {
-		return ctl.DialDemuxTagged(d.name, typ)
+		return demux.DialTagged(d.name, typ)
 	}
-	return ctl.DialDemux(d.name, typ)
+	return demux.Dial(d.name, typ)
 }
 
 // tagError renders a tagged demux's error frame.
@@ -67,7 +67,7 @@ func tagError(eid, typ byte, body []byte) error {
 func run(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	name := fs.String("demux", ctl.DefaultDemuxNames[0], "demux abstract socket name")
+	name := fs.String("demux", demux.DefaultNames[0], "demux abstract socket name")
 	tagged := fs.Bool("tagged", false, "use mctpd's tag-aware demux")
 	taggedName := fs.String("tagged-demux", "", "tag-aware demux name; implies -tagged (default: the -demux name plus \"-tagged\", as mctpd derives it)")
 	fs.Usage = func() { fmt.Fprintln(stderr, usage); fs.PrintDefaults() }
@@ -80,9 +80,9 @@ func run(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() == 0 {
 		return cli.Usage("no command\n%s", usage)
 	}
-	dm := demux{name: *name}
+	dm := target{name: *name}
 	if *tagged || *taggedName != "" {
-		dm = demux{name: strings.TrimPrefix(*name, "@") + "-tagged", tagged: true}
+		dm = target{name: strings.TrimPrefix(*name, "@") + "-tagged", tagged: true}
 		if *taggedName != "" {
 			dm.name = *taggedName
 		}
@@ -111,7 +111,17 @@ func checkByte(name string, v uint) (byte, error) {
 	return byte(v), nil
 }
 
-func send(dm demux, args []string, stderr io.Writer) error {
+// checkType checks a -type a client registers: the demux closes a client
+// that registers type 0 (control messages come as TypeControlReplies;
+// ctrl sends them).
+func checkType(v uint) (byte, error) {
+	if v == 0 || v > 255 {
+		return 0, cli.Usage("-type: want a message type 1..255 (ctrl sends control messages)")
+	}
+	return byte(v), nil
+}
+
+func send(dm target, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp send", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	eid := byteFlag(fs, "eid", "destination EID")
@@ -133,7 +143,7 @@ func send(dm demux, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	t, err := checkByte("type", *typ)
+	t, err := checkType(*typ)
 	if err != nil {
 		return err
 	}
@@ -161,7 +171,7 @@ func send(dm demux, args []string, stderr io.Writer) error {
 	// follows this one is routed after it; a tagged demux answers a
 	// message it could not send with an error frame meanwhile.
 	var refused error
-	err = c.FinishFunc(2*time.Second, func(m ctl.DemuxMessage) {
+	err = c.FinishFunc(2*time.Second, func(m demux.Message) {
 		if dm.tagged && m.Tag == mctp.TagError && refused == nil {
 			refused = tagError(m.Addr, m.Type, m.Body)
 		}
@@ -175,7 +185,7 @@ func send(dm demux, args []string, stderr io.Writer) error {
 	return nil
 }
 
-func recv(dm demux, args []string, stdout, stderr io.Writer) error {
+func recv(dm target, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("mctp recv", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	typ := byteFlag(fs, "type", "message type to register for")
@@ -184,7 +194,7 @@ func recv(dm demux, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return &cli.ExitError{Code: 2, Err: err}
 	}
-	t, err := checkByte("type", *typ)
+	t, err := checkType(*typ)
 	if err != nil {
 		return err
 	}
@@ -230,7 +240,7 @@ var ctrlCmds = map[string]struct {
 	"get-uuid":    {mctp.CmdGetUUID, nil},
 }
 
-func ctrl(dm demux, args []string, stdout, stderr io.Writer) error {
+func ctrl(dm target, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return cli.Usage("ctrl: want get-eid, get-version, get-types or get-uuid")
 	}

@@ -5,49 +5,55 @@ import (
 	"context"
 	"crypto/rand"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // serve runs a demux with mctpd's router (EID 8, null binding) on a
 // random name, and its tagged demux on that name plus "-tagged".
-func serve(t *testing.T) (string, *ctl.Demux) {
+func serve(t *testing.T) (string, *demux.Server) {
 	t.Helper()
 	name, dm, _ := serveTagged(t)
 	return name, dm
 }
 
-func serveTagged(t *testing.T) (string, *ctl.Demux, *ctl.Demux) {
+func serveTagged(t *testing.T) (string, *demux.Server, *demux.Server) {
 	t.Helper()
-	r, err := mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{&mctp.Null{}}, UUID: [16]byte{0: 0xab, 15: 0xcd}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)}))
 	name := "mctp-cli-test-" + rand.Text()[:10]
-	dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
+	dm, err := demux.New([]string{name}, demux.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	td, err := srv.ServeDemux([]string{name + "-tagged"}, ctl.DemuxOptions{Router: r, Tagged: true, OnDisconnect: r.ClientGone})
+	var r *mctp.Router
+	td, err := demux.New([]string{name + "-tagged"}, demux.Options{Tagged: true, OnDisconnect: func(id mctp.ClientID) { r.ClientGone(id) }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.AttachTagged(td)
+	r, err = mctp.New(mctp.Options{EID: 8, Bindings: []binding.Binding{&mctp.Null{}}, UUID: [16]byte{0: 0xab, 15: 0xcd}, Clients: dm, Tagged: td})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dm.Serve(r); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dm.Close(context.Background()) })
+	if err := td.Serve(demux.SenderFunc(r.SendTagged)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { td.Close(context.Background()) })
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); r.Run(ctx, dm) }()
+	go func() { defer close(done); r.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		<-done
-		srv.Close(context.Background())
 	})
 	return name, dm, td
 }
@@ -99,6 +105,12 @@ func TestSendRecv(t *testing.T) {
 	if out.String() != "8 1 1122\n8 1 7e7d\n" {
 		t.Errorf("recv printed %q", out.String())
 	}
+	// A message to another EID has no way out over the null binding:
+	// the router refuses it and the demux counts the drop.
+	if err := run([]string{"-demux", name, "send", "-eid", "9", "-type", "1", "01"}, io.Discard, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, "the route drop", 5*time.Second, func() bool { return dm.Stats().DropRoute == 1 })
 }
 
 func TestUsage(t *testing.T) {
@@ -108,6 +120,8 @@ func TestUsage(t *testing.T) {
 		{"send", "-eid", "8", "-type", "1", "zz"},
 		{"send", "-type", "1", "00"},
 		{"recv"},
+		{"recv", "-type", "0"},
+		{"send", "-eid", "8", "-type", "0", "00"},
 		{"ctrl"},
 		{"ctrl", "get-bogus", "-eid", "8"},
 		{"ctrl", "get-eid"},

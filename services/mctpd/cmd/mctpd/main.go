@@ -22,12 +22,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/control"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 	"github.com/tickbox-fw/tickbox/services/mctpd/serial"
@@ -58,8 +60,8 @@ type config struct {
 // running is what the daemon exposes to tests once it serves.
 type running struct {
 	router *mctp.Router
-	demux  *ctl.Demux
-	tagged *ctl.Demux
+	demux  *demux.Server
+	tagged *demux.Server
 	kea    *ctl.KeaServer
 }
 
@@ -167,8 +169,8 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	var cfg config
 	fs.IntVar(&cfg.EID, "e", 8, "local endpoint ID (8..254)")
 	logging := cli.LogFlags(fs, "v")
-	demux := cliflag.NewList(ctl.DefaultDemuxNames...)
-	fs.Var(demux, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
+	demuxNames := cliflag.NewList(demux.DefaultNames...)
+	fs.Var(demuxNames, "demux", "demux abstract socket name, repeatable (default mctp-mux and mctp-demux)")
 	tagged := fs.String("tagged-demux", "", "abstract socket name of the tag-aware demux (default: the first -demux name plus \"-tagged\", mctp-mux-tagged; empty disables)")
 	fs.StringVar(&cfg.Kea, "kea", "/run/mctpd/control.sock", "Kea JSON control socket path (empty disables)")
 	fs.StringVar(&cfg.State, "state", "/perm/mctpd", "state directory (the persistent UUID)")
@@ -188,7 +190,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg.Demux, cfg.Routes, cfg.Bindings = demux.Values, routes.Values, groups
+	cfg.Demux, cfg.Routes, cfg.Bindings = demuxNames.Values, routes.Values, groups
 	// Deriving the default from the first plain name keeps two daemons
 	// with their own -demux names from contending for one tagged name.
 	cfg.TaggedDemux = *tagged
@@ -228,13 +230,8 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if err != nil {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
-	router, err := mctp.New(mctp.Options{EID: byte(cfg.EID), Bindings: bs, Routes: rts, UUID: uuid, Log: log})
-	if err != nil {
-		return cli.Usage("%w", err)
-	}
-
 	var rn running
-	rn.router = router
+	var router *mctp.Router
 	d := ctl.NewDaemon(ctl.DaemonOptions{
 		Name:   "mctpd",
 		Logger: log,
@@ -244,19 +241,53 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 		},
 	})
 	srv := ctl.NewServer(d)
-	dm, err := srv.ServeDemux(cfg.Demux, ctl.DemuxOptions{Router: router})
+	// The demuxes exist before the router, which delivers to them, and
+	// serve once it does, with the router as their sender.
+	inherit := srv.Inheritance()
+	dm, err := demux.New(cfg.Demux, demux.Options{Log: log, Inheritance: inherit})
 	if err != nil {
+		return &cli.ExitError{Code: 1, Err: err}
+	}
+	var td *demux.Server
+	if cfg.TaggedDemux != "" {
+		// The hook runs only for clients, which connect once Serve
+		// below has run, after router is set.
+		td, err = demux.New([]string{cfg.TaggedDemux}, demux.Options{Log: log, Inheritance: inherit, Tagged: true,
+			OnDisconnect: func(id mctp.ClientID) { router.ClientGone(id) }})
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: fmt.Errorf("tagged demux: %w", err)}
+		}
+	}
+	opts := mctp.Options{EID: byte(cfg.EID), Bindings: bs, Routes: rts, UUID: uuid, Log: log, Clients: dm}
+	if td != nil {
+		opts.Tagged = td
+	}
+	router, err = mctp.New(opts)
+	if err != nil {
+		return cli.Usage("%w", err)
+	}
+	rn.router = router
+	// closeDemuxes stops the demuxes, giving their clients the control
+	// plane's 5 s.
+	closeDemuxes := func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer ccancel()
+		dm.Close(cctx)
+		if td != nil {
+			td.Close(cctx)
+		}
+	}
+	if err := dm.Serve(router); err != nil {
 		srv.Close(context.Background())
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	rn.demux = dm
-	if cfg.TaggedDemux != "" {
-		td, err := srv.ServeDemux([]string{cfg.TaggedDemux}, ctl.DemuxOptions{Router: router, Tagged: true, OnDisconnect: router.ClientGone})
-		if err != nil {
+	if td != nil {
+		if err := td.Serve(demux.SenderFunc(router.SendTagged)); err != nil {
+			closeDemuxes()
 			srv.Close(context.Background())
 			return &cli.ExitError{Code: 1, Err: fmt.Errorf("tagged demux: %w", err)}
 		}
-		router.AttachTagged(td)
 		rn.tagged = td
 	}
 	cmds := control.Options{Router: router, Demux: dm}
@@ -267,6 +298,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if cfg.Kea != "" {
 		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
 		if err != nil {
+			closeDemuxes()
 			srv.Close(context.Background())
 			return &cli.ExitError{Code: 1, Err: err}
 		}
@@ -275,7 +307,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	routerDone := make(chan error, 1)
-	go func() { routerDone <- router.Run(ctx, dm) }()
+	go func() { routerDone <- router.Run(ctx) }()
 	log.Info("mctpd serving", "eid", cfg.EID, "bindings", names, "demux", cfg.Demux, "tagged_demux", cfg.TaggedDemux, "uuid", mctp.FormatUUID(uuid))
 	if h.ready != nil {
 		h.ready(rn)
@@ -283,6 +315,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	if err := srv.Run(ctx); err != nil {
 		log.Error("shutdown", "err", err)
 	}
+	closeDemuxes()
 	cancel()
 	if err := <-routerDone; err != nil {
 		log.Error("bindings stopped", "err", err)

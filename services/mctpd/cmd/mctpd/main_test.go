@@ -22,7 +22,7 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
@@ -72,9 +72,9 @@ func startBinding(t *testing.T, bind []string, extra ...string) *daemon {
 	return d
 }
 
-func dial(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
+func dial(t *testing.T, d *daemon, typ byte) *demux.Conn {
 	t.Helper()
-	c, err := ctl.DialDemux(d.name, typ)
+	c, err := demux.Dial(d.name, typ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +96,7 @@ func registered(t *testing.T, d *daemon, typ byte, n int) {
 	t.Fatalf("clients of type %d: %d, want %d", typ, d.demux.Stats().Clients[typ], n)
 }
 
-func recvMsg(t *testing.T, c *ctl.DemuxConn) (byte, byte, []byte) {
+func recvMsg(t *testing.T, c *demux.Conn) (byte, byte, []byte) {
 	t.Helper()
 	a, ty, b, err := c.Recv()
 	if err != nil {
@@ -161,7 +161,7 @@ func TestLoopback(t *testing.T) {
 	if err := a.Send(8, []byte{0x11, 0x22}); err != nil {
 		t.Fatal(err)
 	}
-	for _, c := range []*ctl.DemuxConn{a, b} {
+	for _, c := range []*demux.Conn{a, b} {
 		src, typ, body := recvMsg(t, c)
 		if src != 8 || typ != 1 || !bytes.Equal(body, []byte{0x11, 0x22}) {
 			t.Errorf("got %d %d % x", src, typ, body)
@@ -292,7 +292,7 @@ func TestSlowClient(t *testing.T) {
 func TestAbuse(t *testing.T) {
 	d := start(t)
 	for i := 0; i < 200; i++ {
-		c, err := ctl.DialDemux(d.name, byte(i%255+1))
+		c, err := demux.Dial(d.name, byte(i%255+1))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -439,7 +439,7 @@ func TestSerialMixedMTU(t *testing.T) {
 
 // end is one demux client of an exchange and its daemon's EID.
 type end struct {
-	c   *ctl.DemuxConn
+	c   *demux.Conn
 	eid byte
 }
 
@@ -844,10 +844,10 @@ func FuzzSplitBindings(f *testing.F) {
 }
 
 // dialTagged registers a client of d's tagged demux.
-func dialTagged(t *testing.T, d *daemon, typ byte) *ctl.DemuxConn {
+func dialTagged(t *testing.T, d *daemon, typ byte) *demux.Conn {
 	t.Helper()
 	n := d.tagged.Registered(typ)
-	c, err := ctl.DialDemuxTagged(d.name+"-tagged", typ)
+	c, err := demux.DialTagged(d.name+"-tagged", typ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -881,8 +881,8 @@ func TestSerialPairTagged(t *testing.T) {
 	plain9 := dial(t, d9, 5)
 	registered(t, d9, 5, 1)
 
-	bodies := map[*ctl.DemuxConn][]byte{req1: {0x01, 0x7e}, req2: {0x02, 0x7d}}
-	for _, c := range []*ctl.DemuxConn{req1, req2} {
+	bodies := map[*demux.Conn][]byte{req1: {0x01, 0x7e}, req2: {0x02, 0x7d}}
+	for _, c := range []*demux.Conn{req1, req2} {
 		if err := c.SendTag(9, mctp.TagRequest, 5, bodies[c]); err != nil {
 			t.Fatal(err)
 		}
@@ -925,7 +925,7 @@ func TestSerialPairTagged(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, c := range []*ctl.DemuxConn{req1, req2} {
+	for _, c := range []*demux.Conn{req1, req2} {
 		src, tag, typ, body, err := c.RecvTag()
 		if err != nil {
 			t.Fatalf("reply: %v", err)
@@ -972,7 +972,7 @@ func TestTaggedDemuxFlag(t *testing.T) {
 	if _, ok := m["arguments"].(map[string]any)["demux-tagged"]; !ok {
 		t.Errorf("stats-get lacks demux-tagged: %v", m)
 	}
-	c, err := ctl.DialDemuxTagged(name, 7)
+	c, err := demux.DialTagged(name, 7)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package ctl
+package demux
 
 import (
 	"bufio"
@@ -21,14 +21,14 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 const dmLocal = 8 // the local address of the tests' loopback router
 
 type dmFixture struct {
-	logs  *dgLogs
-	srv   *Server
-	dm    *Demux
+	logs  *logs
+	dm    *Server
 	names []string
 }
 
@@ -39,39 +39,43 @@ func dmNames() []string {
 	return []string{fmt.Sprintf("tbtest-%x-mux", id), fmt.Sprintf("tbtest-%x-demux", id)}
 }
 
-func newDMFixture(t testing.TB, opts DemuxOptions) *dmFixture {
+// newDMFixture serves a demux on fresh names with the sender sender
+// makes for it, the loopback sender at dmLocal when sender is nil.
+func newDMFixture(t testing.TB, opts Options, sender func(*Server) Sender) *dmFixture {
 	t.Helper()
-	return newDMFixtureNames(t, dmNames(), opts)
-}
-
-func newDMFixtureNames(t testing.TB, names []string, opts DemuxOptions) *dmFixture {
-	t.Helper()
-	f := &dmFixture{logs: newDGLogs(), names: names}
+	f := &dmFixture{logs: newLogs(), names: dmNames()}
 	var h slog.Handler = f.logs
 	switch t.(type) {
 	case *testing.B, *testing.F:
 		// A benchmark's or a fuzz target's logs would only grow.
 		h = slog.DiscardHandler
 	}
-	d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(h)})
-	f.srv = NewServer(d)
-	if opts.Router == nil {
-		opts.Router = LoopbackRouter{Addr: dmLocal}
-	}
-	dm, err := f.srv.ServeDemux(names, opts)
+	opts.Log = slog.New(h)
+	dm, err := New(f.names, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
+	s := Loopback(dm, dmLocal)
+	if sender != nil {
+		s = sender(dm)
+	}
+	if err := dm.Serve(s); err != nil {
+		t.Fatal(err)
+	}
 	f.dm = dm
-	closeOnCleanup(t, f.srv)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		dm.Close(ctx)
+	})
 	return f
 }
 
 // dial registers a client and waits until the demux has it.
-func (f *dmFixture) dial(t testing.TB, name string, typ byte) *DemuxConn {
+func (f *dmFixture) dial(t testing.TB, name string, typ byte) *Conn {
 	t.Helper()
 	before := f.dm.Stats().Registrations
-	c, err := DialDemux(name, typ)
+	c, err := Dial(name, typ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +100,7 @@ type dmMsg struct {
 	body      string
 }
 
-func dmRecv(t testing.TB, c *DemuxConn) dmMsg {
+func dmRecv(t testing.TB, c *Conn) dmMsg {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	a, ty, b, err := c.Recv()
@@ -107,7 +111,7 @@ func dmRecv(t testing.TB, c *DemuxConn) dmMsg {
 }
 
 // dmNothing asserts that nothing arrives on c within a short while.
-func dmNothing(t testing.TB, c *DemuxConn) {
+func dmNothing(t testing.TB, c *Conn) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	a, ty, b, err := c.Recv()
@@ -132,9 +136,9 @@ func dmEOF(t testing.TB, c *net.UnixConn) {
 	}
 }
 
-func TestDemuxLoopback(t *testing.T) {
+func TestLoopback(t *testing.T) {
 	t.Parallel()
-	f := newDMFixture(t, DemuxOptions{})
+	f := newDMFixture(t, Options{}, nil)
 	// Registration's extra bytes are discarded, not routed.
 	raw := dmRaw(t, f.names[0])
 	if _, err := raw.Write([]byte{5, dmLocal, 5, 'x'}); err != nil {
@@ -186,9 +190,9 @@ func TestDemuxLoopback(t *testing.T) {
 	}
 }
 
-func TestDemuxExactTypeFanout(t *testing.T) {
+func TestExactTypeFanout(t *testing.T) {
 	t.Parallel()
-	f := newDMFixture(t, DemuxOptions{})
+	f := newDMFixture(t, Options{}, nil)
 	a := f.dial(t, f.names[0], 0x01)
 	b := f.dial(t, f.names[1], 0x01)
 	hi := f.dial(t, f.names[0], 0x81)
@@ -196,7 +200,7 @@ func TestDemuxExactTypeFanout(t *testing.T) {
 	if n := f.dm.Deliver(9, 0x01, []byte("pldm")); n != 2 {
 		t.Fatalf("Deliver reached %d clients, want 2", n)
 	}
-	for _, c := range []*DemuxConn{a, b} {
+	for _, c := range []*Conn{a, b} {
 		if got, want := dmRecv(t, c), (dmMsg{9, 0x01, "pldm"}); got != want {
 			t.Fatalf("got %+v, want %+v", got, want)
 		}
@@ -223,9 +227,9 @@ func TestDemuxExactTypeFanout(t *testing.T) {
 	}
 }
 
-func TestDemuxDrops(t *testing.T) {
+func TestDrops(t *testing.T) {
 	t.Parallel()
-	f := newDMFixture(t, DemuxOptions{})
+	f := newDMFixture(t, Options{}, nil)
 	c := f.dial(t, f.names[0], 5)
 	raw := dmRaw(t, f.names[0])
 	raw.Write([]byte{5})
@@ -256,7 +260,7 @@ func TestDemuxDrops(t *testing.T) {
 	// Each connection has its own reader: c's messages may still be on
 	// their way when raw's "ok" is back, so wait for the counters to
 	// settle, then check them exactly.
-	want := func(st DemuxStats) bool {
+	want := func(st Stats) bool {
 		return st.DropShort == 2 && st.DropRoute == 1 && st.DropNoClient == 2 && st.In == 3
 	}
 	testutil.WaitFor(t, "drop counters", 5*time.Second, func() bool { return want(f.dm.Stats()) })
@@ -278,9 +282,9 @@ func TestDemuxDrops(t *testing.T) {
 	}
 }
 
-func TestDemuxTooBig(t *testing.T) {
+func TestTooBig(t *testing.T) {
 	t.Parallel()
-	f := newDMFixture(t, DemuxOptions{MaxMessage: 16})
+	f := newDMFixture(t, Options{MaxMessage: 16}, nil)
 	c := f.dial(t, f.names[0], 5)
 	if err := c.Send(dmLocal, bytes.Repeat([]byte{1}, 15)); err != nil {
 		t.Fatal(err)
@@ -296,7 +300,7 @@ func TestDemuxTooBig(t *testing.T) {
 	}
 }
 
-func TestDemuxDisconnects(t *testing.T) {
+func TestDisconnects(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name  string
@@ -310,7 +314,7 @@ func TestDemuxDisconnects(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newDMFixture(t, DemuxOptions{})
+			f := newDMFixture(t, Options{}, nil)
 			raw := dmRaw(t, f.names[0])
 			if _, err := raw.Write(tc.dgram); err != nil {
 				t.Fatal(err)
@@ -333,22 +337,22 @@ func TestDemuxDisconnects(t *testing.T) {
 	}
 }
 
-// TestDemuxSlowClient: a client that never reads is disconnected once its
+// TestSlowClient: a client that never reads is disconnected once its
 // queue overflows, while a client of the same type receives everything.
-func TestDemuxSlowClient(t *testing.T) {
+func TestSlowClient(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
 		name string
-		opts DemuxOptions
+		opts Options
 		body int
 	}{
 		{name: "message limit", body: 64},
-		{name: "byte limit", opts: DemuxOptions{QueueBytes: 32 << 10}, body: 1024},
+		{name: "byte limit", opts: Options{QueueBytes: 32 << 10}, body: 1024},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newDMFixture(t, tc.opts)
+			f := newDMFixture(t, tc.opts, nil)
 			slow := f.dial(t, f.names[0], 0x7e)
 			fast := f.dial(t, f.names[1], 0x7e)
 			const n = 2000
@@ -404,12 +408,12 @@ func TestDemuxSlowClient(t *testing.T) {
 	}
 }
 
-// TestDemuxPeerRefused connects as uid 65534 from a child process.
-func TestDemuxPeerRefused(t *testing.T) {
+// TestPeerRefused connects as uid 65534 from a child process.
+func TestPeerRefused(t *testing.T) {
 	t.Parallel()
 	t.Run("refused", func(t *testing.T) {
-		f := newDMFixture(t, DemuxOptions{})
-		out := dgRunAsNobody(t, "demuxdial", f.names[0])
+		f := newDMFixture(t, Options{}, nil)
+		out := runAsNobody(t, f.names[0])
 		if out != "recv: closed" {
 			t.Fatalf("child: %q, want the connection closed", out)
 		}
@@ -422,9 +426,9 @@ func TestDemuxPeerRefused(t *testing.T) {
 		}
 	})
 	t.Run("allowed", func(t *testing.T) {
-		f := newDMFixture(t, DemuxOptions{StreamOptions: StreamOptions{Peers: PeerPolicy{UIDs: []uint32{65534}}}})
+		f := newDMFixture(t, Options{StreamOptions: unixsock.StreamOptions{Peers: unixsock.PeerPolicy{UIDs: []uint32{65534}}}}, nil)
 		done := make(chan string, 1)
-		go func() { done <- dgRunAsNobody(t, "demuxdial", f.names[1]) }()
+		go func() { done <- runAsNobody(t, f.names[1]) }()
 		testutil.WaitFor(t, "child registered", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 1 })
 		f.dm.Deliver(dmLocal, 5, []byte("hi"))
 		if out := <-done; out != "recv: <nil>" {
@@ -433,10 +437,10 @@ func TestDemuxPeerRefused(t *testing.T) {
 	})
 }
 
-// TestDemuxDefaultNames serves the real names, in a private network
+// TestDefaultNames serves the real names, in a private network
 // namespace when possible (abstract names are per namespace), so that a
 // demux daemon on the host or another test package is not disturbed.
-func TestDemuxDefaultNames(t *testing.T) {
+func TestDefaultNames(t *testing.T) {
 	t.Parallel()
 	res := make(chan error, 1)
 	go func() {
@@ -447,21 +451,19 @@ func TestDemuxDefaultNames(t *testing.T) {
 			t.Logf("no private network namespace (%v); using the host's", err)
 		}
 		res <- func() error {
-			d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(newDGLogs())})
-			srv := NewServer(d)
-			dm, err := srv.ServeDemux(DefaultDemuxNames, DemuxOptions{Router: LoopbackRouter{Addr: dmLocal}})
-			if errors.Is(err, unixsock.ErrInUse) {
-				return err
-			}
+			dm, err := New(DefaultNames, Options{Log: slog.New(newLogs())})
 			if err != nil {
 				return err
 			}
-			defer srv.Close(context.Background())
+			if err := dm.Serve(Loopback(dm, dmLocal)); err != nil {
+				return err
+			}
+			defer dm.Close(context.Background())
 			if got := strings.Join(dm.Addrs(), " "); got != "@mctp-mux @mctp-demux" {
 				return fmt.Errorf("addrs = %q", got)
 			}
-			for _, name := range DefaultDemuxNames {
-				c, err := DialDemux(name, 1)
+			for _, name := range DefaultNames {
+				c, err := Dial(name, 1)
 				if err != nil {
 					return err
 				}
@@ -491,12 +493,12 @@ func TestDemuxDefaultNames(t *testing.T) {
 	}
 }
 
-// TestDemuxSocat uses socat as an independent seqpacket client on an
+// TestSocat uses socat as an independent seqpacket client on an
 // abstract name.
-func TestDemuxSocat(t *testing.T) {
+func TestSocat(t *testing.T) {
 	t.Parallel()
 	testutil.NeedTool(t, "socat", "socat")
-	f := newDMFixture(t, DemuxOptions{})
+	f := newDMFixture(t, Options{}, nil)
 	cmd := exec.Command("socat", "-t", "0.2", "-", "ABSTRACT-CONNECT:"+f.names[0]+",socktype=5")
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -539,7 +541,7 @@ func TestDemuxSocat(t *testing.T) {
 	testutil.WaitFor(t, "socat gone", 5*time.Second, func() bool { return len(f.dm.Stats().Clients) == 0 })
 }
 
-// FuzzDemuxMessage sends arbitrary datagrams, the first being the
+// FuzzMessage sends arbitrary datagrams, the first being the
 // registration, and checks the demux against a model of libmctp's rules.
 // The input is a sequence of one-byte lengths followed by that many
 // bytes.
@@ -549,9 +551,9 @@ func TestDemuxSocat(t *testing.T) {
 // once the previous input's client is gone, its writer included (the
 // demux drops a client from Clients before its writer stops), and checks
 // how the counters grew from there.
-func FuzzDemuxMessage(f *testing.F) {
+func FuzzMessage(f *testing.F) {
 	var gone atomic.Uint64
-	fx := newDMFixture(f, DemuxOptions{OnDisconnect: func(DemuxClientID) { gone.Add(1) }})
+	fx := newDMFixture(f, Options{OnDisconnect: func(mctp.ClientID) { gone.Add(1) }}, nil)
 	f.Add([]byte("\x01\x05\x06\x08\x05hello"))
 	f.Add([]byte("\x01\x00"))
 	f.Add([]byte("\x00"))
@@ -670,10 +672,10 @@ func FuzzDemuxMessage(f *testing.F) {
 	})
 }
 
-// BenchmarkDemuxLoopback measures 64-byte messages round-tripping from a
-// client through the loopback router and back to it.
-func BenchmarkDemuxLoopback(b *testing.B) {
-	f := newDMFixture(b, DemuxOptions{})
+// BenchmarkLoopback measures 64-byte messages round-tripping from a
+// client through the loopback sender and back to it.
+func BenchmarkLoopback(b *testing.B) {
+	f := newDMFixture(b, Options{}, nil)
 	c := f.dial(b, f.names[0], 5)
 	body := bytes.Repeat([]byte{0xa5}, 64)
 	const window = 256 // below the client's queue, so none overflow
@@ -711,13 +713,13 @@ func BenchmarkDemuxLoopback(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 }
 
-// TestDemuxCloseWithUnreadKeepsSent: a client that sends and closes
+// TestCloseWithUnreadKeepsSent: a client that sends and closes
 // without reading what came back (its own loopback copies) still has
 // every message it sent routed; the kernel reports the unread data to the
 // demux as ECONNRESET ahead of the client's last messages.
-func TestDemuxCloseWithUnreadKeepsSent(t *testing.T) {
+func TestCloseWithUnreadKeepsSent(t *testing.T) {
 	t.Parallel()
-	f := newDMFixture(t, DemuxOptions{})
+	f := newDMFixture(t, Options{}, nil)
 	for round := 0; round < 5; round++ {
 		before := f.dm.Stats().In
 		c := f.dial(t, f.names[0], 0x30)

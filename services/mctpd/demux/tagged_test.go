@@ -1,4 +1,4 @@
-package ctl
+package demux
 
 import (
 	"bytes"
@@ -9,29 +9,37 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
 // replyRouter answers each message to its sender alone, with the
 // message's tag plus one, and records who sent what.
 type replyRouter struct {
 	mu   sync.Mutex
-	seen []DemuxMessage
+	d    *Server
+	seen []Message
 }
 
-func (r *replyRouter) Send(_ context.Context, d *Demux, m DemuxMessage) error {
+// replyTo returns a fixture's sender: r, answering through d.
+func (r *replyRouter) replyTo(d *Server) Sender {
+	r.d = d
+	return r
+}
+
+func (r *replyRouter) Send(_ context.Context, m Message) error {
 	r.mu.Lock()
 	r.seen = append(r.seen, m)
 	r.mu.Unlock()
-	if !d.DeliverTo(m.Client, m.Addr, m.Tag+1, m.Type, m.Body) {
+	if !r.d.DeliverTo(m.Client, m.Addr, m.Tag+1, m.Type, m.Body) {
 		return errors.New("sender gone")
 	}
 	return nil
 }
 
-func (r *replyRouter) clients() []DemuxClientID {
+func (r *replyRouter) clients() []mctp.ClientID {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var ids []DemuxClientID
+	var ids []mctp.ClientID
 	for _, m := range r.seen {
 		ids = append(ids, m.Client)
 	}
@@ -43,7 +51,7 @@ type tagMsg struct {
 	body           string
 }
 
-func tagRecv(t *testing.T, c *DemuxConn) tagMsg {
+func tagRecv(t *testing.T, c *Conn) tagMsg {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	a, tag, ty, b, err := c.RecvTag()
@@ -53,7 +61,7 @@ func tagRecv(t *testing.T, c *DemuxConn) tagMsg {
 	return tagMsg{a, tag, ty, string(b)}
 }
 
-func tagNothing(t *testing.T, c *DemuxConn) {
+func tagNothing(t *testing.T, c *Conn) {
 	t.Helper()
 	c.SetDeadline(time.Now().Add(50 * time.Millisecond))
 	if a, tag, ty, b, err := c.RecvTag(); err == nil {
@@ -62,10 +70,10 @@ func tagNothing(t *testing.T, c *DemuxConn) {
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 }
 
-func dialTagged(t *testing.T, f *dmFixture, typ byte) *DemuxConn {
+func dialTagged(t *testing.T, f *dmFixture, typ byte) *Conn {
 	t.Helper()
 	before := f.dm.Stats().Registrations
-	c, err := DialDemuxTagged(f.names[0], typ)
+	c, err := DialTagged(f.names[0], typ)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,16 +85,16 @@ func dialTagged(t *testing.T, f *dmFixture, typ byte) *DemuxConn {
 // A tagged demux carries the tag byte both ways, gives the router each
 // sender's identity, delivers to one client with DeliverTo and reports
 // disconnects.
-func TestDemuxTaggedDeliverTo(t *testing.T) {
+func TestTaggedDeliverTo(t *testing.T) {
 	t.Parallel()
 	r := &replyRouter{}
 	var mu sync.Mutex
-	var gone []DemuxClientID
-	f := newDMFixture(t, DemuxOptions{Router: r, Tagged: true, OnDisconnect: func(id DemuxClientID) {
+	var gone []mctp.ClientID
+	f := newDMFixture(t, Options{Tagged: true, OnDisconnect: func(id mctp.ClientID) {
 		mu.Lock()
 		gone = append(gone, id)
 		mu.Unlock()
-	}})
+	}}, r.replyTo)
 	if !f.dm.Tagged() {
 		t.Fatal("Tagged() false")
 	}
@@ -119,7 +127,7 @@ func TestDemuxTaggedDeliverTo(t *testing.T) {
 	if n := f.dm.DeliverTag(8, 0x0b, 5, []byte("all")); n != 2 {
 		t.Fatalf("DeliverTag reached %d", n)
 	}
-	for _, c := range []*DemuxConn{a, b} {
+	for _, c := range []*Conn{a, b} {
 		if got, want := tagRecv(t, c), (tagMsg{8, 0x0b, 5, "all"}); got != want {
 			t.Fatalf("fan-out %+v, want %+v", got, want)
 		}
@@ -171,10 +179,10 @@ func TestDemuxTaggedDeliverTo(t *testing.T) {
 
 // On a plain demux the tag is not part of the frame: libmctp's bytes
 // are unchanged, and DeliverTo reaches one client.
-func TestDemuxPlainDeliverTo(t *testing.T) {
+func TestPlainDeliverTo(t *testing.T) {
 	t.Parallel()
 	r := &replyRouter{}
-	f := newDMFixture(t, DemuxOptions{Router: r})
+	f := newDMFixture(t, Options{}, r.replyTo)
 	a, b := f.dial(t, f.names[0], 5), f.dial(t, f.names[0], 5)
 	if err := a.Send(9, []byte("x")); err != nil {
 		t.Fatal(err)
@@ -201,10 +209,10 @@ func TestDemuxPlainDeliverTo(t *testing.T) {
 	}
 }
 
-// FuzzDemuxFrame checks ParseDemuxFrame: a frame parses exactly when it
+// FuzzFrame checks ParseFrame: a frame parses exactly when it
 // holds its header, the fields are where the format puts them, and
 // laying the message out again gives the input back.
-func FuzzDemuxFrame(f *testing.F) {
+func FuzzFrame(f *testing.F) {
 	f.Add([]byte("\x09\x88\x05hello"), true)
 	f.Add([]byte("\x09\x05hello"), false)
 	f.Add([]byte("\x09\x03"), true)
@@ -215,10 +223,10 @@ func FuzzDemuxFrame(f *testing.F) {
 		if tagged {
 			hdr = 3
 		}
-		m, err := ParseDemuxFrame(b, tagged)
+		m, err := ParseFrame(b, tagged)
 		if len(b) < hdr {
-			if err == nil || !errors.Is(err, ErrDemuxShort) {
-				t.Fatalf("%x (tagged %v): %v, want ErrDemuxShort", b, tagged, err)
+			if err == nil || !errors.Is(err, ErrShort) {
+				t.Fatalf("%x (tagged %v): %v, want ErrShort", b, tagged, err)
 			}
 			return
 		}

@@ -1,4 +1,4 @@
-package ctl
+package demux
 
 import (
 	"errors"
@@ -10,9 +10,9 @@ import (
 	"time"
 )
 
-// DemuxConn is a demux client connection registered for one message
-// type, as a libmctp client (a PLDM or NVMe-MI handler) holds it.
-type DemuxConn struct {
+// Conn is a demux client connection registered for one message type, as
+// a libmctp client (a PLDM or NVMe-MI handler) holds it.
+type Conn struct {
 	conn   *net.UnixConn
 	typ    byte
 	tagged bool
@@ -26,21 +26,20 @@ var (
 	errPlainConn  = errors.New("demux: connection without tags: use Send and Recv")
 )
 
-// DialDemux connects to the demux on the abstract name (with or without
-// its leading '@') and registers for message type typ. Type 0 is
-// refused: the demux would close the connection.
-func DialDemux(name string, typ byte) (*DemuxConn, error) {
-	return dialDemux(name, typ, false)
+// Dial connects to the demux on the abstract name (with or without its
+// leading '@') and registers for message type typ. Type 0 is refused:
+// the demux would close the connection.
+func Dial(name string, typ byte) (*Conn, error) {
+	return dial(name, typ, false)
 }
 
-// DialDemuxTagged is DialDemux for a demux served with
-// DemuxOptions.Tagged: its frames carry a tag byte, sent with SendTag
-// and received with RecvTag.
-func DialDemuxTagged(name string, typ byte) (*DemuxConn, error) {
-	return dialDemux(name, typ, true)
+// DialTagged is Dial for a demux served with Options.Tagged: its frames
+// carry a tag byte, sent with SendTag and received with RecvTag.
+func DialTagged(name string, typ byte) (*Conn, error) {
+	return dial(name, typ, true)
 }
 
-func dialDemux(name string, typ byte, tagged bool) (*DemuxConn, error) {
+func dial(name string, typ byte, tagged bool) (*Conn, error) {
 	if typ == 0 {
 		return nil, errors.New("demux: type 0 cannot be registered")
 	}
@@ -53,23 +52,23 @@ func dialDemux(name string, typ byte, tagged bool) (*DemuxConn, error) {
 		c.Close()
 		return nil, fmt.Errorf("demux: register type %d: %w", typ, err)
 	}
-	return &DemuxConn{conn: c, typ: typ, tagged: tagged}, nil
+	return &Conn{conn: c, typ: typ, tagged: tagged}, nil
 }
 
 // Tagged reports whether the connection uses tagged frames.
-func (c *DemuxConn) Tagged() bool { return c.tagged }
+func (c *Conn) Tagged() bool { return c.tagged }
 
 // Type returns the registered message type.
-func (c *DemuxConn) Type() byte { return c.typ }
+func (c *Conn) Type() byte { return c.typ }
 
 // Send sends body, as a message of the registered type, to addr.
-func (c *DemuxConn) Send(addr byte, body []byte) error {
+func (c *Conn) Send(addr byte, body []byte) error {
 	return c.SendType(addr, c.typ, body)
 }
 
 // SendType sends a message of any type; the demux does not require it
 // to match the registered one.
-func (c *DemuxConn) SendType(addr, typ byte, body []byte) error {
+func (c *Conn) SendType(addr, typ byte, body []byte) error {
 	if c.tagged {
 		return errTaggedConn
 	}
@@ -80,7 +79,7 @@ func (c *DemuxConn) SendType(addr, typ byte, body []byte) error {
 }
 
 // SendTag sends [addr][tag][typ][body] on a tagged connection.
-func (c *DemuxConn) SendTag(addr, tag, typ byte, body []byte) error {
+func (c *Conn) SendTag(addr, tag, typ byte, body []byte) error {
 	if !c.tagged {
 		return errPlainConn
 	}
@@ -90,7 +89,7 @@ func (c *DemuxConn) SendTag(addr, tag, typ byte, body []byte) error {
 	return c.write(b)
 }
 
-func (c *DemuxConn) write(b []byte) error {
+func (c *Conn) write(b []byte) error {
 	if _, err := c.conn.Write(b); err != nil {
 		return fmt.Errorf("demux: send: %w", err)
 	}
@@ -99,7 +98,7 @@ func (c *DemuxConn) write(b []byte) error {
 
 // Recv returns the next message: its source address, type and body.
 // The body is a fresh slice. A closed connection gives io.EOF.
-func (c *DemuxConn) Recv() (addr, typ byte, body []byte, err error) {
+func (c *Conn) Recv() (addr, typ byte, body []byte, err error) {
 	if c.tagged {
 		return 0, 0, nil, errTaggedConn
 	}
@@ -109,7 +108,7 @@ func (c *DemuxConn) Recv() (addr, typ byte, body []byte, err error) {
 
 // RecvTag is Recv on a tagged connection: the next message's address,
 // tag byte, type and body (a fresh slice).
-func (c *DemuxConn) RecvTag() (addr, tag, typ byte, body []byte, err error) {
+func (c *Conn) RecvTag() (addr, tag, typ byte, body []byte, err error) {
 	if !c.tagged {
 		return 0, 0, 0, nil, errPlainConn
 	}
@@ -117,22 +116,22 @@ func (c *DemuxConn) RecvTag() (addr, tag, typ byte, body []byte, err error) {
 	return m.Addr, m.Tag, m.Type, m.Body, err
 }
 
-func (c *DemuxConn) recv() (DemuxMessage, error) {
+func (c *Conn) recv() (Message, error) {
 	if c.buf == nil {
-		c.buf = make([]byte, DefaultDemuxMaxMessage+1)
+		c.buf = make([]byte, DefaultMaxMessage+1)
 	}
 	for {
 		n, err := c.conn.Read(c.buf)
 		if err != nil {
 			if errors.Is(err, io.EOF) {
-				return DemuxMessage{}, io.EOF
+				return Message{}, io.EOF
 			}
-			return DemuxMessage{}, fmt.Errorf("demux: recv: %w", err)
+			return Message{}, fmt.Errorf("demux: recv: %w", err)
 		}
 		if n == 0 {
-			return DemuxMessage{}, io.EOF
+			return Message{}, io.EOF
 		}
-		m, err := ParseDemuxFrame(c.buf[:n], c.tagged)
+		m, err := ParseFrame(c.buf[:n], c.tagged)
 		if err != nil {
 			// The demux never sends these; skip rather than fail.
 			continue
@@ -143,10 +142,10 @@ func (c *DemuxConn) recv() (DemuxMessage, error) {
 }
 
 // SetDeadline sets the read and write deadline.
-func (c *DemuxConn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
+func (c *Conn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }
 
 // Close closes the connection; the demux sees a disconnect.
-func (c *DemuxConn) Close() error { return c.conn.Close() }
+func (c *Conn) Close() error { return c.conn.Close() }
 
 // Finish ends the connection once the demux has taken everything sent on
 // it: it half-closes, which the demux reads as a disconnect after the
@@ -155,14 +154,14 @@ func (c *DemuxConn) Close() error { return c.conn.Close() }
 // and exits calls it so that its messages are routed before a later
 // program's: each connection is read on its own, so a plain Close gives
 // no order across connections.
-func (c *DemuxConn) Finish(timeout time.Duration) error {
+func (c *Conn) Finish(timeout time.Duration) error {
 	return c.FinishFunc(timeout, nil)
 }
 
 // FinishFunc is Finish that hands each message arriving meanwhile to fn
 // (when not nil) instead of discarding it: a router's answer to what
 // was sent last, such as mctpd's error frames to tagged clients.
-func (c *DemuxConn) FinishFunc(timeout time.Duration, fn func(DemuxMessage)) error {
+func (c *Conn) FinishFunc(timeout time.Duration, fn func(Message)) error {
 	defer c.conn.Close()
 	if err := c.conn.CloseWrite(); err != nil {
 		return fmt.Errorf("demux: half-close: %w", err)

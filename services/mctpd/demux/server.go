@@ -1,62 +1,51 @@
-package ctl
+package demux
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"github.com/tickbox-fw/tickbox/internal/unixsock"
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
-// DefaultDemuxNames are the abstract socket names the demux serves:
+// DefaultNames are the abstract socket names the demux serves:
 // libmctp's "mctp-mux" and "mctp-demux", the name some clients use.
-var DefaultDemuxNames = []string{"mctp-mux", "mctp-demux"}
+var DefaultNames = []string{"mctp-mux", "mctp-demux"}
 
-// Demux defaults.
+// Defaults.
 const (
-	// DefaultDemuxQueueMsgs and DefaultDemuxQueueBytes bound each
-	// client's queue of messages not yet written to its socket.
-	DefaultDemuxQueueMsgs  = 512
-	DefaultDemuxQueueBytes = 4 << 20
-	// DefaultDemuxMaxMessage is the largest client datagram accepted:
+	// DefaultQueueMsgs and DefaultQueueBytes bound each client's queue
+	// of messages not yet written to its socket.
+	DefaultQueueMsgs  = 512
+	DefaultQueueBytes = 4 << 20
+	// DefaultMaxMessage is the largest client datagram accepted:
 	// the address byte and an MCTP message (type byte included) of
 	// 64 KiB, the most libmctp and mctpd reassemble, so that nothing a
 	// client sends is put on the wire only to be dropped by the far side.
-	DefaultDemuxMaxMessage = 64<<10 + 1
+	DefaultMaxMessage = 64<<10 + 1
 )
 
-// DemuxClientID identifies one registered client connection of a
-// demux for as long as the demux runs; IDs are never reused, and 0 is
-// never a client's.
-type DemuxClientID uint64
+// Message is one typed message: mctp.ClientMessage, whose Client is the
+// connection a message came from. From a client, Addr is the
+// destination; towards clients it is the source. Tag is the byte
+// between the address and the type on a tagged demux (Options.Tagged),
+// 0 on a plain one; the demux does not interpret it.
+type Message = mctp.ClientMessage
 
-// DemuxMessage is one typed message. From a client, Addr is the
-// destination; towards clients it is the source.
-type DemuxMessage struct {
-	Addr byte
-	// Tag is the byte between the address and the type on a tagged
-	// demux (DemuxOptions.Tagged), 0 on a plain one. The demux does not
-	// interpret it; mctpd's router reads the MCTP tag owner bit and
-	// message tag from it.
-	Tag  byte
-	Type byte
-	// Client is the connection the message came from, so that a router
-	// can answer that client alone (DeliverTo).
-	Client DemuxClientID
-	// Body is the message after the type byte.
-	Body []byte
-}
-
-// Router carries client messages onwards. mctpd's router sends them on
-// an MCTP binding; LoopbackRouter only delivers to local clients.
+// Sender carries client messages onwards: mctpd's router (mctp.Router's
+// Send for a plain demux, SendTagged for a tagged one) sends them on an
+// MCTP binding; Loopback only delivers to local clients.
 //
 // Send is called from each client's reader goroutine, so it may run
 // concurrently and must be safe for that. It may block while the
@@ -65,45 +54,51 @@ type DemuxMessage struct {
 // (other clients do not wait); this is the demux's flow control, and
 // mctpd's router uses it instead of dropping. It should return once ctx
 // ends. m.Body is freshly allocated for each call and owned by the
-// router from then on: it may keep or modify it. Messages for local
-// clients go back through d.Deliver. An error drops the message; the
-// demux counts and logs it.
-type Router interface {
-	Send(ctx context.Context, d *Demux, m DemuxMessage) error
+// sender from then on: it may keep or modify it. An error drops the
+// message; the demux counts and logs it.
+type Sender interface {
+	Send(ctx context.Context, m Message) error
 }
 
-// ErrNoRoute is returned by routers for a destination they cannot reach.
+// SenderFunc is a function as a Sender.
+type SenderFunc func(ctx context.Context, m Message) error
+
+// Send implements Sender.
+func (f SenderFunc) Send(ctx context.Context, m Message) error { return f(ctx, m) }
+
+// ErrNoRoute is Loopback's error for a destination other than its own.
 var ErrNoRoute = errors.New("no route to destination")
 
-// LoopbackRouter is a router without a wire, as libmctp's demux daemon
-// behaves for its own EID: messages to Addr are delivered to local
-// clients of their type with source Addr; any other destination is
-// dropped, and so is a message of a type byte alone (libmctp delivers
-// none under 2 bytes).
-type LoopbackRouter struct {
-	Addr byte
-}
-
-// ErrEmptyMessage is LoopbackRouter's error for a message without a
-// body.
+// ErrEmptyMessage is Loopback's error for a message without a body.
 var ErrEmptyMessage = errors.New("message of a type byte only is not delivered")
 
-// Send implements Router.
-func (r LoopbackRouter) Send(_ context.Context, d *Demux, m DemuxMessage) error {
-	if m.Addr != r.Addr {
-		return fmt.Errorf("%w %d: loopback only (local address %d)", ErrNoRoute, m.Addr, r.Addr)
-	}
-	if len(m.Body) == 0 {
-		return ErrEmptyMessage
-	}
-	d.DeliverTag(r.Addr, m.Tag, m.Type, m.Body)
-	return nil
+// Loopback returns a sender without a wire, as libmctp's demux daemon
+// behaves for its own EID: messages to addr are delivered to d's
+// clients of their type with source addr; any other destination is
+// dropped, and so is a message of a type byte alone (libmctp delivers
+// none under 2 bytes).
+func Loopback(d *Server, addr byte) Sender {
+	return SenderFunc(func(_ context.Context, m Message) error {
+		if m.Addr != addr {
+			return fmt.Errorf("%w %d: loopback only (local address %d)", ErrNoRoute, m.Addr, addr)
+		}
+		if len(m.Body) == 0 {
+			return ErrEmptyMessage
+		}
+		d.DeliverTag(addr, m.Tag, m.Type, m.Body)
+		return nil
+	})
 }
 
-// DemuxOptions configures a demux.
-type DemuxOptions struct {
-	// Router receives every client message. It is required.
-	Router Router
+// Options configures a demux.
+type Options struct {
+	// Log receives the demux's log lines; nil discards them.
+	Log *slog.Logger
+	// Inheritance holds the sockets the process inherited (systemd
+	// socket activation, a re-exec), from which the demux adopts its
+	// listeners by name; nil when there are none. Read the environment
+	// once per process (unixsock.ReadEnv) and share the result.
+	Inheritance *unixsock.Inheritance
 	// QueueMsgs and QueueBytes bound each client's queue; 0 means the
 	// defaults. A client whose queue overflows is disconnected, so a
 	// client that stops reading cannot stall delivery to the others or
@@ -111,7 +106,7 @@ type DemuxOptions struct {
 	QueueMsgs  int
 	QueueBytes int
 	// MaxMessage is the largest client datagram accepted; 0 means
-	// DefaultDemuxMaxMessage. Each connection holds a read buffer of this
+	// DefaultMaxMessage. Each connection holds a read buffer of this
 	// size.
 	MaxMessage int
 	// Tagged makes every frame after registration, both ways, carry one
@@ -122,15 +117,16 @@ type DemuxOptions struct {
 	Tagged bool
 	// OnDisconnect, when not nil, is called once a registered client
 	// has gone, after the demux stopped delivering to it, so that a
-	// router can release what it holds for that client.
-	OnDisconnect func(DemuxClientID)
+	// router can release what it holds for that client
+	// (mctp.Router.ClientGone).
+	OnDisconnect func(mctp.ClientID)
 	// StreamOptions limit concurrent clients per name and say which uids
 	// and gids may connect.
-	StreamOptions
+	unixsock.StreamOptions
 }
 
-// DemuxStats are the demux's counters.
-type DemuxStats struct {
+// Stats are the demux's counters.
+type Stats struct {
 	// Registrations counts clients that registered a type.
 	Registrations uint64 `json:"registrations"`
 	// In counts client messages handed to the router.
@@ -152,14 +148,25 @@ type DemuxStats struct {
 	Clients map[byte]int `json:"clients"`
 }
 
-// Demux is a libmctp-compatible demultiplexer: an AF_UNIX SOCK_SEQPACKET
-// server on abstract names, whose clients register one message type each
-// and exchange [addr][type][body] messages with a Router.
-type Demux struct {
-	s    *Server
-	log  *slog.Logger
-	opts DemuxOptions
-	accs []*unixsock.Acceptor
+// The router delivers to a Server.
+var _ mctp.Clients = (*Server)(nil)
+
+// Server is a libmctp-compatible demultiplexer: an AF_UNIX
+// SOCK_SEQPACKET server on abstract names, whose clients register one
+// message type each and exchange [addr][type][body] messages with a
+// Sender. It implements mctp.Clients.
+type Server struct {
+	log   *slog.Logger
+	names []string
+	opts  Options
+
+	// lmu guards the listeners: Serve starts them, Close stops them.
+	lmu     sync.Mutex
+	accs    []*unixsock.Acceptor
+	serving bool
+	closed  bool
+	// sender is set by Serve before the first connection is accepted.
+	sender Sender
 
 	// hdr is the frame header length: address (and tag) before the
 	// type byte, which is at frame[hdr-1].
@@ -169,8 +176,8 @@ type Demux struct {
 	shortMsg [2]string
 
 	mu      sync.RWMutex
-	clients map[byte][]*demuxClient
-	byID    map[DemuxClientID]*demuxClient
+	clients map[byte][]*client
+	byID    map[mctp.ClientID]*client
 	lastID  atomic.Uint64
 
 	dropLog logThrottle
@@ -180,66 +187,83 @@ type Demux struct {
 	overflows                                             atomic.Uint64
 }
 
-// ServeDemux serves the demux on the given abstract names (without the
-// leading '@'; DefaultDemuxNames normally). Each name gets its own
-// listener on the shared accept loop, so peer checks and connection
-// limits apply; all names share one set of clients. Clients do not
-// survive a re-exec (the listeners do): libmctp clients see a
-// disconnect and reconnect.
-func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
-	if opts.Router == nil {
-		return nil, errors.New("demux: no router")
-	}
+// New returns a demux for the given abstract names (without the leading
+// '@'; DefaultNames normally). It does not listen yet: Serve does, once
+// the demux's sender exists, so that the sender (mctpd's router) can be
+// built with the demux as its clients.
+func New(names []string, opts Options) (*Server, error) {
 	if len(names) == 0 {
 		return nil, errors.New("demux: no socket names")
 	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
 	if opts.QueueMsgs <= 0 {
-		opts.QueueMsgs = DefaultDemuxQueueMsgs
+		opts.QueueMsgs = DefaultQueueMsgs
 	}
 	if opts.QueueBytes <= 0 {
-		opts.QueueBytes = DefaultDemuxQueueBytes
+		opts.QueueBytes = DefaultQueueBytes
 	}
 	hdr := 2
 	if opts.Tagged {
 		hdr = 3
 	}
 	if opts.MaxMessage <= 0 {
-		opts.MaxMessage = DefaultDemuxMaxMessage + hdr - 2
+		opts.MaxMessage = DefaultMaxMessage + hdr - 2
 	}
-	d := &Demux{
-		s:       s,
-		log:     s.log.With("frontend", "demux"),
+	d := &Server{
+		log:     opts.Log.With("frontend", "demux"),
+		names:   slices.Clone(names),
 		opts:    opts,
 		hdr:     hdr,
-		clients: make(map[byte][]*demuxClient),
-		byID:    make(map[DemuxClientID]*demuxClient),
+		clients: make(map[byte][]*client),
+		byID:    make(map[mctp.ClientID]*client),
 	}
 	d.dropLog.every = time.Second
 	d.shortMsg = [2]string{
 		fmt.Sprintf("demux: client message under %d bytes; dropped", hdr),
 		fmt.Sprintf("demux: message under %d bytes for clients dropped", hdr),
 	}
-	for _, name := range names {
-		addr := "@" + strings.TrimPrefix(name, "@")
-		a, err := unixsock.Accept(s.inherit, s.log, "demux", "unixpacket", SocketSpec{Addr: addr},
-			opts.StreamOptions, d.serve, nil)
-		if err == nil {
-			err = s.add(acceptorFront{a})
-			if err != nil {
-				a.Close(context.Background(), false)
-			}
-		}
-		if err != nil {
-			d.Close(context.Background())
-			return nil, err
-		}
-		d.accs = append(d.accs, a)
-	}
 	return d, nil
 }
 
+// Serve listens on the demux's names, adopting inherited sockets
+// (Options.Inheritance), and accepts clients, whose messages go to s,
+// until Close. Each name gets its own listener and accept loop, so peer
+// checks and connection limits apply per name; all names share one set
+// of clients. It returns once every name listens, or with the first
+// error, having closed what it opened. It may be called once.
+//
+// Clients do not survive a restart (an inherited listener does):
+// libmctp clients see a disconnect and reconnect.
+func (d *Server) Serve(s Sender) error {
+	if s == nil {
+		return errors.New("demux: no sender")
+	}
+	d.lmu.Lock()
+	defer d.lmu.Unlock()
+	if d.serving || d.closed {
+		return errors.New("demux: already served or closed")
+	}
+	d.serving = true
+	d.sender = s
+	for _, name := range d.names {
+		addr := "@" + strings.TrimPrefix(name, "@")
+		a, err := unixsock.Accept(d.opts.Inheritance, d.opts.Log, "demux", "unixpacket", unixsock.Spec{Addr: addr},
+			d.opts.StreamOptions, d.serve, nil)
+		if err != nil {
+			d.closeLocked(context.Background())
+			return err
+		}
+		d.accs = append(d.accs, a)
+	}
+	return nil
+}
+
 // Addrs returns the socket addresses served ("@mctp-mux", ...).
-func (d *Demux) Addrs() []string {
+func (d *Server) Addrs() []string {
+	d.lmu.Lock()
+	defer d.lmu.Unlock()
 	out := make([]string, len(d.accs))
 	for i, a := range d.accs {
 		out[i] = a.Addr()
@@ -248,30 +272,53 @@ func (d *Demux) Addrs() []string {
 }
 
 // Close stops accepting and disconnects every client, waiting up to
-// ctx's deadline for their goroutines.
-func (d *Demux) Close(ctx context.Context) error {
+// ctx's deadline for their goroutines. A demux not yet served is closed
+// for good: Serve then fails.
+func (d *Server) Close(ctx context.Context) error {
+	d.lmu.Lock()
+	defer d.lmu.Unlock()
+	d.closeLocked(ctx)
+	return nil
+}
+
+func (d *Server) closeLocked(ctx context.Context) {
+	d.closed = true
 	var wg sync.WaitGroup
 	for _, a := range d.accs {
 		wg.Add(1)
 		go func() { defer wg.Done(); a.Close(ctx, false) }()
 	}
 	wg.Wait()
-	return nil
+	d.accs = nil
 }
 
-// Tagged reports whether frames carry a tag byte (DemuxOptions.Tagged).
-func (d *Demux) Tagged() bool { return d.hdr == 3 }
+// Tagged reports whether frames carry a tag byte (Options.Tagged).
+func (d *Server) Tagged() bool { return d.hdr == 3 }
 
 // Registered returns the number of clients registered for exactly typ.
-func (d *Demux) Registered(typ byte) int {
+func (d *Server) Registered(typ byte) int {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
 	return len(d.clients[typ])
 }
 
+// Types returns the types at least one client registered, sorted.
+func (d *Server) Types() []byte {
+	d.mu.RLock()
+	ts := make([]byte, 0, len(d.clients))
+	for t, cs := range d.clients {
+		if len(cs) > 0 {
+			ts = append(ts, t)
+		}
+	}
+	d.mu.RUnlock()
+	slices.Sort(ts)
+	return ts
+}
+
 // Stats returns the current counters.
-func (d *Demux) Stats() DemuxStats {
-	st := DemuxStats{
+func (d *Server) Stats() Stats {
+	st := Stats{
 		Registrations: d.registrations.Load(),
 		In:            d.in.Load(),
 		Out:           d.out.Load(),
@@ -298,14 +345,14 @@ func (d *Demux) Stats() DemuxStats {
 // exactly typ, and returns how many it reached. It never blocks on a
 // client and does not keep body, so the caller may reuse it. It is safe
 // for concurrent use.
-func (d *Demux) Deliver(addr, typ byte, body []byte) int {
+func (d *Server) Deliver(addr, typ byte, body []byte) int {
 	return d.DeliverTag(addr, 0, typ, body)
 }
 
 // DeliverTag is Deliver with a tag byte: on a tagged demux the frames
 // are [addr][tag][typ][body]; on a plain one the tag is not part of the
 // frame and is ignored.
-func (d *Demux) DeliverTag(addr, tag, typ byte, body []byte) int {
+func (d *Server) DeliverTag(addr, tag, typ byte, body []byte) int {
 	return d.deliver(d.frame(addr, tag, typ, body))
 }
 
@@ -313,7 +360,7 @@ func (d *Demux) DeliverTag(addr, tag, typ byte, body []byte) int {
 // demux) for the one client id, whatever type it registered, and
 // reports whether that client took it: false when it is gone or its
 // queue overflowed. body is not kept.
-func (d *Demux) DeliverTo(id DemuxClientID, addr, tag, typ byte, body []byte) bool {
+func (d *Server) DeliverTo(id mctp.ClientID, addr, tag, typ byte, body []byte) bool {
 	d.mu.RLock()
 	c := d.byID[id]
 	d.mu.RUnlock()
@@ -325,7 +372,7 @@ func (d *Demux) DeliverTo(id DemuxClientID, addr, tag, typ byte, body []byte) bo
 }
 
 // frame lays a message out for clients in one fresh slice.
-func (d *Demux) frame(addr, tag, typ byte, body []byte) []byte {
+func (d *Server) frame(addr, tag, typ byte, body []byte) []byte {
 	frame := make([]byte, d.hdr+len(body))
 	frame[0], frame[d.hdr-1] = addr, typ
 	if d.hdr == 3 {
@@ -338,7 +385,7 @@ func (d *Demux) frame(addr, tag, typ byte, body []byte) []byte {
 // DeliverFrame is Deliver for a message already laid out as
 // [addr][type][body] ([addr][tag][type][body] on a tagged demux);
 // shorter frames are dropped. b is not kept.
-func (d *Demux) DeliverFrame(b []byte) int {
+func (d *Server) DeliverFrame(b []byte) int {
 	if len(b) < d.hdr {
 		d.dropShort.Add(1)
 		d.dropLog.log(d.log, d.shortMsg[1], "len", len(b))
@@ -348,7 +395,7 @@ func (d *Demux) DeliverFrame(b []byte) int {
 }
 
 // deliver fans frame out. frame is shared, read-only, by every queue.
-func (d *Demux) deliver(frame []byte) int {
+func (d *Server) deliver(frame []byte) int {
 	n := 0
 	typ := frame[d.hdr-1]
 	d.mu.RLock()
@@ -367,27 +414,26 @@ func (d *Demux) deliver(frame []byte) int {
 	return n
 }
 
-// ErrDemuxShort is ParseDemuxFrame's error for a frame shorter than
-// its header.
-var ErrDemuxShort = errors.New("demux: frame shorter than its header")
+// ErrShort is ParseFrame's error for a frame shorter than its header.
+var ErrShort = errors.New("demux: frame shorter than its header")
 
-// ParseDemuxFrame splits a demux frame, [addr][type][body] or, tagged,
+// ParseFrame splits a demux frame, [addr][type][body] or, tagged,
 // [addr][tag][type][body]. Body aliases b; Client is left zero.
-func ParseDemuxFrame(b []byte, tagged bool) (DemuxMessage, error) {
+func ParseFrame(b []byte, tagged bool) (Message, error) {
 	if tagged {
 		if len(b) < 3 {
-			return DemuxMessage{}, fmt.Errorf("%w: %d of 3 bytes", ErrDemuxShort, len(b))
+			return Message{}, fmt.Errorf("%w: %d of 3 bytes", ErrShort, len(b))
 		}
-		return DemuxMessage{Addr: b[0], Tag: b[1], Type: b[2], Body: b[3:]}, nil
+		return Message{Addr: b[0], Tag: b[1], Type: b[2], Body: b[3:]}, nil
 	}
 	if len(b) < 2 {
-		return DemuxMessage{}, fmt.Errorf("%w: %d of 2 bytes", ErrDemuxShort, len(b))
+		return Message{}, fmt.Errorf("%w: %d of 2 bytes", ErrShort, len(b))
 	}
-	return DemuxMessage{Addr: b[0], Type: b[1], Body: b[2:]}, nil
+	return Message{Addr: b[0], Type: b[1], Body: b[2:]}, nil
 }
 
 // serve runs one client connection: registration, then its messages.
-func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
+func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	defer conn.Close()
@@ -409,9 +455,9 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
 		return
 	}
-	c := &demuxClient{
+	c := &client{
 		d: d, conn: conn, typ: typ, pid: cred.PID, rc: rc,
-		id:   DemuxClientID(d.lastID.Add(1)),
+		id:   mctp.ClientID(d.lastID.Add(1)),
 		wake: make(chan struct{}, 1),
 		dead: make(chan struct{}),
 	}
@@ -461,7 +507,7 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 			d.dropLog.log(d.log, "demux: client message too big; dropped", "type", typ, "pid", cred.PID, "max", d.opts.MaxMessage)
 			continue
 		}
-		m, perr := ParseDemuxFrame(buf[:n], d.Tagged())
+		m, perr := ParseFrame(buf[:n], d.Tagged())
 		if perr != nil {
 			d.dropShort.Add(1)
 			d.dropLog.log(d.log, d.shortMsg[0], "type", typ, "pid", cred.PID, "len", n)
@@ -473,14 +519,14 @@ func (d *Demux) serve(ctx context.Context, conn *net.UnixConn) {
 			m.Body = []byte{}
 		}
 		m.Client = c.id
-		if err := d.opts.Router.Send(ctx, d, m); err != nil {
+		if err := d.sender.Send(ctx, m); err != nil {
 			d.dropRoute.Add(1)
 			d.dropLog.log(d.log, "demux: router dropped client message", "type", m.Type, "addr", m.Addr, "tag", m.Tag, "pid", cred.PID, "err", err)
 		}
 	}
 }
 
-func (d *Demux) register(c *demuxClient) {
+func (d *Server) register(c *client) {
 	d.mu.Lock()
 	d.clients[c.typ] = append(d.clients[c.typ], c)
 	d.byID[c.id] = c
@@ -488,7 +534,7 @@ func (d *Demux) register(c *demuxClient) {
 	d.registrations.Add(1)
 }
 
-func (d *Demux) unregister(c *demuxClient) {
+func (d *Server) unregister(c *client) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.byID, c.id)
@@ -497,7 +543,7 @@ func (d *Demux) unregister(c *demuxClient) {
 		if x == c {
 			// A fresh slice, so that a type that once had many clients
 			// does not keep a large backing array.
-			n := make([]*demuxClient, 0, len(cs)-1)
+			n := make([]*client, 0, len(cs)-1)
 			n = append(append(n, cs[:i]...), cs[i+1:]...)
 			if len(n) == 0 {
 				delete(d.clients, c.typ)
@@ -509,13 +555,13 @@ func (d *Demux) unregister(c *demuxClient) {
 	}
 }
 
-// demuxClient is one registered connection and its outgoing queue.
-type demuxClient struct {
-	d    *Demux
+// client is one registered connection and its outgoing queue.
+type client struct {
+	d    *Server
 	conn *net.UnixConn
 	typ  byte
 	pid  int32
-	id   DemuxClientID
+	id   mctp.ClientID
 
 	mu      sync.Mutex
 	q       [][]byte
@@ -537,7 +583,7 @@ type demuxClient struct {
 // EAGAIN, or when messages are already waiting, the frame is queued for
 // the writer. On overflow the client is disconnected and its queue
 // discarded.
-func (c *demuxClient) enqueue(frame []byte) bool {
+func (c *client) enqueue(frame []byte) bool {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()
@@ -597,7 +643,7 @@ func (c *demuxClient) enqueue(frame []byte) bool {
 	return true
 }
 
-func (c *demuxClient) signal() {
+func (c *client) signal() {
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -606,7 +652,7 @@ func (c *demuxClient) signal() {
 
 // tryWrite makes one non-blocking write attempt. done is false when the
 // socket buffer is full.
-func (c *demuxClient) tryWrite(frame []byte) (done bool, err error) {
+func (c *client) tryWrite(frame []byte) (done bool, err error) {
 	var werr error
 	if cerr := c.rc.Write(func(fd uintptr) bool {
 		for {
@@ -628,7 +674,7 @@ func (c *demuxClient) tryWrite(frame []byte) (done bool, err error) {
 	return true, nil
 }
 
-func (c *demuxClient) writeFailed(err error) {
+func (c *client) writeFailed(err error) {
 	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 		// The client closed its end. Stop writing to it but leave the
 		// connection to the reader: what the client sent before closing
@@ -648,7 +694,7 @@ func (c *demuxClient) writeFailed(err error) {
 // write drains the queue to the socket until the client dies. It holds
 // the writing token while it writes, so that enqueue's direct writes
 // never overtake queued messages.
-func (c *demuxClient) write() {
+func (c *client) write() {
 	for {
 		select {
 		case <-c.wake:
@@ -686,7 +732,7 @@ func (c *demuxClient) write() {
 }
 
 // kill closes the connection once; the reader and writer then end.
-func (c *demuxClient) kill() {
+func (c *client) kill() {
 	c.killOnce.Do(func() {
 		c.mu.Lock()
 		c.closed = true
@@ -697,7 +743,7 @@ func (c *demuxClient) kill() {
 	})
 }
 
-func (c *demuxClient) killed() bool {
+func (c *client) killed() bool {
 	select {
 	case <-c.dead:
 		return true
