@@ -224,7 +224,7 @@ func (s *Server) ServeDemux(names []string, opts DemuxOptions) (*Demux, error) {
 		a, err := unixsock.Accept(s.inherit, s.log, "demux", "unixpacket", SocketSpec{Addr: addr},
 			opts.StreamOptions, d.serve, nil)
 		if err == nil {
-			err = s.add(acceptorFront{a})
+			err = s.Add(acceptorFront{a})
 			if err != nil {
 				a.Close(context.Background(), false)
 			}
@@ -744,4 +744,11 @@ func (t *logThrottle) log(l *slog.Logger, msg string, args ...any) {
 		args = append(args, "suppressed", n)
 	}
 	l.Warn(msg, args...)
+}
+
+// acceptorFront runs a bare Acceptor as a front end.
+type acceptorFront struct{ *unixsock.Acceptor }
+
+func (a acceptorFront) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+	return a.Close(ctx, handoff)
 }

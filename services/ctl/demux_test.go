@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync"
@@ -53,7 +55,7 @@ func newDMFixtureNames(t testing.TB, names []string, opts DemuxOptions) *dmFixtu
 		// A benchmark's or a fuzz target's logs would only grow.
 		h = slog.DiscardHandler
 	}
-	d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(h)})
+	d := NewRegistry(Options{Name: "test", Logger: slog.New(h)})
 	f.srv = NewServer(d)
 	if opts.Router == nil {
 		opts.Router = LoopbackRouter{Addr: dmLocal}
@@ -409,7 +411,7 @@ func TestDemuxPeerRefused(t *testing.T) {
 	t.Parallel()
 	t.Run("refused", func(t *testing.T) {
 		f := newDMFixture(t, DemuxOptions{})
-		out := dgRunAsNobody(t, "demuxdial", f.names[0])
+		out := dmRunAsNobody(t, "demuxdial", f.names[0])
 		if out != "recv: closed" {
 			t.Fatalf("child: %q, want the connection closed", out)
 		}
@@ -424,7 +426,7 @@ func TestDemuxPeerRefused(t *testing.T) {
 	t.Run("allowed", func(t *testing.T) {
 		f := newDMFixture(t, DemuxOptions{StreamOptions: StreamOptions{Peers: PeerPolicy{UIDs: []uint32{65534}}}})
 		done := make(chan string, 1)
-		go func() { done <- dgRunAsNobody(t, "demuxdial", f.names[1]) }()
+		go func() { done <- dmRunAsNobody(t, "demuxdial", f.names[1]) }()
 		testutil.WaitFor(t, "child registered", 5*time.Second, func() bool { return f.dm.Stats().Clients[5] == 1 })
 		f.dm.Deliver(dmLocal, 5, []byte("hi"))
 		if out := <-done; out != "recv: <nil>" {
@@ -447,7 +449,7 @@ func TestDemuxDefaultNames(t *testing.T) {
 			t.Logf("no private network namespace (%v); using the host's", err)
 		}
 		res <- func() error {
-			d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(newDGLogs())})
+			d := NewRegistry(Options{Name: "test", Logger: slog.New(newDGLogs())})
 			srv := NewServer(d)
 			dm, err := srv.ServeDemux(DefaultDemuxNames, DemuxOptions{Router: LoopbackRouter{Addr: dmLocal}})
 			if errors.Is(err, unixsock.ErrInUse) {
@@ -738,4 +740,139 @@ func TestDemuxCloseWithUnreadKeepsSent(t *testing.T) {
 		}
 		testutil.WaitFor(t, "client gone", 5*time.Second, func() bool { return f.dm.Stats().Clients[0x30] == 0 })
 	}
+}
+
+// TestDemuxHelperProcess is not a test: it is the child process that
+// dmRunAsNobody starts under another uid.
+func TestDemuxHelperProcess(t *testing.T) {
+	action := os.Getenv("TICKBOX_DEMUX_TEST_HELPER")
+	if action == "" {
+		return // runs only as a child of another test
+	}
+	arg := os.Getenv("TICKBOX_DEMUX_TEST_ARG")
+	switch action {
+	case "demuxdial":
+		c, err := DialDemux(arg, 5)
+		if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+			fmt.Println("recv: closed") // refused before the registration was written
+			break
+		}
+		if err != nil {
+			fmt.Println("dial:", err)
+			break
+		}
+		c.SetDeadline(time.Now().Add(3 * time.Second))
+		_, _, _, err = c.Recv()
+		if errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) {
+			// A refused connection is closed with the registration
+			// unread, which the kernel reports as a reset.
+			fmt.Println("recv: closed")
+		} else {
+			fmt.Println("recv:", err)
+		}
+	}
+	os.Exit(0)
+}
+
+// dmRunAsNobody runs TestDemuxHelperProcess as uid/gid 65534 and returns
+// its output. The test binary is copied to a world-readable directory
+// first, because go test builds it in a private one.
+func dmRunAsNobody(t *testing.T, action, arg string) string {
+	t.Helper()
+	testutil.NeedRoot(t, "switch to uid 65534")
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := testutil.ShortDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "ctl.test")
+	src, err := os.Open(exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(bin, os.O_CREATE|os.O_WRONLY, 0o755)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	dst.Close()
+	cmd := exec.Command(bin, "-test.run=^TestDemuxHelperProcess$")
+	cmd.Env = append(os.Environ(), "TICKBOX_DEMUX_TEST_HELPER="+action, "TICKBOX_DEMUX_TEST_ARG="+arg)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("helper: %v: %s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+type dgRecord struct {
+	Level slog.Level
+	Msg   string
+	Attrs map[string]string
+}
+
+// dgLogs is a thread-safe slog handler that keeps every record, so tests
+// can assert exact log texts.
+type dgLogs struct {
+	mu    sync.Mutex
+	recs  []dgRecord
+	attrs []slog.Attr
+	root  *dgLogs
+}
+
+func newDGLogs() *dgLogs { l := &dgLogs{}; l.root = l; return l }
+
+func (l *dgLogs) Enabled(context.Context, slog.Level) bool { return true }
+
+func (l *dgLogs) Handle(_ context.Context, r slog.Record) error {
+	rec := dgRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
+	for _, a := range l.attrs {
+		rec.Attrs[a.Key] = a.Value.String()
+	}
+	r.Attrs(func(a slog.Attr) bool {
+		rec.Attrs[a.Key] = a.Value.String()
+		return true
+	})
+	l.root.mu.Lock()
+	l.root.recs = append(l.root.recs, rec)
+	l.root.mu.Unlock()
+	return nil
+}
+
+func (l *dgLogs) WithAttrs(as []slog.Attr) slog.Handler {
+	return &dgLogs{attrs: append(append([]slog.Attr(nil), l.attrs...), as...), root: l.root}
+}
+
+func (l *dgLogs) WithGroup(string) slog.Handler { return l }
+
+func (l *dgLogs) records() []dgRecord {
+	l.root.mu.Lock()
+	defer l.root.mu.Unlock()
+	return append([]dgRecord(nil), l.root.recs...)
+}
+
+// find returns the records whose message is msg.
+func (l *dgLogs) find(msg string) []dgRecord {
+	var out []dgRecord
+	for _, r := range l.records() {
+		if r.Msg == msg {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func (l *dgLogs) dump() string {
+	var b strings.Builder
+	for _, r := range l.records() {
+		fmt.Fprintf(&b, "%s %q %v\n", r.Level, r.Msg, r.Attrs)
+	}
+	return b.String()
 }
