@@ -11,7 +11,8 @@ import (
 )
 
 // registerCommon registers the common commands every tickbox daemon
-// serves, in Kea's spelling, so that Kea's tools drive any of them.
+// serves, under the names and with the answers the JSON control
+// channel's tools expect, so that those tools drive any of them.
 func (r *Registry) registerCommon() {
 	builtin := []*Command{
 		{
@@ -57,9 +58,9 @@ func (r *Registry) registerCommon() {
 	}
 	for _, c := range builtin {
 		c.builtin = true
-		// Kea's version-get, build-report, status-get and config-get
-		// ignore any arguments; shutdown stays strict, as it is not one
-		// of Kea's argument-free commands (Kea's takes exit-value).
+		// version-get, build-report, status-get and config-get ignore
+		// any arguments, as the originals do; shutdown stays strict, as
+		// the original is not argument-free (it takes exit-value).
 		c.IgnoreExtraArgs = c.Name != "shutdown"
 		r.MustRegister(c)
 	}

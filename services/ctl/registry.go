@@ -13,10 +13,12 @@ import (
 	"time"
 )
 
-// Code is a Kea-style result code.
+// Code is a command's result code. The values are those of the JSON
+// control channel's convention, which every front end reports in its
+// own way.
 type Code int
 
-// Result codes, as Kea defines them.
+// Result codes.
 const (
 	Success     Code = 0
 	Error       Code = 1
@@ -26,8 +28,8 @@ const (
 )
 
 // Result is what a command returns: a code, a human-readable text and
-// optional arguments (any JSON-encodable value; a map[string]any is
-// flattened into IPC replies).
+// optional arguments (any JSON-encodable value; a front end may flatten
+// a map[string]any into its reply).
 type Result struct {
 	Code Code
 	Text string
@@ -73,21 +75,21 @@ type Command struct {
 	// commands such as "echo" that treat them as data).
 	AnyArgs bool
 	// IgnoreExtraArgs drops arguments the command does not take (named
-	// ones not in Params, positional ones past them, and on the Kea
+	// ones not in Params, positional ones past them, and on a JSON
 	// channel an "arguments" value that is not a map) instead of
-	// refusing them. Kea's common commands (list-commands, version-get,
-	// status-get, config-get, build-report) behave so in Kea, whose
-	// handlers never look at what they do not use, and tools written
-	// for Kea send such requests. Parameters the command does take are
-	// still checked.
+	// refusing them. The common commands (list-commands, version-get,
+	// status-get, config-get, build-report) behave so in the daemons
+	// whose commands they copy, whose handlers never look at what they
+	// do not use, and the tools written for those send such requests.
+	// Parameters the command does take are still checked.
 	IgnoreExtraArgs bool
 	// Stream marks a command that writes output until cancelled.
 	Stream bool
 	// Persistent commands are replayed on their console connection after
 	// a reload or re-exec.
 	Persistent bool
-	// Aliases are further names for the same command, such as the Kea
-	// spelling of an sfptpd datagram command ("instance-select" for
+	// Aliases are further names for the same command, such as the
+	// hyphenated spelling of an sfptpd command ("instance-select" for
 	// "selectinstance"). They share everything, parameters included.
 	Aliases []string
 	Handler Handler
@@ -382,14 +384,14 @@ func (r *Registry) Commands() []*Command {
 	return cs
 }
 
-// UnsupportedResult is the reply to an unknown command, in the words
-// Kea's daemons use, which every front end shares.
+// UnsupportedResult is the reply to an unknown command, which every
+// front end shares.
 func UnsupportedResult(name string) Result {
 	return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' command not supported.", name)}
 }
 
 // Invoke validates in against the named command's schema and runs it.
-// Unknown commands give Kea's result 2 text; invalid parameters give
+// Unknown commands give UnsupportedResult; invalid parameters give
 // result 1 with a text naming the parameter. out receives streamed or
 // textual output and may be nil.
 func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer) Result {
