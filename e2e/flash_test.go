@@ -275,10 +275,22 @@ func TestFlashQemuMissingWithoutRoot(t *testing.T) {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	os.Chmod(dir, 0o777)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	// flash.sh compiles its Go program first; the program, nobody's Go
+	// build cache and the go command's own counters belong in nobody's
+	// cache and config directories, kept apart from dir.
+	cache, err := os.MkdirTemp("", "tbcache")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(cache) })
+	os.Chmod(cache, 0o777)
+	// A cold compile of the program as nobody takes 20 s on a quiet
+	// 2-core machine.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	r := runFlash(t, ctx, &syscall.Credential{Uid: 65534, Gid: 65534},
-		[]string{"PATH=" + bin, "HOME=" + dir},
+		[]string{"PATH=" + bin, "HOME=" + dir,
+			"XDG_CACHE_HOME=" + filepath.Join(cache, "cache"), "XDG_CONFIG_HOME=" + filepath.Join(cache, "config")},
 		"--build-dir", filepath.Join(dir, "build"), "--http-port", strconv.Itoa(freePort(t)), "--ssh-port", strconv.Itoa(freePort(t)))
 	checkRefusal(t, r, "qemu-system-x86_64 not found; install it with: sudo apt-get install -y qemu-system-x86")
 	noFilesUnder(t, dir)

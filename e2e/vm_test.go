@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
 	"os/exec"
 	"path"
@@ -22,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/gokrazyweb"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
@@ -32,11 +31,9 @@ const vmTimeout = 5 * time.Minute
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
 	t         *testing.T
-	base      string // http://127.0.0.1:PORT
-	password  string
+	web       *gokrazyweb.Client
 	sshPort   int
 	sshKey    string
-	client    *http.Client
 	logs      map[string]*testutil.LockedBuffer // service path → stderr seen so far
 	logsMu    sync.Mutex
 	logCtx    context.Context
@@ -44,49 +41,8 @@ type vm struct {
 	flashLogs *testutil.LockedBuffer
 }
 
-func (v *vm) get(ctx context.Context, p string, accept string) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", v.base+p, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.SetBasicAuth("gokrazy", v.password)
-	if accept != "" {
-		req.Header.Set("Accept", accept)
-	}
-	return v.client.Do(req)
-}
-
-type service struct {
-	Stopped   bool
-	StartTime time.Time
-	Pid       int
-	Path      string
-	Args      []string
-}
-
-// services reads the web UI's service list (its JSON form).
-func (v *vm) services(ctx context.Context) (map[string]service, error) {
-	resp, err := v.get(ctx, "/", "application/json")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("GET /: %s", resp.Status)
-	}
-	var st struct{ Services []service }
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
-		return nil, fmt.Errorf("GET /: %w", err)
-	}
-	m := map[string]service{}
-	for _, s := range st.Services {
-		m[s.Path] = s
-	}
-	return m, nil
-}
-
-// follow streams /log?path=SVC&stream=stderr into a buffer until the test
-// ends; gokrazy replays the retained log first, then new lines.
+// follow streams a service's stderr from the web UI into a buffer until
+// the test ends; gokrazy replays the retained log first, then new lines.
 func (v *vm) follow(svc string) *testutil.LockedBuffer {
 	v.logsMu.Lock()
 	defer v.logsMu.Unlock()
@@ -97,14 +53,11 @@ func (v *vm) follow(svc string) *testutil.LockedBuffer {
 	v.logs[svc] = b
 	go func() {
 		for v.logCtx.Err() == nil {
-			resp, err := v.get(v.logCtx, "/log?path="+url.QueryEscape(svc)+"&stream=stderr", "")
-			if err == nil {
-				if resp.StatusCode == http.StatusOK {
-					// Each connection replays the retained log first.
-					b.Reset()
-					io.Copy(b, io.LimitReader(resp.Body, 16<<20))
-				}
-				resp.Body.Close()
+			if rc, err := v.web.Log(v.logCtx, svc); err == nil {
+				// Each connection replays the retained log first.
+				b.Reset()
+				io.Copy(b, io.LimitReader(rc, 16<<20))
+				rc.Close()
 			}
 			select {
 			case <-v.logCtx.Done():
@@ -119,12 +72,12 @@ func (v *vm) follow(svc string) *testutil.LockedBuffer {
 func (v *vm) logSnapshot(svc string) string {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	resp, err := v.get(ctx, "/log?path="+url.QueryEscape(svc)+"&stream=stderr", "")
+	rc, err := v.web.Log(ctx, svc)
 	if err != nil {
 		return err.Error()
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 256<<10))
+	defer rc.Close()
+	b, _ := io.ReadAll(io.LimitReader(rc, 256<<10))
 	return string(b)
 }
 
@@ -156,37 +109,6 @@ func (v *vm) ssh(ctx context.Context, args ...string) (string, error) {
 	defer cancel()
 	out, err := v.sshCommand(ctx, args...).CombinedOutput()
 	return string(out), err
-}
-
-// startBreakglass presses the "supervise" button on breakglass's status
-// page: GET the page for its xsrf token and cookie, POST /restart.
-func (v *vm) startBreakglass(ctx context.Context) error {
-	resp, err := v.get(ctx, "/status?path=/user/breakglass", "")
-	if err != nil {
-		return err
-	}
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	resp.Body.Close()
-	m := regexp.MustCompile(`name="xsrftoken" value="(-?[0-9]+)"`).FindSubmatch(body)
-	if m == nil {
-		return fmt.Errorf("no xsrftoken on /status?path=/user/breakglass (%s)", resp.Status)
-	}
-	form := url.Values{"xsrftoken": {string(m[1])}, "path": {"/user/breakglass"}, "supervise": {"loop"}}
-	req, err := http.NewRequestWithContext(ctx, "POST", v.base+"/restart", strings.NewReader(form.Encode()))
-	if err != nil {
-		return err
-	}
-	req.SetBasicAuth("gokrazy", v.password)
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err = v.client.Do(req)
-	if err != nil {
-		return err
-	}
-	resp.Body.Close()
-	if resp.StatusCode >= 400 {
-		return fmt.Errorf("POST /restart: %s", resp.Status)
-	}
-	return nil
 }
 
 // tickboxServices lists the services the image must run: every tickbox
@@ -303,15 +225,13 @@ func TestVM(t *testing.T) {
 	logCtx, stopLogs := context.WithCancel(context.Background())
 	defer stopLogs()
 	v := &vm{
-		t: t, base: "http://127.0.0.1:" + strconv.Itoa(httpPort), password: password,
+		t:       t,
+		web:     gokrazyweb.New("http://127.0.0.1:"+strconv.Itoa(httpPort), password),
 		sshPort: sshPort, sshKey: strings.TrimSuffix(pub, ".pub"),
-		client:   &http.Client{Timeout: 0},
 		logs:     map[string]*testutil.LockedBuffer{},
 		logCtx:   logCtx,
 		buildDir: buildDir, flashLogs: flashOut,
 	}
-	jar, _ := cookiejar.New(nil)
-	v.client.Jar = jar
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -371,7 +291,7 @@ func TestVM(t *testing.T) {
 	defer vcancel()
 
 	// Basic auth is enforced.
-	if resp, err := http.Get(v.base + "/"); err != nil {
+	if resp, err := http.Get(v.web.Base() + "/"); err != nil {
 		t.Fatal(err)
 	} else {
 		resp.Body.Close()
@@ -384,9 +304,9 @@ func TestVM(t *testing.T) {
 	// than 5 s ago (the web UI's "restarting" threshold) and with the same
 	// pid and start time on two looks a few seconds apart.
 	want := tickboxServices(t)
-	var prev map[string]service
+	var prev map[string]gokrazyweb.Service
 	err = waitFor(vctx, "all services running", 2*time.Second, func() error {
-		cur, err := v.services(vctx)
+		cur, err := v.web.Services(vctx)
 		if err != nil {
 			return err
 		}
@@ -415,7 +335,7 @@ func TestVM(t *testing.T) {
 	}
 
 	// breakglass through the web UI form, then ssh.
-	if err := v.startBreakglass(vctx); err != nil {
+	if err := v.web.StartBreakglass(vctx); err != nil {
 		t.Fatal(err)
 	}
 	err = waitFor(vctx, "ssh via breakglass", 2*time.Second, func() error {

@@ -5,8 +5,9 @@
 // that differs per build — the target's GOARCH, kernel, firmware and EEPROM
 // packages, the breakglass authorized keys of whoever builds the image, and
 // extra packages — is applied here, so there is never a second copy of the
-// configuration to keep in sync. flash.sh runs it; it is a program rather
-// than sed/jq so that the JSON edits are exact and tested.
+// configuration to keep in sync. tickbox-image (and so flash.sh) runs it;
+// it is a program rather than sed/jq so that the JSON edits are exact and
+// tested.
 //
 // The derived instance directory gets config.json and a builddir symlink to
 // the committed builddir. gok runs go in the resolved directory, so the

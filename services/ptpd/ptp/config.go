@@ -3,6 +3,13 @@
 // slave (announce qualification, BMCA, one- and two-step Sync, Delay_Req)
 // or a master (Announce, two-step Sync, Delay_Resp). A Port is an
 // instance.Instance for the sfptpd-compatible engine.
+//
+// A Port (port.go) runs the event loop, the state machine and the BMCA
+// (bmca.go); the master's sends (master.go), the slave's timestamp
+// pipeline (measure.go) and the clock discipline (servo.go) are parts it
+// holds. The sockets and timestamping are in net.go, the engine's calls
+// in control.go, sfptpd's test modes in testmode.go and leap seconds in
+// leap.go.
 package ptp
 
 import (

@@ -87,7 +87,7 @@ func (p *Port) LeapGuard(on bool) {
 		return
 	}
 	p.leapGuard = on
-	p.resetMeasurements()
+	p.meas.reset()
 	if on {
 		p.log.Info(fmt.Sprintf("ptp %s: leap second guard: clock updates suspended", p.cfg.Name))
 	} else {
@@ -104,11 +104,10 @@ func (p *Port) StepLeap(d time.Duration) (bool, error) {
 	if !p.utcClock {
 		return false, nil
 	}
-	if err := p.clk.Step(d); err != nil {
+	if err := p.disc.step(d); err != nil {
 		return false, fmt.Errorf("ptp %s: stepping clock %s for the leap second: %w", p.cfg.Name, p.clk.Name(), err)
 	}
-	p.steps++
-	p.resetMeasurements()
+	p.meas.reset()
 	return true, nil
 }
 

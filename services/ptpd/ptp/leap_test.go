@@ -222,15 +222,15 @@ func TestLeapModesRefusedOnSlave(t *testing.T) {
 // clock is not touched; afterwards measuring resumes.
 func TestLeapGuard(t *testing.T) {
 	p, clk, tr := testPort(t, ModeSlave)
-	p.discipline = false // measure only: the offsets stay visible
+	p.disc.on = false // measure only: the offsets stay visible
 	qualify(t, p, t0, masterA, 128)
 	withDelay(t, p, tr, t0)
-	if d, _ := p.delay.Value(); d != 1000 {
+	if d, _ := p.meas.delay.Value(); d != 1000 {
 		t.Fatalf("path delay %v", d)
 	}
 	p.LeapGuard(true)
 	p.LeapGuard(true) // idempotent
-	p.haveOffset = false
+	p.disc.haveOffset = false
 	now := t0
 	for i := range 20 {
 		now = t0.Add(time.Duration(i+1) * time.Second / 2)
@@ -239,24 +239,24 @@ func TestLeapGuard(t *testing.T) {
 		p.handle(packet{event: true, b: syncMsg(t, masterA, uint16(50+i), false, t1, 0), ts: t1.Add(time.Second + 1500)}, now)
 		tr.txTime = t1.Add(10 * time.Millisecond)
 		p.sendDelayReq()
-		p.handle(packet{b: delayResp(t, masterA, p.dreq.seq, tr.txTime.Add(500), p.self)}, now)
+		p.handle(packet{b: delayResp(t, masterA, p.meas.dreq.seq, tr.txTime.Add(500), p.self)}, now)
 		if i%4 == 0 {
 			p.handle(packet{b: announce(t, masterA, uint16(10+i), 128)}, now)
 		}
 		p.tick(now)
 	}
 	st := p.Status()
-	if p.haveOffset || len(clk.steps) != 0 || len(st.Alarms) != 0 {
-		t.Fatalf("in the guard: offset %v (%v), steps %v, alarms %v", p.offset, p.haveOffset, clk.steps, st.Alarms)
+	if p.disc.haveOffset || len(clk.steps) != 0 || len(st.Alarms) != 0 {
+		t.Fatalf("in the guard: offset %v (%v), steps %v, alarms %v", p.disc.offset, p.disc.haveOffset, clk.steps, st.Alarms)
 	}
-	if d, _ := p.delay.Value(); d != 1000 {
+	if d, _ := p.meas.delay.Value(); d != 1000 {
 		t.Fatalf("path delay moved to %v in the guard", d)
 	}
 	p.LeapGuard(false)
 	now = now.Add(time.Second)
 	p.handle(packet{event: true, b: syncMsg(t, masterA, 90, false, now, 0), ts: now.Add(1800)}, now)
-	if !p.haveOffset || p.offset != 800 {
-		t.Fatalf("after the guard: offset %v (%v), want 800", p.offset, p.haveOffset)
+	if !p.disc.haveOffset || p.disc.offset != 800 {
+		t.Fatalf("after the guard: offset %v (%v), want 800", p.disc.offset, p.disc.haveOffset)
 	}
 }
 
@@ -277,7 +277,7 @@ func TestStepLeap(t *testing.T) {
 			p, clk, _ := testPort(t, ModeSlave)
 			p.utcClock = tc.utc
 			qualify(t, p, t0, masterA, 128)
-			p.msValid = true
+			p.meas.msValid = true
 			got, err := p.StepLeap(tc.d)
 			if err != nil || got != tc.stepped {
 				t.Fatalf("StepLeap = %v, %v; want %v", got, err, tc.stepped)
@@ -288,7 +288,7 @@ func TestStepLeap(t *testing.T) {
 				if len(clk.steps) != 1 || clk.steps[0] != tc.d {
 					t.Fatalf("steps %v, want [%v]", clk.steps, tc.d)
 				}
-				if p.msValid {
+				if p.meas.msValid {
 					t.Fatal("a measurement survived the step")
 				}
 			}

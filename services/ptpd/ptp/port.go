@@ -16,7 +16,6 @@ import (
 	"github.com/facebook/time/ptp/protocol"
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
-	"github.com/tickbox-fw/tickbox/services/ptpd/servo"
 )
 
 // Message lengths on the wire (IEEE 1588-2019 table 43 ff.), without
@@ -67,9 +66,13 @@ const (
 	AlarmNoDelayResps = instance.AlarmNoDelayResps
 )
 
-// Port is one PTP ordinary clock port. All protocol work happens in Run's
-// goroutine; the mutex lets Status and the control calls read and steer
-// it from others.
+// Port is one PTP ordinary clock port. It owns the event loop, the state
+// machine and the choice of master (BMCA, with the foreign master table
+// of bmca.go), and holds one of each part a role runs: master (the
+// master's sends), measurements (the slave's timestamp pipeline) and
+// discipline (what the slave does to its clock). All protocol work
+// happens in Run's goroutine; the mutex lets Status and the control
+// calls (control.go) read and steer it from others.
 type Port struct {
 	cfg Config
 	clk clock.Clock
@@ -82,46 +85,26 @@ type Port struct {
 	// open makes the transport; tests replace it.
 	open func() (transport, bool, protocol.ClockIdentity, error)
 
-	mu         sync.Mutex
-	tr         transport
-	hw         bool
-	state      instance.State
-	self       protocol.PortIdentity
-	foreign    *foreignTable
-	servo      *servo.Servo
-	delay      *servo.Median
-	discipline bool
-	rng        *mrand.Rand
+	mu      sync.Mutex
+	tr      transport
+	hw      bool
+	state   instance.State
+	self    protocol.PortIdentity
+	foreign *foreignTable
+	rng     *mrand.Rand
 
 	parent    *foreign
-	syncSeq   uint16 // the last Sync's sequence number, for the missing-Sync warning
 	parentAnn protocol.Announce
 
-	sync     syncRx
-	fu       followUpRx
-	ms       float64 // last master-to-slave difference (ns)
-	msValid  bool
-	lastSync time.Time
-	syncIvl  time.Duration // the parent's sync interval
-	dreq     delayReqTx
-	missed   int
-	dreqIvl  time.Duration
+	// The parts, run from the event loop: the master's sends
+	// (master.go), the slave's timestamp pipeline (measure.go) and
+	// its clock discipline (servo.go).
+	master master
+	meas   measurements
+	disc   discipline
 
-	seqSync, seqAnnounce, seqDelay uint16
-	nextAnnounce, nextSync         time.Time
-	nextDelayReq                   time.Time
-
-	offset      float64
-	haveOffset  bool
-	freq        float64
-	steps       int
-	inSyncRun   int
-	inSync      bool
-	lastUpdate  time.Time
-	holdover    bool
 	syncAlarm   bool
 	annAlarm    bool
-	twoStep     bool // the parent's last Sync was two-step
 	txErr       error
 	badCount    uint64
 	badSinceLog uint64
@@ -130,29 +113,6 @@ type Port struct {
 	test testState // what sfptpd's test modes set (testmode.go)
 	// leapGuard: the engine's leap second guard is on (leap.go).
 	leapGuard bool
-}
-
-type syncRx struct {
-	seq   uint16
-	t2    time.Time
-	corr  float64
-	valid bool
-}
-
-type followUpRx struct {
-	seq   uint16
-	t1    time.Time
-	corr  float64
-	valid bool
-	// t2Shift is what the transparent clock emulation added to corr,
-	// to add to its Sync's receive time too.
-	t2Shift time.Duration
-}
-
-type delayReqTx struct {
-	seq   uint16
-	t3    time.Time
-	valid bool
 }
 
 // New makes a port that disciplines clk. The interface is looked up when
@@ -183,24 +143,17 @@ func newPort(cfg Config, clk clock.Clock, log *slog.Logger) *Port {
 	_, isPHC := clk.(*clock.PHC)
 	var seed [16]byte
 	_, _ = rand.Read(seed[:])
-	p := &Port{
-		cfg:        cfg,
-		clk:        clk,
-		log:        log,
-		utcClock:   !isPHC,
-		state:      instance.Initializing,
-		foreign:    newForeignTable(),
-		delay:      servo.NewMedian(cfg.DelayFilter),
-		discipline: cfg.Discipline,
-		rng:        mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+	return &Port{
+		cfg:      cfg,
+		clk:      clk,
+		log:      log,
+		utcClock: !isPHC,
+		state:    instance.Initializing,
+		foreign:  newForeignTable(),
+		rng:      mrand.New(mrand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		meas:     newMeasurements(cfg.DelayFilter),
+		disc:     newDiscipline(cfg, clk, log),
 	}
-	f, err := clk.FreqPPB()
-	if err != nil {
-		f = 0
-	}
-	p.freq = f
-	p.servo = servo.New(cfg.servoConfig(), f)
-	return p
 }
 
 // openUDP resolves the interface, picks the timestamping and opens the
@@ -262,7 +215,7 @@ func (p *Port) Run(ctx context.Context) error {
 		p.mu.Lock()
 		p.tr = nil
 		p.setState(instance.Faulty, err.Error())
-		p.holdoverLocked()
+		p.disc.enterHoldover()
 		p.mu.Unlock()
 		select {
 		case <-ctx.Done():
@@ -329,18 +282,11 @@ func (p *Port) start(tr transport, hw bool, id protocol.ClockIdentity, now time.
 	p.self = protocol.PortIdentity{ClockIdentity: id, PortNumber: 1}
 	p.foreign = newForeignTable()
 	p.parent = nil
-	p.resetMeasurements()
-	p.delay.Reset()
-	p.missed = 0
-	p.nextAnnounce, p.nextSync, p.nextDelayReq = now, now, now
-	p.dreqIvl = logInterval(p.cfg.DelayReqInterval)
-	p.syncIvl = logInterval(p.cfg.SyncInterval)
-	p.lastSync = now
+	p.meas.restart(now)
+	p.meas.dreqIvl = logInterval(p.cfg.DelayReqInterval)
+	p.meas.syncIvl = logInterval(p.cfg.SyncInterval)
+	p.master.nextSync, p.master.nextAnnounce = now, now
 	p.decide(now)
-}
-
-func (p *Port) resetMeasurements() {
-	p.sync.valid, p.fu.valid, p.dreq.valid, p.msValid = false, false, false, false
 }
 
 // setState changes state and logs why; p.mu held.
@@ -353,7 +299,7 @@ func (p *Port) setState(s instance.State, why string) {
 	p.log.Log(context.Background(), levelNotice, p.stateLine())
 	p.log.Debug("port state", "from", from, "to", s, "reason", why)
 	if s != instance.Slave {
-		p.inSync, p.inSyncRun = false, 0
+		p.disc.outOfSync()
 	}
 }
 
@@ -389,11 +335,7 @@ func (p *Port) decide(now time.Time) {
 	case ModeMaster:
 		if best == nil || Compare(p.defaultDS(), best.ds) < 0 {
 			if p.state != instance.Master {
-				// Announces half a sync interval off the Syncs: a
-				// general message sent just before a Sync delays
-				// the Sync's receive timestamp at the slave.
-				p.nextSync = now
-				p.nextAnnounce = now.Add(logInterval(p.cfg.SyncInterval) / 2)
+				p.master.begin(now, logInterval(p.cfg.SyncInterval))
 				p.test.enterMaster()
 			}
 			p.setState(instance.Master, "our clock is the best master")
@@ -405,7 +347,7 @@ func (p *Port) decide(now time.Time) {
 		if best == nil {
 			if p.parent != nil {
 				p.parent = nil
-				p.holdoverLocked()
+				p.disc.enterHoldover()
 			}
 			p.setState(instance.Listening, "no qualified master")
 			return
@@ -414,15 +356,11 @@ func (p *Port) decide(now time.Time) {
 			old := "none"
 			if p.parent != nil {
 				old = p.parent.id.String()
-				p.holdoverLocked()
+				p.disc.enterHoldover()
 			}
 			p.parent = best
 			p.parentAnn = *best.last
-			p.resetMeasurements()
-			p.delay.Reset()
-			p.missed = 0
-			p.lastSync = now
-			p.nextDelayReq = now
+			p.meas.restart(now)
 			p.log.Info("new master", "from", old, "to", best.id.String(),
 				"grandmaster", sfptpdID(best.ds.GM), "priority1", best.ds.Priority1, "class", best.ds.ClockClass)
 			p.setState(instance.Uncalibrated, "new master")
@@ -431,29 +369,6 @@ func (p *Port) decide(now time.Time) {
 			p.setState(instance.Uncalibrated, "master selected")
 		}
 	}
-}
-
-// holdoverLocked puts the clock on the servo's mean frequency when the
-// master goes away; p.mu held.
-func (p *Port) holdoverLocked() {
-	if p.holdover || !p.servo.Locked() {
-		return
-	}
-	f := p.servo.Holdover()
-	p.holdover = true
-	p.inSync, p.inSyncRun = false, 0
-	if p.adjusting() {
-		if err := p.clk.AdjFreqPPB(f); err != nil {
-			p.log.Warn("holdover: setting frequency", "err", err)
-		}
-		p.freq = f
-	}
-	p.log.Info("holdover", "freq_ppb", f)
-}
-
-// adjusting: this port may change its clock now.
-func (p *Port) adjusting() bool {
-	return p.discipline && p.cfg.ClockControl != servo.NoAdjust && p.cfg.Mode == ModeSlave
 }
 
 // tick runs the timers and returns when it next needs to run; p.mu held.
@@ -483,37 +398,20 @@ func (p *Port) tick(now time.Time) time.Time {
 	}
 	switch p.state {
 	case instance.Master:
-		if !now.Before(p.nextSync) {
-			p.sendSync()
-			p.nextSync = p.nextSync.Add(logInterval(p.cfg.SyncInterval))
-			if p.nextSync.Before(now) {
-				p.nextSync = now.Add(logInterval(p.cfg.SyncInterval))
-			}
-		}
-		if !now.Before(p.nextAnnounce) {
-			p.sendAnnounce()
-			p.nextAnnounce = p.nextAnnounce.Add(logInterval(p.cfg.AnnounceInterval))
-			if p.nextAnnounce.Before(now) {
-				p.nextAnnounce = now.Add(logInterval(p.cfg.AnnounceInterval))
-			}
-		}
-		next = earliest(next, p.nextAnnounce, p.nextSync)
+		next = earliest(next, p.master.tick(p, now))
 	case instance.Slave, instance.Uncalibrated:
-		if !now.Before(p.nextDelayReq) {
+		if !now.Before(p.meas.nextDelayReq) {
 			p.sendDelayReq()
-			// Randomised around the interval (IEEE 1588 9.5.11.2) so
-			// that slaves do not synchronise their requests.
-			d := time.Duration(float64(p.dreqIvl) * (0.5 + p.rng.Float64()))
-			p.nextDelayReq = now.Add(d)
+			p.meas.scheduleDelayReq(now, p.rng.Float64())
 		}
-		next = earliest(next, p.nextDelayReq)
-		deadline := p.lastSync.Add(syncTimeoutIntervals * p.syncIvl)
+		next = earliest(next, p.meas.nextDelayReq)
+		deadline := p.meas.syncDeadline()
 		if now.After(deadline) {
 			if !p.syncAlarm {
 				p.log.Warn(fmt.Sprintf("ptp %s: failed to receive Sync for sequence number %d for %.1f seconds",
-					p.cfg.Name, p.syncSeq+1, now.Sub(p.lastSync).Seconds()))
+					p.cfg.Name, p.meas.syncSeq+1, now.Sub(p.meas.lastSync).Seconds()))
 				p.syncAlarm = true
-				p.holdoverLocked()
+				p.disc.enterHoldover()
 			}
 		} else {
 			next = earliest(next, deadline.Add(time.Millisecond))
@@ -604,69 +502,15 @@ func (p *Port) sendGeneral(m protocol.BinaryMarshalerTo) {
 	}
 }
 
-func (p *Port) sendAnnounce() {
-	if p.test.noAnnounce {
-		return
-	}
-	ds := p.announced()
-	flags, utcOffset := p.timeProperties()
-	a := &protocol.Announce{
-		Header: p.header(protocol.MessageAnnounce, lenAnnounce, p.seqAnnounce, ctlOther, p.cfg.AnnounceInterval),
-		AnnounceBody: protocol.AnnounceBody{
-			OriginTimestamp:      protocol.NewTimestamp(p.clockNow()),
-			CurrentUTCOffset:     utcOffset,
-			GrandmasterPriority1: ds.p1,
-			GrandmasterClockQuality: protocol.ClockQuality{
-				ClockClass:              protocol.ClockClass(ds.class),
-				ClockAccuracy:           protocol.ClockAccuracy(ds.acc),
-				OffsetScaledLogVariance: ds.variance,
-			},
-			GrandmasterPriority2: ds.p2,
-			GrandmasterIdentity:  ds.gm,
-			StepsRemoved:         ds.steps,
-			TimeSource:           timeSourceInternal,
-		},
-	}
-	a.FlagField = flags
-	p.seqAnnounce++
-	p.sendGeneral(a)
-}
-
-// sendSync sends a two-step Sync and its Follow_Up.
-func (p *Port) sendSync() {
-	if p.test.noSync {
-		return // as in sfptpd, the sequence id does not advance
-	}
-	seq := p.seqSync
-	p.seqSync++
-	s := &protocol.SyncDelayReq{
-		Header:           p.header(protocol.MessageSync, lenSync, seq, ctlSync, p.cfg.SyncInterval),
-		SyncDelayReqBody: protocol.SyncDelayReqBody{OriginTimestamp: protocol.NewTimestamp(p.clockNow())},
-	}
-	s.FlagField = protocol.FlagTwoStep
-	t1 := p.txEvent(p.sendEvent(s))
-	if t1.IsZero() || p.txErr != nil || p.test.noFollowUps {
-		return
-	}
-	fu := &protocol.FollowUp{
-		Header:       p.header(protocol.MessageFollowUp, lenFollowUp, seq, ctlFollowUp, p.cfg.SyncInterval),
-		FollowUpBody: protocol.FollowUpBody{PreciseOriginTimestamp: protocol.NewTimestamp(t1)},
-	}
-	p.sendGeneral(fu)
-}
-
+// sendDelayReq sends a slave's Delay_Req and hands its transmit time to
+// the timestamp pipeline.
 func (p *Port) sendDelayReq() {
-	if p.dreq.valid {
-		p.missed++
-	}
-	seq := p.seqDelay
-	p.seqDelay++
+	seq := p.meas.nextDelayReqSeq()
 	m := &protocol.SyncDelayReq{
 		Header:           p.header(protocol.MessageDelayReq, lenSync, seq, ctlDelayReq, 0x7f),
 		SyncDelayReqBody: protocol.SyncDelayReqBody{OriginTimestamp: protocol.NewTimestamp(p.clockNow())},
 	}
-	t3 := p.txEvent(p.sendEvent(m))
-	p.dreq = delayReqTx{seq: seq, t3: t3, valid: !t3.IsZero()}
+	p.meas.delayReqSent(seq, p.txEvent(p.sendEvent(m)))
 }
 
 // bad counts a malformed packet and logs, at most every
@@ -722,8 +566,8 @@ func (p *Port) handle(pk packet, now time.Time) {
 		}
 		if m.MessageType() == protocol.MessageSync {
 			p.onSync(&m, pk.ts, now)
-		} else {
-			p.onDelayReq(&m, pk.ts)
+		} else if p.state == instance.Master {
+			p.master.delayResp(p, &m, pk.ts)
 		}
 	case protocol.MessageFollowUp:
 		var m protocol.FollowUp
@@ -776,8 +620,8 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		return
 	}
 	if v := int8(m.LogMessageInterval); v >= -7 && v <= 7 {
-		p.syncIvl = logInterval(v)
-		p.servo.SetSyncInterval(p.syncIvl)
+		p.meas.syncIvl = logInterval(v)
+		p.disc.servo.SetSyncInterval(p.meas.syncIvl)
 	}
 	t2, err := p.toClock(rx)
 	if err != nil {
@@ -785,7 +629,7 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		return
 	}
 	t2 = p.rxEvent(t2, m.SequenceID, "sync")
-	p.syncSeq = m.SequenceID
+	p.meas.syncSeq = m.SequenceID
 	corr := m.CorrectionField.Nanoseconds()
 	if math.IsInf(corr, 0) {
 		p.bad(now, "Sync correction too big", nil)
@@ -794,12 +638,10 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 	if c := p.tcCorrection("sync"); c != 0 {
 		t2, corr = t2.Add(time.Duration(c)), corr+c
 	}
-	p.twoStep = m.FlagField&protocol.FlagTwoStep != 0
-	if p.twoStep {
-		p.sync = syncRx{seq: m.SequenceID, t2: t2, corr: corr, valid: true}
-		if p.fu.valid && p.fu.seq == m.SequenceID {
-			p.fu.valid, p.sync.valid = false, false
-			p.measure(p.fu.t1, corr+p.fu.corr, t2.Add(p.fu.t2Shift), now)
+	p.meas.twoStep = m.FlagField&protocol.FlagTwoStep != 0
+	if p.meas.twoStep {
+		if s, ok := p.meas.twoStepSync(m.SequenceID, t2, corr); ok {
+			p.measure(s, now)
 		}
 		return
 	}
@@ -807,7 +649,7 @@ func (p *Port) onSync(m *protocol.SyncDelayReq, rx time.Time, now time.Time) {
 		p.bad(now, "one-step Sync without origin timestamp", nil)
 		return
 	}
-	p.measure(m.OriginTimestamp.Time(), corr, t2, now)
+	p.measure(syncTimes{t1: m.OriginTimestamp.Time(), corr: corr, t2: t2}, now)
 }
 
 func (p *Port) onFollowUp(m *protocol.FollowUp, now time.Time) {
@@ -822,14 +664,9 @@ func (p *Port) onFollowUp(m *protocol.FollowUp, now time.Time) {
 	t1 := m.PreciseOriginTimestamp.Time()
 	c := p.tcCorrection("follow up")
 	corr += c
-	if p.sync.valid && p.sync.seq == m.SequenceID {
-		p.sync.valid = false
-		p.measure(t1, p.sync.corr+corr, p.sync.t2.Add(time.Duration(c)), now)
-		return
+	if s, ok := p.meas.followUp(m.SequenceID, t1, corr, time.Duration(c)); ok {
+		p.measure(s, now)
 	}
-	// The Follow_Up beat its Sync here (they come in on different
-	// sockets): keep it for the Sync.
-	p.fu = followUpRx{seq: m.SequenceID, t1: t1, corr: corr, valid: true, t2Shift: time.Duration(c)}
 }
 
 // utcShift is what to add to (slave - master) differences: a master on
@@ -845,17 +682,10 @@ func (p *Port) utcShift() float64 {
 	return float64(off) * 1e9
 }
 
-// diffNS is a-b in ns, as a float, without time.Duration's saturation.
-func diffNS(a, b time.Time) float64 {
-	return float64(a.Unix()-b.Unix())*1e9 + float64(a.Nanosecond()-b.Nanosecond())
-}
-
-// measure completes a Sync: t1 master send time, corr the correction, t2
-// our receive time.
-func (p *Port) measure(t1 time.Time, corr float64, t2 time.Time, now time.Time) {
-	p.ms = diffNS(t2, t1) - corr + p.utcShift()
-	p.msValid = true
-	p.lastSync = now
+// measure completes a Sync and, once the path delay is known, feeds the
+// offset to the discipline.
+func (p *Port) measure(s syncTimes, now time.Time) {
+	p.meas.syncDone(s, p.utcShift(), now)
 	if p.syncAlarm {
 		p.syncAlarm = false
 		p.log.Info("Sync messages back")
@@ -863,262 +693,42 @@ func (p *Port) measure(t1 time.Time, corr float64, t2 time.Time, now time.Time) 
 	if p.leapGuard {
 		// No offset, and (msValid false) no path delay, across a
 		// leap second (leap.go).
-		p.msValid = false
+		p.meas.msValid = false
 		return
 	}
-	d, ok := p.delay.Value()
-	if !ok {
-		return // no path delay yet: an offset would be off by it
+	if off, ok := p.meas.offset(); ok {
+		p.sample(off, now)
 	}
-	p.sample(p.ms-d, now)
 }
 
 func (p *Port) onDelayResp(m *protocol.DelayResp) {
 	if !p.fromParent(&m.Header) || m.RequestingPortIdentity != p.self {
 		return
 	}
-	if !p.dreq.valid || m.SequenceID != p.dreq.seq {
-		return
+	var t4 time.Time
+	if !m.ReceiveTimestamp.Empty() {
+		t4 = m.ReceiveTimestamp.Time()
 	}
-	p.dreq.valid = false
-	p.missed = 0
-	if v := int8(m.LogMessageInterval); v >= -7 && v <= 7 {
-		p.dreqIvl = logInterval(v)
-	}
-	corr := m.CorrectionField.Nanoseconds()
-	if !p.msValid || m.ReceiveTimestamp.Empty() || math.IsInf(corr, 0) {
-		return
-	}
-	sm := diffNS(m.ReceiveTimestamp.Time(), p.dreq.t3) - corr - p.utcShift()
-	d := (p.ms + sm) / 2
-	if math.Abs(d) > 1e9 {
-		return // a second of path delay is a measurement across a step
-	}
-	p.delay.Add(d)
+	p.meas.delayResp(m.SequenceID, int8(m.LogMessageInterval), t4, m.CorrectionField.Nanoseconds(), p.utcShift())
 }
 
-func (p *Port) onDelayReq(m *protocol.SyncDelayReq, rx time.Time) {
-	if p.state != instance.Master {
-		return
-	}
-	if p.test.noDelayResps {
-		return
-	}
-	t4, err := p.toClock(rx)
-	if err != nil {
-		p.log.Warn("mapping receive timestamp", "err", err)
-		return
-	}
-	t4 = p.rxEvent(t4, m.SequenceID, "delay req")
-	// The transparent clock emulation moves the receive time and
-	// accounts for it in the correction field (sfptpd replaces the
-	// field; adding keeps a requester's own correction).
-	tc := p.tcCorrection("delay resp")
-	t4 = t4.Add(time.Duration(tc))
-	r := &protocol.DelayResp{
-		Header: p.header(protocol.MessageDelayResp, lenDelayResp, m.SequenceID, ctlDelayResp, p.cfg.DelayReqInterval),
-		DelayRespBody: protocol.DelayRespBody{
-			ReceiveTimestamp:       protocol.NewTimestamp(t4),
-			RequestingPortIdentity: m.SourcePortIdentity,
-		},
-	}
-	r.CorrectionField = m.CorrectionField
-	if c := m.CorrectionField.Nanoseconds(); tc != 0 && !math.IsInf(c, 0) {
-		r.CorrectionField = protocol.NewCorrection(c + tc)
-	}
-	p.sendGeneral(r)
-}
-
-// sample feeds an offset to the servo and applies the result; p.mu held.
+// sample hands an offset to the discipline and moves the state on from
+// what it did; p.mu held.
 func (p *Port) sample(offset float64, now time.Time) {
-	p.offset = offset
-	p.haveOffset = true
-	p.lastUpdate = time.Now()
-	if math.Abs(offset) <= float64(p.cfg.SyncThreshold) {
-		p.inSyncRun++
-	} else {
-		p.inSyncRun = 0
-		p.inSync = false
-	}
-	if !p.adjusting() {
+	switch p.disc.sample(offset, now) {
+	case sampleFailed:
+		return
+	case sampleRecorded:
 		if p.state == instance.Uncalibrated {
 			p.setState(instance.Slave, "measuring only")
 		}
-		p.inSync = p.state == instance.Slave && p.inSyncRun >= inSyncSamples
-		return
-	}
-	p.holdover = false
-	r := p.servo.Sample(int64(math.Round(offset)), now)
-	switch r.State {
-	case servo.Step:
-		if err := p.clk.Step(r.Step); err != nil {
-			p.log.Error("stepping clock", "err", err)
-			return
-		}
-		p.steps++
-		p.log.Info("clock stepped", "by", r.Step, "offset_ns", offset)
-		p.setFreq(r.FreqPPB)
-		p.resetMeasurements()
-		p.inSyncRun = 0
+	case sampleStepped:
+		p.meas.reset()
 		p.setState(instance.Uncalibrated, "clock stepped")
-	case servo.Locked:
-		p.setFreq(r.FreqPPB)
+	case sampleLocked:
 		if p.state == instance.Uncalibrated {
 			p.setState(instance.Slave, "servo locked")
 		}
 	}
-	p.inSync = p.state == instance.Slave && p.inSyncRun >= inSyncSamples
+	p.disc.settle(p.state == instance.Slave)
 }
-
-func (p *Port) setFreq(f float64) {
-	if err := p.clk.AdjFreqPPB(f); err != nil {
-		p.log.Error("adjusting clock frequency", "err", err)
-		return
-	}
-	p.freq = f
-}
-
-// Status implements instance.Instance.
-func (p *Port) Status() instance.Status {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	st := instance.Status{
-		Name:         p.cfg.Name,
-		Module:       "ptp",
-		Interface:    p.cfg.Interface,
-		State:        p.state,
-		InSync:       p.inSync,
-		Disciplining: p.adjusting(),
-		Clock:        p.clk.Name(),
-		OffsetNS:     p.offset,
-		FreqAdjPPB:   p.freq,
-		UserPriority: p.cfg.UserPriority,
-		AccuracyNS:   math.Inf(1),
-		LastUpdate:   p.lastUpdate,
-		Steps:        p.steps,
-	}
-	if d, ok := p.delay.Value(); ok {
-		st.PathDelayNS = d
-	}
-	switch {
-	case p.slaveState() && p.parent != nil:
-		st.ParentID = sfptpdID(p.parent.id.ClockIdentity)
-		st.GrandmasterID = sfptpdID(p.parentAnn.GrandmasterIdentity)
-		st.ClockClass = uint8(p.parentAnn.GrandmasterClockQuality.ClockClass)
-		st.AccuracyNS = p.localAccuracyNS() + accuracyNS(p.parentAnn.GrandmasterClockQuality.ClockAccuracy)
-		st.StepsRemoved = int(p.parentAnn.StepsRemoved) + 1
-	case p.state == instance.Master:
-		ds := p.announced()
-		st.ParentID = sfptpdID(p.self.ClockIdentity)
-		st.GrandmasterID = sfptpdID(ds.gm)
-		st.ClockClass = ds.class
-		st.AccuracyNS = accuracyNS(protocol.ClockAccuracy(ds.acc))
-		st.StepsRemoved = int(ds.steps)
-	}
-	if p.annAlarm {
-		st.Alarms = append(st.Alarms, AlarmNoAnnounce)
-	}
-	if p.slaveState() && p.syncAlarm {
-		st.Alarms = append(st.Alarms, AlarmNoSync)
-	}
-	if p.slaveState() && p.missed >= missedRespAlarm {
-		st.Alarms = append(st.Alarms, AlarmNoDelayResps)
-	}
-	p.fillSfptpd(&st)
-	return st
-}
-
-// Local accuracies sfptpd assigns a PTP instance by how it takes its
-// timestamps; the selection compares the sum of the local and the
-// grandmaster's accuracy, so that a hardware-timestamped instance wins
-// over a software one on the same grandmaster.
-const (
-	LocalAccuracyHardwareNS = 50
-	LocalAccuracySoftwareNS = 50e3
-)
-
-// localAccuracyNS is the port's local accuracy; p.mu held.
-func (p *Port) localAccuracyNS() float64 {
-	if p.hw {
-		return LocalAccuracyHardwareNS
-	}
-	return LocalAccuracySoftwareNS
-}
-
-func accuracyNS(a protocol.ClockAccuracy) float64 {
-	if a < protocol.ClockAccuracyNanosecond25 || a > protocol.ClockAccuracySecondGreater10 {
-		return math.Inf(1)
-	}
-	return float64(a.Duration())
-}
-
-// ClockIdentity returns the port's clock identity in sfptpd's form, or ""
-// before the port has opened its interface.
-func (p *Port) ClockIdentity() string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.self.ClockIdentity == 0 {
-		return ""
-	}
-	return sfptpdID(p.self.ClockIdentity)
-}
-
-// SetDiscipline implements instance.Instance. Turning discipline on
-// restarts the servo from the clock's current frequency, since another
-// instance may have been steering it.
-func (p *Port) SetDiscipline(on bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if on == p.discipline {
-		return
-	}
-	p.discipline = on
-	if on {
-		if f, err := p.clk.FreqPPB(); err == nil {
-			p.freq = f
-		}
-		p.servo.Reset(p.freq)
-	}
-	p.log.Info("discipline", "on", on)
-}
-
-// StepClock implements instance.Instance: it steps the clock by the
-// current offset (sfptpdctl stepclocks).
-func (p *Port) StepClock() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.haveOffset || !p.slaveState() {
-		return fmt.Errorf("ptp %s: no offset from a master to step by", p.cfg.Name)
-	}
-	if p.cfg.ClockControl == servo.NoAdjust {
-		return fmt.Errorf("ptp %s: clock_control no-adjust", p.cfg.Name)
-	}
-	d := -time.Duration(math.Round(p.offset))
-	if err := p.clk.Step(d); err != nil {
-		return err
-	}
-	p.steps++
-	p.offset = 0
-	p.resetMeasurements()
-	p.log.Info("clock stepped on request", "by", d)
-	return nil
-}
-
-// SetPID implements instance.Instance.
-func (p *Port) SetPID(kp, ki, kd float64, reset bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.servo.SetPID(kp, ki, kd, reset)
-	c := p.servo.Config()
-	p.cfg.PIDKp, p.cfg.PIDKi = c.Kp, c.Ki
-	p.log.Info("PI coefficients", "kp", c.Kp, "ki", c.Ki, "reset", reset)
-}
-
-// Malformed returns how many received packets were dropped as malformed.
-func (p *Port) Malformed() uint64 {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.badCount
-}
-
-var _ instance.Instance = (*Port)(nil)

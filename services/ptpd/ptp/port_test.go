@@ -233,7 +233,7 @@ func withDelay(t *testing.T, p *Port, tr *fakeTransport, now time.Time) {
 	tr.txTime = t0.Add(10 * time.Millisecond)
 	p.sendDelayReq()
 	// t4 = t3 - offset + delay = t3 + 500ns.
-	p.handle(packet{b: delayResp(t, masterA, p.dreq.seq, tr.txTime.Add(500), p.self)}, now)
+	p.handle(packet{b: delayResp(t, masterA, p.meas.dreq.seq, tr.txTime.Add(500), p.self)}, now)
 }
 
 // measurementCase is a slave's message sequence and the offset it must
@@ -280,24 +280,24 @@ func TestMeasurement(t *testing.T) {
 	for _, tc := range measurementCases {
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, tr := testPort(t, ModeSlave)
-			p.discipline = false // measure only: the offset stays visible
+			p.disc.on = false // measure only: the offset stays visible
 			qualify(t, p, t0, masterA, 128)
 			withDelay(t, p, tr, t0)
-			if d, _ := p.delay.Value(); d != 1000 {
+			if d, _ := p.meas.delay.Value(); d != 1000 {
 				t.Fatalf("path delay %v want 1000", d)
 			}
-			p.haveOffset = false
+			p.disc.haveOffset = false
 			for _, pk := range tc.msgs(t) {
 				p.handle(pk, t0.Add(time.Second))
 			}
 			if math.IsNaN(tc.wantOffset) {
-				if p.haveOffset {
-					t.Fatalf("unexpected offset %v", p.offset)
+				if p.disc.haveOffset {
+					t.Fatalf("unexpected offset %v", p.disc.offset)
 				}
 				return
 			}
-			if !p.haveOffset || p.offset != tc.wantOffset {
-				t.Fatalf("offset %v (have %v), want %v", p.offset, p.haveOffset, tc.wantOffset)
+			if !p.disc.haveOffset || p.disc.offset != tc.wantOffset {
+				t.Fatalf("offset %v (have %v), want %v", p.disc.offset, p.disc.haveOffset, tc.wantOffset)
 			}
 			if p.state != instance.Slave {
 				t.Fatalf("state %v", p.state)
@@ -313,10 +313,10 @@ func TestDelayRespChecks(t *testing.T) {
 	tr.txTime = t0.Add(time.Millisecond)
 	p.sendDelayReq()
 	other := protocol.PortIdentity{ClockIdentity: 77, PortNumber: 1}
-	p.handle(packet{b: delayResp(t, masterA, p.dreq.seq, tr.txTime, other)}, t0)    // not ours
-	p.handle(packet{b: delayResp(t, masterA, p.dreq.seq+1, tr.txTime, p.self)}, t0) // wrong sequence
-	p.handle(packet{b: delayResp(t, masterB, p.dreq.seq, tr.txTime, p.self)}, t0)   // not the parent
-	if p.delay.Len() != 0 {
+	p.handle(packet{b: delayResp(t, masterA, p.meas.dreq.seq, tr.txTime, other)}, t0)    // not ours
+	p.handle(packet{b: delayResp(t, masterA, p.meas.dreq.seq+1, tr.txTime, p.self)}, t0) // wrong sequence
+	p.handle(packet{b: delayResp(t, masterB, p.meas.dreq.seq, tr.txTime, p.self)}, t0)   // not the parent
+	if p.meas.delay.Len() != 0 {
 		t.Fatal("a foreign Delay_Resp was used")
 	}
 	for range missedRespAlarm {
@@ -325,9 +325,9 @@ func TestDelayRespChecks(t *testing.T) {
 	if st := p.Status(); len(st.Alarms) != 1 || st.Alarms[0] != AlarmNoDelayResps {
 		t.Fatalf("alarms %v", st.Alarms)
 	}
-	p.handle(packet{b: delayResp(t, masterA, p.dreq.seq, tr.txTime.Add(500), p.self)}, t0)
-	if p.delay.Len() != 1 || len(p.Status().Alarms) != 0 {
-		t.Fatalf("delay samples %d alarms %v", p.delay.Len(), p.Status().Alarms)
+	p.handle(packet{b: delayResp(t, masterA, p.meas.dreq.seq, tr.txTime.Add(500), p.self)}, t0)
+	if p.meas.delay.Len() != 1 || len(p.Status().Alarms) != 0 {
+		t.Fatalf("delay samples %d alarms %v", p.meas.delay.Len(), p.Status().Alarms)
 	}
 }
 
@@ -362,8 +362,8 @@ func TestSlaveStepsAndLocks(t *testing.T) {
 	if st := p.Status(); len(st.Alarms) == 0 || st.Alarms[0] != AlarmNoSync {
 		t.Fatalf("alarms %v", st.Alarms)
 	}
-	if !p.holdover {
-		t.Fatalf("no holdover after Syncs stopped (locked %v, state %v, sync alarm %v)", p.servo.Locked(), p.state, p.syncAlarm)
+	if !p.disc.holdover {
+		t.Fatalf("no holdover after Syncs stopped (locked %v, state %v, sync alarm %v)", p.disc.servo.Locked(), p.state, p.syncAlarm)
 	}
 }
 
@@ -436,8 +436,8 @@ func TestMalformed(t *testing.T) {
 	// A Sync without a receive timestamp is dropped too.
 	qualify(t, p, t0, masterA, 128)
 	p.handle(packet{event: true, b: syncMsg(t, masterA, 1, false, t0, 0)}, t0)
-	if p.badCount != 6 || p.msValid {
-		t.Fatalf("untimestamped Sync: count %d used %v", p.badCount, p.msValid)
+	if p.badCount != 6 || p.meas.msValid {
+		t.Fatalf("untimestamped Sync: count %d used %v", p.badCount, p.meas.msValid)
 	}
 }
 

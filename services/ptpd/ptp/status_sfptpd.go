@@ -26,14 +26,10 @@ func (p *Port) fillSfptpd(st *instance.Status) {
 	case p.self.ClockIdentity != 0:
 		st.ClockID = sfptpdID(p.self.ClockIdentity)
 	}
-	if p.slaveState() && p.haveOffset && p.adjusting() && p.servo.Locked() {
+	if p.slaveState() {
 		// Once the locked PI drives the clock, its output is the
-		// frequency; its proportional part is -Kp·offset (a clock ahead
-		// of the master is slowed), the rest is the integral the servo
-		// has accumulated.
-		st.HasPI = true
-		st.PTerm = -p.servo.Config().Kp * p.offset
-		st.ITerm = p.freq - st.PTerm
+		// frequency, split into its two terms.
+		st.PTerm, st.ITerm, st.HasPI = p.disc.piTerms()
 	}
 	ps := &instance.PTPStatus{
 		Domain:         int(p.cfg.Domain),
@@ -52,7 +48,7 @@ func (p *Port) fillSfptpd(st *instance.Status) {
 	case p.slaveState() && p.parent != nil:
 		ann = &p.parentAnn
 		ps.ParentPort = int(p.parent.id.PortNumber)
-		ps.TwoStep = p.twoStep
+		ps.TwoStep = p.meas.twoStep
 	case p.state == instance.Master:
 		ps.GMClockAccuracy = int(p.cfg.ClockAccuracy)
 		ps.GMPriority1 = int(p.cfg.Priority1)

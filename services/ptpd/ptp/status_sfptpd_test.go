@@ -18,7 +18,7 @@ func TestSfptpdStatus(t *testing.T) {
 	withDelay(t, p, tr, t0)
 	// Measuring only, the port is a slave but the servo does not drive
 	// the clock: no P/I split.
-	p.discipline = false
+	p.disc.on = false
 	now := t0.Add(time.Second)
 	p.handle(packet{event: true, b: syncMsg(t, masterA, 8, true, time.Time{}, 0), ts: t0.Add(time.Second + 1500)}, now)
 	p.handle(packet{b: followUp(t, masterA, 8, t0.Add(time.Second), 0)}, now)
@@ -27,7 +27,7 @@ func TestSfptpdStatus(t *testing.T) {
 	}
 	// Disciplining: two-step Syncs 2 µs ahead (the servo slews, no
 	// step), until the servo locks.
-	p.discipline = true
+	p.disc.on = true
 	for i := range 40 {
 		now = now.Add(time.Second / 8)
 		t1 := t0.Add(time.Duration(i+2) * time.Second)
@@ -48,7 +48,7 @@ func TestSfptpdStatus(t *testing.T) {
 	if len(ps.Nodes) != 1 || ps.Nodes[0].ClockID != sfptpdID(masterA.ClockIdentity) || ps.Nodes[0].State != "master" {
 		t.Fatalf("nodes %+v", ps.Nodes)
 	}
-	if !st.HasPI || math.Abs(st.PTerm+st.ITerm-st.FreqAdjPPB) > 1e-9 || math.Abs(st.PTerm+p.servo.Config().Kp*st.OffsetNS) > 1e-9 {
+	if !st.HasPI || math.Abs(st.PTerm+st.ITerm-st.FreqAdjPPB) > 1e-9 || math.Abs(st.PTerm+p.disc.servo.Config().Kp*st.OffsetNS) > 1e-9 {
 		t.Fatalf("p-term %v i-term %v freq %v offset %v", st.PTerm, st.ITerm, st.FreqAdjPPB, st.OffsetNS)
 	}
 	// The alarm names are sfptpd's.

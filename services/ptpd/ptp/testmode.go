@@ -178,11 +178,9 @@ func (p *Port) TestMode(mode string, params [3]int) error {
 		// sfptpd sets the local reference clock's frequency
 		// adjustment to the value; the servo takes over again from
 		// its next sample.
-		f := float64(params[0])
-		if err := p.clk.AdjFreqPPB(f); err != nil {
+		if err := p.disc.setFreq(float64(params[0])); err != nil {
 			return fmt.Errorf("ptp %s: adjusting clock %s frequency: %w", p.cfg.Name, p.clk.Name(), err)
 		}
-		p.freq = f
 		return nil
 	case testLeap61, testLeap59, testLeapCancel:
 		if err := p.masterOnly("Leap second"); err != nil {

@@ -110,7 +110,7 @@ func TestTestModeSuppression(t *testing.T) {
 				}
 			}
 			want("before", masterRound(t, p, tr, now, 1), false)
-			lastSync := p.seqSync
+			lastSync := p.master.seqSync
 
 			if err := p.TestMode(tc.mode, [3]int{}); err != nil {
 				t.Fatal(err)
@@ -220,19 +220,19 @@ func syncDisturbance(t *testing.T, p *Port, n int) []float64 {
 	d := make([]float64, n)
 	for i := range n {
 		t1 := t0.Add(time.Duration(i) * time.Second)
-		p.msValid = false
+		p.meas.msValid = false
 		p.handle(packet{event: true, b: syncMsg(t, masterA, uint16(i), false, t1, 0), ts: t1.Add(1500)}, t0)
-		if !p.msValid {
+		if !p.meas.msValid {
 			t.Fatalf("Sync %d not measured", i)
 		}
-		d[i] = p.ms - 1500
+		d[i] = p.meas.ms - 1500
 	}
 	return d
 }
 
 func TestTestModeTimestampJitter(t *testing.T) {
 	p, _, _ := testPort(t, ModeSlave)
-	p.discipline = false
+	p.disc.on = false
 	logs := &logRecords{}
 	p.log = slog.New(logs)
 	qualify(t, p, t0, masterA, 128)
@@ -366,22 +366,22 @@ func TestTestModeTransparentClock(t *testing.T) {
 		}
 		t.Run(tc.name, func(t *testing.T) {
 			p, _, tr := testPort(t, ModeSlave)
-			p.discipline = false
+			p.disc.on = false
 			qualify(t, p, t0, masterA, 128)
 			if err := p.TestMode(testTransparent, [3]int{}); err != nil {
 				t.Fatal(err)
 			}
 			withDelay(t, p, tr, t0)
-			if d, _ := p.delay.Value(); d != 1000 {
+			if d, _ := p.meas.delay.Value(); d != 1000 {
 				t.Fatalf("path delay %v want 1000", d)
 			}
 			for range 20 {
-				p.haveOffset = false
+				p.disc.haveOffset = false
 				for _, pk := range tc.msgs(t) {
 					p.handle(pk, t0.Add(time.Second))
 				}
-				if !p.haveOffset || p.offset != tc.wantOffset {
-					t.Fatalf("offset %v (have %v), want %v", p.offset, p.haveOffset, tc.wantOffset)
+				if !p.disc.haveOffset || p.disc.offset != tc.wantOffset {
+					t.Fatalf("offset %v (have %v), want %v", p.disc.offset, p.disc.haveOffset, tc.wantOffset)
 				}
 			}
 		})
@@ -568,16 +568,16 @@ func TestLatencyCorrections(t *testing.T) {
 		t.Run("", func(t *testing.T) {
 			p, _, tr := testPort(t, ModeSlave)
 			p.cfg.TxLatency, p.cfg.RxLatency = tc.tx, tc.rx
-			p.discipline = false
+			p.disc.on = false
 			qualify(t, p, t0, masterA, 128)
 			withDelay(t, p, tr, t0)
-			if d, _ := p.delay.Value(); d != tc.wantDelay {
+			if d, _ := p.meas.delay.Value(); d != tc.wantDelay {
 				t.Fatalf("tx %v rx %v: path delay %v want %v", tc.tx, tc.rx, d, tc.wantDelay)
 			}
 			t1 := t0.Add(time.Second)
 			p.handle(packet{event: true, b: syncMsg(t, masterA, 7, false, t1, 0), ts: t1.Add(1800)}, t1)
-			if !p.haveOffset || p.offset != tc.wantO {
-				t.Fatalf("tx %v rx %v: offset %v want %v", tc.tx, tc.rx, p.offset, tc.wantO)
+			if !p.disc.haveOffset || p.disc.offset != tc.wantO {
+				t.Fatalf("tx %v rx %v: offset %v want %v", tc.tx, tc.rx, p.disc.offset, tc.wantO)
 			}
 			if st := p.Status(); st.OffsetNS != tc.wantO || st.PathDelayNS != tc.wantDelay {
 				t.Fatalf("status offset %v delay %v", st.OffsetNS, st.PathDelayNS)

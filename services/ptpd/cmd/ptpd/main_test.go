@@ -452,6 +452,10 @@ interface tbnl0
 		t.Fatalf("sfptpdctl: %d %s", code, out)
 	}
 	d.waitLog(t, "interfaceinsert=tbnl0 ignored: hotplug_detection_mode is netlink")
+	// The control socket logs the refused command after the engine
+	// does; wait for that line too, so that it is not taken for a line
+	// of the shutdown below.
+	d.waitLog(t, "control: command failed")
 
 	// A clean stop logs no warning: closing the netlink subscription
 	// is not a fault.

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/gokrazyweb"
+)
+
+// qemuOpt doubles the commas in a value inside a qemu option list, where a
+// single comma would start the next option.
+func qemuOpt(s string) string { return strings.ReplaceAll(s, ",", ",,") }
+
+// accelArgs are qemu's accelerator options. TCG gets -cpu max so that the
+// guest sees every instruction set extension qemu emulates.
+func accelArgs(kvm bool) []string {
+	if kvm {
+		return []string{"-accel", "kvm", "-cpu", "host"}
+	}
+	return []string{"-accel", "tcg", "-cpu", "max"}
+}
+
+// vmConfig is what the qemu command line of a boot depends on.
+type vmConfig struct {
+	target   string // only amd64 boots in qemu
+	image    string
+	kvm      bool
+	httpPort int
+	sshPort  int
+	serial   string // the console (ttyS0) log file
+	mctpSock string // ttyS1: mctpd's serial binding, a unix socket qemu listens on
+}
+
+// qemuArgs is the boot's qemu command line, less the binary.
+// -nodefaults: no empty CD-ROM drive for gokrazy's root device scan to
+// trip on. restrict=on: the guest reaches nothing beyond the two forwarded
+// loopback ports (its NTP and DHCP clients stay inside qemu's user network).
+func qemuArgs(c vmConfig) ([]string, error) {
+	if c.target != "amd64" {
+		return nil, fmt.Errorf("only the amd64 image boots in qemu, not %s", c.target)
+	}
+	args := []string{"-name", "tickbox", "-nodefaults", "-m", "1024", "-smp", "2"}
+	args = append(args, accelArgs(c.kvm)...)
+	return append(args,
+		"-drive", "file="+qemuOpt(c.image)+",format=raw",
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22", c.httpPort, c.sshPort),
+		"-device", "e1000,netdev=n0",
+		"-serial", "file:"+c.serial,
+		"-serial", "unix:"+qemuOpt(c.mctpSock)+",server=on,wait=off",
+		"-display", "none", "-monitor", "none",
+	), nil
+}
+
+// probeArgs is the KVM probe's qemu command line: a small VM on a
+// throwaway snapshot of the image, its console in a file.
+func probeArgs(image, serial string) []string {
+	return []string{"-nodefaults", "-accel", "kvm", "-cpu", "host", "-m", "512", "-smp", "1", "-snapshot",
+		"-drive", "file=" + qemuOpt(image) + ",format=raw", "-nic", "none", "-serial", "file:" + serial, "-display", "none"}
+}
+
+// probe bounds: the probe qemu runs at most probeLimit, checked every
+// probeEvery for probePolls times.
+const (
+	probeLimit = 30 * time.Second
+	probeEvery = 500 * time.Millisecond
+	probePolls = 50
+)
+
+var probeFailed = regexp.MustCompile(`(?i)error|failure`)
+
+// kvmWorks boots the image with KVM for a few seconds and checks that the
+// kernel gets as far as gokrazy's init. KVM on some hosts stops with an
+// emulation failure, so /dev/kvm existing proves nothing. The answer is
+// cached in BUILD/kvm-probe per host kernel and qemu version. qemu's
+// output goes to BUILD/kvm-probe.serial.err, never to the terminal: a
+// probe that aborts (as qemu does on some KVM failures) is just a "no".
+func (e *env) kvmWorks(ctx context.Context, qemu, image, buildDir string) bool {
+	if syscall.Access(e.host.kvm, 6) != nil { // R_OK|W_OK
+		return false
+	}
+	release, _ := os.ReadFile(filepath.Join("/proc/sys/kernel/osrelease"))
+	ver, _ := exec.CommandContext(ctx, qemu, "--version").Output()
+	firstVer, _, _ := strings.Cut(string(ver), "\n")
+	key := strings.TrimSpace(string(release)) + " " + firstVer
+	cache := filepath.Join(buildDir, "kvm-probe")
+	if b, err := os.ReadFile(cache); err == nil {
+		if lines := strings.Split(string(b), "\n"); len(lines) >= 2 && lines[0] == key {
+			return lines[1] == "yes"
+		}
+	}
+	ok := e.probe(ctx, qemu, image, buildDir)
+	answer := "no"
+	if ok {
+		answer = "yes"
+	}
+	if ctx.Err() == nil {
+		os.WriteFile(cache, []byte(key+"\n"+answer+"\n"), 0o644)
+	}
+	return ok
+}
+
+// probe runs the probe VM; see kvmWorks.
+func (e *env) probe(ctx context.Context, qemu, image, buildDir string) bool {
+	serial := filepath.Join(buildDir, "kvm-probe.serial")
+	os.Remove(serial)
+	errLog, err := os.Create(serial + ".err")
+	if err != nil {
+		return false
+	}
+	defer errLog.Close()
+	pctx, cancel := context.WithTimeout(ctx, probeLimit)
+	defer cancel()
+	cmd := exec.CommandContext(pctx, qemu, probeArgs(image, serial)...)
+	cmd.Stdout, cmd.Stderr = errLog, errLog
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(errLog, "starting %s: %v\n", qemu, err)
+		return false
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	ok := false
+	for i := 0; i < probePolls; i++ {
+		if b, _ := os.ReadFile(serial); bytes.Contains(b, []byte("gokrazy build timestamp")) {
+			ok = true
+			break
+		}
+		// qemu reports a KVM failure (e.g. "emulation failure") and
+		// pauses instead of exiting: stop waiting as soon as it says so.
+		if b, _ := os.ReadFile(serial + ".err"); probeFailed.Match(b) {
+			break
+		}
+		select {
+		case <-exited:
+			i = probePolls
+		case <-pctx.Done():
+			i = probePolls
+		case <-time.After(probeEvery):
+		}
+	}
+	cancel() // kills the probe, if it still runs
+	<-exited
+	return ok
+}
+
+// startQemu starts the VM in its own process group, so that a Ctrl-C on
+// the terminal reaches this program (which then shuts the VM down and says
+// so) rather than qemu directly. Pdeathsig stops qemu should this program
+// be killed outright; it fires when the starting thread ends, so the
+// goroutine that starts and waits for qemu keeps its thread.
+func startQemu(qemu string, args []string, logFile *os.File) (pid int, done <-chan error, err error) {
+	started := make(chan error, 1)
+	waited := make(chan error, 1)
+	var cmd *exec.Cmd
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		cmd = exec.Command(qemu, args...)
+		cmd.Stdout, cmd.Stderr = logFile, logFile
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		waited <- cmd.Wait()
+	}()
+	if err := <-started; err != nil {
+		return 0, nil, err
+	}
+	return cmd.Process.Pid, waited, nil
+}
+
+// oneLine is a log file as one line, for an error message.
+func oneLine(path string) string {
+	b, _ := os.ReadFile(path)
+	return strings.TrimSpace(strings.ReplaceAll(string(b), "\n", " "))
+}
+
+// bootCmd is "tickbox-image boot": a built image, with the password and
+// key of its build.
+func (e *env) bootCmd(ctx context.Context, o *options) error {
+	img := o.image
+	if img == "" {
+		img = filepath.Join(o.buildDir, "tickbox-amd64.img")
+	}
+	if _, err := os.Stat(img); err != nil {
+		return fail("%s: no image there (build one with tickbox-image build): %w", img, err)
+	}
+	if err := e.checkBootHost(ctx, o); err != nil {
+		return err
+	}
+	c := &creds{}
+	var err error
+	if c.password, c.passwordFile, err = e.password(o, false); err != nil {
+		return err
+	}
+	if c.keys, c.sshIdentity, err = e.sshKeys(ctx, o, false); err != nil {
+		return err
+	}
+	return e.boot(ctx, o, img, c)
+}
+
+// boot runs the image in qemu, waits for the web UI, starts breakglass,
+// prints how to reach the VM, and then waits: a signal shuts the VM down
+// and ends the boot successfully; qemu ending by itself ends it too.
+func (e *env) boot(ctx context.Context, o *options, img string, c *creds) error {
+	kvm := o.accel == "kvm" || o.accel == "auto" && e.kvmWorks(ctx, o.qemu, img, o.buildDir)
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	cfg := vmConfig{target: o.target, image: img, kvm: kvm, httpPort: o.httpPort, sshPort: o.sshPort,
+		serial: filepath.Join(o.buildDir, "serial.log"), mctpSock: mctpSock(o.buildDir)}
+	args, err := qemuArgs(cfg)
+	if err != nil {
+		return fail("%w", err)
+	}
+	qemuLog := filepath.Join(o.buildDir, "qemu.log")
+	logFile, err := os.Create(qemuLog)
+	if err != nil {
+		return fail("creating %s: %w", qemuLog, err)
+	}
+	defer logFile.Close()
+	e.sayf("booting %s in qemu (%s); serial console log: %s", img, strings.Join(accelArgs(kvm), " "), cfg.serial)
+	start := time.Now()
+	pid, done, err := startQemu(o.qemu, args, logFile)
+	if err != nil {
+		return fail("starting %s: %w", o.qemu, err)
+	}
+	// stop ends qemu, politely first.
+	stop := func() {
+		syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			syscall.Kill(pid, syscall.SIGKILL)
+			<-done
+		}
+	}
+
+	web := gokrazyweb.New("http://127.0.0.1:"+strconv.Itoa(o.httpPort), c.password)
+	deadline := start.Add(o.bootTimeout)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		up := web.Up(rctx)
+		cancel()
+		if up == nil {
+			break
+		}
+		select {
+		case err := <-done:
+			return fail("qemu exited: %s (%v)", oneLine(qemuLog), err)
+		case <-ctx.Done():
+			stop()
+			return context.Cause(ctx)
+		case <-time.After(time.Second):
+		}
+		if time.Now().After(deadline) {
+			stop()
+			return fail("the web UI did not answer within %d s (serial log: %s)", int(o.bootTimeout/time.Second), cfg.serial)
+		}
+	}
+	bootSecs := int(time.Since(start).Seconds())
+
+	// breakglass does not start on boot: start it through the web UI.
+	breakglass := "started"
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = web.StartBreakglass(bctx)
+	cancel()
+	switch {
+	case errors.Is(err, gokrazyweb.ErrNoXSRFToken):
+		breakglass = "not started (no form token on /status?path=" + gokrazyweb.BreakglassPath + ")"
+	case errors.Is(err, gokrazyweb.ErrRestart):
+		breakglass = "not started (POST /restart failed)"
+	case err != nil:
+		breakglass = "not started (" + err.Error() + ")"
+	}
+	fmt.Fprint(e.stdout, upMessage(o, c, bootSecs, breakglass))
+
+	select {
+	case err := <-done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() >= 0 {
+			return fail("qemu exited with status %d: %s", ee.ExitCode(), oneLine(qemuLog))
+		}
+		if err != nil {
+			return fail("qemu ended: %v: %s", err, oneLine(qemuLog))
+		}
+		e.sayf("the VM has shut down")
+		return nil
+	case <-ctx.Done():
+		fmt.Fprintln(e.stdout)
+		e.sayf("shutting the VM down")
+		stop()
+		e.sayf("the VM is off")
+		return nil
+	}
+}
+
+// upMessage is what the user sees once the web UI answers.
+func upMessage(o *options, c *creds, bootSecs int, breakglass string) string {
+	ssh := fmt.Sprintf("ssh -p %d -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null", o.sshPort)
+	if c.sshIdentity != "" {
+		ssh += " -i " + c.sshIdentity
+	}
+	ssh += " root@127.0.0.1"
+	sock := mctpSock(o.buildDir)
+	return fmt.Sprintf(`
+tickbox is up: the web UI answered %d s after qemu started.
+  web UI:     http://127.0.0.1:%d/  (user gokrazy)
+  password:   %s  (from %s)
+  ssh:        %s
+              breakglass %s; try: %s /user/ctl kea /run/ctl/control.sock list-commands
+  serial log: %s
+  mctp:       %s is the VM's ttyS1 (mctpd, EID 8); attach a host mctpd with
+              socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:%s &
+              mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
+              mctp -demux mctp-host ctrl get-eid -eid 8
+Press Ctrl-C to shut the VM down.
+`, bootSecs, o.httpPort, c.password, c.passwordFile, ssh, breakglass, ssh,
+		filepath.Join(o.buildDir, "serial.log"), sock, sock)
+}
