@@ -23,6 +23,7 @@ import (
 	"github.com/tickbox-fw/tickbox/appliance/hotplug"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // Defaults of the flags.
@@ -138,7 +139,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 		Coalesce: cfg.coalesce,
 		Logger:   log,
 	})
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "appliance",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) int {
 	d.MustRegister(agent.Commands()...)
 	srv := ctl.NewServer(d)
 	if cfg.Kea != "" {
-		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea}, ctl.KeaOptions{}); err != nil {
+		if _, err := kea.Serve(srv, ctl.SocketSpec{Addr: cfg.Kea}, kea.Options{}); err != nil {
 			log.Error("cannot serve the control channel", "err", err)
 			return 1
 		}

@@ -294,7 +294,7 @@ func TestRouterBackpressure(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "t", Logger: slog.New(slog.DiscardHandler)}))
+			srv := ctl.NewServer(ctl.NewRegistry(ctl.Options{Name: "t", Logger: slog.New(slog.DiscardHandler)}))
 			name := "tbi2c-" + rand.Text()[:12]
 			dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
 			if err != nil {

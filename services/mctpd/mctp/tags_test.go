@@ -185,7 +185,7 @@ func newTaggedFixture(t *testing.T) *taggedFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "t", Logger: slog.New(slog.DiscardHandler)}))
+	srv := ctl.NewServer(ctl.NewRegistry(ctl.Options{Name: "t", Logger: slog.New(slog.DiscardHandler)}))
 	t.Cleanup(func() { srv.Close(context.Background()) })
 	f.pname = "tbtags-" + rand.Text()[:12]
 	f.tname = f.pname + "-tagged"

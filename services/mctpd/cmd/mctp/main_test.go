@@ -30,7 +30,7 @@ func serveTagged(t *testing.T) (string, *ctl.Demux, *ctl.Demux) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := ctl.NewServer(ctl.NewDaemon(ctl.DaemonOptions{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)}))
+	srv := ctl.NewServer(ctl.NewRegistry(ctl.Options{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)}))
 	name := "mctp-cli-test-" + rand.Text()[:10]
 	dm, err := srv.ServeDemux([]string{name}, ctl.DemuxOptions{Router: r})
 	if err != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/i2c"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
@@ -64,7 +65,7 @@ type running struct {
 	router *mctp.Router
 	demux  *ctl.Demux
 	tagged *ctl.Demux
-	kea    *ctl.KeaServer
+	kea    *kea.Server
 }
 
 // openBinding selects the binding named on the command line and parses
@@ -246,7 +247,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 
 	var rn running
 	rn.router = router
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "mctpd",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -272,7 +273,7 @@ func run(ctx context.Context, args []string, stderr io.Writer, ready func(runnin
 	}
 	d.MustRegister(commands(router, dm, rn.tagged)...)
 	if cfg.Kea != "" {
-		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
+		k, err := kea.Serve(srv, ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, kea.Options{})
 		if err != nil {
 			srv.Close(context.Background())
 			return &cli.ExitError{Code: 1, Err: err}

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
 	"github.com/tickbox-fw/tickbox/services/ptpd/engine"
 )
@@ -154,7 +156,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "ptpd",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -172,13 +174,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGUSR1, syscall.SIGINT, syscall.SIGTERM)
 	defer signal.Stop(sigs)
 	srv := ctl.NewServer(d)
-	if _, err := srv.ServeDgram(ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, ctl.DgramOptions{}); err != nil {
+	if _, err := dgram.Serve(srv, ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, dgram.Options{}); err != nil {
 		log.Error("control socket", "err", err)
 		fmt.Fprintln(stderr, "ptpd: control socket:", err)
 		return 1
 	}
 	if o.kea != "" {
-		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: o.kea}, ctl.KeaOptions{}); err != nil {
+		if _, err := kea.Serve(srv, ctl.SocketSpec{Addr: o.kea}, kea.Options{}); err != nil {
 			srv.Close(context.Background())
 			fmt.Fprintln(stderr, "ptpd: kea socket:", err)
 			return 1
@@ -208,7 +210,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 // handleSignals maps sfptpd's signals onto the same registry commands
 // the control socket runs: SIGHUP logrotate, SIGUSR1 stepclocks,
 // SIGINT/SIGTERM exit.
-func handleSignals(ctx context.Context, d *ctl.Daemon, sigs <-chan os.Signal) {
+func handleSignals(ctx context.Context, d *ctl.Registry, sigs <-chan os.Signal) {
 	for {
 		select {
 		case <-ctx.Done():
@@ -224,7 +226,7 @@ func handleSignals(ctx context.Context, d *ctl.Daemon, sigs <-chan os.Signal) {
 				name = "SIGINT"
 			}
 			d.Logger().Info("signal received", "signal", name, "command", cmd)
-			r := d.Invoke(ctx, cmd, ctl.Input{}, nil, "signal")
+			r := d.Invoke(ctx, cmd, ctl.Input{}, nil)
 			if r.Code != ctl.Success {
 				d.Logger().Warn("signal: command failed", "signal", name, "command", cmd, "text", r.Text)
 			}
