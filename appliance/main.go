@@ -20,6 +20,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 func main() { cli.Main("appliance", run) }
@@ -123,7 +124,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Coalesce: cfg.coalesce,
 		Logger:   log,
 	})
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "appliance",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -132,7 +133,7 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 	d.MustRegister(agent.Commands()...)
 	srv := ctl.NewServer(d)
 	if cfg.Kea != "" {
-		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea}, ctl.KeaOptions{}); err != nil {
+		if _, err := kea.Serve(srv, ctl.SocketSpec{Addr: cfg.Kea}, kea.Options{}); err != nil {
 			return fmt.Errorf("control channel: %w", err)
 		}
 	}

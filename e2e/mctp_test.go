@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // mctpWait bounds each wait of checkMctp: a registration to show, a
@@ -76,7 +76,7 @@ type hostMctpd struct {
 func (h *hostMctpd) stats(ctx context.Context) (mctpStats, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	out, err := ctl.KeaCall(ctx, h.kea, []byte(`{"command":"stats-get"}`))
+	out, err := kea.Call(ctx, h.kea, []byte(`{"command":"stats-get"}`))
 	if err != nil {
 		return mctpStats{}, err
 	}

@@ -148,7 +148,7 @@ func TestAgent(t *testing.T) {
 	}
 	expect("interfaceinsert=eth0", "interfaceinsert=eth1", "interfaceremove=eth0", "interfaceinsert=eth2")
 
-	d := ctl.NewDaemon(ctl.DaemonOptions{Name: "appliance", Status: a.Status, Logger: testLogger(&logs)})
+	d := ctl.NewRegistry(ctl.Options{Name: "appliance", Status: a.Status, Logger: testLogger(&logs)})
 	d.MustRegister(a.Commands()...)
 	roundTrip := func(r ctl.Result, v any) {
 		t.Helper()
@@ -165,7 +165,7 @@ func TestAgent(t *testing.T) {
 	}
 
 	var ifs struct{ Interfaces []Interface }
-	roundTrip(d.Invoke(ctx, "interfaces-get", ctl.Input{}, nil, "direct"), &ifs)
+	roundTrip(d.Invoke(ctx, "interfaces-get", ctl.Input{}, nil), &ifs)
 	want := []Interface{{Link: lk(1, "lo"), Ignored: true}, {Link: lk(4, "eth1")}, {Link: lk(6, "eth2")}}
 	if !slices.Equal(ifs.Interfaces, want) {
 		t.Fatalf("interfaces %+v, want %+v", ifs.Interfaces, want)
@@ -178,7 +178,7 @@ func TestAgent(t *testing.T) {
 	}
 	events := func(in ctl.Input) []brief {
 		var evs struct{ Events []Event }
-		roundTrip(d.Invoke(ctx, "events-get", in, nil, "direct"), &evs)
+		roundTrip(d.Invoke(ctx, "events-get", in, nil), &evs)
 		var out []brief
 		for _, e := range evs.Events {
 			out = append(out, brief{e.Kind, e.Interface, e.Delivery["/a"] == DeliverySent && e.Delivery["/b"] == DeliverySent})
@@ -192,7 +192,7 @@ func TestAgent(t *testing.T) {
 	if got := events(ctl.Input{Positional: []string{"2"}}); !slices.Equal(got, wantEvents[3:]) {
 		t.Fatalf("last 2 events %+v, want %+v", got, wantEvents[3:])
 	}
-	if r := d.Invoke(ctx, "events-get", ctl.Input{Positional: []string{"-1"}}, nil, "direct"); r.Code != ctl.Error {
+	if r := d.Invoke(ctx, "events-get", ctl.Input{Positional: []string{"-1"}}, nil); r.Code != ctl.Error {
 		t.Fatalf("negative limit accepted: %+v", r)
 	}
 

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
 )
 
 // Defaults of a target's delivery queue.
@@ -31,7 +31,7 @@ type TargetOptions struct {
 	// MinBackoff is the first retry delay after a failure; it doubles up
 	// to MaxBackoff and resets on success.
 	MinBackoff, MaxBackoff time.Duration
-	// Send delivers one datagram; nil means ctl.SendDgram, the sfptpdctl
+	// Send delivers one datagram; nil means dgram.Send, the sfptpdctl
 	// client.
 	Send func(path, datagram string) error
 	// Report, if set, is told each datagram's delivery state changes
@@ -89,7 +89,7 @@ func NewTarget(path string, opts TargetOptions) *Target {
 		opts.MaxBackoff = max(DefaultMaxBackoff, opts.MinBackoff)
 	}
 	if opts.Send == nil {
-		opts.Send = func(path, msg string) error { return ctl.SendDgram(path, msg) }
+		opts.Send = func(path, msg string) error { return dgram.Send(path, msg) }
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -149,7 +149,7 @@ func (t *Target) report(id uint64, state string) {
 
 // Run delivers queued datagrams until ctx is cancelled. Datagrams still
 // queued then are not sent. A send already under way is not interrupted:
-// ctl.SendDgram blocks while the target's queue is full, as sfptpdctl
+// dgram.Send blocks while the target's queue is full, as sfptpdctl
 // does.
 func (t *Target) Run(ctx context.Context) {
 	var backoff time.Duration

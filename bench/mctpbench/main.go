@@ -40,7 +40,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
@@ -449,7 +449,7 @@ func warm(l lane, stall time.Duration) error {
 func keaStats(path string) (map[string]any, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	b, err := ctl.KeaCall(ctx, path, []byte(`{"command":"stats-get"}`))
+	b, err := kea.Call(ctx, path, []byte(`{"command":"stats-get"}`))
 	if err != nil {
 		return nil, err
 	}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // bin is the directory of the daemons built once for the tests.
@@ -147,7 +147,7 @@ hotplug_detection_mode manual
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 			defer cancel()
-			_, err := ctl.KeaCall(ctx, d.sock, []byte(`{"command":"list-commands"}`))
+			_, err := kea.Call(ctx, d.sock, []byte(`{"command":"list-commands"}`))
 			return err == nil
 		})
 	}
@@ -347,7 +347,7 @@ func TestControlAgent(t *testing.T) {
 				body := rq.body([]string{tg.service})
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				direct, err := ctl.KeaCall(ctx, tg.d.sock, body)
+				direct, err := kea.Call(ctx, tg.d.sock, body)
 				if err != nil {
 					t.Fatalf("direct: %v", err)
 				}
@@ -374,7 +374,7 @@ func TestControlAgent(t *testing.T) {
 			var direct [][]byte
 			for _, svc := range services {
 				d := daemonFor(targets, a, svc)
-				b, err := ctl.KeaCall(context.Background(), d.sock, rq.body(services))
+				b, err := kea.Call(context.Background(), d.sock, rq.body(services))
 				if err != nil {
 					t.Fatalf("%s direct: %v", d.name, err)
 				}

@@ -1,18 +1,29 @@
-// Package ctl is tickbox's control plane: one command registry exposed over
-// several wire protocols.
+// Package ctl is the core of tickbox's control plane: one command
+// registry that several wire protocols expose. A daemon registers each
+// command once; the front ends only translate their framing into an
+// Input and the Result back into their reply.
 //
-// A daemon registers each command once in a Registry. The registry owns the
-// parameter schema, converts and validates every argument, and runs the
-// handler. Front ends only translate their framing into an Input and the
-// Result back into their reply format:
+// The pieces:
 //
-//   - DgramServer: sfptpd's AF_UNIX datagram socket, "cmd[=p1,p2]" with no reply;
-//   - KeaServer: Kea's JSON control channel, one command per connection;
-//   - IPCServer: the nose line-JSON IPC with broadcast log events;
-//   - ConsoleServer: a One-com/gone style text console with streaming and
-//     persistent commands.
+//   - Registry holds the commands, the common ones every daemon serves
+//     (list-commands, version-get, status-get, build-report, config-get,
+//     shutdown) and the process state they report; NewRegistry(Options).
+//   - Command, Param and Type are the schema; Registry.Run binds an
+//     Input to it (Command.Bind), so handlers see only valid Args.
+//   - Call, Result and Code are what a handler gets and returns; a
+//     streaming command writes to Call.Out until cancelled.
+//   - Tokenize, ParseText and ParseWords read text command lines.
+//   - Server runs the front ends over a Registry: Run, Close, Reexec
+//     (an in-place re-exec that hands sockets and connections over),
+//     ReexecCommand, and Publish/Subscribe for the daemon's events.
+//   - Frontend is the seam a front-end package implements; it registers
+//     with Server.Add and uses Registry, Logger, Inheritance and Fail.
+//   - SocketSpec, StreamOptions and PeerPolicy are the socket rules of
+//     internal/unixsock (stale-socket replacement, modes, SO_PEERCRED on
+//     abstract names, connection limits, socket activation).
 //
-// All servers share the socket rules of internal/unixsock (stale-socket replacement,
-// refusal of non-socket files, modes, SO_PEERCRED on abstract names,
-// connection limits, socket activation and in-place re-exec).
+// The front ends live in their own packages: services/ctl/dgram
+// (sfptpd's datagram socket), services/ctl/kea (Kea's JSON control
+// channel), services/ctl/ipc (nose's line-JSON IPC) and
+// services/ctl/console (a One-com/gone style text console).
 package ctl

@@ -5,34 +5,36 @@ import (
 	"sync"
 )
 
-// limitedBuffer collects a command's text output for front ends that
-// reply once (Kea) or only log (datagram). It keeps at most max bytes and
-// drops the rest, so that a chatty command cannot grow memory without
-// bound; a handler may write from several goroutines.
-type limitedBuffer struct {
-	mu  sync.Mutex
-	b   bytes.Buffer
-	max int
+// OutputBuffer collects a command's text output (Call.Out) for front
+// ends that reply once or only log. It keeps at most Max bytes and drops
+// the rest, so that a chatty command cannot grow memory without bound; a
+// handler may write from several goroutines.
+type OutputBuffer struct {
+	// Max is the number of bytes kept.
+	Max int
+
+	mu sync.Mutex
+	b  bytes.Buffer
 }
 
-func (l *limitedBuffer) Write(p []byte) (int, error) {
+func (l *OutputBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if room := l.max - l.b.Len(); room > 0 {
+	if room := l.Max - l.b.Len(); room > 0 {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
 }
 
 // Len returns the number of bytes kept.
-func (l *limitedBuffer) Len() int {
+func (l *OutputBuffer) Len() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Len()
 }
 
 // String returns the bytes kept.
-func (l *limitedBuffer) String() string {
+func (l *OutputBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()

@@ -6,6 +6,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/jsonenc"
 )
 
 // Type is the type of a command parameter.
@@ -83,20 +85,22 @@ func (p *Param) resolveAlias(raw any) any {
 
 // Input is a command invocation as a front end parsed it, before
 // validation. Text framings fill Positional (and Named from --name=value);
-// JSON framings fill Named with decoded JSON values (decoded with
-// json.Decoder.UseNumber) and Raw with the original arguments.
+// JSON framings fill Named with decoded JSON values (numbers as
+// json.Number), which the schema binds as they are: nothing is encoded
+// again on the way to the handler.
 type Input struct {
 	Positional []string
 	Named      map[string]any
-	// Raw is the JSON "arguments" value as received, for commands with
-	// AnyArgs set.
-	Raw json.RawMessage
+	// Raw, when set, encodes the JSON arguments in the front end's own
+	// layout. It runs only if a handler asks (Args.Raw), so that no
+	// request pays for an encoding nobody reads.
+	Raw func() json.RawMessage
 	// TruncateReals makes Int parameters take a JSON number with a
-	// fraction, truncated towards zero (1.9 → 1, -0.5 → 0). nose reads
-	// every JSON number as a double and stores it in an integer, so its
-	// clients may send 1.0 or 1.9; only the IPC's JSON form sets this.
-	// Kea's channel leaves it off: Kea rejects a real where it wants an
-	// integer, and its users expect that.
+	// fraction, truncated towards zero (1.9 → 1, -0.5 → 0), for a JSON
+	// framing whose reference implementation reads every number as a
+	// double and stores it in an integer, so that its clients may send
+	// 1.0 or 1.9. A framing whose reference rejects a real where it
+	// wants an integer leaves it off.
 	TruncateReals bool
 }
 
@@ -110,7 +114,7 @@ type Args struct {
 	vals  []any
 	given []bool
 	rest  []string
-	raw   json.RawMessage
+	raw   func() json.RawMessage
 	any   map[string]any
 }
 
@@ -157,8 +161,14 @@ func (a Args) index(name string) int {
 // Rest returns the values collected by a Rest parameter.
 func (a Args) Rest() []string { return a.rest }
 
-// Raw returns the JSON arguments as received (AnyArgs commands).
-func (a Args) Raw() json.RawMessage { return a.raw }
+// Raw returns the JSON arguments in the layout of the front end they
+// came through (AnyArgs commands); nil for a framing without them.
+func (a Args) Raw() json.RawMessage {
+	if a.raw == nil {
+		return nil
+	}
+	return a.raw()
+}
 
 // Any returns the arguments of an AnyArgs command as a map: named
 // arguments as decoded, positional ones under "0", "1", ...
@@ -179,10 +189,11 @@ func (e *ParamError) Error() string {
 	return fmt.Sprintf("%s: parameter '%s' %s", e.Command, e.Param, e.Msg)
 }
 
-// bind validates in against c's schema and converts every value. It is
+// Bind validates in against c's schema and converts every value. It is
 // the only place parameters are checked; handlers never see invalid
-// input.
-func (c *Command) bind(in Input) (Args, error) {
+// input. Registry.Run binds before it runs a command; a front end calls
+// Bind itself only to report a refusal before it starts one.
+func (c *Command) Bind(in Input) (Args, error) {
 	a := Args{cmd: c, raw: in.Raw}
 	if c.AnyArgs {
 		a.any = make(map[string]any, len(in.Named)+len(in.Positional))
@@ -205,7 +216,7 @@ func (c *Command) bind(in Input) (Args, error) {
 			if i < len(pos) {
 				a.rest = append([]string(nil), pos[i:]...)
 				for _, s := range a.rest {
-					if _, err := p.convert(s); err != nil {
+					if _, err := p.Convert(s); err != nil {
 						return a, perr(p.Name, "%v", err)
 					}
 				}
@@ -238,7 +249,7 @@ func (c *Command) bind(in Input) (Args, error) {
 			if p.Required {
 				return a, perr(p.Name, "is missing")
 			}
-			a.vals[i] = p.defaultValue()
+			a.vals[i] = p.DefaultValue()
 			continue
 		}
 		v, err := p.convertIn(raw, in.TruncateReals)
@@ -252,22 +263,23 @@ func (c *Command) bind(in Input) (Args, error) {
 		return a, &ParamError{Command: c.Name, Msg: fmt.Sprintf("unexpected parameter %q: takes at most %d", pos[n], n)}
 	}
 	for k := range in.Named {
-		if c.param(k) == nil {
+		if c.Param(k) == nil {
 			return a, perr(k, "is not supported")
 		}
 	}
 	return a, nil
 }
 
-func (c *Command) param(name string) *Param {
-	if i := c.paramIndex(name); i >= 0 {
+// Param returns the named parameter, or nil.
+func (c *Command) Param(name string) *Param {
+	if i := c.ParamIndex(name); i >= 0 {
 		return &c.Params[i]
 	}
 	return nil
 }
 
-// paramIndex returns the position of the named parameter, or -1.
-func (c *Command) paramIndex(name string) int {
+// ParamIndex returns the position of the named parameter, or -1.
+func (c *Command) ParamIndex(name string) int {
 	for i := range c.Params {
 		if c.Params[i].Name == name {
 			return i
@@ -276,7 +288,8 @@ func (c *Command) paramIndex(name string) int {
 	return -1
 }
 
-func (p *Param) defaultValue() any {
+// DefaultValue returns the value an absent optional parameter takes.
+func (p *Param) DefaultValue() any {
 	if p.Default != nil {
 		return p.Default
 	}
@@ -292,31 +305,34 @@ func (p *Param) defaultValue() any {
 	}
 }
 
-// valueError is a value a parameter cannot take. Error gives the
-// registry's wording; nose is the same failure in nose's words (without
-// the parameter's name), which the IPC text form reports, as nose does.
-type valueError struct{ msg, nose string }
+// ValueError is a value a parameter cannot take, returned by
+// Param.Convert. Error gives the registry's wording; Terse is the same
+// failure in the shorter words of a front end that names the parameter
+// itself ("requires an integer, not 'x'.", "out of range: 9 > 8."), as
+// nose's text form does.
+type ValueError struct{ Msg, Terse string }
 
-func (e *valueError) Error() string { return e.msg }
+func (e *ValueError) Error() string { return e.Msg }
 
-// noseText returns nose's wording of a conversion error.
-func noseText(err error) string {
-	if ve, ok := err.(*valueError); ok {
-		return ve.nose
+// TerseText returns the terse wording of a conversion error, or its
+// text when it has none.
+func TerseText(err error) string {
+	if ve, ok := err.(*ValueError); ok {
+		return ve.Terse
 	}
 	return err.Error()
 }
 
-// sameWords is a valueError for a failure nose has no sentence of its own
-// for (types and checks nose lacks): both wordings are msg.
+// sameWords is a ValueError for a failure with no terse sentence of its
+// own (types and checks nose lacks): both wordings are msg.
 func sameWords(format string, args ...any) error {
 	msg := fmt.Sprintf(format, args...)
-	return &valueError{msg: msg, nose: msg}
+	return &ValueError{Msg: msg, Terse: msg}
 }
 
-// convert turns a text or JSON value into the parameter's Go type and
+// Convert turns a text or JSON value into the parameter's Go type and
 // checks its range.
-func (p *Param) convert(raw any) (any, error) { return p.convertIn(raw, false) }
+func (p *Param) Convert(raw any) (any, error) { return p.convertIn(raw, false) }
 
 // convertIn is convert; truncReals lets an Int parameter take a JSON
 // number with a fraction (Input.TruncateReals).
@@ -343,7 +359,7 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 			n = x
 		case float64:
 			if (v != math.Trunc(v) && !truncReals) || math.IsNaN(v) || math.Abs(v) > 1<<62 {
-				return nil, &valueError{msg: fmt.Sprintf("must be an integer, got %v", v), nose: "requires an integer."}
+				return nil, &ValueError{Msg: fmt.Sprintf("must be an integer, got %v", v), Terse: "requires an integer."}
 			}
 			n = int64(v)
 		case int64:
@@ -351,15 +367,15 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 		case int:
 			n = int64(v)
 		default:
-			return nil, &valueError{msg: fmt.Sprintf("must be an integer, got %s", jsonKind(raw)), nose: "requires an integer."}
+			return nil, &ValueError{Msg: fmt.Sprintf("must be an integer, got %s", jsonenc.Kind(raw)), Terse: "requires an integer."}
 		}
 		if p.Ranged && float64(n) < p.Min {
-			return nil, &valueError{msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
-				nose: fmt.Sprintf("out of range: %d < %d.", n, int64(p.Min))}
+			return nil, &ValueError{Msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
+				Terse: fmt.Sprintf("out of range: %d < %d.", n, int64(p.Min))}
 		}
 		if p.Ranged && float64(n) > p.Max {
-			return nil, &valueError{msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
-				nose: fmt.Sprintf("out of range: %d > %d.", n, int64(p.Max))}
+			return nil, &ValueError{Msg: fmt.Sprintf("out of range: %d not in %s", n, p.rangeText()),
+				Terse: fmt.Sprintf("out of range: %d > %d.", n, int64(p.Max))}
 		}
 		return n, nil
 	case Float:
@@ -368,13 +384,13 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 		case string:
 			x, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil || math.IsNaN(x) || math.IsInf(x, 0) {
-				return nil, &valueError{msg: fmt.Sprintf("must be a number, got %q", v), nose: fmt.Sprintf("requires a number, not '%s'.", v)}
+				return nil, &ValueError{Msg: fmt.Sprintf("must be a number, got %q", v), Terse: fmt.Sprintf("requires a number, not '%s'.", v)}
 			}
 			f = x
 		case json.Number:
 			x, err := v.Float64()
 			if err != nil {
-				return nil, &valueError{msg: fmt.Sprintf("must be a number, got %s", v), nose: fmt.Sprintf("requires a number, not '%s'.", v)}
+				return nil, &ValueError{Msg: fmt.Sprintf("must be a number, got %s", v), Terse: fmt.Sprintf("requires a number, not '%s'.", v)}
 			}
 			f = x
 		case float64:
@@ -382,7 +398,7 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 		case int64:
 			f = float64(v)
 		default:
-			return nil, &valueError{msg: fmt.Sprintf("must be a number, got %s", jsonKind(raw)), nose: "requires a number."}
+			return nil, &ValueError{Msg: fmt.Sprintf("must be a number, got %s", jsonenc.Kind(raw)), Terse: "requires a number."}
 		}
 		if p.Ranged && (f < p.Min || f > p.Max) {
 			return nil, sameWords("out of range: %v not in %s", f, p.rangeText())
@@ -399,8 +415,8 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 			case "0", "false", "no", "off":
 				return false, nil
 			}
-			return nil, &valueError{msg: fmt.Sprintf("must be a boolean (true/false, 1/0, yes/no, on/off), got %q", v),
-				nose: fmt.Sprintf("requires true or false, not '%s'.", v)}
+			return nil, &ValueError{Msg: fmt.Sprintf("must be a boolean (true/false, 1/0, yes/no, on/off), got %q", v),
+				Terse: fmt.Sprintf("requires true or false, not '%s'.", v)}
 		case json.Number:
 			switch v {
 			case "0":
@@ -409,7 +425,7 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 				return true, nil
 			}
 		}
-		return nil, &valueError{msg: fmt.Sprintf("must be a boolean, got %s", jsonKind(raw)), nose: "requires bool."}
+		return nil, &ValueError{Msg: fmt.Sprintf("must be a boolean, got %s", jsonenc.Kind(raw)), Terse: "requires bool."}
 	default:
 		var s string
 		switch v := raw.(type) {
@@ -418,7 +434,7 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 		case json.Number:
 			s = string(v)
 		default:
-			return nil, &valueError{msg: fmt.Sprintf("must be a string, got %s", jsonKind(raw)), nose: "must be a string."}
+			return nil, &ValueError{Msg: fmt.Sprintf("must be a string, got %s", jsonenc.Kind(raw)), Terse: "must be a string."}
 		}
 		if p.Ranged && float64(len(s)) > p.Max {
 			return nil, sameWords("is too long: %d bytes, at most %d", len(s), int(p.Max))
@@ -441,7 +457,7 @@ func (p *Param) convertIn(raw any, truncReals bool) (any, error) {
 func truncReal(s string) (int64, error) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsNaN(f) || f >= 0x1p63 || f < -0x1p63 {
-		return 0, &valueError{msg: fmt.Sprintf("must be an integer, got %s", s), nose: "requires an integer."}
+		return 0, &ValueError{Msg: fmt.Sprintf("must be an integer, got %s", s), Terse: "requires an integer."}
 	}
 	return int64(f), nil
 }
@@ -460,11 +476,11 @@ func parseInt(s string) (int64, error) {
 	n, err := strconv.ParseInt(t, 0, 64)
 	if err != nil {
 		// nose's strtoll fails alike on both, with one sentence.
-		nose := fmt.Sprintf("requires an integer, not '%s'.", s)
+		terse := fmt.Sprintf("requires an integer, not '%s'.", s)
 		if ne, ok := err.(*strconv.NumError); ok && ne.Err == strconv.ErrRange {
-			return 0, &valueError{msg: fmt.Sprintf("out of range: %q does not fit in 64 bits", s), nose: nose}
+			return 0, &ValueError{Msg: fmt.Sprintf("out of range: %q does not fit in 64 bits", s), Terse: terse}
 		}
-		return 0, &valueError{msg: fmt.Sprintf("must be an integer, got %q", s), nose: nose}
+		return 0, &ValueError{Msg: fmt.Sprintf("must be an integer, got %q", s), Terse: terse}
 	}
 	return n, nil
 }
@@ -480,40 +496,14 @@ func restFromJSON(v any) ([]string, error) {
 			case json.Number:
 				out = append(out, string(s))
 			default:
-				return nil, fmt.Errorf("must be a list of strings, got an element of type %s", jsonKind(e))
+				return nil, fmt.Errorf("must be a list of strings, got an element of type %s", jsonenc.Kind(e))
 			}
 		}
 		return out, nil
 	case string:
 		return []string{x}, nil
 	}
-	return nil, fmt.Errorf("must be a list of strings, got %s", jsonKind(v))
-}
-
-// jsonKind names a decoded JSON value's type the way Kea's texts do.
-func jsonKind(v any) string {
-	switch v.(type) {
-	case nil:
-		return "null"
-	case bool:
-		return "boolean"
-	case string:
-		return "string"
-	case json.Number:
-		if strings.ContainsAny(string(v.(json.Number)), ".eE") {
-			return "real"
-		}
-		return "integer"
-	case float64:
-		return "real"
-	case int64, int:
-		return "integer"
-	case []any:
-		return "list"
-	case map[string]any:
-		return "map"
-	}
-	return fmt.Sprintf("%T", v)
+	return nil, fmt.Errorf("must be a list of strings, got %s", jsonenc.Kind(v))
 }
 
 // normalizeJSON turns json.Number into int64 or float64 so that handlers

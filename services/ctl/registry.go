@@ -10,12 +10,15 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
-// Code is a Kea-style result code.
+// Code is a command's result code. The values are those of the JSON
+// control channel's convention, which every front end reports in its
+// own way.
 type Code int
 
-// Result codes, as Kea defines them.
+// Result codes.
 const (
 	Success     Code = 0
 	Error       Code = 1
@@ -25,8 +28,8 @@ const (
 )
 
 // Result is what a command returns: a code, a human-readable text and
-// optional arguments (any JSON-encodable value; a map[string]any is
-// flattened into IPC replies).
+// optional arguments (any JSON-encodable value; a front end may flatten
+// a map[string]any into its reply).
 type Result struct {
 	Code Code
 	Text string
@@ -47,11 +50,8 @@ type Call struct {
 	Args    Args
 	// Out receives a streaming command's output, one line per Write.
 	// For non-streaming commands it still collects text output, which
-	// the console and IPC text form show to the caller.
+	// front ends with a text reply show to the caller.
 	Out io.Writer
-	// Front names the front end the call came in through ("kea",
-	// "dgram", "ipc", "console", "direct").
-	Front string
 }
 
 // Handler runs a command. A streaming command's handler writes to
@@ -75,21 +75,21 @@ type Command struct {
 	// commands such as "echo" that treat them as data).
 	AnyArgs bool
 	// IgnoreExtraArgs drops arguments the command does not take (named
-	// ones not in Params, positional ones past them, and on the Kea
+	// ones not in Params, positional ones past them, and on a JSON
 	// channel an "arguments" value that is not a map) instead of
-	// refusing them. Kea's common commands (list-commands, version-get,
-	// status-get, config-get, build-report) behave so in Kea, whose
-	// handlers never look at what they do not use, and tools written
-	// for Kea send such requests. Parameters the command does take are
-	// still checked.
+	// refusing them. The common commands (list-commands, version-get,
+	// status-get, config-get, build-report) behave so in the daemons
+	// whose commands they copy, whose handlers never look at what they
+	// do not use, and the tools written for those send such requests.
+	// Parameters the command does take are still checked.
 	IgnoreExtraArgs bool
 	// Stream marks a command that writes output until cancelled.
 	Stream bool
 	// Persistent commands are replayed on their console connection after
 	// a reload or re-exec.
 	Persistent bool
-	// Aliases are further names for the same command, such as the Kea
-	// spelling of an sfptpd datagram command ("instance-select" for
+	// Aliases are further names for the same command, such as the
+	// hyphenated spelling of an sfptpd command ("instance-select" for
 	// "selectinstance"). They share everything, parameters included.
 	Aliases []string
 	Handler Handler
@@ -100,7 +100,7 @@ type Command struct {
 // ShortUsage returns "name syntax - comment", as gone's console lists it.
 func (c *Command) ShortUsage() string {
 	s := c.Name
-	if syn := c.syntax(); syn != "" {
+	if syn := c.Synopsis(); syn != "" {
 		s += " " + syn
 	}
 	if c.Comment != "" {
@@ -109,7 +109,9 @@ func (c *Command) ShortUsage() string {
 	return s
 }
 
-func (c *Command) syntax() string {
+// Synopsis returns the parameter part of the short usage: Syntax, or one
+// derived from Params ("phy address [page]").
+func (c *Command) Synopsis() string {
 	if c.Syntax != "" || c.AnyArgs {
 		return c.Syntax
 	}
@@ -132,7 +134,7 @@ func (c *Command) syntax() string {
 func (c *Command) LongUsage() string {
 	var b strings.Builder
 	b.WriteString("usage: " + c.Name)
-	if syn := c.syntax(); syn != "" {
+	if syn := c.Synopsis(); syn != "" {
 		b.WriteString(" " + syn)
 	}
 	b.WriteString("\n")
@@ -179,22 +181,62 @@ func (c *Command) LongUsage() string {
 	return b.String()
 }
 
-// Registry holds a daemon's commands. It is safe for concurrent use.
+// Registry holds a daemon's commands and the process state the common
+// commands report. It is safe for concurrent use.
+//
+// Every registry serves list-commands and the common commands
+// version-get, status-get, build-report, config-get and shutdown;
+// a daemon registers its own next to them.
 type Registry struct {
+	opts Options
+
 	mu   sync.RWMutex
 	cmds map[string]*Command
 	// names caches the sorted names; nil after a change.
 	names []string
-	log   *slog.Logger
+
+	// smu guards the process state below.
+	smu      sync.Mutex
+	started  time.Time
+	reloaded time.Time
+	reloads  int
+
+	shutdownOnce sync.Once
+	shutdown     chan struct{}
 }
 
-// NewRegistry returns a registry holding only list-commands. Use
-// NewDaemon for a registry with the common Kea-style commands.
-func NewRegistry(log *slog.Logger) *Registry {
-	if log == nil {
-		log = slog.Default()
+// Options configures a registry's common commands.
+type Options struct {
+	// Name is the daemon's name ("ptpd", "ctl", ...).
+	Name string
+	// Version overrides the version taken from the build information.
+	Version string
+	// Config returns the running configuration for config-get. Nil gives
+	// an empty map.
+	Config func() any
+	// Status adds daemon-specific keys to status-get.
+	Status func() map[string]any
+	// Logger is the daemon's logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// NewRegistry returns a registry holding list-commands and the common
+// commands.
+func NewRegistry(opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
 	}
-	r := &Registry{cmds: make(map[string]*Command), log: log}
+	if opts.Version == "" {
+		opts.Version = BuildVersion()
+	}
+	now := time.Now()
+	r := &Registry{
+		opts:     opts,
+		cmds:     make(map[string]*Command),
+		started:  now,
+		reloaded: now,
+		shutdown: make(chan struct{}),
+	}
 	r.cmds["list-commands"] = &Command{
 		Name:            "list-commands",
 		Comment:         "list the supported commands",
@@ -209,11 +251,12 @@ func NewRegistry(log *slog.Logger) *Registry {
 			return Result{Code: Success, Args: list}
 		},
 	}
+	r.registerCommon()
 	return r
 }
 
 // Logger returns the registry's logger.
-func (r *Registry) Logger() *slog.Logger { return r.log }
+func (r *Registry) Logger() *slog.Logger { return r.opts.Logger }
 
 // Errors returned by Register and Deregister.
 var (
@@ -248,7 +291,7 @@ func (r *Registry) Register(c *Command) error {
 			return fmt.Errorf("ctl: register %q: Rest parameter %q must be last", c.Name, p.Name)
 		}
 		if p.Default != nil {
-			if _, err := p.convert(p.Default); err != nil {
+			if _, err := p.Convert(p.Default); err != nil {
 				return fmt.Errorf("ctl: register %q: default of %q: %w", c.Name, p.Name, err)
 			}
 		}
@@ -341,53 +384,38 @@ func (r *Registry) Commands() []*Command {
 	return cs
 }
 
-// Unsupported returns Kea's reply to an unknown command.
+// UnsupportedResult is the reply to an unknown command, which every
+// front end shares.
 func UnsupportedResult(name string) Result {
 	return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' command not supported.", name)}
 }
 
 // Invoke validates in against the named command's schema and runs it.
-// Unknown commands give Kea's result 2 text; invalid parameters give
+// Unknown commands give UnsupportedResult; invalid parameters give
 // result 1 with a text naming the parameter. out receives streamed or
 // textual output and may be nil.
-func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer, front string) Result {
+func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer) Result {
 	c, ok := r.Lookup(name)
 	if !ok {
 		return UnsupportedResult(name)
 	}
-	return r.Run(ctx, c, in, out, front)
+	return r.Run(ctx, c, in, out)
 }
 
 // Run is Invoke for an already looked-up command.
-func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer, front string) Result {
+func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer) Result {
 	if c.IgnoreExtraArgs {
 		in = c.dropExtraArgs(in)
 	}
-	args, err := c.bind(in)
+	args, err := c.Bind(in)
 	if err != nil {
 		return Result{Code: Error, Text: err.Error()}
 	}
 	if out == nil {
 		out = io.Discard
 	}
-	call := &Call{Command: c, Args: args, Out: out, Front: front}
+	call := &Call{Command: c, Args: args, Out: out}
 	return c.Handler(ctx, call)
-}
-
-// MatchUsages returns the short usages of the commands whose name or
-// comment contains search (case-insensitively; all for an empty search),
-// in the given order. It is nose's "help [search]" list, shared by the
-// IPC front end's built-in help and daemons that register their own.
-func MatchUsages(cmds []*Command, search string) []any {
-	search = strings.ToLower(search)
-	out := []any{}
-	for _, c := range cmds {
-		if search == "" || strings.Contains(strings.ToLower(c.Name), search) ||
-			strings.Contains(strings.ToLower(c.Comment), search) {
-			out = append(out, c.ShortUsage())
-		}
-	}
-	return out
 }
 
 // dropExtraArgs returns in without the arguments c does not take: named
@@ -402,7 +430,7 @@ func (c *Command) dropExtraArgs(in Input) Input {
 	}
 	extra := false
 	for k := range in.Named {
-		if c.param(k) == nil {
+		if c.Param(k) == nil {
 			extra = true
 			break
 		}
@@ -410,7 +438,7 @@ func (c *Command) dropExtraArgs(in Input) Input {
 	if extra {
 		kept := make(map[string]any, len(c.Params))
 		for k, v := range in.Named {
-			if c.param(k) != nil {
+			if c.Param(k) != nil {
 				kept[k] = v
 			}
 		}

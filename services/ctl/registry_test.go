@@ -62,10 +62,10 @@ func TestParamBinding(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRegistry(quietLogger())
+			r := NewRegistry(Options{Logger: quietLogger()})
 			var got Args
 			r.MustRegister(mdioRead(&got))
-			res := r.Invoke(context.Background(), "mdio_read", tc.in, nil, "test")
+			res := r.Invoke(context.Background(), "mdio_read", tc.in, nil)
 			if tc.wantErr != "" {
 				if res.Code != Error || !strings.Contains(res.Text, tc.wantErr) {
 					t.Fatalf("got %+v, want error containing %q", res, tc.wantErr)
@@ -116,7 +116,7 @@ func TestParamTypes(t *testing.T) {
 		{Param{Name: "i", Type: Int}, []any{}, nil, "must be an integer, got list"},
 	}
 	for _, tc := range tests {
-		got, err := tc.p.convert(tc.raw)
+		got, err := tc.p.Convert(tc.raw)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("%s %v: err %v, want %q", tc.p.Type, tc.raw, err, tc.wantErr)
@@ -130,7 +130,7 @@ func TestParamTypes(t *testing.T) {
 }
 
 func TestRestParam(t *testing.T) {
-	r := NewRegistry(quietLogger())
+	r := NewRegistry(Options{Logger: quietLogger()})
 	var got Args
 	r.MustRegister(&Command{
 		Name: "block_clock",
@@ -140,15 +140,15 @@ func TestRestParam(t *testing.T) {
 		},
 		Handler: func(_ context.Context, c *Call) Result { got = c.Args; return OK("", nil) },
 	})
-	res := r.Invoke(context.Background(), "block_clock", Input{Positional: []string{"1", "phc0", "system"}}, nil, "test")
+	res := r.Invoke(context.Background(), "block_clock", Input{Positional: []string{"1", "phc0", "system"}}, nil)
 	if res.Code != Success || !got.Bool("block") || !reflect.DeepEqual(got.Rest(), []string{"phc0", "system"}) {
 		t.Fatalf("res %+v rest %v", res, got.Rest())
 	}
-	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": false, "clocks": []any{"a", json.Number("2")}}}, nil, "test")
+	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": false, "clocks": []any{"a", json.Number("2")}}}, nil)
 	if res.Code != Success || got.Bool("block") || !reflect.DeepEqual(got.Rest(), []string{"a", "2"}) {
 		t.Fatalf("res %+v rest %v", res, got.Rest())
 	}
-	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": true, "clocks": map[string]any{}}}, nil, "test")
+	res = r.Invoke(context.Background(), "block_clock", Input{Named: map[string]any{"block": true, "clocks": map[string]any{}}}, nil)
 	if res.Code != Error || !strings.Contains(res.Text, "parameter 'clocks' must be a list of strings") {
 		t.Fatalf("res %+v", res)
 	}
@@ -176,7 +176,7 @@ func TestRegisterRules(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := NewRegistry(quietLogger())
+			r := NewRegistry(Options{Logger: quietLogger()})
 			err := r.Register(tc.cmd)
 			if tc.wantErr == "" {
 				if err != nil {
@@ -195,11 +195,12 @@ func TestRegisterRules(t *testing.T) {
 }
 
 func TestListCommands(t *testing.T) {
-	r := NewRegistry(quietLogger())
+	r := NewRegistry(Options{Logger: quietLogger()})
 	h := func(context.Context, *Call) Result { return OK("", nil) }
 	r.MustRegister(&Command{Name: "zeta", Handler: h}, &Command{Name: "alpha", Handler: h}, &Command{Name: "mid", Handler: h})
-	res := r.Invoke(context.Background(), "list-commands", Input{}, nil, "test")
-	want := []any{"alpha", "list-commands", "mid", "zeta"}
+	res := r.Invoke(context.Background(), "list-commands", Input{}, nil)
+	// Every registry lists the common commands next to its own.
+	want := []any{"alpha", "build-report", "config-get", "list-commands", "mid", "shutdown", "status-get", "version-get", "zeta"}
 	if res.Code != Success || !reflect.DeepEqual(res.Args, want) {
 		t.Fatalf("got %+v", res)
 	}
@@ -212,18 +213,18 @@ func TestListCommands(t *testing.T) {
 	if err := r.Deregister("mid"); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("deregister twice: %v", err)
 	}
-	res = r.Invoke(context.Background(), "mid", Input{}, nil, "test")
+	res = r.Invoke(context.Background(), "mid", Input{}, nil)
 	if res.Code != Unsupported || res.Text != "'mid' command not supported." {
 		t.Fatalf("got %+v", res)
 	}
 	names := r.Names()
-	if !sort.StringsAreSorted(names) || len(names) != 3 {
+	if !sort.StringsAreSorted(names) || len(names) != len(want)-1 {
 		t.Fatalf("names %v", names)
 	}
 }
 
 func TestDaemonCommands(t *testing.T) {
-	d := NewDaemon(DaemonOptions{
+	d := NewRegistry(Options{
 		Name:    "testd",
 		Version: "1.2.3",
 		Logger:  quietLogger(),
@@ -231,21 +232,21 @@ func TestDaemonCommands(t *testing.T) {
 		Status:  func() map[string]any { return map[string]any{"instances": 2} },
 	})
 	ctx := context.Background()
-	res := d.Invoke(ctx, "version-get", Input{}, nil, "test")
+	res := d.Invoke(ctx, "version-get", Input{}, nil)
 	ext, _ := res.Args.(map[string]any)["extended"].(string)
 	if res.Code != Success || res.Text != "1.2.3" || !strings.Contains(ext, "go: go1.") || !strings.Contains(ext, "testd 1.2.3") {
 		t.Fatalf("version-get %+v", res)
 	}
-	res = d.Invoke(ctx, "build-report", Input{}, nil, "test")
+	res = d.Invoke(ctx, "build-report", Input{}, nil)
 	if res.Code != Success || !strings.Contains(res.Text, "go: ") {
 		t.Fatalf("build-report %+v", res)
 	}
-	res = d.Invoke(ctx, "status-get", Input{}, nil, "test")
+	res = d.Invoke(ctx, "status-get", Input{}, nil)
 	st := res.Args.(map[string]any)
 	if st["pid"] != os.Getpid() || st["instances"] != 2 || st["uptime"] == nil || st["reload"] == nil || st["reloads"] != 0 {
 		t.Fatalf("status-get %+v", st)
 	}
-	res = d.Invoke(ctx, "config-get", Input{}, nil, "test")
+	res = d.Invoke(ctx, "config-get", Input{}, nil)
 	if !reflect.DeepEqual(res.Args, map[string]any{"interface": "eth0"}) {
 		t.Fatalf("config-get %+v", res)
 	}
@@ -254,13 +255,13 @@ func TestDaemonCommands(t *testing.T) {
 		t.Fatal("shutdown before request")
 	default:
 	}
-	res = d.Invoke(ctx, "shutdown", Input{}, nil, "test")
+	res = d.Invoke(ctx, "shutdown", Input{}, nil)
 	if res.Code != Success || res.Text != "Shutting down." {
 		t.Fatalf("shutdown %+v", res)
 	}
 	<-d.ShutdownRequested()
 	// A second shutdown must not panic on the closed channel.
-	d.Invoke(ctx, "shutdown", Input{}, nil, "test")
+	d.Invoke(ctx, "shutdown", Input{}, nil)
 	for _, n := range []string{"version-get", "status-get", "build-report", "config-get", "shutdown"} {
 		if err := d.Deregister(n); !errors.Is(err, ErrBuiltin) {
 			t.Errorf("deregister %s: %v", n, err)
@@ -283,11 +284,11 @@ func TestUsage(t *testing.T) {
 }
 
 func TestAnyArgs(t *testing.T) {
-	r := NewRegistry(quietLogger())
+	r := NewRegistry(Options{Logger: quietLogger()})
 	r.MustRegister(&Command{Name: "echo", AnyArgs: true, Handler: func(_ context.Context, c *Call) Result {
 		return OK("", c.Args.Any())
 	}})
-	res := r.Invoke(context.Background(), "echo", Input{Positional: []string{"a"}, Named: map[string]any{"n": json.Number("7"), "f": json.Number("1.5")}}, nil, "test")
+	res := r.Invoke(context.Background(), "echo", Input{Positional: []string{"a"}, Named: map[string]any{"n": json.Number("7"), "f": json.Number("1.5")}}, nil)
 	want := map[string]any{"0": "a", "n": int64(7), "f": 1.5}
 	if !reflect.DeepEqual(res.Args, want) {
 		t.Fatalf("got %#v", res.Args)
@@ -295,7 +296,7 @@ func TestAnyArgs(t *testing.T) {
 }
 
 func TestAliases(t *testing.T) {
-	r := NewRegistry(quietLogger())
+	r := NewRegistry(Options{Logger: quietLogger()})
 	var got []string
 	r.MustRegister(&Command{
 		Name:    "selectinstance",
@@ -307,19 +308,21 @@ func TestAliases(t *testing.T) {
 		},
 	})
 	ctx := context.Background()
-	r.Invoke(ctx, "selectinstance", Input{Positional: []string{"ptp1"}}, nil, "dgram")
-	r.Invoke(ctx, "instance-select", Input{Named: map[string]any{"instance": "ptp2"}}, nil, "kea")
+	r.Invoke(ctx, "selectinstance", Input{Positional: []string{"ptp1"}}, nil)
+	r.Invoke(ctx, "instance-select", Input{Named: map[string]any{"instance": "ptp2"}}, nil)
 	if !reflect.DeepEqual(got, []string{"ptp1", "ptp2"}) {
 		t.Fatalf("handler saw %v", got)
 	}
-	if res := r.Invoke(ctx, "instance-select", Input{}, nil, "kea"); res.Code != Error || !strings.Contains(res.Text, "parameter 'instance' is missing") {
+	if res := r.Invoke(ctx, "instance-select", Input{}, nil); res.Code != Error || !strings.Contains(res.Text, "parameter 'instance' is missing") {
 		t.Fatalf("alias does not share the schema: %+v", res)
 	}
-	if names := r.Names(); !reflect.DeepEqual(names, []string{"instance-select", "list-commands", "selectinstance"}) {
+	if names := r.Names(); !reflect.DeepEqual(names, []string{"build-report", "config-get", "instance-select", "list-commands",
+		"selectinstance", "shutdown", "status-get", "version-get"}) {
 		t.Fatalf("names %v", names)
 	}
-	if cs := r.Commands(); len(cs) != 2 {
-		t.Fatalf("Commands lists %d, want 2 (aliases once)", len(cs))
+	// list-commands, the five common commands and selectinstance.
+	if cs := r.Commands(); len(cs) != 7 {
+		t.Fatalf("Commands lists %d, want 7 (aliases once)", len(cs))
 	}
 	if err := r.Deregister("instance-select"); err != nil {
 		t.Fatal(err)
@@ -333,7 +336,7 @@ func TestAliases(t *testing.T) {
 // ignore them; a command with IgnoreExtraArgs still checks the
 // parameters it has; other commands stay strict.
 func TestIgnoreExtraArgs(t *testing.T) {
-	d := NewDaemon(DaemonOptions{Name: "testd", Version: "1.2.3", Logger: quietLogger(),
+	d := NewRegistry(Options{Name: "testd", Version: "1.2.3", Logger: quietLogger(),
 		Config: func() any { return map[string]any{"k": "v"} }})
 	var seen Args
 	d.MustRegister(
@@ -366,7 +369,7 @@ func TestIgnoreExtraArgs(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			named := len(tc.in.Named)
 			seen = Args{}
-			res := d.Invoke(context.Background(), tc.cmd, tc.in, nil, "test")
+			res := d.Invoke(context.Background(), tc.cmd, tc.in, nil)
 			if len(tc.in.Named) != named {
 				t.Errorf("the caller's arguments were changed: %v", tc.in.Named)
 			}
@@ -384,7 +387,7 @@ func TestIgnoreExtraArgs(t *testing.T) {
 			}
 		})
 	}
-	if res := d.Invoke(context.Background(), "config-get", extra, nil, "test"); !reflect.DeepEqual(res.Args, map[string]any{"k": "v"}) {
+	if res := d.Invoke(context.Background(), "config-get", extra, nil); !reflect.DeepEqual(res.Args, map[string]any{"k": "v"}) {
 		t.Errorf("config-get with extra arguments: %+v", res)
 	}
 }

@@ -16,17 +16,17 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
 )
 
-// Server runs a daemon's front ends over one Daemon registry. It adopts
+// Server runs a daemon's front ends over one Registry. It adopts
 // sockets inherited through socket activation or a re-exec, and can
-// re-exec the daemon in place, handing its sockets and console
-// connections to the new image.
+// re-exec the daemon in place, handing its sockets and the connections
+// front ends want to keep to the new image.
 type Server struct {
-	d       *Daemon
+	r       *Registry
 	log     *slog.Logger
 	inherit *unixsock.Inheritance
 
 	mu     sync.Mutex
-	fronts []frontend
+	fronts []Frontend
 	closed bool
 	// reexecing is set while Reexec hands the front ends over, so that a
 	// second request (signal and command at once) cannot exec with no
@@ -36,46 +36,52 @@ type Server struct {
 	// the front ends and then could not exec); Run returns it.
 	failed error
 
-	// ipc holds every IPC connection (listened or dialled out), so that
-	// log events reach all of them whichever front end they came from.
-	ipc ipcHub
+	// subs receive Publish's events.
+	smu  sync.RWMutex
+	subs map[*subscription]struct{}
 }
 
-// frontend is a running front end.
-type frontend interface {
-	// addr is the listening address.
-	addr() string
-	// close stops the front end within ctx. With handoff set it keeps
+// Frontend is a running front end as the Server sees it: something it
+// stops on Close and hands over on Reexec. The front-end packages
+// implement it and register with Add.
+type Frontend interface {
+	// Addr is the listening address (or the peer's, for a connection
+	// the daemon dialled).
+	Addr() string
+	// Stop stops the front end within ctx. With handoff set it keeps
 	// the socket and returns it, and any connections to resume, for a
-	// re-exec; otherwise it removes a socket file it created.
-	close(ctx context.Context, handoff bool) (*unixsock.Files, error)
+	// re-exec; otherwise it removes a socket file it created and
+	// returns nil.
+	Stop(ctx context.Context, handoff bool) (*unixsock.Files, error)
 }
 
-// acceptorFront runs a bare Acceptor as a front end.
-type acceptorFront struct{ *unixsock.Acceptor }
-
-func (a acceptorFront) addr() string { return a.Addr() }
-
-func (a acceptorFront) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
-	return a.Close(ctx, handoff)
-}
-
-// NewServer returns a server for d. It reads inherited sockets from the
+// NewServer returns a server for r. It reads inherited sockets from the
 // environment (and unsets those variables) once, here.
-func NewServer(d *Daemon) *Server {
-	s := &Server{d: d, log: d.Logger(), inherit: unixsock.ReadEnv(d.Logger())}
-	if started, reloads, ok := s.inherit.Resumed(); ok {
-		d.restoreState(started, reloads)
+func NewServer(r *Registry) *Server {
+	return NewServerFrom(r, unixsock.ReadEnv(r.Logger()))
+}
+
+// NewServerFrom returns a server for r that adopts its sockets from in
+// rather than from the environment: tests hand sockets over in-process
+// with unixsock.Hold. A resumed inheritance restores r's start time and
+// reload count.
+func NewServerFrom(r *Registry, in *unixsock.Inheritance) *Server {
+	s := &Server{r: r, log: r.Logger(), inherit: in}
+	if started, reloads, ok := in.Resumed(); ok {
+		r.restoreState(started, reloads)
 	}
 	return s
 }
 
-// Daemon returns the server's registry.
-func (s *Server) Daemon() *Daemon { return s.d }
+// Registry returns the server's registry.
+func (s *Server) Registry() *Registry { return s.r }
 
-// Inheritance returns the sockets this process inherited, so that a
-// server outside the control plane (the MCTP demux) can adopt its own
-// from the same set; the environment is read only once, by NewServer.
+// Logger returns the daemon's logger.
+func (s *Server) Logger() *slog.Logger { return s.log }
+
+// Inheritance returns the sockets this process inherited, so that front
+// ends (and servers outside the control plane) adopt theirs from the
+// same set; the environment is read only once, by NewServer.
 func (s *Server) Inheritance() *unixsock.Inheritance { return s.inherit }
 
 // Resumed reports whether this process was started by a re-exec.
@@ -84,7 +90,10 @@ func (s *Server) Resumed() bool {
 	return ok
 }
 
-func (s *Server) add(f frontend) error {
+// Add registers a running front end, so that Close stops it and Reexec
+// hands it over. It fails once the server is closed; the front end
+// should then stop itself.
+func (s *Server) Add(f Frontend) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -94,10 +103,10 @@ func (s *Server) add(f frontend) error {
 	return nil
 }
 
-// remove forgets a front end that ended on its own (an outgoing
+// Remove forgets a front end that ended on its own (an outgoing
 // connection), so a daemon that reconnects in a loop does not grow the
 // list.
-func (s *Server) remove(f frontend) {
+func (s *Server) Remove(f Frontend) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for i, g := range s.fronts {
@@ -115,7 +124,7 @@ func (s *Server) Run(ctx context.Context) error {
 	s.inherit.CloseUnused(s.log)
 	select {
 	case <-ctx.Done():
-	case <-s.d.ShutdownRequested():
+	case <-s.r.ShutdownRequested():
 	}
 	cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -126,16 +135,16 @@ func (s *Server) Run(ctx context.Context) error {
 	return errors.Join(failed, err)
 }
 
-// fail records a fatal error and makes Run return it, so that the
+// Fail records a fatal error and makes Run return it, so that the
 // program exits non-zero and its supervisor restarts it.
-func (s *Server) fail(err error) {
+func (s *Server) Fail(err error) {
 	s.log.Error("server failed", "err", err)
 	s.mu.Lock()
 	if s.failed == nil {
 		s.failed = err
 	}
 	s.mu.Unlock()
-	s.d.RequestShutdown()
+	s.r.RequestShutdown()
 }
 
 // Close stops every front end and removes the socket files it created.
@@ -151,9 +160,9 @@ func (s *Server) Close(ctx context.Context) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if _, err := f.close(ctx, false); err != nil {
+			if _, err := f.Stop(ctx, false); err != nil {
 				emu.Lock()
-				errs = append(errs, fmt.Errorf("%s: %w", f.addr(), err))
+				errs = append(errs, fmt.Errorf("%s: %w", f.Addr(), err))
 				emu.Unlock()
 			}
 		}()
@@ -165,9 +174,9 @@ func (s *Server) Close(ctx context.Context) error {
 // Reexec replaces the running program with the executable at its path,
 // keeping the PID, so that a supervisor such as gokrazy's does not see a
 // restart. Listening sockets are handed over (queued datagrams and
-// pending connections stay in the kernel), console connections survive
-// and their persistent commands are replayed, and in-flight Kea commands
-// finish first. It returns only on failure; the front ends are closed by
+// pending connections stay in the kernel), connections a front end
+// hands over survive (with what they need to resume), and in-flight
+// commands finish first. It returns only on failure; the front ends are closed by
 // then and the caller should exit non-zero so that the supervisor
 // restarts it.
 func (s *Server) Reexec() error {
@@ -188,15 +197,15 @@ func (s *Server) Reexec() error {
 	s.fronts, s.closed, s.reexecing = nil, true, true
 	s.mu.Unlock()
 
-	started, reloads := s.d.state()
+	started, reloads := s.r.state()
 	h := unixsock.Handoff{Started: started.UnixNano(), Reloads: reloads}
 	var keep []*os.File
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	for _, f := range fronts {
-		hf, err := f.close(ctx, true)
+		hf, err := f.Stop(ctx, true)
 		if err != nil {
-			s.log.Error("re-exec: front end handoff failed", "addr", f.addr(), "err", err)
+			s.log.Error("re-exec: front end handoff failed", "addr", f.Addr(), "err", err)
 			continue
 		}
 		if hf == nil {
@@ -204,12 +213,12 @@ func (s *Server) Reexec() error {
 		}
 		if hf.Sock != nil {
 			keep = append(keep, hf.Sock)
-			h.Listeners = append(h.Listeners, unixsock.HandoffSock{FD: int(hf.Sock.Fd()), Addr: f.addr(), Owned: hf.Owned})
+			h.Listeners = append(h.Listeners, unixsock.HandoffSock{FD: int(hf.Sock.Fd()), Addr: f.Addr(), Owned: hf.Owned})
 		}
 		for _, c := range hf.Conns {
 			keep = append(keep, c.File())
 			c.FD = int(c.File().Fd())
-			c.Listener = f.addr()
+			c.Listener = f.Addr()
 			h.Conns = append(h.Conns, c)
 		}
 	}
@@ -232,4 +241,60 @@ func (s *Server) Reexec() error {
 	err = syscall.Exec(exe, os.Args, env)
 	runtime.KeepAlive(keep)
 	return fmt.Errorf("re-exec %s: %w", exe, err)
+}
+
+// ReexecCommand returns a "reexec" command that replies, then re-executes
+// the daemon in place. The re-exec runs after the handler returns: the
+// front ends' handoff waits for in-flight non-streaming commands, so the
+// reply reaches the client before the exec.
+func (s *Server) ReexecCommand() *Command {
+	return &Command{
+		Name:    "reexec",
+		Comment: "re-execute the daemon in place (same pid), keeping sockets and console sessions",
+		Handler: func(context.Context, *Call) Result {
+			go func() {
+				if err := s.Reexec(); err != nil {
+					s.Fail(err)
+				}
+			}()
+			return OK("Re-executing.", nil)
+		},
+	}
+}
+
+// Subscriber receives the events a daemon publishes (link changes, log
+// lines) for front ends that pass them on to their clients. Event must
+// not block: a subscriber that cannot keep up drops for its own clients.
+type Subscriber interface {
+	Event(msg string)
+}
+
+type subscription struct{ Subscriber }
+
+// Subscribe makes sub receive every later Publish until the returned
+// function is called.
+func (s *Server) Subscribe(sub Subscriber) (unsubscribe func()) {
+	e := &subscription{sub}
+	s.smu.Lock()
+	if s.subs == nil {
+		s.subs = make(map[*subscription]struct{})
+	}
+	s.subs[e] = struct{}{}
+	s.smu.Unlock()
+	return func() {
+		s.smu.Lock()
+		delete(s.subs, e)
+		s.smu.Unlock()
+	}
+}
+
+// Publish sends msg to every subscriber: the daemon's events reach the
+// clients of every front end that carries events, listened or dialled
+// out. It never blocks on a slow client.
+func (s *Server) Publish(msg string) {
+	s.smu.RLock()
+	defer s.smu.RUnlock()
+	for e := range s.subs {
+		e.Event(msg)
+	}
 }

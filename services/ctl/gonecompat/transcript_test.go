@@ -20,6 +20,7 @@ import (
 	"github.com/One-com/gone/daemon/ctrl"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/console"
 )
 
 const version = "1.2.3"
@@ -103,7 +104,7 @@ func tickboxCommands() []*ctl.Command {
 	}
 }
 
-func goneCommands(d *ctl.Daemon) map[string]ctrl.Command {
+func goneCommands(d *ctl.Registry) map[string]ctrl.Command {
 	plain := func(f func(w io.Writer, args []string) error) func(context.Context, io.Writer, []string) (func(), error) {
 		return func(_ context.Context, w io.Writer, args []string) (func(), error) { return nil, f(w, args) }
 	}
@@ -247,8 +248,8 @@ func goneCommands(d *ctl.Daemon) map[string]ctrl.Command {
 }
 
 // newDaemon returns the ctl side's registry.
-func newDaemon() *ctl.Daemon {
-	d := ctl.NewDaemon(ctl.DaemonOptions{Name: "gonecompat", Version: version, Logger: slog.New(slog.DiscardHandler)})
+func newDaemon() *ctl.Registry {
+	d := ctl.NewRegistry(ctl.Options{Name: "gonecompat", Version: version, Logger: slog.New(slog.DiscardHandler)})
 	d.MustRegister(tickboxCommands()...)
 	return d
 }
@@ -262,7 +263,7 @@ type pair struct {
 	names         int    // rows in the "?" table besides q and ?
 }
 
-func start(t *testing.T, opts ctl.ConsoleOptions) pair {
+func start(t *testing.T, opts console.Options) pair {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "gonecompat")
 	if err != nil {
@@ -297,7 +298,7 @@ func start(t *testing.T, opts ctl.ConsoleOptions) pair {
 	})
 
 	srv := ctl.NewServer(d)
-	if _, err := srv.ServeConsole(ctl.SocketSpec{Addr: p.tickbox}, opts); err != nil {
+	if _, err := console.Serve(srv, ctl.SocketSpec{Addr: p.tickbox}, opts); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
@@ -349,7 +350,7 @@ func sortTables(out string, rows int) string {
 }
 
 func TestTranscripts(t *testing.T) {
-	p := start(t, ctl.ConsoleOptions{})
+	p := start(t, console.Options{})
 	long := "echo " + strings.Repeat("w ", 1000) // 2005 bytes: within both limits
 	tests := []struct{ name, in string }{
 		{"help", "?\n"},
@@ -450,7 +451,7 @@ func TestTranscripts(t *testing.T) {
 func TestTranscriptDifferences(t *testing.T) {
 	tests := []struct {
 		name      string
-		opts      ctl.ConsoleOptions
+		opts      console.Options
 		in        string
 		gone, ctl string
 	}{
@@ -459,7 +460,7 @@ func TestTranscriptDifferences(t *testing.T) {
 			// with an error; gone takes up to 64 KiB and then drops
 			// the connection.
 			name: "line over the bound",
-			opts: ctl.ConsoleOptions{MaxLine: 64},
+			opts: console.Options{MaxLine: 64},
 			in:   "echo " + strings.Repeat("x", 100) + "\necho y\n",
 			gone: strings.Repeat("x", 100) + "\ny\n",
 			ctl:  "Error:  line too long (more than 64 bytes)\ny\n",
@@ -467,14 +468,14 @@ func TestTranscriptDifferences(t *testing.T) {
 		{
 			// Quoting is an option; gone has none.
 			name: "quoting",
-			opts: ctl.ConsoleOptions{Quoting: true},
+			opts: console.Options{Quoting: true},
 			in:   "echo \"a  b\" c # d\n",
 			gone: "\"a b\" c # d\n",
 			ctl:  "a  b c\n",
 		},
 		{
 			name: "quoting error",
-			opts: ctl.ConsoleOptions{Quoting: true},
+			opts: console.Options{Quoting: true},
 			in:   "echo \"abc\n",
 			gone: "\"abc\n",
 			ctl:  "Error:  unterminated quote\n",

@@ -24,14 +24,14 @@ func newRegistry(t *testing.T, tagged Demux) (*ctl.Registry, *mctp.Router) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := ctl.NewRegistry(slog.New(slog.DiscardHandler))
+	reg := ctl.NewRegistry(ctl.Options{Name: "mctpd", Logger: slog.New(slog.DiscardHandler)})
 	reg.MustRegister(Commands(Options{Router: r, Demux: fakeDemux{1: 2, 5: 0, 0x7e: 1}, Tagged: tagged})...)
 	return reg, r
 }
 
 // reply runs a command and returns its code, text and arguments as JSON.
 func reply(reg *ctl.Registry, name string, named map[string]any) (ctl.Code, string, string) {
-	res := reg.Invoke(context.Background(), name, ctl.Input{Named: named}, nil, "direct")
+	res := reg.Invoke(context.Background(), name, ctl.Input{Named: named}, nil)
 	b, _ := json.Marshal(res.Args)
 	return res.Code, res.Text, string(b)
 }

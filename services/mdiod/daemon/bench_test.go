@@ -17,7 +17,7 @@ func BenchmarkInvokeRead(b *testing.B) {
 	ctx := context.Background()
 	b.ReportAllocs()
 	for b.Loop() {
-		if r := reg.Invoke(ctx, "mdio_read", in, nil, "ipc"); r.Code != ctl.Success {
+		if r := reg.Invoke(ctx, "mdio_read", in, nil); r.Code != ctl.Success {
 			b.Fatal(r.Text)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 )
 
@@ -60,9 +61,9 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 		{
 			Name:    "help",
 			Comment: "List commands",
-			Params:  []ctl.Param{ctl.HelpParam},
+			Params:  []ctl.Param{ipc.HelpParam},
 			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
-				return ctl.OK(ctl.NoseHelp(reg.Commands(), c.Args.String("command"), false), nil)
+				return ctl.OK(ipc.Help(reg.Commands(), c.Args.String("command"), false), nil)
 			},
 		},
 		{

@@ -215,7 +215,7 @@ func TestWatcher(t *testing.T) {
 // invoke runs a command through a registry, as every front end does.
 func invoke(t testing.TB, reg *ctl.Registry, name string, named map[string]any) ctl.Result {
 	t.Helper()
-	return reg.Invoke(context.Background(), name, ctl.Input{Named: named}, nil, "direct")
+	return reg.Invoke(context.Background(), name, ctl.Input{Named: named}, nil)
 }
 
 func newRegistry(t testing.TB, phys [2]mdio.PHY, opts Options) (*MDIO, *ctl.Registry) {
@@ -224,7 +224,7 @@ func newRegistry(t testing.TB, phys [2]mdio.PHY, opts Options) (*MDIO, *ctl.Regi
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg := ctl.NewRegistry(nil)
+	reg := ctl.NewRegistry(ctl.Options{})
 	reg.MustRegister(m.Commands(reg)...)
 	return m, reg
 }

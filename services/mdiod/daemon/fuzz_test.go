@@ -7,15 +7,15 @@ import (
 	"testing"
 
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 )
 
 // FuzzCommandLine runs a request line through mdiod's registry the way
 // the IPC front end does: a line starting with '{' as a JSON object
 // (command plus named parameters, reals truncated as nose does), anything
-// else as nose's text form (ParseNose, then NoseArgs, whose errors must
-// have a text too). Every
-// outcome must be a success or an error with a text; a read returns
+// else as nose's text form (ipc.ParseLine, then ipc.BindWords, whose
+// errors must have a text too). Every outcome must be a success or an error with a text; a read returns
 // 16-bit values; and no command other than a write leaves the page
 // register changed, so paged accesses always restore page 0.
 func FuzzCommandLine(f *testing.F) {
@@ -50,7 +50,7 @@ func FuzzCommandLine(f *testing.F) {
 		if !ok {
 			return
 		}
-		res := reg.Invoke(context.Background(), name, in, nil, "ipc")
+		res := reg.Invoke(context.Background(), name, in, nil)
 		switch res.Code {
 		case ctl.Success:
 			if name == "mdio_read" || name == "mdio_read_c45" {
@@ -115,7 +115,7 @@ func parseLine(reg *ctl.Registry, line string) (string, ctl.Input, bool, error) 
 		delete(obj, "id")
 		return name, ctl.Input{Named: obj, TruncateReals: true}, true, nil
 	}
-	name, args, comment, err := ctl.ParseNose(line)
+	name, args, comment, err := ipc.ParseLine(line)
 	if err != nil || comment {
 		return "", ctl.Input{}, false, err
 	}
@@ -123,7 +123,7 @@ func parseLine(reg *ctl.Registry, line string) (string, ctl.Input, bool, error) 
 	if !ok {
 		return "", ctl.Input{}, false, nil
 	}
-	in, help, err := ctl.NoseArgs(cmd, args)
+	in, help, err := ipc.BindWords(cmd, args)
 	if err != nil || help {
 		return "", ctl.Input{}, false, err
 	}

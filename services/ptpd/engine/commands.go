@@ -95,12 +95,12 @@ func fieldText(v any) string {
 // Commands returns the sfptpd control commands with default options
 // (test modes disabled), each with its Kea spelling as an alias so
 // that both reach the same handler. exit asks d to shut down.
-func (e *Engine) Commands(d *ctl.Daemon) []*ctl.Command {
+func (e *Engine) Commands(d *ctl.Registry) []*ctl.Command {
 	return e.CommandsWith(d, CommandOptions{})
 }
 
 // CommandsWith returns the sfptpd control commands configured by o.
-func (e *Engine) CommandsWith(d *ctl.Daemon, o CommandOptions) []*ctl.Command {
+func (e *Engine) CommandsWith(d *ctl.Registry, o CommandOptions) []*ctl.Command {
 	return []*ctl.Command{
 		{
 			Name:    "logrotate",
@@ -233,12 +233,12 @@ func (e *Engine) CommandsWith(d *ctl.Daemon, o CommandOptions) []*ctl.Command {
 }
 
 // Register adds Commands(d) to d.
-func (e *Engine) Register(d *ctl.Daemon) error {
+func (e *Engine) Register(d *ctl.Registry) error {
 	return e.RegisterWith(d, CommandOptions{})
 }
 
 // RegisterWith adds CommandsWith(d, o) to d.
-func (e *Engine) RegisterWith(d *ctl.Daemon, o CommandOptions) error {
+func (e *Engine) RegisterWith(d *ctl.Registry, o CommandOptions) error {
 	var errs []error
 	for _, c := range e.CommandsWith(d, o) {
 		errs = append(errs, d.Register(c))

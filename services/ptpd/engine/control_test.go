@@ -15,6 +15,7 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
 	"github.com/tickbox-fw/tickbox/services/ptpd/instance"
@@ -53,8 +54,8 @@ type ctlHarness struct {
 	tms   map[string]*tmFake
 	logs  *testutil.LockedBuffer
 	clk   *clock.Virtual
-	d     *ctl.Daemon
-	dg    *ctl.DgramServer
+	d     *ctl.Registry
+	dg    *dgram.Server
 	path  string
 }
 
@@ -98,13 +99,13 @@ func newCtlHarness(t *testing.T, cfgText string, o CommandOptions) *ctlHarness {
 	}
 	t.Cleanup(e.Stop)
 	h.e = e
-	h.d = ctl.NewDaemon(ctl.DaemonOptions{Name: "ptpd", Logger: log})
+	h.d = ctl.NewRegistry(ctl.Options{Name: "ptpd", Logger: log})
 	if err := e.RegisterWith(h.d, o); err != nil {
 		t.Fatal(err)
 	}
 	srv := ctl.NewServer(h.d)
 	h.path = filepath.Join(testutil.ShortDir(t), "control-v1.sock")
-	h.dg, err = srv.ServeDgram(ctl.SocketSpec{Addr: h.path}, ctl.DgramOptions{})
+	h.dg, err = dgram.Serve(srv, ctl.SocketSpec{Addr: h.path}, dgram.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +123,7 @@ func (h *ctlHarness) send(t *testing.T, cmd string) {
 	t.Helper()
 	done := func() uint64 { s := h.dg.Stats(); return s.Run + s.Failed + s.Rejected + s.Dropped }
 	before := done()
-	if err := ctl.SendDgram(h.path, cmd); err != nil {
+	if err := dgram.Send(h.path, cmd); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(20 * time.Second)

@@ -14,7 +14,10 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/console"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // flags returns a flag set that reports errors as usage errors.
@@ -78,7 +81,7 @@ func (c *invocation) kea(args []string) error {
 	}
 	ctx, cancel := interruptible(*timeout)
 	defer cancel()
-	reply, err := ctl.KeaCall(ctx, fs.Arg(0), body)
+	reply, err := kea.Call(ctx, fs.Arg(0), body)
 	if err != nil {
 		return connErr(err)
 	}
@@ -135,7 +138,7 @@ func (c *invocation) ipc(args []string) error {
 		fs.Usage()
 		return cli.Usage("ipc: want NAME|PATH and at least one LINE (or -follow)")
 	}
-	cl, err := ctl.DialIPC(ctl.IPCAddr(fs.Arg(0)))
+	cl, err := ipc.Dial(ipc.Addr(fs.Arg(0)))
 	if err != nil {
 		return connErr(err)
 	}
@@ -173,7 +176,7 @@ func (c *invocation) ipc(args []string) error {
 				break
 			}
 			fmt.Fprintf(c.stdout, "%s\n", l)
-			if msg, isEvent := ctl.IPCEvent(l); isEvent {
+			if msg, isEvent := ipc.Event(l); isEvent {
 				if text && strings.HasPrefix(msg, "error: ") {
 					failed = true
 				}
@@ -219,7 +222,7 @@ func (c *invocation) dgram(args []string) error {
 		fs.Usage()
 		return cli.Usage("dgram: want SOCKET and at least one CMD")
 	}
-	if err := ctl.SendDgram(fs.Arg(0), fs.Args()[1:]...); err != nil {
+	if err := dgram.Send(fs.Arg(0), fs.Args()[1:]...); err != nil {
 		return connErr(err)
 	}
 	return nil
@@ -235,14 +238,14 @@ func (c *invocation) console(args []string) error {
 		fs.Usage()
 		return cli.Usage("console: want SOCKET")
 	}
-	conn, err := ctl.ConsoleDial(fs.Arg(0))
+	conn, err := console.Dial(fs.Arg(0))
 	if err != nil {
 		return connErr(err)
 	}
 	defer conn.Close()
 	ctx, cancel := interruptible(0)
 	defer cancel()
-	if err := ctl.ConsolePipe(ctx, conn, c.stdin, c.stdout); err != nil && ctx.Err() == nil {
+	if err := console.Pipe(ctx, conn, c.stdin, c.stdout); err != nil && ctx.Err() == nil {
 		return connErr(err)
 	}
 	return nil

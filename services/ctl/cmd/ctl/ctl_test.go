@@ -351,11 +351,8 @@ func TestExitStatus(t *testing.T) {
 		{[]string{"serve", "-log-level", "loud"}, 2, "", `invalid value "loud" for flag -log-level`},
 		{[]string{"serve", "extra"}, 2, "", `ctl: serve: unexpected argument "extra"`},
 		{[]string{"serve", "-socket-mode", "999"}, 2, "", `ctl: serve: -socket-mode "999": want an octal mode`},
-		// The MCTP demux is mctpd's: serve no longer listens on it.
-		{[]string{"serve", "-demux", "mctp-mux"}, 2, "", "ctl: flag provided but not defined: -demux\n"},
 		{[]string{"kea", "-h"}, 0, "", "usage: "},
 		{[]string{"kea", "-bogus"}, 2, "", "flag provided but not defined: -bogus"},
-		{[]string{"demux", "-name", "x", "-type", "0", "recv"}, 2, "", "ctl: unknown command \"demux\""},
 	} {
 		var stdout, stderr bytes.Buffer
 		code := cli.Exec(context.Background(), "ctl", program{stdin: strings.NewReader("")}.run, tc.args, &stdout, &stderr)

@@ -14,6 +14,10 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/console"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 type serveConfig struct {
@@ -58,12 +62,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// hence the lock.
 	var fe struct {
 		sync.Mutex
-		kea     *ctl.KeaServer
-		dgram   *ctl.DgramServer
-		ipc     *ctl.IPCServer
-		console *ctl.ConsoleServer
+		kea     *kea.Server
+		dgram   *dgram.Server
+		ipc     *ipc.Server
+		console *console.Server
 	}
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "ctl",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -104,22 +108,22 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		if err := keep(&fe.Mutex, &fe.kea)(srv.ServeKea(spec(cfg.Kea), ctl.KeaOptions{StreamOptions: streamOpts})); err != nil {
+		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kea.Options{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Dgram != "" {
-		if err := keep(&fe.Mutex, &fe.dgram)(srv.ServeDgram(spec(cfg.Dgram), ctl.DgramOptions{})); err != nil {
+		if err := keep(&fe.Mutex, &fe.dgram)(dgram.Serve(srv, spec(cfg.Dgram), dgram.Options{})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.IPC != "" {
-		if err := keep(&fe.Mutex, &fe.ipc)(srv.ServeIPC(spec(ctl.IPCAddr(cfg.IPC)), ctl.IPCOptions{StreamOptions: streamOpts})); err != nil {
+		if err := keep(&fe.Mutex, &fe.ipc)(ipc.Serve(srv, spec(ipc.Addr(cfg.IPC)), ipc.Options{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Console != "" {
-		if err := keep(&fe.Mutex, &fe.console)(srv.ServeConsole(spec(cfg.Console), ctl.ConsoleOptions{StreamOptions: streamOpts})); err != nil {
+		if err := keep(&fe.Mutex, &fe.console)(console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts})); err != nil {
 			return fail(err)
 		}
 	}
@@ -135,7 +139,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	if cfg.IPCDial != "" {
 		go func() {
-			err := srv.ConnectIPC(ctx, cfg.IPCDial, ctl.IPCOptions{})
+			err := ipc.Connect(ctx, srv, cfg.IPCDial, ipc.Options{})
 			if err != nil && ctx.Err() == nil {
 				log.Error("ipc-connect ended", "path", cfg.IPCDial, "err", err)
 			} else {

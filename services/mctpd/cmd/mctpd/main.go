@@ -27,6 +27,7 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 	"github.com/tickbox-fw/tickbox/services/mctpd/control"
 	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
@@ -62,7 +63,7 @@ type running struct {
 	router *mctp.Router
 	demux  *demux.Server
 	tagged *demux.Server
-	kea    *ctl.KeaServer
+	kea    *kea.Server
 }
 
 // openBinding selects the binding named on the command line and parses
@@ -232,7 +233,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	}
 	var rn running
 	var router *mctp.Router
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "mctpd",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -296,7 +297,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	}
 	d.MustRegister(control.Commands(cmds)...)
 	if cfg.Kea != "" {
-		k, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{})
+		k, err := kea.Serve(srv, ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, kea.Options{})
 		if err != nil {
 			closeDemuxes()
 			srv.Close(context.Background())

@@ -26,6 +26,10 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/cliflag"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/console"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/mdiod/daemon"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 	"github.com/tickbox-fw/tickbox/services/mdiod/sim"
@@ -56,7 +60,7 @@ type config struct {
 type running struct {
 	mdio *daemon.MDIO
 	srv  *ctl.Server
-	ipc  *ctl.IPCServer
+	ipc  *ipc.Server
 }
 
 // hooks let tests see the running daemon and wrap its backends.
@@ -187,9 +191,9 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	var rn running
 	var fe struct {
 		sync.Mutex
-		ipc *ctl.IPCServer
+		ipc *ipc.Server
 	}
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "mdiod",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -207,7 +211,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	srv := ctl.NewServer(d)
 	m, err := daemon.New(phys, daemon.Options{
 		Poll:    *poll,
-		Notify:  srv.IPCBroadcast,
+		Notify:  srv.Publish,
 		Exit:    d.RequestShutdown,
 		Netlink: true,
 		Version: d.Version(),
@@ -219,13 +223,13 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	}
 	defer m.Close()
 	rn.mdio, rn.srv = m, srv
-	d.MustRegister(m.Commands(d.Registry)...)
+	d.MustRegister(m.Commands(d)...)
 	fail := func(err error) error {
 		srv.Close(context.Background())
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.IPCServer != "" {
-		i, err := srv.ServeIPC(ctl.SocketSpec{Addr: ctl.IPCAddr(cfg.IPCServer), Mode: 0o660}, ctl.IPCOptions{})
+		i, err := ipc.Serve(srv, ctl.SocketSpec{Addr: ipc.Addr(cfg.IPCServer), Mode: 0o660}, ipc.Options{})
 		if err != nil {
 			return fail(err)
 		}
@@ -235,17 +239,17 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 		rn.ipc = i
 	}
 	if cfg.Kea != "" {
-		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, ctl.KeaOptions{}); err != nil {
+		if _, err := kea.Serve(srv, ctl.SocketSpec{Addr: cfg.Kea, Mode: 0o660}, kea.Options{}); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Console != "" {
-		if _, err := srv.ServeConsole(ctl.SocketSpec{Addr: cfg.Console, Mode: 0o660}, ctl.ConsoleOptions{}); err != nil {
+		if _, err := console.Serve(srv, ctl.SocketSpec{Addr: cfg.Console, Mode: 0o660}, console.Options{}); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.Hotplug != "" {
-		if _, err := srv.ServeDgram(ctl.SocketSpec{Addr: cfg.Hotplug, Mode: 0o660}, ctl.DgramOptions{}); err != nil {
+		if _, err := dgram.Serve(srv, ctl.SocketSpec{Addr: cfg.Hotplug, Mode: 0o660}, dgram.Options{}); err != nil {
 			return fail(err)
 		}
 	}
@@ -268,7 +272,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 			connectLoop(ctx, srv, cfg.IPCConnect, delay, log)
 		}()
 	}
-	log.Info("mdiod serving", "ports", strings.Join(cfg.Ports, " "), "ipc", ctl.IPCAddr(cfg.IPCServer), "kea", cfg.Kea)
+	log.Info("mdiod serving", "ports", strings.Join(cfg.Ports, " "), "ipc", ipc.Addr(cfg.IPCServer), "kea", cfg.Kea)
 	if h.ready != nil {
 		h.ready(rn)
 	}
@@ -287,7 +291,7 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 func connectLoop(ctx context.Context, srv *ctl.Server, path string, delay time.Duration, log *slog.Logger) {
 	var failing bool
 	for {
-		err := srv.ConnectIPC(ctx, path, ctl.IPCOptions{})
+		err := ipc.Connect(ctx, srv, path, ipc.Options{})
 		if ctx.Err() != nil {
 			return
 		}

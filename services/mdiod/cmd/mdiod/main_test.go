@@ -21,6 +21,10 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/console"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/mdiod/daemon"
 	"github.com/tickbox-fw/tickbox/services/mdiod/mdio"
 	"github.com/tickbox-fw/tickbox/services/mdiod/sim"
@@ -87,9 +91,9 @@ func (d *testDaemon) sim(t *testing.T, port int) *sim.PHY {
 	return p
 }
 
-func dial(t *testing.T, path string) *ctl.IPCClient {
+func dial(t *testing.T, path string) *ipc.Client {
 	t.Helper()
-	c, err := ctl.DialIPC(path)
+	c, err := ipc.Dial(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +112,7 @@ const (
 
 // exchange sends line and returns every line it produced (events, and
 // the reply of a JSON request), checking that each is one JSON object.
-func exchange(t *testing.T, c *ctl.IPCClient, line string) []string {
+func exchange(t *testing.T, c *ipc.Client, line string) []string {
 	t.Helper()
 	if err := c.Send(line); err != nil {
 		t.Fatal(err)
@@ -145,7 +149,7 @@ func last(lines []string) string {
 func withoutLinkEvents(lines []string) []string {
 	var out []string
 	for _, l := range lines {
-		if msg, ok := ctl.IPCEvent([]byte(l)); ok && strings.HasPrefix(msg, "PHY ") {
+		if msg, ok := ipc.Event([]byte(l)); ok && strings.HasPrefix(msg, "PHY ") {
 			continue
 		}
 		out = append(out, l)
@@ -189,8 +193,8 @@ func evs(text string) []string {
 func TestIPCConformance(t *testing.T) {
 	d := start(t, hooks{})
 	c := dial(t, d.ipc)
-	reg := d.rn.srv.Daemon()
-	help := ctl.NoseHelp(reg.Commands(), "all", false)
+	reg := d.rn.srv.Registry()
+	help := ipc.Help(reg.Commands(), "all", false)
 	mdioRead, _ := reg.Lookup("mdio_read")
 	hwInfo := "Host tool version: mdiod " + reg.Version() + "\nPorts:\n" +
 		"  Port A:\n    Backend: sim:88e1512\n    PHY ID: 0x01410dd1\n" +
@@ -204,9 +208,9 @@ func TestIPCConformance(t *testing.T) {
 		// help
 		{"help json", `{"command":"help","id":1}`, append(evs(help), `{"id":1,"success":true}`)},
 		{"help text", `help`, evs(help)},
-		{"help text command", `help mdio_write`, evs(ctl.NoseHelp(reg.Commands(), "mdio_write", false))},
+		{"help text command", `help mdio_write`, evs(ipc.Help(reg.Commands(), "mdio_write", false))},
 		{"help text all", `help all`, evs(help)},
-		{"text --help", `mdio_read --help`, evs(ctl.NoseHelp([]*ctl.Command{mdioRead}, "mdio_read", true))},
+		{"text --help", `mdio_read --help`, evs(ipc.Help([]*ctl.Command{mdioRead}, "mdio_read", true))},
 		// mdio_read
 		{"mdio_read json", `{"command":"mdio_read","phy":1,"address":1,"id":1}`, []string{`{"id":1,"result":31049,"success":true}`}},
 		{"mdio_read json no id", `{"command":"mdio_read","phy":1,"address":1}`, []string{`{"id":-1,"result":31049,"success":true}`}},
@@ -338,7 +342,7 @@ func TestOutputToCaller(t *testing.T) {
 	}
 	// A link change is every client's news.
 	d.sim(t, 0).SetLink(true, 1000, false)
-	for name, c := range map[string]*ctl.IPCClient{"caller": caller, "other": other} {
+	for name, c := range map[string]*ipc.Client{"caller": caller, "other": other} {
 		if l := linkEvent(t, c); !strings.Contains(l, "PHY A") {
 			t.Errorf("%s: link event %s", name, l)
 		}
@@ -346,7 +350,7 @@ func TestOutputToCaller(t *testing.T) {
 }
 
 // linkEvent reads lines until a link event comes.
-func linkEvent(t *testing.T, c *ctl.IPCClient) string {
+func linkEvent(t *testing.T, c *ipc.Client) string {
 	t.Helper()
 	for {
 		l, err := c.ReadLine()
@@ -422,7 +426,7 @@ func TestPipelined(t *testing.T) {
 		if err != nil {
 			t.Fatalf("after %d replies: %v", i, err)
 		}
-		if _, isEv := ctl.IPCEvent(l); isEv {
+		if _, isEv := ipc.Event(l); isEv {
 			continue
 		}
 		exp := fmt.Sprintf(`{"id":%d,"result":%d,"success":true}`, i, want[1+i%2][i%4])
@@ -512,7 +516,7 @@ func TestEventsInterleaved(t *testing.T) {
 	}
 	// Back up, seen by polling: both clients get it.
 	d.sim(t, 1).SetLink(true, 100, false)
-	for _, c := range []*ctl.IPCClient{c1, c2} {
+	for _, c := range []*ipc.Client{c1, c2} {
 		l, err := c.ReadLine()
 		if err != nil || string(l) != ev("PHY B: link up 100MBit\n") {
 			t.Errorf("link up event: %q, %v", l, err)
@@ -524,7 +528,7 @@ func TestEventsInterleaved(t *testing.T) {
 	if err != nil || string(l) != ev("PHY A: link up 1000MBit (master)\n") {
 		t.Errorf("port A event: %q, %v", l, err)
 	}
-	resp, err := ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"events-get","arguments":{"since":1}}`))
+	resp, err := kea.Call(context.Background(), d.kea, []byte(`{"command":"events-get","arguments":{"since":1}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -565,7 +569,7 @@ func TestManyClients(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := ctl.DialIPC(d.ipc)
+			c, err := ipc.Dial(d.ipc)
 			if err != nil {
 				errs <- err
 				return
@@ -619,7 +623,7 @@ func TestSocat(t *testing.T) {
 // Kea channel and the console.
 func TestKeaAndConsole(t *testing.T) {
 	d := start(t, hooks{})
-	resp, err := ctl.KeaCall(context.Background(), d.kea, []byte(`{"command":"mdio_read","arguments":{"phy":1,"address":"0x1"}}`))
+	resp, err := kea.Call(context.Background(), d.kea, []byte(`{"command":"mdio_read","arguments":{"phy":1,"address":"0x1"}}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -633,19 +637,19 @@ func TestKeaAndConsole(t *testing.T) {
 		{`{"command":"mdio_read","arguments":{"phy":1,"address":1.9}}`, `parameter 'address' must be an integer, got \"1.9\"`},
 		{`{"command":"mdio_read","arguments":{"phy":1.5,"address":1}}`, `parameter 'phy' must be an integer`},
 	} {
-		resp, err = ctl.KeaCall(context.Background(), d.kea, []byte(tc.req))
+		resp, err = kea.Call(context.Background(), d.kea, []byte(tc.req))
 		if err != nil || !strings.Contains(string(resp), `"result": 1`) || !strings.Contains(string(resp), tc.want) {
 			t.Errorf("kea %s: %s, %v; want result 1 with %s", tc.req, resp, err, tc.want)
 		}
 	}
-	conn, err := ctl.ConsoleDial(d.console)
+	conn, err := console.Dial(d.console)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ctl.ConsolePipe(ctx, conn, strings.NewReader("! mdio_read 1 0x2\n"), &out); err != nil {
+	if err := console.Pipe(ctx, conn, strings.NewReader("! mdio_read 1 0x2\n"), &out); err != nil {
 		t.Fatal(err)
 	}
 	// The console prints the command's own text, nose's wording
@@ -721,7 +725,7 @@ func TestHotplug(t *testing.T) {
 	hp.mu.Lock()
 	hp.gone = true
 	hp.mu.Unlock()
-	if err := ctl.SendDgram(d.hotplug, "interfaceremove=tbx0"); err != nil {
+	if err := dgram.Send(d.hotplug, "interfaceremove=tbx0"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "detach", 5*time.Second, func() bool {
@@ -737,7 +741,7 @@ func TestHotplug(t *testing.T) {
 	hp.gone = false
 	hp.mu.Unlock()
 	// Datagrams for other interfaces and garbage are logged and ignored.
-	if err := ctl.SendDgram(d.hotplug, "interfaceinsert=eth9", "bogus=1", "interfaceinsert=tbx0"); err != nil {
+	if err := dgram.Send(d.hotplug, "interfaceinsert=eth9", "bogus=1", "interfaceinsert=tbx0"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "reattach", 5*time.Second, func() bool {
@@ -816,7 +820,7 @@ func TestIPCConnect(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, isEv := ctl.IPCEvent(l); isEv {
+			if _, isEv := ipc.Event(l); isEv {
 				continue
 			}
 			if want := fmt.Sprintf(`{"id":%d,"result":31049,"success":true}`, round); string(l) != want {

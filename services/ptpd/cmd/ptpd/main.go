@@ -17,6 +17,8 @@ import (
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/ptpd/config"
 	"github.com/tickbox-fw/tickbox/services/ptpd/engine"
 )
@@ -136,7 +138,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return cli.Plain(cli.ExitFailure, err)
 	}
-	d := ctl.NewDaemon(ctl.DaemonOptions{
+	d := ctl.NewRegistry(ctl.Options{
 		Name:   "ptpd",
 		Logger: log,
 		Config: func() any { return cfg },
@@ -154,12 +156,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	caught := cli.Catch(syscall.SIGHUP, syscall.SIGUSR1)
 	defer caught.Stop()
 	srv := ctl.NewServer(d)
-	if _, err := srv.ServeDgram(ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, ctl.DgramOptions{}); err != nil {
+	if _, err := dgram.Serve(srv, ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, dgram.Options{}); err != nil {
 		log.Error("control socket", "err", err)
 		return fmt.Errorf("control socket: %w", err)
 	}
 	if o.kea != "" {
-		if _, err := srv.ServeKea(ctl.SocketSpec{Addr: o.kea}, ctl.KeaOptions{}); err != nil {
+		if _, err := kea.Serve(srv, ctl.SocketSpec{Addr: o.kea}, kea.Options{}); err != nil {
 			srv.Close(context.Background())
 			return fmt.Errorf("kea socket: %w", err)
 		}
@@ -190,7 +192,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 // handleSignals maps sfptpd's signals onto the same registry commands
 // the control socket runs: SIGHUP logrotate, SIGUSR1 stepclocks, and
 // SIGINT/SIGTERM, which end ctx, exit. It returns when runCtx ends.
-func handleSignals(ctx, runCtx context.Context, d *ctl.Daemon, caught *cli.Caught) {
+func handleSignals(ctx, runCtx context.Context, d *ctl.Registry, caught *cli.Caught) {
 	go caught.Handle(runCtx, func(s os.Signal) { signalCommand(runCtx, d, s) })
 	select {
 	case <-ctx.Done():
@@ -199,13 +201,13 @@ func handleSignals(ctx, runCtx context.Context, d *ctl.Daemon, caught *cli.Caugh
 			return
 		}
 		d.Logger().Info("stop requested", "command", "exit")
-		d.Invoke(runCtx, "exit", ctl.Input{}, nil, "signal")
+		d.Invoke(runCtx, "exit", ctl.Input{}, nil)
 	case <-runCtx.Done():
 	}
 }
 
 // signalCommand runs the command signal s stands for.
-func signalCommand(ctx context.Context, d *ctl.Daemon, s os.Signal) {
+func signalCommand(ctx context.Context, d *ctl.Registry, s os.Signal) {
 	cmd, name := "exit", "SIGTERM"
 	switch s {
 	case syscall.SIGHUP:
@@ -216,7 +218,7 @@ func signalCommand(ctx context.Context, d *ctl.Daemon, s os.Signal) {
 		name = "SIGINT"
 	}
 	d.Logger().Info("signal received", "signal", name, "command", cmd)
-	r := d.Invoke(ctx, cmd, ctl.Input{}, nil, "signal")
+	r := d.Invoke(ctx, cmd, ctl.Input{}, nil)
 	if r.Code != ctl.Success {
 		d.Logger().Warn("signal: command failed", "signal", name, "command", cmd, "text", r.Text)
 	}

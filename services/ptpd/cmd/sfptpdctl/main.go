@@ -11,7 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
 )
 
 // DefaultSocket is the control socket sfptpdctl sends to without -s,
@@ -160,7 +160,7 @@ func runAs(argv0 string, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "address too long: %s\n", socket)
 		return 1
 	}
-	if err := ctl.SendDgram(socket, cmds...); err != nil {
+	if err := dgram.Send(socket, cmds...); err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}

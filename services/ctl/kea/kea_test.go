@@ -1,4 +1,4 @@
-package ctl
+package kea
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/ctltest"
 	"io"
 	"log/slog"
 	"net"
@@ -22,62 +24,62 @@ import (
 )
 
 // keaTestDaemon returns a daemon with the commands the Kea tests use.
-func keaTestDaemon(name string, cfg map[string]any, log *slog.Logger) *Daemon {
-	d := NewDaemon(DaemonOptions{Name: name, Version: "1.2.3", Logger: log, Config: func() any { return cfg }})
+func keaTestDaemon(name string, cfg map[string]any, log *slog.Logger) *ctl.Registry {
+	d := ctl.NewRegistry(ctl.Options{Name: name, Version: "1.2.3", Logger: log, Config: func() any { return cfg }})
 	d.MustRegister(
-		&Command{Name: "arglen", AnyArgs: true, Comment: "length of the data argument",
-			Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "arglen", AnyArgs: true, Comment: "length of the data argument",
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				s, _ := c.Args.Any()["data"].(string)
-				return OK("", map[string]any{"len": len(s), "raw": len(c.Args.Raw())})
+				return ctl.OK("", map[string]any{"len": len(s), "raw": len(c.Args.Raw())})
 			}},
-		&Command{Name: "big", Params: []Param{{Name: "size", Type: Int, Required: true}},
-			Handler: func(_ context.Context, c *Call) Result {
-				return OK("", map[string]any{"data": strings.Repeat("x", int(c.Args.Int("size")))})
+		&ctl.Command{Name: "big", Params: []ctl.Param{{Name: "size", Type: ctl.Int, Required: true}},
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"data": strings.Repeat("x", int(c.Args.Int("size")))})
 			}},
-		&Command{Name: "typed", Params: []Param{{Name: "n", Type: Int, Required: true}},
-			Handler: func(_ context.Context, c *Call) Result {
-				return OK("", map[string]any{"n": c.Args.Int("n")})
+		&ctl.Command{Name: "typed", Params: []ctl.Param{{Name: "n", Type: ctl.Int, Required: true}},
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"n": c.Args.Int("n")})
 			}},
-		&Command{Name: "sleep", Params: []Param{{Name: "ms", Type: Int, Required: true}},
-			Handler: func(ctx context.Context, c *Call) Result {
+		&ctl.Command{Name: "sleep", Params: []ctl.Param{{Name: "ms", Type: ctl.Int, Required: true}},
+			Handler: func(ctx context.Context, c *ctl.Call) ctl.Result {
 				select {
 				case <-time.After(time.Duration(c.Args.Int("ms")) * time.Millisecond):
-					return OK("slept", nil)
+					return ctl.OK("slept", nil)
 				case <-ctx.Done():
-					return Fail("cancelled")
+					return ctl.Fail("cancelled")
 				}
 			}},
-		&Command{Name: "tail", Stream: true,
-			Handler: func(ctx context.Context, c *Call) Result { <-ctx.Done(); return OK("", nil) }},
-		&Command{Name: "say", Comment: "writes its output instead of a text",
-			Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "tail", Stream: true,
+			Handler: func(ctx context.Context, c *ctl.Call) ctl.Result { <-ctx.Done(); return ctl.OK("", nil) }},
+		&ctl.Command{Name: "say", Comment: "writes its output instead of a text",
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				fmt.Fprintln(c.Out, "hello")
-				return OK("", nil)
+				return ctl.OK("", nil)
 			}},
 	)
 	return d
 }
 
 type keaEnv struct {
-	srv  *Server
-	kea  *KeaServer
-	d    *Daemon
+	srv  *ctl.Server
+	kea  *Server
+	d    *ctl.Registry
 	path string
 	log  *testutil.LockedBuffer
 }
 
-func startKea(t testing.TB, name string, cfg map[string]any, opts KeaOptions) *keaEnv {
+func startKea(t testing.TB, name string, cfg map[string]any, opts Options) *keaEnv {
 	t.Helper()
 	lb := &testutil.LockedBuffer{}
 	log := slog.New(slog.NewTextHandler(lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	d := keaTestDaemon(name, cfg, log)
-	srv := NewServer(d)
+	srv := ctl.NewServer(d)
 	path := filepath.Join(testutil.ShortDir(t), name+".sock")
-	k, err := srv.ServeKea(SocketSpec{Addr: path}, opts)
+	k, err := Serve(srv, ctl.SocketSpec{Addr: path}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	closeOnCleanup(t, srv)
+	ctltest.CloseOnCleanup(t, srv)
 	return &keaEnv{srv: srv, kea: k, d: d, path: path, log: lb}
 }
 
@@ -129,22 +131,22 @@ func chunks(ss ...string) [][]byte {
 
 func TestKeaConformance(t *testing.T) {
 	t.Parallel()
-	ptpd := startKea(t, "ptpd", map[string]any{"b": 2}, KeaOptions{})
+	ptpd := startKea(t, "ptpd", map[string]any{"b": 2}, Options{})
 	downPath := filepath.Join(testutil.ShortDir(t), "down.sock")
-	env := startKea(t, "hub", map[string]any{"a": 1}, KeaOptions{
+	env := startKea(t, "hub", map[string]any{"a": 1}, Options{
 		Forward: func(ctx context.Context, service string, req []byte) ([]byte, error) {
 			switch service {
 			case "ptpd":
-				return KeaCall(ctx, ptpd.path, req)
+				return Call(ctx, ptpd.path, req)
 			case "down":
-				return KeaCall(ctx, downPath, req)
+				return Call(ctx, downPath, req)
 			case "lister":
 				return []byte(`[ { "result": 0, "text": "one" }, { "result": 3, "text": "two" } ]`), nil
 			}
-			return nil, fmt.Errorf("%s: %w", service, ErrKeaNoService)
+			return nil, fmt.Errorf("%s: %w", service, ErrNoService)
 		},
 	})
-	nilFwd := startKea(t, "plain", map[string]any{}, KeaOptions{})
+	nilFwd := startKea(t, "plain", map[string]any{}, Options{})
 
 	names := env.d.Names()
 	var quoted []string
@@ -154,13 +156,13 @@ func TestKeaConformance(t *testing.T) {
 	listReply := fmt.Sprintf(`{ "arguments": [ %s ], "result": 0 }`, strings.Join(quoted, ", "))
 	cfgReply := `{ "arguments": { "a": 1 }, "result": 0 }`
 	ptpdCfg := `{ "arguments": { "b": 2 }, "result": 0 }`
-	const near = DefaultKeaMaxRequest - 64
+	const near = DefaultMaxRequest - 64
 	bigReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("y", near-len(`{"command":"arglen","arguments":{"data":""}}`)) + `"}}`
 	if len(bigReq) != near {
 		t.Fatalf("big request is %d bytes", len(bigReq))
 	}
-	overReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("z", DefaultKeaMaxRequest) + `"}}`
-	_, dialErr := KeaCall(context.Background(), downPath, nil)
+	overReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("z", DefaultMaxRequest) + `"}}`
+	_, dialErr := Call(context.Background(), downPath, nil)
 
 	cases := []struct {
 		name   string
@@ -386,7 +388,7 @@ func TestKeaConformance(t *testing.T) {
 
 func TestKeaTimeouts(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "to", nil, KeaOptions{IdleTimeout: 150 * time.Millisecond})
+	env := startKea(t, "to", nil, Options{IdleTimeout: 150 * time.Millisecond})
 	cases := []struct {
 		name string
 		in   [][]byte
@@ -413,7 +415,7 @@ func TestKeaTimeouts(t *testing.T) {
 		// Three chunks 1 s apart take 2 s in all, longer than the 1.5 s
 		// idle timeout: only a timer restarted by each read lets the
 		// command through. Each gap leaves 0.5 s for a loaded machine.
-		env := startKea(t, "tor", nil, KeaOptions{IdleTimeout: 1500 * time.Millisecond})
+		env := startKea(t, "tor", nil, Options{IdleTimeout: 1500 * time.Millisecond})
 		got := exchange(t, env.path, chunks(`{"comma`, `nd":"con`, `fig-get"}`), time.Second, false)
 		if want := `{ "arguments": {  }, "result": 0 }`; string(got) != want {
 			t.Errorf("got %s, want %s", got, want)
@@ -427,7 +429,7 @@ func TestKeaDefaultTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes 10 s")
 	}
-	env := startKea(t, "dto", nil, KeaOptions{})
+	env := startKea(t, "dto", nil, Options{})
 	start := time.Now()
 	got := exchange(t, env.path, nil, 0, false)
 	if want := `{ "result": 1, "text": "Connection over control channel timed out" }`; string(got) != want {
@@ -440,7 +442,7 @@ func TestKeaDefaultTimeout(t *testing.T) {
 
 func TestKeaEPIPE(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "pipe", nil, KeaOptions{})
+	env := startKea(t, "pipe", nil, Options{})
 	for i := 0; i < 3; i++ {
 		c, err := net.Dial("unix", env.path)
 		if err != nil {
@@ -453,7 +455,7 @@ func TestKeaEPIPE(t *testing.T) {
 		c.Read(make([]byte, 10))
 		c.Close()
 	}
-	got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	got, err := Call(context.Background(), env.path, []byte(`{"command":"config-get"}`))
 	if err != nil || string(got) != `{ "arguments": {  }, "result": 0 }` {
 		t.Fatalf("after EPIPE: %s, %v", got, err)
 	}
@@ -473,7 +475,7 @@ func TestKeaEPIPE(t *testing.T) {
 func TestKeaSocat(t *testing.T) {
 	t.Parallel()
 	testutil.NeedTool(t, "socat", "socat")
-	env := startKea(t, "socat", nil, KeaOptions{})
+	env := startKea(t, "socat", nil, Options{})
 	out, err := exec.Command("sh", "-c", `echo '{"command":"list-commands"}' | socat - UNIX-CONNECT:`+env.path).CombinedOutput()
 	if err != nil {
 		t.Fatalf("socat: %v: %s", err, out)
@@ -487,21 +489,21 @@ func TestKeaSocat(t *testing.T) {
 
 func TestKeaClient(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "cli", map[string]any{"x": "y"}, KeaOptions{StreamOptions: StreamOptions{MaxConns: 1}, IdleTimeout: 5 * time.Second})
-	got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	env := startKea(t, "cli", map[string]any{"x": "y"}, Options{StreamOptions: ctl.StreamOptions{MaxConns: 1}, IdleTimeout: 5 * time.Second})
+	got, err := Call(context.Background(), env.path, []byte(`{"command":"config-get"}`))
 	if err != nil || string(got) != `{ "arguments": { "x": "y" }, "result": 0 }` {
 		t.Fatalf("got %s, %v", got, err)
 	}
 	// Abstract names work too.
 	abs := fmt.Sprintf("@tb-kea-%d-%d", os.Getpid(), time.Now().UnixNano())
-	if _, err := env.srv.ServeKea(SocketSpec{Addr: abs}, KeaOptions{}); err != nil {
+	if _, err := Serve(env.srv, ctl.SocketSpec{Addr: abs}, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := KeaCall(context.Background(), abs, []byte(`{"command":"config-get"}`)); err != nil || !bytes.Contains(got, []byte(`"x": "y"`)) {
+	if got, err := Call(context.Background(), abs, []byte(`{"command":"config-get"}`)); err != nil || !bytes.Contains(got, []byte(`"x": "y"`)) {
 		t.Fatalf("abstract: %s, %v", got, err)
 	}
 	// A missing socket keeps the OS error text.
-	_, err = KeaCall(context.Background(), filepath.Join(testutil.ShortDir(t), "none"), []byte(`{}`))
+	_, err = Call(context.Background(), filepath.Join(testutil.ShortDir(t), "none"), []byte(`{}`))
 	if err == nil || !strings.Contains(err.Error(), "no such file or directory") || !errors.Is(err, syscall.ENOENT) {
 		t.Errorf("missing socket: %v", err)
 	}
@@ -513,7 +515,7 @@ func TestKeaClient(t *testing.T) {
 	}
 	defer hold.Close()
 	waitActive(t, env.kea, 1)
-	got, err = KeaCall(context.Background(), env.path, []byte(`{"command":"config-get"}`))
+	got, err = Call(context.Background(), env.path, []byte(`{"command":"config-get"}`))
 	if err != nil || string(got) != `{ "result": 1, "text": "too many connections (limit 1)" }` {
 		t.Errorf("over limit: %s, %v", got, err)
 	}
@@ -523,13 +525,13 @@ func TestKeaClient(t *testing.T) {
 	hold.Close()
 	waitActive(t, env.kea, 0)
 	start := time.Now()
-	_, err = KeaCall(ctx, env.path, []byte(`{"command":`))
+	_, err = Call(ctx, env.path, []byte(`{"command":`))
 	if err == nil || time.Since(start) > 2*time.Second || !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Errorf("deadline: %v after %v", err, time.Since(start))
 	}
 }
 
-func waitActive(t testing.TB, k *KeaServer, n int) {
+func waitActive(t testing.TB, k *Server, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for k.Active() != n {
@@ -542,7 +544,7 @@ func waitActive(t testing.TB, k *KeaServer, n int) {
 
 func TestKeaConnLimit(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "lim", nil, KeaOptions{StreamOptions: StreamOptions{MaxConns: 5}})
+	env := startKea(t, "lim", nil, Options{StreamOptions: ctl.StreamOptions{MaxConns: 5}})
 	var held []net.Conn
 	for i := 0; i < 5; i++ {
 		c, err := net.Dial("unix", env.path)
@@ -615,7 +617,7 @@ func TestKeaManyIdleConnections(t *testing.T) {
 		t.Skip("opens 10,000 connections")
 	}
 	const n = 10000
-	env := startKea(t, "many", nil, KeaOptions{StreamOptions: StreamOptions{MaxConns: 12000}, IdleTimeout: time.Minute})
+	env := startKea(t, "many", nil, Options{StreamOptions: ctl.StreamOptions{MaxConns: 12000}, IdleTimeout: time.Minute})
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKeaHoldHelper$", "-test.count=1")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d", holdEnv, env.path, n))
 	stdin, err := cmd.StdinPipe()
@@ -643,7 +645,7 @@ func TestKeaManyIdleConnections(t *testing.T) {
 	for try := 0; try < 3; try++ {
 		start := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		got, err := KeaCall(ctx, env.path, []byte(`{"command":"config-get"}`))
+		got, err := Call(ctx, env.path, []byte(`{"command":"config-get"}`))
 		cancel()
 		d := time.Since(start)
 		if err != nil || string(got) != `{ "arguments": {  }, "result": 0 }` {
@@ -664,7 +666,7 @@ func TestKeaManyIdleConnections(t *testing.T) {
 
 func TestKeaClose(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "close", nil, KeaOptions{IdleTimeout: time.Minute})
+	env := startKea(t, "close", nil, Options{IdleTimeout: time.Minute})
 	idle, err := net.Dial("unix", env.path)
 	if err != nil {
 		t.Fatal(err)
@@ -678,7 +680,7 @@ func TestKeaClose(t *testing.T) {
 	partial.Write([]byte(`{"comm`))
 	busy := make(chan []byte)
 	go func() {
-		got, err := KeaCall(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":300}}`))
+		got, err := Call(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":300}}`))
 		if err != nil {
 			t.Error(err)
 		}
@@ -714,10 +716,10 @@ func TestKeaClose(t *testing.T) {
 
 func TestKeaCloseDeadlineCancels(t *testing.T) {
 	t.Parallel()
-	env := startKea(t, "hard", nil, KeaOptions{})
+	env := startKea(t, "hard", nil, Options{})
 	busy := make(chan []byte)
 	go func() {
-		got, _ := KeaCall(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":60000}}`))
+		got, _ := Call(context.Background(), env.path, []byte(`{"command":"sleep","arguments":{"ms":60000}}`))
 		busy <- got
 	}()
 	waitActive(t, env.kea, 1)
@@ -736,12 +738,12 @@ func TestKeaCloseDeadlineCancels(t *testing.T) {
 }
 
 func BenchmarkKea(b *testing.B) {
-	env := startKea(b, "bench", nil, KeaOptions{})
+	env := startKea(b, "bench", nil, Options{})
 	req := []byte(`{"command":"list-commands"}`)
 	ctx := context.Background()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		if _, err := KeaCall(ctx, env.path, req); err != nil {
+		if _, err := Call(ctx, env.path, req); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -1,4 +1,4 @@
-package ctl
+package dgram
 
 import (
 	"errors"
@@ -7,11 +7,11 @@ import (
 	"unicode/utf8"
 )
 
-// DgramError is a datagram client failure. Its text is exactly what
+// Error is a datagram client failure. Its text is exactly what
 // sfptpdctl prints ("connect: Connection refused", "address too long:
 // PATH"), so scripts that match sfptpdctl's messages keep working; the
 // errno stays reachable with errors.Is.
-type DgramError struct {
+type Error struct {
 	// Op is "socket", "connect" or "write" (the names sfptpdctl passes to
 	// perror); empty for a path that does
 	// not fit in sun_path.
@@ -20,18 +20,18 @@ type DgramError struct {
 	Err  error
 }
 
-// ErrAddressTooLong is wrapped by DgramError for a socket path longer
+// ErrAddressTooLong is wrapped by Error for a socket path longer
 // than sun_path allows.
 var ErrAddressTooLong = errors.New("address too long")
 
-func (e *DgramError) Error() string {
+func (e *Error) Error() string {
 	if errors.Is(e.Err, ErrAddressTooLong) {
 		return "address too long: " + e.Path
 	}
 	return e.Op + ": " + strerror(e.Err)
 }
 
-func (e *DgramError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // strerror spells an errno the way glibc's strerror does. Go's texts are
 // glibc's with the first letter lowered.
@@ -45,19 +45,19 @@ func strerror(err error) string {
 	return string(unicode.ToUpper(r)) + s[n:]
 }
 
-// SendDgram sends each command to the datagram socket at path as its own
+// Send sends each command to the datagram socket at path as its own
 // datagram, in order, as sfptpdctl does. Writes block while the daemon's
 // queue is full, so nothing is dropped on the client side. It returns
 // once every datagram is queued; there is no reply.
-func SendDgram(path string, cmds ...string) error {
+func Send(path string, cmds ...string) error {
 	// sun_path holds 108 bytes including the terminating NUL; abstract
 	// names ("@name") have no NUL but the same limit on the name.
 	if len(path) >= 108 {
-		return &DgramError{Path: path, Err: ErrAddressTooLong}
+		return &Error{Path: path, Err: ErrAddressTooLong}
 	}
 	fd, err := syscall.Socket(syscall.AF_UNIX, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
-		return &DgramError{Op: "socket", Path: path, Err: err}
+		return &Error{Op: "socket", Path: path, Err: err}
 	}
 	defer syscall.Close(fd)
 	for {
@@ -67,7 +67,7 @@ func SendDgram(path string, cmds ...string) error {
 		}
 	}
 	if err != nil {
-		return &DgramError{Op: "connect", Path: path, Err: err}
+		return &Error{Op: "connect", Path: path, Err: err}
 	}
 	for _, c := range cmds {
 		for {
@@ -77,7 +77,7 @@ func SendDgram(path string, cmds ...string) error {
 			}
 		}
 		if err != nil {
-			return &DgramError{Op: "write", Path: path, Err: err}
+			return &Error{Op: "write", Path: path, Err: err}
 		}
 	}
 	return nil

@@ -1,10 +1,12 @@
-package ctl
+package console
 
 import (
 	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/ctltest"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -26,7 +28,7 @@ import (
 // without exec'ing: close with handoff returns the live connections with
 // their persistent line and unread input, and a new Server resumes them.
 func TestConsoleHandoffInProcess(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	a := tc.dial(t)
 	ra := bufio.NewReader(a)
 	io.WriteString(a, "pticker 1\n")
@@ -45,9 +47,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	}
 
 	// Take the front end away from the server as Reexec does.
-	tc.srv.mu.Lock()
-	tc.srv.fronts = nil
-	tc.srv.mu.Unlock()
+	tc.srv.Remove(tc.cs)
 	type closed struct {
 		hf  *unixsock.Files
 		err error
@@ -56,7 +56,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		hf, err := tc.cs.close(ctx, true)
+		hf, err := tc.cs.Stop(ctx, true)
 		done <- closed{hf, err}
 	}()
 	<-tc.cs.handoff
@@ -90,7 +90,7 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	// While nobody serves, the connections stay open and a new client
 	// waits in the listen backlog.
 	io.WriteString(b, "add 2 2\n")
-	c, err := ConsoleDial(tc.path)
+	c, err := Dial(tc.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,17 +98,17 @@ func TestConsoleHandoffInProcess(t *testing.T) {
 	io.WriteString(c, "echo queued\n")
 
 	// The "next image".
-	d2 := NewDaemon(DaemonOptions{Name: "test", Version: "2", Logger: testLogger(t)})
+	d2 := ctl.NewRegistry(ctl.Options{Name: "test", Version: "2", Logger: testLogger(t)})
 	d2.MustRegister(testCommands(make(chan struct{}))...)
 	conns := hf.Conns
 	for i := range conns {
 		conns[i].Listener = tc.path
 	}
-	srv2 := &Server{d: d2, log: d2.Logger(), inherit: unixsock.Hold(hf.Sock, hf.Owned, conns...)}
-	if _, err := srv2.ServeConsole(SocketSpec{Addr: tc.path}, ConsoleOptions{}); err != nil {
+	srv2 := ctl.NewServerFrom(d2, unixsock.Hold(hf.Sock, hf.Owned, conns...))
+	if _, err := Serve(srv2, ctl.SocketSpec{Addr: tc.path}, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	closeOnCleanup(t, srv2)
+	ctltest.CloseOnCleanup(t, srv2)
 	// The stream resumes on the same connection, numbered afresh.
 	readUntil(t, a, ra, func(l string) bool { return l == "ptick 0" })
 	if l := readLine(t, b, rb); l != "sum: 3" {
@@ -139,40 +139,40 @@ func TestConsoleHelperProcess(t *testing.T) {
 		return // runs only as TestConsoleReexec's child
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	d := NewDaemon(DaemonOptions{Name: "helper", Version: "9.9.9", Logger: log})
-	srv := NewServer(d)
+	d := ctl.NewRegistry(ctl.Options{Name: "helper", Version: "9.9.9", Logger: log})
+	srv := ctl.NewServer(d)
 	gen := d.Status()["reloads"]
 	d.MustRegister(
-		&Command{
+		&ctl.Command{
 			Name:       "gticker",
 			Comment:    "stream lines naming this image",
 			Stream:     true,
 			Persistent: true,
-			Handler: func(ctx context.Context, call *Call) Result {
+			Handler: func(ctx context.Context, call *ctl.Call) ctl.Result {
 				tk := time.NewTicker(5 * time.Millisecond)
 				defer tk.Stop()
 				for i := 0; ; i++ {
 					if _, err := fmt.Fprintf(call.Out, "gtick gen=%v pid=%d n=%d", gen, os.Getpid(), i); err != nil {
-						return Fail("%v", err)
+						return ctl.Fail("%v", err)
 					}
 					select {
 					case <-ctx.Done():
-						return Result{}
+						return ctl.Result{}
 					case <-tk.C:
 					}
 				}
 			},
 		},
-		&Command{
+		&ctl.Command{
 			Name:   "echo",
-			Params: []Param{{Name: "words", Rest: true}},
-			Handler: func(_ context.Context, call *Call) Result {
-				return OK(strings.Join(call.Args.Rest(), " "), nil)
+			Params: []ctl.Param{{Name: "words", Rest: true}},
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
+				return ctl.OK(strings.Join(call.Args.Rest(), " "), nil)
 			},
 		},
 		srv.ReexecCommand(),
 	)
-	if _, err := srv.ServeConsole(SocketSpec{Addr: sock}, ConsoleOptions{}); err != nil {
+	if _, err := Serve(srv, ctl.SocketSpec{Addr: sock}, Options{}); err != nil {
 		t.Fatal(err)
 	}
 	sigs := make(chan os.Signal, 1)
@@ -180,7 +180,7 @@ func TestConsoleHelperProcess(t *testing.T) {
 	go func() {
 		for range sigs {
 			if err := srv.Reexec(); err != nil {
-				srv.fail(err)
+				srv.Fail(err)
 			}
 		}
 	}()
@@ -251,7 +251,7 @@ func TestConsoleReexec(t *testing.T) {
 
 	var a *net.UnixConn
 	for deadline := time.Now().Add(30 * time.Second); ; {
-		c, err := ConsoleDial(sock)
+		c, err := Dial(sock)
 		if err == nil {
 			a = c
 			break
@@ -266,7 +266,7 @@ func TestConsoleReexec(t *testing.T) {
 	io.WriteString(a, "gticker\n")
 	readUntil(t, a, ra, func(l string) bool { return strings.HasPrefix(l, "gtick gen=0 pid="+pid+" n=2") })
 
-	b, err := ConsoleDial(sock)
+	b, err := Dial(sock)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +283,7 @@ func TestConsoleReexec(t *testing.T) {
 		t.Fatalf("reexec reply %q", l)
 	}
 	// A client connecting during the exec waits in the backlog.
-	c, err := ConsoleDial(sock)
+	c, err := Dial(sock)
 	if err != nil {
 		t.Fatalf("connect during re-exec: %v", err)
 	}
@@ -306,7 +306,7 @@ func TestConsoleReexec(t *testing.T) {
 	if err != nil || fi.Mode()&fs.ModeSocket == 0 {
 		t.Fatalf("socket file after re-exec: %v %v", fi, err)
 	}
-	d, err := ConsoleDial(sock)
+	d, err := Dial(sock)
 	if err != nil {
 		t.Fatalf("new client after re-exec: %v", err)
 	}

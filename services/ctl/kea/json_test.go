@@ -1,8 +1,9 @@
-package ctl
+package kea
 
 import (
 	"context"
 	"encoding/json"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"io"
 	"log/slog"
 	"reflect"
@@ -86,21 +87,23 @@ func TestKeaEncode(t *testing.T) {
 			t.Errorf("%#v: got %s, want %s", tc.v, got, tc.want)
 		}
 	}
-	if got := string(keaReply(Result{Code: Conflict, Text: "t", Args: map[string]any{"k": "v"}})); got != `{ "arguments": { "k": "v" }, "result": 4, "text": "t" }` {
+	if got := string(keaReply(ctl.Result{Code: ctl.Conflict, Text: "t", Args: map[string]any{"k": "v"}})); got != `{ "arguments": { "k": "v" }, "result": 4, "text": "t" }` {
 		t.Errorf("reply layout %s", got)
 	}
 }
 
 // keaFuzzServer is a Kea front end without a socket, for driving request
 // handling directly.
-func keaFuzzServer() *KeaServer {
+func keaFuzzServer() *Server {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "1", Logger: log})
-	d.MustRegister(&Command{Name: "typed", Params: []Param{{Name: "n", Type: Int}, {Name: "s", Type: String}},
-		Handler: func(_ context.Context, c *Call) Result { return OK("", map[string]any{"n": c.Args.Int("n")}) }})
-	d.MustRegister(&Command{Name: "echo", AnyArgs: true,
-		Handler: func(_ context.Context, c *Call) Result { return OK("", c.Args.Any()) }})
-	return &KeaServer{d: d, log: log, opts: KeaOptions{MaxRequest: 1 << 16}}
+	d := ctl.NewRegistry(ctl.Options{Name: "fuzz", Version: "1", Logger: log})
+	d.MustRegister(&ctl.Command{Name: "typed", Params: []ctl.Param{{Name: "n", Type: ctl.Int}, {Name: "s", Type: ctl.String}},
+		Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
+			return ctl.OK("", map[string]any{"n": c.Args.Int("n")})
+		}})
+	d.MustRegister(&ctl.Command{Name: "echo", AnyArgs: true,
+		Handler: func(_ context.Context, c *ctl.Call) ctl.Result { return ctl.OK("", c.Args.Any()) }})
+	return &Server{r: d, log: log, opts: Options{MaxRequest: 1 << 16}}
 }
 
 // checkKeaAnswer asserts that an answer is a map with a result code
@@ -152,7 +155,7 @@ func FuzzKeaRequest(f *testing.F) {
 		case feedNeedMore:
 			return
 		case feedFailed:
-			reply = keaReply(Fail("%s", feed.Err()))
+			reply = keaReply(ctl.Fail("%s", feed.Err()))
 		default:
 			v, err := parseKeaWire(feed.Output())
 			if err == nil && utf8.Valid(feed.Output()) {

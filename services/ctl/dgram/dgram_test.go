@@ -1,10 +1,12 @@
-package ctl
+package dgram
 
 import (
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/ctltest"
 	"io"
 	"log/slog"
 	"net"
@@ -91,8 +93,8 @@ func (l *dgLogs) dump() string {
 // dgFixture is a daemon with test commands behind a datagram socket.
 type dgFixture struct {
 	logs *dgLogs
-	srv  *Server
-	dg   *DgramServer
+	srv  *ctl.Server
+	dg   *Server
 	path string
 
 	mu    sync.Mutex
@@ -111,16 +113,16 @@ func (f *dgFixture) callList() []string {
 	return append([]string(nil), f.calls...)
 }
 
-func newDGFixture(t testing.TB, opts DgramOptions, extra ...*Command) *dgFixture {
+func newDGFixture(t testing.TB, opts Options, extra ...*ctl.Command) *dgFixture {
 	t.Helper()
 	f := &dgFixture{logs: newDGLogs()}
 	var h slog.Handler = f.logs
 	if _, bench := t.(*testing.B); bench {
 		h = slog.DiscardHandler // keeping b.N records would skew the numbers
 	}
-	d := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(h)})
+	d := ctl.NewRegistry(ctl.Options{Name: "test", Logger: slog.New(h)})
 	d.MustRegister(
-		&Command{Name: "echo", AnyArgs: true, Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "echo", AnyArgs: true, Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 			var args []string
 			for i := 0; ; i++ {
 				v, ok := c.Args.Any()[strconv.Itoa(i)]
@@ -130,62 +132,62 @@ func newDGFixture(t testing.TB, opts DgramOptions, extra ...*Command) *dgFixture
 				args = append(args, v.(string))
 			}
 			f.record("echo", args...)
-			return OK(strings.Join(args, " "), nil)
+			return ctl.OK(strings.Join(args, " "), nil)
 		}},
-		&Command{Name: "exit", Handler: func(context.Context, *Call) Result {
+		&ctl.Command{Name: "exit", Handler: func(context.Context, *ctl.Call) ctl.Result {
 			f.record("exit")
-			return OK("exiting", nil)
+			return ctl.OK("exiting", nil)
 		}},
-		&Command{Name: "set", Params: []Param{
-			{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31},
-			{Name: "mode", Type: String, Choices: []string{"fast", "slow"}, Default: "fast"},
-		}, Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "set", Params: []ctl.Param{
+			{Name: "phy", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 31},
+			{Name: "mode", Type: ctl.String, Choices: []string{"fast", "slow"}, Default: "fast"},
+		}, Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 			f.record("set", strconv.FormatInt(c.Args.Int("phy"), 10), c.Args.String("mode"))
 			fmt.Fprintf(c.Out, "set phy %d\n", c.Args.Int("phy"))
-			return OK("done", nil)
+			return ctl.OK("done", nil)
 		}},
-		&Command{Name: "rec", Params: []Param{{Name: "n", Type: Int, Required: true}}, Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "rec", Params: []ctl.Param{{Name: "n", Type: ctl.Int, Required: true}}, Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 			f.record("rec", strconv.FormatInt(c.Args.Int("n"), 10))
-			return OK("", nil)
+			return ctl.OK("", nil)
 		}},
-		&Command{Name: "block_clock", Params: []Param{
-			{Name: "on", Type: Bool, Required: true},
-			{Name: "clocks", Type: String, Rest: true},
-		}, Handler: func(_ context.Context, c *Call) Result {
+		&ctl.Command{Name: "block_clock", Params: []ctl.Param{
+			{Name: "on", Type: ctl.Bool, Required: true},
+			{Name: "clocks", Type: ctl.String, Rest: true},
+		}, Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 			f.record("block_clock", append([]string{strconv.FormatBool(c.Args.Bool("on"))}, c.Args.Rest()...)...)
-			return OK("", nil)
+			return ctl.OK("", nil)
 		}},
-		&Command{Name: "fail", Handler: func(context.Context, *Call) Result {
+		&ctl.Command{Name: "fail", Handler: func(context.Context, *ctl.Call) ctl.Result {
 			f.record("fail")
-			return Fail("it broke")
+			return ctl.Fail("it broke")
 		}},
-		&Command{Name: "watch", Stream: true, Handler: func(ctx context.Context, c *Call) Result {
+		&ctl.Command{Name: "watch", Stream: true, Handler: func(ctx context.Context, c *ctl.Call) ctl.Result {
 			f.record("watch")
 			<-ctx.Done()
-			return OK("", nil)
+			return ctl.OK("", nil)
 		}},
 	)
 	d.MustRegister(extra...)
-	f.srv = NewServer(d)
+	f.srv = ctl.NewServer(d)
 	f.path = filepath.Join(testutil.ShortDir(t), "control-v1.sock")
-	dg, err := f.srv.ServeDgram(SocketSpec{Addr: f.path}, opts)
+	dg, err := Serve(f.srv, ctl.SocketSpec{Addr: f.path}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.dg = dg
-	closeOnCleanup(t, f.srv)
+	ctltest.CloseOnCleanup(t, f.srv)
 	return f
 }
 
 // processed is the number of datagrams fully handled.
-func (s DgramStats) processed() uint64 { return s.Run + s.Failed + s.Rejected + s.Dropped }
+func (s Stats) processed() uint64 { return s.Run + s.Failed + s.Rejected + s.Dropped }
 
 func (f *dgFixture) waitProcessed(t testing.TB, n uint64) {
 	t.Helper()
 	testutil.WaitFor(t, fmt.Sprintf("%d datagrams processed", n), 5*time.Second, func() bool { return f.dg.Stats().processed() >= n })
 }
 
-// sendRaw sends one datagram with its own socket, bypassing SendDgram.
+// sendRaw sends one datagram with its own socket, bypassing Send.
 func dgSendRaw(t testing.TB, path string, b []byte) {
 	t.Helper()
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: path, Net: "unixgram"})
@@ -199,60 +201,60 @@ func dgSendRaw(t testing.TB, path string, b []byte) {
 }
 
 func TestDgramConformance(t *testing.T) {
-	exact127 := "echo=" + strings.Repeat("x", DgramMaxLen-len("echo="))
+	exact127 := "echo=" + strings.Repeat("x", MaxLen-len("echo="))
 	tests := []struct {
 		name  string
 		dgram []byte
 		calls []string // expected handler calls
 		msg   string   // a log message that must appear
 		attrs map[string]string
-		stats DgramStats
+		stats Stats
 	}{
 		{name: "plain", dgram: []byte("exit"), calls: []string{"exit:"}, msg: "control: command run",
-			attrs: map[string]string{"command": "exit", "text": "exiting"}, stats: DgramStats{Received: 1, Run: 1}},
+			attrs: map[string]string{"command": "exit", "text": "exiting"}, stats: Stats{Received: 1, Run: 1}},
 		{name: "params", dgram: []byte("echo=a,b"), calls: []string{"echo:a,b"}, msg: "control: command run",
-			attrs: map[string]string{"command": "echo", "text": "a b"}, stats: DgramStats{Received: 1, Run: 1}},
+			attrs: map[string]string{"command": "echo", "text": "a b"}, stats: Stats{Received: 1, Run: 1}},
 		{name: "zero-param command ignores parameters", dgram: []byte("exit=now"), calls: []string{"exit:"},
-			msg: "control: ignoring parameters of a command that takes none", stats: DgramStats{Received: 1, Run: 1}},
+			msg: "control: ignoring parameters of a command that takes none", stats: Stats{Received: 1, Run: 1}},
 		{name: "trailing newline", dgram: []byte("echo=a\n"), calls: []string{"echo:a"}, msg: "control: command run",
-			stats: DgramStats{Received: 1, Run: 1}},
+			stats: Stats{Received: 1, Run: 1}},
 		{name: "typed params", dgram: []byte("set=0x1f,slow"), calls: []string{"set:31,slow"}, msg: "control: command run",
-			attrs: map[string]string{"output": "set phy 31\n"}, stats: DgramStats{Received: 1, Run: 1}},
+			attrs: map[string]string{"output": "set phy 31\n"}, stats: Stats{Received: 1, Run: 1}},
 		{name: "rest params", dgram: []byte("block_clock=1,phc0,phc1"), calls: []string{"block_clock:true,phc0,phc1"},
-			msg: "control: command run", stats: DgramStats{Received: 1, Run: 1}},
+			msg: "control: command run", stats: Stats{Received: 1, Run: 1}},
 		{name: "empty param part", dgram: []byte("set="), msg: "control: command failed",
-			attrs: map[string]string{"text": "set: parameter 'phy' is missing"}, stats: DgramStats{Received: 1, Failed: 1}},
+			attrs: map[string]string{"text": "set: parameter 'phy' is missing"}, stats: Stats{Received: 1, Failed: 1}},
 		{name: "param out of range", dgram: []byte("set=32"), msg: "control: command failed",
 			attrs: map[string]string{"text": "set: parameter 'phy' out of range: 32 not in 0..31", "result": "1"},
-			stats: DgramStats{Received: 1, Failed: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
 		{name: "bad choice", dgram: []byte("set=1,medium"), msg: "control: command failed",
 			attrs: map[string]string{"text": `set: parameter 'mode' must be one of fast|slow, got "medium"`},
-			stats: DgramStats{Received: 1, Failed: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
 		{name: "too many params", dgram: []byte("rec=1,2"), msg: "control: command failed",
-			stats: DgramStats{Received: 1, Failed: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
 		{name: "handler failure", dgram: []byte("fail"), calls: []string{"fail:"}, msg: "control: command failed",
-			attrs: map[string]string{"text": "it broke"}, stats: DgramStats{Received: 1, Failed: 1}},
+			attrs: map[string]string{"text": "it broke"}, stats: Stats{Received: 1, Failed: 1}},
 		{name: "unknown", dgram: []byte("bogus=1,2"), msg: "control: unknown command bogus received",
-			stats: DgramStats{Received: 1, Failed: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
 		{name: "unknown with newline", dgram: []byte("frob\n"), msg: "control: unknown command frob received",
-			stats: DgramStats{Received: 1, Failed: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
 		{name: "streaming", dgram: []byte("watch"), msg: "control: command streams its output and cannot run over the datagram socket; use the console",
-			stats: DgramStats{Received: 1, Failed: 1}},
-		{name: "empty", dgram: []byte{}, msg: "control: empty datagram; ignored", stats: DgramStats{Received: 1, Rejected: 1}},
-		{name: "only newline", dgram: []byte("\n"), msg: "control: empty datagram; ignored", stats: DgramStats{Received: 1, Rejected: 1}},
+			stats: Stats{Received: 1, Failed: 1}},
+		{name: "empty", dgram: []byte{}, msg: "control: empty datagram; ignored", stats: Stats{Received: 1, Rejected: 1}},
+		{name: "only newline", dgram: []byte("\n"), msg: "control: empty datagram; ignored", stats: Stats{Received: 1, Rejected: 1}},
 		{name: "127 bytes accepted", dgram: []byte(exact127), calls: []string{"echo:" + exact127[5:]},
-			msg: "control: command run", stats: DgramStats{Received: 1, Run: 1}},
+			msg: "control: command run", stats: Stats{Received: 1, Run: 1}},
 		{name: "128 bytes rejected", dgram: []byte(exact127 + "y"), msg: "control: over-long datagram rejected",
-			attrs: map[string]string{"len": "128"}, stats: DgramStats{Received: 1, Rejected: 1}},
+			attrs: map[string]string{"len": "128"}, stats: Stats{Received: 1, Rejected: 1}},
 		{name: "64 KiB rejected", dgram: append([]byte("exit="), bytes.Repeat([]byte("z"), 64<<10-5)...),
-			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "65536"}, stats: DgramStats{Received: 1, Rejected: 1}},
+			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "65536"}, stats: Stats{Received: 1, Rejected: 1}},
 		{name: "over 64 KiB truncated by the kernel and rejected", dgram: append([]byte("exit="), bytes.Repeat([]byte("z"), 100<<10)...),
-			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "more than 65536"}, stats: DgramStats{Received: 1, Rejected: 1}},
+			msg: "control: over-long datagram rejected", attrs: map[string]string{"len": "more than 65536"}, stats: Stats{Received: 1, Rejected: 1}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			f := newDGFixture(t, DgramOptions{})
+			f := newDGFixture(t, Options{})
 			dgSendRaw(t, f.path, tc.dgram)
 			f.waitProcessed(t, 1)
 			if got := f.dg.Stats(); got != tc.stats {
@@ -287,7 +289,7 @@ func TestDgramManyInOrder(t *testing.T) {
 		n     int
 		queue int
 	}{
-		{n: DefaultDgramQueue, queue: 0},
+		{n: DefaultQueue, queue: 0},
 		{n: 10000, queue: 10000},
 	} {
 		t.Run(strconv.Itoa(tc.n), func(t *testing.T) {
@@ -298,17 +300,17 @@ func TestDgramManyInOrder(t *testing.T) {
 }
 
 func dgManyInOrder(t *testing.T, n, queue int) {
-	f := newDGFixture(t, DgramOptions{QueueLen: queue})
+	f := newDGFixture(t, Options{QueueLen: queue})
 	cmds := make([]string, n)
 	for i := range cmds {
 		cmds[i] = "rec=" + strconv.Itoa(i)
 	}
-	if err := SendDgram(f.path, cmds...); err != nil {
+	if err := Send(f.path, cmds...); err != nil {
 		t.Fatal(err)
 	}
 	f.waitProcessed(t, uint64(n))
 	st := f.dg.Stats()
-	if st != (DgramStats{Received: uint64(n), Run: uint64(n)}) {
+	if st != (Stats{Received: uint64(n), Run: uint64(n)}) {
 		t.Fatalf("stats = %+v, want all %d run", st, n)
 	}
 	calls := f.callList()
@@ -327,13 +329,13 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
-	block := &Command{Name: "block", Handler: func(context.Context, *Call) Result {
+	block := &ctl.Command{Name: "block", Handler: func(context.Context, *ctl.Call) ctl.Result {
 		started <- struct{}{}
 		<-release
-		return OK("", nil)
+		return ctl.OK("", nil)
 	}}
-	f := newDGFixture(t, DgramOptions{QueueLen: 2}, block)
-	if err := SendDgram(f.path, "block"); err != nil {
+	f := newDGFixture(t, Options{QueueLen: 2}, block)
+	if err := Send(f.path, "block"); err != nil {
 		t.Fatal(err)
 	}
 	<-started
@@ -345,7 +347,7 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 		cmds[i] = "rec=" + strconv.Itoa(i)
 	}
 	sent := make(chan error, 1)
-	go func() { sent <- SendDgram(f.path, cmds...) }()
+	go func() { sent <- Send(f.path, cmds...) }()
 	testutil.WaitFor(t, "reader stalled on the full queue", 5*time.Second, func() bool { return f.dg.Stats().Stalls >= 1 })
 	select {
 	case err := <-sent:
@@ -378,7 +380,7 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 func TestDgramSocat(t *testing.T) {
 	t.Parallel()
 	testutil.NeedTool(t, "socat", "socat")
-	f := newDGFixture(t, DgramOptions{})
+	f := newDGFixture(t, Options{})
 	cmd := exec.Command("socat", "-", "UNIX-SENDTO:"+f.path)
 	cmd.Stdin = strings.NewReader("echo=a,b")
 	if out, err := cmd.CombinedOutput(); err != nil {
@@ -399,8 +401,8 @@ func TestDgramSocat(t *testing.T) {
 // read, and removes the socket file.
 func TestDgramCloseRunsQueued(t *testing.T) {
 	t.Parallel()
-	f := newDGFixture(t, DgramOptions{})
-	if err := SendDgram(f.path, "rec=1", "rec=2", "rec=3"); err != nil {
+	f := newDGFixture(t, Options{})
+	if err := Send(f.path, "rec=1", "rec=2", "rec=3"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "received", 5*time.Second, func() bool { return f.dg.Stats().Received == 3 })
@@ -424,31 +426,31 @@ func TestDgramCloseRunsQueued(t *testing.T) {
 // socket wait in the kernel and are run by the front end that adopts it.
 func TestDgramHandoff(t *testing.T) {
 	t.Parallel()
-	f := newDGFixture(t, DgramOptions{})
+	f := newDGFixture(t, Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	hf, err := f.dg.close(ctx, true)
+	hf, err := f.dg.Stop(ctx, true)
 	if err != nil || hf == nil || hf.Sock == nil {
 		t.Fatalf("handoff: %v %+v", err, hf)
 	}
 	if !hf.Owned {
 		t.Error("handoff does not pass ownership of the socket file")
 	}
-	if err := SendDgram(f.path, "rec=7", "rec=8"); err != nil {
+	if err := Send(f.path, "rec=7", "rec=8"); err != nil {
 		t.Fatalf("send while handed off: %v", err)
 	}
 	// Adopt it as the next image would.
-	d2 := NewDaemon(DaemonOptions{Name: "test", Logger: slog.New(f.logs)})
+	d2 := ctl.NewRegistry(ctl.Options{Name: "test", Logger: slog.New(f.logs)})
 	var mu sync.Mutex
 	var got []int64
-	d2.MustRegister(&Command{Name: "rec", Params: []Param{{Name: "n", Type: Int, Required: true}}, Handler: func(_ context.Context, c *Call) Result {
+	d2.MustRegister(&ctl.Command{Name: "rec", Params: []ctl.Param{{Name: "n", Type: ctl.Int, Required: true}}, Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 		mu.Lock()
 		got = append(got, c.Args.Int("n"))
 		mu.Unlock()
-		return OK("", nil)
+		return ctl.OK("", nil)
 	}})
-	srv2 := &Server{d: d2, log: d2.Logger(), inherit: unixsock.Hold(hf.Sock, true)}
-	dg2, err := srv2.ServeDgram(SocketSpec{Addr: f.path}, DgramOptions{})
+	srv2 := ctl.NewServerFrom(d2, unixsock.Hold(hf.Sock, true))
+	dg2, err := Serve(srv2, ctl.SocketSpec{Addr: f.path}, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +473,7 @@ func TestDgramHelperProcess(t *testing.T) {
 	arg := os.Getenv("TICKBOX_CTL_TEST_ARG")
 	switch action {
 	case "senddgram":
-		if err := SendDgram(arg, "exit"); err != nil {
+		if err := Send(arg, "exit"); err != nil {
 			fmt.Println(err)
 		} else {
 			fmt.Println("ok")
@@ -560,7 +562,7 @@ func TestSendDgramErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := SendDgram(tc.path, "exit")
+			err := Send(tc.path, "exit")
 			if err == nil || err.Error() != tc.want {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
@@ -571,7 +573,7 @@ func TestSendDgramErrors(t *testing.T) {
 	}
 
 	t.Run("permission denied", func(t *testing.T) {
-		f := newDGFixture(t, DgramOptions{})
+		f := newDGFixture(t, Options{})
 		if err := os.Chmod(filepath.Dir(f.path), 0o755); err != nil {
 			t.Fatal(err)
 		}
@@ -637,17 +639,17 @@ func TestParseDgram(t *testing.T) {
 		{in: "=a", name: "", params: []string{"a"}},
 		{in: "", err: true},
 		{in: "\n", err: true},
-		{in: strings.Repeat("a", DgramMaxLen), name: strings.Repeat("a", DgramMaxLen)},
-		{in: strings.Repeat("a", DgramMaxLen+1), err: true},
+		{in: strings.Repeat("a", MaxLen), name: strings.Repeat("a", MaxLen)},
+		{in: strings.Repeat("a", MaxLen+1), err: true},
 	}
 	for _, tc := range tests {
-		name, params, err := ParseDgram([]byte(tc.in))
+		name, params, err := Parse([]byte(tc.in))
 		if (err != nil) != tc.err {
-			t.Errorf("ParseDgram(%q) err = %v, want error %v", tc.in, err, tc.err)
+			t.Errorf("Parse(%q) err = %v, want error %v", tc.in, err, tc.err)
 			continue
 		}
 		if name != tc.name || fmt.Sprintf("%q", params) != fmt.Sprintf("%q", tc.params) {
-			t.Errorf("ParseDgram(%q) = %q %q, want %q %q", tc.in, name, params, tc.name, tc.params)
+			t.Errorf("Parse(%q) = %q %q, want %q %q", tc.in, name, params, tc.name, tc.params)
 		}
 	}
 }
@@ -668,8 +670,8 @@ func FuzzDgram(f *testing.F) {
 	f.Add([]byte(""))
 	f.Add([]byte(strings.Repeat("x", 200)))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		name, params, err := ParseDgram(b)
-		if len(b) > DgramMaxLen {
+		name, params, err := Parse(b)
+		if len(b) > MaxLen {
 			if err == nil {
 				t.Fatalf("over-long datagram of %d bytes parsed", len(b))
 			}
@@ -687,7 +689,7 @@ func FuzzDgram(f *testing.F) {
 			return
 		}
 		if err != nil {
-			t.Fatalf("ParseDgram(%q): %v", b, err)
+			t.Fatalf("Parse(%q): %v", b, err)
 		}
 		if strings.Contains(name, "=") {
 			t.Fatalf("name %q contains '='", name)
@@ -713,7 +715,7 @@ func FuzzDgram(f *testing.F) {
 // the default queue. The sender keeps at most half the in-process queue
 // outstanding so that no datagram is dropped; any loss fails it.
 func BenchmarkDgram(b *testing.B) {
-	fx := newDGFixture(b, DgramOptions{})
+	fx := newDGFixture(b, Options{})
 	c, err := net.DialUnix("unixgram", nil, &net.UnixAddr{Name: fx.path, Net: "unixgram"})
 	if err != nil {
 		b.Fatal(err)
@@ -723,7 +725,7 @@ func BenchmarkDgram(b *testing.B) {
 	msg := []byte("rec=1")
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		for uint64(i)-(fx.dg.Stats().processed()-before.processed()) > DefaultDgramQueue/2 {
+		for uint64(i)-(fx.dg.Stats().processed()-before.processed()) > DefaultQueue/2 {
 			time.Sleep(10 * time.Microsecond)
 		}
 		if _, err := c.Write(msg); err != nil {

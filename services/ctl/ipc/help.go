@@ -1,17 +1,18 @@
-package ctl
+package ipc
 
 import (
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"strings"
 )
 
-// NoseHelp renders commands the way nose's "help [command]" lists them,
+// Help renders commands the way nose's "help [command]" lists them,
 // so that people and scripts reading nose's help find the same shape.
 // An empty filter or "all" lists every command; otherwise the commands
 // whose name equals filter (ignoring case) or, unless exact, whose
 // comment contains it. exact is "cmd --help", which prints one command
 // without the "Commands matching" header.
-func NoseHelp(cmds []*Command, filter string, exact bool) string {
+func Help(cmds []*ctl.Command, filter string, exact bool) string {
 	var b strings.Builder
 	useFilter := filter != "" && !strings.EqualFold(filter, "all")
 	if useFilter && !exact {
@@ -62,16 +63,16 @@ func NoseHelp(cmds []*Command, filter string, exact bool) string {
 	return b.String()
 }
 
-func noseTypeHelp(p *Param) string {
+func noseTypeHelp(p *ctl.Param) string {
 	switch p.Type {
-	case Int:
+	case ctl.Int:
 		if len(p.Aliases) > 0 {
 			return "integer or string choice"
 		}
 		return "integer"
-	case Bool:
+	case ctl.Bool:
 		return "bool: true/false"
-	case Float:
+	case ctl.Float:
 		return "number"
 	}
 	return "string"
@@ -79,8 +80,8 @@ func noseTypeHelp(p *Param) string {
 
 // noseDefault names a default as nose does: by its alias when it has
 // one ("nop" rather than -1).
-func noseDefault(p *Param) string {
-	s := fmt.Sprint(p.defaultValue())
+func noseDefault(p *ctl.Param) string {
+	s := fmt.Sprint(p.DefaultValue())
 	for _, a := range p.Aliases {
 		if a.Value == s {
 			return a.Name

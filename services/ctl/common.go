@@ -3,82 +3,37 @@ package ctl
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
 	"time"
 )
 
-// DaemonOptions configures the common commands every tickbox daemon
-// serves.
-type DaemonOptions struct {
-	// Name is the daemon's name ("ptpd", "ctl", ...).
-	Name string
-	// Version overrides the version taken from the build information.
-	Version string
-	// Config returns the running configuration for config-get. Nil gives
-	// an empty map.
-	Config func() any
-	// Status adds daemon-specific keys to status-get.
-	Status func() map[string]any
-	Logger *slog.Logger
-}
-
-// Daemon is a Registry with the Kea-style common commands (version-get,
-// status-get, build-report, config-get, shutdown) and the process state
-// they report.
-type Daemon struct {
-	*Registry
-	opts DaemonOptions
-
-	mu       sync.Mutex
-	started  time.Time
-	reloaded time.Time
-	reloads  int
-
-	shutdownOnce sync.Once
-	shutdown     chan struct{}
-}
-
-// NewDaemon returns a registry with the common commands registered.
-func NewDaemon(opts DaemonOptions) *Daemon {
-	if opts.Logger == nil {
-		opts.Logger = slog.Default()
-	}
-	if opts.Version == "" {
-		opts.Version = BuildVersion()
-	}
-	now := time.Now()
-	d := &Daemon{
-		Registry: NewRegistry(opts.Logger),
-		opts:     opts,
-		started:  now,
-		reloaded: now,
-		shutdown: make(chan struct{}),
-	}
+// registerCommon registers the common commands every tickbox daemon
+// serves, under the names and with the answers the JSON control
+// channel's tools expect, so that those tools drive any of them.
+func (r *Registry) registerCommon() {
 	builtin := []*Command{
 		{
 			Name:    "version-get",
 			Comment: "report the version and build",
 			Handler: func(context.Context, *Call) Result {
-				return OK(d.opts.Version, map[string]any{"extended": BuildReport(d.opts.Name, d.opts.Version)})
+				return OK(r.opts.Version, map[string]any{"extended": BuildReport(r.opts.Name, r.opts.Version)})
 			},
 		},
 		{
 			Name:    "build-report",
 			Comment: "report how the daemon was built",
 			Handler: func(context.Context, *Call) Result {
-				return OK(BuildReport(d.opts.Name, d.opts.Version), nil)
+				return OK(BuildReport(r.opts.Name, r.opts.Version), nil)
 			},
 		},
 		{
 			Name:    "status-get",
 			Comment: "report pid, uptime, reloads and daemon state",
 			Handler: func(context.Context, *Call) Result {
-				return OK("", d.Status())
+				return OK("", r.Status())
 			},
 		},
 		{
@@ -86,8 +41,8 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 			Comment: "report the running configuration",
 			Handler: func(context.Context, *Call) Result {
 				var cfg any = map[string]any{}
-				if d.opts.Config != nil {
-					cfg = d.opts.Config()
+				if r.opts.Config != nil {
+					cfg = r.opts.Config()
 				}
 				return OK("", cfg)
 			},
@@ -96,41 +51,40 @@ func NewDaemon(opts DaemonOptions) *Daemon {
 			Name:    "shutdown",
 			Comment: "shut the daemon down cleanly (exit 0)",
 			Handler: func(context.Context, *Call) Result {
-				d.RequestShutdown()
+				r.RequestShutdown()
 				return OK("Shutting down.", nil)
 			},
 		},
 	}
 	for _, c := range builtin {
 		c.builtin = true
-		// Kea's version-get, build-report, status-get and config-get
-		// ignore any arguments; shutdown stays strict, as it is not one
-		// of Kea's argument-free commands (Kea's takes exit-value).
+		// version-get, build-report, status-get and config-get ignore
+		// any arguments, as the originals do; shutdown stays strict, as
+		// the original is not argument-free (it takes exit-value).
 		c.IgnoreExtraArgs = c.Name != "shutdown"
-		d.MustRegister(c)
+		r.MustRegister(c)
 	}
-	return d
 }
 
 // Name returns the daemon's name.
-func (d *Daemon) Name() string { return d.opts.Name }
+func (r *Registry) Name() string { return r.opts.Name }
 
 // Version returns the daemon's version.
-func (d *Daemon) Version() string { return d.opts.Version }
+func (r *Registry) Version() string { return r.opts.Version }
 
 // Status returns what status-get reports.
-func (d *Daemon) Status() map[string]any {
-	d.mu.Lock()
+func (r *Registry) Status() map[string]any {
+	r.smu.Lock()
 	now := time.Now()
 	st := map[string]any{
 		"pid":     os.Getpid(),
-		"uptime":  int64(now.Sub(d.started) / time.Second),
-		"reload":  int64(now.Sub(d.reloaded) / time.Second),
-		"reloads": d.reloads,
+		"uptime":  int64(now.Sub(r.started) / time.Second),
+		"reload":  int64(now.Sub(r.reloaded) / time.Second),
+		"reloads": r.reloads,
 	}
-	d.mu.Unlock()
-	if d.opts.Status != nil {
-		for k, v := range d.opts.Status() {
+	r.smu.Unlock()
+	if r.opts.Status != nil {
+		for k, v := range r.opts.Status() {
 			st[k] = v
 		}
 	}
@@ -139,31 +93,31 @@ func (d *Daemon) Status() map[string]any {
 
 // restoreState sets the start time and reload count carried across a
 // re-exec, and counts this start as a reload.
-func (d *Daemon) restoreState(started time.Time, reloads int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.started = started
-	d.reloads = reloads + 1
-	d.reloaded = time.Now()
+func (r *Registry) restoreState(started time.Time, reloads int) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	r.started = started
+	r.reloads = reloads + 1
+	r.reloaded = time.Now()
 }
 
-func (d *Daemon) state() (time.Time, int) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.started, d.reloads
+func (r *Registry) state() (time.Time, int) {
+	r.smu.Lock()
+	defer r.smu.Unlock()
+	return r.started, r.reloads
 }
 
 // RequestShutdown asks the daemon to shut down; ShutdownRequested's
 // channel closes.
-func (d *Daemon) RequestShutdown() {
-	d.shutdownOnce.Do(func() {
-		d.Logger().Info("shutdown requested")
-		close(d.shutdown)
+func (r *Registry) RequestShutdown() {
+	r.shutdownOnce.Do(func() {
+		r.Logger().Info("shutdown requested")
+		close(r.shutdown)
 	})
 }
 
 // ShutdownRequested is closed once shutdown was requested.
-func (d *Daemon) ShutdownRequested() <-chan struct{} { return d.shutdown }
+func (r *Registry) ShutdownRequested() <-chan struct{} { return r.shutdown }
 
 // BuildVersion returns the main module's version, or the VCS revision for
 // a development build.

@@ -1,4 +1,4 @@
-package ctl
+package ipc
 
 import (
 	"bufio"
@@ -11,44 +11,44 @@ import (
 	"time"
 )
 
-// DefaultIPCClientMaxLine bounds a line the IPC client reads. Replies are
+// DefaultClientMaxLine bounds a line the IPC client reads. Replies are
 // not limited by the server's request limit, so this is generous; it
 // only protects the client from a peer that never sends a newline.
-const DefaultIPCClientMaxLine = 16 << 20
+const DefaultClientMaxLine = 16 << 20
 
-// IPCClient talks to an IPC front end (or to nose itself): it sends
+// Client talks to an IPC front end (or to nose itself): it sends
 // request lines and reads reply and event lines.
-type IPCClient struct {
+type Client struct {
 	c *net.UnixConn
 	r *bufio.Reader
 	// MaxLine bounds the lines ReadLine returns; 0 means
-	// DefaultIPCClientMaxLine.
+	// DefaultClientMaxLine.
 	MaxLine int
 }
 
-// DialIPC connects to the IPC socket at path (resolve names with
-// IPCAddr first; "@name" is an abstract socket).
-func DialIPC(path string) (*IPCClient, error) {
+// Dial connects to the IPC socket at path (resolve names with
+// Addr first; "@name" is an abstract socket).
+func Dial(path string) (*Client, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("ipc dial: %w", err)
 	}
-	return &IPCClient{c: c, r: bufio.NewReader(c)}, nil
+	return &Client{c: c, r: bufio.NewReader(c)}, nil
 }
 
 // Close closes the connection.
-func (c *IPCClient) Close() error { return c.c.Close() }
+func (c *Client) Close() error { return c.c.Close() }
 
 // CloseWrite tells the server no more requests follow; it answers what
 // it has and then closes.
-func (c *IPCClient) CloseWrite() error { return c.c.CloseWrite() }
+func (c *Client) CloseWrite() error { return c.c.CloseWrite() }
 
 // SetDeadline sets the read and write deadline of the connection.
-func (c *IPCClient) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
+func (c *Client) SetDeadline(t time.Time) error { return c.c.SetDeadline(t) }
 
 // Send sends one request line; the newline is added. A line containing
 // a newline would be two requests and is refused.
-func (c *IPCClient) Send(line string) error {
+func (c *Client) Send(line string) error {
 	line = strings.TrimSuffix(line, "\n")
 	if strings.ContainsRune(line, '\n') {
 		return errors.New("ipc send: line contains a newline")
@@ -61,10 +61,10 @@ func (c *IPCClient) Send(line string) error {
 
 // ReadLine returns the next line the server sent, without its newline.
 // The slice is the caller's.
-func (c *IPCClient) ReadLine() ([]byte, error) {
+func (c *Client) ReadLine() ([]byte, error) {
 	max := c.MaxLine
 	if max <= 0 {
-		max = DefaultIPCClientMaxLine
+		max = DefaultClientMaxLine
 	}
 	var line []byte
 	for {
@@ -86,8 +86,8 @@ func (c *IPCClient) ReadLine() ([]byte, error) {
 	}
 }
 
-// IPCEvent reports whether line is a log event, and returns its message.
-func IPCEvent(line []byte) (msg string, ok bool) {
+// Event reports whether line is a log event, and returns its message.
+func Event(line []byte) (msg string, ok bool) {
 	if !bytes.Contains(line, []byte(`"type"`)) {
 		return "", false
 	}
@@ -103,7 +103,7 @@ func IPCEvent(line []byte) (msg string, ok bool) {
 
 // Do sends line and reads until the next non-event line, its reply.
 // Events before the reply are passed to onEvent, which may be nil.
-func (c *IPCClient) Do(line string, onEvent func(msg string)) ([]byte, error) {
+func (c *Client) Do(line string, onEvent func(msg string)) ([]byte, error) {
 	if err := c.Send(line); err != nil {
 		return nil, err
 	}
@@ -112,7 +112,7 @@ func (c *IPCClient) Do(line string, onEvent func(msg string)) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if msg, ok := IPCEvent(l); ok {
+		if msg, ok := Event(l); ok {
 			if onEvent != nil {
 				onEvent(msg)
 			}

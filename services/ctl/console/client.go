@@ -1,4 +1,4 @@
-package ctl
+package console
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"syscall"
 )
 
-// ConsoleDial connects to a console socket (a path, or "@name" for an
+// Dial connects to a console socket (a path, or "@name" for an
 // abstract one).
-func ConsoleDial(path string) (*net.UnixConn, error) {
+func Dial(path string) (*net.UnixConn, error) {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("connect %s: %w", path, err)
@@ -19,16 +19,16 @@ func ConsoleDial(path string) (*net.UnixConn, error) {
 	return c, nil
 }
 
-// ConsolePipe runs an interactive console session: stdin goes to conn
+// Pipe runs an interactive console session: stdin goes to conn
 // and conn's output to stdout. At stdin EOF it half-closes conn, so the
 // console still answers the commands in progress (a streaming command
-// ends there) before it closes; ConsolePipe returns once the console has
+// ends there) before it closes; Pipe returns once the console has
 // closed its side, or when ctx ends. It closes conn before returning.
 //
 // A reset from the console counts as a normal end: the console closes
 // with input still unread after "q" or at shutdown, and Linux then
 // reports ECONNRESET instead of EOF.
-func ConsolePipe(ctx context.Context, conn *net.UnixConn, stdin io.Reader, stdout io.Writer) error {
+func Pipe(ctx context.Context, conn *net.UnixConn, stdin io.Reader, stdout io.Writer) error {
 	defer conn.Close()
 	go func() {
 		// Write errors mean the console closed; the output side

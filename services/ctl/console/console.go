@@ -1,4 +1,4 @@
-package ctl
+package console
 
 import (
 	"bufio"
@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"log/slog"
 	"net"
 	"sort"
@@ -19,13 +20,13 @@ import (
 
 // Console defaults.
 const (
-	// DefaultConsoleMaxLine bounds one console input line, as nose bounds
+	// DefaultMaxLine bounds one console input line, as nose bounds
 	// its IPC lines.
-	DefaultConsoleMaxLine = 4096
-	// DefaultConsoleWriteTimeout is how long one write to a console client
+	DefaultMaxLine = 4096
+	// DefaultWriteTimeout is how long one write to a console client
 	// may block before the client is considered gone. Without it a client
 	// that stops reading would pin a streaming command forever.
-	DefaultConsoleWriteTimeout = 10 * time.Second
+	DefaultWriteTimeout = 10 * time.Second
 )
 
 // gone's texts, byte for byte.
@@ -40,16 +41,16 @@ const (
 	consoleHelpHeader = "---- commands --------------------------------------------------------------\n"
 )
 
-// ConsoleOptions configures a console front end. The zero value behaves
+// Options configures a console front end. The zero value behaves
 // as gone's ctrl server: words split on whitespace, output exactly what
 // the command writes.
-type ConsoleOptions struct {
-	StreamOptions
+type Options struct {
+	ctl.StreamOptions
 	// MaxLine bounds an input line in bytes; 0 means
-	// DefaultConsoleMaxLine. Longer lines get an error and are skipped.
+	// DefaultMaxLine. Longer lines get an error and are skipped.
 	MaxLine int
 	// WriteTimeout bounds one write to a client; 0 means
-	// DefaultConsoleWriteTimeout.
+	// DefaultWriteTimeout.
 	WriteTimeout time.Duration
 	// Quoting reads lines as the IPC text form does (Tokenize): quotes
 	// group words, backslashes escape and an unquoted '#' starts a
@@ -63,16 +64,16 @@ type ConsoleOptions struct {
 	ShowArgs bool
 }
 
-// ConsoleServer is a console that a user of One-com/gone's ctrl server
+// Server is a console that a user of One-com/gone's ctrl server
 // drives as that: whitespace-split command lines, "?" for gone's command
 // table, "q" to quit, "! cmd" to run one command and half-close, gone's
 // "Error:  text" lines, output that is what the command writes,
 // streaming commands that run until the next line, and persistent
 // commands that survive an in-place re-exec.
-type ConsoleServer struct {
-	s    *Server
+type Server struct {
+	r    *ctl.Registry
 	a    *unixsock.Acceptor
-	opts ConsoleOptions
+	opts Options
 	log  *slog.Logger
 
 	// handoff is closed when a re-exec asks the sessions to stop without
@@ -87,26 +88,26 @@ type ConsoleServer struct {
 	handed   []unixsock.HandoffConn
 }
 
-// ServeConsole starts a console on spec. Connections handed over by the
+// Serve starts a console on spec. Connections handed over by the
 // image that re-executed into this one are resumed first: their unread
 // input is processed and their persistent command is replayed.
-func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleServer, error) {
+func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) {
 	if opts.MaxLine <= 0 {
-		opts.MaxLine = DefaultConsoleMaxLine
+		opts.MaxLine = DefaultMaxLine
 	}
 	if opts.WriteTimeout <= 0 {
-		opts.WriteTimeout = DefaultConsoleWriteTimeout
+		opts.WriteTimeout = DefaultWriteTimeout
 	}
-	cs := &ConsoleServer{
-		s: s, opts: opts, log: s.log.With("frontend", "console"),
+	cs := &Server{
+		r: srv.Registry(), opts: opts, log: srv.Logger().With("frontend", "console"),
 		handoff:  make(chan struct{}),
 		sessions: make(map[*consoleSession]struct{}),
 	}
 	limit := opts.MaxConns
 	if limit <= 0 {
-		limit = DefaultMaxConns
+		limit = ctl.DefaultMaxConns
 	}
-	a, err := unixsock.Accept(s.inherit, s.log, "console", "unix", spec, opts.StreamOptions,
+	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "console", "unix", spec, opts.StreamOptions,
 		func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, "", nil) },
 		func(c *net.UnixConn) {
 			fmt.Fprintf(c, "%stoo many connections (limit %d)\n", consoleErrorPrefix, limit)
@@ -115,7 +116,7 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 		return nil, err
 	}
 	cs.a = a
-	for _, h := range s.inherit.TakeConns(spec.Addr) {
+	for _, h := range srv.Inheritance().TakeConns(spec.Addr) {
 		c, err := net.FileConn(h.File())
 		h.File().Close()
 		if err != nil {
@@ -131,27 +132,25 @@ func (s *Server) ServeConsole(spec SocketSpec, opts ConsoleOptions) (*ConsoleSer
 		cs.log.Info("resumed connection", "replay", h.Replay, "pending", len(h.Pending))
 		a.Adopt(uc, func(ctx context.Context, c *net.UnixConn) { cs.serve(ctx, c, h.Replay, h.Pending) })
 	}
-	if err := s.add(cs); err != nil {
-		cs.close(context.Background(), false)
+	if err := srv.Add(cs); err != nil {
+		cs.Stop(context.Background(), false)
 		return nil, err
 	}
 	return cs, nil
 }
 
 // Addr returns the listening address.
-func (cs *ConsoleServer) Addr() string { return cs.a.Addr() }
+func (cs *Server) Addr() string { return cs.a.Addr() }
 
 // Active returns the number of connected clients.
-func (cs *ConsoleServer) Active() int { return cs.a.Active() }
+func (cs *Server) Active() int { return cs.a.Active() }
 
-func (cs *ConsoleServer) addr() string { return cs.a.Addr() }
-
-// close stops the console. Without handoff, running commands are
-// cancelled and connections closed. With handoff, streaming commands are
-// cancelled, non-streaming ones finish and reply, and every live
-// connection is returned (with its persistent line and unread input)
-// instead of being closed.
-func (cs *ConsoleServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+// Stop implements ctl.Frontend: it stops the console. Without handoff,
+// running commands are cancelled and connections closed. With handoff,
+// streaming commands are cancelled, non-streaming ones finish and reply,
+// and every live connection is returned (with its persistent line and
+// unread input) instead of being closed.
+func (cs *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	f, err := cs.a.StopAccepting(handoff)
 	if handoff {
 		cs.handoffOnce.Do(func() { close(cs.handoff) })
@@ -206,7 +205,7 @@ var (
 // cancel a streaming command) while a command runs, and so that unread
 // input can be handed to the next image intact.
 type consoleSession struct {
-	cs   *ConsoleServer
+	cs   *Server
 	conn *net.UnixConn
 	log  *slog.Logger
 	max  int // input buffer bound: MaxLine plus the newline
@@ -234,7 +233,7 @@ type consoleSession struct {
 
 // serve runs one session until the client quits or disconnects, the
 // console closes, or a handoff takes the connection.
-func (cs *ConsoleServer) serve(ctx context.Context, c *net.UnixConn, replay string, pending []byte) {
+func (cs *Server) serve(ctx context.Context, c *net.UnixConn, replay string, pending []byte) {
 	ss := &consoleSession{
 		cs: cs, conn: c, log: cs.log, max: cs.opts.MaxLine + 1,
 		more:       make(chan struct{}, 1),
@@ -453,23 +452,23 @@ func (ss *consoleSession) isStream(line string) bool {
 	if len(words) == 0 {
 		return false
 	}
-	c, ok := ss.cs.s.d.Lookup(words[0])
+	c, ok := ss.cs.r.Lookup(words[0])
 	return ok && c.Stream
 }
 
 // split cuts a line into words: on whitespace exactly as gone does
 // (bufio.ScanWords: Unicode spaces, no quoting, no comments), or with
 // Tokenize when quoting is on.
-func (cs *ConsoleServer) split(line string) ([]string, error) {
+func (cs *Server) split(line string) ([]string, error) {
 	if cs.opts.Quoting {
-		return Tokenize(line)
+		return ctl.Tokenize(line)
 	}
 	return goneWords(line), nil
 }
 
 // blank reports whether a line has no words (a quoting error counts as
 // words: it is answered).
-func (cs *ConsoleServer) blank(line string) bool {
+func (cs *Server) blank(line string) bool {
 	words, err := cs.split(line)
 	return err == nil && len(words) == 0
 }
@@ -564,7 +563,7 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 		return stepStop
 	case "?":
 		if len(words) == 2 {
-			c, ok := ss.cs.s.d.Lookup(words[1])
+			c, ok := ss.cs.r.Lookup(words[1])
 			if !ok {
 				ss.write(consoleUnknown)
 				return stepNext
@@ -581,7 +580,7 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 		words = words[1:]
 		ss.oneShot = true
 	}
-	c, ok := ss.cs.s.d.Lookup(words[0])
+	c, ok := ss.cs.r.Lookup(words[0])
 	if !ok {
 		ss.log.Info("unknown console command", "command", words[0])
 		ss.write(consoleUnknown)
@@ -604,8 +603,8 @@ func (ss *consoleSession) completed(ctx context.Context, next step) step {
 	return next
 }
 
-func (ss *consoleSession) dispatch(ctx context.Context, c *Command, line string, words []string) step {
-	tc, err := wordsCommand(words)
+func (ss *consoleSession) dispatch(ctx context.Context, c *ctl.Command, line string, words []string) step {
+	tc, err := ctl.ParseWords(words)
 	if err == nil {
 		if tc.Help {
 			ss.write(c.LongUsage())
@@ -615,7 +614,7 @@ func (ss *consoleSession) dispatch(ctx context.Context, c *Command, line string,
 		// their error is printed even for a streaming command that a
 		// line already waiting would cancel at once: gone prints a
 		// command's refusal of its arguments the same way.
-		_, err = c.bind(tc.Input)
+		_, err = c.Bind(tc.Input)
 	}
 	if err != nil {
 		ss.log.Info("console command refused", "command", c.Name, "err", err)
@@ -653,12 +652,12 @@ func (ss *consoleSession) halfClose() {
 // command. Non-streaming commands always run to completion (bounded by
 // the close deadline) so that their reply is written, even across a
 // re-exec. It returns why the command was cancelled, if it was.
-func (ss *consoleSession) runCommand(ctx context.Context, c *Command, tc TextCommand) error {
+func (ss *consoleSession) runCommand(ctx context.Context, c *ctl.Command, tc ctl.TextCommand) error {
 	cctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	out := &consoleOut{ss: ss, cancel: cancel}
-	done := make(chan Result, 1)
-	go func() { done <- ss.cs.s.d.Run(cctx, c, tc.Input, out, "console") }()
+	done := make(chan ctl.Result, 1)
+	go func() { done <- ss.cs.r.Run(cctx, c, tc.Input, out) }()
 	if c.Stream {
 		if in, why := ss.hasInput(); in {
 			cancel(why)
@@ -669,7 +668,7 @@ func (ss *consoleSession) runCommand(ctx context.Context, c *Command, tc TextCom
 	if !c.Stream {
 		more = nil
 	}
-	var res Result
+	var res ctl.Result
 wait:
 	for {
 		select {
@@ -701,7 +700,7 @@ wait:
 	if !c.Stream || why == nil {
 		ss.write(renderResult(res, out.wrote(), ss.cs.opts.ShowArgs))
 	}
-	if res.Code != Success && res.Code != Empty {
+	if res.Code != ctl.Success && res.Code != ctl.Empty {
 		ss.log.Info("console command failed", "command", c.Name, "code", res.Code, "text", res.Text)
 	}
 	return why
@@ -758,15 +757,15 @@ func (o *consoleOut) close() {
 // are sorted; gone's come in map order, which varies from run to run.
 func (ss *consoleSession) help() string {
 	type row struct{ name, syntax, comment string }
-	names := ss.cs.s.d.Names()
+	names := ss.cs.r.Names()
 	rows := make([]row, 0, len(names))
 	var nameW, synW, comW int
 	for _, n := range names {
-		c, ok := ss.cs.s.d.Lookup(n)
+		c, ok := ss.cs.r.Lookup(n)
 		if !ok {
 			continue
 		}
-		r := row{n, c.syntax(), c.Comment}
+		r := row{n, c.Synopsis(), c.Comment}
 		nameW, synW, comW = max(nameW, len(r.name)), max(synW, len(r.syntax)), max(comW, len(r.comment))
 		rows = append(rows, r)
 	}
@@ -789,8 +788,8 @@ func (ss *consoleSession) help() string {
 // showArgs asks for them, or when the command produced no text at all
 // (neither on Out nor in the result): then they are its whole answer and
 // are shown as "key: value" lines rather than dropped.
-func renderResult(r Result, wrote, showArgs bool) string {
-	if r.Code != Success && r.Code != Empty {
+func renderResult(r ctl.Result, wrote, showArgs bool) string {
+	if r.Code != ctl.Success && r.Code != ctl.Empty {
 		text := r.Text
 		if text == "" {
 			text = fmt.Sprintf("command failed (result %d)", r.Code)
@@ -917,23 +916,4 @@ func compactJSON(v any) string {
 		return fmt.Sprint(v)
 	}
 	return string(raw)
-}
-
-// ReexecCommand returns a "reexec" command that replies, then re-executes
-// the daemon in place. The re-exec runs after the handler returns: the
-// front ends' handoff waits for in-flight non-streaming commands, so the
-// reply reaches the client before the exec.
-func (s *Server) ReexecCommand() *Command {
-	return &Command{
-		Name:    "reexec",
-		Comment: "re-execute the daemon in place (same pid), keeping sockets and console sessions",
-		Handler: func(context.Context, *Call) Result {
-			go func() {
-				if err := s.Reexec(); err != nil {
-					s.fail(err)
-				}
-			}()
-			return OK("Re-executing.", nil)
-		},
-	}
 }

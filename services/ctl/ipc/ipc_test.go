@@ -1,4 +1,4 @@
-package ctl
+package ipc
 
 import (
 	"bufio"
@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"io"
 	"log/slog"
 	"net"
@@ -26,8 +27,8 @@ import (
 // ipcTestEnv is a server with the test commands, listening on a short
 // socket path.
 type ipcTestEnv struct {
-	srv  *Server
-	ipc  *IPCServer
+	srv  *ctl.Server
+	ipc  *Server
 	path string
 	logs *testutil.LockedBuffer
 	// slowIn is closed by the slow command when it started; slowGo lets
@@ -36,61 +37,61 @@ type ipcTestEnv struct {
 }
 
 // ipcTestCommands registers the commands the IPC tests use.
-func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
+func ipcTestCommands(d *ctl.Registry, env *ipcTestEnv) {
 	d.MustRegister(
-		&Command{
+		&ctl.Command{
 			Name: "echo", Comment: "return the arguments", AnyArgs: true,
-			Handler: func(_ context.Context, c *Call) Result { return OK("", c.Args.Any()) },
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result { return ctl.OK("", c.Args.Any()) },
 		},
-		&Command{
+		&ctl.Command{
 			Name: "mdio_read", Comment: "read a PHY register",
-			Params: []Param{
-				{Name: "phy", Type: Int, Required: true, Ranged: true, Min: 1, Max: 3, Help: "Port/PHY",
-					Aliases: []Alias{{"A", "1"}, {"B", "2"}, {"AB", "3"}}},
-				{Name: "address", Type: Int, Required: true, Ranged: true, Min: 0, Max: 31, Help: "MDIO register address"},
-				{Name: "page", Type: Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255, Help: "Register page",
-					Aliases: []Alias{{"nop", "-1"}}},
+			Params: []ctl.Param{
+				{Name: "phy", Type: ctl.Int, Required: true, Ranged: true, Min: 1, Max: 3, Help: "Port/PHY",
+					Aliases: []ctl.Alias{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}, {Name: "AB", Value: "3"}}},
+				{Name: "address", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 31, Help: "MDIO register address"},
+				{Name: "page", Type: ctl.Int, Default: int64(-1), Ranged: true, Min: -1, Max: 255, Help: "Register page",
+					Aliases: []ctl.Alias{{Name: "nop", Value: "-1"}}},
 			},
-			Handler: func(_ context.Context, c *Call) Result {
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				v := int64(0x7949) + c.Args.Int("address") - 1
 				if c.Args.Int("phy") == 3 {
-					return OK("", map[string]any{"result_phy0": v, "result_phy1": v})
+					return ctl.OK("", map[string]any{"result_phy0": v, "result_phy1": v})
 				}
-				return OK("", v)
+				return ctl.OK("", v)
 			},
 		},
-		&Command{
+		&ctl.Command{
 			// nose cuts a parameter's name in errors to 79 bytes.
 			Name: "long", Comment: "has a long parameter description",
-			Params:  []Param{{Name: "n", Type: Int, Help: strings.Repeat("d", 100)}},
-			Handler: func(context.Context, *Call) Result { return OK("", nil) },
+			Params:  []ctl.Param{{Name: "n", Type: ctl.Int, Help: strings.Repeat("d", 100)}},
+			Handler: func(context.Context, *ctl.Call) ctl.Result { return ctl.OK("", nil) },
 		},
-		&Command{
+		&ctl.Command{
 			Name: "said", Comment: "returns a text only, as nose's LOG",
-			Handler: func(context.Context, *Call) Result { return OK("success", nil) },
+			Handler: func(context.Context, *ctl.Call) ctl.Result { return ctl.OK("success", nil) },
 		},
-		&Command{
+		&ctl.Command{
 			Name: "fail", Comment: "always fails",
-			Handler: func(context.Context, *Call) Result { return Fail("boom: %d", 42) },
+			Handler: func(context.Context, *ctl.Call) ctl.Result { return ctl.Fail("boom: %d", 42) },
 		},
-		&Command{
+		&ctl.Command{
 			Name: "textual", Comment: "returns text and a map",
-			Handler: func(context.Context, *Call) Result {
-				return OK("hello\nworld", map[string]any{"a": int64(1), "b": "x\"y"})
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.OK("hello\nworld", map[string]any{"a": int64(1), "b": "x\"y"})
 			},
 		},
-		&Command{
+		&ctl.Command{
 			Name: "clash", Comment: "returns reserved keys",
-			Handler: func(context.Context, *Call) Result {
-				return OK("", map[string]any{"id": int64(5), "success": "x", "type": "t", "z": 1.5})
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"id": int64(5), "success": "x", "type": "t", "z": 1.5})
 			},
 		},
-		&Command{
+		&ctl.Command{
 			Name: "writer", Comment: "writes output, then returns",
-			Handler: func(_ context.Context, c *Call) Result {
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				fmt.Fprint(c.Out, "out1")
 				fmt.Fprint(c.Out, "out2\n")
-				return OK("", nil)
+				return ctl.OK("", nil)
 			},
 		},
 	)
@@ -98,35 +99,35 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 		return
 	}
 	d.MustRegister(
-		&Command{
+		&ctl.Command{
 			Name: "say", Comment: "broadcasts its word, then replies",
-			Params: []Param{{Name: "word", Type: String, Required: true}},
-			Handler: func(_ context.Context, c *Call) Result {
+			Params: []ctl.Param{{Name: "word", Type: ctl.String, Required: true}},
+			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
 				env.ipc.Broadcast("said " + c.Args.String("word"))
-				return OK("", nil)
+				return ctl.OK("", nil)
 			},
 		},
-		&Command{
+		&ctl.Command{
 			Name: "slow", Comment: "waits for the test",
-			Handler: func(ctx context.Context, c *Call) Result {
+			Handler: func(ctx context.Context, c *ctl.Call) ctl.Result {
 				close(env.slowIn)
 				select {
 				case <-env.slowGo:
 				case <-ctx.Done():
 				}
-				return OK("", "slow done")
+				return ctl.OK("", "slow done")
 			},
 		},
-		&Command{
+		&ctl.Command{
 			Name: "watch", Comment: "streams ticks", Stream: true,
-			Handler: func(ctx context.Context, c *Call) Result {
+			Handler: func(ctx context.Context, c *ctl.Call) ctl.Result {
 				for i := 0; ; i++ {
 					if _, err := fmt.Fprintf(c.Out, "tick %d", i); err != nil {
-						return Fail("write: %v", err)
+						return ctl.Fail("write: %v", err)
 					}
 					select {
 					case <-ctx.Done():
-						return OK("stopped", nil)
+						return ctl.OK("stopped", nil)
 					case <-time.After(2 * time.Millisecond):
 					}
 				}
@@ -135,14 +136,14 @@ func ipcTestCommands(d *Daemon, env *ipcTestEnv) {
 	)
 }
 
-func newIPCEnv(t testing.TB, opts IPCOptions) *ipcTestEnv {
+func newIPCEnv(t testing.TB, opts Options) *ipcTestEnv {
 	t.Helper()
 	env := &ipcTestEnv{logs: &testutil.LockedBuffer{}, slowIn: make(chan struct{}), slowGo: make(chan struct{})}
-	d := NewDaemon(DaemonOptions{Name: "test", Version: "1.0", Logger: slog.New(slog.NewTextHandler(env.logs, nil))})
+	d := ctl.NewRegistry(ctl.Options{Name: "test", Version: "1.0", Logger: slog.New(slog.NewTextHandler(env.logs, nil))})
 	ipcTestCommands(d, env)
-	env.srv = NewServer(d)
-	env.path = IPCAddr(filepath.Join(testutil.ShortDir(t), "t.socket"))
-	ipc, err := env.srv.ServeIPC(SocketSpec{Addr: env.path}, opts)
+	env.srv = ctl.NewServer(d)
+	env.path = Addr(filepath.Join(testutil.ShortDir(t), "t.socket"))
+	ipc, err := Serve(env.srv, ctl.SocketSpec{Addr: env.path}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,9 +158,9 @@ func newIPCEnv(t testing.TB, opts IPCOptions) *ipcTestEnv {
 	return env
 }
 
-func (e *ipcTestEnv) dial(t testing.TB) *IPCClient {
+func (e *ipcTestEnv) dial(t testing.TB) *Client {
 	t.Helper()
-	c, err := DialIPC(e.path)
+	c, err := Dial(e.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +170,7 @@ func (e *ipcTestEnv) dial(t testing.TB) *IPCClient {
 }
 
 // readLine reads one line and checks it is one well-formed JSON object.
-func ipcReadLine(t testing.TB, c *IPCClient) string {
+func ipcReadLine(t testing.TB, c *Client) string {
 	t.Helper()
 	l, err := c.ReadLine()
 	if err != nil {
@@ -199,17 +200,17 @@ func TestIPCAddr(t *testing.T) {
 		{"./rel/x", "./rel/x"},
 		{"a/b", "a/b"},
 	} {
-		if got := IPCAddr(tc.in); got != tc.want {
-			t.Errorf("IPCAddr(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := Addr(tc.in); got != tc.want {
+			t.Errorf("Addr(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
 
 func TestIPCConformance(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
-	mdioRead, _ := env.srv.d.Lookup("mdio_read")
+	env := newIPCEnv(t, Options{})
+	mdioRead, _ := env.srv.Registry().Lookup("mdio_read")
 	var usageEvents []string
-	for _, l := range strings.SplitAfter(strings.TrimRight(NoseHelp([]*Command{mdioRead}, "mdio_read", true), "\n"), "\n") {
+	for _, l := range strings.SplitAfter(strings.TrimRight(Help([]*ctl.Command{mdioRead}, "mdio_read", true), "\n"), "\n") {
 		if !strings.HasSuffix(l, "\n") {
 			l += "\n"
 		}
@@ -302,8 +303,8 @@ func TestIPCConformance(t *testing.T) {
 		{"text open quote", `echo "abc d`, []string{ev("0: abc d\n")}},
 		{"text trailing comment", `mdio_read 1 1 1 # c`, []string{errEv("unused arguments starting with '#'.")}},
 		{"text writer", `writer`, []string{ev("out1\n"), ev("out2\n")}},
-		{"max line ok", pad(DefaultIPCMaxLine), []string{`{"id":1,"x":"` + strings.Repeat("p", DefaultIPCMaxLine-len(`{"command":"echo","id":1,"x":""}`)) + `","success":true}`}},
-		{"max line + 1", pad(DefaultIPCMaxLine + 1), []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
+		{"max line ok", pad(DefaultMaxLine), []string{`{"id":1,"x":"` + strings.Repeat("p", DefaultMaxLine-len(`{"command":"echo","id":1,"x":""}`)) + `","success":true}`}},
+		{"max line + 1", pad(DefaultMaxLine + 1), []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
 		{"very long text line", strings.Repeat("x", 100000), []string{errEv("line too long (max 4096 bytes)")}},
 		{"very long json line", "{" + strings.Repeat("x", 100000), []string{errEv("line too long (max 4096 bytes)"), `{"id":-1,"error":"line too long (max 4096 bytes)","success":false}`}},
 	}
@@ -343,19 +344,19 @@ func TestIPCConformance(t *testing.T) {
 	}
 }
 
-func ipcRawConn(c *IPCClient) *net.UnixConn { return c.c }
+func ipcRawConn(c *Client) *net.UnixConn { return c.c }
 
 // helpEvents is nose's help listing for filter as log events.
 func helpEvents(env *ipcTestEnv, filter string) []string {
-	cmds := env.srv.d.Commands()
+	cmds := env.srv.Registry().Commands()
 	for _, n := range []string{"exit", "help"} {
-		if _, ok := env.srv.d.Lookup(n); !ok {
+		if _, ok := env.srv.Registry().Lookup(n); !ok {
 			cmds = append(cmds, (&ipcSession{}).ipcBuiltin(n))
 		}
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].Name < cmds[j].Name })
 	var out []string
-	for _, l := range strings.SplitAfter(strings.TrimRight(NoseHelp(cmds, filter, false), "\n"), "\n") {
+	for _, l := range strings.SplitAfter(strings.TrimRight(Help(cmds, filter, false), "\n"), "\n") {
 		if !strings.HasSuffix(l, "\n") {
 			l += "\n"
 		}
@@ -365,7 +366,7 @@ func helpEvents(env *ipcTestEnv, filter string) []string {
 }
 
 func TestIPCPipelined(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	c := env.dial(t)
 	const n = 1000
 	var req bytes.Buffer
@@ -401,7 +402,7 @@ func TestIPCPipelined(t *testing.T) {
 }
 
 func TestIPCEventsBetweenRequestAndReply(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	c := env.dial(t)
 	other := env.dial(t)
 	// A round trip makes sure the server registered the connection.
@@ -443,8 +444,8 @@ func TestIPCEventsBetweenRequestAndReply(t *testing.T) {
 }
 
 func TestIPCBroadcastManyClients(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
-	var cs []*IPCClient
+	env := newIPCEnv(t, Options{})
+	var cs []*Client
 	for i := 0; i < 5; i++ {
 		c := env.dial(t)
 		// A round trip makes sure the server registered the connection.
@@ -468,7 +469,7 @@ func TestIPCBroadcastManyClients(t *testing.T) {
 // A client that never reads must not stall broadcasts or other clients:
 // its events are dropped and counted, everyone else carries on.
 func TestIPCSlowClient(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{QueueBytes: 4096})
+	env := newIPCEnv(t, Options{QueueBytes: 4096})
 	stuck := env.dial(t)
 	if _, err := stuck.Do(`{"command":"echo","id":1}`, nil); err != nil {
 		t.Fatal(err)
@@ -522,7 +523,7 @@ func TestIPCSlowClient(t *testing.T) {
 }
 
 func TestIPCStream(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	c := env.dial(t)
 	if err := c.Send(`{"command":"watch","id":1}`); err != nil {
 		t.Fatal(err)
@@ -576,7 +577,7 @@ func TestIPCStream(t *testing.T) {
 }
 
 func TestIPCExit(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	for _, line := range []string{"exit", `{"command":"exit","id":4}`} {
 		c := env.dial(t)
 		if err := c.Send(line); err != nil {
@@ -597,7 +598,7 @@ func TestIPCExit(t *testing.T) {
 }
 
 func TestIPCConnectionLimit(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{StreamOptions: StreamOptions{MaxConns: 1}})
+	env := newIPCEnv(t, Options{StreamOptions: ctl.StreamOptions{MaxConns: 1}})
 	first := env.dial(t)
 	if _, err := first.Do(`{"command":"echo","id":1}`, nil); err != nil {
 		t.Fatal(err)
@@ -615,7 +616,7 @@ func TestIPCConnectionLimit(t *testing.T) {
 }
 
 func TestIPCConnect(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	path := filepath.Join(testutil.ShortDir(t), "peer.socket")
 	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -625,13 +626,13 @@ func TestIPCConnect(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ret := make(chan error, 1)
-	go func() { ret <- env.srv.ConnectIPC(ctx, path, IPCOptions{}) }()
+	go func() { ret <- Connect(ctx, env.srv, path, Options{}) }()
 	ln.SetDeadline(time.Now().Add(5 * time.Second))
 	uc, err := ln.AcceptUnix()
 	if err != nil {
 		t.Fatal(err)
 	}
-	peer := &IPCClient{c: uc, r: bufio.NewReader(uc)}
+	peer := &Client{c: uc, r: bufio.NewReader(uc)}
 	peer.SetDeadline(time.Now().Add(5 * time.Second))
 	got, err := peer.Do(`{"command":"mdio_read","phy":1,"address":1,"id":1}`, nil)
 	if err != nil || string(got) != `{"id":1,"result":31049,"success":true}` {
@@ -641,19 +642,19 @@ func TestIPCConnect(t *testing.T) {
 	if got := ipcReadLine(t, peer); got != ev("to the dialled-out peer too\n") {
 		t.Fatalf("got %s", got)
 	}
-	// The peer closing ends ConnectIPC with nil.
+	// The peer closing ends Connect with nil.
 	uc.Close()
 	select {
 	case err := <-ret:
 		if err != nil {
-			t.Fatalf("ConnectIPC returned %v", err)
+			t.Fatalf("Connect returned %v", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("ConnectIPC did not return after the peer closed")
+		t.Fatal("Connect did not return after the peer closed")
 	}
 
 	// Cancelling ctx ends it with ctx's error.
-	go func() { ret <- env.srv.ConnectIPC(ctx, path, IPCOptions{}) }()
+	go func() { ret <- Connect(ctx, env.srv, path, Options{}) }()
 	uc2, err := ln.AcceptUnix()
 	if err != nil {
 		t.Fatal(err)
@@ -663,20 +664,20 @@ func TestIPCConnect(t *testing.T) {
 	select {
 	case err := <-ret:
 		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("ConnectIPC returned %v, want context.Canceled", err)
+			t.Fatalf("Connect returned %v, want context.Canceled", err)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("ConnectIPC did not return after cancel")
+		t.Fatal("Connect did not return after cancel")
 	}
 
 	// Nothing listening: a clear error.
-	if err := env.srv.ConnectIPC(context.Background(), path+".none", IPCOptions{}); err == nil || !strings.Contains(err.Error(), "no such file") {
+	if err := Connect(context.Background(), env.srv, path+".none", Options{}); err == nil || !strings.Contains(err.Error(), "no such file") {
 		t.Fatalf("dial to nothing: %v", err)
 	}
 }
 
 func TestIPCCloseEndsClients(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	c := env.dial(t)
 	if _, err := c.Do(`{"command":"echo","id":1}`, nil); err != nil {
 		t.Fatal(err)
@@ -700,8 +701,8 @@ func TestIPCCloseEndsClients(t *testing.T) {
 
 func TestIPCSocat(t *testing.T) {
 	testutil.NeedTool(t, "socat", "socat")
-	env := newIPCEnv(t, IPCOptions{})
-	names := env.srv.d.Names()
+	env := newIPCEnv(t, Options{})
+	names := env.srv.Registry().Names()
 	list, _ := json.Marshal(names)
 	for _, tc := range []struct{ in, want string }{
 		{`{"command":"list-commands","id":3}` + "\n",
@@ -724,14 +725,14 @@ func TestIPCSocat(t *testing.T) {
 // The idle server costs nothing per connection beyond its goroutines:
 // many clients at once are served.
 func TestIPCManyClients(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
+	env := newIPCEnv(t, Options{})
 	var wg sync.WaitGroup
 	errs := make(chan error, 50)
 	for i := 0; i < 50; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := DialIPC(env.path)
+			c, err := Dial(env.path)
 			if err != nil {
 				errs <- err
 				return
@@ -790,7 +791,7 @@ func TestIPCJSONEncoding(t *testing.T) {
 		t.Error("NaN encoded without error")
 	}
 	// Typed maps and structs are flattened like map[string]any.
-	b, err := appendResult(nil, "1", OK("", struct {
+	b, err := appendResult(nil, "1", ctl.OK("", struct {
 		ID int `json:"id"`
 		V  int `json:"v"`
 	}{1, 2}))
@@ -802,9 +803,9 @@ func TestIPCJSONEncoding(t *testing.T) {
 func zero() float64 { return 0 }
 
 func TestIPCUnencodableResult(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
-	env.srv.d.MustRegister(&Command{Name: "nan", Handler: func(context.Context, *Call) Result {
-		return OK("", map[string]any{"x": 0.0 / zero()})
+	env := newIPCEnv(t, Options{})
+	env.srv.Registry().MustRegister(&ctl.Command{Name: "nan", Handler: func(context.Context, *ctl.Call) ctl.Result {
+		return ctl.OK("", map[string]any{"x": 0.0 / zero()})
 	}})
 	c := env.dial(t)
 	// The text form's error is its one event, the JSON form's an event
@@ -847,15 +848,15 @@ func FuzzIPCLine(f *testing.F) {
 	} {
 		f.Add([]byte(s))
 	}
-	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	d := ctl.NewRegistry(ctl.Options{Name: "fuzz", Version: "1", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	ipcTestCommands(d, nil)
-	srv := &Server{d: d, log: d.Logger()}
+	log := d.Logger()
 	const maxLine = 256
 	f.Fuzz(func(t *testing.T, data []byte) {
 		line := strings.ReplaceAll(string(data), "\n", " ")
 		var total atomic.Uint64
-		q := newIPCQueue(1<<30, &total, srv.log)
-		ss := &ipcSession{s: srv, q: q, log: srv.log, maxLine: maxLine}
+		q := newIPCQueue(1<<30, &total, log)
+		ss := &ipcSession{r: d, q: q, log: log, maxLine: maxLine}
 		if err := ss.serve(context.Background(), strings.NewReader(line+"\n")); err != nil {
 			t.Fatalf("serve: %v", err)
 		}
@@ -869,7 +870,7 @@ func FuzzIPCLine(f *testing.F) {
 		trimmed := strings.TrimLeft(content, " \t\r\n\v\f")
 		isJSON := trimmed != "" && trimmed[0] == '{'
 		if !isJSON && len(content) <= maxLine {
-			if _, _, comment, err := ParseNose(content); err == nil && comment || trimmed == "" {
+			if _, _, comment, err := ParseLine(content); err == nil && comment || trimmed == "" {
 				if len(out) != 0 {
 					t.Fatalf("output for an empty line: %q", out)
 				}
@@ -887,7 +888,7 @@ func FuzzIPCLine(f *testing.F) {
 			if !json.Valid([]byte(l)) || l[0] != '{' {
 				t.Fatalf("line %d not a JSON object: %q", i, l)
 			}
-			_, isEvent := IPCEvent([]byte(l))
+			_, isEvent := Event([]byte(l))
 			if isEvent != (!isJSON || i < len(lines)-1) {
 				t.Fatalf("line %d of %d: event=%v: %q", i, len(lines), isEvent, l)
 			}
@@ -917,7 +918,7 @@ func FuzzIPCLine(f *testing.F) {
 // BenchmarkIPCPipelinedEcho measures pipelined requests on one
 // connection, the pattern of a tool driving a daemon in bulk.
 func BenchmarkIPCPipelinedEcho(b *testing.B) {
-	env := newIPCEnv(b, IPCOptions{})
+	env := newIPCEnv(b, Options{})
 	c := env.dial(b)
 	c.SetDeadline(time.Time{})
 	line := []byte(`{"command":"echo","id":1,"x":1}` + "\n")
@@ -957,9 +958,9 @@ func BenchmarkIPCPipelinedEcho(b *testing.B) {
 
 // A daemon's own help or exit command wins over the front end's.
 func TestIPCRegistryOverridesBuiltins(t *testing.T) {
-	env := newIPCEnv(t, IPCOptions{})
-	env.srv.d.MustRegister(&Command{Name: "exit", Comment: "daemon exit", Handler: func(context.Context, *Call) Result {
-		return OK("", "daemon's exit")
+	env := newIPCEnv(t, Options{})
+	env.srv.Registry().MustRegister(&ctl.Command{Name: "exit", Comment: "daemon exit", Handler: func(context.Context, *ctl.Call) ctl.Result {
+		return ctl.OK("", "daemon's exit")
 	}})
 	c := env.dial(t)
 	got, err := c.Do(`{"command":"exit","id":1}`, nil)
@@ -981,7 +982,7 @@ func TestIPCRegistryOverridesBuiltins(t *testing.T) {
 // JSON form) takes a JSON number with a fraction for an Int parameter;
 // every other framing (Kea's channel) keeps refusing it.
 func TestTruncateReals(t *testing.T) {
-	cmd := &Command{Name: "c", Params: []Param{{Name: "n", Type: Int, Required: true, Ranged: true, Min: -5, Max: 5}}}
+	cmd := &ctl.Command{Name: "c", Params: []ctl.Param{{Name: "n", Type: ctl.Int, Required: true, Ranged: true, Min: -5, Max: 5}}}
 	for _, tc := range []struct {
 		name  string
 		raw   any
@@ -1003,7 +1004,7 @@ func TestTruncateReals(t *testing.T) {
 		{"outside 64 bits", json.Number("1e19"), true, 0, "c: parameter 'n' must be an integer, got 1e19"},
 		{"string stays strict", "1.9", true, 0, `c: parameter 'n' must be an integer, got "1.9"`},
 	} {
-		a, err := cmd.bind(Input{Named: map[string]any{"n": tc.raw}, TruncateReals: tc.trunc})
+		a, err := cmd.Bind(ctl.Input{Named: map[string]any{"n": tc.raw}, TruncateReals: tc.trunc})
 		if tc.err != "" {
 			if err == nil || err.Error() != tc.err {
 				t.Errorf("%s: err %v, want %s", tc.name, err, tc.err)

@@ -1,10 +1,13 @@
-package ctl
+package kea
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/jsonenc"
 	"io"
 	"log/slog"
 	"net"
@@ -16,9 +19,9 @@ import (
 	"time"
 )
 
-// DefaultKeaIdleTimeout is how long a Kea connection may stay silent, as
+// DefaultIdleTimeout is how long a Kea connection may stay silent, as
 // in Kea (TIMEOUT_DHCP_SERVER_RECEIVE_COMMAND).
-const DefaultKeaIdleTimeout = 10 * time.Second
+const DefaultIdleTimeout = 10 * time.Second
 
 // keaWriteChunk is how much of a reply is written per deadline, so that
 // a slow but live reader is not cut off while a stalled one is.
@@ -28,22 +31,22 @@ const keaWriteChunk = 64 << 10
 // call.Out that is kept for the reply.
 const keaMaxOutput = 1 << 20
 
-// KeaOptions configures the Kea control channel.
-type KeaOptions struct {
-	StreamOptions
+// Options configures the Kea control channel.
+type Options struct {
+	ctl.StreamOptions
 	// IdleTimeout closes a connection that sends nothing for this long,
 	// after a timeout reply; it restarts on every read and write. 0 means
-	// DefaultKeaIdleTimeout.
+	// DefaultIdleTimeout.
 	IdleTimeout time.Duration
 	// MaxRequest bounds a request's raw size, comments and leading
-	// whitespace included; 0 means DefaultKeaMaxRequest.
+	// whitespace included; 0 means DefaultMaxRequest.
 	MaxRequest int
 	// Forward makes the channel a hub: a request with a non-empty
 	// "service" list is routed, as Kea's Control Agent routes it, and
 	// answered with a list of one answer per service. req is the
 	// request without "service", and the reply is that daemon's JSON
 	// answer (a map, or a list of maps). Returning an error wrapping
-	// ErrKeaNoService says that this one service is unknown.
+	// ErrNoService says that this one service is unknown.
 	//
 	// Nil, which every daemon uses, ignores "service" and runs the
 	// command here, as Kea's daemons do: that is what lets Kea's
@@ -51,22 +54,22 @@ type KeaOptions struct {
 	Forward func(ctx context.Context, service string, req []byte) ([]byte, error)
 }
 
-// ErrKeaNoService is returned (wrapped) by a Forward hook for a service
+// ErrNoService is returned (wrapped) by a Forward hook for a service
 // it has no socket for; the answer is then Kea's "forwarding socket is
 // not configured" text rather than "server is likely to be offline".
-var ErrKeaNoService = errors.New("no forwarding socket for this service")
+var ErrNoService = errors.New("no forwarding socket for this service")
 
-// KeaServer is a running Kea control channel: AF_UNIX SOCK_STREAM, one
+// Server is a running Kea control channel: AF_UNIX SOCK_STREAM, one
 // JSON command per connection, answered with
 // { "arguments": ..., "result": N, "text": "..." } before the server
 // closes the connection.
-type KeaServer struct {
+type Server struct {
 	a    *unixsock.Acceptor
-	opts KeaOptions
+	opts Options
 	log  *slog.Logger
-	// d and maxConns are set before the accept loop starts, which runs
-	// serve and reject before ServeKea has stored the acceptor.
-	d        *Daemon
+	// r and maxConns are set before the accept loop starts, which runs
+	// serve and reject before Serve has stored the acceptor.
+	r        *ctl.Registry
 	maxConns int
 
 	// hardCtx is the context commands run in. It is cancelled when the
@@ -78,49 +81,47 @@ type KeaServer struct {
 	closing  atomic.Bool
 }
 
-// ServeKea starts a Kea control channel on spec.
-func (s *Server) ServeKea(spec SocketSpec, opts KeaOptions) (*KeaServer, error) {
+// Serve starts a Kea control channel on spec and adds it to srv.
+func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) {
 	if opts.IdleTimeout <= 0 {
-		opts.IdleTimeout = DefaultKeaIdleTimeout
+		opts.IdleTimeout = DefaultIdleTimeout
 	}
 	if opts.MaxRequest <= 0 {
-		opts.MaxRequest = DefaultKeaMaxRequest
+		opts.MaxRequest = DefaultMaxRequest
 	}
 	if opts.MaxConns <= 0 {
-		opts.MaxConns = DefaultMaxConns
+		opts.MaxConns = ctl.DefaultMaxConns
 	}
-	k := &KeaServer{opts: opts, log: s.log.With("frontend", "kea"), d: s.d, maxConns: opts.MaxConns}
+	k := &Server{opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry(), maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
-	a, err := unixsock.Accept(s.inherit, s.log, "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
+	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
 		return nil, err
 	}
 	k.a = a
-	if err := s.add(k); err != nil {
-		k.close(context.Background(), false)
+	if err := srv.Add(k); err != nil {
+		k.Stop(context.Background(), false)
 		return nil, err
 	}
 	return k, nil
 }
 
 // Addr returns the listening address.
-func (k *KeaServer) Addr() string { return k.a.Addr() }
-
-func (k *KeaServer) addr() string { return k.a.Addr() }
+func (k *Server) Addr() string { return k.a.Addr() }
 
 // Active returns the number of connections being served.
-func (k *KeaServer) Active() int { return k.a.Active() }
+func (k *Server) Active() int { return k.a.Active() }
 
 // Close stops the channel: idle connections are closed without a reply,
 // commands already running finish and send their reply until ctx ends.
-func (k *KeaServer) Close(ctx context.Context) error {
-	_, err := k.close(ctx, false)
+func (k *Server) Close(ctx context.Context) error {
+	_, err := k.Stop(ctx, false)
 	return err
 }
 
-// close is the frontend method. It overrides the acceptor's to cancel
+// Stop implements ctl.Frontend. Unlike a bare acceptor's, it cancels
 // running commands only when ctx runs out, not at once.
-func (k *KeaServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+func (k *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	k.closing.Store(true)
 	stop := context.AfterFunc(ctx, k.hardStop)
 	defer stop()
@@ -131,12 +132,12 @@ func (k *KeaServer) close(ctx context.Context, handoff bool) (*unixsock.Files, e
 // keaReply encodes one answer as Kea does: keys sorted, which puts them
 // in the order arguments, result, text; empty text and nil arguments
 // left out.
-func keaReply(r Result) []byte {
+func keaReply(r ctl.Result) []byte {
 	b := make([]byte, 0, 64)
 	return appendKeaResult(b, r)
 }
 
-func appendKeaResult(b []byte, r Result) []byte {
+func appendKeaResult(b []byte, r ctl.Result) []byte {
 	b = append(b, "{ "...)
 	if r.Args != nil {
 		b = append(b, `"arguments": `...)
@@ -147,13 +148,13 @@ func appendKeaResult(b []byte, r Result) []byte {
 	b = appendKeaJSON(b, int(r.Code))
 	if r.Text != "" {
 		b = append(b, `, "text": `...)
-		b = appendJSONString(b, r.Text)
+		b = jsonenc.AppendString(b, r.Text)
 	}
 	return append(b, " }"...)
 }
 
-func (k *KeaServer) reject(c *net.UnixConn) {
-	k.write(c, keaReply(Fail("too many connections (limit %d)", k.maxConns)))
+func (k *Server) reject(c *net.UnixConn) {
+	k.write(c, keaReply(ctl.Fail("too many connections (limit %d)", k.maxConns)))
 	lingerClose(c, rejectLinger)
 }
 
@@ -174,7 +175,7 @@ func lingerClose(c *net.UnixConn, d time.Duration) {
 }
 
 // serve runs one connection: frame, run, reply, close.
-func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
+func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	// On close, wake a blocked read; the loop then sees closing and
 	// drops the connection without a reply.
@@ -220,7 +221,7 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 				text += fmt.Sprintf(", discarded partial command of %d bytes", p)
 			}
 			k.log.Info("connection timed out", "partial", len(feed.Output()))
-			k.write(c, keaReply(Fail("%s", text)))
+			k.write(c, keaReply(ctl.Fail("%s", text)))
 			finishConn(c)
 			return
 		case errors.Is(err, io.EOF):
@@ -240,7 +241,7 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 	var reply []byte
 	if feed.Status() == feedFailed {
 		k.log.Warn("bad request framing", "err", feed.Err())
-		reply = keaReply(Fail("%s", feed.Err()))
+		reply = keaReply(ctl.Fail("%s", feed.Err()))
 	} else {
 		reply = k.handleRequest(k.hardCtx, feed.Output())
 	}
@@ -255,7 +256,7 @@ func (k *KeaServer) serve(ctx context.Context, c *net.UnixConn) {
 }
 
 // write sends all of b, restarting the idle deadline per chunk.
-func (k *KeaServer) write(c *net.UnixConn, b []byte) error {
+func (k *Server) write(c *net.UnixConn, b []byte) error {
 	for len(b) > 0 {
 		n := min(len(b), keaWriteChunk)
 		c.SetWriteDeadline(time.Now().Add(k.opts.IdleTimeout))
@@ -301,15 +302,15 @@ func finishConn(c *net.UnixConn) {
 
 // keaCommandError formats Kea's text for a malformed command map.
 func keaCommandError(format string, a ...any) []byte {
-	return keaReply(Fail("Error during command processing: invalid command: "+format, a...))
+	return keaReply(ctl.Fail("Error during command processing: invalid command: "+format, a...))
 }
 
 // handleRequest parses a framed request and answers it.
-func (k *KeaServer) handleRequest(ctx context.Context, text []byte) []byte {
+func (k *Server) handleRequest(ctx context.Context, text []byte) []byte {
 	v, err := parseKeaWire(text)
 	if err != nil {
 		k.log.Warn("bad request JSON", "err", err)
-		return keaReply(Fail("%s", err.Error()))
+		return keaReply(ctl.Fail("%s", err.Error()))
 	}
 	return k.dispatch(ctx, v)
 }
@@ -325,7 +326,7 @@ func keaRequestKey(key string) bool {
 
 // dispatch checks the request map as Kea's parseCommand does (same
 // order, same texts), then routes it or runs it.
-func (k *KeaServer) dispatch(ctx context.Context, v any) []byte {
+func (k *Server) dispatch(ctx context.Context, v any) []byte {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v))
@@ -379,11 +380,11 @@ func (k *KeaServer) dispatch(ctx context.Context, v any) []byte {
 // run looks the command up, checks its arguments and runs it through
 // the registry. As in Kea, an unknown command is reported before its
 // arguments are looked at.
-func (k *KeaServer) run(ctx context.Context, name string, args any) Result {
-	cmd, ok := k.d.Lookup(name)
+func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
+	cmd, ok := k.r.Lookup(name)
 	if !ok {
 		k.log.Info("unsupported command", "command", name)
-		return UnsupportedResult(name)
+		return ctl.UnsupportedResult(name)
 	}
 	var named map[string]any
 	if args != nil {
@@ -395,19 +396,21 @@ func (k *KeaServer) run(ctx context.Context, name string, args any) Result {
 			// any value passes; there is nothing in it to keep.
 			k.log.Debug("ignoring arguments the command does not take", "command", name, "type", keaTypeName(args))
 		default:
-			return Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args))
+			return ctl.Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args))
 		}
 	}
 	if cmd.Stream {
-		return Result{Code: Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}
+		return ctl.Result{Code: ctl.Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}
 	}
-	in := Input{Named: named}
+	// The schema binds the parsed map as it is; only a handler that asks
+	// for the raw arguments has them encoded.
+	in := ctl.Input{Named: named}
 	if named != nil {
-		in.Raw = appendKeaJSON(nil, named)
+		in.Raw = func() json.RawMessage { return appendKeaJSON(nil, named) }
 	}
-	out := limitedBuffer{max: keaMaxOutput}
+	out := ctl.OutputBuffer{Max: keaMaxOutput}
 	k.log.Debug("command received", "command", name)
-	r := k.d.Run(ctx, cmd, in, &out, "kea")
+	r := k.r.Run(ctx, cmd, in, &out)
 	if r.Text == "" && out.Len() > 0 {
 		r.Text = strings.TrimRight(out.String(), "\n")
 	}
@@ -416,7 +419,7 @@ func (k *KeaServer) run(ctx context.Context, name string, args any) Result {
 
 // forward implements the Control Agent's routing: one answer per
 // service, in a list.
-func (k *KeaServer) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
+func (k *Server) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
 	req := make(map[string]any, len(m))
 	for key, v := range m {
 		if key != "service" {
@@ -432,13 +435,13 @@ func (k *KeaServer) forward(ctx context.Context, name string, m map[string]any, 
 			k.log.Info("forwarding command", "command", name, "service", svc)
 			resp, err = k.opts.Forward(ctx, svc, body)
 		}
-		if k.opts.Forward == nil || errors.Is(err, ErrKeaNoService) {
-			answers = append(answers, keaResultMap(Fail("forwarding socket is not configured for the server type %s", svc)))
+		if k.opts.Forward == nil || errors.Is(err, ErrNoService) {
+			answers = append(answers, keaResultMap(ctl.Fail("forwarding socket is not configured for the server type %s", svc)))
 			continue
 		}
 		if err != nil {
 			k.log.Warn("forwarding failed", "command", name, "service", svc, "err", err)
-			answers = append(answers, keaResultMap(Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))
+			answers = append(answers, keaResultMap(ctl.Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))
 			continue
 		}
 		answers = append(answers, parseForwarded(svc, resp)...)
@@ -447,7 +450,7 @@ func (k *KeaServer) forward(ctx context.Context, name string, m map[string]any, 
 }
 
 // keaResultMap is a Result as a JSON map value.
-func keaResultMap(r Result) map[string]any {
+func keaResultMap(r ctl.Result) map[string]any {
 	m := map[string]any{"result": int(r.Code)}
 	if r.Text != "" {
 		m["text"] = r.Text
@@ -462,7 +465,7 @@ func keaResultMap(r Result) map[string]any {
 // element, a list contributes its elements.
 func parseForwarded(svc string, resp []byte) []any {
 	bad := func(why string) []any {
-		return []any{keaResultMap(Fail("invalid answer from the %s service: %s", svc, why))}
+		return []any{keaResultMap(ctl.Fail("invalid answer from the %s service: %s", svc, why))}
 	}
 	f := newKeaFeed(len(resp) + 1)
 	f.Write(resp)

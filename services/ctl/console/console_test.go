@@ -1,4 +1,4 @@
-package ctl
+package console
 
 import (
 	"bufio"
@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/ctltest"
 	"io"
 	"log/slog"
 	"net"
@@ -34,22 +36,22 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // tickerCommand streams "prefix N" lines every interval until cancelled.
-func tickerCommand(name, prefix string, persistent bool, interval time.Duration) *Command {
-	return &Command{
+func tickerCommand(name, prefix string, persistent bool, interval time.Duration) *ctl.Command {
+	return &ctl.Command{
 		Name:       name,
 		Comment:    "stream numbered lines",
 		Stream:     true,
 		Persistent: persistent,
-		Handler: func(ctx context.Context, call *Call) Result {
+		Handler: func(ctx context.Context, call *ctl.Call) ctl.Result {
 			t := time.NewTicker(interval)
 			defer t.Stop()
 			for i := 0; ; i++ {
 				if _, err := fmt.Fprintf(call.Out, "%s %d", prefix, i); err != nil {
-					return Fail("output: %v", err)
+					return ctl.Fail("output: %v", err)
 				}
 				select {
 				case <-ctx.Done():
-					return Result{}
+					return ctl.Result{}
 				case <-t.C:
 				}
 			}
@@ -58,61 +60,61 @@ func tickerCommand(name, prefix string, persistent bool, interval time.Duration)
 }
 
 // testCommands are registered on every test console.
-func testCommands(block chan struct{}) []*Command {
-	return []*Command{
+func testCommands(block chan struct{}) []*ctl.Command {
+	return []*ctl.Command{
 		{
 			Name:    "add",
 			Comment: "add two numbers",
-			Params: []Param{
-				{Name: "a", Type: Int, Required: true, Ranged: true, Min: 0, Max: 100},
-				{Name: "b", Type: Int, Default: int64(1)},
+			Params: []ctl.Param{
+				{Name: "a", Type: ctl.Int, Required: true, Ranged: true, Min: 0, Max: 100},
+				{Name: "b", Type: ctl.Int, Default: int64(1)},
 			},
-			Handler: func(_ context.Context, call *Call) Result {
-				return OK("", map[string]any{"sum": call.Args.Int("a") + call.Args.Int("b")})
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"sum": call.Args.Int("a") + call.Args.Int("b")})
 			},
 		},
 		{
 			Name:    "echo",
 			Comment: "print the words",
-			Params:  []Param{{Name: "words", Rest: true}},
-			Handler: func(_ context.Context, call *Call) Result {
-				return OK(strings.Join(call.Args.Rest(), " "), nil)
+			Params:  []ctl.Param{{Name: "words", Rest: true}},
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
+				return ctl.OK(strings.Join(call.Args.Rest(), " "), nil)
 			},
 		},
 		{
 			Name:    "say",
 			Comment: "write through Out",
-			Handler: func(_ context.Context, call *Call) Result {
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
 				fmt.Fprint(call.Out, "first")
 				fmt.Fprint(call.Out, "second\n")
-				return OK("done", nil)
+				return ctl.OK("done", nil)
 			},
 		},
 		{
 			Name: "fail",
-			Handler: func(context.Context, *Call) Result {
-				return Fail("broken %d", 42)
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.Fail("broken %d", 42)
 			},
 		},
 		{
 			Name: "block",
-			Handler: func(_ context.Context, call *Call) Result {
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
 				fmt.Fprint(call.Out, "blocking")
 				<-block
-				return OK("unblocked", nil)
+				return ctl.OK("unblocked", nil)
 			},
 		},
 		{
 			Name:   "flood",
 			Stream: true,
-			Handler: func(ctx context.Context, call *Call) Result {
+			Handler: func(ctx context.Context, call *ctl.Call) ctl.Result {
 				line := []byte(strings.Repeat("f", 1023))
 				for ctx.Err() == nil {
 					if _, err := call.Out.Write(line); err != nil {
-						return Fail("output: %v", err)
+						return ctl.Fail("output: %v", err)
 					}
 				}
-				return Result{}
+				return ctl.Result{}
 			},
 		},
 		tickerCommand("ticker", "tick", false, 2*time.Millisecond),
@@ -121,31 +123,31 @@ func testCommands(block chan struct{}) []*Command {
 }
 
 type testConsole struct {
-	srv   *Server
-	cs    *ConsoleServer
-	d     *Daemon
+	srv   *ctl.Server
+	cs    *Server
+	d     *ctl.Registry
 	path  string
 	block chan struct{}
 }
 
-func startConsole(t *testing.T, opts ConsoleOptions) *testConsole {
+func startConsole(t *testing.T, opts Options) *testConsole {
 	t.Helper()
-	d := NewDaemon(DaemonOptions{Name: "test", Version: "1.2.3", Logger: testLogger(t)})
+	d := ctl.NewRegistry(ctl.Options{Name: "test", Version: "1.2.3", Logger: testLogger(t)})
 	tc := &testConsole{d: d, block: make(chan struct{}), path: filepath.Join(testutil.ShortDir(t), "c.sock")}
 	d.MustRegister(testCommands(tc.block)...)
-	tc.srv = NewServer(d)
-	cs, err := tc.srv.ServeConsole(SocketSpec{Addr: tc.path}, opts)
+	tc.srv = ctl.NewServer(d)
+	cs, err := Serve(tc.srv, ctl.SocketSpec{Addr: tc.path}, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tc.cs = cs
-	closeOnCleanup(t, tc.srv)
+	ctltest.CloseOnCleanup(t, tc.srv)
 	return tc
 }
 
 func (tc *testConsole) dial(t *testing.T) *net.UnixConn {
 	t.Helper()
-	c, err := ConsoleDial(tc.path)
+	c, err := Dial(tc.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,7 +159,7 @@ func (tc *testConsole) dial(t *testing.T) *net.UnixConn {
 // writes until it closes.
 func converse(t *testing.T, path, input string) string {
 	t.Helper()
-	c, err := ConsoleDial(path)
+	c, err := Dial(path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -177,7 +179,7 @@ func converse(t *testing.T, path, input string) string {
 // checkHelpTable checks the layout of a "?" listing: gone's header, the
 // q and ? rows, then one row per command name, sorted, every row padded
 // to the same columns. gonecompat compares it with gone's own output.
-func checkHelpTable(t *testing.T, d *Daemon, got string) {
+func checkHelpTable(t *testing.T, d *ctl.Registry, got string) {
 	t.Helper()
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
 	if len(lines) != 3+len(d.Names()) {
@@ -197,7 +199,7 @@ func checkHelpTable(t *testing.T, d *Daemon, got string) {
 		row := lines[3+i]
 		c, _ := d.Lookup(n)
 		if len(row) != len(lines[1]) || row[:syntaxAt] != fmt.Sprintf("%-*s", syntaxAt, n) ||
-			row[syntaxAt:dashAt] != fmt.Sprintf("%-*s", dashAt-syntaxAt, c.syntax()) ||
+			row[syntaxAt:dashAt] != fmt.Sprintf("%-*s", dashAt-syntaxAt, c.Synopsis()) ||
 			strings.TrimRight(row[dashAt:], " ") != strings.TrimRight(" - "+c.Comment, " ") {
 			t.Errorf("row %d: %q (q row %q)", i, row, lines[1])
 		}
@@ -205,7 +207,7 @@ func checkHelpTable(t *testing.T, d *Daemon, got string) {
 }
 
 func TestConsoleConformance(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{MaxLine: 64})
+	tc := startConsole(t, Options{MaxLine: 64})
 	add, _ := tc.d.Lookup("add")
 	long := "x" + strings.Repeat("y", 100)
 	tests := []struct {
@@ -295,8 +297,8 @@ func TestConsoleConformance(t *testing.T) {
 // TestConsoleOptions checks the opt-in behaviours: shell-like quoting
 // and arguments after the text.
 func TestConsoleOptions(t *testing.T) {
-	quoting := startConsole(t, ConsoleOptions{Quoting: true})
-	args := startConsole(t, ConsoleOptions{ShowArgs: true})
+	quoting := startConsole(t, Options{Quoting: true})
+	args := startConsole(t, Options{ShowArgs: true})
 	tests := []struct {
 		name string
 		tc   *testConsole
@@ -353,7 +355,7 @@ func readUntil(t *testing.T, c net.Conn, r *bufio.Reader, match func(string) boo
 }
 
 func TestConsoleBangHalfClose(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	c := tc.dial(t)
 	if _, err := io.WriteString(c, "! add 1 2\n"); err != nil {
 		t.Fatal(err)
@@ -379,7 +381,7 @@ func TestConsoleBangHalfClose(t *testing.T) {
 }
 
 func TestConsoleBangStream(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	c := tc.dial(t)
 	r := bufio.NewReader(c)
 	io.WriteString(c, "! ticker\n")
@@ -399,7 +401,7 @@ func TestConsoleBangStream(t *testing.T) {
 }
 
 func TestConsoleStreamCancelledByNextLine(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	c := tc.dial(t)
 	r := bufio.NewReader(c)
 	io.WriteString(c, "ticker\n")
@@ -431,7 +433,7 @@ func TestConsoleStreamCancelledByNextLine(t *testing.T) {
 }
 
 func TestConsoleStreamEOF(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	c := tc.dial(t)
 	r := bufio.NewReader(c)
 	io.WriteString(c, "ticker\n")
@@ -449,7 +451,7 @@ func TestConsoleStreamEOF(t *testing.T) {
 }
 
 func TestConsoleShutdownCancelsStream(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	c := tc.dial(t)
 	r := bufio.NewReader(c)
 	io.WriteString(c, "ticker\n")
@@ -473,7 +475,7 @@ func TestConsoleShutdownCancelsStream(t *testing.T) {
 }
 
 func TestConsoleShutdownCommand(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	done := make(chan error, 1)
 	go func() { done <- tc.srv.Run(context.Background()) }()
 	if out := converse(t, tc.path, "shutdown\n"); out != "Shutting down.\n" {
@@ -490,7 +492,7 @@ func TestConsoleShutdownCommand(t *testing.T) {
 }
 
 func TestConsoleConnectionLimit(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{StreamOptions: StreamOptions{MaxConns: 1}})
+	tc := startConsole(t, Options{StreamOptions: ctl.StreamOptions{MaxConns: 1}})
 	c1 := tc.dial(t)
 	r1 := bufio.NewReader(c1)
 	io.WriteString(c1, "add 1 2\n")
@@ -513,7 +515,7 @@ func TestConsoleConnectionLimit(t *testing.T) {
 // A command that writes while a client never reads must not pin the
 // session: the write timeout ends it.
 func TestConsoleWriteTimeout(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{WriteTimeout: 50 * time.Millisecond})
+	tc := startConsole(t, Options{WriteTimeout: 50 * time.Millisecond})
 	c := tc.dial(t)
 	io.WriteString(c, "flood\n")
 	// One line proves the session runs; then the client stops reading.
@@ -534,7 +536,7 @@ func TestConsoleWriteTimeout(t *testing.T) {
 
 func TestConsoleSocat(t *testing.T) {
 	testutil.NeedTool(t, "socat", "socat")
-	tc := startConsole(t, ConsoleOptions{})
+	tc := startConsole(t, Options{})
 	run := func(input string) string {
 		cmd := exec.Command("socat", "-", "UNIX-CONNECT:"+tc.path)
 		cmd.Stdin = strings.NewReader(input)
@@ -557,22 +559,22 @@ func TestConsoleSocat(t *testing.T) {
 }
 
 func TestConsolePipe(t *testing.T) {
-	tc := startConsole(t, ConsoleOptions{})
-	c, err := ConsoleDial(tc.path)
+	tc := startConsole(t, Options{})
+	c, err := Dial(tc.path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := ConsolePipe(ctx, c, strings.NewReader("add 1 2\necho hi\n"), &out); err != nil {
+	if err := Pipe(ctx, c, strings.NewReader("add 1 2\necho hi\n"), &out); err != nil {
 		t.Fatal(err)
 	}
 	if out.String() != "sum: 3\nhi\n" {
 		t.Fatalf("got %q", out.String())
 	}
 	// A context end stops a session that would run forever.
-	c, err = ConsoleDial(tc.path)
+	c, err = Dial(tc.path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -581,10 +583,10 @@ func TestConsolePipe(t *testing.T) {
 	go io.WriteString(pw, "ticker\n")
 	ctx2, cancel2 := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel2()
-	if err := ConsolePipe(ctx2, c, pr, io.Discard); !errors.Is(err, context.DeadlineExceeded) {
+	if err := Pipe(ctx2, c, pr, io.Discard); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("got %v, want deadline exceeded", err)
 	}
-	if _, err := ConsoleDial(filepath.Join(testutil.ShortDir(t), "none.sock")); err == nil || !errors.Is(err, syscall.ENOENT) {
+	if _, err := Dial(filepath.Join(testutil.ShortDir(t), "none.sock")); err == nil || !errors.Is(err, syscall.ENOENT) {
 		t.Fatalf("dial of a missing socket: %v", err)
 	}
 }
@@ -596,35 +598,35 @@ func TestRenderResult(t *testing.T) {
 	}
 	tests := []struct {
 		name            string
-		r               Result
+		r               ctl.Result
 		wrote, showArgs bool
 		want            string
 	}{
-		{"empty", Result{}, false, false, ""},
-		{"text", OK("hello", nil), false, false, "hello\n"},
-		{"text newline", OK("a\nb\n", nil), false, false, "a\nb\n"},
-		{"text after writes", OK("done", nil), true, false, "done\n"},
-		{"error", Fail("bad thing"), false, false, "Error:  bad thing\n"},
-		{"error ending in newline", Fail("bad\n"), false, false, "Error:  bad\n\n"},
-		{"error no text", Result{Code: Conflict}, false, false, "Error:  command failed (result 4)\n"},
-		{"unsupported", UnsupportedResult("x"), false, false, "Error:  'x' command not supported.\n"},
-		{"empty code", Result{Code: Empty, Text: "nothing"}, false, false, "nothing\n"},
-		{"text hides args", OK("1.2.3", map[string]any{"extended": "x"}), false, false, "1.2.3\n"},
-		{"writes hide args", OK("", map[string]any{"a": 1}), true, false, ""},
-		{"args shown", OK("1.2.3", map[string]any{"extended": "x"}), true, true, "1.2.3\nextended: x\n"},
-		{"map", OK("", map[string]any{"b": 2, "a": "x", "c": true, "d": nil}), false, false, "a: x\nb: 2\nc: true\nd: null\n"},
-		{"nested", OK("t", map[string]any{"m": map[string]any{"k": 1.5}, "l": []any{"p", 2}, "e": []any{}, "o": map[string]any{}}), false, true,
+		{"empty", ctl.Result{}, false, false, ""},
+		{"text", ctl.OK("hello", nil), false, false, "hello\n"},
+		{"text newline", ctl.OK("a\nb\n", nil), false, false, "a\nb\n"},
+		{"text after writes", ctl.OK("done", nil), true, false, "done\n"},
+		{"error", ctl.Fail("bad thing"), false, false, "Error:  bad thing\n"},
+		{"error ending in newline", ctl.Fail("bad\n"), false, false, "Error:  bad\n\n"},
+		{"error no text", ctl.Result{Code: ctl.Conflict}, false, false, "Error:  command failed (result 4)\n"},
+		{"unsupported", ctl.UnsupportedResult("x"), false, false, "Error:  'x' command not supported.\n"},
+		{"empty code", ctl.Result{Code: ctl.Empty, Text: "nothing"}, false, false, "nothing\n"},
+		{"text hides args", ctl.OK("1.2.3", map[string]any{"extended": "x"}), false, false, "1.2.3\n"},
+		{"writes hide args", ctl.OK("", map[string]any{"a": 1}), true, false, ""},
+		{"args shown", ctl.OK("1.2.3", map[string]any{"extended": "x"}), true, true, "1.2.3\nextended: x\n"},
+		{"map", ctl.OK("", map[string]any{"b": 2, "a": "x", "c": true, "d": nil}), false, false, "a: x\nb: 2\nc: true\nd: null\n"},
+		{"nested", ctl.OK("t", map[string]any{"m": map[string]any{"k": 1.5}, "l": []any{"p", 2}, "e": []any{}, "o": map[string]any{}}), false, true,
 			"t\ne: []\nl:\n  - p\n  - 2\nm:\n  k: 1.5\no: {}\n"},
-		{"multiline string", OK("", map[string]any{"extended": "one\ntwo\n"}), false, false, "extended:\n  one\n  two\n"},
-		{"list", OK("", []any{"a", "b"}), false, false, "a\nb\n"},
-		{"list with text", OK("2", []any{"a", "b"}), false, true, "2\na\nb\n"},
-		{"list of maps", OK("", []any{map[string]any{"x": 1}}), false, false, "{\"x\":1}\n"},
-		{"struct", OK("", st{"n", 3}), false, false, "count: 3\nname: n\n"},
-		{"scalar", OK("", 42), false, false, "42\n"},
-		{"string arg", OK("", "multi\nline"), false, false, "multi\nline\n"},
-		{"big int", OK("", map[string]any{"n": int64(1) << 60}), false, false, "n: 1152921504606846976\n"},
-		{"error hides args", Result{Code: Error, Text: "partial", Args: map[string]any{"done": 1}}, false, false, "Error:  partial\n"},
-		{"error with args shown", Result{Code: Error, Text: "partial", Args: map[string]any{"done": 1}}, false, true, "Error:  partial\ndone: 1\n"},
+		{"multiline string", ctl.OK("", map[string]any{"extended": "one\ntwo\n"}), false, false, "extended:\n  one\n  two\n"},
+		{"list", ctl.OK("", []any{"a", "b"}), false, false, "a\nb\n"},
+		{"list with text", ctl.OK("2", []any{"a", "b"}), false, true, "2\na\nb\n"},
+		{"list of maps", ctl.OK("", []any{map[string]any{"x": 1}}), false, false, "{\"x\":1}\n"},
+		{"struct", ctl.OK("", st{"n", 3}), false, false, "count: 3\nname: n\n"},
+		{"scalar", ctl.OK("", 42), false, false, "42\n"},
+		{"string arg", ctl.OK("", "multi\nline"), false, false, "multi\nline\n"},
+		{"big int", ctl.OK("", map[string]any{"n": int64(1) << 60}), false, false, "n: 1152921504606846976\n"},
+		{"error hides args", ctl.Result{Code: ctl.Error, Text: "partial", Args: map[string]any{"done": 1}}, false, false, "Error:  partial\n"},
+		{"error with args shown", ctl.Result{Code: ctl.Error, Text: "partial", Args: map[string]any{"done": 1}}, false, true, "Error:  partial\ndone: 1\n"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -634,7 +636,7 @@ func TestRenderResult(t *testing.T) {
 		})
 	}
 	// Arguments JSON cannot encode still print something.
-	if got := renderResult(OK("", map[string]any{"f": func() {}}), false, false); got == "" {
+	if got := renderResult(ctl.OK("", map[string]any{"f": func() {}}), false, false); got == "" {
 		t.Errorf("unencodable arguments rendered nothing")
 	}
 }
@@ -692,30 +694,29 @@ func FuzzConsoleLine(f *testing.F) {
 		"\x00\xff", "!", "! nosuch\necho y", "? add echo", "echo\ta\u00a0b", "# echo", "count\n\n\necho x"} {
 		f.Add([]byte(s))
 	}
-	d := NewDaemon(DaemonOptions{Name: "fuzz", Version: "0", Logger: slog.New(slog.DiscardHandler)})
+	d := ctl.NewRegistry(ctl.Options{Name: "fuzz", Version: "0", Logger: slog.New(slog.DiscardHandler)})
 	d.MustRegister(testCommands(nil)[:4]...) // add, echo, say, fail
-	d.MustRegister(&Command{
+	d.MustRegister(&ctl.Command{
 		Name:   "count",
 		Stream: true,
-		Handler: func(ctx context.Context, call *Call) Result {
+		Handler: func(ctx context.Context, call *ctl.Call) ctl.Result {
 			for i := 0; i < 100 && ctx.Err() == nil; i++ {
 				fmt.Fprintf(call.Out, "n %d", i)
 			}
 			<-ctx.Done()
-			return OK("counted", nil)
+			return ctl.OK("counted", nil)
 		},
 	})
-	srv := NewServer(d)
 	const maxLine = 256
-	console := func(quoting bool) *ConsoleServer {
-		return &ConsoleServer{
-			s: srv, log: slog.New(slog.DiscardHandler),
-			opts:     ConsoleOptions{MaxLine: maxLine, WriteTimeout: 5 * time.Second, Quoting: quoting},
+	console := func(quoting bool) *Server {
+		return &Server{
+			r: d, log: slog.New(slog.DiscardHandler),
+			opts:     Options{MaxLine: maxLine, WriteTimeout: 5 * time.Second, Quoting: quoting},
 			handoff:  make(chan struct{}),
 			sessions: make(map[*consoleSession]struct{}),
 		}
 	}
-	consoles := []*ConsoleServer{console(false), console(true)}
+	consoles := []*Server{console(false), console(true)}
 	var fixed int // the longest output not derived from the input
 	fixed += len(consoleHelpHeader) + 2*len("? [cmd] - exit and close the connection\n")
 	for _, c := range d.Commands() {
@@ -734,7 +735,7 @@ func FuzzConsoleLine(f *testing.F) {
 }
 
 // fuzzSession runs one session on in and returns its output.
-func fuzzSession(t *testing.T, cs *ConsoleServer, in []byte, fixed int) []byte {
+func fuzzSession(t *testing.T, cs *Server, in []byte, fixed int) []byte {
 	client, server := socketPair(t)
 	defer client.Close()
 	served := make(chan struct{})
@@ -772,7 +773,7 @@ func fuzzSession(t *testing.T, cs *ConsoleServer, in []byte, fixed int) []byte {
 }
 
 // checkFuzzLine checks the reply to a single line by its class.
-func checkFuzzLine(t *testing.T, cs *ConsoleServer, d *Daemon, line, out string) {
+func checkFuzzLine(t *testing.T, cs *Server, d *ctl.Registry, line, out string) {
 	mode := fmt.Sprintf("quoting=%v", cs.opts.Quoting)
 	if strings.Contains(line, "\n") {
 		return

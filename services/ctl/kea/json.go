@@ -1,11 +1,9 @@
-package ctl
+package kea
 
 import (
 	"encoding/json"
 	"fmt"
-	"math"
-	"reflect"
-	"sort"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/jsonenc"
 	"strconv"
 	"strings"
 	"unicode/utf16"
@@ -20,19 +18,19 @@ const keaMaxDepth = 100
 // keaWhitespace is what Kea's parser skips between tokens.
 const keaWhitespace = " \b\f\n\r\t"
 
-// KeaJSONError is a parse error located the way Kea's Element::fromJSON
+// JSONError is a parse error located the way Kea's Element::fromJSON
 // locates it: "<msg> in <file>:<line>:<col>". Kea parses control-channel
 // input "from wire", counting from line 0 and column 0, and moves the
 // column one past each byte read, so "{\"command\": }" fails at
 // <wire>:0:13. HasPos is false for Kea's position-less "nothing read".
-type KeaJSONError struct {
+type JSONError struct {
 	Msg       string
 	File      string
 	Line, Col int
 	HasPos    bool
 }
 
-func (e *KeaJSONError) Error() string {
+func (e *JSONError) Error() string {
 	if !e.HasPos {
 		return e.Msg
 	}
@@ -80,7 +78,7 @@ func (p *keaParser) get() int {
 }
 
 func (p *keaParser) errAt(line, pos int, format string, a ...any) error {
-	return &KeaJSONError{Msg: fmt.Sprintf(format, a...), File: p.file, Line: line, Col: pos, HasPos: true}
+	return &JSONError{Msg: fmt.Sprintf(format, a...), File: p.file, Line: line, Col: pos, HasPos: true}
 }
 
 func isIn(c int, set string) bool {
@@ -137,7 +135,7 @@ func (p *keaParser) value() (any, error) {
 	p.pos++
 	switch {
 	case c == eof:
-		return nil, &KeaJSONError{Msg: "nothing read"}
+		return nil, &JSONError{Msg: "nothing read"}
 	case c >= '0' && c <= '9', c == '-', c == '+', c == '.':
 		p.i--
 		p.pos--
@@ -366,98 +364,11 @@ func (p *keaParser) object() (any, error) {
 }
 
 // keaTypeName names a decoded value's type as Kea's Element::typeToName.
-func keaTypeName(v any) string { return jsonKind(v) }
+func keaTypeName(v any) string { return jsonenc.Kind(v) }
 
-// appendKeaJSON appends v in Kea's toJSON layout: "{ "k": v, ... }" with
-// keys sorted, "[ a, b ]", and an empty map or list as "{  }" or "[  ]".
-// Go values of other types are first turned into JSON values through
-// encoding/json, so any result a handler returns can be encoded.
-// Strings are escaped as Kea does; invalid UTF-8 bytes become \u00XX so
-// the output is always valid JSON.
+// appendKeaJSON appends v in Kea's toJSON layout (jsonenc.Spaced), which
+// never fails.
 func appendKeaJSON(b []byte, v any) []byte {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...)
-	case bool:
-		return strconv.AppendBool(b, x)
-	case string:
-		return appendJSONString(b, x)
-	case json.Number:
-		if x == "" {
-			return append(b, '0')
-		}
-		return append(b, x...)
-	case int:
-		return strconv.AppendInt(b, int64(x), 10)
-	case int8, int16, int32, int64:
-		return strconv.AppendInt(b, reflect.ValueOf(x).Int(), 10)
-	case uint, uint8, uint16, uint32, uint64, uintptr:
-		return strconv.AppendUint(b, reflect.ValueOf(x).Uint(), 10)
-	case float32:
-		return appendKeaFloat(b, float64(x), 32)
-	case float64:
-		return appendKeaFloat(b, x, 64)
-	case []any:
-		return appendKeaList(b, len(x), func(b []byte, i int) []byte { return appendKeaJSON(b, x[i]) })
-	case []string:
-		return appendKeaList(b, len(x), func(b []byte, i int) []byte { return appendJSONString(b, x[i]) })
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		if len(keys) == 0 {
-			return append(b, "{  }"...)
-		}
-		b = append(b, "{ "...)
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ": "...)
-			b = appendKeaJSON(b, x[k])
-		}
-		return append(b, " }"...)
-	case json.RawMessage:
-		return appendKeaJSON(b, decodeForKea(x))
-	}
-	raw, err := json.Marshal(v)
-	if err != nil {
-		return appendJSONString(b, fmt.Sprintf("unencodable value: %v", err))
-	}
-	return appendKeaJSON(b, decodeForKea(raw))
-}
-
-// decodeForKea decodes JSON produced by encoding/json into plain values.
-func decodeForKea(raw []byte) any {
-	var out any
-	d := json.NewDecoder(strings.NewReader(string(raw)))
-	d.UseNumber()
-	if err := d.Decode(&out); err != nil {
-		return fmt.Sprintf("undecodable value: %v", err)
-	}
-	return out
-}
-
-func appendKeaList(b []byte, n int, elem func([]byte, int) []byte) []byte {
-	if n == 0 {
-		return append(b, "[  ]"...)
-	}
-	b = append(b, "[ "...)
-	for i := 0; i < n; i++ {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = elem(b, i)
-	}
-	return append(b, " ]"...)
-}
-
-func appendKeaFloat(b []byte, f float64, bits int) []byte {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, f, 'g', -1, bits)
+	b, _ = jsonenc.Append(b, v, jsonenc.Spaced)
+	return b
 }

@@ -1,14 +1,14 @@
-package ctl
+package kea
 
 import (
 	"bytes"
 	"fmt"
 )
 
-// DefaultKeaMaxRequest bounds one Kea request (16 MiB). Kea itself has no
+// DefaultMaxRequest bounds one Kea request (16 MiB). Kea itself has no
 // limit, so a client streaming an endless unbalanced value grows its
 // buffer without end; we refuse past this size instead.
-const DefaultKeaMaxRequest = 16 << 20
+const DefaultMaxRequest = 16 << 20
 
 // feedStatus is where a keaFeed stands.
 type feedStatus int
@@ -77,7 +77,7 @@ type keaFeed struct {
 
 func newKeaFeed(max int) *keaFeed {
 	if max <= 0 {
-		max = DefaultKeaMaxRequest
+		max = DefaultMaxRequest
 	}
 	return &keaFeed{max: max}
 }

@@ -1,4 +1,4 @@
-package ctl
+package dgram
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/ctl"
 	"log/slog"
 	"net"
 	"strings"
@@ -15,35 +16,35 @@ import (
 	"time"
 )
 
-// DgramMaxLen is the longest datagram command sfptpd accepts (it reads
+// MaxLen is the longest datagram command sfptpd accepts (it reads
 // into a 128-byte buffer with room for the terminating NUL). Longer
 // datagrams are rejected whole rather than truncated, because running a
 // truncated command line could run a different command.
-const DgramMaxLen = 127
+const MaxLen = 127
 
-// DefaultDgramQueue is the default length of the in-process queue
+// DefaultQueue is the default length of the in-process queue
 // between the datagram reader and the command executor.
-const DefaultDgramQueue = 1024
+const DefaultQueue = 1024
 
 // dgramReadBuf is the receive buffer size. It is far larger than
-// DgramMaxLen so that an over-long datagram is seen at its real length;
+// MaxLen so that an over-long datagram is seen at its real length;
 // MSG_TRUNC catches anything larger still.
 const dgramReadBuf = 64 << 10
 
 // dgramOutputMax bounds the command output kept for the log line.
 const dgramOutputMax = 4 << 10
 
-// DgramOptions configures a datagram front end.
-type DgramOptions struct {
+// Options configures a datagram front end.
+type Options struct {
 	// QueueLen bounds the commands read from the socket but not yet run;
-	// 0 means DefaultDgramQueue. The queue lets a slow command run
+	// 0 means DefaultQueue. The queue lets a slow command run
 	// without clients' writes blocking; when it is full the reader waits
 	// (and counts a stall) instead of dropping a command.
 	QueueLen int
 }
 
-// DgramStats are the datagram front end's counters.
-type DgramStats struct {
+// Stats are the datagram front end's counters.
+type Stats struct {
 	// Received counts every datagram read from the socket.
 	Received uint64 `json:"received"`
 	// Run counts commands that ran and returned success.
@@ -61,11 +62,11 @@ type DgramStats struct {
 	Dropped uint64 `json:"dropped"`
 }
 
-// DgramServer is sfptpd's control socket: an AF_UNIX SOCK_DGRAM socket
+// Server is sfptpd's control socket: an AF_UNIX SOCK_DGRAM socket
 // taking one "cmd[=p1[,p2...]]" command per datagram, with no reply.
 // Every outcome is logged.
-type DgramServer struct {
-	s    *Server
+type Server struct {
+	r    *ctl.Registry
 	log  *slog.Logger
 	conn *net.UnixConn
 	sock *unixsock.Socket
@@ -84,20 +85,20 @@ type DgramServer struct {
 	received, run, failed, rejected, stalls, dropped atomic.Uint64
 }
 
-// ServeDgram starts the datagram front end on spec (a path, or "@name").
+// Serve starts the datagram front end on spec (a path, or "@name").
 // It adopts an inherited socket when one matches, so datagrams queued in
 // the kernel during a re-exec are read by the new image.
-func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, error) {
+func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) {
 	if opts.QueueLen <= 0 {
-		opts.QueueLen = DefaultDgramQueue
+		opts.QueueLen = DefaultQueue
 	}
-	conn, sock, err := unixsock.ListenDgram(s.inherit, s.log, spec)
+	conn, sock, err := unixsock.ListenDgram(srv.Inheritance(), srv.Logger(), spec)
 	if err != nil {
 		return nil, fmt.Errorf("dgram: %w", err)
 	}
-	d := &DgramServer{
-		s:          s,
-		log:        s.log.With("frontend", "dgram"),
+	d := &Server{
+		r:          srv.Registry(),
+		log:        srv.Logger().With("frontend", "dgram"),
 		conn:       conn,
 		sock:       sock,
 		queue:      make(chan string, opts.QueueLen),
@@ -105,7 +106,7 @@ func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, e
 		execDone:   make(chan struct{}),
 	}
 	d.ctx, d.cancel = context.WithCancel(context.Background())
-	if err := s.add(d); err != nil {
+	if err := srv.Add(d); err != nil {
 		conn.Close()
 		sock.Remove()
 		d.cancel()
@@ -113,18 +114,16 @@ func (s *Server) ServeDgram(spec SocketSpec, opts DgramOptions) (*DgramServer, e
 	}
 	go d.read()
 	go d.execute()
-	s.log.Info("listening", "frontend", "dgram", "addr", spec.Addr)
+	srv.Logger().Info("listening", "frontend", "dgram", "addr", spec.Addr)
 	return d, nil
 }
 
 // Addr returns the socket address.
-func (d *DgramServer) Addr() string { return d.sock.Addr }
-
-func (d *DgramServer) addr() string { return d.sock.Addr }
+func (d *Server) Addr() string { return d.sock.Addr }
 
 // Stats returns the current counters.
-func (d *DgramServer) Stats() DgramStats {
-	return DgramStats{
+func (d *Server) Stats() Stats {
+	return Stats{
 		Received: d.received.Load(),
 		Run:      d.run.Load(),
 		Failed:   d.failed.Load(),
@@ -136,15 +135,15 @@ func (d *DgramServer) Stats() DgramStats {
 
 // Close stops the front end, runs the commands already read (within
 // ctx's deadline) and removes the socket file it created.
-func (d *DgramServer) Close(ctx context.Context) error {
-	_, err := d.close(ctx, false)
+func (d *Server) Close(ctx context.Context) error {
+	_, err := d.Stop(ctx, false)
 	return err
 }
 
 // read drains the kernel queue as fast as datagrams arrive. It never
 // runs commands itself: a slow command must not make clients' writes
 // block.
-func (d *DgramServer) read() {
+func (d *Server) read() {
 	defer close(d.readerDone)
 	defer close(d.queue)
 	buf := make([]byte, dgramReadBuf)
@@ -165,11 +164,11 @@ func (d *DgramServer) read() {
 		}
 		backoff = 0
 		d.received.Add(1)
-		if flags&syscall.MSG_TRUNC != 0 || n > DgramMaxLen {
+		if flags&syscall.MSG_TRUNC != 0 || n > MaxLen {
 			if flags&syscall.MSG_TRUNC != 0 {
-				d.log.Warn("control: over-long datagram rejected", "len", fmt.Sprintf("more than %d", n), "max", DgramMaxLen)
+				d.log.Warn("control: over-long datagram rejected", "len", fmt.Sprintf("more than %d", n), "max", MaxLen)
 			} else {
-				d.log.Warn("control: over-long datagram rejected", "len", n, "max", DgramMaxLen)
+				d.log.Warn("control: over-long datagram rejected", "len", n, "max", MaxLen)
 			}
 			d.rejected.Add(1)
 			continue
@@ -200,7 +199,7 @@ func (d *DgramServer) read() {
 }
 
 // execute runs queued commands one at a time, in arrival order.
-func (d *DgramServer) execute() {
+func (d *Server) execute() {
 	defer close(d.execDone)
 	for line := range d.queue {
 		if d.ctx.Err() != nil {
@@ -212,7 +211,7 @@ func (d *DgramServer) execute() {
 	}
 }
 
-// ParseDgram splits one datagram into a command name and its positional
+// Parse splits one datagram into a command name and its positional
 // parameters: "cmd", "cmd=p1" or "cmd=p1,p2,...". It splits at the first
 // '=' and then at every ','; an empty parameter part ("cmd=") means no
 // parameters.
@@ -227,12 +226,12 @@ func (d *DgramServer) execute() {
 // accepts. Leading and inner white space is kept: " logrotate" stays
 // unknown, as in sfptpd.
 //
-// A datagram over DgramMaxLen bytes, or one with nothing left once
+// A datagram over MaxLen bytes, or one with nothing left once
 // trimmed, is an error. An empty name ("=a") is returned as such and
 // becomes an unknown command, as in sfptpd.
-func ParseDgram(b []byte) (name string, params []string, err error) {
-	if len(b) > DgramMaxLen {
-		return "", nil, fmt.Errorf("datagram of %d bytes is over the limit of %d", len(b), DgramMaxLen)
+func Parse(b []byte) (name string, params []string, err error) {
+	if len(b) > MaxLen {
+		return "", nil, fmt.Errorf("datagram of %d bytes is over the limit of %d", len(b), MaxLen)
 	}
 	if i := bytes.IndexByte(b, 0); i >= 0 {
 		b = b[:i]
@@ -250,15 +249,14 @@ func ParseDgram(b []byte) (name string, params []string, err error) {
 }
 
 // runLine parses and runs one datagram's command and logs the outcome.
-func (d *DgramServer) runLine(line string) {
-	name, params, err := ParseDgram([]byte(line))
+func (d *Server) runLine(line string) {
+	name, params, err := Parse([]byte(line))
 	if err != nil {
 		d.log.Warn("control: "+err.Error()+"; ignored", "line", line)
 		d.rejected.Add(1)
 		return
 	}
-	reg := d.s.d.Registry
-	c, ok := reg.Lookup(name)
+	c, ok := d.r.Lookup(name)
 	if !ok {
 		// The exact text sfptpd logs, so that log watchers keep working,
 		// with the whole datagram as an attribute.
@@ -277,13 +275,13 @@ func (d *DgramServer) runLine(line string) {
 		d.log.Debug("control: ignoring parameters of a command that takes none", "command", name, "params", params)
 		params = nil
 	}
-	out := &limitedBuffer{max: dgramOutputMax}
-	res := reg.Run(d.ctx, c, Input{Positional: params}, out, "dgram")
+	out := &ctl.OutputBuffer{Max: dgramOutputMax}
+	res := d.r.Run(d.ctx, c, ctl.Input{Positional: params}, out)
 	attrs := []any{"command", name, "text", res.Text}
 	if out.Len() > 0 {
 		attrs = append(attrs, "output", out.String())
 	}
-	if res.Code == Success {
+	if res.Code == ctl.Success {
 		d.log.Info("control: command run", attrs...)
 		d.run.Add(1)
 		return
@@ -293,11 +291,11 @@ func (d *DgramServer) runLine(line string) {
 	d.failed.Add(1)
 }
 
-// close implements frontend. The socket is closed (after a dup when
+// Stop implements ctl.Frontend. The socket is closed (after a dup when
 // handing off, so datagrams still in the kernel queue wait there for the
 // next image); commands already read are run within ctx's deadline and
 // dropped after it.
-func (d *DgramServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+func (d *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	d.closeOnce.Do(func() {
 		var hf *unixsock.Files
 		if handoff {

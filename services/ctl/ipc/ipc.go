@@ -1,4 +1,4 @@
-package ctl
+package ipc
 
 import (
 	"bufio"
@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
+	"github.com/tickbox-fw/tickbox/services/ctl"
+	"github.com/tickbox-fw/tickbox/services/ctl/internal/jsonenc"
 	"io"
 	"log/slog"
 	"math"
@@ -22,168 +24,124 @@ import (
 	"unicode/utf8"
 )
 
-// IPC front end: the nose line-JSON protocol of Intona's Ethernet
-// Debugger host tool.
-//
-// Every JSON request line gets exactly one reply line, in request order:
-//
-//	{"id":N, <arguments flattened>, "success":true}
-//	{"id":N, "error":"…", "success":false}
-//
-// The id is nose's: a number is truncated to an integer (4.5 gives 4),
-// anything else, or no id, gives -1. Keys a command has no parameter for
-// are ignored, as nose ignores them. A number for an integer parameter
-// loses its fraction, as in nose (Input.TruncateReals). A result with arguments is the
-// reply's data; a result with only a text (nose's LOG lines: "success",
-// hw_info, help) sends that text as log events before a bare reply. An
-// error is a log event "error: …" and a reply with success:false, the
-// text also under "error" (nose's reply carries no text, and its
-// failure replies are not even well-formed JSON; ours are).
-//
-// Text-form lines ("mdio_read A 1") reply as nose does: with log events
-// only, the result's text (nose's wording, "result: value=0x7949") or,
-// for a command without one, its arguments as "key: value" lines; an
-// error is one "error: …" event. There is no reply line.
-//
-// Log events {"type":"log","msg":"…\n"} may come at any time, between
-// whole lines only. A command's output goes to the client that ran it;
-// broadcasts (link events) go to every client. nose logs a command's
-// output to every client; we do not, so that no client's script reads
-// replies to commands it did not send.
-//
-// A line over MaxLine bytes gets an error and none of it runs. nose
-// instead runs its first 4095 bytes, or its tail when it arrives in
-// pieces, without a word to the client: that may run a command the
-// client never sent, and leaves it no clue.
-//
-// Slow clients: each connection has a bounded outgoing queue. Broadcast
-// events that do not fit are dropped for that client only (counted and
-// logged). Replies are never dropped: when the queue is full, the
-// connection stops reading requests until its client reads, so a client
-// that does not read only stalls itself.
-
-// Defaults of IPCOptions.
+// Defaults of Options.
 const (
-	DefaultIPCMaxLine    = 4096
-	DefaultIPCQueueBytes = 256 << 10
+	DefaultMaxLine    = 4096
+	DefaultQueueBytes = 256 << 10
 )
 
 // ipcFlushTimeout bounds how long queued output may take to drain after a
 // connection's input ended.
 const ipcFlushTimeout = 5 * time.Second
 
-// IPCOptions configures the IPC front end.
-type IPCOptions struct {
-	StreamOptions
+// Options configures the IPC front end.
+type Options struct {
+	ctl.StreamOptions
 	// MaxLine is the longest request line in bytes, not counting the
-	// "\n" or "\r\n" terminator; 0 means DefaultIPCMaxLine.
+	// "\n" or "\r\n" terminator; 0 means DefaultMaxLine.
 	MaxLine int
 	// QueueBytes bounds a connection's queued output; 0 means
-	// DefaultIPCQueueBytes. Events beyond it are dropped for that client.
+	// DefaultQueueBytes. Events beyond it are dropped for that client.
 	QueueBytes int
 }
 
-func (o IPCOptions) withDefaults() IPCOptions {
+func (o Options) withDefaults() Options {
 	if o.MaxLine <= 0 {
-		o.MaxLine = DefaultIPCMaxLine
+		o.MaxLine = DefaultMaxLine
 	}
 	if o.QueueBytes <= 0 {
-		o.QueueBytes = DefaultIPCQueueBytes
+		o.QueueBytes = DefaultQueueBytes
 	}
 	if o.MaxConns <= 0 {
-		o.MaxConns = DefaultMaxConns
+		o.MaxConns = ctl.DefaultMaxConns
 	}
 	return o
 }
 
-// IPCAddr resolves nose's --ipc-server NAME: a plain name becomes
+// Addr resolves nose's --ipc-server NAME: a plain name becomes
 // /tmp/NAME.socket; a name containing '/' is a path used as is.
-func IPCAddr(name string) string {
+func Addr(name string) string {
 	if strings.Contains(name, "/") {
 		return name
 	}
 	return "/tmp/" + name + ".socket"
 }
 
-// IPCServer is a listening IPC front end.
-type IPCServer struct {
-	s    *Server
+// Server is a listening IPC front end.
+type Server struct {
+	srv  *ctl.Server
 	a    *unixsock.Acceptor
-	opts IPCOptions
+	opts Options
+	hub  *hub
+	// unsubscribe ends the hub's subscription to the daemon's events.
+	unsubscribe func()
 }
 
-// ServeIPC listens on spec (resolve names with IPCAddr first) and serves
-// IPC clients until the server closes.
-func (s *Server) ServeIPC(spec SocketSpec, opts IPCOptions) (*IPCServer, error) {
+// Serve listens on spec (resolve names with Addr first), serves IPC
+// clients until srv closes, and passes the events srv publishes on to
+// them.
+func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) {
 	opts = opts.withDefaults()
-	i := &IPCServer{s: s, opts: opts}
-	a, err := unixsock.Accept(s.inherit, s.log, "ipc", "unix", spec, opts.StreamOptions,
-		func(ctx context.Context, c *net.UnixConn) { s.serveIPCConn(ctx, c, opts) },
+	h := newHub(srv)
+	i := &Server{srv: srv, opts: opts, hub: h, unsubscribe: srv.Subscribe(h)}
+	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "ipc", "unix", spec, opts.StreamOptions,
+		func(ctx context.Context, c *net.UnixConn) { h.serveConn(ctx, c, opts) },
 		func(c *net.UnixConn) {
 			var b []byte
 			b = appendErrorReply(b, "-1", fmt.Sprintf("too many connections (limit %d)", opts.MaxConns))
 			c.Write(b)
 		})
 	if err != nil {
+		i.unsubscribe()
 		return nil, err
 	}
 	i.a = a
-	if err := s.add(i); err != nil {
-		a.Close(context.Background(), false)
+	if err := srv.Add(i); err != nil {
+		i.Stop(context.Background(), false)
 		return nil, fmt.Errorf("ipc: %w", err)
 	}
 	return i, nil
 }
 
-func (i *IPCServer) addr() string { return i.a.Addr() }
-
-func (i *IPCServer) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+// Stop implements ctl.Frontend.
+func (i *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+	i.unsubscribe()
 	return i.a.Close(ctx, handoff)
 }
 
 // Addr returns the listening address.
-func (i *IPCServer) Addr() string { return i.a.Addr() }
+func (i *Server) Addr() string { return i.a.Addr() }
 
 // Active returns the number of connected clients of this listener.
-func (i *IPCServer) Active() int { return i.a.Active() }
+func (i *Server) Active() int { return i.a.Active() }
 
-// Broadcast sends msg as a log event to every IPC client of the server,
-// including connections made with ConnectIPC. It never blocks on a slow
-// client. A missing trailing newline is added, as nose's messages end
-// with one.
-func (i *IPCServer) Broadcast(msg string) { i.s.IPCBroadcast(msg) }
+// Broadcast sends msg as a log event to every IPC client of the daemon,
+// including connections made with Connect: it is the daemon's
+// ctl.Server.Publish. It never blocks on a slow client. A missing
+// trailing newline is added, as nose's messages end with one.
+func (i *Server) Broadcast(msg string) { i.srv.Publish(msg) }
 
 // Writer returns an io.Writer whose every Write is broadcast as one log
 // event, for hooking loggers (slog.NewTextHandler(srv.Writer(), nil)).
-func (i *IPCServer) Writer() io.Writer { return ipcBroadcastWriter{i.s} }
+func (i *Server) Writer() io.Writer { return broadcastWriter{i.srv} }
 
-// Dropped returns how many events were dropped for slow clients.
-func (i *IPCServer) Dropped() uint64 { return i.s.ipc.dropped.Load() }
+// Dropped returns how many events were dropped for this listener's slow
+// clients.
+func (i *Server) Dropped() uint64 { return i.hub.dropped.Load() }
 
-// IPCBroadcast is Broadcast for daemons that hold only the Server.
-func (s *Server) IPCBroadcast(msg string) {
-	line := appendEvent(nil, msg)
-	h := &s.ipc
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for c := range h.conns {
-		c.putEvent(line)
-	}
-}
+type broadcastWriter struct{ srv *ctl.Server }
 
-type ipcBroadcastWriter struct{ s *Server }
-
-func (w ipcBroadcastWriter) Write(p []byte) (int, error) {
-	w.s.IPCBroadcast(string(p))
+func (w broadcastWriter) Write(p []byte) (int, error) {
+	w.srv.Publish(string(p))
 	return len(p), nil
 }
 
-// ConnectIPC is nose's --ipc-connect PATH: it dials out and serves that
-// one connection like an accepted one (Broadcast reaches it too). It
-// returns nil when the peer closes the connection or the server closes,
-// and ctx's error when ctx is cancelled. The connection is not handed
-// over across a re-exec; the daemon connects again after it.
-func (s *Server) ConnectIPC(ctx context.Context, path string, opts IPCOptions) error {
+// Connect is nose's --ipc-connect PATH: it dials out and serves that
+// one connection like an accepted one (the events srv publishes reach
+// it too). It returns nil when the peer closes the connection or srv
+// closes, and ctx's error when ctx is cancelled. The connection is not
+// handed over across a re-exec; the daemon connects again after it.
+func Connect(ctx context.Context, srv *ctl.Server, path string, opts Options) error {
 	opts = opts.withDefaults()
 	var d net.Dialer
 	nc, err := d.DialContext(ctx, "unix", path)
@@ -192,30 +150,32 @@ func (s *Server) ConnectIPC(ctx context.Context, path string, opts IPCOptions) e
 	}
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	o := &ipcOutbound{path: path, c: nc, cancel: cancel, done: make(chan struct{})}
-	if err := s.add(o); err != nil {
+	o := &outbound{path: path, c: nc, cancel: cancel, done: make(chan struct{})}
+	if err := srv.Add(o); err != nil {
 		nc.Close()
 		return fmt.Errorf("ipc connect %s: %w", path, err)
 	}
-	defer s.remove(o)
-	s.log.Info("connected", "frontend", "ipc", "addr", path)
-	s.serveIPCConn(cctx, nc, opts)
+	defer srv.Remove(o)
+	h := newHub(srv)
+	defer srv.Subscribe(h)()
+	srv.Logger().Info("connected", "frontend", "ipc", "addr", path)
+	h.serveConn(cctx, nc, opts)
 	close(o.done)
 	return ctx.Err()
 }
 
-// ipcOutbound is the frontend entry of a ConnectIPC connection, so that
-// Server.Close ends it.
-type ipcOutbound struct {
+// outbound is the ctl.Frontend of a Connect connection, so that closing
+// the ctl.Server ends it.
+type outbound struct {
 	path   string
 	c      net.Conn
 	cancel context.CancelFunc
 	done   chan struct{}
 }
 
-func (o *ipcOutbound) addr() string { return o.path }
+func (o *outbound) Addr() string { return o.path }
 
-func (o *ipcOutbound) close(ctx context.Context, handoff bool) (*unixsock.Files, error) {
+func (o *outbound) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	o.cancel()
 	select {
 	case <-o.done:
@@ -226,35 +186,52 @@ func (o *ipcOutbound) close(ctx context.Context, handoff bool) (*unixsock.Files,
 	return nil, nil
 }
 
-// ipcHub is the set of live IPC connections of one Server. Its zero value
-// is ready to use.
-type ipcHub struct {
+// hub is the set of live connections of one listener (or of one Connect)
+// and the daemon's registry they run commands on. It receives the
+// daemon's events as a ctl.Subscriber and encodes each once for all its
+// connections.
+type hub struct {
+	r   *ctl.Registry
+	log *slog.Logger
+
 	mu      sync.RWMutex
 	conns   map[*ipcConn]struct{}
 	dropped atomic.Uint64
 }
 
-func (h *ipcHub) add(c *ipcConn) {
-	h.mu.Lock()
-	if h.conns == nil {
-		h.conns = make(map[*ipcConn]struct{})
+func newHub(srv *ctl.Server) *hub {
+	return &hub{r: srv.Registry(), log: srv.Logger().With("frontend", "ipc"), conns: make(map[*ipcConn]struct{})}
+}
+
+// Event implements ctl.Subscriber: msg goes to every connection as a log
+// event, dropped for those whose queue is full.
+func (h *hub) Event(msg string) {
+	line := appendEvent(nil, msg)
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	for c := range h.conns {
+		c.putEvent(line)
 	}
+}
+
+func (h *hub) add(c *ipcConn) {
+	h.mu.Lock()
 	h.conns[c] = struct{}{}
 	h.mu.Unlock()
 }
 
-func (h *ipcHub) del(c *ipcConn) {
+func (h *hub) del(c *ipcConn) {
 	h.mu.Lock()
 	delete(h.conns, c)
 	h.mu.Unlock()
 }
 
-// serveIPCConn serves one connection until EOF, exit, a write failure or
+// serveConn serves one connection until EOF, exit, a write failure or
 // ctx's end, then flushes what is queued and closes it.
-func (s *Server) serveIPCConn(ctx context.Context, nc net.Conn, opts IPCOptions) {
-	log := s.log.With("frontend", "ipc")
-	q := newIPCQueue(opts.QueueBytes, &s.ipc.dropped, log)
-	s.ipc.add(q.conn)
+func (h *hub) serveConn(ctx context.Context, nc net.Conn, opts Options) {
+	log := h.log
+	q := newIPCQueue(opts.QueueBytes, &h.dropped, log)
+	h.add(q.conn)
 	wdone := make(chan error, 1)
 	go func() {
 		err := q.writeTo(nc)
@@ -265,10 +242,10 @@ func (s *Server) serveIPCConn(ctx context.Context, nc net.Conn, opts IPCOptions)
 		wdone <- err
 	}()
 	stop := context.AfterFunc(ctx, func() { nc.SetReadDeadline(time.Unix(1, 0)) })
-	sess := &ipcSession{s: s, q: q, log: log, maxLine: opts.MaxLine}
+	sess := &ipcSession{r: h.r, q: q, log: log, maxLine: opts.MaxLine}
 	err := sess.serve(ctx, nc)
 	stop()
-	s.ipc.del(q.conn)
+	h.del(q.conn)
 	if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) && !errors.Is(err, net.ErrClosed) {
 		log.Info("connection read failed", "err", err)
 	}
@@ -445,7 +422,7 @@ func (o ipcOut) Write(p []byte) (int, error) {
 
 // ipcSession is the request side of one connection.
 type ipcSession struct {
-	s       *Server
+	r       *ctl.Registry
 	q       *ipcQueue
 	log     *slog.Logger
 	maxLine int
@@ -562,24 +539,24 @@ func (ss *ipcSession) handleLine(ctx context.Context, line []byte) {
 
 // ipcBuiltin returns the commands this front end adds when the registry
 // has none of that name: help and exit.
-func (ss *ipcSession) ipcBuiltin(name string) *Command {
+func (ss *ipcSession) ipcBuiltin(name string) *ctl.Command {
 	switch name {
 	case "help":
-		return &Command{
+		return &ctl.Command{
 			Name:    "help",
 			Comment: "List commands",
-			Params:  []Param{HelpParam},
-			Handler: func(_ context.Context, call *Call) Result {
-				return OK(NoseHelp(ss.helpCommands(), call.Args.String("command"), false), nil)
+			Params:  []ctl.Param{HelpParam},
+			Handler: func(_ context.Context, call *ctl.Call) ctl.Result {
+				return ctl.OK(Help(ss.helpCommands(), call.Args.String("command"), false), nil)
 			},
 		}
 	case "exit":
-		return &Command{
+		return &ctl.Command{
 			Name:    "exit",
 			Comment: "close this connection",
-			Handler: func(context.Context, *Call) Result {
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
 				ss.quit = true
-				return Result{}
+				return ctl.Result{}
 			},
 		}
 	}
@@ -588,15 +565,15 @@ func (ss *ipcSession) ipcBuiltin(name string) *Command {
 
 // HelpParam is the parameter of nose's help command, for daemons that
 // register their own help.
-var HelpParam = Param{Name: "command", Type: String, Default: "all", Ranged: true, Max: 256,
+var HelpParam = ctl.Param{Name: "command", Type: ctl.String, Default: "all", Ranged: true, Max: 256,
 	Help: "show help for specific command"}
 
 // helpCommands returns the commands help lists, the front end's own
 // included.
-func (ss *ipcSession) helpCommands() []*Command {
-	cmds := ss.s.d.Commands()
+func (ss *ipcSession) helpCommands() []*ctl.Command {
+	cmds := ss.r.Commands()
 	for _, n := range []string{"exit", "help"} {
-		if _, ok := ss.s.d.Lookup(n); !ok {
+		if _, ok := ss.r.Lookup(n); !ok {
 			cmds = append(cmds, ss.ipcBuiltin(n))
 		}
 	}
@@ -604,8 +581,8 @@ func (ss *ipcSession) helpCommands() []*Command {
 	return cmds
 }
 
-func (ss *ipcSession) lookup(name string) (*Command, bool) {
-	if c, ok := ss.s.d.Lookup(name); ok {
+func (ss *ipcSession) lookup(name string) (*ctl.Command, bool) {
+	if c, ok := ss.r.Lookup(name); ok {
 		return c, true
 	}
 	if c := ss.ipcBuiltin(name); c != nil {
@@ -629,7 +606,7 @@ func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
 		v, err := decodeJSONValue(req.cmd)
 		s, isStr := v.(string)
 		if err != nil || !isStr {
-			msg := fmt.Sprintf("'command' must be a string, got %s", jsonKind(v))
+			msg := fmt.Sprintf("'command' must be a string, got %s", jsonenc.Kind(v))
 			ss.log.Warn("bad request", "err", msg)
 			ss.fail(true, id, msg)
 			return
@@ -649,11 +626,11 @@ func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
 	}
 	// nose stores every JSON number it reads for an integer parameter
 	// as a double converted to an integer: "address":1.9 is 1.
-	in := Input{Named: req.named, TruncateReals: true}
+	in := ctl.Input{Named: req.named, TruncateReals: true}
 	if !cmd.AnyArgs {
 		// nose reads only the keys it has parameters for.
 		for k := range in.Named {
-			if cmd.param(k) == nil {
+			if cmd.Param(k) == nil {
 				ss.log.Debug("ignoring key", "command", cmd.Name, "key", clip(k, 64))
 				delete(in.Named, k)
 			}
@@ -685,7 +662,7 @@ func ipcID(raw []byte) string {
 // handleText runs a nose text-form line: "cmd args", "cmd --name=value",
 // "cmd --help". Its output, errors included, is log events only.
 func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
-	name, args, comment, err := ParseNose(string(line))
+	name, args, comment, err := ParseLine(string(line))
 	if err != nil {
 		ss.log.Warn("bad request", "err", err)
 		ss.fail(false, "-1", err.Error())
@@ -700,13 +677,13 @@ func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
 		ss.fail(false, "-1", fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
-	in, help, err := NoseArgs(cmd, args)
+	in, help, err := BindWords(cmd, args)
 	if err != nil {
 		ss.fail(false, "-1", err.Error())
 		return
 	}
 	if help {
-		ss.textLines(NoseHelp([]*Command{cmd}, cmd.Name, true))
+		ss.textLines(Help([]*ctl.Command{cmd}, cmd.Name, true))
 		return
 	}
 	ss.run(ctx, cmd, in, "-1", true)
@@ -714,7 +691,7 @@ func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
 
 // run runs cmd. Streaming commands run in their own goroutine until the
 // next line arrives; everything else runs here, one at a time.
-func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string, text bool) {
+func (ss *ipcSession) run(ctx context.Context, cmd *ctl.Command, in ctl.Input, id string, text bool) {
 	if cmd.Stream {
 		sctx, cancel := context.WithCancel(ctx)
 		st := &ipcStream{cancel: cancel, done: make(chan struct{})}
@@ -722,7 +699,7 @@ func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string
 		go func() {
 			defer close(st.done)
 			defer cancel()
-			res := ss.s.d.Run(sctx, cmd, in, ipcOut{ctx: sctx, q: ss.q}, "ipc")
+			res := ss.r.Run(sctx, cmd, in, ipcOut{ctx: sctx, q: ss.q})
 			if b := ss.render(nil, id, res, text); len(b) > 0 {
 				ss.q.put(nil, b, ipcReply)
 			}
@@ -732,7 +709,7 @@ func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string
 	if ss.out == nil {
 		ss.out = ipcOut{ctx: ctx, q: ss.q}
 	}
-	res := ss.s.d.Run(ctx, cmd, in, ss.out, "ipc")
+	res := ss.r.Run(ctx, cmd, in, ss.out)
 	if b := ss.render(ss.scratch[:0], id, res, text); len(b) > 0 {
 		ss.reply(b)
 	}
@@ -741,8 +718,8 @@ func (ss *ipcSession) run(ctx context.Context, cmd *Command, in Input, id string
 // render sends a result's log events and returns its reply line (none
 // for the text form). The events go out first, so that they come before
 // the reply.
-func (ss *ipcSession) render(b []byte, id string, res Result, text bool) []byte {
-	if res.Code != Success {
+func (ss *ipcSession) render(b []byte, id string, res ctl.Result, text bool) []byte {
+	if res.Code != ctl.Success {
 		msg := res.Text
 		if msg == "" {
 			msg = fmt.Sprintf("command failed (result %d)", int(res.Code))
@@ -969,8 +946,8 @@ var reservedIPCKeys = map[string]bool{"id": true, "success": true, "error": true
 // anything else goes under "result") and success last. The text is not
 // part of it: render sends it as log events when there are no
 // arguments. A failure carries only id, error and success.
-func appendResult(b []byte, id string, res Result) ([]byte, error) {
-	if res.Code != Success {
+func appendResult(b []byte, id string, res ctl.Result) ([]byte, error) {
+	if res.Code != ctl.Success {
 		msg := res.Text
 		if msg == "" {
 			msg = fmt.Sprintf("command failed (result %d)", int(res.Code))
@@ -1023,7 +1000,7 @@ func appendArgs(b []byte, args any) ([]byte, error) {
 			}
 		}
 		b = append(b, ',')
-		b = appendJSONString(b, name)
+		b = jsonenc.AppendString(b, name)
 		b = append(b, ':')
 		var err error
 		if b, err = appendJSONValue(b, m[k]); err != nil {
@@ -1037,103 +1014,9 @@ func encodeJSON(v any) ([]byte, error) {
 	return appendJSONValue(nil, v)
 }
 
-// appendJSONValue encodes the common result types directly and falls
-// back to encoding/json for the rest.
+// appendJSONValue encodes v in nose's compact layout.
 func appendJSONValue(b []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case string:
-		return appendJSONString(b, x), nil
-	case bool:
-		return strconv.AppendBool(b, x), nil
-	case int64:
-		return strconv.AppendInt(b, x, 10), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case uint64:
-		return strconv.AppendUint(b, x, 10), nil
-	case uint32:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case uint16:
-		return strconv.AppendUint(b, uint64(x), 10), nil
-	case float64:
-		return appendJSONFloat(b, x)
-	case json.RawMessage:
-		if !json.Valid(x) {
-			return nil, errors.New("invalid json.RawMessage")
-		}
-		return append(b, x...), nil
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			var err error
-			if b, err = appendJSONValue(b, e); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, ']'), nil
-	case []string:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, e)
-		}
-		return append(b, ']'), nil
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		b = append(b, '{')
-		for i, k := range keys {
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ':')
-			var err error
-			if b, err = appendJSONValue(b, x[k]); err != nil {
-				return nil, err
-			}
-		}
-		return append(b, '}'), nil
-	}
-	// json.Number, typed maps, structs and the rest.
-	enc, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return append(b, enc...), nil
-}
-
-// appendJSONFloat formats like encoding/json: plain notation for
-// ordinary magnitudes, exponent notation (without a padded exponent) for
-// very small and very large ones.
-func appendJSONFloat(b []byte, f float64) ([]byte, error) {
-	if math.IsNaN(f) || math.IsInf(f, 0) {
-		return nil, fmt.Errorf("unsupported value: %v", f)
-	}
-	format := byte('f')
-	if a := math.Abs(f); a != 0 && (a < 1e-6 || a >= 1e21) {
-		format = 'e'
-	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
-	if format == 'e' {
-		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-			b[n-2] = b[n-1]
-			b = b[:n-1]
-		}
-	}
-	return b, nil
+	return jsonenc.Append(b, v, jsonenc.Compact)
 }
 
 // appendErrorReply encodes {"id":N,"error":"msg","success":false}.
@@ -1141,7 +1024,7 @@ func appendErrorReply(b []byte, id, msg string) []byte {
 	b = append(b, `{"id":`...)
 	b = append(b, id...)
 	b = append(b, `,"error":`...)
-	b = appendJSONString(b, msg)
+	b = jsonenc.AppendString(b, msg)
 	return append(b, ",\"success\":false}\n"...)
 }
 
@@ -1156,9 +1039,9 @@ func appendOK(b []byte, id string) []byte {
 func appendEvent(b []byte, msg string) []byte {
 	b = append(b, `{"type":"log","msg":`...)
 	if !strings.HasSuffix(msg, "\n") {
-		b = appendJSONString(b, msg+"\n")
+		b = jsonenc.AppendString(b, msg+"\n")
 	} else {
-		b = appendJSONString(b, msg)
+		b = jsonenc.AppendString(b, msg)
 	}
 	return append(b, "}\n"...)
 }

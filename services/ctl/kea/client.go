@@ -1,4 +1,4 @@
-package ctl
+package kea
 
 import (
 	"context"
@@ -10,11 +10,11 @@ import (
 	"time"
 )
 
-// keaMaxReply bounds what KeaCall reads, so that a broken server cannot
+// keaMaxReply bounds what Call reads, so that a broken server cannot
 // exhaust the client's memory.
 const keaMaxReply = 256 << 20
 
-// KeaCall sends one request to the Kea control channel at path (a socket
+// Call sends one request to the Kea control channel at path (a socket
 // path or "@name" for an abstract socket) and returns the reply.
 //
 // It writes the request and then reads until the server closes, which a
@@ -25,7 +25,7 @@ const keaMaxReply = 256 << 20
 // write or the end of the read fails with EPIPE or ECONNRESET, a complete
 // reply already received is still returned. Without a deadline on ctx the
 // call waits as long as the server keeps the connection open.
-func KeaCall(ctx context.Context, path string, req []byte) ([]byte, error) {
+func Call(ctx context.Context, path string, req []byte) ([]byte, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", path)
 	// A unix socket whose accept backlog is full refuses with EAGAIN
