@@ -8,9 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
@@ -31,25 +29,13 @@ func (c *invocation) flags(name, synopsis string) *flag.FlagSet {
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return &cli.ExitError{Code: 0, Err: err}
-		}
-		return &cli.ExitError{Code: 2, Err: err}
-	}
-	return nil
-}
-
-// interruptible returns a context cancelled by SIGINT/SIGTERM or the
-// timeout (0 = none).
-func interruptible(timeout time.Duration) (context.Context, context.CancelFunc) {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+// withTimeout returns c's context, ended by SIGINT/SIGTERM, also ended
+// after timeout (0 = never).
+func (c *invocation) withTimeout(timeout time.Duration) (context.Context, context.CancelFunc) {
 	if timeout <= 0 {
-		return ctx, stop
+		return context.WithCancel(c.ctx)
 	}
-	tctx, cancel := context.WithTimeout(ctx, timeout)
-	return tctx, func() { cancel(); stop() }
+	return context.WithTimeout(c.ctx, timeout)
 }
 
 // kea: ctl kea [-service S] SOCKET COMMAND [ARGS-JSON]
@@ -57,7 +43,7 @@ func (c *invocation) kea(args []string) error {
 	fs := c.flags("ctl kea", "ctl kea [-service NAME[,NAME]] [-timeout D] SOCKET COMMAND [ARGS-JSON]")
 	service := fs.String("service", "", "add these services (comma-separated) as the request's service list: a hub, like Kea's Control Agent, routes by it; a daemon ignores it")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0 = never)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 || fs.NArg() > 3 {
@@ -79,7 +65,7 @@ func (c *invocation) kea(args []string) error {
 	if err != nil {
 		return cli.Usage("kea: %v", err)
 	}
-	ctx, cancel := interruptible(*timeout)
+	ctx, cancel := c.withTimeout(*timeout)
 	defer cancel()
 	reply, err := kea.Call(ctx, fs.Arg(0), body)
 	if err != nil {
@@ -131,7 +117,7 @@ func (c *invocation) ipc(args []string) error {
 	fs := c.flags("ctl ipc", "ctl ipc [-follow] [-timeout D] NAME|PATH LINE...")
 	follow := fs.Bool("follow", false, "after the replies, keep printing events until interrupted or the daemon closes")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up waiting for replies after this long (0 = never; not applied to -follow)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	if fs.NArg() < 1 || (fs.NArg() < 2 && !*follow) {
@@ -143,7 +129,7 @@ func (c *invocation) ipc(args []string) error {
 		return connErr(err)
 	}
 	defer cl.Close()
-	ctx, cancel := interruptible(0)
+	ctx, cancel := c.withTimeout(0)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { cl.SetDeadline(time.Unix(1, 0)) })
 	defer stop()
@@ -215,7 +201,7 @@ func (c *invocation) ipc(args []string) error {
 // dgram: ctl dgram SOCKET CMD...
 func (c *invocation) dgram(args []string) error {
 	fs := c.flags("ctl dgram", "ctl dgram SOCKET CMD...")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	if fs.NArg() < 2 {
@@ -231,7 +217,7 @@ func (c *invocation) dgram(args []string) error {
 // console: ctl console SOCKET
 func (c *invocation) console(args []string) error {
 	fs := c.flags("ctl console", "ctl console SOCKET")
-	if err := parseFlags(fs, args); err != nil {
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -243,7 +229,7 @@ func (c *invocation) console(args []string) error {
 		return connErr(err)
 	}
 	defer conn.Close()
-	ctx, cancel := interruptible(0)
+	ctx, cancel := c.withTimeout(0)
 	defer cancel()
 	if err := console.Pipe(ctx, conn, c.stdin, c.stdout); err != nil && ctx.Err() == nil {
 		return connErr(err)

@@ -46,6 +46,8 @@ type program struct{ stdin io.Reader }
 
 // invocation carries a client invocation's streams.
 type invocation struct {
+	// ctx is cancelled by SIGINT or SIGTERM (cli.Main).
+	ctx            context.Context
 	stdin          io.Reader
 	stdout, stderr io.Writer
 }
@@ -58,7 +60,7 @@ func (p program) run(ctx context.Context, args []string, stdout, stderr io.Write
 		fmt.Fprint(stderr, usage)
 		return cli.Exit(cli.ExitUsage, nil)
 	}
-	c := &invocation{stdin: p.stdin, stdout: stdout, stderr: stderr}
+	c := &invocation{ctx: ctx, stdin: p.stdin, stdout: stdout, stderr: stderr}
 	var err error
 	rest := args[1:]
 	switch args[0] {
