@@ -173,26 +173,6 @@ func TestFlashRefusesRootDevice(t *testing.T) {
 	noFilesUnder(t, dir)
 }
 
-// loopDevice attaches a sparse file of size bytes under dir to a loop
-// device, detached when the test ends.
-func loopDevice(t *testing.T, dir string, size int64) string {
-	t.Helper()
-	backing := filepath.Join(dir, "disk")
-	if err := os.WriteFile(backing, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, size); err != nil {
-		t.Fatal(err)
-	}
-	losetup := testutil.NeedTool(t, "losetup", "mount")
-	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
-	if err != nil {
-		testutil.Require(t, fmt.Sprintf("no loop devices here: %v", err))
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-	return loop
-}
 
 // TestFlashRefusesMountedDevice mounts a loop device and checks that
 // flash.sh refuses it, then that an unmounted one is only written after
@@ -202,7 +182,7 @@ func TestFlashRefusesMountedDevice(t *testing.T) {
 	testutil.NeedRoot(t, "attach and mount a loop device")
 	mkfs := testutil.NeedTool(t, "mkfs.ext4", "e2fsprogs")
 	dir := t.TempDir()
-	loop := loopDevice(t, dir, 64<<20)
+	loop := testutil.LoopDevice(t, 64<<20)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -232,7 +212,7 @@ func TestFlashNotConfirmed(t *testing.T) {
 	t.Parallel()
 	testutil.NeedRoot(t, "attach a loop device")
 	dir := t.TempDir()
-	loop := loopDevice(t, dir, 1258299392)
+	loop := testutil.LoopDevice(t, 1258299392)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	build := filepath.Join(dir, "build")

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -51,4 +52,28 @@ func NeedTool(t testing.TB, name, pkg string) string {
 	}
 	Require(t, fmt.Sprintf("%s not installed (./test.sh installs %s): %v", name, pkg, err))
 	return ""
+}
+
+// LoopDevice attaches a sparse file of size bytes to a free loop device
+// and returns the device's path; it is detached when the test ends. It
+// needs root and losetup; where the kernel has no loop devices the test
+// is skipped, or fails in CI (Require).
+func LoopDevice(t testing.TB, size int64) string {
+	t.Helper()
+	NeedRoot(t, "attach a loop device")
+	losetup := NeedTool(t, "losetup", "mount")
+	backing := filepath.Join(t.TempDir(), "disk")
+	if err := os.WriteFile(backing, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(backing, size); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
+	if err != nil {
+		Require(t, fmt.Sprintf("no loop devices here: %v", err))
+	}
+	loop := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
+	return loop
 }

@@ -38,27 +38,6 @@ func TestCheckDevicePathKinds(t *testing.T) {
 	}
 }
 
-// loopDevice attaches a sparse file of size bytes to a loop device,
-// detached when the test ends.
-func loopDevice(t *testing.T, size int64) string {
-	t.Helper()
-	testutil.NeedRoot(t, "attach a loop device")
-	losetup := testutil.NeedTool(t, "losetup", "mount")
-	backing := filepath.Join(t.TempDir(), "disk")
-	if err := os.WriteFile(backing, nil, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(backing, size); err != nil {
-		t.Fatal(err)
-	}
-	out, err := exec.Command(losetup, "--find", "--show", backing).Output()
-	if err != nil {
-		testutil.Require(t, fmt.Sprintf("no loop devices here: %v", err))
-	}
-	loop := strings.TrimSpace(string(out))
-	t.Cleanup(func() { exec.Command(losetup, "-d", loop).Run() })
-	return loop
-}
 
 // TestCheckDeviceTables runs the checks on a real (loop) block device
 // against mount and swap tables written by the test, so that each refusal
@@ -66,7 +45,7 @@ func loopDevice(t *testing.T, size int64) string {
 func TestCheckDeviceTables(t *testing.T) {
 	t.Parallel()
 	const size = 64 << 20
-	loop := loopDevice(t, size)
+	loop := testutil.LoopDevice(t, size)
 	dir := t.TempDir()
 	table := func(name, content string) string {
 		p := filepath.Join(dir, name)
@@ -123,7 +102,7 @@ func TestCheckDeviceTables(t *testing.T) {
 // refused as mounted, and as the root file system when it stands in for /.
 func TestCheckDeviceRootAndMount(t *testing.T) {
 	t.Parallel()
-	loop := loopDevice(t, 64<<20)
+	loop := testutil.LoopDevice(t, 64<<20)
 	mkfs := testutil.NeedTool(t, "mkfs.ext4", "e2fsprogs")
 	if out, err := exec.Command(mkfs, "-q", "-F", loop).CombinedOutput(); err != nil {
 		t.Fatalf("mkfs.ext4: %v\n%s", err, out)
@@ -154,7 +133,7 @@ func TestCheckDeviceRootAndMount(t *testing.T) {
 // a loop device and reads it back.
 func TestWriteImage(t *testing.T) {
 	t.Parallel()
-	loop := loopDevice(t, 16<<20)
+	loop := testutil.LoopDevice(t, 16<<20)
 	img := filepath.Join(t.TempDir(), "img")
 	data := make([]byte, 9<<20+123)
 	for i := range data {
@@ -195,7 +174,7 @@ func TestWriteCmd(t *testing.T) {
 	if want := filepath.Join(dir, "tickbox-amd64.img") + ": no image there"; err == nil || !strings.Contains(err.Error(), want) {
 		t.Errorf("no image: %v, want %q", err, want)
 	}
-	loop := loopDevice(t, 8<<20)
+	loop := testutil.LoopDevice(t, 8<<20)
 	img := filepath.Join(dir, "big.img")
 	os.WriteFile(img, nil, 0o644)
 	os.Truncate(img, 8<<20+1)

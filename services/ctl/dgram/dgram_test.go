@@ -24,75 +24,9 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/unixsock"
 )
 
-// dgRecord is one captured log record.
-type dgRecord struct {
-	Level slog.Level
-	Msg   string
-	Attrs map[string]string
-}
-
-// dgLogs is a thread-safe slog handler that keeps every record, so tests
-// can assert exact log texts.
-type dgLogs struct {
-	mu    sync.Mutex
-	recs  []dgRecord
-	attrs []slog.Attr
-	root  *dgLogs
-}
-
-func newDGLogs() *dgLogs { l := &dgLogs{}; l.root = l; return l }
-
-func (l *dgLogs) Enabled(context.Context, slog.Level) bool { return true }
-
-func (l *dgLogs) Handle(_ context.Context, r slog.Record) error {
-	rec := dgRecord{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
-	for _, a := range l.attrs {
-		rec.Attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.String()
-		return true
-	})
-	l.root.mu.Lock()
-	l.root.recs = append(l.root.recs, rec)
-	l.root.mu.Unlock()
-	return nil
-}
-
-func (l *dgLogs) WithAttrs(as []slog.Attr) slog.Handler {
-	return &dgLogs{attrs: append(append([]slog.Attr(nil), l.attrs...), as...), root: l.root}
-}
-
-func (l *dgLogs) WithGroup(string) slog.Handler { return l }
-
-func (l *dgLogs) records() []dgRecord {
-	l.root.mu.Lock()
-	defer l.root.mu.Unlock()
-	return append([]dgRecord(nil), l.root.recs...)
-}
-
-// find returns the records whose message is msg.
-func (l *dgLogs) find(msg string) []dgRecord {
-	var out []dgRecord
-	for _, r := range l.records() {
-		if r.Msg == msg {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func (l *dgLogs) dump() string {
-	var b strings.Builder
-	for _, r := range l.records() {
-		fmt.Fprintf(&b, "%s %q %v\n", r.Level, r.Msg, r.Attrs)
-	}
-	return b.String()
-}
-
 // dgFixture is a daemon with test commands behind a datagram socket.
 type dgFixture struct {
-	logs *dgLogs
+	logs *testutil.Logs
 	srv  *ctl.Server
 	dg   *Server
 	path string
@@ -115,7 +49,7 @@ func (f *dgFixture) callList() []string {
 
 func newDGFixture(t testing.TB, opts Options, extra ...*ctl.Command) *dgFixture {
 	t.Helper()
-	f := &dgFixture{logs: newDGLogs()}
+	f := &dgFixture{logs: testutil.NewLogs()}
 	var h slog.Handler = f.logs
 	if _, bench := t.(*testing.B); bench {
 		h = slog.DiscardHandler // keeping b.N records would skew the numbers
@@ -263,9 +197,9 @@ func TestDgramConformance(t *testing.T) {
 			if got := f.callList(); strings.Join(got, "|") != strings.Join(tc.calls, "|") {
 				t.Errorf("calls = %q, want %q", got, tc.calls)
 			}
-			recs := f.logs.find(tc.msg)
+			recs := f.logs.Find(tc.msg)
 			if len(recs) != 1 {
-				t.Fatalf("want one %q log line; logs:\n%s", tc.msg, f.logs.dump())
+				t.Fatalf("want one %q log line; logs:\n%s", tc.msg, f.logs.Dump())
 			}
 			for k, v := range tc.attrs {
 				if recs[0].Attrs[k] != v {
@@ -372,8 +306,8 @@ func TestDgramQueueFullBackpressure(t *testing.T) {
 			t.Fatalf("call %d = %q: order lost", i, c)
 		}
 	}
-	if recs := f.logs.find("control: command queue full; reading paused until commands complete"); len(recs) == 0 {
-		t.Fatalf("missing stall log line; logs:\n%s", f.logs.dump())
+	if recs := f.logs.Find("control: command queue full; reading paused until commands complete"); len(recs) == 0 {
+		t.Fatalf("missing stall log line; logs:\n%s", f.logs.Dump())
 	}
 }
 

@@ -1,88 +1,19 @@
 package demux
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
-
-// record is one captured log record.
-type record struct {
-	Level slog.Level
-	Msg   string
-	Attrs map[string]string
-}
-
-// logs is a thread-safe slog handler that keeps every record, so tests
-// can assert exact log texts.
-type logs struct {
-	mu    sync.Mutex
-	recs  []record
-	attrs []slog.Attr
-	root  *logs
-}
-
-func newLogs() *logs { l := &logs{}; l.root = l; return l }
-
-func (l *logs) Enabled(context.Context, slog.Level) bool { return true }
-
-func (l *logs) Handle(_ context.Context, r slog.Record) error {
-	rec := record{Level: r.Level, Msg: r.Message, Attrs: map[string]string{}}
-	for _, a := range l.attrs {
-		rec.Attrs[a.Key] = a.Value.String()
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		rec.Attrs[a.Key] = a.Value.String()
-		return true
-	})
-	l.root.mu.Lock()
-	l.root.recs = append(l.root.recs, rec)
-	l.root.mu.Unlock()
-	return nil
-}
-
-func (l *logs) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logs{attrs: append(append([]slog.Attr(nil), l.attrs...), as...), root: l.root}
-}
-
-func (l *logs) WithGroup(string) slog.Handler { return l }
-
-func (l *logs) records() []record {
-	l.root.mu.Lock()
-	defer l.root.mu.Unlock()
-	return append([]record(nil), l.root.recs...)
-}
-
-// find returns the records whose message is msg.
-func (l *logs) find(msg string) []record {
-	var out []record
-	for _, r := range l.records() {
-		if r.Msg == msg {
-			out = append(out, r)
-		}
-	}
-	return out
-}
-
-func (l *logs) dump() string {
-	var b strings.Builder
-	for _, r := range l.records() {
-		fmt.Fprintf(&b, "%s %q %v\n", r.Level, r.Msg, r.Attrs)
-	}
-	return b.String()
-}
 
 // TestHelperProcess is not a test: it is the child process that
 // runAsNobody starts under another uid. It registers type 5 on the demux

@@ -27,7 +27,7 @@ import (
 const dmLocal = 8 // the local address of the tests' loopback router
 
 type dmFixture struct {
-	logs  *logs
+	logs  *testutil.Logs
 	dm    *Server
 	names []string
 }
@@ -43,7 +43,7 @@ func dmNames() []string {
 // makes for it, the loopback sender at dmLocal when sender is nil.
 func newDMFixture(t testing.TB, opts Options, sender func(*Server) Sender) *dmFixture {
 	t.Helper()
-	f := &dmFixture{logs: newLogs(), names: dmNames()}
+	f := &dmFixture{logs: testutil.NewLogs(), names: dmNames()}
 	var h slog.Handler = f.logs
 	switch t.(type) {
 	case *testing.B, *testing.F:
@@ -273,11 +273,11 @@ func TestDrops(t *testing.T) {
 		"demux: no client for message type; dropped",
 		"demux: message under 2 bytes for clients dropped",
 	} {
-		if len(f.logs.find(msg)) != 1 {
-			t.Errorf("want one %q log line; logs:\n%s", msg, f.logs.dump())
+		if len(f.logs.Find(msg)) != 1 {
+			t.Errorf("want one %q log line; logs:\n%s", msg, f.logs.Dump())
 		}
 	}
-	if r := f.logs.find("demux: router dropped client message"); len(r) == 1 && !strings.Contains(r[0].Attrs["err"], ErrNoRoute.Error()) {
+	if r := f.logs.Find("demux: router dropped client message"); len(r) == 1 && !strings.Contains(r[0].Attrs["err"], ErrNoRoute.Error()) {
 		t.Errorf("route drop log lacks the reason: %v", r[0].Attrs)
 	}
 }
@@ -383,8 +383,8 @@ func TestSlowClient(t *testing.T) {
 			if st.Overflows != 1 || st.Clients[0x7e] != 1 || st.DropOverflow == 0 {
 				t.Fatalf("stats = %+v", st)
 			}
-			if len(f.logs.find("demux: client queue overflow; disconnecting it")) != 1 {
-				t.Fatalf("no overflow log line; logs:\n%s", f.logs.dump())
+			if len(f.logs.Find("demux: client queue overflow; disconnecting it")) != 1 {
+				t.Fatalf("no overflow log line; logs:\n%s", f.logs.Dump())
 			}
 			// The slow client gets what reached its socket, in order,
 			// then EOF.
@@ -417,9 +417,9 @@ func TestPeerRefused(t *testing.T) {
 		if out != "recv: closed" {
 			t.Fatalf("child: %q, want the connection closed", out)
 		}
-		recs := f.logs.find("refused peer")
+		recs := f.logs.Find("refused peer")
 		if len(recs) != 1 || recs[0].Attrs["uid"] != "65534" {
-			t.Fatalf("no refusal log line; logs:\n%s", f.logs.dump())
+			t.Fatalf("no refusal log line; logs:\n%s", f.logs.Dump())
 		}
 		if f.dm.Stats().Registrations != 0 {
 			t.Fatal("refused peer registered")
@@ -451,7 +451,7 @@ func TestDefaultNames(t *testing.T) {
 			t.Logf("no private network namespace (%v); using the host's", err)
 		}
 		res <- func() error {
-			dm, err := New(DefaultNames, Options{Log: slog.New(newLogs())})
+			dm, err := New(DefaultNames, Options{Log: slog.New(testutil.NewLogs())})
 			if err != nil {
 				return err
 			}

@@ -140,8 +140,8 @@ func TestTaggedDeliverTo(t *testing.T) {
 		t.Fatal(err)
 	}
 	testutil.WaitFor(t, "short drop", 5*time.Second, func() bool { return f.dm.Stats().DropShort == 1 })
-	if len(f.logs.find("demux: client message under 3 bytes; dropped")) != 1 {
-		t.Errorf("no short-drop log line:\n%s", f.logs.dump())
+	if len(f.logs.Find("demux: client message under 3 bytes; dropped")) != 1 {
+		t.Errorf("no short-drop log line:\n%s", f.logs.Dump())
 	}
 	if n := f.dm.DeliverFrame([]byte{1, 2}); n != 0 {
 		t.Fatal("2-byte frame delivered on a tagged demux")
