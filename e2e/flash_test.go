@@ -173,7 +173,6 @@ func TestFlashRefusesRootDevice(t *testing.T) {
 	noFilesUnder(t, dir)
 }
 
-
 // TestFlashRefusesMountedDevice mounts a loop device and checks that
 // flash.sh refuses it, then that an unmounted one is only written after
 // confirmation.

@@ -38,7 +38,6 @@ func TestCheckDevicePathKinds(t *testing.T) {
 	}
 }
 
-
 // TestCheckDeviceTables runs the checks on a real (loop) block device
 // against mount and swap tables written by the test, so that each refusal
 // is seen without mounting anything or touching the host's swap.
