@@ -136,28 +136,13 @@ func (a *Acceptor) loop() {
 			}()
 			continue
 		}
-		a.mu.Lock()
-		a.conns[c] = struct{}{}
-		a.mu.Unlock()
-		a.wg.Add(1)
-		go func() {
-			defer a.wg.Done()
-			defer a.active.Add(-1)
-			defer func() {
-				a.mu.Lock()
-				delete(a.conns, c)
-				a.mu.Unlock()
-			}()
-			a.handle(a.ctx, c)
-		}()
+		a.track(c, a.handle)
 	}
 }
 
-// Adopt serves a connection that did not come from this listener (one
-// handed over by a re-exec) as if it had: it counts as active, gets the
-// connections' context, and is waited for and force-closed on shutdown.
-func (a *Acceptor) Adopt(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
-	a.active.Add(1)
+// track serves c with serve on its own goroutine, counted as active
+// (the caller has added it) and known for Finish to force-close.
+func (a *Acceptor) track(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
 	a.mu.Lock()
 	a.conns[c] = struct{}{}
 	a.mu.Unlock()
@@ -172,6 +157,14 @@ func (a *Acceptor) Adopt(c *net.UnixConn, serve func(ctx context.Context, c *net
 		}()
 		serve(a.ctx, c)
 	}()
+}
+
+// Adopt serves a connection that did not come from this listener (one
+// handed over by a re-exec) as if it had: it counts as active, gets the
+// connections' context, and is waited for and force-closed on shutdown.
+func (a *Acceptor) Adopt(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
+	a.active.Add(1)
+	a.track(c, serve)
 }
 
 // CancelConns cancels the context every connection's handler runs with.
