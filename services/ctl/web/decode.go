@@ -87,6 +87,19 @@ func objects(m map[string]any, k string) []map[string]any {
 	return out
 }
 
+// list returns the objects of the list at k: an error when k is
+// missing or not a list, none when it is null.
+func list(m map[string]any, k string) ([]map[string]any, error) {
+	v, ok := m[k]
+	if !ok {
+		return nil, fmt.Errorf("no %s list", k)
+	}
+	if _, isList := v.([]any); v != nil && !isList {
+		return nil, fmt.Errorf("%s is not a list", k)
+	}
+	return last(objects(m, k)), nil
+}
+
 // last keeps the last maxItems elements.
 func last[T any](s []T) []T {
 	if len(s) > maxItems {
@@ -122,11 +135,12 @@ func decodeInstances(raw json.RawMessage) ([]Instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m["instances"].([]any); !ok {
-		return nil, errors.New("no instances list")
+	items, err := list(m, "instances")
+	if err != nil {
+		return nil, err
 	}
 	var out []Instance
-	for _, o := range last(objects(m, "instances")) {
+	for _, o := range items {
 		in := Instance{
 			Name: str(o, "name"), Module: str(o, "module"), State: str(o, "state"), Selected: boolean(o, "selected"),
 			OffsetNS: ptr(o, "offset-ns"), FreqAdjPPB: ptr(o, "freq-adj-ppb"), PathDelayNS: ptr(o, "path-delay-ns"),
@@ -198,11 +212,12 @@ func decodeRoutes(raw json.RawMessage) ([]Route, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m["routes"].([]any); !ok {
-		return nil, errors.New("no routes list")
+	items, err := list(m, "routes")
+	if err != nil {
+		return nil, err
 	}
 	out := []Route{}
-	for _, r := range last(objects(m, "routes")) {
+	for _, r := range items {
 		out = append(out, Route{First: integer(r, "first"), Last: integer(r, "last"), Binding: str(r, "binding"), Default: boolean(r, "default")})
 	}
 	return out, nil
@@ -302,11 +317,12 @@ func decodePorts(raw json.RawMessage) ([]Port, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m["ports"].([]any); !ok {
-		return nil, errors.New("no ports list")
+	items, err := list(m, "ports")
+	if err != nil {
+		return nil, err
 	}
 	var out []Port
-	for _, p := range last(objects(m, "ports")) {
+	for _, p := range items {
 		out = append(out, Port{
 			Name: str(p, "port"), Phy: integer(p, "phy"), Backend: str(p, "backend"),
 			Interface: str(p, "interface"), PHYID: str(p, "phy_id"), Error: str(p, "error"),
@@ -357,11 +373,12 @@ func decodeMDIOEvents(raw json.RawMessage) ([]Event, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if _, ok := m["events"].([]any); !ok {
-		return nil, 0, errors.New("no events list")
+	items, err := list(m, "events")
+	if err != nil {
+		return nil, 0, err
 	}
 	var out []Event
-	for _, e := range last(objects(m, "events")) {
+	for _, e := range items {
 		out = append(out, Event{Seq: seq(e, "seq"), Time: str(e, "time"), What: str(e, "port"), Text: str(e, "msg")})
 	}
 	return out, seq(m, "last-seq"), nil
@@ -373,11 +390,12 @@ func decodeApplianceEvents(raw json.RawMessage) ([]Event, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := m["events"].([]any); !ok {
-		return nil, errors.New("no events list")
+	items, err := list(m, "events")
+	if err != nil {
+		return nil, err
 	}
 	var out []Event
-	for _, e := range last(objects(m, "events")) {
+	for _, e := range items {
 		text := str(e, "kind")
 		if s := str(e, "state"); s != "" {
 			text += " (" + s + ")"

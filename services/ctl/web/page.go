@@ -249,7 +249,7 @@ func (p *Page) Poll(ctx context.Context) {
 	snap.IntervalMS, snap.HistoryS = p.snap.IntervalMS, p.snap.HistoryS
 	p.snap = snap
 	if snap.PTP != nil {
-		s := sample{t: float64(now.UnixMilli()) / 1e3}
+		s := sample{t: float64(now.UnixMicro()) / 1e6}
 		for _, in := range snap.PTP.Instances {
 			if in.Selected {
 				s.offset, s.freq = in.OffsetNS, in.FreqAdjPPB
@@ -369,8 +369,10 @@ func (p *Page) mctp(ctx context.Context) *MCTP {
 func (p *Page) mdio(ctx context.Context) *MDIO {
 	s := &MDIO{Section: Section{Service: p.opts.Names.MDIO}, Ports: []Port{}}
 	var wg sync.WaitGroup
+	// The events' own errors, joined after the round.
+	events := Section{Service: s.Service}
 	wg.Add(1)
-	go func() { defer wg.Done(); p.mdioEventsRound(ctx, s) }()
+	go func() { defer wg.Done(); s.Events = p.mdioEventsRound(ctx, &events) }()
 	raw, err := p.call(ctx, s.Service, "hw-info-get", nil)
 	var ports []Port
 	if err == nil {
@@ -402,6 +404,7 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 	if ports != nil {
 		s.Ports = ports
 	}
+	s.Errors = append(s.Errors, events.Errors...)
 	return s
 }
 
@@ -409,7 +412,7 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 // and keeps the last Options.Events of them. A daemon whose last
 // sequence number went back has restarted: the events are read again
 // from its first.
-func (p *Page) mdioEventsRound(ctx context.Context, s *MDIO) {
+func (p *Page) mdioEventsRound(ctx context.Context, s *Section) []Event {
 	for try := 0; try < 2; try++ {
 		raw, err := p.call(ctx, s.Service, "events-get", map[string]any{"since": p.mdioSeq, "limit": p.opts.Events})
 		var (
@@ -446,7 +449,7 @@ func (p *Page) mdioEventsRound(ctx context.Context, s *MDIO) {
 	}
 	// A copy: the snapshot is shared with readers while the poller
 	// appends.
-	s.Events = append([]Event{}, p.mdioEvents...)
+	return append([]Event{}, p.mdioEvents...)
 }
 
 func (p *Page) appliance(ctx context.Context) *Appliance {
