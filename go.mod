@@ -5,6 +5,7 @@ go 1.26.0
 require (
 	github.com/One-com/gone/daemon v1.0.0
 	github.com/beevik/ntp v1.6.0
+	github.com/chromedp/chromedp v0.24.0
 	github.com/facebook/time v0.0.0-20260822211804-f81aedc1c1e3
 	github.com/jacobsa/go-serial v0.0.0-20180131005756-15cf729a72d4
 	github.com/vishvananda/netlink v1.3.1
@@ -16,7 +17,9 @@ require (
 require (
 	github.com/One-com/gone/sd v1.0.0 // indirect
 	github.com/antihax/optional v1.0.0 // indirect
+	github.com/chromedp/cdproto v0.160.1 // indirect
 	github.com/donovanhide/eventsource v0.0.0-20210830082556-c59027999da0 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
 	github.com/gokrazy/gokapi v0.0.0-20251205165548-0927bab199d4 // indirect
 	github.com/gokrazy/internal v0.0.0-20251208203110-3c1aa9087c82 // indirect
 	github.com/gokrazy/tools v0.0.0-20260109180632-8ed49b4fafc7 // indirect

@@ -22,6 +22,8 @@ command -v ptp4l >/dev/null || [ -x /usr/sbin/ptp4l ] || need+=(linuxptp)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
+# services/ctl/web drives the status page in a headless chromium.
+command -v chromium >/dev/null || need+=(chromium)
 command -v losetup >/dev/null || [ -x /usr/sbin/losetup ] || [ -x /sbin/losetup ] || need+=(mount)
 if [ ${#need[@]} -gt 0 ]; then
 	if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -39,9 +39,10 @@ func TestHub(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
 	srv := httptest.NewServer(p.Handler())
-	t.Cleanup(srv.Close)
+	// The poller's end ends the event streams, which the server's Close
+	// waits for.
+	t.Cleanup(func() { cancel(); <-done; srv.CloseClientConnections(); srv.Close() })
 
 	get := func() Snapshot {
 		resp, err := http.Get(srv.URL + "/api/snapshot")

@@ -106,7 +106,17 @@ type Section struct {
 }
 
 func (s *Section) fail(cmd string, err error) {
-	s.Errors = append(s.Errors, cmd+": "+clip(err.Error()))
+	s.Errors = append(s.Errors, prefixed(cmd, err))
+}
+
+// prefixed is err's text led by the command, unless it names it already
+// (the hub's errors do: "mdiod hw-info-get: kea: dial unix ...").
+func prefixed(cmd string, err error) string {
+	msg := err.Error()
+	if !strings.Contains(msg, cmd+":") {
+		msg = cmd + ": " + msg
+	}
+	return clip(msg)
 }
 
 // PTP is ptpd's section.
@@ -396,7 +406,7 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 				err = decodePhyStatus(raw, pt)
 			}
 			if err != nil && err != errEmpty {
-				pt.Error = clip("phy_status: " + err.Error())
+				pt.Error = prefixed("phy_status", err)
 			}
 		}()
 	}
