@@ -387,7 +387,15 @@ func (k *engine) dispatch(ctx context.Context, v any) []byte {
 			}
 		}
 	}
-	return keaReply(k.run(ctx, name, m["arguments"]))
+	r := k.run(ctx, name, m["arguments"])
+	if k.opts.Forward != nil && r.Code == ctl.Unsupported {
+		if _, known := k.r.Lookup(name); !known {
+			// The Control Agent explains here that a command for a
+			// daemon needs "service"; so does the hub, in its own words.
+			r.Text += ` The request names no "service", so the hub ran it itself; to send it to a daemon, add "service": [ "NAME" ] with a service the hub fronts (services-get lists them).`
+		}
+	}
+	return keaReply(r)
 }
 
 // run looks the command up, checks its arguments and runs it through
