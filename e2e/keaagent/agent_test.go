@@ -116,7 +116,7 @@ hotplug_detection_mode manual
 		args func(sock string) []string
 	}{
 		{"ctl", func(s string) []string {
-			return []string{"serve", "-kea", s, "-dgram", "", "-ipc", "", "-console", ""}
+			return []string{"serve", "-kea", s, "-dgram", "", "-ipc", "", "-console", "", "-http", ""}
 		}},
 		{"ptpd", func(s string) []string {
 			return []string{"-f", ptpdCfg, "-kea", s, "-virtual-clock", "500us,30"}
