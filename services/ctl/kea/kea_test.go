@@ -175,8 +175,11 @@ func TestKeaConformance(t *testing.T) {
 		check  func(t *testing.T, got []byte)
 		halfCl bool
 	}{
-		{name: "unknown command", in: chunks(`{"command":"foo"}`),
+		{name: "unknown command", path: ptpd.path, in: chunks(`{"command":"foo"}`),
 			want: `{ "result": 2, "text": "'foo' command not supported." }`},
+		// A hub says how to reach a daemon, as Kea's Control Agent does.
+		{name: "unknown command on a hub", in: chunks(`{"command":"foo"}`),
+			want: `{ "result": 2, "text": "'foo' command not supported. The request names no \"service\", so the hub ran it itself; to send it to a daemon, add \"service\": [ \"NAME\" ] with a service the hub fronts (services-get lists them)." }`},
 		{name: "empty map", in: chunks(`{}`),
 			want: `{ "result": 1, "text": "Error during command processing: invalid command: does not contain mandatory 'command'" }`},
 		{name: "command not a string", in: chunks(`{"command":1}`),
@@ -245,7 +248,7 @@ func TestKeaConformance(t *testing.T) {
 			want: `{ "result": 1, "text": "typed: parameter 'bogus' is not supported" }`},
 		{name: "shutdown keeps its parameters", path: nilFwd.path, in: chunks(`{"command":"shutdown","arguments":{"exit-value":3}}`),
 			want: `{ "result": 1, "text": "shutdown: parameter 'exit-value' is not supported" }`},
-		{name: "unknown command before its arguments", in: chunks(`{"command":"foo","arguments":[1]}`),
+		{name: "unknown command before its arguments", path: ptpd.path, in: chunks(`{"command":"foo","arguments":[1]}`),
 			want: `{ "result": 2, "text": "'foo' command not supported." }`},
 		{name: "arguments null", in: chunks(`{"command":"config-get","arguments":null}`),
 			want: cfgReply},
