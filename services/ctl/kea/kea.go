@@ -1,6 +1,7 @@
 package kea
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -185,7 +186,22 @@ func lingerClose(c *net.UnixConn, d time.Duration) {
 	io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }
 
-// serve runs one connection: frame, run, reply, close.
+// KeepOpenCommand is the request that turns a connection into a
+// persistent one: a tickbox extension of the Kea channel, for the hub.
+// The server answers it with result 0 and from then on answers each
+// request in turn on the same connection, closing it only when the
+// client does, when it stays idle for the idle timeout (silently, as
+// nothing is pending), or on a framing error. A Kea daemon answers it as
+// an unknown command and closes, which tells a client to fall back to a
+// connection per request.
+const KeepOpenCommand = "tickbox-keep-open"
+
+// okKeptOpen is the answer to KeepOpenCommand.
+var okKeptOpen = ctl.OK("connection kept open", nil)
+
+// serve runs one connection: frame, run, reply, close; or, once the
+// client asked for KeepOpenCommand, frame, run and reply until the
+// client leaves.
 func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	// On close, wake a blocked read; the loop then sees closing and
@@ -193,77 +209,118 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 	wake := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
 	defer wake()
 
-	feed := newKeaFeed(k.opts.MaxRequest)
 	// Start small: an idle connection holds only this buffer, so that
 	// thousands of them stay cheap.
 	buf := make([]byte, 512)
-	// trailing is set when bytes followed the request in what was read:
-	// more may still be queued, and closing a unix socket with unread
-	// input resets the peer instead of giving it EOF.
-	trailing := false
-	for feed.Status() == feedNeedMore {
-		c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
-		// Checked after setting the deadline: closing is set before the
-		// wake-up runs, so either we see it here or the wake-up's past
-		// deadline overrides ours.
-		if k.closing.Load() {
-			k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
-			return
+	// pending holds bytes read past a request: the next request's start
+	// on a kept-open connection.
+	var pending []byte
+	keepOpen := false
+	for {
+		feed := newKeaFeed(k.opts.MaxRequest)
+		// trailing is set when bytes followed the request in what was
+		// read: more may still be queued, and closing a unix socket with
+		// unread input resets the peer instead of giving it EOF.
+		trailing := false
+		if len(pending) > 0 {
+			used := feed.Write(pending)
+			pending = pending[used:]
+			trailing = len(pending) > 0
 		}
-		n, err := c.Read(buf)
-		if n > 0 {
-			if feed.Write(buf[:n]) < n {
-				trailing = true
+		for feed.Status() == feedNeedMore {
+			c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
+			// Checked after setting the deadline: closing is set before
+			// the wake-up runs, so either we see it here or the wake-up's
+			// past deadline overrides ours.
+			if k.closing.Load() {
+				k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
+				return
 			}
-			if n == len(buf) && len(buf) < 64<<10 {
-				buf = make([]byte, 4*len(buf))
+			n, err := c.Read(buf)
+			if n > 0 {
+				if used := feed.Write(buf[:n]); used < n {
+					trailing = true
+					pending = append(pending[:0], buf[used:n]...)
+				}
+				if n == len(buf) && len(buf) < 64<<10 {
+					buf = make([]byte, 4*len(buf))
+				}
+				continue
 			}
-			continue
+			partial := len(feed.Output())
+			switch {
+			case err == nil:
+				continue
+			case k.closing.Load():
+				k.log.Debug("closing connection on shutdown", "partial", partial)
+				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if keepOpen && feed.Consumed() == 0 {
+					k.log.Debug("kept-open connection idle; closing")
+					return
+				}
+				text := "Connection over control channel timed out"
+				if partial > 0 {
+					text += fmt.Sprintf(", discarded partial command of %d bytes", partial)
+				}
+				k.log.Info("connection timed out", "partial", partial)
+				k.write(c, keaReply(ctl.Fail("%s", text)))
+				finishConn(c)
+				return
+			case errors.Is(err, io.EOF):
+				if partial > 0 {
+					k.log.Info("connection closed by peer; discarding partial command", "bytes", partial)
+				} else {
+					k.log.Debug("connection closed by peer with no input")
+				}
+				return
+			default:
+				k.log.Info("read failed", "err", err)
+				return
+			}
 		}
-		switch {
-		case err == nil:
-			continue
-		case k.closing.Load():
-			k.log.Debug("closing connection on shutdown", "partial", len(feed.Output()))
-			return
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			text := "Connection over control channel timed out"
-			if p := len(feed.Output()); p > 0 {
-				text += fmt.Sprintf(", discarded partial command of %d bytes", p)
-			}
-			k.log.Info("connection timed out", "partial", len(feed.Output()))
-			k.write(c, keaReply(ctl.Fail("%s", text)))
-			finishConn(c)
-			return
-		case errors.Is(err, io.EOF):
-			if p := len(feed.Output()); p > 0 {
-				k.log.Info("connection closed by peer; discarding partial command", "bytes", p)
-			} else {
-				k.log.Debug("connection closed by peer with no input")
-			}
-			return
-		default:
-			k.log.Info("read failed", "err", err)
-			return
-		}
-	}
-	c.SetReadDeadline(time.Time{})
+		c.SetReadDeadline(time.Time{})
 
-	var reply []byte
-	if feed.Status() == feedFailed {
-		k.log.Warn("bad request framing", "err", feed.Err())
-		reply = keaReply(ctl.Fail("%s", feed.Err()))
-	} else {
-		reply = k.handleRequest(k.hardCtx, feed.Output())
-	}
-	if err := k.write(c, reply); err != nil {
+		var reply []byte
+		switch {
+		case feed.Status() == feedFailed:
+			k.log.Warn("bad request framing", "err", feed.Err())
+			reply = keaReply(ctl.Fail("%s", feed.Err()))
+		case !keepOpen && isKeepOpen(feed.Output()):
+			keepOpen = true
+			k.log.Debug("connection kept open")
+			reply = keptOpen
+		default:
+			reply = k.handleRequest(k.hardCtx, feed.Output())
+		}
+		if err := k.write(c, reply); err != nil {
+			return
+		}
+		if keepOpen && feed.Status() != feedFailed {
+			continue
+		}
+		// The common case, one request and nothing after it, needs only
+		// the deferred close: two syscalls fewer per request.
+		if trailing || feed.Status() == feedFailed {
+			finishConn(c)
+		}
 		return
 	}
-	// The common case, one request and nothing after it, needs only the
-	// deferred close: two syscalls fewer per request.
-	if trailing || feed.Status() == feedFailed {
-		finishConn(c)
+}
+
+// isKeepOpen reports whether a framed request is exactly
+// {"command": KeepOpenCommand}. The byte test keeps every other request
+// from paying for a second parse.
+func isKeepOpen(req []byte) bool {
+	if !bytes.Contains(req, []byte(KeepOpenCommand)) {
+		return false
 	}
+	v, err := parseKeaWire(req)
+	if err != nil {
+		return false
+	}
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 1 && m["command"] == KeepOpenCommand
 }
 
 // write sends all of b, restarting the idle deadline per chunk.

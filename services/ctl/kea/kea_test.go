@@ -759,3 +759,83 @@ func BenchmarkKea(b *testing.B) {
 		}
 	}
 }
+
+// TestKeaKeepOpen: after KeepOpenCommand a connection answers request
+// after request, including requests that arrive together or split; it
+// closes silently when idle, and after a framing error with the error.
+// Without it, a second request on the connection is never read.
+func TestKeaKeepOpen(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "ko", nil, Options{IdleTimeout: 300 * time.Millisecond})
+	const cfgGet = `{ "arguments": {  }, "result": 0 }`
+	keep := `{"command": "` + KeepOpenCommand + `"}`
+	tests := []struct {
+		name  string
+		in    []string // written one after another
+		want  string   // everything read until the server closes
+		close bool     // the client half-closes after writing
+	}{
+		{name: "one at a time", in: []string{keep, `{"command":"config-get"}`, `{"command":"config-get"}`},
+			want: string(keptOpen) + cfgGet + cfgGet},
+		{name: "together in one write", in: []string{keep + `{"command":"config-get"} {"command":"nosuch"}`},
+			want: string(keptOpen) + cfgGet + `{ "result": 2, "text": "'nosuch' command not supported." }`},
+		{name: "split", in: []string{`{"command": "tickbox-ke`, `ep-open"}{"comm`, `and":"config-get"}`},
+			want: string(keptOpen) + cfgGet},
+		{name: "framing error ends it", in: []string{keep, `{"command":"config-get"}`, `}`},
+			want: string(keptOpen) + cfgGet + `{ "result": 1, "text": "invalid first character }" }`},
+		{name: "client leaves", in: []string{keep, `{"command":"config-get"}`}, close: true,
+			want: string(keptOpen) + cfgGet},
+		{name: "asked too late: one request per connection", in: []string{`{"command":"config-get"}` + keep}, want: cfgGet},
+		{name: "with arguments: an unknown command", in: []string{`{"command": "` + KeepOpenCommand + `", "arguments": {}}`},
+			want: `{ "result": 2, "text": "'` + KeepOpenCommand + `' command not supported." }`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("unix", env.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, w := range tc.in {
+				if _, err := io.WriteString(c, w); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if tc.close {
+				c.(*net.UnixConn).CloseWrite()
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("read: %v (got %s)", err, got)
+			}
+			if string(got) != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("the server took %v to close", time.Since(start))
+			}
+		})
+	}
+
+	// The client side: DialKeepOpen and Conn.Call.
+	conn, err := DialKeepOpen(context.Background(), env.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 3 {
+		got, err := conn.Call(context.Background(), []byte(`{"command":"config-get"}`))
+		if err != nil || string(got) != cfgGet {
+			t.Fatalf("Call: %s %v", got, err)
+		}
+	}
+	// Idle past the server's timeout: the server closes silently, and
+	// the next call says no reply came.
+	time.Sleep(time.Second)
+	if _, err := conn.Call(context.Background(), []byte(`{"command":"config-get"}`)); !errors.Is(err, ErrNoReply) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Call on a connection the server closed: %v", err)
+	}
+}

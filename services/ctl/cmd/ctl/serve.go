@@ -86,6 +86,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 			hc.Timeout = *fwdTimeout
 		}
 		h = ctlhub.New(hc, log.With("component", "hub"))
+		defer h.Close()
 		cfg.Services = h.Services()
 		cfg.Timeout = h.Timeout().String()
 	}
