@@ -62,10 +62,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// hence the lock.
 	var fe struct {
 		sync.Mutex
-		kea     *kea.Server
-		dgram   *dgram.Server
-		ipc     *ipc.Server
-		console *console.Server
+		dgram *dgram.Server
+		ipc   *ipc.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
 		Name:   "ctl",
@@ -74,19 +72,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Status: func() map[string]any {
 			fe.Lock()
 			defer fe.Unlock()
+			// The registry itself reports the requests and connections
+			// per front end; these are the front ends' own counters.
 			st := map[string]any{}
-			conns := map[string]any{}
-			if fe.kea != nil {
-				conns["kea"] = fe.kea.Active()
-			}
 			if fe.ipc != nil {
-				conns["ipc"] = fe.ipc.Active()
 				st["ipc-events-dropped"] = fe.ipc.Dropped()
 			}
-			if fe.console != nil {
-				conns["console"] = fe.console.Active()
-			}
-			st["connections"] = conns
 			if fe.dgram != nil {
 				st["dgram"] = fe.dgram.Stats()
 			}
@@ -108,7 +99,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kea.Options{StreamOptions: streamOpts})); err != nil {
+		if _, err := kea.Serve(srv, spec(cfg.Kea), kea.Options{StreamOptions: streamOpts}); err != nil {
 			return fail(err)
 		}
 	}
@@ -123,7 +114,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if cfg.Console != "" {
-		if err := keep(&fe.Mutex, &fe.console)(console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts})); err != nil {
+		if _, err := console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts}); err != nil {
 			return fail(err)
 		}
 	}
