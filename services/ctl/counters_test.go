@@ -97,3 +97,12 @@ func BenchmarkRunCounted(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkCount measures the request count alone.
+func BenchmarkCount(b *testing.B) {
+	d := NewRegistry(Options{Name: "testd"})
+	b.ReportAllocs()
+	for b.Loop() {
+		d.Count(FrontKea, Success)
+	}
+}
