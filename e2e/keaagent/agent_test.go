@@ -265,8 +265,9 @@ type request struct {
 	// text, when set, is the text every daemon must give.
 	text string
 	// volatile names status-get's arguments that change between two
-	// requests: the seconds since start and reload, and (ctl) the count
-	// of open connections, which may still include the previous one.
+	// requests: the seconds since start and reload, the counts of open
+	// and accepted connections, which may still include the previous
+	// one, and the request counters, which count the request itself.
 	volatile bool
 }
 
@@ -513,8 +514,10 @@ func stripVolatile(t *testing.T, what string, got, want any) (any, any) {
 		delete(ga, k)
 		delete(wa, k)
 	}
-	delete(ga, "connections")
-	delete(wa, "connections")
+	for _, k := range []string{"connections", "connections-accepted", "requests"} {
+		delete(ga, k)
+		delete(wa, k)
+	}
 	return got, want
 }
 

@@ -72,7 +72,12 @@ func (r *Registry) Name() string { return r.opts.Name }
 // Version returns the daemon's version.
 func (r *Registry) Version() string { return r.opts.Version }
 
-// Status returns what status-get reports.
+// Status returns what status-get reports: pid, uptime, reload, reloads,
+// the request counts per front end and result ("requests", once there
+// is one), the connections per front end being served ("connections")
+// and accepted since start ("connections-accepted") when a Server runs
+// the registry, and the daemon's own keys from Options.Status, which
+// win over these.
 func (r *Registry) Status() map[string]any {
 	r.smu.Lock()
 	now := time.Now()
@@ -82,7 +87,16 @@ func (r *Registry) Status() map[string]any {
 		"reload":  int64(now.Sub(r.reloaded) / time.Second),
 		"reloads": r.reloads,
 	}
+	srv := r.srv
 	r.smu.Unlock()
+	if reqs := r.Requests(); len(reqs) > 0 {
+		st["requests"] = reqs
+	}
+	if srv != nil {
+		active, accepted := srv.connections()
+		st["connections"] = active
+		st["connections-accepted"] = accepted
+	}
 	if r.opts.Status != nil {
 		for k, v := range r.opts.Status() {
 			st[k] = v

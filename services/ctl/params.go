@@ -102,6 +102,9 @@ type Input struct {
 	// 1.0 or 1.9. A framing whose reference rejects a real where it
 	// wants an integer leaves it off.
 	TruncateReals bool
+	// Front is the front end the request came through; Registry.Run
+	// counts the request under it.
+	Front Front
 }
 
 // Args holds a command's validated, converted parameters. Handlers read

@@ -201,6 +201,13 @@ type Registry struct {
 	reloaded time.Time
 	reloads  int
 
+	// srv is the server running the registry's front ends, whose
+	// connections status-get reports; set by NewServerFrom, under smu.
+	srv *Server
+
+	// reqs counts requests by front end and result.
+	reqs counters
+
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
 }
@@ -393,17 +400,26 @@ func UnsupportedResult(name string) Result {
 // Invoke validates in against the named command's schema and runs it.
 // Unknown commands give UnsupportedResult; invalid parameters give
 // result 1 with a text naming the parameter. out receives streamed or
-// textual output and may be nil.
+// textual output and may be nil. Every request is counted under
+// in.Front.
 func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer) Result {
 	c, ok := r.Lookup(name)
 	if !ok {
+		r.reqs.add(in.Front, Unsupported)
 		return UnsupportedResult(name)
 	}
 	return r.Run(ctx, c, in, out)
 }
 
-// Run is Invoke for an already looked-up command.
+// Run is Invoke for an already looked-up command. It counts the
+// request under in.Front and the result's code.
 func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer) Result {
+	res := r.run(ctx, c, in, out)
+	r.reqs.add(in.Front, res.Code)
+	return res
+}
+
+func (r *Registry) run(ctx context.Context, c *Command, in Input, out io.Writer) Result {
 	if c.IgnoreExtraArgs {
 		in = c.dropExtraArgs(in)
 	}

@@ -145,6 +145,14 @@ func (cs *Server) Addr() string { return cs.a.Addr() }
 // Active returns the number of connected clients.
 func (cs *Server) Active() int { return cs.a.Active() }
 
+// Front implements ctl.ConnCounter.
+func (cs *Server) Front() ctl.Front { return ctl.FrontConsole }
+
+// Conns implements ctl.ConnCounter.
+func (cs *Server) Conns() (active, accepted uint64) {
+	return uint64(cs.a.Active()), cs.a.Accepted()
+}
+
 // Stop implements ctl.Frontend: it stops the console. Without handoff,
 // running commands are cancelled and connections closed. With handoff,
 // streaming commands are cancelled, non-streaming ones finish and reply,
@@ -583,6 +591,7 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 	c, ok := ss.cs.r.Lookup(words[0])
 	if !ok {
 		ss.log.Info("unknown console command", "command", words[0])
+		ss.cs.r.Count(ctl.FrontConsole, ctl.Unsupported)
 		ss.write(consoleUnknown)
 		return stepNext
 	}
@@ -657,7 +666,9 @@ func (ss *consoleSession) runCommand(ctx context.Context, c *ctl.Command, tc ctl
 	defer cancel(nil)
 	out := &consoleOut{ss: ss, cancel: cancel}
 	done := make(chan ctl.Result, 1)
-	go func() { done <- ss.cs.r.Run(cctx, c, tc.Input, out) }()
+	in := tc.Input
+	in.Front = ctl.FrontConsole
+	go func() { done <- ss.cs.r.Run(cctx, c, in, out) }()
 	if c.Stream {
 		if in, why := ss.hasInput(); in {
 			cancel(why)

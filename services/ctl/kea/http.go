@@ -41,7 +41,7 @@ func HTTPHandler(srv *ctl.Server, opts Options) http.Handler {
 		opts.MaxConns = ctl.DefaultMaxConns
 	}
 	return &httpChannel{
-		engine: engine{opts: opts, log: srv.Logger().With("frontend", "kea-http"), r: srv.Registry()},
+		engine: engine{front: ctl.FrontHTTP, opts: opts, log: srv.Logger().With("frontend", "kea-http"), r: srv.Registry()},
 		slots:  make(chan struct{}, opts.MaxConns),
 	}
 }

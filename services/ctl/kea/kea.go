@@ -95,7 +95,7 @@ func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) 
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = ctl.DefaultMaxConns
 	}
-	k := &Server{engine: engine{opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry()}, maxConns: opts.MaxConns}
+	k := &Server{engine: engine{front: ctl.FrontKea, opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry()}, maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
@@ -115,6 +115,14 @@ func (k *Server) Addr() string { return k.a.Addr() }
 // Active returns the number of connections being served.
 func (k *Server) Active() int { return k.a.Active() }
 
+// Front implements ctl.ConnCounter.
+func (k *Server) Front() ctl.Front { return ctl.FrontKea }
+
+// Conns implements ctl.ConnCounter.
+func (k *Server) Conns() (active, accepted uint64) {
+	return uint64(k.a.Active()), k.a.Accepted()
+}
+
 // Close stops the channel: idle connections are closed without a reply,
 // commands already running finish and send their reply until ctx ends.
 func (k *Server) Close(ctx context.Context) error {
@@ -126,9 +134,11 @@ func (k *Server) Close(ctx context.Context) error {
 // socket (Server) and HTTP (HTTPHandler): check the command map, then
 // run it here or route it on "service".
 type engine struct {
-	r    *ctl.Registry
-	opts Options
-	log  *slog.Logger
+	// front names the channel in the registry's request counts.
+	front ctl.Front
+	r     *ctl.Registry
+	opts  Options
+	log   *slog.Logger
 }
 
 // Stop implements ctl.Frontend. Unlike a bare acceptor's, it cancels
@@ -285,6 +295,7 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 		switch {
 		case feed.Status() == feedFailed:
 			k.log.Warn("bad request framing", "err", feed.Err())
+			k.r.Count(k.front, ctl.Error)
 			reply = keaReply(ctl.Fail("%s", feed.Err()))
 		case !keepOpen && isKeepOpen(feed.Output()):
 			keepOpen = true
@@ -373,11 +384,18 @@ func keaCommandError(format string, a ...any) []byte {
 	return keaReply(ctl.Fail("Error during command processing: invalid command: "+format, a...))
 }
 
+// refuse counts a request refused before it reached the registry.
+func (k *engine) refuse(reply []byte) []byte {
+	k.r.Count(k.front, ctl.Error)
+	return reply
+}
+
 // handleRequest parses a framed request and answers it.
 func (k *engine) handleRequest(ctx context.Context, text []byte) []byte {
 	v, err := parseKeaWire(text)
 	if err != nil {
 		k.log.Warn("bad request JSON", "err", err)
+		k.r.Count(k.front, ctl.Error)
 		return keaReply(ctl.Fail("%s", err.Error()))
 	}
 	return k.dispatch(ctx, v)
@@ -397,10 +415,10 @@ func keaRequestKey(key string) bool {
 func (k *engine) dispatch(ctx context.Context, v any) []byte {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v))
+		return k.refuse(keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v)))
 	}
 	if _, ok := m["command"]; !ok {
-		return keaCommandError("does not contain mandatory 'command'")
+		return k.refuse(keaCommandError("does not contain mandatory 'command'"))
 	}
 	keys := make([]string, 0, len(m))
 	for key := range m {
@@ -409,14 +427,14 @@ func (k *engine) dispatch(ctx context.Context, v any) []byte {
 	sort.Strings(keys)
 	for _, key := range keys {
 		if !keaRequestKey(key) {
-			return keaCommandError("unsupported parameter '%s'", key)
+			return k.refuse(keaCommandError("unsupported parameter '%s'", key))
 		}
 	}
 	name, ok := m["command"].(string)
 	if !ok {
 		// Kea names the type of the whole request here, not of the
 		// command value; clients match this text, so keep it.
-		return keaCommandError("expected 'command' to be a string, got map instead")
+		return k.refuse(keaCommandError("expected 'command' to be a string, got map instead"))
 	}
 	// Only a hub routes on "service", as only Kea's Control Agent does;
 	// a daemon ignores it whatever its value, as Kea's daemons do (their
@@ -429,13 +447,13 @@ func (k *engine) dispatch(ctx context.Context, v any) []byte {
 			// included, is refused before anything is forwarded.
 			list, ok := sv.([]any)
 			if !ok {
-				return keaReply(ctl.Fail("service value must be a list"))
+				return k.refuse(keaReply(ctl.Fail("service value must be a list")))
 			}
 			services := make([]string, len(list))
 			for i, e := range list {
 				s, ok := e.(string)
 				if !ok {
-					return keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e))
+					return k.refuse(keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e)))
 				}
 				services[i] = s
 			}
@@ -462,6 +480,7 @@ func (k *engine) run(ctx context.Context, name string, args any) ctl.Result {
 	cmd, ok := k.r.Lookup(name)
 	if !ok {
 		k.log.Info("unsupported command", "command", name)
+		k.r.Count(k.front, ctl.Unsupported)
 		return ctl.UnsupportedResult(name)
 	}
 	var named map[string]any
@@ -474,15 +493,17 @@ func (k *engine) run(ctx context.Context, name string, args any) ctl.Result {
 			// any value passes; there is nothing in it to keep.
 			k.log.Debug("ignoring arguments the command does not take", "command", name, "type", keaTypeName(args))
 		default:
+			k.r.Count(k.front, ctl.Error)
 			return ctl.Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args))
 		}
 	}
 	if cmd.Stream {
+		k.r.Count(k.front, ctl.Unsupported)
 		return ctl.Result{Code: ctl.Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}
 	}
 	// The schema binds the parsed map as it is; only a handler that asks
 	// for the raw arguments has them encoded.
-	in := ctl.Input{Named: named}
+	in := ctl.Input{Named: named, Front: k.front}
 	if named != nil {
 		in.Raw = func() json.RawMessage { return appendKeaJSON(nil, named) }
 	}

@@ -20,6 +20,7 @@ import (
 	ctlhub "github.com/tickbox-fw/tickbox/services/ctl/hub"
 	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
+	"github.com/tickbox-fw/tickbox/services/ctl/metrics"
 )
 
 type serveConfig struct {
@@ -105,10 +106,8 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	// hence the lock.
 	var fe struct {
 		sync.Mutex
-		kea     *kea.Server
-		dgram   *dgram.Server
-		ipc     *ipc.Server
-		console *console.Server
+		dgram *dgram.Server
+		ipc   *ipc.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
 		Name:   "ctl",
@@ -117,19 +116,12 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Status: func() map[string]any {
 			fe.Lock()
 			defer fe.Unlock()
+			// The registry itself reports the requests and connections
+			// per front end; these are the front ends' own counters.
 			st := map[string]any{}
-			conns := map[string]any{}
-			if fe.kea != nil {
-				conns["kea"] = fe.kea.Active()
-			}
 			if fe.ipc != nil {
-				conns["ipc"] = fe.ipc.Active()
 				st["ipc-events-dropped"] = fe.ipc.Dropped()
 			}
-			if fe.console != nil {
-				conns["console"] = fe.console.Active()
-			}
-			st["connections"] = conns
 			if fe.dgram != nil {
 				st["dgram"] = fe.dgram.Stats()
 			}
@@ -157,7 +149,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), keaOpts)); err != nil {
+		if _, err := kea.Serve(srv, spec(cfg.Kea), keaOpts); err != nil {
 			return fail(err)
 		}
 	}
@@ -172,12 +164,19 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if cfg.Console != "" {
-		if err := keep(&fe.Mutex, &fe.console)(console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts})); err != nil {
+		if _, err := console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts}); err != nil {
 			return fail(err)
 		}
 	}
 	if cfg.HTTP != "" {
-		mux := httpMux(kea.HTTPHandler(srv, keaOpts), auth, cfg.MetricsAuth)
+		// /metrics reports the fronted daemons and this process; without
+		// -config, only this process.
+		var src metrics.Source = ctlhub.New(&ctlhub.Config{}, log)
+		if h != nil {
+			src = h
+		}
+		mux := httpMux(kea.HTTPHandler(srv, keaOpts), auth, cfg.MetricsAuth,
+			route{pattern: "GET /metrics", handler: metrics.Handler(metrics.Options{Source: src, Self: d, Logger: log.With("component", "metrics")}), metrics: true})
 		hf, err := serveHTTP(cfg.HTTP, mux, log)
 		if err != nil {
 			return fail(err)
