@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/logring"
 )
 
 // Code is a command's result code. The values are those of the JSON
@@ -93,6 +95,12 @@ type Command struct {
 	// "selectinstance"). They share everything, parameters included.
 	Aliases []string
 	Handler Handler
+	// Help, when set, answers a usage request for the command with more
+	// words after it ("? NAME WORDS..." or "NAME WORDS... --help" on the
+	// console) in place of LongUsage: a command that fronts others, such
+	// as the hub's command per daemon, lists or describes those. words
+	// are the positional words after the command's name.
+	Help func(ctx context.Context, words []string) (string, error)
 
 	builtin bool
 }
@@ -185,8 +193,9 @@ func (c *Command) LongUsage() string {
 // commands report. It is safe for concurrent use.
 //
 // Every registry serves list-commands and the common commands
-// version-get, status-get, build-report, config-get and shutdown;
-// a daemon registers its own next to them.
+// version-get, status-get, build-report, config-get, commands-get,
+// shutdown and, with a log ring, log-get; a daemon registers its own
+// next to them.
 type Registry struct {
 	opts Options
 
@@ -218,6 +227,9 @@ type Options struct {
 	Status func() map[string]any
 	// Logger is the daemon's logger; nil means slog.Default().
 	Logger *slog.Logger
+	// LogRing, when set, holds the daemon's recent log lines
+	// (cli.Logging.Ring), and the registry serves log-get from it.
+	LogRing *logring.Ring
 }
 
 // NewRegistry returns a registry holding list-commands and the common
