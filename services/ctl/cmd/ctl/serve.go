@@ -68,9 +68,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		console *console.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "ctl",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "ctl",
+		Logger:  log,
+		LogRing: logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			fe.Lock()
 			defer fe.Unlock()
