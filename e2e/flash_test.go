@@ -95,7 +95,10 @@ func TestFlashRefusals(t *testing.T) {
 	}
 	t.Cleanup(func() { busy.Close() }) // after the parallel subtests
 	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
-	free := strconv.Itoa(freePort(t))
+	free, free2 := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	for free2 == free {
+		free2 = strconv.Itoa(freePort(t))
+	}
 	regular := filepath.Join(t.TempDir(), "not-a-device")
 	if err := os.WriteFile(regular, []byte("x"), 0o644); err != nil {
 		t.Fatal(err)
@@ -118,6 +121,8 @@ func TestFlashRefusals(t *testing.T) {
 		{"character device", []string{"--yes", "/dev/null"}, "/dev/null: not a block device"},
 		{"busy web UI port", []string{"--http-port", busyPort, "--ssh-port", free}, "port 127.0.0.1:" + busyPort + " is busy (web UI)"},
 		{"busy ssh port", []string{"--http-port", free, "--ssh-port", busyPort}, "port 127.0.0.1:" + busyPort + " is busy (ssh)"},
+		{"busy status port", []string{"--http-port", free, "--ssh-port", free2, "--status-port", busyPort}, "port 127.0.0.1:" + busyPort + " is busy (status page)"},
+		{"status port shared", []string{"--http-port", free, "--ssh-port", free2, "--status-port", free}, "--status-port " + free + " is also the web UI's or ssh's port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

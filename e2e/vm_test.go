@@ -173,9 +173,12 @@ func TestVM(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := writeTestKey(t, dir)
-	httpPort, sshPort := freePort(t), freePort(t)
+	httpPort, sshPort, statusPort := freePort(t), freePort(t), freePort(t)
 	for sshPort == httpPort {
 		sshPort = freePort(t)
+	}
+	for statusPort == httpPort || statusPort == sshPort {
+		statusPort = freePort(t)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
@@ -185,7 +188,8 @@ func TestVM(t *testing.T) {
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"),
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
-		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort))
+		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort),
+		"--status-port", strconv.Itoa(statusPort))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 20 * time.Second

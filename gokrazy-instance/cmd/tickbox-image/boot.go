@@ -38,13 +38,16 @@ type vmConfig struct {
 	kvm      bool
 	httpPort int
 	sshPort  int
-	serial   string // the console (ttyS0) log file
-	mctpSock string // ttyS1: mctpd's serial binding, a unix socket qemu listens on
+	// statusPort is forwarded to the hub's HTTP listener (guest :8080):
+	// the status page, /metrics and the Kea channel over HTTP.
+	statusPort int
+	serial     string // the console (ttyS0) log file
+	mctpSock   string // ttyS1: mctpd's serial binding, a unix socket qemu listens on
 }
 
 // qemuArgs is the boot's qemu command line, less the binary.
 // -nodefaults: no empty CD-ROM drive for gokrazy's root device scan to
-// trip on. restrict=on: the guest reaches nothing beyond the two forwarded
+// trip on. restrict=on: the guest reaches nothing beyond the three forwarded
 // loopback ports (its NTP and DHCP clients stay inside qemu's user network).
 func qemuArgs(c vmConfig) ([]string, error) {
 	if c.target != "amd64" {
@@ -54,7 +57,8 @@ func qemuArgs(c vmConfig) ([]string, error) {
 	args = append(args, accelArgs(c.kvm)...)
 	return append(args,
 		"-drive", "file="+qemuOpt(c.image)+",format=raw",
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22", c.httpPort, c.sshPort),
+		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:8080",
+			c.httpPort, c.sshPort, c.statusPort),
 		"-device", "e1000,netdev=n0",
 		"-serial", "file:"+c.serial,
 		"-serial", "unix:"+qemuOpt(c.mctpSock)+",server=on,wait=off",
@@ -220,7 +224,7 @@ func (e *env) boot(ctx context.Context, o *options, img string, c *creds) error 
 		return context.Cause(ctx)
 	}
 	cfg := vmConfig{target: o.target, image: img, kvm: kvm, httpPort: o.httpPort, sshPort: o.sshPort,
-		serial: filepath.Join(o.buildDir, "serial.log"), mctpSock: mctpSock(o.buildDir)}
+		statusPort: o.statusPort, serial: filepath.Join(o.buildDir, "serial.log"), mctpSock: mctpSock(o.buildDir)}
 	args, err := qemuArgs(cfg)
 	if err != nil {
 		return fail("%w", err)
@@ -318,15 +322,17 @@ func upMessage(o *options, c *creds, bootSecs int, breakglass string) string {
 	return fmt.Sprintf(`
 tickbox is up: the web UI answered %d s after qemu started.
   web UI:     http://127.0.0.1:%d/  (user gokrazy)
+  status:     http://127.0.0.1:%d/  (the hub's page, same user and password;
+              /metrics for Prometheus)
   password:   %s  (from %s)
   ssh:        %s
-              breakglass %s; try: %s /user/ctl kea /run/ctl/control.sock list-commands
+              breakglass %s; try: %s /user/ctl -s ptpd instances-get
   serial log: %s
   mctp:       %s is the VM's ttyS1 (mctpd, EID 8); attach a host mctpd with
               socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:%s &
               mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
               mctp -demux mctp-host ctrl get-eid -eid 8
 Press Ctrl-C to shut the VM down.
-`, bootSecs, o.httpPort, c.password, c.passwordFile, ssh, breakglass, ssh,
+`, bootSecs, o.httpPort, o.statusPort, c.password, c.passwordFile, ssh, breakglass, ssh,
 		filepath.Join(o.buildDir, "serial.log"), sock, sock)
 }

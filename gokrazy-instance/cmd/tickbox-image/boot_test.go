@@ -22,24 +22,24 @@ func TestQemuArgs(t *testing.T) {
 		err  string
 	}{
 		{name: "amd64 TCG, default ports",
-			cfg: vmConfig{target: "amd64", image: "/b/tickbox-amd64.img", httpPort: 8080, sshPort: 2222, serial: "/b/serial.log", mctpSock: "/b/mctp-serial.sock"},
+			cfg: vmConfig{target: "amd64", image: "/b/tickbox-amd64.img", httpPort: 8080, sshPort: 2222, statusPort: 8081, serial: "/b/serial.log", mctpSock: "/b/mctp-serial.sock"},
 			want: append(base("-accel", "tcg", "-cpu", "max"),
 				"-drive", "file=/b/tickbox-amd64.img,format=raw",
-				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22",
+				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8081-:8080",
 				"-device", "e1000,netdev=n0", "-serial", "file:/b/serial.log",
 				"-serial", "unix:/b/mctp-serial.sock,server=on,wait=off", "-display", "none", "-monitor", "none")},
 		{name: "amd64 KVM, other ports",
-			cfg: vmConfig{target: "amd64", image: "/i.img", kvm: true, httpPort: 18080, sshPort: 12222, serial: "/s", mctpSock: "/m"},
+			cfg: vmConfig{target: "amd64", image: "/i.img", kvm: true, httpPort: 18080, sshPort: 12222, statusPort: 18081, serial: "/s", mctpSock: "/m"},
 			want: append(base("-accel", "kvm", "-cpu", "host"),
 				"-drive", "file=/i.img,format=raw",
-				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:18080-:80,hostfwd=tcp:127.0.0.1:12222-:22",
+				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:18080-:80,hostfwd=tcp:127.0.0.1:12222-:22,hostfwd=tcp:127.0.0.1:18081-:8080",
 				"-device", "e1000,netdev=n0", "-serial", "file:/s",
 				"-serial", "unix:/m,server=on,wait=off", "-display", "none", "-monitor", "none")},
 		{name: "commas in paths are doubled",
-			cfg: vmConfig{target: "amd64", image: "/a,b/i.img", httpPort: 1, sshPort: 65535, serial: "/a,b/s", mctpSock: "/a,b/m.sock"},
+			cfg: vmConfig{target: "amd64", image: "/a,b/i.img", httpPort: 1, sshPort: 65535, statusPort: 2, serial: "/a,b/s", mctpSock: "/a,b/m.sock"},
 			want: append(base("-accel", "tcg", "-cpu", "max"),
 				"-drive", "file=/a,,b/i.img,format=raw",
-				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:65535-:22",
+				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:65535-:22,hostfwd=tcp:127.0.0.1:2-:8080",
 				"-device", "e1000,netdev=n0", "-serial", "file:/a,b/s",
 				"-serial", "unix:/a,,b/m.sock,server=on,wait=off", "-display", "none", "-monitor", "none")},
 		{name: "rpi4 does not boot in qemu", cfg: vmConfig{target: "rpi4", kvm: true}, err: "only the amd64 image boots in qemu, not rpi4"},
@@ -185,7 +185,7 @@ func TestKVMProbeQuietProcess(t *testing.T) {
 }
 
 func TestUpMessage(t *testing.T) {
-	o := &options{httpPort: 18080, sshPort: 12222, buildDir: "/b"}
+	o := &options{httpPort: 18080, sshPort: 12222, statusPort: 18081, buildDir: "/b"}
 	for _, tc := range []struct {
 		name     string
 		identity string
@@ -195,9 +195,10 @@ func TestUpMessage(t *testing.T) {
 		{name: "user's key", status: "started", want: []string{
 			"\ntickbox is up: the web UI answered 34 s after qemu started.\n",
 			"  web UI:     http://127.0.0.1:18080/  (user gokrazy)\n",
+			"  status:     http://127.0.0.1:18081/  (the hub's page, same user and password;\n",
 			"  password:   pw  (from /b/http-password.txt)\n",
 			"  ssh:        ssh -p 12222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1\n",
-			"              breakglass started; try: ssh -p 12222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 /user/ctl kea /run/ctl/control.sock list-commands\n",
+			"              breakglass started; try: ssh -p 12222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null root@127.0.0.1 /user/ctl -s ptpd instances-get\n",
 			"  serial log: /b/serial.log\n",
 			"  mctp:       /b/mctp-serial.sock is the VM's ttyS1 (mctpd, EID 8); attach a host mctpd with\n",
 			"              socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:/b/mctp-serial.sock &\n",

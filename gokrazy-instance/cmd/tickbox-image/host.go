@@ -66,8 +66,14 @@ func (e *env) checkBootHost(ctx context.Context, o *options) error {
 	if portBusy(o.sshPort) {
 		return fail("port 127.0.0.1:%d is busy (ssh); pick another with --ssh-port", o.sshPort)
 	}
+	if portBusy(o.statusPort) {
+		return fail("port 127.0.0.1:%d is busy (status page); pick another with --status-port", o.statusPort)
+	}
 	if o.httpPort == o.sshPort {
 		return fail("--http-port and --ssh-port are both %d", o.httpPort)
+	}
+	if o.statusPort == o.httpPort || o.statusPort == o.sshPort {
+		return fail("--status-port %d is also the web UI's or ssh's port", o.statusPort)
 	}
 	if sock := mctpSock(o.buildDir); len(sock) > maxSockPath {
 		return fail("%s: longer than a unix socket path may be (%d bytes); use a shorter --build-dir", sock, maxSockPath)

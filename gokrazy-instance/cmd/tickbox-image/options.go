@@ -53,6 +53,7 @@ type options struct {
 	yes          bool
 	httpPort     int
 	sshPort      int
+	statusPort   int
 	sshKey       string
 	passwordFile string
 	buildDir     string
@@ -67,7 +68,7 @@ type options struct {
 var takesValue = map[string]bool{
 	"-h": false, "--help": false, "-y": false, "--yes": false,
 	"--repo": true, "--target": true, "--image": true, "--http-port": true,
-	"--ssh-port": true, "--ssh-key": true, "--password-file": true,
+	"--ssh-port": true, "--status-port": true, "--ssh-key": true, "--password-file": true,
 	"--build-dir": true, "--size": true, "--accel": true, "--boot-timeout": true,
 }
 
@@ -79,9 +80,9 @@ var commandOptions = map[string]struct {
 }{
 	"build": {opts: []string{"--target", "--image", "--ssh-key", "--password-file", "--build-dir", "--size"}},
 	"write": {opts: []string{"--target", "--image", "--build-dir", "-y", "--yes"}, device: true},
-	"boot": {opts: []string{"--image", "--http-port", "--ssh-port", "--ssh-key", "--password-file",
+	"boot": {opts: []string{"--image", "--http-port", "--ssh-port", "--status-port", "--ssh-key", "--password-file",
 		"--build-dir", "--accel", "--boot-timeout"}},
-	"flash": {opts: []string{"--target", "--image", "-y", "--yes", "--http-port", "--ssh-port", "--ssh-key",
+	"flash": {opts: []string{"--target", "--image", "-y", "--yes", "--http-port", "--ssh-port", "--status-port", "--ssh-key",
 		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout"}, device: true},
 }
 
@@ -203,6 +204,7 @@ func (e *env) fill(o *options, vals map[string]string) error {
 	}{
 		{"--http-port", "TICKBOX_HTTP_PORT", "8080", &o.httpPort},
 		{"--ssh-port", "TICKBOX_SSH_PORT", "2222", &o.sshPort},
+		{"--status-port", "TICKBOX_STATUS_PORT", "8081", &o.statusPort},
 	} {
 		v := get(p.flag, orEnv(p.env, p.def))
 		n, err := strconv.Atoi(v)
@@ -349,6 +351,8 @@ Boot a built amd64 image in qemu until Ctrl-C. Options:
   --image FILE          the image (default BUILD/tickbox-amd64.img)
   --http-port N         host port forwarded to the web UI (default 8080, env TICKBOX_HTTP_PORT)
   --ssh-port N          host port forwarded to breakglass ssh (default 2222, env TICKBOX_SSH_PORT)
+  --status-port N       host port forwarded to the hub's status page and /metrics (guest :8080;
+                        default 8081, env TICKBOX_STATUS_PORT)
   --ssh-key FILE        the key given to the build, for the printed ssh command
   --password-file FILE  web UI password file (default BUILD/http-password.txt)
   --build-dir DIR       logs, the KVM probe's cache and the mctp socket (default ./build,
@@ -375,6 +379,8 @@ Options:
   --yes, -y             write DEVICE without asking for confirmation
   --http-port N         host port forwarded to the web UI (default 8080, env TICKBOX_HTTP_PORT)
   --ssh-port N          host port forwarded to breakglass ssh (default 2222, env TICKBOX_SSH_PORT)
+  --status-port N       host port forwarded to the hub's status page and /metrics (guest :8080;
+                        default 8081, env TICKBOX_STATUS_PORT)
   --ssh-key FILE        public key(s) for breakglass (default: ~/.ssh/id_*.pub, or a key
                         generated once as BUILD/id_ed25519)
   --password-file FILE  web UI password file (default BUILD/http-password.txt, generated at

@@ -50,7 +50,7 @@ func TestParse(t *testing.T) {
 		check func(*options) string
 	}{
 		{name: "defaults", cmd: "flash", check: func(o *options) string {
-			if o.target != "amd64" || o.httpPort != 8080 || o.sshPort != 2222 || o.size != 1258299392 ||
+			if o.target != "amd64" || o.httpPort != 8080 || o.sshPort != 2222 || o.statusPort != 8081 || o.size != 1258299392 ||
 				o.accel != "auto" || o.bootTimeout != 300*time.Second || o.qemu != "qemu-system-x86_64" ||
 				o.buildDir != filepath.Join(repo, "build") || o.repo != repo || o.yes || o.device != "" || o.image != "" {
 				return "wrong defaults"
@@ -58,19 +58,19 @@ func TestParse(t *testing.T) {
 			return ""
 		}},
 		{name: "environment", cmd: "flash", vars: map[string]string{
-			"TICKBOX_HTTP_PORT": "8081", "TICKBOX_SSH_PORT": "2223", "TICKBOX_BUILD_DIR": "b",
+			"TICKBOX_HTTP_PORT": "8081", "TICKBOX_SSH_PORT": "2223", "TICKBOX_STATUS_PORT": "8082", "TICKBOX_BUILD_DIR": "b",
 			"TICKBOX_QEMU": "/opt/qemu", "TICKBOX_EXTRA_PACKAGES": " a/b  c/d ",
 		}, check: func(o *options) string {
-			if o.httpPort != 8081 || o.sshPort != 2223 || o.buildDir != filepath.Join(wd, "b") || o.qemu != "/opt/qemu" ||
+			if o.httpPort != 8081 || o.sshPort != 2223 || o.statusPort != 8082 || o.buildDir != filepath.Join(wd, "b") || o.qemu != "/opt/qemu" ||
 				strings.Join(o.extra, ",") != "a/b,c/d" {
 				return "environment not applied"
 			}
 			return ""
 		}},
 		{name: "flags beat the environment", cmd: "flash", vars: map[string]string{"TICKBOX_HTTP_PORT": "8081"},
-			args: []string{"--http-port=9000", "--ssh-port", "9001", "--accel", "tcg", "--boot-timeout", "5", "--size=1073741824"},
+			args: []string{"--http-port=9000", "--ssh-port", "9001", "--status-port=9002", "--accel", "tcg", "--boot-timeout", "5", "--size=1073741824"},
 			check: func(o *options) string {
-				if o.httpPort != 9000 || o.sshPort != 9001 || o.accel != "tcg" || o.bootTimeout != 5*time.Second || o.size != 1073741824 {
+				if o.httpPort != 9000 || o.sshPort != 9001 || o.statusPort != 9002 || o.accel != "tcg" || o.bootTimeout != 5*time.Second || o.size != 1073741824 {
 					return "flags not applied"
 				}
 				return ""
@@ -121,6 +121,8 @@ func TestParse(t *testing.T) {
 		{name: "size too small", cmd: "build", args: []string{"--size", "1073741823"}, err: "invalid --size '1073741823' (bytes, at least 1073741824)", code: 2},
 		{name: "size not a number", cmd: "build", args: []string{"--size", "1G"}, err: "invalid --size '1G'", code: 2},
 		{name: "bad boot timeout", cmd: "flash", args: []string{"--boot-timeout", "-1"}, err: "invalid --boot-timeout '-1'", code: 2},
+		{name: "status port not a number", cmd: "boot", args: []string{"--status-port=x"}, err: "invalid port 'x' for --status-port", code: 2},
+		{name: "status port of another command", cmd: "write", args: []string{"--status-port", "1"}, err: "unknown option --status-port", code: 2},
 		{name: "image and device", cmd: "flash", args: []string{"--image", "x", "/dev/null"}, err: "give either --image FILE or a DEVICE, not both", code: 2},
 		{name: "rpi4 in qemu", cmd: "flash", args: []string{"--target", "rpi4"}, err: "only the amd64 image boots in qemu; use --image FILE or a DEVICE for --target rpi4", code: 2},
 		{name: "write without a device", cmd: "write", err: "write needs a DEVICE", code: 2},

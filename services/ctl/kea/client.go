@@ -10,6 +10,9 @@ import (
 	"time"
 )
 
+// ErrNoReply is a connection the server closed without answering.
+var ErrNoReply = errors.New("closed the connection without a reply")
+
 // keaMaxReply bounds what Call reads, so that a broken server cannot
 // exhaust the client's memory.
 const keaMaxReply = 256 << 20
@@ -77,7 +80,7 @@ func Call(ctx context.Context, path string, req []byte) ([]byte, error) {
 		if werr != nil {
 			return nil, fmt.Errorf("kea: write request to %s: %w", path, werr)
 		}
-		return nil, fmt.Errorf("kea: %s closed the connection without a reply", path)
+		return nil, fmt.Errorf("kea: %s: %w", path, ErrNoReply)
 	}
 	return reply, nil
 }
