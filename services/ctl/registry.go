@@ -95,12 +95,12 @@ type Command struct {
 	// "selectinstance"). They share everything, parameters included.
 	Aliases []string
 	Handler Handler
-	// Help, when set, answers a usage request for the command with more
-	// words after it ("? NAME WORDS..." or "NAME WORDS... --help" on the
-	// console) in place of LongUsage: a command that fronts others, such
-	// as the hub's command per daemon, lists or describes those. words
-	// are the positional words after the command's name.
-	Help func(ctx context.Context, words []string) (string, error)
+	// Help, when set, gives the commands this one fronts (the hub's
+	// command per daemon fronts that daemon's), for a usage request with
+	// the command's name: no words asks for all of them, one word names
+	// one (an error if there is none by that name). The console answers
+	// "? NAME" with their table and "? NAME CMD" with CMD's usage.
+	Help func(ctx context.Context, words []string) ([]*Command, error)
 
 	builtin bool
 }

@@ -16,6 +16,8 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/ctl/console"
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	ctlhub "github.com/tickbox-fw/tickbox/services/ctl/hub"
+	"github.com/tickbox-fw/tickbox/services/ctl/hub/remote"
 	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
@@ -29,6 +31,7 @@ type serveConfig struct {
 	MaxConns int    `json:"max-conns"`
 	Mode     string `json:"socket-mode"`
 	AllowGID int    `json:"allow-gid"`
+	Hub      string `json:"config,omitempty"`
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -43,6 +46,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
 	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
+	fs.StringVar(&cfg.Hub, "config", "", "hub configuration `FILE` (Kea Control Agent's control-sockets): forward on the Kea socket, and serve SERVICE, log and events")
 	logging := cli.LogFlags(fs, "v")
 	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
@@ -56,6 +60,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
 	}
 	log := logging.Logger(stderr)
+	var h *ctlhub.Hub
+	if cfg.Hub != "" {
+		hcfg, err := ctlhub.LoadConfig(cfg.Hub)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: err}
+		}
+		h = ctlhub.New(hcfg, log.With("part", "hub"))
+	}
 
 	// The front ends, once started; status-get reports their counters.
 	// A front end may answer status-get before the next one is started,
@@ -96,6 +108,16 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	srv := ctl.NewServer(d)
 	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
+	if h != nil {
+		// services-get, then one command per fronted daemon, log and
+		// events; a service named like a command of ctl's is refused.
+		cmds := append(h.Commands(), remote.New(h, remote.Options{Logger: log.With("part", "hub")}).Commands()...)
+		for _, c := range cmds {
+			if err := d.Register(c); err != nil {
+				return &cli.ExitError{Code: 1, Err: fmt.Errorf("hub: %w", err)}
+			}
+		}
+	}
 
 	streamOpts := ctl.StreamOptions{MaxConns: cfg.MaxConns}
 	if cfg.AllowGID >= 0 {
@@ -109,7 +131,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kea.Options{StreamOptions: streamOpts})); err != nil {
+		kopts := kea.Options{StreamOptions: streamOpts}
+		if h != nil {
+			kopts.Forward = h.Forward
+		}
+		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kopts)); err != nil {
 			return fail(err)
 		}
 	}
