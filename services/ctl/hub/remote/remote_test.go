@@ -105,17 +105,18 @@ hotplug_detection_mode manual
 // rig is a hub fronting a real mdiod and ptpd, and a mctpd that is not
 // running.
 type rig struct {
-	dir                string
-	hubCon, hubKea     string
-	mdiodCon, mdiodKea string
-	mdiodArgs          []string
-	mdiod, ptpd, hub   *proc
+	dir                    string
+	hubCon, hubKea, hubIPC string
+	mdiodCon, mdiodKea     string
+	mdiodArgs              []string
+	mdiod, ptpd, hub       *proc
 }
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
 	r := &rig{dir: testutil.ShortDir(t)}
 	p := func(n string) string { return filepath.Join(r.dir, n) }
+	r.hubIPC = p("hub-ipc.sock")
 	r.hubCon, r.hubKea, r.mdiodCon, r.mdiodKea = p("hub-con.sock"), p("hub-kea.sock"), p("mdiod-con.sock"), p("mdiod-kea.sock")
 	// Port A's link goes up and down every second; B stays up.
 	r.mdiodArgs = []string{"-kea", r.mdiodKea, "-console", r.mdiodCon, "-ipc-server", "", "-hotplug", "", "-poll", "20ms",
@@ -132,7 +133,7 @@ func newRig(t *testing.T) *rig {
 		"forward-timeout": 5000}}`, p("ptpd-kea.sock"), r.mdiodKea, p("mctpd-kea.sock"))
 	os.WriteFile(p("hub.json"), []byte(hubCfg), 0o644)
 	r.hub = start(t, "ctl serve", bins.ctl, "serve", "-config", p("hub.json"), "-kea", r.hubKea, "-console", r.hubCon,
-		"-dgram", "", "-ipc", "")
+		"-dgram", "", "-ipc", r.hubIPC)
 	waitSocket(t, r.hubCon)
 	return r
 }
@@ -348,5 +349,31 @@ func TestEvents(t *testing.T) {
 	// appliance is not configured: events follows mdiod alone.
 	if strings.Contains(f.String(), "appliance") {
 		t.Fatalf("events names an unconfigured source:\n%s", f)
+	}
+}
+
+// TestIPC runs the same hub commands over the hub's nose IPC socket, in
+// its text form: one command, one framing-independent registry.
+func TestIPC(t *testing.T) {
+	r := newRig(t)
+	tests := []struct{ line, want string }{
+		{"mdiod mdio_read 1 2", `{"type":"log","msg":"result: value=0x0141\n"}`},
+		{"mdiod mdio_read 9 1", `{"type":"log","msg":"error: mdio_read: parameter 'phy' out of range: 9 not in 1..3\n"}`},
+		{"mctpd status-get", `{"type":"log","msg":"error: mctpd: kea: dial unix ` + filepath.Join(r.dir, "mctpd-kea.sock") + `: connect: no such file or directory\n"}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			c, err := net.Dial("unix", r.hubIPC)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(20 * time.Second))
+			io.WriteString(c, tt.line+"\n")
+			line, err := bufio.NewReader(c).ReadString('\n')
+			if err != nil || strings.TrimSpace(line) != tt.want {
+				t.Fatalf("ipc %q: %q (%v), want %s", tt.line, line, err, tt.want)
+			}
+		})
 	}
 }
