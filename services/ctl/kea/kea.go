@@ -17,6 +17,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultIdleTimeout is how long a Kea connection may stay silent, as
@@ -44,9 +46,11 @@ type Options struct {
 	// Forward makes the channel a hub: a request with a non-empty
 	// "service" list is routed, as Kea's Control Agent routes it, and
 	// answered with a list of one answer per service. req is the
-	// request without "service", and the reply is that daemon's JSON
-	// answer (a map, or a list of maps). Returning an error wrapping
-	// ErrNoService says that this one service is unknown.
+	// request as the Control Agent forwards it, "service" included (a
+	// daemon ignores it), and the reply is that daemon's JSON answer (a
+	// map, or a list of maps). Returning an error wrapping ErrNoService
+	// says that this one service is unknown; other errors are worded
+	// as the Control Agent words them (see forwardReason).
 	//
 	// Nil, which every daemon uses, ignores "service" and runs the
 	// command here, as Kea's daemons do: that is what lets Kea's
@@ -64,12 +68,10 @@ var ErrNoService = errors.New("no forwarding socket for this service")
 // { "arguments": ..., "result": N, "text": "..." } before the server
 // closes the connection.
 type Server struct {
-	a    *unixsock.Acceptor
-	opts Options
-	log  *slog.Logger
-	// r and maxConns are set before the accept loop starts, which runs
-	// serve and reject before Serve has stored the acceptor.
-	r        *ctl.Registry
+	a *unixsock.Acceptor
+	// The engine and maxConns are set before the accept loop starts,
+	// which runs serve and reject before Serve has stored the acceptor.
+	engine
 	maxConns int
 
 	// hardCtx is the context commands run in. It is cancelled when the
@@ -92,7 +94,7 @@ func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) 
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = ctl.DefaultMaxConns
 	}
-	k := &Server{opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry(), maxConns: opts.MaxConns}
+	k := &Server{engine: engine{opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry()}, maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
@@ -117,6 +119,15 @@ func (k *Server) Active() int { return k.a.Active() }
 func (k *Server) Close(ctx context.Context) error {
 	_, err := k.Stop(ctx, false)
 	return err
+}
+
+// engine is the request processing both channels share, the unix
+// socket (Server) and HTTP (HTTPHandler): check the command map, then
+// run it here or route it on "service".
+type engine struct {
+	r    *ctl.Registry
+	opts Options
+	log  *slog.Logger
 }
 
 // Stop implements ctl.Frontend. Unlike a bare acceptor's, it cancels
@@ -306,7 +317,7 @@ func keaCommandError(format string, a ...any) []byte {
 }
 
 // handleRequest parses a framed request and answers it.
-func (k *Server) handleRequest(ctx context.Context, text []byte) []byte {
+func (k *engine) handleRequest(ctx context.Context, text []byte) []byte {
 	v, err := parseKeaWire(text)
 	if err != nil {
 		k.log.Warn("bad request JSON", "err", err)
@@ -326,7 +337,7 @@ func keaRequestKey(key string) bool {
 
 // dispatch checks the request map as Kea's parseCommand does (same
 // order, same texts), then routes it or runs it.
-func (k *Server) dispatch(ctx context.Context, v any) []byte {
+func (k *engine) dispatch(ctx context.Context, v any) []byte {
 	m, ok := v.(map[string]any)
 	if !ok {
 		return keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v))
@@ -356,10 +367,12 @@ func (k *Server) dispatch(ctx context.Context, v any) []byte {
 	// request with "service" still in it, so a daemon that routed would
 	// answer every forwarded request with a forwarding error.
 	if k.opts.Forward != nil {
-		if sv, ok := m["service"]; ok && sv != nil {
+		if sv, ok := m["service"]; ok {
+			// As the Control Agent: any value but a list, null
+			// included, is refused before anything is forwarded.
 			list, ok := sv.([]any)
 			if !ok {
-				return keaCommandError("expected 'service' to be a list, got %s instead", keaTypeName(sv))
+				return keaReply(ctl.Fail("service value must be a list"))
 			}
 			services := make([]string, len(list))
 			for i, e := range list {
@@ -374,13 +387,21 @@ func (k *Server) dispatch(ctx context.Context, v any) []byte {
 			}
 		}
 	}
-	return keaReply(k.run(ctx, name, m["arguments"]))
+	r := k.run(ctx, name, m["arguments"])
+	if k.opts.Forward != nil && r.Code == ctl.Unsupported {
+		if _, known := k.r.Lookup(name); !known {
+			// The Control Agent explains here that a command for a
+			// daemon needs "service"; so does the hub, in its own words.
+			r.Text += ` The request names no "service", so the hub ran it itself; to send it to a daemon, add "service": [ "NAME" ] with a service the hub fronts (services-get lists them).`
+		}
+	}
+	return keaReply(r)
 }
 
 // run looks the command up, checks its arguments and runs it through
 // the registry. As in Kea, an unknown command is reported before its
 // arguments are looked at.
-func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
+func (k *engine) run(ctx context.Context, name string, args any) ctl.Result {
 	cmd, ok := k.r.Lookup(name)
 	if !ok {
 		k.log.Info("unsupported command", "command", name)
@@ -418,35 +439,51 @@ func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
 }
 
 // forward implements the Control Agent's routing: one answer per
-// service, in a list.
-func (k *Server) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
-	req := make(map[string]any, len(m))
-	for key, v := range m {
-		if key != "service" {
-			req[key] = v
-		}
-	}
-	body := appendKeaJSON(nil, req)
+// service, in a list. Each daemon gets the request as the Control Agent
+// sends it: the whole command map, "service" (and "remote-address", when
+// the request came over HTTP) included, in Kea's layout.
+func (k *engine) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
+	body := appendKeaJSON(nil, m)
 	var answers []any
 	for _, svc := range services {
-		var resp []byte
-		var err error
-		if k.opts.Forward != nil {
-			k.log.Info("forwarding command", "command", name, "service", svc)
-			resp, err = k.opts.Forward(ctx, svc, body)
-		}
-		if k.opts.Forward == nil || errors.Is(err, ErrNoService) {
+		k.log.Info("forwarding command", "command", name, "service", svc)
+		resp, err := k.opts.Forward(ctx, svc, body)
+		if errors.Is(err, ErrNoService) {
 			answers = append(answers, keaResultMap(ctl.Fail("forwarding socket is not configured for the server type %s", svc)))
 			continue
 		}
 		if err != nil {
 			k.log.Warn("forwarding failed", "command", name, "service", svc, "err", err)
-			answers = append(answers, keaResultMap(ctl.Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))
+			answers = append(answers, keaResultMap(ctl.Fail("unable to forward command to the %s service: %s. The server is likely to be offline", svc, forwardReason(err))))
 			continue
 		}
 		answers = append(answers, parseForwarded(svc, resp)...)
 	}
 	return appendKeaJSON(nil, answers)
+}
+
+// forwardReason words a failed forward as the Control Agent does, with
+// the message of the Boost error it gets: the C library's text for an
+// errno ("No such file or directory", "Connection refused"), "End of
+// file" for a daemon that closed without answering, and "Operation
+// canceled" for one that did not answer in time (the agent cancels the
+// exchange at its timeout). The full error is in the log.
+func forwardReason(err error) string {
+	var t interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &t) && t.Timeout()):
+		return "Operation canceled"
+	case errors.Is(err, ErrNoReply) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "End of file"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		r, n := utf8.DecodeRuneInString(s)
+		return string(unicode.ToUpper(r)) + s[n:]
+	}
+	return err.Error()
 }
 
 // keaResultMap is a Result as a JSON map value.

@@ -58,7 +58,7 @@ func startHub(t *testing.T, extra ...string) *hub {
 		ipc: filepath.Join(dir, "ipc.socket"), con: filepath.Join(dir, "console.sock"),
 		log: &testutil.LockedBuffer{},
 	}
-	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con}, extra...)
+	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con, "-http", ""}, extra...)
 	h.cmd = exec.Command(ctlBin, args...)
 	h.cmd.Stderr = h.log
 	if err := h.cmd.Start(); err != nil {
@@ -233,7 +233,7 @@ func TestSocatClients(t *testing.T) {
 
 func TestServeRefusesLiveSocket(t *testing.T) {
 	h := startHub(t)
-	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "")
+	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "", "-http", "")
 	if code != 1 || !strings.Contains(errs, "address already in use by a running process") {
 		t.Fatalf("exit %d, stderr %s", code, errs)
 	}

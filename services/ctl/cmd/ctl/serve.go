@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
+	"github.com/tickbox-fw/tickbox/internal/httpauth"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/ctl/console"
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
@@ -23,15 +24,20 @@ import (
 )
 
 type serveConfig struct {
-	Kea      string `json:"kea"`
-	Dgram    string `json:"dgram"`
-	IPC      string `json:"ipc"`
-	Console  string `json:"console"`
-	IPCDial  string `json:"ipc-connect,omitempty"`
-	MaxConns int    `json:"max-conns"`
-	Mode     string `json:"socket-mode"`
-	AllowGID int    `json:"allow-gid"`
-	Hub      string `json:"config,omitempty"`
+	Kea         string   `json:"kea"`
+	HTTP        string   `json:"http"`
+	Hub         string   `json:"config,omitempty"`
+	Services    []string `json:"services,omitempty"`
+	Timeout     string   `json:"forward-timeout,omitempty"`
+	Auth        bool     `json:"http-auth"`
+	MetricsAuth bool     `json:"metrics-auth"`
+	Dgram       string   `json:"dgram"`
+	IPC         string   `json:"ipc"`
+	Console     string   `json:"console"`
+	IPCDial     string   `json:"ipc-connect,omitempty"`
+	MaxConns    int      `json:"max-conns"`
+	Mode        string   `json:"socket-mode"`
+	AllowGID    int      `json:"allow-gid"`
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -39,6 +45,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg serveConfig
 	fs.StringVar(&cfg.Kea, "kea", "/run/ctl/control.sock", "Kea JSON channel socket path (empty disables)")
+	fs.StringVar(&cfg.Hub, "config", "", "hub configuration (Control Agent shape: control-sockets) naming the daemons to forward to; none: no forwarding")
+	fs.StringVar(&cfg.HTTP, "http", ":8080", "address of the HTTP listener: the Kea channel as POST / (empty disables)")
+	pwFile := fs.String("password-file", "/etc/gokr-pw.txt", "basic auth password for user gokrazy on -http (gokrazy's own file); empty turns auth off")
+	fs.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "require the password on /metrics too")
+	fwdTimeout := fs.Duration("forward-timeout", 0, "bound on one forward; 0 takes the config's forward-timeout (default 10s), a value here overrides it")
 	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
 	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
 	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
@@ -46,7 +57,6 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
 	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
-	fs.StringVar(&cfg.Hub, "config", "", "hub configuration `FILE` (Kea Control Agent's control-sockets): forward on the Kea socket, and serve SERVICE, log and events")
 	logging := cli.LogFlags(fs, "v")
 	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
@@ -55,18 +65,39 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return cli.Usage("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.IPCDial = *ipcConnect
+	if *fwdTimeout < 0 {
+		return cli.Usage("serve: -forward-timeout %v: want a positive duration, or 0 for the config's", *fwdTimeout)
+	}
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {
 		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
 	}
 	log := logging.Logger(stderr)
+
+	// The hub: the daemons this process forwards to, and the password
+	// of the HTTP listener. Both are read before anything listens, so
+	// that a bad file is a startup error.
 	var h *ctlhub.Hub
 	if cfg.Hub != "" {
-		hcfg, err := ctlhub.LoadConfig(cfg.Hub)
+		hc, err := ctlhub.LoadConfig(cfg.Hub)
 		if err != nil {
 			return &cli.ExitError{Code: 1, Err: err}
 		}
-		h = ctlhub.New(hcfg, log.With("part", "hub"))
+		if *fwdTimeout > 0 {
+			hc.Timeout = *fwdTimeout
+		}
+		h = ctlhub.New(hc, log.With("component", "hub"))
+		cfg.Services = h.Services()
+		cfg.Timeout = h.Timeout().String()
+	}
+	var auth *httpauth.Basic
+	if cfg.HTTP != "" && *pwFile != "" {
+		a, err := httpauth.Load(authRealm, authUser, *pwFile)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: err}
+		}
+		auth = a
+		cfg.Auth = true
 	}
 
 	// The front ends, once started; status-get reports their counters.
@@ -108,21 +139,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	srv := ctl.NewServer(d)
 	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
+	keaOpts := kea.Options{StreamOptions: ctl.StreamOptions{MaxConns: cfg.MaxConns}}
 	if h != nil {
 		// services-get, then one command per fronted daemon, log and
-		// events; a service named like a command of ctl's is refused.
-		cmds := append(h.Commands(), remote.New(h, remote.Options{Logger: log.With("part", "hub")}).Commands()...)
+		// events; a service named like one of ctl's commands is refused.
+		cmds := append(h.Commands(), remote.New(h, remote.Options{Logger: log.With("component", "hub")}).Commands()...)
 		for _, c := range cmds {
 			if err := d.Register(c); err != nil {
 				return &cli.ExitError{Code: 1, Err: fmt.Errorf("hub: %w", err)}
 			}
 		}
+		keaOpts.Forward = h.Forward
 	}
 
 	streamOpts := ctl.StreamOptions{MaxConns: cfg.MaxConns}
 	if cfg.AllowGID >= 0 {
 		streamOpts.Peers.GIDs = []uint32{uint32(cfg.AllowGID)}
 	}
+	keaOpts.StreamOptions = streamOpts
 	spec := func(addr string) ctl.SocketSpec {
 		return ctl.SocketSpec{Addr: addr, Mode: os.FileMode(mode)}
 	}
@@ -131,11 +165,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		kopts := kea.Options{StreamOptions: streamOpts}
-		if h != nil {
-			kopts.Forward = h.Forward
-		}
-		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kopts)); err != nil {
+		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), keaOpts)); err != nil {
 			return fail(err)
 		}
 	}
@@ -151,6 +181,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if cfg.Console != "" {
 		if err := keep(&fe.Mutex, &fe.console)(console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts})); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.HTTP != "" {
+		mux := httpMux(kea.HTTPHandler(srv, keaOpts), auth, cfg.MetricsAuth)
+		hf, err := serveHTTP(cfg.HTTP, mux, log)
+		if err != nil {
+			return fail(err)
+		}
+		if err := srv.Add(hf); err != nil {
+			hf.Stop(context.Background(), false)
 			return fail(err)
 		}
 	}

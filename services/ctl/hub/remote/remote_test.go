@@ -87,9 +87,15 @@ func (p *proc) stop() {
 	}
 }
 
-func waitSocket(t *testing.T, path string) {
+// waitSocket waits for p to listen on path.
+func waitSocket(t *testing.T, p *proc, path string) {
 	t.Helper()
 	testutil.WaitFor(t, "socket "+path, 20*time.Second, func() bool {
+		select {
+		case <-p.done:
+			t.Fatalf("%s exited:\n%s", p.cmd.Path, p.out.String())
+		default:
+		}
 		fi, err := os.Stat(path)
 		return err == nil && fi.Mode()&os.ModeSocket != 0
 	})
@@ -125,7 +131,7 @@ func newRig(t *testing.T) *rig {
 	cfg := strings.ReplaceAll(freerunCfg, "DIR", r.dir)
 	os.WriteFile(p("ptpd.cfg"), []byte(cfg), 0o644)
 	r.ptpd = start(t, "ptpd", bins.ptpd, "-f", p("ptpd.cfg"), "-kea", p("ptpd-kea.sock"), "-virtual-clock", "500us,30")
-	waitSocket(t, p("ptpd-kea.sock"))
+	waitSocket(t, r.ptpd, p("ptpd-kea.sock"))
 	hubCfg := fmt.Sprintf(`{"Control-agent": {"control-sockets": {
 		"ptpd": {"socket-type": "unix", "socket-name": %q},
 		"mdiod": {"socket-type": "unix", "socket-name": %q},
@@ -133,16 +139,16 @@ func newRig(t *testing.T) *rig {
 		"forward-timeout": 5000}}`, p("ptpd-kea.sock"), r.mdiodKea, p("mctpd-kea.sock"))
 	os.WriteFile(p("hub.json"), []byte(hubCfg), 0o644)
 	r.hub = start(t, "ctl serve", bins.ctl, "serve", "-config", p("hub.json"), "-kea", r.hubKea, "-console", r.hubCon,
-		"-dgram", "", "-ipc", r.hubIPC)
-	waitSocket(t, r.hubCon)
+		"-dgram", "", "-ipc", r.hubIPC, "-http", "")
+	waitSocket(t, r.hub, r.hubCon)
 	return r
 }
 
 func (r *rig) startMdiod(t *testing.T) {
 	t.Helper()
 	r.mdiod = start(t, "mdiod", bins.mdiod, r.mdiodArgs...)
-	waitSocket(t, r.mdiodKea)
-	waitSocket(t, r.mdiodCon)
+	waitSocket(t, r.mdiod, r.mdiodKea)
+	waitSocket(t, r.mdiod, r.mdiodCon)
 }
 
 // session runs lines on a console and returns all it wrote until it
