@@ -284,30 +284,13 @@ func (r *Registry) Register(c *Command) error {
 	if c == nil || c.Name == "" {
 		return errors.New("ctl: register: command has no name")
 	}
-	names := append([]string{c.Name}, c.Aliases...)
-	for _, n := range names {
-		if n == "" || strings.ContainsAny(n, " \t\r\n=,#?!\"'\\") {
-			return fmt.Errorf("ctl: register %q: name %q is empty or contains a reserved character", c.Name, n)
-		}
+	if err := c.check(); err != nil {
+		return fmt.Errorf("ctl: register %w", err)
 	}
 	if c.Handler == nil {
 		return fmt.Errorf("ctl: register %q: nil handler", c.Name)
 	}
-	seen := map[string]bool{}
-	for i, p := range c.Params {
-		if p.Name == "" || seen[p.Name] {
-			return fmt.Errorf("ctl: register %q: parameter %d has an empty or duplicate name", c.Name, i)
-		}
-		seen[p.Name] = true
-		if p.Rest && i != len(c.Params)-1 {
-			return fmt.Errorf("ctl: register %q: Rest parameter %q must be last", c.Name, p.Name)
-		}
-		if p.Default != nil {
-			if _, err := p.Convert(p.Default); err != nil {
-				return fmt.Errorf("ctl: register %q: default of %q: %w", c.Name, p.Name, err)
-			}
-		}
-	}
+	names := append([]string{c.Name}, c.Aliases...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, n := range names {
@@ -319,6 +302,35 @@ func (r *Registry) Register(c *Command) error {
 		r.cmds[n] = c
 	}
 	r.names = nil
+	return nil
+}
+
+// check is what Register and NewCommandFromSchema require of a
+// command's names and schema.
+func (c *Command) check() error {
+	if c.Name == "" {
+		return errors.New("command has no name")
+	}
+	for _, n := range append([]string{c.Name}, c.Aliases...) {
+		if n == "" || strings.ContainsAny(n, " \t\r\n=,#?!\"'\\") {
+			return fmt.Errorf("%q: name %q is empty or contains a reserved character", c.Name, n)
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Params {
+		if p.Name == "" || seen[p.Name] {
+			return fmt.Errorf("%q: parameter %d has an empty or duplicate name", c.Name, i)
+		}
+		seen[p.Name] = true
+		if p.Rest && i != len(c.Params)-1 {
+			return fmt.Errorf("%q: Rest parameter %q must be last", c.Name, p.Name)
+		}
+		if p.Default != nil {
+			if _, err := p.Convert(p.Default); err != nil {
+				return fmt.Errorf("%q: default of %q: %w", c.Name, p.Name, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -77,9 +77,6 @@ func NewCommandFromSchema(s CommandSchema, h Handler) (*Command, error) {
 		Name: s.Name, Aliases: s.Aliases, Syntax: s.Syntax, Comment: s.Comment, Usage: s.Usage,
 		AnyArgs: s.AnyArgs, IgnoreExtraArgs: s.IgnoreExtraArgs, Stream: s.Stream, Handler: h,
 	}
-	if c.Name == "" {
-		return nil, fmt.Errorf("command schema without a name")
-	}
 	for _, ps := range s.Params {
 		t, err := ParseType(ps.Type)
 		if err != nil {
@@ -104,6 +101,9 @@ func NewCommandFromSchema(s CommandSchema, h Handler) (*Command, error) {
 			p.Default = v
 		}
 		c.Params = append(c.Params, p)
+	}
+	if err := c.check(); err != nil {
+		return nil, fmt.Errorf("command %w", err)
 	}
 	return c, nil
 }

@@ -234,3 +234,41 @@ func TestLogGet(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCommandSchemas feeds commands-get replies, as a hub reads them
+// from a daemon, to the decoder and the proxy builder: bad input is an
+// error, never a panic, and a proxy that is built binds, describes
+// itself and survives its own round trip.
+func FuzzCommandSchemas(f *testing.F) {
+	r := NewRegistry(Options{Name: "test", Logger: quietLogger()})
+	r.MustRegister(schemaCommands()...)
+	raw, _ := json.Marshal(r.Invoke(context.Background(), "commands-get", Input{}, nil).Args)
+	f.Add(raw)
+	f.Add([]byte(`{"commands":[{"name":"x","params":[{"name":"a","type":"int","range":[1]}]}]}`))
+	f.Add([]byte(`{"commands":[{"name":"x","params":[{"name":"a","type":"int","rest":true},{"name":"b","type":"bool","default":"maybe"}]}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		schemas, err := DecodeCommandSchemas(data)
+		if err != nil {
+			return
+		}
+		for _, s := range schemas {
+			c, err := NewCommandFromSchema(s, nil)
+			if err != nil {
+				continue
+			}
+			usage := c.LongUsage()
+			for _, in := range []Input{{}, {Positional: []string{"1", "x", "-3", "0x10"}}, {Named: map[string]any{"a": json.Number("2.5")}}} {
+				if args, err := c.Bind(in); err == nil {
+					args.Named()
+				}
+			}
+			again, err := NewCommandFromSchema(c.Schema(), nil)
+			if err != nil {
+				t.Fatalf("a built command's own schema is refused: %v", err)
+			}
+			if again.LongUsage() != usage {
+				t.Fatalf("usage changes in a round trip:\n%s\n%s", usage, again.LongUsage())
+			}
+		}
+	})
+}
