@@ -87,7 +87,8 @@ func (p *proc) stop() {
 	}
 }
 
-// waitSocket waits for p to listen on path.
+// waitSocket waits until p accepts connections on path (the file
+// exists from bind on, before listen).
 func waitSocket(t *testing.T, p *proc, path string) {
 	t.Helper()
 	testutil.WaitFor(t, "socket "+path, 20*time.Second, func() bool {
@@ -96,8 +97,12 @@ func waitSocket(t *testing.T, p *proc, path string) {
 			t.Fatalf("%s exited:\n%s", p.cmd.Path, p.out.String())
 		default:
 		}
-		fi, err := os.Stat(path)
-		return err == nil && fi.Mode()&os.ModeSocket != 0
+		c, err := net.Dial("unix", path)
+		if err != nil {
+			return false
+		}
+		c.Close()
+		return true
 	})
 }
 
