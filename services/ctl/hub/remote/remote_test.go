@@ -19,7 +19,7 @@ import (
 
 // bins are the daemons built once for the tests: the hub and the
 // daemons it fronts run as real processes.
-var bins struct{ ctl, mdiod, ptpd string }
+var bins struct{ ctl, mdiod, ptpd, appliance string }
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "remotetest")
@@ -28,11 +28,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	for _, b := range []struct {
 		dst *string
 		pkg string
-	}{{&bins.ctl, "../../cmd/ctl"}, {&bins.mdiod, "../../../mdiod/cmd/mdiod"}, {&bins.ptpd, "../../../ptpd/cmd/ptpd"}} {
+	}{{&bins.ctl, "../../cmd/ctl"}, {&bins.mdiod, "../../../mdiod/cmd/mdiod"}, {&bins.ptpd, "../../../ptpd/cmd/ptpd"}, {&bins.appliance, "../../../../appliance"}} {
 		*b.dst = filepath.Join(dir, filepath.Base(b.pkg))
 		wg.Add(1)
 		go func() {
@@ -121,6 +121,7 @@ type rig struct {
 	mdiodCon, mdiodKea     string
 	mdiodArgs              []string
 	mdiod, ptpd, hub       *proc
+	appliance              *proc
 }
 
 func newRig(t *testing.T) *rig {
@@ -137,11 +138,16 @@ func newRig(t *testing.T) *rig {
 	os.WriteFile(p("ptpd.cfg"), []byte(cfg), 0o644)
 	r.ptpd = start(t, "ptpd", bins.ptpd, "-f", p("ptpd.cfg"), "-kea", p("ptpd-kea.sock"), "-virtual-clock", "500us,30")
 	waitSocket(t, r.ptpd, p("ptpd-kea.sock"))
+	// The appliance agent lists the host's links as inserts when it
+	// starts, after mdiod's first link events.
+	r.appliance = start(t, "appliance", bins.appliance, "-kea", p("appliance-kea.sock"), "-sfptpd-socket", "")
+	waitSocket(t, r.appliance, p("appliance-kea.sock"))
 	hubCfg := fmt.Sprintf(`{"Control-agent": {"control-sockets": {
 		"ptpd": {"socket-type": "unix", "socket-name": %q},
 		"mdiod": {"socket-type": "unix", "socket-name": %q},
-		"mctpd": {"socket-type": "unix", "socket-name": %q}},
-		"forward-timeout": 5000}}`, p("ptpd-kea.sock"), r.mdiodKea, p("mctpd-kea.sock"))
+		"mctpd": {"socket-type": "unix", "socket-name": %q},
+		"appliance": {"socket-type": "unix", "socket-name": %q}},
+		"forward-timeout": 5000}}`, p("ptpd-kea.sock"), r.mdiodKea, p("mctpd-kea.sock"), p("appliance-kea.sock"))
 	os.WriteFile(p("hub.json"), []byte(hubCfg), 0o644)
 	r.hub = start(t, "ctl serve", bins.ctl, "serve", "-config", p("hub.json"), "-kea", r.hubKea, "-console", r.hubCon,
 		"-dgram", "", "-ipc", r.hubIPC, "-http", "")
@@ -210,7 +216,7 @@ func TestHubConsole(t *testing.T) {
 		{name: "down service", hub: "mctpd endpoints-get", want: []string{"Error:  mctpd: kea: ", "mctpd-kea.sock", "no such file or directory\n"}},
 		{name: "down service help", hub: "? mctpd", want: []string{"Error:  mctpd: kea: ", "no such file or directory\n"}},
 		{name: "unknown service", hub: "nosuchd status-get", want: []string{"Unknown command, try: ?\n"}},
-		{name: "log of an unknown service", hub: "log nosuchd", want: []string{"Error:  log: parameter 'service' must be one of ptpd|mdiod|mctpd, got \"nosuchd\"\n"}},
+		{name: "log of an unknown service", hub: "log nosuchd", want: []string{"Error:  log: parameter 'service' must be one of ptpd|mdiod|mctpd|appliance, got \"nosuchd\"\n"}},
 		{name: "hub list names the services", hub: "?", want: []string{"CMD [ARGS...]      - run a command of mdiod", "run a command of mdiod (? mdiod lists them)", "\nlog ", "\nevents "}},
 	}
 	for _, tt := range tests {
@@ -337,29 +343,52 @@ func TestLogFollow(t *testing.T) {
 	}
 }
 
-// TestEvents follows the link events through the hub: mdiod's simulated
-// port A changes its link every second.
+// TestEvents follows the link events through the hub: the appliance
+// agent's inserts of the host's links at its start, and mdiod's
+// simulated port A, which changes its link every second. The lines come
+// in time order across both sources.
 func TestEvents(t *testing.T) {
-	r := newRig(t)
-	// Let the first events pass, so that the ones seen below are new.
-	testutil.WaitFor(t, "first link change", 20*time.Second, func() bool {
-		return strings.Contains(r.mdiod.out.String(), "port=A")
-	})
-	f := follow(t, r.hubCon, "events 1")
-	n := f.wait(t, 0, " mdiod ")
-	f.wait(t, n, " mdiod ")
-	for _, l := range strings.Split(f.String(), "\n") {
-		if !strings.Contains(l, " mdiod ") && !strings.HasPrefix(l, "---") {
-			t.Fatalf("unexpected line %q in\n%s", l, f)
-		}
-		ts, _, _ := strings.Cut(l, " ")
-		if _, err := time.Parse("2006-01-02T15:04:05.000Z07:00", ts); err != nil && !strings.HasPrefix(l, "---") {
-			t.Fatalf("line %q: %v", l, err)
+	ifs, err := net.Interfaces()
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := 0
+	for _, i := range ifs {
+		if i.Name != "lo" {
+			links++
 		}
 	}
-	// appliance is not configured: events follows mdiod alone.
-	if strings.Contains(f.String(), "appliance") {
-		t.Fatalf("events names an unconfigured source:\n%s", f)
+	if links == 0 {
+		testutil.Require(t, "no network interface besides lo for the appliance agent to report")
+	}
+	r := newRig(t)
+	testutil.WaitFor(t, "the appliance agent's inserts", 20*time.Second, func() bool {
+		var evs struct{ Events []any }
+		testutil.KeaArguments(t, filepath.Join(r.dir, "appliance-kea.sock"), "events-get", &evs)
+		return len(evs.Events) >= links
+	})
+	f := follow(t, r.hubCon, "events 1000")
+	n := f.wait(t, 0, " appliance insert ")
+	// Two mdiod events the follow had not seen when it started.
+	n = f.wait(t, n, " mdiod PHY A: link")
+	f.wait(t, n, " mdiod PHY A: link")
+	// mdiod's first events came before the agent started: merged, they
+	// lead, though the agent is asked first.
+	if first, _, _ := strings.Cut(f.String(), "\n"); !strings.Contains(first, " mdiod ") {
+		t.Fatalf("the first line is not mdiod's:\n%s", f)
+	}
+	var last time.Time
+	for _, l := range strings.Split(f.String(), "\n") {
+		ts, rest, _ := strings.Cut(l, " ")
+		src, _, _ := strings.Cut(rest, " ")
+		when, err := time.Parse("2006-01-02T15:04:05.000Z07:00", ts)
+		if err != nil || (src != "mdiod" && src != "appliance") {
+			t.Fatalf("line %q (%v) in\n%s", l, err, f)
+		}
+		if when.Before(last) {
+			t.Fatalf("line %q is out of time order in\n%s", l, f)
+		}
+		last = when
 	}
 }
 
