@@ -66,7 +66,8 @@ type Param struct {
 
 // Alias is one special value of a parameter: Name stands for Value.
 type Alias struct {
-	Name, Value string
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // resolveAlias returns the value an alias stands for, or raw unchanged.
@@ -119,6 +120,7 @@ type Args struct {
 	rest  []string
 	raw   func() json.RawMessage
 	any   map[string]any
+	in    Input // an AnyArgs command's input
 }
 
 func (a Args) get(name string, t Type) any {
@@ -199,6 +201,7 @@ func (e *ParamError) Error() string {
 func (c *Command) Bind(in Input) (Args, error) {
 	a := Args{cmd: c, raw: in.Raw}
 	if c.AnyArgs {
+		a.in = in
 		a.any = make(map[string]any, len(in.Named)+len(in.Positional))
 		for k, v := range in.Named {
 			a.any[k] = normalizeJSON(v)

@@ -135,7 +135,7 @@ func TestClients(t *testing.T) {
 		// ctl serve is not yet the hub: it ignores "service" as Kea's
 		// daemons do and answers itself, not in a list.
 		{name: "kea service ignored", args: []string{"kea", "-service", "dhcp4,ptpd", h.kea, "list-commands"}, code: 0,
-			stdout: []string{`{ "arguments": [ "build-report", "config-get", "echo", `, `"list-commands"`, `"result": 0 }`}},
+			stdout: []string{`{ "arguments": [ "build-report", "commands-get", "config-get", "echo", `, `"list-commands"`, `"result": 0 }`}},
 		{name: "kea usage", args: []string{"kea", h.kea}, code: 2, stderr: "want SOCKET COMMAND"},
 		{name: "ipc json", args: []string{"ipc", h.ipc, `{"command":"echo","id":4,"x":1}`}, code: 0,
 			stdout: []string{`{"id":4,"x":1,"success":true}`}},

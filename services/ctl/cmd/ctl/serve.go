@@ -18,6 +18,7 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ctl/console"
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
 	ctlhub "github.com/tickbox-fw/tickbox/services/ctl/hub"
+	"github.com/tickbox-fw/tickbox/services/ctl/hub/remote"
 	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/ctl/metrics"
@@ -110,9 +111,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		ipc   *ipc.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "ctl",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "ctl",
+		Logger:  log,
+		LogRing: logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			fe.Lock()
 			defer fe.Unlock()
@@ -132,7 +134,14 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
 	keaOpts := kea.Options{StreamOptions: ctl.StreamOptions{MaxConns: cfg.MaxConns}}
 	if h != nil {
-		d.MustRegister(h.Commands()...)
+		// services-get, then one command per fronted daemon, log and
+		// events; a service named like one of ctl's commands is refused.
+		cmds := append(h.Commands(), remote.New(h, remote.Options{Logger: log.With("component", "hub")}).Commands()...)
+		for _, c := range cmds {
+			if err := d.Register(c); err != nil {
+				return &cli.ExitError{Code: 1, Err: fmt.Errorf("hub: %w", err)}
+			}
+		}
 		keaOpts.Forward = h.Forward
 	}
 
