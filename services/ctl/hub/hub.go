@@ -184,7 +184,7 @@ func (h *Hub) Forward(ctx context.Context, service string, req []byte) ([]byte, 
 	if err == nil || !retryable(err) || ctx.Err() != nil {
 		return resp, forwardErr(err)
 	}
-	h.log.Info("forward failed; retrying once on a new connection", "service", service, "socket", s.Name, "err", err, "kept-open", reused)
+	h.log.Debug("forward failed; retrying once on a new connection", "service", service, "socket", s.Name, "err", err, "kept-open", reused)
 	if !reused {
 		select {
 		case <-ctx.Done():

@@ -294,7 +294,7 @@ func TestHubForwarding(t *testing.T) {
 // reaches the new process, which the test starts as soon as the hub has
 // logged its first attempt's failure.
 func TestHubRetry(t *testing.T) {
-	e := startHubEnv(t, "-log-level", "info")
+	e := startHubEnv(t, "-log-level", "debug")
 	e.a.cmd.Process.Kill()
 	e.a.cmd.Wait()
 	os.Remove(e.a.kea)
