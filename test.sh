@@ -17,6 +17,9 @@ command -v ptp4l >/dev/null || [ -x /usr/sbin/ptp4l ] || need+=(linuxptp)
 # ptpd's NTP instance and its sfptpd-style fallback test query a real
 # chronyd, which the tests run with -x (it never touches the clock).
 [ -x /usr/sbin/chronyd ] || need+=(chrony)
+# The hub's metrics test (services/ctl/metrics) has a real Prometheus
+# scrape the hub and reads the series back through its query API.
+command -v prometheus >/dev/null || need+=(prometheus)
 # The image tests (e2e/): qemu boots the image, ssh reaches breakglass,
 # mkfs.ext4 makes /perm, losetup backs the device-refusal tests.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -34,6 +37,11 @@ if [ ${#need[@]} -gt 0 ]; then
 		# steers the host clock; the tests want only their own.
 		if [[ " ${need[*]} " == *" chrony "* ]] && [ -d /run/systemd/system ]; then
 			systemctl disable --now chrony >/dev/null 2>&1 || true
+		fi
+		# Likewise the prometheus package starts a server of its own
+		# (on :9090); the test starts one per run on a port it picks.
+		if [[ " ${need[*]} " == *" prometheus "* ]] && [ -d /run/systemd/system ]; then
+			systemctl disable --now prometheus >/dev/null 2>&1 || true
 		fi
 	else
 		echo "test.sh: missing ${need[*]}; install with: sudo apt-get install -y ${need[*]}" >&2

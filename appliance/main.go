@@ -125,10 +125,11 @@ func run(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Logger:   log,
 	})
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "appliance",
-		Logger: log,
-		Config: func() any { return cfg },
-		Status: agent.Status,
+		Name:    "appliance",
+		Logger:  log,
+		LogRing: cfg.logging.Ring(),
+		Config:  func() any { return cfg },
+		Status:  agent.Status,
 	})
 	d.MustRegister(agent.Commands()...)
 	srv := ctl.NewServer(d)

@@ -354,9 +354,12 @@ func (a *Agent) Commands() []*ctl.Command {
 			Params: []ctl.Param{{
 				Name: "limit", Type: ctl.Int, Default: int64(0), Ranged: true, Min: 0, Max: 1 << 20,
 				Help: "only the last N events (0: all kept)",
+			}, {
+				Name: "since", Type: ctl.Int, Default: int64(0), Ranged: true, Min: 0, Max: 1 << 62,
+				Help: "only events with a larger id (a follower's cursor)",
 			}},
 			Handler: func(_ context.Context, c *ctl.Call) ctl.Result {
-				evs := a.Events(int(c.Args.Int("limit")))
+				evs := a.events.Since(uint64(c.Args.Int("since")), int(c.Args.Int("limit")))
 				return ctl.OK(fmt.Sprintf("%d events", len(evs)), map[string]any{"events": evs})
 			},
 		},

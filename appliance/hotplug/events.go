@@ -92,12 +92,21 @@ func (l *EventLog) SetDelivery(id uint64, target, state string) {
 
 // Events returns up to limit most recent events (all kept if limit is not
 // positive), oldest first. The result is a copy.
-func (l *EventLog) Events(limit int) []Event {
+func (l *EventLog) Events(limit int) []Event { return l.Since(0, limit) }
+
+// Since is Events for the events with an ID above since only: a reader
+// that passes the last ID it saw gets just the newer ones.
+func (l *EventLog) Since(since uint64, limit int) []Event {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	n := l.next
 	if l.full {
 		n = len(l.ring)
+	}
+	if since >= l.id {
+		n = 0
+	} else if newer := l.id - since; newer < uint64(n) {
+		n = int(newer)
 	}
 	if limit > 0 && limit < n {
 		n = limit

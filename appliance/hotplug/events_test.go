@@ -87,6 +87,17 @@ func TestEventLog(t *testing.T) {
 	if got := names(l.Events(10)); got != "cde" {
 		t.Fatalf("last 10 %q, want cde", got)
 	}
+	for _, tc := range []struct {
+		since uint64
+		limit int
+		want  string
+	}{
+		{0, 0, "cde"}, {1, 0, "cde"}, {3, 0, "de"}, {4, 0, "e"}, {5, 0, ""}, {9, 0, ""}, {2, 1, "e"}, {3, 5, "de"},
+	} {
+		if got := names(l.Since(tc.since, tc.limit)); got != tc.want {
+			t.Errorf("Since(%d, %d) = %q, want %q", tc.since, tc.limit, got, tc.want)
+		}
+	}
 	l.SetDelivery(4, "/t1", DeliverySent)
 	l.SetDelivery(2, "/t1", DeliverySent) // evicted: ignored
 	l.SetDelivery(9, "/t1", DeliverySent) // future: ignored

@@ -78,7 +78,7 @@ func run(dur time.Duration, keaBin string, asJSON bool) error {
 
 	// tickbox's ctl hub.
 	tb := exec.Command(ctlBin, "serve", "-kea", paths.kea, "-dgram", paths.dgram, "-ipc", paths.ipc,
-		"-console", paths.console, "-max-conns", "4096")
+		"-console", paths.console, "-max-conns", "4096", "-http", "")
 	var tbLog bytes.Buffer
 	tb.Stderr = &tbLog
 	if err := tb.Start(); err != nil {

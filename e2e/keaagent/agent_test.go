@@ -116,7 +116,7 @@ hotplug_detection_mode manual
 		args func(sock string) []string
 	}{
 		{"ctl", func(s string) []string {
-			return []string{"serve", "-kea", s, "-dgram", "", "-ipc", "", "-console", ""}
+			return []string{"serve", "-kea", s, "-dgram", "", "-ipc", "", "-console", "", "-http", ""}
 		}},
 		{"ptpd", func(s string) []string {
 			return []string{"-f", ptpdCfg, "-kea", s, "-virtual-clock", "500us,30"}
@@ -265,8 +265,9 @@ type request struct {
 	// text, when set, is the text every daemon must give.
 	text string
 	// volatile names status-get's arguments that change between two
-	// requests: the seconds since start and reload, and (ctl) the count
-	// of open connections, which may still include the previous one.
+	// requests: the seconds since start and reload, the counts of open
+	// and accepted connections, which may still include the previous
+	// one, and the request counters, which count the request itself.
 	volatile bool
 }
 
@@ -513,8 +514,10 @@ func stripVolatile(t *testing.T, what string, got, want any) (any, any) {
 		delete(ga, k)
 		delete(wa, k)
 	}
-	delete(ga, "connections")
-	delete(wa, "connections")
+	for _, k := range []string{"connections", "connections-accepted", "requests"} {
+		delete(ga, k)
+		delete(wa, k)
+	}
 	return got, want
 }
 
@@ -525,4 +528,131 @@ func args(v any) (map[string]any, bool) {
 	}
 	a, ok := m["arguments"].(map[string]any)
 	return a, ok
+}
+
+// TestHubBesideAgent runs ctl serve as the hub beside kea-ctrl-agent,
+// both fronting the same daemons under the same service names (ptpd as
+// dhcp4, mdiod as dhcp6, and d2 a socket nobody listens on), and sends
+// each the same HTTP requests: status and body must be the same, but for
+// commands the agent or the hub answers itself, whose command sets and
+// texts are their own (there only the result code must match).
+func TestHubBesideAgent(t *testing.T) {
+	shellExe := testutil.NeedTool(t, "kea-shell", "kea-ctrl-agent and python3-kea-connector")
+	dir := testutil.ShortDir(t)
+	ds := startDaemons(t, dir)
+	byName := map[string]*daemon{}
+	for _, d := range ds {
+		byName[d.name] = d
+	}
+	socks := map[string]string{"dhcp4": byName["ptpd"].sock, "dhcp6": byName["mdiod"].sock, "d2": filepath.Join(dir, "down.sock")}
+	ca := startAgent(t, dir, "agent", socks)
+
+	conf, err := json.Marshal(map[string]any{"Control-agent": map[string]any{"control-sockets": map[string]any{
+		"dhcp4": map[string]any{"socket-type": "unix", "socket-name": socks["dhcp4"]},
+		"dhcp6": map[string]any{"socket-type": "unix", "socket-name": socks["dhcp6"]},
+		"d2":    map[string]any{"socket-type": "unix", "socket-name": socks["d2"]},
+	}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	confPath := filepath.Join(dir, "hub.json")
+	if err := os.WriteFile(confPath, conf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	hubProc := start(t, "hub", []string{filepath.Join(bin, "ctl"), "serve", "-kea", filepath.Join(dir, "hub.sock"),
+		"-dgram", "", "-ipc", "", "-console", "", "-config", confPath,
+		"-http", fmt.Sprintf("127.0.0.1:%d", port), "-password-file", ""})
+	hubAgent := &agent{proc: hubProc, port: port, url: fmt.Sprintf("http://127.0.0.1:%d/", port)}
+	testutil.WaitFor(t, "the hub listening", 20*time.Second, func() bool {
+		if hubProc.exited() {
+			t.Fatalf("hub exited: %v\n%s", hubProc.err, hubProc.out)
+		}
+		_, code, err := hubAgent.post([]byte(`{"command":"list-commands"}`))
+		return err == nil && code == http.StatusOK
+	})
+
+	// The agent closes the connection after a 400; a connection per
+	// request keeps its closing from failing the next request.
+	oneShot := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	send := func(t *testing.T, a *agent, method, ctype, body string) (int, string) {
+		t.Helper()
+		req, err := http.NewRequest(method, a.url, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ctype != "" {
+			req.Header.Set("Content-Type", ctype)
+		}
+		resp, err := oneShot.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+			t.Errorf("Content-Type %q", ct)
+		}
+		return resp.StatusCode, string(b)
+	}
+	const js = "application/json"
+	for _, tc := range []struct {
+		name, method, ctype, body string
+		// own: answered by the agent or the hub itself; only the
+		// status and the result codes must match.
+		own bool
+	}{
+		{name: "known service", method: "POST", ctype: js, body: `{"command":"version-get","service":["dhcp4"]}`},
+		{name: "known service with arguments", method: "POST", ctype: js, body: `{"command":"config-get","service":["dhcp6"],"arguments":{"x":1}}`},
+		{name: "unknown command of a daemon", method: "POST", ctype: js, body: `{"command":"no-such","service":["dhcp4"]}`},
+		{name: "unknown service", method: "POST", ctype: js, body: `{"command":"version-get","service":["nosuch"]}`},
+		{name: "down service", method: "POST", ctype: js, body: `{"command":"version-get","service":["d2"]}`},
+		{name: "list of two", method: "POST", ctype: js, body: `{"command":"version-get","service":["dhcp4","dhcp6"]}`},
+		{name: "list with a down one", method: "POST", ctype: js, body: `{"command":"version-get","service":["dhcp6","d2","nosuch"]}`},
+		{name: "service not a list", method: "POST", ctype: js, body: `{"command":"version-get","service":"dhcp4"}`},
+		{name: "service null", method: "POST", ctype: js, body: `{"command":"version-get","service":null}`},
+		{name: "empty body", method: "POST", ctype: js, body: ``},
+		{name: "bad JSON", method: "POST", ctype: js, body: `{"command":`},
+		{name: "trailing data", method: "POST", ctype: js, body: `{"command":"version-get"} {}`},
+		{name: "GET", method: "GET", ctype: js, body: ``},
+		{name: "PUT", method: "PUT", ctype: js, body: `{"command":"version-get"}`},
+		{name: "no Content-Type", method: "POST", ctype: "", body: `{"command":"version-get"}`},
+		{name: "Content-Type with charset", method: "POST", ctype: js + "; charset=utf-8", body: `{"command":"version-get"}`},
+		{name: "no service", method: "POST", ctype: js, body: `{"command":"list-commands"}`, own: true},
+		{name: "no service, unknown command", method: "POST", ctype: js, body: `{"command":"no-such"}`, own: true},
+		{name: "empty service list", method: "POST", ctype: js, body: `{"command":"version-get","service":[]}`, own: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			caCode, caBody := send(t, ca, tc.method, tc.ctype, tc.body)
+			hubCode, hubBody := send(t, hubAgent, tc.method, tc.ctype, tc.body)
+			if caCode != hubCode {
+				t.Fatalf("status: agent %d, hub %d\nagent %s\nhub   %s", caCode, hubCode, caBody, hubBody)
+			}
+			if !tc.own {
+				if caBody != hubBody {
+					t.Fatalf("bodies differ\nagent %s\nhub   %s", caBody, hubBody)
+				}
+				return
+			}
+			type answer struct{ Result int }
+			var ca, hb []answer
+			if json.Unmarshal([]byte(caBody), &ca) != nil || json.Unmarshal([]byte(hubBody), &hb) != nil || !reflect.DeepEqual(ca, hb) {
+				t.Fatalf("result codes differ\nagent %s\nhub   %s", caBody, hubBody)
+			}
+		})
+	}
+
+	// kea-shell against the hub prints what it prints against the agent.
+	for _, services := range [][]string{{"dhcp4"}, {"dhcp4", "dhcp6"}, {"d2"}, {"nosuch"}} {
+		viaAgent := ca.shell(t, shellExe, services, "version-get", "")
+		viaHub := hubAgent.shell(t, shellExe, services, "version-get", "")
+		if !bytes.Equal(viaAgent, viaHub) {
+			t.Errorf("kea-shell --service %v: agent %s\nhub %s", services, viaAgent, viaHub)
+		}
+	}
 }

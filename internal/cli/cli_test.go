@@ -195,6 +195,15 @@ func TestLogger(t *testing.T) {
 		if got := strings.Contains(buf.String(), "level=INFO msg=inf"); got != tc.infoShown {
 			t.Errorf("%q: info line shown %v:\n%s", tc.args, got, buf.String())
 		}
+		// The ring keeps what the log shows, line for line.
+		lines, _, _ := l.Ring().Since(0, 0)
+		var ring strings.Builder
+		for _, ln := range lines {
+			ring.WriteString(ln.Line + "\n")
+		}
+		if ring.String() != buf.String() {
+			t.Errorf("%q: ring holds\n%s\nthe log\n%s", tc.args, ring.String(), buf.String())
+		}
 	}
 	// The usage text names the flag and its levels.
 	fs := flag.NewFlagSet("prog", flag.ContinueOnError)

@@ -14,5 +14,7 @@
 //     handler.
 //   - Logging: [LogFlags] adds -log-level (and the program's -v
 //     spellings) to a flag set; [Logging.Level] and [Logging.Logger]
-//     give the level and a text logger.
+//     give the level and a text logger, [Logging.Wrap] wraps a handler
+//     of the program's own; both keep the recent lines in
+//     [Logging.Ring] for the log-get control command.
 package cli

@@ -8,21 +8,28 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+
+	"github.com/tickbox-fw/tickbox/internal/logring"
 )
 
 // Logging is the log level a command line asks for: -log-level LEVEL
 // (debug, info, warn, error, or slog's forms such as warn+2) and the
 // program's -v spellings, which mean -log-level debug. Where both are
 // given, the later one on the command line wins.
+//
+// The loggers it makes also keep the recent lines in a ring
+// (internal/logring) at the same level, which the daemon hands its
+// registry (ctl.Options.LogRing) for the log-get command.
 type Logging struct {
 	level slog.Level
+	ring  *logring.Ring
 }
 
 // LogFlags adds -log-level and, under each of verboseNames (ptpd has
 // -v and --verbose; the others -v), the debug switch to fs. The level is
 // info until a flag says otherwise.
 func LogFlags(fs *flag.FlagSet, verboseNames ...string) *Logging {
-	l := &Logging{level: slog.LevelInfo}
+	l := &Logging{level: slog.LevelInfo, ring: logring.New(logring.DefaultLines, logring.DefaultBytes)}
 	fs.Var(levelFlag{l}, "log-level", "log `LEVEL`: debug, info (the default), warn or error")
 	for _, n := range verboseNames {
 		fs.Var(verboseFlag{l}, n, "debug logging (-log-level debug)")
@@ -37,8 +44,17 @@ func (l *Logging) Level() slog.Level { return l.level }
 // asked for: what every daemon but ptpd (whose sfptpd message_log
 // chooses its own handler) logs with.
 func (l *Logging) Logger(w io.Writer) *slog.Logger {
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l.level}))
+	return l.Wrap(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l.level}))
 }
+
+// Wrap returns a logger writing to h and into the ring, for a daemon
+// with a handler of its own (ptpd's message_log).
+func (l *Logging) Wrap(h slog.Handler) *slog.Logger {
+	return slog.New(logring.Tee(h, l.ring, l.level))
+}
+
+// Ring is the ring of recent log lines the loggers write into.
+func (l *Logging) Ring() *logring.Ring { return l.ring }
 
 // ParseLevel parses a level name as -log-level takes it.
 func ParseLevel(s string) (slog.Level, error) {

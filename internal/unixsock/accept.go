@@ -54,8 +54,11 @@ type Acceptor struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	active atomic.Int64
-	wg     sync.WaitGroup
-	done   chan struct{}
+	// accepted counts the connections this listener accepted and
+	// served (not those refused or adopted).
+	accepted atomic.Uint64
+	wg       sync.WaitGroup
+	done     chan struct{}
 
 	mu    sync.Mutex
 	conns map[*net.UnixConn]struct{}
@@ -94,6 +97,10 @@ func (a *Acceptor) Socket() *Socket { return a.sock }
 
 // Active returns the number of connections being served.
 func (a *Acceptor) Active() int { return int(a.active.Load()) }
+
+// Accepted returns the number of connections accepted and served since
+// the listener started (refused ones and adopted ones not included).
+func (a *Acceptor) Accepted() uint64 { return a.accepted.Load() }
 
 func (a *Acceptor) loop() {
 	defer close(a.done)
@@ -136,6 +143,7 @@ func (a *Acceptor) loop() {
 			}()
 			continue
 		}
+		a.accepted.Add(1)
 		a.track(c, a.handle)
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"runtime/debug"
 	"strings"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/logring"
 )
 
 // registerCommon registers the common commands every tickbox daemon
@@ -56,12 +58,17 @@ func (r *Registry) registerCommon() {
 			},
 		},
 	}
+	builtin = append(builtin, r.commandsGetCommand())
+	if r.opts.LogRing != nil {
+		builtin = append(builtin, logGetCommand(r.opts.LogRing))
+	}
 	for _, c := range builtin {
 		c.builtin = true
 		// version-get, build-report, status-get and config-get ignore
 		// any arguments, as the originals do; shutdown stays strict, as
 		// the original is not argument-free (it takes exit-value).
-		c.IgnoreExtraArgs = c.Name != "shutdown"
+		// commands-get and log-get are tickbox's own and check theirs.
+		c.IgnoreExtraArgs = c.Name != "shutdown" && c.Params == nil
 		r.MustRegister(c)
 	}
 }
@@ -72,7 +79,12 @@ func (r *Registry) Name() string { return r.opts.Name }
 // Version returns the daemon's version.
 func (r *Registry) Version() string { return r.opts.Version }
 
-// Status returns what status-get reports.
+// Status returns what status-get reports: pid, uptime, reload, reloads,
+// the request counts per front end and result ("requests", once there
+// is one), the connections per front end being served ("connections")
+// and accepted since start ("connections-accepted") when a Server runs
+// the registry, and the daemon's own keys from Options.Status, which
+// win over these.
 func (r *Registry) Status() map[string]any {
 	r.smu.Lock()
 	now := time.Now()
@@ -82,7 +94,16 @@ func (r *Registry) Status() map[string]any {
 		"reload":  int64(now.Sub(r.reloaded) / time.Second),
 		"reloads": r.reloads,
 	}
+	srv := r.srv
 	r.smu.Unlock()
+	if reqs := r.Requests(); len(reqs) > 0 {
+		st["requests"] = reqs
+	}
+	if srv != nil {
+		active, accepted := srv.connections()
+		st["connections"] = active
+		st["connections-accepted"] = accepted
+	}
 	if r.opts.Status != nil {
 		for k, v := range r.opts.Status() {
 			st[k] = v
@@ -177,4 +198,36 @@ func BuildReport(name, version string) string {
 		b.WriteString(line + "\n")
 	}
 	return b.String()
+}
+
+// Bounds of log-get.
+const (
+	// DefaultLogLimit is how many lines log-get returns when not told.
+	DefaultLogLimit = 100
+	// MaxLogLimit is the most lines one log-get returns.
+	MaxLogLimit = 1000
+)
+
+// logGetCommand returns log-get, which pages through the daemon's log
+// ring with a cursor, as mdiod's events-get pages through its events.
+func logGetCommand(ring *logring.Ring) *Command {
+	return &Command{
+		Name:    "log-get",
+		Comment: "recent log lines, oldest first, after a cursor",
+		Usage: "Each line has a sequence number (seq). next is the cursor for the\n" +
+			"following call (pass it as since); missed counts the lines after since\n" +
+			"that are not returned (gone from the ring, or left out by limit); epoch\n" +
+			"changes when the daemon restarts, and with it the numbering.",
+		Params: []Param{
+			{Name: "since", Type: Int, Default: int64(0), Ranged: true, Min: 0, Max: 1 << 62, Help: "only lines with a larger seq"},
+			{Name: "limit", Type: Int, Default: int64(DefaultLogLimit), Ranged: true, Min: 1, Max: MaxLogLimit, Help: "only the last N of them"},
+		},
+		Handler: func(_ context.Context, c *Call) Result {
+			lines, next, missed := ring.Since(uint64(c.Args.Int("since")), int(c.Args.Int("limit")))
+			if lines == nil {
+				lines = []logring.Line{}
+			}
+			return OK("", map[string]any{"lines": lines, "next": next, "missed": missed, "epoch": ring.Epoch()})
+		},
+	}
 }

@@ -12,6 +12,10 @@
 //     Input to it (Command.Bind), so handlers see only valid Args.
 //   - Call, Result and Code are what a handler gets and returns; a
 //     streaming command writes to Call.Out until cancelled.
+//   - Front names the front end in Input.Front; Run (and Count, for
+//     requests refused before Run) count requests by front end and
+//     result, and a front end implementing ConnCounter has its
+//     connections counted: status-get reports both for every daemon.
 //   - Tokenize, ParseText and ParseWords read text command lines.
 //   - Server runs the front ends over a Registry: Run, Close, Reexec
 //     (an in-place re-exec that hands sockets and connections over),
@@ -25,5 +29,7 @@
 // The front ends live in their own packages: services/ctl/dgram
 // (sfptpd's datagram socket), services/ctl/kea (Kea's JSON control
 // channel), services/ctl/ipc (nose's line-JSON IPC) and
-// services/ctl/console (a One-com/gone style text console).
+// services/ctl/console (a One-com/gone style text console). The hub
+// that fronts the daemons is services/ctl/hub, and services/ctl/metrics
+// turns what they report into Prometheus metrics.
 package ctl

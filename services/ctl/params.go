@@ -66,7 +66,8 @@ type Param struct {
 
 // Alias is one special value of a parameter: Name stands for Value.
 type Alias struct {
-	Name, Value string
+	Name  string `json:"name"`
+	Value string `json:"value"`
 }
 
 // resolveAlias returns the value an alias stands for, or raw unchanged.
@@ -102,6 +103,9 @@ type Input struct {
 	// 1.0 or 1.9. A framing whose reference rejects a real where it
 	// wants an integer leaves it off.
 	TruncateReals bool
+	// Front is the front end the request came through; Registry.Run
+	// counts the request under it.
+	Front Front
 }
 
 // Args holds a command's validated, converted parameters. Handlers read
@@ -116,6 +120,7 @@ type Args struct {
 	rest  []string
 	raw   func() json.RawMessage
 	any   map[string]any
+	in    Input // an AnyArgs command's input
 }
 
 func (a Args) get(name string, t Type) any {
@@ -196,6 +201,7 @@ func (e *ParamError) Error() string {
 func (c *Command) Bind(in Input) (Args, error) {
 	a := Args{cmd: c, raw: in.Raw}
 	if c.AnyArgs {
+		a.in = in
 		a.any = make(map[string]any, len(in.Named)+len(in.Positional))
 		for k, v := range in.Named {
 			a.any[k] = normalizeJSON(v)

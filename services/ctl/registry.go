@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/logring"
 )
 
 // Code is a command's result code. The values are those of the JSON
@@ -93,6 +95,12 @@ type Command struct {
 	// "selectinstance"). They share everything, parameters included.
 	Aliases []string
 	Handler Handler
+	// Help, when set, gives the commands this one fronts (the hub's
+	// command per daemon fronts that daemon's), for a usage request with
+	// the command's name: no words asks for all of them, one word names
+	// one (an error if there is none by that name). The console answers
+	// "? NAME" with their table and "? NAME CMD" with CMD's usage.
+	Help func(ctx context.Context, words []string) ([]*Command, error)
 
 	builtin bool
 }
@@ -185,8 +193,9 @@ func (c *Command) LongUsage() string {
 // commands report. It is safe for concurrent use.
 //
 // Every registry serves list-commands and the common commands
-// version-get, status-get, build-report, config-get and shutdown;
-// a daemon registers its own next to them.
+// version-get, status-get, build-report, config-get, commands-get,
+// shutdown and, with a log ring, log-get; a daemon registers its own
+// next to them.
 type Registry struct {
 	opts Options
 
@@ -200,6 +209,13 @@ type Registry struct {
 	started  time.Time
 	reloaded time.Time
 	reloads  int
+
+	// srv is the server running the registry's front ends, whose
+	// connections status-get reports; set by NewServerFrom, under smu.
+	srv *Server
+
+	// reqs counts requests by front end and result.
+	reqs counters
 
 	shutdownOnce sync.Once
 	shutdown     chan struct{}
@@ -218,6 +234,9 @@ type Options struct {
 	Status func() map[string]any
 	// Logger is the daemon's logger; nil means slog.Default().
 	Logger *slog.Logger
+	// LogRing, when set, holds the daemon's recent log lines
+	// (cli.Logging.Ring), and the registry serves log-get from it.
+	LogRing *logring.Ring
 }
 
 // NewRegistry returns a registry holding list-commands and the common
@@ -272,30 +291,13 @@ func (r *Registry) Register(c *Command) error {
 	if c == nil || c.Name == "" {
 		return errors.New("ctl: register: command has no name")
 	}
-	names := append([]string{c.Name}, c.Aliases...)
-	for _, n := range names {
-		if n == "" || strings.ContainsAny(n, " \t\r\n=,#?!\"'\\") {
-			return fmt.Errorf("ctl: register %q: name %q is empty or contains a reserved character", c.Name, n)
-		}
+	if err := c.check(); err != nil {
+		return fmt.Errorf("ctl: register %w", err)
 	}
 	if c.Handler == nil {
 		return fmt.Errorf("ctl: register %q: nil handler", c.Name)
 	}
-	seen := map[string]bool{}
-	for i, p := range c.Params {
-		if p.Name == "" || seen[p.Name] {
-			return fmt.Errorf("ctl: register %q: parameter %d has an empty or duplicate name", c.Name, i)
-		}
-		seen[p.Name] = true
-		if p.Rest && i != len(c.Params)-1 {
-			return fmt.Errorf("ctl: register %q: Rest parameter %q must be last", c.Name, p.Name)
-		}
-		if p.Default != nil {
-			if _, err := p.Convert(p.Default); err != nil {
-				return fmt.Errorf("ctl: register %q: default of %q: %w", c.Name, p.Name, err)
-			}
-		}
-	}
+	names := append([]string{c.Name}, c.Aliases...)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for i, n := range names {
@@ -307,6 +309,35 @@ func (r *Registry) Register(c *Command) error {
 		r.cmds[n] = c
 	}
 	r.names = nil
+	return nil
+}
+
+// check is what Register and NewCommandFromSchema require of a
+// command's names and schema.
+func (c *Command) check() error {
+	if c.Name == "" {
+		return errors.New("command has no name")
+	}
+	for _, n := range append([]string{c.Name}, c.Aliases...) {
+		if n == "" || strings.ContainsAny(n, " \t\r\n=,#?!\"'\\") {
+			return fmt.Errorf("%q: name %q is empty or contains a reserved character", c.Name, n)
+		}
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Params {
+		if p.Name == "" || seen[p.Name] {
+			return fmt.Errorf("%q: parameter %d has an empty or duplicate name", c.Name, i)
+		}
+		seen[p.Name] = true
+		if p.Rest && i != len(c.Params)-1 {
+			return fmt.Errorf("%q: Rest parameter %q must be last", c.Name, p.Name)
+		}
+		if p.Default != nil {
+			if _, err := p.Convert(p.Default); err != nil {
+				return fmt.Errorf("%q: default of %q: %w", c.Name, p.Name, err)
+			}
+		}
+	}
 	return nil
 }
 
@@ -393,17 +424,26 @@ func UnsupportedResult(name string) Result {
 // Invoke validates in against the named command's schema and runs it.
 // Unknown commands give UnsupportedResult; invalid parameters give
 // result 1 with a text naming the parameter. out receives streamed or
-// textual output and may be nil.
+// textual output and may be nil. Every request is counted under
+// in.Front.
 func (r *Registry) Invoke(ctx context.Context, name string, in Input, out io.Writer) Result {
 	c, ok := r.Lookup(name)
 	if !ok {
+		r.reqs.add(in.Front, Unsupported)
 		return UnsupportedResult(name)
 	}
 	return r.Run(ctx, c, in, out)
 }
 
-// Run is Invoke for an already looked-up command.
+// Run is Invoke for an already looked-up command. It counts the
+// request under in.Front and the result's code.
 func (r *Registry) Run(ctx context.Context, c *Command, in Input, out io.Writer) Result {
+	res := r.run(ctx, c, in, out)
+	r.reqs.add(in.Front, res.Code)
+	return res
+}
+
+func (r *Registry) run(ctx context.Context, c *Command, in Input, out io.Writer) Result {
 	if c.IgnoreExtraArgs {
 		in = c.dropExtraArgs(in)
 	}

@@ -200,7 +200,7 @@ func TestListCommands(t *testing.T) {
 	r.MustRegister(&Command{Name: "zeta", Handler: h}, &Command{Name: "alpha", Handler: h}, &Command{Name: "mid", Handler: h})
 	res := r.Invoke(context.Background(), "list-commands", Input{}, nil)
 	// Every registry lists the common commands next to its own.
-	want := []any{"alpha", "build-report", "config-get", "list-commands", "mid", "shutdown", "status-get", "version-get", "zeta"}
+	want := []any{"alpha", "build-report", "commands-get", "config-get", "list-commands", "mid", "shutdown", "status-get", "version-get", "zeta"}
 	if res.Code != Success || !reflect.DeepEqual(res.Args, want) {
 		t.Fatalf("got %+v", res)
 	}
@@ -316,13 +316,13 @@ func TestAliases(t *testing.T) {
 	if res := r.Invoke(ctx, "instance-select", Input{}, nil); res.Code != Error || !strings.Contains(res.Text, "parameter 'instance' is missing") {
 		t.Fatalf("alias does not share the schema: %+v", res)
 	}
-	if names := r.Names(); !reflect.DeepEqual(names, []string{"build-report", "config-get", "instance-select", "list-commands",
+	if names := r.Names(); !reflect.DeepEqual(names, []string{"build-report", "commands-get", "config-get", "instance-select", "list-commands",
 		"selectinstance", "shutdown", "status-get", "version-get"}) {
 		t.Fatalf("names %v", names)
 	}
-	// list-commands, the five common commands and selectinstance.
-	if cs := r.Commands(); len(cs) != 7 {
-		t.Fatalf("Commands lists %d, want 7 (aliases once)", len(cs))
+	// list-commands, the six common commands and selectinstance.
+	if cs := r.Commands(); len(cs) != 8 {
+		t.Fatalf("Commands lists %d, want 8 (aliases once)", len(cs))
 	}
 	if err := r.Deregister("instance-select"); err != nil {
 		t.Fatal(err)

@@ -70,6 +70,9 @@ func NewServerFrom(r *Registry, in *unixsock.Inheritance) *Server {
 	if started, reloads, ok := in.Resumed(); ok {
 		r.restoreState(started, reloads)
 	}
+	r.smu.Lock()
+	r.srv = s
+	r.smu.Unlock()
 	return s
 }
 

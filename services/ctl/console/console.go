@@ -145,6 +145,14 @@ func (cs *Server) Addr() string { return cs.a.Addr() }
 // Active returns the number of connected clients.
 func (cs *Server) Active() int { return cs.a.Active() }
 
+// Front implements ctl.ConnCounter.
+func (cs *Server) Front() ctl.Front { return ctl.FrontConsole }
+
+// Conns implements ctl.ConnCounter.
+func (cs *Server) Conns() (active, accepted uint64) {
+	return uint64(cs.a.Active()), cs.a.Accepted()
+}
+
 // Stop implements ctl.Frontend: it stops the console. Without handoff,
 // running commands are cancelled and connections closed. With handoff,
 // streaming commands are cancelled, non-streaming ones finish and reply,
@@ -562,13 +570,20 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 	case "q":
 		return stepStop
 	case "?":
-		if len(words) == 2 {
+		if len(words) >= 2 {
 			c, ok := ss.cs.r.Lookup(words[1])
 			if !ok {
 				ss.write(consoleUnknown)
 				return stepNext
 			}
-			ss.write(c.LongUsage())
+			switch {
+			case c.Help != nil:
+				ss.write(ss.frontedHelp(ctx, c, words[2:]))
+			case len(words) == 2:
+				ss.write(c.LongUsage())
+			default:
+				ss.write(ss.help())
+			}
 		} else {
 			ss.write(ss.help())
 		}
@@ -583,6 +598,7 @@ func (ss *consoleSession) execute(ctx context.Context, line string) step {
 	c, ok := ss.cs.r.Lookup(words[0])
 	if !ok {
 		ss.log.Info("unknown console command", "command", words[0])
+		ss.cs.r.Count(ctl.FrontConsole, ctl.Unsupported)
 		ss.write(consoleUnknown)
 		return stepNext
 	}
@@ -607,7 +623,11 @@ func (ss *consoleSession) dispatch(ctx context.Context, c *ctl.Command, line str
 	tc, err := ctl.ParseWords(words)
 	if err == nil {
 		if tc.Help {
-			ss.write(c.LongUsage())
+			if c.Help != nil {
+				ss.write(ss.frontedHelp(ctx, c, tc.Input.Positional))
+			} else {
+				ss.write(c.LongUsage())
+			}
 			return stepNext
 		}
 		// Parameters are checked before the command starts, so that
@@ -657,7 +677,9 @@ func (ss *consoleSession) runCommand(ctx context.Context, c *ctl.Command, tc ctl
 	defer cancel(nil)
 	out := &consoleOut{ss: ss, cancel: cancel}
 	done := make(chan ctl.Result, 1)
-	go func() { done <- ss.cs.r.Run(cctx, c, tc.Input, out) }()
+	in := tc.Input
+	in.Front = ctl.FrontConsole
+	go func() { done <- ss.cs.r.Run(cctx, c, in, out) }()
 	if c.Stream {
 		if in, why := ss.hasInput(); in {
 			cancel(why)
@@ -756,30 +778,73 @@ func (o *consoleOut) close() {
 // so that non-ASCII text lines up the same way there and here. The rows
 // are sorted; gone's come in map order, which varies from run to run.
 func (ss *consoleSession) help() string {
-	type row struct{ name, syntax, comment string }
 	names := ss.cs.r.Names()
-	rows := make([]row, 0, len(names))
-	var nameW, synW, comW int
+	cmds := make([]*ctl.Command, 0, len(names))
 	for _, n := range names {
-		c, ok := ss.cs.r.Lookup(n)
-		if !ok {
-			continue
+		if c, ok := ss.cs.r.Lookup(n); ok {
+			cmds = append(cmds, c)
 		}
-		r := row{n, c.Synopsis(), c.Comment}
+	}
+	return helpTable(names, cmds, helpRow{"q", "", "exit and close the connection"}, helpRow{"?", "[cmd]", "help"})
+}
+
+type helpRow struct{ name, syntax, comment string }
+
+// helpTable lays out "?"'s table: the header, the fixed rows, then one
+// row per name (names[i] naming cmds[i]).
+func helpTable(names []string, cmds []*ctl.Command, fixed ...helpRow) string {
+	rows := make([]helpRow, 0, len(fixed)+len(names))
+	rows = append(rows, fixed...)
+	for i, n := range names {
+		rows = append(rows, helpRow{n, cmds[i].Synopsis(), cmds[i].Comment})
+	}
+	var nameW, synW, comW int
+	for _, r := range rows[len(fixed):] {
 		nameW, synW, comW = max(nameW, len(r.name)), max(synW, len(r.syntax)), max(comW, len(r.comment))
-		rows = append(rows, r)
 	}
 	var b strings.Builder
 	b.WriteString(consoleHelpHeader)
-	line := func(r row) {
+	for _, r := range rows {
 		fmt.Fprintf(&b, "%-*s %-*s - %-*s\n", nameW, r.name, synW, r.syntax, comW, r.comment)
 	}
-	line(row{"q", "", "exit and close the connection"})
-	line(row{"?", "[cmd]", "help"})
-	for _, r := range rows {
-		line(r)
-	}
 	return b.String()
+}
+
+// frontedHelp answers a usage request for a command that fronts others
+// (ctl.Command.Help): with no words, their table, laid out as "?" lays
+// out this console's (each name and alias a row, sorted); with words,
+// the usage of the one they name. A failure (the daemon behind it is
+// down, or has no such command) is an error line.
+func (ss *consoleSession) frontedHelp(ctx context.Context, c *ctl.Command, words []string) string {
+	cmds, err := c.Help(ctx, words)
+	if err == nil && len(words) > 0 && len(cmds) != 1 {
+		err = fmt.Errorf("%s: %d commands for %q", c.Name, len(cmds), words[0])
+	}
+	if err != nil {
+		ss.log.Info("usage request failed", "command", c.Name, "err", err)
+		return consoleErrorPrefix + err.Error() + "\n"
+	}
+	if len(words) > 0 {
+		return cmds[0].LongUsage()
+	}
+	type named struct {
+		name string
+		c    *ctl.Command
+	}
+	var all []named
+	for _, fc := range cmds {
+		all = append(all, named{fc.Name, fc})
+		for _, a := range fc.Aliases {
+			all = append(all, named{a, fc})
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].name < all[j].name })
+	names := make([]string, len(all))
+	list := make([]*ctl.Command, len(all))
+	for i, n := range all {
+		names[i], list[i] = n.name, n.c
+	}
+	return helpTable(names, list)
 }
 
 // renderResult prints a result the way a gone command would have

@@ -198,6 +198,11 @@ func status(t *testing.T, c net.Conn, r *bufio.Reader) map[string]string {
 	st := map[string]string{}
 	for {
 		l := readLine(t, c, r)
+		if strings.HasPrefix(l, " ") || (strings.HasSuffix(l, ":") && !strings.Contains(l, " ")) {
+			// A nested map (requests, connections): its header line
+			// and indented entries.
+			continue
+		}
 		k, v, ok := strings.Cut(l, ": ")
 		if !ok {
 			t.Fatalf("status-get line %q", l)

@@ -253,6 +253,7 @@ func (d *Server) runLine(line string) {
 	name, params, err := Parse([]byte(line))
 	if err != nil {
 		d.log.Warn("control: "+err.Error()+"; ignored", "line", line)
+		d.r.Count(ctl.FrontDgram, ctl.Error)
 		d.rejected.Add(1)
 		return
 	}
@@ -261,11 +262,13 @@ func (d *Server) runLine(line string) {
 		// The exact text sfptpd logs, so that log watchers keep working,
 		// with the whole datagram as an attribute.
 		d.log.Warn(fmt.Sprintf("control: unknown command %s received", name), "line", line)
+		d.r.Count(ctl.FrontDgram, ctl.Unsupported)
 		d.failed.Add(1)
 		return
 	}
 	if c.Stream {
 		d.log.Error("control: command streams its output and cannot run over the datagram socket; use the console", "command", name)
+		d.r.Count(ctl.FrontDgram, ctl.Unsupported)
 		d.failed.Add(1)
 		return
 	}
@@ -276,7 +279,7 @@ func (d *Server) runLine(line string) {
 		params = nil
 	}
 	out := &ctl.OutputBuffer{Max: dgramOutputMax}
-	res := d.r.Run(d.ctx, c, ctl.Input{Positional: params}, out)
+	res := d.r.Run(d.ctx, c, ctl.Input{Positional: params, Front: ctl.FrontDgram}, out)
 	attrs := []any{"command", name, "text", res.Text}
 	if out.Len() > 0 {
 		attrs = append(attrs, "output", out.String())

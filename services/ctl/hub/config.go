@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // DefaultTimeout bounds one forward, retry included, when the
@@ -62,7 +64,8 @@ func LoadConfig(path string) (*Config, error) {
 //	    "forward-timeout": 10000
 //	}}
 //
-// The inner object alone is accepted too. Other Control Agent keys
+// Comments are allowed where Kea allows them. The inner object alone is
+// accepted too. Other Control Agent keys
 // (http-host, http-port, authentication, loggers, hooks-libraries, …)
 // are ignored, so that a Control Agent's own file loads: the hub's
 // listeners and authentication come from its flags. forward-timeout, in
@@ -72,6 +75,11 @@ func LoadConfig(path string) (*Config, error) {
 // "comment" aside); unlike it, it also refuses a file that names no
 // socket at all, which could only be a mistake for a hub.
 func ParseConfig(data []byte) (*Config, error) {
+	// Kea's files carry comments (#, //, /* */), its shipped ones many.
+	data, err := kea.StripComments(data)
+	if err != nil {
+		return nil, fmt.Errorf("invalid JSON: %w", err)
+	}
 	var top map[string]json.RawMessage
 	if err := strictUnmarshal(data, &top); err != nil {
 		return nil, err

@@ -1,12 +1,16 @@
 package hub
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 var syscall_ENOENT = syscall.ENOENT
@@ -32,7 +36,10 @@ func TestParseConfig(t *testing.T) {
 			timeout: 2500 * time.Millisecond},
 		{name: "not json", in: `{`, err: "invalid JSON"},
 		{name: "trailing", in: `{"control-sockets": {"a": {"socket-name": "/a"}}} {}`, err: "data after"},
-		{name: "null", in: `null`, err: "want a JSON object"},
+		{name: "null", in: `null`, err: "invalid first character n"},
+		{name: "comments", in: "# the hub\n{\"control-sockets\": { // one\n \"a\": {/* x */ \"socket-name\": \"/a\"}}}\n// end",
+			want: []Socket{{"a", "unix", "/a"}}, timeout: DefaultTimeout},
+		{name: "unterminated comment after", in: `{"control-sockets": {"a": {"socket-name": "/a"}}} /* x`, err: "unterminated"},
 		{name: "no sockets", in: `{"Control-agent": {}}`, err: "no control-sockets"},
 		{name: "empty sockets", in: `{"control-sockets": {}}`, err: "names no service"},
 		{name: "duplicate", in: `{"control-sockets": {"a": {"socket-name": "/a"}, "a": {"socket-name": "/b"}}}`, err: `duplicate service "a"`},
@@ -65,6 +72,29 @@ func TestParseConfig(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadConfigKea: the Control Agent's own file, as Debian's
+// kea-ctrl-agent package ships it (comments and all), loads.
+func TestLoadConfigKea(t *testing.T) {
+	const shipped = "/etc/kea/kea-ctrl-agent.conf"
+	if _, err := os.Stat(shipped); err != nil {
+		testutil.Require(t, "Debian's kea-ctrl-agent (its shipped "+shipped+"): "+err.Error())
+	}
+	cfg, err := LoadConfig(shipped)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range cfg.Sockets {
+		names = append(names, s.Service)
+		if s.Type != "unix" || !strings.HasPrefix(s.Name, "/") {
+			t.Errorf("socket %+v", s)
+		}
+	}
+	if strings.Join(names, ",") != "dhcp4,dhcp6,d2" {
+		t.Errorf("services %v, want dhcp4, dhcp6, d2 in the file's order", names)
 	}
 }
 
@@ -109,4 +139,43 @@ func FuzzConfig(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestImageConfig: the hub configuration the image ships (in the
+// gokrazy instance's config.json) loads and fronts the four daemons at
+// the sockets their flags give.
+func TestImageConfig(t *testing.T) {
+	b, err := os.ReadFile("../../../gokrazy-instance/config.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var inst struct {
+		PackageConfig map[string]struct {
+			CommandLineFlags  []string
+			ExtraFileContents map[string]string
+		}
+	}
+	if err := json.Unmarshal(b, &inst); err != nil {
+		t.Fatal(err)
+	}
+	ctlPkg := inst.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"]
+	if !slices.Contains(ctlPkg.CommandLineFlags, "-config=/etc/ctl/hub.json") {
+		t.Fatalf("ctl's flags %v do not name /etc/ctl/hub.json", ctlPkg.CommandLineFlags)
+	}
+	cfg, err := ParseConfig([]byte(ctlPkg.ExtraFileContents["/etc/ctl/hub.json"]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"ptpd": "/run/ptpd/control.sock", "mctpd": "/run/mctpd/control.sock",
+		"mdiod": "/run/mdiod/control.sock", "appliance": "/run/appliance/control.sock",
+	}
+	if len(cfg.Sockets) != len(want) {
+		t.Fatalf("sockets %+v", cfg.Sockets)
+	}
+	for _, s := range cfg.Sockets {
+		if want[s.Service] != s.Name {
+			t.Errorf("%s at %s, want %s", s.Service, s.Name, want[s.Service])
+		}
+	}
 }

@@ -19,16 +19,91 @@ import (
 // or being restarted by its supervisor to listen again.
 const retryDelay = 250 * time.Millisecond
 
+// maxIdle bounds the kept-open connections a hub holds to one daemon
+// between forwards; more concurrent forwards dial more, and those are
+// closed after use.
+const maxIdle = 8
+
+// recheckKeepOpen is how long a daemon that refused to keep a
+// connection open (a Kea daemon) gets a connection per request before
+// the hub asks again: it may have been replaced by one that keeps them.
+const recheckKeepOpen = time.Minute
+
 // Hub forwards Kea control-channel requests to the daemons it fronts.
-// It keeps no connection open between requests (the Kea channel carries
-// one command per connection), so a daemon that restarts breaks no
-// client of the hub: the next forward simply reaches the new process.
+//
+// To a tickbox daemon it keeps a few connections open between forwards
+// (kea.DialKeepOpen), which saves a connect and an accept per request;
+// to a daemon that answers one request per connection, such as Kea's,
+// it opens one per request as the Control Agent does. Either way a
+// daemon that restarts breaks no client of the hub: a forward that
+// finds a kept connection dead, or the daemon away, reconnects and is
+// tried once more.
 type Hub struct {
 	cfg     Config
 	sockets map[string]Socket
+	pools   map[string]*pool
 	log     *slog.Logger
-	// call is kea.Call; tests replace it to count attempts.
+	// dial and call are kea.DialKeepOpen and kea.Call; tests replace
+	// them to count attempts.
+	dial func(ctx context.Context, path string) (*kea.Conn, error)
 	call func(ctx context.Context, path string, req []byte) ([]byte, error)
+}
+
+// pool is one daemon's idle kept-open connections.
+type pool struct {
+	mu   sync.Mutex
+	idle []*kea.Conn
+	// oneShotUntil is set when the daemon refused to keep a connection
+	// open: until then, a connection per request.
+	oneShotUntil time.Time
+	closed       bool
+}
+
+func (p *pool) get() *kea.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if n := len(p.idle); n > 0 {
+		c := p.idle[n-1]
+		p.idle = p.idle[:n-1]
+		return c
+	}
+	return nil
+}
+
+func (p *pool) put(c *kea.Conn) {
+	p.mu.Lock()
+	if !p.closed && len(p.idle) < maxIdle {
+		p.idle = append(p.idle, c)
+		c = nil
+	}
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// flush closes every idle connection: one was found dead, so the
+// daemon has restarted and the others are dead too.
+func (p *pool) flush() {
+	p.mu.Lock()
+	idle := p.idle
+	p.idle = nil
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+func (p *pool) oneShot(now time.Time) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return now.Before(p.oneShotUntil)
+}
+
+func (p *pool) setOneShot(until time.Time) {
+	p.mu.Lock()
+	p.oneShotUntil = until
+	p.mu.Unlock()
 }
 
 // New returns a hub for cfg. A nil logger discards.
@@ -36,14 +111,27 @@ func New(cfg *Config, log *slog.Logger) *Hub {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	h := &Hub{cfg: *cfg, sockets: map[string]Socket{}, log: log, call: kea.Call}
+	h := &Hub{cfg: *cfg, sockets: map[string]Socket{}, pools: map[string]*pool{}, log: log,
+		dial: kea.DialKeepOpen, call: kea.Call}
 	if h.cfg.Timeout <= 0 {
 		h.cfg.Timeout = DefaultTimeout
 	}
 	for _, s := range cfg.Sockets {
 		h.sockets[s.Service] = s
+		h.pools[s.Service] = &pool{}
 	}
 	return h
+}
+
+// Close closes the connections the hub keeps open; forwards still
+// running finish on theirs.
+func (h *Hub) Close() {
+	for _, p := range h.pools {
+		p.mu.Lock()
+		p.closed = true
+		p.mu.Unlock()
+		p.flush()
+	}
 }
 
 // Services returns the configured service names in file order.
@@ -69,14 +157,17 @@ func (h *Hub) Timeout() time.Duration { return h.cfg.Timeout }
 //
 // An unknown service is an error wrapping kea.ErrNoService. A daemon
 // that is not there (the socket is missing or refuses: it is
-// restarting) or that closes the connection without a reply is tried
-// once more after a short pause. The whole forward, retry included, is
-// bounded by the configured timeout.
+// restarting), that closes the connection without a reply, or whose
+// kept-open connection turns out dead, is tried once more on a new
+// connection: at once after a dead kept connection, after a short pause
+// otherwise. The whole forward, retry included, is bounded by the
+// configured timeout.
 func (h *Hub) Forward(ctx context.Context, service string, req []byte) ([]byte, error) {
 	s, ok := h.sockets[service]
 	if !ok {
 		return nil, fmt.Errorf("%q: %w", service, kea.ErrNoService)
 	}
+	p := h.pools[service]
 	parent := ctx
 	deadline := time.Now().Add(h.cfg.Timeout)
 	ctx, cancel := context.WithDeadline(ctx, deadline)
@@ -89,18 +180,58 @@ func (h *Hub) Forward(ctx context.Context, service string, req []byte) ([]byte, 
 		}
 		return &TimeoutError{Timeout: h.cfg.Timeout, Err: err}
 	}
-	resp, err := h.call(ctx, s.Name, req)
+	resp, reused, err := h.attempt(ctx, s, p, req, false)
 	if err == nil || !retryable(err) || ctx.Err() != nil {
 		return resp, forwardErr(err)
 	}
-	h.log.Info("forward failed; retrying once", "service", service, "socket", s.Name, "err", err)
-	select {
-	case <-ctx.Done():
-		return nil, forwardErr(err)
-	case <-time.After(retryDelay):
+	h.log.Debug("forward failed; retrying once on a new connection", "service", service, "socket", s.Name, "err", err, "kept-open", reused)
+	if !reused {
+		select {
+		case <-ctx.Done():
+			return nil, forwardErr(err)
+		case <-time.After(retryDelay):
+		}
 	}
-	resp, err = h.call(ctx, s.Name, req)
+	resp, _, err = h.attempt(ctx, s, p, req, true)
 	return resp, forwardErr(err)
+}
+
+// attempt forwards req once: on an idle kept-open connection unless
+// fresh, else on a new one, or on a one-shot connection to a daemon
+// that keeps none open. reused says whether an idle connection was
+// used.
+func (h *Hub) attempt(ctx context.Context, s Socket, p *pool, req []byte, fresh bool) (resp []byte, reused bool, err error) {
+	if p.oneShot(time.Now()) {
+		resp, err = h.call(ctx, s.Name, req)
+		return resp, false, err
+	}
+	var c *kea.Conn
+	if !fresh {
+		c = p.get()
+	}
+	reused = c != nil
+	if c == nil {
+		c, err = h.dial(ctx, s.Name)
+		if errors.Is(err, kea.ErrNotKeptOpen) {
+			h.log.Info("daemon answers one request per connection", "service", s.Service, "socket", s.Name)
+			p.setOneShot(time.Now().Add(recheckKeepOpen))
+			resp, err = h.call(ctx, s.Name, req)
+			return resp, false, err
+		}
+		if err != nil {
+			return nil, false, err
+		}
+	}
+	resp, err = c.Call(ctx, req)
+	if err != nil {
+		c.Close()
+		if reused && retryable(err) {
+			p.flush()
+		}
+		return nil, reused, err
+	}
+	p.put(c)
+	return resp, reused, nil
 }
 
 // TimeoutError is a forward that ran out of its configured time.
@@ -121,6 +252,7 @@ func (e *TimeoutError) Unwrap() error { return e.Err }
 func retryable(err error) bool {
 	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, kea.ErrNoReply)
 }
 

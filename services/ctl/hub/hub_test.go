@@ -7,7 +7,9 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -20,7 +22,7 @@ import (
 
 // daemon starts a registry named name on a Kea socket at path, with an
 // echo command, and returns its server.
-func daemon(t *testing.T, name, path string) *ctl.Server {
+func daemon(t testing.TB, name, path string) *ctl.Server {
 	t.Helper()
 	r := ctl.NewRegistry(ctl.Options{Name: name, Version: name + "-1.0", Logger: slog.New(slog.DiscardHandler)})
 	r.MustRegister(&ctl.Command{
@@ -97,14 +99,14 @@ func TestForward(t *testing.T) {
 func TestForwardRetry(t *testing.T) {
 	h, paths := testHub(t, 10*time.Second, "a")
 	var attempts atomic.Int32
-	call := h.call
-	h.call = func(ctx context.Context, path string, req []byte) ([]byte, error) {
+	dial := h.dial
+	h.dial = func(ctx context.Context, path string) (*kea.Conn, error) {
 		if attempts.Add(1) == 1 {
 			// The daemon starts listening between the two attempts,
 			// as a restarted daemon does.
 			defer daemon(t, "a", paths["a"])
 		}
-		return call(ctx, path, req)
+		return dial(ctx, path)
 	}
 	r, err := h.Command(context.Background(), "a", "echo", nil)
 	if err != nil || r.Text != "a" {
@@ -116,16 +118,134 @@ func TestForwardRetry(t *testing.T) {
 
 	h2, _ := testHub(t, 10*time.Second, "gone")
 	attempts.Store(0)
-	call2 := h2.call
-	h2.call = func(ctx context.Context, path string, req []byte) ([]byte, error) {
+	dial2 := h2.dial
+	h2.dial = func(ctx context.Context, path string) (*kea.Conn, error) {
 		attempts.Add(1)
-		return call2(ctx, path, req)
+		return dial2(ctx, path)
 	}
 	if _, err := h2.Command(context.Background(), "gone", "echo", nil); !errors.Is(err, syscall_ENOENT) {
 		t.Fatalf("err = %v, want ENOENT", err)
 	}
 	if n := attempts.Load(); n != 2 {
 		t.Fatalf("%d attempts, want 2", n)
+	}
+}
+
+// TestForwardKeepsConnections: forwards to a tickbox daemon reuse kept-
+// open connections, a restart of the daemon costs no forward (the dead
+// connection is replaced at once), and the pool stays bounded.
+func TestForwardKeepsConnections(t *testing.T) {
+	h, paths := testHub(t, 10*time.Second, "a")
+	defer h.Close()
+	srv := daemon(t, "a", paths["a"])
+	var dials atomic.Int32
+	dial := h.dial
+	h.dial = func(ctx context.Context, path string) (*kea.Conn, error) {
+		dials.Add(1)
+		return dial(ctx, path)
+	}
+	ctx := context.Background()
+	for i := range 50 {
+		if r, err := h.Command(ctx, "a", "echo", map[string]any{"i": float64(i)}); err != nil || r.Text != "a" {
+			t.Fatalf("forward %d: %+v %v", i, r, err)
+		}
+	}
+	if n := dials.Load(); n != 1 {
+		t.Fatalf("50 sequential forwards dialled %d times, want 1", n)
+	}
+
+	// Restart: the old process's connections die with it.
+	closeCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	srv.Close(closeCtx)
+	cancel()
+	daemon(t, "a", paths["a"])
+	start := time.Now()
+	if r, err := h.Command(ctx, "a", "echo", nil); err != nil || r.Text != "a" {
+		t.Fatalf("forward after the restart: %+v %v", r, err)
+	}
+	if n := dials.Load(); n != 2 {
+		t.Fatalf("%d dials after the restart, want 2", n)
+	}
+	if el := time.Since(start); el >= retryDelay {
+		t.Errorf("a dead kept connection was retried after %v, want at once", el)
+	}
+
+	// Concurrent forwards dial more, but at most maxIdle stay.
+	var wg sync.WaitGroup
+	for range 4 * maxIdle {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := h.Command(ctx, "a", "echo", nil); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	p := h.pools["a"]
+	p.mu.Lock()
+	idle := len(p.idle)
+	p.mu.Unlock()
+	if idle < 1 || idle > maxIdle {
+		t.Fatalf("%d idle connections, want 1..%d", idle, maxIdle)
+	}
+	h.Close()
+	if _, err := h.Command(ctx, "a", "echo", nil); err != nil {
+		t.Fatalf("forward after Close: %v", err)
+	}
+	p.mu.Lock()
+	idle = len(p.idle)
+	p.mu.Unlock()
+	if idle != 0 {
+		t.Fatalf("a closed hub keeps %d connections", idle)
+	}
+}
+
+// TestForwardOneShotDaemon: a daemon that answers one request per
+// connection, as Kea's do (the keep-open request is an unknown command
+// to it), gets a connection per request.
+func TestForwardOneShotDaemon(t *testing.T) {
+	h, paths := testHub(t, 10*time.Second, "kea")
+	l, err := net.Listen("unix", paths["kea"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	var accepted atomic.Int32
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted.Add(1)
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 4096)
+				n, _ := c.Read(buf)
+				req := string(buf[:n])
+				if strings.Contains(req, kea.KeepOpenCommand) {
+					c.Write([]byte(`{ "result": 2, "text": "'` + kea.KeepOpenCommand + `' command not supported." }`))
+					return
+				}
+				c.Write([]byte(`{ "arguments": { "echo": ` + strconv.Quote(req) + ` }, "result": 0 }`))
+			}()
+		}
+	}()
+	ctx := context.Background()
+	for i := range 3 {
+		r, err := h.Command(ctx, "kea", "version-get", nil)
+		if err != nil || r.Result != 0 {
+			t.Fatalf("forward %d: %+v %v", i, r, err)
+		}
+		var args struct{ Echo string }
+		if err := r.Decode(&args); err != nil || args.Echo != `{"command":"version-get"}` {
+			t.Fatalf("the daemon got %q (%v)", args.Echo, err)
+		}
+	}
+	// One refused keep-open, then one connection per forward.
+	if n := accepted.Load(); n != 4 {
+		t.Fatalf("%d connections for 3 forwards, want 4", n)
 	}
 }
 

@@ -115,6 +115,14 @@ func (i *Server) Addr() string { return i.a.Addr() }
 // Active returns the number of connected clients of this listener.
 func (i *Server) Active() int { return i.a.Active() }
 
+// Front implements ctl.ConnCounter.
+func (i *Server) Front() ctl.Front { return ctl.FrontIPC }
+
+// Conns implements ctl.ConnCounter.
+func (i *Server) Conns() (active, accepted uint64) {
+	return uint64(i.a.Active()), i.a.Accepted()
+}
+
 // Broadcast sends msg as a log event to every IPC client of the daemon,
 // including connections made with Connect: it is the daemon's
 // ctl.Server.Publish. It never blocks on a slow client. A missing
@@ -503,6 +511,13 @@ func (ss *ipcSession) reply(b []byte) {
 // fail reports an error as nose does: a log event to the client, and for
 // a JSON request a reply with success:false (and the text under "error").
 func (ss *ipcSession) fail(json bool, id, msg string) {
+	ss.failAs(ctl.Error, json, id, msg)
+}
+
+// failAs is fail for a request counted under code: an unknown command
+// is counted as unsupported, though nose's reply is the same error.
+func (ss *ipcSession) failAs(code ctl.Code, json bool, id, msg string) {
+	ss.r.Count(ctl.FrontIPC, code)
 	ss.q.put(nil, appendEvent(nil, "error: "+msg), ipcReply)
 	if json {
 		ss.reply(appendErrorReply(ss.scratch[:0], id, msg))
@@ -621,7 +636,7 @@ func (ss *ipcSession) handleJSON(ctx context.Context, line []byte) {
 	cmd, ok := ss.lookup(name)
 	if !ok {
 		ss.log.Info("unknown command", "command", clip(name, 64))
-		ss.fail(true, id, fmt.Sprintf("command %s not found", clip(name, 64)))
+		ss.failAs(ctl.Unsupported, true, id, fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
 	// nose stores every JSON number it reads for an integer parameter
@@ -674,7 +689,7 @@ func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
 	cmd, ok := ss.lookup(name)
 	if !ok {
 		ss.log.Info("unknown command", "command", clip(name, 64))
-		ss.fail(false, "-1", fmt.Sprintf("command %s not found", clip(name, 64)))
+		ss.failAs(ctl.Unsupported, false, "-1", fmt.Sprintf("command %s not found", clip(name, 64)))
 		return
 	}
 	in, help, err := BindWords(cmd, args)
@@ -692,6 +707,7 @@ func (ss *ipcSession) handleText(ctx context.Context, line []byte) {
 // run runs cmd. Streaming commands run in their own goroutine until the
 // next line arrives; everything else runs here, one at a time.
 func (ss *ipcSession) run(ctx context.Context, cmd *ctl.Command, in ctl.Input, id string, text bool) {
+	in.Front = ctl.FrontIPC
 	if cmd.Stream {
 		sctx, cancel := context.WithCancel(ctx)
 		st := &ipcStream{cancel: cancel, done: make(chan struct{})}

@@ -7,6 +7,9 @@
 //
 //   - Serve starts a channel (Server, Options); with Options.Forward set
 //     it routes on "service" as Kea's Control Agent does (ErrNoService).
+//   - HTTPHandler serves the same channel over HTTP as Kea's Control
+//     Agent does (POST, JSON list replies, its stock 400/401 answers via
+//     WriteHTTPStatus), with the same request code as the socket.
 //   - Call is the client: one request, one reply.
 //   - The framing follows Kea's JSONFeed (feed.go) and the parser Kea's
 //     Element::fromJSON (json.go), with the same acceptance quirks, error

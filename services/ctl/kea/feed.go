@@ -2,6 +2,7 @@ package kea
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 )
 
@@ -256,4 +257,30 @@ func (f *keaFeed) step(c byte) {
 			f.st = fsBlock
 		}
 	}
+}
+
+// StripComments returns the one JSON value in data with Kea's comments
+// (#, // and /* */) removed, for reading a Kea-style configuration file
+// with a standard JSON decoder. Whitespace and comments may follow the
+// value; anything else is an error.
+func StripComments(data []byte) ([]byte, error) {
+	f := newKeaFeed(len(data) + 1)
+	n := f.Write(data)
+	switch f.Status() {
+	case feedFailed:
+		return nil, fmt.Errorf("%s", f.Err())
+	case feedNeedMore:
+		return nil, fmt.Errorf("unexpected end of input after %d bytes", len(data))
+	}
+	rest := newKeaFeed(len(data) + 1)
+	rest.Write(data[n:])
+	switch {
+	case rest.Status() != feedNeedMore || len(rest.Output()) > 0:
+		return nil, fmt.Errorf("data after the value at byte %d", n)
+	case rest.st == fsBlockBefore || rest.st == fsBlockStarBefore:
+		return nil, errors.New("unterminated /* comment after the value")
+	case rest.st == fsSlashBefore:
+		return nil, fmt.Errorf("data after the value at byte %d", n)
+	}
+	return f.Output(), nil
 }

@@ -2,6 +2,7 @@ package kea
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -139,4 +140,29 @@ func FuzzKeaFeed(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestStripComments(t *testing.T) {
+	tests := []struct{ in, want, err string }{
+		{in: `{"a": 1}`, want: `{"a": 1}`},
+		{in: "# c\n{\"a\": /* x */ 1} // end", want: `{"a":  1}`},
+		{in: "{\"a\": 1}\n# trailing\n", want: `{"a": 1}`},
+		{in: `{"a": 1} {}`, err: "data after the value"},
+		{in: `{"a": 1} /* open`, err: "unterminated"},
+		{in: `{"a": 1} /`, err: "data after the value"},
+		{in: `{"a": `, err: "unexpected end"},
+		{in: `nope`, err: "invalid first character"},
+	}
+	for _, tc := range tests {
+		got, err := StripComments([]byte(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: err %v, want %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || string(got) != tc.want {
+			t.Errorf("%q: got %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
 }

@@ -103,7 +103,7 @@ func keaFuzzServer() *Server {
 		}})
 	d.MustRegister(&ctl.Command{Name: "echo", AnyArgs: true,
 		Handler: func(_ context.Context, c *ctl.Call) ctl.Result { return ctl.OK("", c.Args.Any()) }})
-	return &Server{r: d, log: log, opts: Options{MaxRequest: 1 << 16}}
+	return &Server{engine: engine{front: ctl.FrontKea, r: d, log: log, opts: Options{MaxRequest: 1 << 16}}}
 }
 
 // checkKeaAnswer asserts that an answer is a map with a result code

@@ -1,6 +1,7 @@
 package kea
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // DefaultIdleTimeout is how long a Kea connection may stay silent, as
@@ -44,9 +47,11 @@ type Options struct {
 	// Forward makes the channel a hub: a request with a non-empty
 	// "service" list is routed, as Kea's Control Agent routes it, and
 	// answered with a list of one answer per service. req is the
-	// request without "service", and the reply is that daemon's JSON
-	// answer (a map, or a list of maps). Returning an error wrapping
-	// ErrNoService says that this one service is unknown.
+	// request as the Control Agent forwards it, "service" included (a
+	// daemon ignores it), and the reply is that daemon's JSON answer (a
+	// map, or a list of maps). Returning an error wrapping ErrNoService
+	// says that this one service is unknown; other errors are worded
+	// as the Control Agent words them (see forwardReason).
 	//
 	// Nil, which every daemon uses, ignores "service" and runs the
 	// command here, as Kea's daemons do: that is what lets Kea's
@@ -64,12 +69,10 @@ var ErrNoService = errors.New("no forwarding socket for this service")
 // { "arguments": ..., "result": N, "text": "..." } before the server
 // closes the connection.
 type Server struct {
-	a    *unixsock.Acceptor
-	opts Options
-	log  *slog.Logger
-	// r and maxConns are set before the accept loop starts, which runs
-	// serve and reject before Serve has stored the acceptor.
-	r        *ctl.Registry
+	a *unixsock.Acceptor
+	// The engine and maxConns are set before the accept loop starts,
+	// which runs serve and reject before Serve has stored the acceptor.
+	engine
 	maxConns int
 
 	// hardCtx is the context commands run in. It is cancelled when the
@@ -92,7 +95,7 @@ func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) 
 	if opts.MaxConns <= 0 {
 		opts.MaxConns = ctl.DefaultMaxConns
 	}
-	k := &Server{opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry(), maxConns: opts.MaxConns}
+	k := &Server{engine: engine{front: ctl.FrontKea, opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry()}, maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
 	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
@@ -112,11 +115,30 @@ func (k *Server) Addr() string { return k.a.Addr() }
 // Active returns the number of connections being served.
 func (k *Server) Active() int { return k.a.Active() }
 
+// Front implements ctl.ConnCounter.
+func (k *Server) Front() ctl.Front { return ctl.FrontKea }
+
+// Conns implements ctl.ConnCounter.
+func (k *Server) Conns() (active, accepted uint64) {
+	return uint64(k.a.Active()), k.a.Accepted()
+}
+
 // Close stops the channel: idle connections are closed without a reply,
 // commands already running finish and send their reply until ctx ends.
 func (k *Server) Close(ctx context.Context) error {
 	_, err := k.Stop(ctx, false)
 	return err
+}
+
+// engine is the request processing both channels share, the unix
+// socket (Server) and HTTP (HTTPHandler): check the command map, then
+// run it here or route it on "service".
+type engine struct {
+	// front names the channel in the registry's request counts.
+	front ctl.Front
+	r     *ctl.Registry
+	opts  Options
+	log   *slog.Logger
 }
 
 // Stop implements ctl.Frontend. Unlike a bare acceptor's, it cancels
@@ -174,7 +196,22 @@ func lingerClose(c *net.UnixConn, d time.Duration) {
 	io.Copy(io.Discard, io.LimitReader(c, 1<<20))
 }
 
-// serve runs one connection: frame, run, reply, close.
+// KeepOpenCommand is the request that turns a connection into a
+// persistent one: a tickbox extension of the Kea channel, for the hub.
+// The server answers it with result 0 and from then on answers each
+// request in turn on the same connection, closing it only when the
+// client does, when it stays idle for the idle timeout (silently, as
+// nothing is pending), or on a framing error. A Kea daemon answers it as
+// an unknown command and closes, which tells a client to fall back to a
+// connection per request.
+const KeepOpenCommand = "tickbox-keep-open"
+
+// okKeptOpen is the answer to KeepOpenCommand.
+var okKeptOpen = ctl.OK("connection kept open", nil)
+
+// serve runs one connection: frame, run, reply, close; or, once the
+// client asked for KeepOpenCommand, frame, run and reply until the
+// client leaves.
 func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 	defer c.Close()
 	// On close, wake a blocked read; the loop then sees closing and
@@ -182,77 +219,119 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 	wake := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
 	defer wake()
 
-	feed := newKeaFeed(k.opts.MaxRequest)
 	// Start small: an idle connection holds only this buffer, so that
 	// thousands of them stay cheap.
 	buf := make([]byte, 512)
-	// trailing is set when bytes followed the request in what was read:
-	// more may still be queued, and closing a unix socket with unread
-	// input resets the peer instead of giving it EOF.
-	trailing := false
-	for feed.Status() == feedNeedMore {
-		c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
-		// Checked after setting the deadline: closing is set before the
-		// wake-up runs, so either we see it here or the wake-up's past
-		// deadline overrides ours.
-		if k.closing.Load() {
-			k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
-			return
+	// pending holds bytes read past a request: the next request's start
+	// on a kept-open connection.
+	var pending []byte
+	keepOpen := false
+	for {
+		feed := newKeaFeed(k.opts.MaxRequest)
+		// trailing is set when bytes followed the request in what was
+		// read: more may still be queued, and closing a unix socket with
+		// unread input resets the peer instead of giving it EOF.
+		trailing := false
+		if len(pending) > 0 {
+			used := feed.Write(pending)
+			pending = pending[used:]
+			trailing = len(pending) > 0
 		}
-		n, err := c.Read(buf)
-		if n > 0 {
-			if feed.Write(buf[:n]) < n {
-				trailing = true
+		for feed.Status() == feedNeedMore {
+			c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
+			// Checked after setting the deadline: closing is set before
+			// the wake-up runs, so either we see it here or the wake-up's
+			// past deadline overrides ours.
+			if k.closing.Load() {
+				k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
+				return
 			}
-			if n == len(buf) && len(buf) < 64<<10 {
-				buf = make([]byte, 4*len(buf))
+			n, err := c.Read(buf)
+			if n > 0 {
+				if used := feed.Write(buf[:n]); used < n {
+					trailing = true
+					pending = append(pending[:0], buf[used:n]...)
+				}
+				if n == len(buf) && len(buf) < 64<<10 {
+					buf = make([]byte, 4*len(buf))
+				}
+				continue
 			}
-			continue
+			partial := len(feed.Output())
+			switch {
+			case err == nil:
+				continue
+			case k.closing.Load():
+				k.log.Debug("closing connection on shutdown", "partial", partial)
+				return
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				if keepOpen && feed.Consumed() == 0 {
+					k.log.Debug("kept-open connection idle; closing")
+					return
+				}
+				text := "Connection over control channel timed out"
+				if partial > 0 {
+					text += fmt.Sprintf(", discarded partial command of %d bytes", partial)
+				}
+				k.log.Info("connection timed out", "partial", partial)
+				k.write(c, keaReply(ctl.Fail("%s", text)))
+				finishConn(c)
+				return
+			case errors.Is(err, io.EOF):
+				if partial > 0 {
+					k.log.Info("connection closed by peer; discarding partial command", "bytes", partial)
+				} else {
+					k.log.Debug("connection closed by peer with no input")
+				}
+				return
+			default:
+				k.log.Info("read failed", "err", err)
+				return
+			}
 		}
-		switch {
-		case err == nil:
-			continue
-		case k.closing.Load():
-			k.log.Debug("closing connection on shutdown", "partial", len(feed.Output()))
-			return
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			text := "Connection over control channel timed out"
-			if p := len(feed.Output()); p > 0 {
-				text += fmt.Sprintf(", discarded partial command of %d bytes", p)
-			}
-			k.log.Info("connection timed out", "partial", len(feed.Output()))
-			k.write(c, keaReply(ctl.Fail("%s", text)))
-			finishConn(c)
-			return
-		case errors.Is(err, io.EOF):
-			if p := len(feed.Output()); p > 0 {
-				k.log.Info("connection closed by peer; discarding partial command", "bytes", p)
-			} else {
-				k.log.Debug("connection closed by peer with no input")
-			}
-			return
-		default:
-			k.log.Info("read failed", "err", err)
-			return
-		}
-	}
-	c.SetReadDeadline(time.Time{})
+		c.SetReadDeadline(time.Time{})
 
-	var reply []byte
-	if feed.Status() == feedFailed {
-		k.log.Warn("bad request framing", "err", feed.Err())
-		reply = keaReply(ctl.Fail("%s", feed.Err()))
-	} else {
-		reply = k.handleRequest(k.hardCtx, feed.Output())
-	}
-	if err := k.write(c, reply); err != nil {
+		var reply []byte
+		switch {
+		case feed.Status() == feedFailed:
+			k.log.Warn("bad request framing", "err", feed.Err())
+			k.r.Count(k.front, ctl.Error)
+			reply = keaReply(ctl.Fail("%s", feed.Err()))
+		case !keepOpen && isKeepOpen(feed.Output()):
+			keepOpen = true
+			k.log.Debug("connection kept open")
+			reply = keptOpen
+		default:
+			reply = k.handleRequest(k.hardCtx, feed.Output())
+		}
+		if err := k.write(c, reply); err != nil {
+			return
+		}
+		if keepOpen && feed.Status() != feedFailed {
+			continue
+		}
+		// The common case, one request and nothing after it, needs only
+		// the deferred close: two syscalls fewer per request.
+		if trailing || feed.Status() == feedFailed {
+			finishConn(c)
+		}
 		return
 	}
-	// The common case, one request and nothing after it, needs only the
-	// deferred close: two syscalls fewer per request.
-	if trailing || feed.Status() == feedFailed {
-		finishConn(c)
+}
+
+// isKeepOpen reports whether a framed request is exactly
+// {"command": KeepOpenCommand}. The byte test keeps every other request
+// from paying for a second parse.
+func isKeepOpen(req []byte) bool {
+	if !bytes.Contains(req, []byte(KeepOpenCommand)) {
+		return false
 	}
+	v, err := parseKeaWire(req)
+	if err != nil {
+		return false
+	}
+	m, ok := v.(map[string]any)
+	return ok && len(m) == 1 && m["command"] == KeepOpenCommand
 }
 
 // write sends all of b, restarting the idle deadline per chunk.
@@ -305,11 +384,18 @@ func keaCommandError(format string, a ...any) []byte {
 	return keaReply(ctl.Fail("Error during command processing: invalid command: "+format, a...))
 }
 
+// refuse counts a request refused before it reached the registry.
+func (k *engine) refuse(reply []byte) []byte {
+	k.r.Count(k.front, ctl.Error)
+	return reply
+}
+
 // handleRequest parses a framed request and answers it.
-func (k *Server) handleRequest(ctx context.Context, text []byte) []byte {
+func (k *engine) handleRequest(ctx context.Context, text []byte) []byte {
 	v, err := parseKeaWire(text)
 	if err != nil {
 		k.log.Warn("bad request JSON", "err", err)
+		k.r.Count(k.front, ctl.Error)
 		return keaReply(ctl.Fail("%s", err.Error()))
 	}
 	return k.dispatch(ctx, v)
@@ -326,13 +412,13 @@ func keaRequestKey(key string) bool {
 
 // dispatch checks the request map as Kea's parseCommand does (same
 // order, same texts), then routes it or runs it.
-func (k *Server) dispatch(ctx context.Context, v any) []byte {
+func (k *engine) dispatch(ctx context.Context, v any) []byte {
 	m, ok := v.(map[string]any)
 	if !ok {
-		return keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v))
+		return k.refuse(keaCommandError("expected toplevel entry to be a map, got %s instead", keaTypeName(v)))
 	}
 	if _, ok := m["command"]; !ok {
-		return keaCommandError("does not contain mandatory 'command'")
+		return k.refuse(keaCommandError("does not contain mandatory 'command'"))
 	}
 	keys := make([]string, 0, len(m))
 	for key := range m {
@@ -341,14 +427,14 @@ func (k *Server) dispatch(ctx context.Context, v any) []byte {
 	sort.Strings(keys)
 	for _, key := range keys {
 		if !keaRequestKey(key) {
-			return keaCommandError("unsupported parameter '%s'", key)
+			return k.refuse(keaCommandError("unsupported parameter '%s'", key))
 		}
 	}
 	name, ok := m["command"].(string)
 	if !ok {
 		// Kea names the type of the whole request here, not of the
 		// command value; clients match this text, so keep it.
-		return keaCommandError("expected 'command' to be a string, got map instead")
+		return k.refuse(keaCommandError("expected 'command' to be a string, got map instead"))
 	}
 	// Only a hub routes on "service", as only Kea's Control Agent does;
 	// a daemon ignores it whatever its value, as Kea's daemons do (their
@@ -356,16 +442,18 @@ func (k *Server) dispatch(ctx context.Context, v any) []byte {
 	// request with "service" still in it, so a daemon that routed would
 	// answer every forwarded request with a forwarding error.
 	if k.opts.Forward != nil {
-		if sv, ok := m["service"]; ok && sv != nil {
+		if sv, ok := m["service"]; ok {
+			// As the Control Agent: any value but a list, null
+			// included, is refused before anything is forwarded.
 			list, ok := sv.([]any)
 			if !ok {
-				return keaCommandError("expected 'service' to be a list, got %s instead", keaTypeName(sv))
+				return k.refuse(keaReply(ctl.Fail("service value must be a list")))
 			}
 			services := make([]string, len(list))
 			for i, e := range list {
 				s, ok := e.(string)
 				if !ok {
-					return keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e))
+					return k.refuse(keaCommandError("expected 'service' to be a list of strings, got %s in it", keaTypeName(e)))
 				}
 				services[i] = s
 			}
@@ -374,16 +462,25 @@ func (k *Server) dispatch(ctx context.Context, v any) []byte {
 			}
 		}
 	}
-	return keaReply(k.run(ctx, name, m["arguments"]))
+	r := k.run(ctx, name, m["arguments"])
+	if k.opts.Forward != nil && r.Code == ctl.Unsupported {
+		if _, known := k.r.Lookup(name); !known {
+			// The Control Agent explains here that a command for a
+			// daemon needs "service"; so does the hub, in its own words.
+			r.Text += ` The request names no "service", so the hub ran it itself; to send it to a daemon, add "service": [ "NAME" ] with a service the hub fronts (services-get lists them).`
+		}
+	}
+	return keaReply(r)
 }
 
 // run looks the command up, checks its arguments and runs it through
 // the registry. As in Kea, an unknown command is reported before its
 // arguments are looked at.
-func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
+func (k *engine) run(ctx context.Context, name string, args any) ctl.Result {
 	cmd, ok := k.r.Lookup(name)
 	if !ok {
 		k.log.Info("unsupported command", "command", name)
+		k.r.Count(k.front, ctl.Unsupported)
 		return ctl.UnsupportedResult(name)
 	}
 	var named map[string]any
@@ -396,15 +493,17 @@ func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
 			// any value passes; there is nothing in it to keep.
 			k.log.Debug("ignoring arguments the command does not take", "command", name, "type", keaTypeName(args))
 		default:
+			k.r.Count(k.front, ctl.Error)
 			return ctl.Fail("Error during command processing: invalid command '%s': expected 'arguments' to be a map, got %s instead", name, keaTypeName(args))
 		}
 	}
 	if cmd.Stream {
+		k.r.Count(k.front, ctl.Unsupported)
 		return ctl.Result{Code: ctl.Unsupported, Text: fmt.Sprintf("'%s' streams its output and cannot run on the one-shot Kea channel; use the console or the ipc socket", name)}
 	}
 	// The schema binds the parsed map as it is; only a handler that asks
 	// for the raw arguments has them encoded.
-	in := ctl.Input{Named: named}
+	in := ctl.Input{Named: named, Front: k.front}
 	if named != nil {
 		in.Raw = func() json.RawMessage { return appendKeaJSON(nil, named) }
 	}
@@ -418,35 +517,51 @@ func (k *Server) run(ctx context.Context, name string, args any) ctl.Result {
 }
 
 // forward implements the Control Agent's routing: one answer per
-// service, in a list.
-func (k *Server) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
-	req := make(map[string]any, len(m))
-	for key, v := range m {
-		if key != "service" {
-			req[key] = v
-		}
-	}
-	body := appendKeaJSON(nil, req)
+// service, in a list. Each daemon gets the request as the Control Agent
+// sends it: the whole command map, "service" (and "remote-address", when
+// the request came over HTTP) included, in Kea's layout.
+func (k *engine) forward(ctx context.Context, name string, m map[string]any, services []string) []byte {
+	body := appendKeaJSON(nil, m)
 	var answers []any
 	for _, svc := range services {
-		var resp []byte
-		var err error
-		if k.opts.Forward != nil {
-			k.log.Info("forwarding command", "command", name, "service", svc)
-			resp, err = k.opts.Forward(ctx, svc, body)
-		}
-		if k.opts.Forward == nil || errors.Is(err, ErrNoService) {
+		k.log.Info("forwarding command", "command", name, "service", svc)
+		resp, err := k.opts.Forward(ctx, svc, body)
+		if errors.Is(err, ErrNoService) {
 			answers = append(answers, keaResultMap(ctl.Fail("forwarding socket is not configured for the server type %s", svc)))
 			continue
 		}
 		if err != nil {
 			k.log.Warn("forwarding failed", "command", name, "service", svc, "err", err)
-			answers = append(answers, keaResultMap(ctl.Fail("unable to forward command to the %s service: %v. The server is likely to be offline", svc, err)))
+			answers = append(answers, keaResultMap(ctl.Fail("unable to forward command to the %s service: %s. The server is likely to be offline", svc, forwardReason(err))))
 			continue
 		}
 		answers = append(answers, parseForwarded(svc, resp)...)
 	}
 	return appendKeaJSON(nil, answers)
+}
+
+// forwardReason words a failed forward as the Control Agent does, with
+// the message of the Boost error it gets: the C library's text for an
+// errno ("No such file or directory", "Connection refused"), "End of
+// file" for a daemon that closed without answering, and "Operation
+// canceled" for one that did not answer in time (the agent cancels the
+// exchange at its timeout). The full error is in the log.
+func forwardReason(err error) string {
+	var t interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &t) && t.Timeout()):
+		return "Operation canceled"
+	case errors.Is(err, ErrNoReply) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return "End of file"
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		s := errno.Error()
+		r, n := utf8.DecodeRuneInString(s)
+		return string(unicode.ToUpper(r)) + s[n:]
+	}
+	return err.Error()
 }
 
 // keaResultMap is a Result as a JSON map value.

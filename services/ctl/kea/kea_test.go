@@ -142,6 +142,9 @@ func TestKeaConformance(t *testing.T) {
 				return Call(ctx, downPath, req)
 			case "lister":
 				return []byte(`[ { "result": 0, "text": "one" }, { "result": 3, "text": "two" } ]`), nil
+			case "recorder":
+				// Answers with the request it was given, as its text.
+				return keaReply(ctl.OK(string(req), nil)), nil
 			}
 			return nil, fmt.Errorf("%s: %w", service, ErrNoService)
 		},
@@ -162,7 +165,6 @@ func TestKeaConformance(t *testing.T) {
 		t.Fatalf("big request is %d bytes", len(bigReq))
 	}
 	overReq := `{"command":"arglen","arguments":{"data":"` + strings.Repeat("z", DefaultMaxRequest) + `"}}`
-	_, dialErr := Call(context.Background(), downPath, nil)
 
 	cases := []struct {
 		name   string
@@ -173,8 +175,11 @@ func TestKeaConformance(t *testing.T) {
 		check  func(t *testing.T, got []byte)
 		halfCl bool
 	}{
-		{name: "unknown command", in: chunks(`{"command":"foo"}`),
+		{name: "unknown command", path: ptpd.path, in: chunks(`{"command":"foo"}`),
 			want: `{ "result": 2, "text": "'foo' command not supported." }`},
+		// A hub says how to reach a daemon, as Kea's Control Agent does.
+		{name: "unknown command on a hub", in: chunks(`{"command":"foo"}`),
+			want: `{ "result": 2, "text": "'foo' command not supported. The request names no \"service\", so the hub ran it itself; to send it to a daemon, add \"service\": [ \"NAME\" ] with a service the hub fronts (services-get lists them)." }`},
 		{name: "empty map", in: chunks(`{}`),
 			want: `{ "result": 1, "text": "Error during command processing: invalid command: does not contain mandatory 'command'" }`},
 		{name: "command not a string", in: chunks(`{"command":1}`),
@@ -221,7 +226,9 @@ func TestKeaConformance(t *testing.T) {
 			want: listReply},
 		{name: "status-get ignores arguments", in: chunks(`{"command":"status-get","arguments":{"x":[1,2]}}`),
 			check: func(t *testing.T, got []byte) {
-				if !bytes.HasPrefix(got, []byte(`{ "arguments": { "pid": `)) || !bytes.HasSuffix(got, []byte(` }, "result": 0 }`)) {
+				// The first key, in sorted order, is the core's count of
+				// open connections per front end.
+				if !bytes.HasPrefix(got, []byte(`{ "arguments": { "connections": { "kea": `)) || !bytes.Contains(got, []byte(`, "pid": `)) || !bytes.HasSuffix(got, []byte(` }, "result": 0 }`)) {
 					t.Errorf("status-get: %s", got)
 				}
 			}},
@@ -243,7 +250,7 @@ func TestKeaConformance(t *testing.T) {
 			want: `{ "result": 1, "text": "typed: parameter 'bogus' is not supported" }`},
 		{name: "shutdown keeps its parameters", path: nilFwd.path, in: chunks(`{"command":"shutdown","arguments":{"exit-value":3}}`),
 			want: `{ "result": 1, "text": "shutdown: parameter 'exit-value' is not supported" }`},
-		{name: "unknown command before its arguments", in: chunks(`{"command":"foo","arguments":[1]}`),
+		{name: "unknown command before its arguments", path: ptpd.path, in: chunks(`{"command":"foo","arguments":[1]}`),
 			want: `{ "result": 2, "text": "'foo' command not supported." }`},
 		{name: "arguments null", in: chunks(`{"command":"config-get","arguments":null}`),
 			want: cfgReply},
@@ -347,7 +354,11 @@ func TestKeaConformance(t *testing.T) {
 		{name: "unknown service", in: chunks(`{"command":"config-get","service":["nosuch"]}`),
 			want: `[ { "result": 1, "text": "forwarding socket is not configured for the server type nosuch" } ]`},
 		{name: "service offline", in: chunks(`{"command":"config-get","service":["down"]}`),
-			want: `[ { "result": 1, "text": "unable to forward command to the down service: ` + dialErr.Error() + `. The server is likely to be offline" } ]`},
+			want: `[ { "result": 1, "text": "unable to forward command to the down service: No such file or directory. The server is likely to be offline" } ]`},
+		// The Control Agent forwards the whole request, "service"
+		// included, re-encoded in Kea's layout with the keys sorted.
+		{name: "forwarded unchanged", in: chunks(`{"service":["recorder"],"command":"typed","arguments":{"n":7}}`),
+			want: `[ { "result": 0, "text": "{ \"arguments\": { \"n\": 7 }, \"command\": \"typed\", \"service\": [ \"recorder\" ] }" } ]`},
 		{name: "service forwarded", in: chunks(`{"command":"config-get","service":["ptpd"]}`),
 			want: `[ { "arguments": { "b": 2 }, "result": 0 } ]`},
 		{name: "service forwarded with arguments", in: chunks(`{"command":"typed","arguments":{"n":7},"service":["ptpd"]}`),
@@ -357,7 +368,9 @@ func TestKeaConformance(t *testing.T) {
 		{name: "empty service list is local", in: chunks(`{"command":"config-get","service":[]}`),
 			want: cfgReply},
 		{name: "service not a list", in: chunks(`{"command":"config-get","service":"ptpd"}`),
-			want: `{ "result": 1, "text": "Error during command processing: invalid command: expected 'service' to be a list, got string instead" }`},
+			want: `{ "result": 1, "text": "service value must be a list" }`},
+		{name: "service null", in: chunks(`{"command":"config-get","service":null}`),
+			want: `{ "result": 1, "text": "service value must be a list" }`},
 	}
 	if len(cases) < 25 {
 		t.Fatalf("only %d cases", len(cases))
@@ -746,5 +759,85 @@ func BenchmarkKea(b *testing.B) {
 		if _, err := Call(ctx, env.path, req); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestKeaKeepOpen: after KeepOpenCommand a connection answers request
+// after request, including requests that arrive together or split; it
+// closes silently when idle, and after a framing error with the error.
+// Without it, a second request on the connection is never read.
+func TestKeaKeepOpen(t *testing.T) {
+	t.Parallel()
+	env := startKea(t, "ko", nil, Options{IdleTimeout: 300 * time.Millisecond})
+	const cfgGet = `{ "arguments": {  }, "result": 0 }`
+	keep := `{"command": "` + KeepOpenCommand + `"}`
+	tests := []struct {
+		name  string
+		in    []string // written one after another
+		want  string   // everything read until the server closes
+		close bool     // the client half-closes after writing
+	}{
+		{name: "one at a time", in: []string{keep, `{"command":"config-get"}`, `{"command":"config-get"}`},
+			want: string(keptOpen) + cfgGet + cfgGet},
+		{name: "together in one write", in: []string{keep + `{"command":"config-get"} {"command":"nosuch"}`},
+			want: string(keptOpen) + cfgGet + `{ "result": 2, "text": "'nosuch' command not supported." }`},
+		{name: "split", in: []string{`{"command": "tickbox-ke`, `ep-open"}{"comm`, `and":"config-get"}`},
+			want: string(keptOpen) + cfgGet},
+		{name: "framing error ends it", in: []string{keep, `{"command":"config-get"}`, `}`},
+			want: string(keptOpen) + cfgGet + `{ "result": 1, "text": "invalid first character }" }`},
+		{name: "client leaves", in: []string{keep, `{"command":"config-get"}`}, close: true,
+			want: string(keptOpen) + cfgGet},
+		{name: "asked too late: one request per connection", in: []string{`{"command":"config-get"}` + keep}, want: cfgGet},
+		{name: "with arguments: an unknown command", in: []string{`{"command": "` + KeepOpenCommand + `", "arguments": {}}`},
+			want: `{ "result": 2, "text": "'` + KeepOpenCommand + `' command not supported." }`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := net.Dial("unix", env.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, w := range tc.in {
+				if _, err := io.WriteString(c, w); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if tc.close {
+				c.(*net.UnixConn).CloseWrite()
+			}
+			c.SetReadDeadline(time.Now().Add(10 * time.Second))
+			start := time.Now()
+			got, err := io.ReadAll(c)
+			if err != nil {
+				t.Fatalf("read: %v (got %s)", err, got)
+			}
+			if string(got) != tc.want {
+				t.Fatalf("got  %s\nwant %s", got, tc.want)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Errorf("the server took %v to close", time.Since(start))
+			}
+		})
+	}
+
+	// The client side: DialKeepOpen and Conn.Call.
+	conn, err := DialKeepOpen(context.Background(), env.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for range 3 {
+		got, err := conn.Call(context.Background(), []byte(`{"command":"config-get"}`))
+		if err != nil || string(got) != cfgGet {
+			t.Fatalf("Call: %s %v", got, err)
+		}
+	}
+	// Idle past the server's timeout: the server closes silently, and
+	// the next call says no reply came.
+	time.Sleep(time.Second)
+	if _, err := conn.Call(context.Background(), []byte(`{"command":"config-get"}`)); !errors.Is(err, ErrNoReply) && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("Call on a connection the server closed: %v", err)
 	}
 }

@@ -207,6 +207,16 @@ func (m *MDIO) Commands(reg *ctl.Registry) []*ctl.Command {
 				return ctl.OK("", map[string]any{"events": evs, "last-seq": m.LastSeq()})
 			},
 		},
+		{
+			Name:    "links-get",
+			Comment: "each port's link as the watcher last reported it, and its count of changes",
+			Usage: "No register is read: link, speed and duplex are the state of the port's\n" +
+				"last link event (down before the first poll), changes counts its link\n" +
+				"events since start; events is the sequence number of the latest event.",
+			Handler: func(context.Context, *ctl.Call) ctl.Result {
+				return ctl.OK("", map[string]any{"ports": m.links(), "events": m.LastSeq()})
+			},
+		},
 		m.hotplugCommand("interfaceinsert", "reattach the ports bound to an interface that came back", true),
 		m.hotplugCommand("interfaceremove", "mark the ports bound to an interface as gone", false),
 	}
@@ -321,6 +331,24 @@ func (m *MDIO) hwInfo() []any {
 			info["phy_id"] = fmt.Sprintf("0x%04x%04x", id1, id2)
 		}
 		out = append(out, info)
+	}
+	return out
+}
+
+// links returns links-get's port list.
+func (m *MDIO) links() []any {
+	out := []any{}
+	for _, p := range m.ports {
+		if p == nil {
+			continue
+		}
+		p.lmu.Lock()
+		st, n := p.link, p.changes
+		p.lmu.Unlock()
+		out = append(out, map[string]any{
+			"port": p.Name, "phy": int64(p.Bit), "link": st.Link, "speed": int64(st.Speed),
+			"duplex": st.Duplex(), "changes": n,
+		})
 	}
 	return out
 }

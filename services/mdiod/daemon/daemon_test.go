@@ -209,6 +209,18 @@ func TestWatcher(t *testing.T) {
 	evs := m.Events(0, 0)
 	if len(evs) != 8 || evs[7].Seq != 8 || evs[1].Link || !evs[2].Link || evs[2].Role != "slave" || evs[4].Speed != 100 {
 		t.Errorf("events %+v", evs)
+	} // links-get: the last state and the count of changes, per port.
+	got, _ := json.Marshal(m.links())
+	if want := `[{"changes":8,"duplex":"","link":false,"phy":1,"port":"A","speed":0}]`; string(got) != want {
+		t.Errorf("links %s, want %s", got, want)
+	}
+	a.SetLink(true, 100, true)
+	p.Kick()
+	want += "PHY A: link up 100MBit\n"
+	wait()
+	got, _ = json.Marshal(m.links())
+	if want := `[{"changes":9,"duplex":"full","link":true,"phy":1,"port":"A","speed":100}]`; string(got) != want {
+		t.Errorf("links %s, want %s", got, want)
 	}
 }
 
@@ -246,6 +258,8 @@ func TestCommands(t *testing.T) {
 		{"interfaceinsert", map[string]any{"interface": "eth0"}, ctl.Success, "null"},
 		{"interfaceinsert", map[string]any{"interface": "0123456789abcdefg"}, ctl.Error, "interfaceinsert: parameter 'interface' is too long: 17 bytes, at most 15"},
 		{"hw_info", nil, ctl.Success, "null"},
+		// No watcher runs here: the link is down, as before the first poll.
+		{"links-get", nil, ctl.Success, `{"events":0,"ports":[{"changes":0,"duplex":"","link":false,"phy":2,"port":"B","speed":0}]}`},
 		{"mdio_write", map[string]any{"phy": "b", "address": "22", "value": "0", "page": "NOP"}, ctl.Success, "null"},
 		{"inject", map[string]any{"phy": "AB", "data": "00"}, ctl.Error, "inject needs the Ethernet Debugger hardware; mdiod drives the board's own PHYs over MDIO"},
 		{"help", map[string]any{"command": "phy_status"}, ctl.Success, "null"},

@@ -34,6 +34,12 @@ type Port struct {
 	sawDown bool
 
 	kick chan struct{}
+
+	// lmu guards the link state the watcher last reported and the
+	// number of changes it reported, for links-get.
+	lmu     sync.Mutex
+	link    Status
+	changes uint64
 }
 
 // PortNames are the port names by index; the index is the bit number.

@@ -93,6 +93,10 @@ func (m *MDIO) watch(ctx context.Context, p *Port) {
 // emit records and broadcasts one link state.
 func (m *MDIO) emit(p *Port, st Status) {
 	msg := "PHY " + p.Name + ": " + st.Message()
+	p.lmu.Lock()
+	p.link = st
+	p.changes++
+	p.lmu.Unlock()
 	e := m.events.add(Event{
 		Time: m.opts.Now(), Port: p.Name, Link: st.Link, Speed: st.Speed,
 		Duplex: st.Duplex(), Role: st.Role, Msg: msg,

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -50,24 +51,66 @@ func (c *invocation) kea(args []string) error {
 		fs.Usage()
 		return cli.Usage("kea: want SOCKET COMMAND [ARGS-JSON]")
 	}
-	req := map[string]any{"command": fs.Arg(1)}
-	if fs.NArg() == 3 {
-		var a any
-		if err := json.Unmarshal([]byte(fs.Arg(2)), &a); err != nil {
-			return cli.Usage("kea: ARGS-JSON is not valid JSON: %v", err)
-		}
-		req["arguments"] = json.RawMessage(fs.Arg(2))
-	}
+	var services []string
 	if *service != "" {
-		req["service"] = strings.Split(*service, ",")
+		services = strings.Split(*service, ",")
+	}
+	return c.keaRequest("kea", fs.Arg(0), services, fs.Args()[1:], *timeout)
+}
+
+// hubSocketEnv names the hub's Kea socket for ctl -s, unless -socket
+// does.
+const hubSocketEnv = "CTL_SOCKET"
+
+// defaultHubSocket is ctl serve's Kea socket.
+const defaultHubSocket = "/run/ctl/control.sock"
+
+// service: ctl [-socket PATH] [-timeout D] -s SERVICE[,SERVICE] COMMAND [ARGS-JSON]
+// sends the command through the hub to the daemons named.
+func (c *invocation) service(args []string) error {
+	fs := c.flags("ctl -s", "ctl [-socket PATH] [-timeout D] -s SERVICE[,SERVICE] COMMAND [ARGS-JSON]")
+	service := fs.String("s", "", "the services (comma-separated) the hub forwards the command to")
+	sock := fs.String("socket", "", "the hub's Kea socket (default $"+hubSocketEnv+", else "+defaultHubSocket+")")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long (0 = never)")
+	if err := cli.ParseFlags(fs, args, -1); err != nil {
+		return err
+	}
+	if *service == "" || fs.NArg() < 1 || fs.NArg() > 2 {
+		fs.Usage()
+		return cli.Usage("-s: want -s SERVICE COMMAND [ARGS-JSON]")
+	}
+	path := *sock
+	if path == "" {
+		path = os.Getenv(hubSocketEnv)
+	}
+	if path == "" {
+		path = defaultHubSocket
+	}
+	return c.keaRequest("-s", path, strings.Split(*service, ","), fs.Args(), *timeout)
+}
+
+// keaRequest sends {"command", "service", "arguments"} (cmd is COMMAND
+// [ARGS-JSON]) to the Kea socket at path and prints the reply; the
+// status is 1 when an answer's result is not 0.
+func (c *invocation) keaRequest(what, path string, services []string, cmd []string, timeout time.Duration) error {
+	req := map[string]any{"command": cmd[0]}
+	if len(cmd) == 2 {
+		var a any
+		if err := json.Unmarshal([]byte(cmd[1]), &a); err != nil {
+			return cli.Usage("%s: ARGS-JSON is not valid JSON: %v", what, err)
+		}
+		req["arguments"] = json.RawMessage(cmd[1])
+	}
+	if len(services) > 0 {
+		req["service"] = services
 	}
 	body, err := json.Marshal(req)
 	if err != nil {
-		return cli.Usage("kea: %v", err)
+		return cli.Usage("%s: %v", what, err)
 	}
-	ctx, cancel := c.withTimeout(*timeout)
+	ctx, cancel := c.withTimeout(timeout)
 	defer cancel()
-	reply, err := kea.Call(ctx, fs.Arg(0), body)
+	reply, err := kea.Call(ctx, path, body)
 	if err != nil {
 		return connErr(err)
 	}

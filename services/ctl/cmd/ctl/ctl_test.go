@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -58,7 +59,7 @@ func startHub(t *testing.T, extra ...string) *hub {
 		ipc: filepath.Join(dir, "ipc.socket"), con: filepath.Join(dir, "console.sock"),
 		log: &testutil.LockedBuffer{},
 	}
-	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con}, extra...)
+	args := append([]string{"serve", "-kea", h.kea, "-dgram", h.dgram, "-ipc", h.ipc, "-console", h.con, "-http", ""}, extra...)
 	h.cmd = exec.Command(ctlBin, args...)
 	h.cmd.Stderr = h.log
 	if err := h.cmd.Start(); err != nil {
@@ -134,7 +135,7 @@ func TestClients(t *testing.T) {
 		// ctl serve is not yet the hub: it ignores "service" as Kea's
 		// daemons do and answers itself, not in a list.
 		{name: "kea service ignored", args: []string{"kea", "-service", "dhcp4,ptpd", h.kea, "list-commands"}, code: 0,
-			stdout: []string{`{ "arguments": [ "build-report", "config-get", "echo", `, `"list-commands"`, `"result": 0 }`}},
+			stdout: []string{`{ "arguments": [ "build-report", "commands-get", "config-get", "echo", `, `"list-commands"`, `"result": 0 }`}},
 		{name: "kea usage", args: []string{"kea", h.kea}, code: 2, stderr: "want SOCKET COMMAND"},
 		{name: "ipc json", args: []string{"ipc", h.ipc, `{"command":"echo","id":4,"x":1}`}, code: 0,
 			stdout: []string{`{"id":4,"x":1,"success":true}`}},
@@ -233,7 +234,7 @@ func TestSocatClients(t *testing.T) {
 
 func TestServeRefusesLiveSocket(t *testing.T) {
 	h := startHub(t)
-	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "")
+	code, _, errs := runCtl(t, "", "serve", "-kea", h.kea, "-dgram", "", "-ipc", "", "-console", "", "-http", "")
 	if code != 1 || !strings.Contains(errs, "address already in use by a running process") {
 		t.Fatalf("exit %d, stderr %s", code, errs)
 	}
@@ -361,6 +362,75 @@ func TestExitStatus(t *testing.T) {
 		}
 		if strings.Contains(stderr.String(), "help requested") {
 			t.Errorf("%q: help printed as an error:\n%s", tc.args, stderr.String())
+		}
+	}
+}
+
+// TestServeRequestCounters checks that status-get counts the requests
+// of every front end by result, and the connections of the stream ones.
+func TestServeRequestCounters(t *testing.T) {
+	h := startHub(t)
+	requests := []struct {
+		name  string
+		stdin string
+		args  []string
+	}{
+		{"kea success", "", []string{"kea", h.kea, "echo", `{"a":1}`}},
+		{"kea unsupported", "", []string{"kea", h.kea, "nosuch"}},
+		{"kea error", "", []string{"kea", h.kea, "shutdown", `{"exit-value":1}`}},
+		{"kea stream unsupported", "", []string{"kea", h.kea, "stream"}},
+		{"ipc json success", "", []string{"ipc", h.ipc, `{"command":"echo","id":1}`}},
+		{"ipc text success", "", []string{"ipc", h.ipc, "echo a"}},
+		{"ipc unsupported", "", []string{"ipc", h.ipc, `{"command":"nosuch","id":2}`}},
+		{"dgram success", "", []string{"dgram", h.dgram, "echo=a"}},
+		{"dgram unsupported", "", []string{"dgram", h.dgram, "nosuch"}},
+		{"console success", "echo x\n", []string{"console", h.con}},
+		{"console unsupported", "frobnicate\n", []string{"console", h.con}},
+	}
+	for _, rq := range requests {
+		runCtl(t, rq.stdin, rq.args...)
+	}
+	want := map[string]map[string]uint64{
+		"kea": {"success": 1, "error": 1, "unsupported": 2},
+		// ctl ipc follows a text-form line with a marker request.
+		"ipc":     {"success": 3, "error": 0, "unsupported": 1},
+		"dgram":   {"success": 1, "error": 0, "unsupported": 1},
+		"console": {"success": 1, "error": 0, "unsupported": 1},
+	}
+	var got map[string]map[string]uint64
+	var st map[string]json.RawMessage
+	// The datagrams run asynchronously; status-get itself is counted
+	// after its reply is made, so it is not in the counts it reports.
+	testutil.WaitFor(t, "the datagrams counted", 10*time.Second, func() bool {
+		st = hubStatus(t, h)
+		got = nil
+		json.Unmarshal(st["requests"], &got)
+		return got["dgram"]["success"]+got["dgram"]["unsupported"] >= 2
+	})
+	got = nil
+	if err := json.Unmarshal(st["requests"], &got); err != nil {
+		t.Fatalf("requests %s: %v", st["requests"], err)
+	}
+	// Each status-get before the last was a kea request too.
+	polls := got["kea"]["success"] - want["kea"]["success"]
+	want["kea"]["success"] += polls
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("requests %v, want %v (plus %d status-get)", got, want, polls)
+	}
+	var active, accepted map[string]uint64
+	if err := json.Unmarshal(st["connections"], &active); err != nil {
+		t.Fatalf("connections %s: %v", st["connections"], err)
+	}
+	if err := json.Unmarshal(st["connections-accepted"], &accepted); err != nil {
+		t.Fatalf("connections-accepted %s: %v", st["connections-accepted"], err)
+	}
+	// The status-get connection itself is open while it is answered.
+	if active["kea"] != 1 || len(active) != 3 {
+		t.Errorf("connections %v, want kea 1, ipc and console 0", active)
+	}
+	for front, n := range map[string]uint64{"kea": 4 + polls + 1, "ipc": 3, "console": 2} {
+		if accepted[front] != n {
+			t.Errorf("connections-accepted %s = %d, want %d", front, accepted[front], n)
 		}
 	}
 }

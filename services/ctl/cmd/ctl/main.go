@@ -2,10 +2,16 @@
 // protocol the daemons speak.
 //
 //	ctl serve [flags]                         run the hub service
+//	ctl -s SERVICE COMMAND [ARGS-JSON]        a command for a daemon, through the hub
 //	ctl kea SOCKET COMMAND [ARGS-JSON]        Kea JSON channel request
 //	ctl ipc [-follow] NAME|PATH LINE...       nose line-JSON IPC
 //	ctl dgram SOCKET CMD...                   sfptpd-style datagrams
 //	ctl console SOCKET                        interactive console
+//
+// ctl -s sends {"command", "service": [SERVICE], "arguments"} to the
+// hub's Kea socket (-socket, else $CTL_SOCKET, else
+// /run/ctl/control.sock), which forwards it to the daemon as Kea's
+// Control Agent does; SERVICE may be a comma-separated list.
 //
 // Client exit codes: 0 success; 1 the daemon answered with a failure; 2
 // usage or connection error.
@@ -16,6 +22,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
 )
@@ -24,6 +31,9 @@ const usage = `usage: ctl COMMAND [ARGS]
 
 commands:
   serve [flags]                         run the control hub (ctl serve -h)
+  [-socket PATH] -s SERVICE[,SERVICE] COMMAND [ARGS-JSON]
+                                        send a command through the hub to these daemons
+                                        (socket: -socket, $CTL_SOCKET, /run/ctl/control.sock)
   kea [-service S] SOCKET COMMAND [ARGS-JSON]
                                         send one Kea control-channel command, print the reply
   ipc [-follow] NAME|PATH LINE...       send nose IPC lines, print replies (and events)
@@ -63,6 +73,14 @@ func (p program) run(ctx context.Context, args []string, stdout, stderr io.Write
 	c := &invocation{ctx: ctx, stdin: p.stdin, stdout: stdout, stderr: stderr}
 	var err error
 	rest := args[1:]
+	switch {
+	case isServiceFlag(args[0]):
+		err = c.service(args)
+		if err != nil && cli.Code(err, -1) == -1 {
+			return cli.Exit(cli.ExitUsage, err)
+		}
+		return err
+	}
 	switch args[0] {
 	case "serve":
 		return serve(ctx, rest, stderr)
@@ -85,4 +103,14 @@ func (p program) run(ctx context.Context, args []string, stdout, stderr io.Write
 		return cli.Exit(cli.ExitUsage, err)
 	}
 	return err
+}
+
+// isServiceFlag reports whether arg starts a ctl -s command line.
+func isServiceFlag(arg string) bool {
+	name, _, _ := strings.Cut(strings.TrimPrefix(arg, "-"), "=")
+	switch name {
+	case "s", "socket", "timeout":
+		return strings.HasPrefix(arg, "-")
+	}
+	return false
 }

@@ -13,22 +13,32 @@ import (
 	"time"
 
 	"github.com/tickbox-fw/tickbox/internal/cli"
+	"github.com/tickbox-fw/tickbox/internal/httpauth"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/ctl/console"
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
+	ctlhub "github.com/tickbox-fw/tickbox/services/ctl/hub"
+	"github.com/tickbox-fw/tickbox/services/ctl/hub/remote"
 	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
+	"github.com/tickbox-fw/tickbox/services/ctl/metrics"
 )
 
 type serveConfig struct {
-	Kea      string `json:"kea"`
-	Dgram    string `json:"dgram"`
-	IPC      string `json:"ipc"`
-	Console  string `json:"console"`
-	IPCDial  string `json:"ipc-connect,omitempty"`
-	MaxConns int    `json:"max-conns"`
-	Mode     string `json:"socket-mode"`
-	AllowGID int    `json:"allow-gid"`
+	Kea         string   `json:"kea"`
+	HTTP        string   `json:"http"`
+	Hub         string   `json:"config,omitempty"`
+	Services    []string `json:"services,omitempty"`
+	Timeout     string   `json:"forward-timeout,omitempty"`
+	Auth        bool     `json:"http-auth"`
+	MetricsAuth bool     `json:"metrics-auth"`
+	Dgram       string   `json:"dgram"`
+	IPC         string   `json:"ipc"`
+	Console     string   `json:"console"`
+	IPCDial     string   `json:"ipc-connect,omitempty"`
+	MaxConns    int      `json:"max-conns"`
+	Mode        string   `json:"socket-mode"`
+	AllowGID    int      `json:"allow-gid"`
 }
 
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
@@ -36,6 +46,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.SetOutput(stderr)
 	var cfg serveConfig
 	fs.StringVar(&cfg.Kea, "kea", "/run/ctl/control.sock", "Kea JSON channel socket path (empty disables)")
+	fs.StringVar(&cfg.Hub, "config", "", "hub configuration (Control Agent shape: control-sockets) naming the daemons to forward to; none: no forwarding")
+	fs.StringVar(&cfg.HTTP, "http", ":8080", "address of the HTTP listener: the Kea channel as POST / (empty disables)")
+	pwFile := fs.String("password-file", "/etc/gokr-pw.txt", "basic auth password for user gokrazy on -http (gokrazy's own file); empty turns auth off")
+	fs.BoolVar(&cfg.MetricsAuth, "metrics-auth", false, "require the password on /metrics too")
+	fwdTimeout := fs.Duration("forward-timeout", 0, "bound on one forward; 0 takes the config's forward-timeout (default 10s), a value here overrides it")
 	fs.StringVar(&cfg.Dgram, "dgram", "/run/ctl/dgram.sock", "sfptpd-style datagram socket path (empty disables)")
 	fs.StringVar(&cfg.IPC, "ipc", "/run/ctl/ipc.socket", "nose IPC socket: NAME (/tmp/NAME.socket) or PATH (empty disables)")
 	fs.StringVar(&cfg.Console, "console", "/run/ctl/console.sock", "console socket path (empty disables)")
@@ -51,42 +66,64 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return cli.Usage("serve: unexpected argument %q", fs.Arg(0))
 	}
 	cfg.IPCDial = *ipcConnect
+	if *fwdTimeout < 0 {
+		return cli.Usage("serve: -forward-timeout %v: want a positive duration, or 0 for the config's", *fwdTimeout)
+	}
 	mode, err := strconv.ParseUint(cfg.Mode, 8, 32)
 	if err != nil || mode > 0o777 {
 		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
 	}
 	log := logging.Logger(stderr)
 
+	// The hub: the daemons this process forwards to, and the password
+	// of the HTTP listener. Both are read before anything listens, so
+	// that a bad file is a startup error.
+	var h *ctlhub.Hub
+	if cfg.Hub != "" {
+		hc, err := ctlhub.LoadConfig(cfg.Hub)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: err}
+		}
+		if *fwdTimeout > 0 {
+			hc.Timeout = *fwdTimeout
+		}
+		h = ctlhub.New(hc, log.With("component", "hub"))
+		defer h.Close()
+		cfg.Services = h.Services()
+		cfg.Timeout = h.Timeout().String()
+	}
+	var auth *httpauth.Basic
+	if cfg.HTTP != "" && *pwFile != "" {
+		a, err := httpauth.Load(authRealm, authUser, *pwFile)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: err}
+		}
+		auth = a
+		cfg.Auth = true
+	}
+
 	// The front ends, once started; status-get reports their counters.
 	// A front end may answer status-get before the next one is started,
 	// hence the lock.
 	var fe struct {
 		sync.Mutex
-		kea     *kea.Server
-		dgram   *dgram.Server
-		ipc     *ipc.Server
-		console *console.Server
+		dgram *dgram.Server
+		ipc   *ipc.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "ctl",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "ctl",
+		Logger:  log,
+		LogRing: logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			fe.Lock()
 			defer fe.Unlock()
+			// The registry itself reports the requests and connections
+			// per front end; these are the front ends' own counters.
 			st := map[string]any{}
-			conns := map[string]any{}
-			if fe.kea != nil {
-				conns["kea"] = fe.kea.Active()
-			}
 			if fe.ipc != nil {
-				conns["ipc"] = fe.ipc.Active()
 				st["ipc-events-dropped"] = fe.ipc.Dropped()
 			}
-			if fe.console != nil {
-				conns["console"] = fe.console.Active()
-			}
-			st["connections"] = conns
 			if fe.dgram != nil {
 				st["dgram"] = fe.dgram.Stats()
 			}
@@ -95,11 +132,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	})
 	srv := ctl.NewServer(d)
 	d.MustRegister(echoCommand(), streamCommand(), srv.ReexecCommand())
+	keaOpts := kea.Options{StreamOptions: ctl.StreamOptions{MaxConns: cfg.MaxConns}}
+	if h != nil {
+		// services-get, then one command per fronted daemon, log and
+		// events; a service named like one of ctl's commands is refused.
+		cmds := append(h.Commands(), remote.New(h, remote.Options{Logger: log.With("component", "hub")}).Commands()...)
+		for _, c := range cmds {
+			if err := d.Register(c); err != nil {
+				return &cli.ExitError{Code: 1, Err: fmt.Errorf("hub: %w", err)}
+			}
+		}
+		keaOpts.Forward = h.Forward
+	}
 
 	streamOpts := ctl.StreamOptions{MaxConns: cfg.MaxConns}
 	if cfg.AllowGID >= 0 {
 		streamOpts.Peers.GIDs = []uint32{uint32(cfg.AllowGID)}
 	}
+	keaOpts.StreamOptions = streamOpts
 	spec := func(addr string) ctl.SocketSpec {
 		return ctl.SocketSpec{Addr: addr, Mode: os.FileMode(mode)}
 	}
@@ -108,7 +158,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return &cli.ExitError{Code: 1, Err: err}
 	}
 	if cfg.Kea != "" {
-		if err := keep(&fe.Mutex, &fe.kea)(kea.Serve(srv, spec(cfg.Kea), kea.Options{StreamOptions: streamOpts})); err != nil {
+		if _, err := kea.Serve(srv, spec(cfg.Kea), keaOpts); err != nil {
 			return fail(err)
 		}
 	}
@@ -123,7 +173,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if cfg.Console != "" {
-		if err := keep(&fe.Mutex, &fe.console)(console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts})); err != nil {
+		if _, err := console.Serve(srv, spec(cfg.Console), console.Options{StreamOptions: streamOpts}); err != nil {
+			return fail(err)
+		}
+	}
+	if cfg.HTTP != "" {
+		// /metrics reports the fronted daemons and this process; without
+		// -config, only this process.
+		var src metrics.Source = ctlhub.New(&ctlhub.Config{}, log)
+		if h != nil {
+			src = h
+		}
+		mux := httpMux(kea.HTTPHandler(srv, keaOpts), auth, cfg.MetricsAuth,
+			route{pattern: "GET /metrics", handler: metrics.Handler(metrics.Options{Source: src, Self: d, Logger: log.With("component", "metrics")}), metrics: true})
+		hf, err := serveHTTP(cfg.HTTP, mux, log)
+		if err != nil {
+			return fail(err)
+		}
+		if err := srv.Add(hf); err != nil {
+			hf.Stop(context.Background(), false)
 			return fail(err)
 		}
 	}

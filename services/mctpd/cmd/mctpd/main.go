@@ -234,9 +234,10 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 	var rn running
 	var router *mctp.Router
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "mctpd",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "mctpd",
+		Logger:  log,
+		LogRing: logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			return map[string]any{"eid": router.EID(), "mctp": router.Stats()}
 		},

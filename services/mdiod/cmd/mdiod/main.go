@@ -194,9 +194,10 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 		ipc *ipc.Server
 	}
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "mdiod",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "mdiod",
+		Logger:  log,
+		LogRing: logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			st := map[string]any{}
 			fe.Lock()

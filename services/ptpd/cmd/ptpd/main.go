@@ -117,8 +117,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	defer logs.Close()
 	// sfptpd's message_log decides where messages go, hence its own
-	// handler; the level is the command line's, as in every daemon.
-	log := slog.New(logs.Handler(o.logging.Level()))
+	// handler; the level is the command line's, as in every daemon, and
+	// the recent lines are kept for log-get as in every daemon (in
+	// slog's text form).
+	log := o.logging.Wrap(logs.Handler(o.logging.Level()))
 	if logs.Fallback != "" {
 		log.Warn(logs.Fallback)
 	}
@@ -139,9 +141,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return cli.Plain(cli.ExitFailure, err)
 	}
 	d := ctl.NewRegistry(ctl.Options{
-		Name:   "ptpd",
-		Logger: log,
-		Config: func() any { return cfg },
+		Name:    "ptpd",
+		Logger:  log,
+		LogRing: o.logging.Ring(),
+		Config:  func() any { return cfg },
 		Status: func() map[string]any {
 			return map[string]any{"selected-instance": eng.Selected(), "clock": clk.Name()}
 		},

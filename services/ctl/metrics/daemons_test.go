@@ -1,0 +1,122 @@
+package metrics_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
+	"github.com/tickbox-fw/tickbox/services/ctl/hub"
+	"github.com/tickbox-fw/tickbox/services/ctl/kea"
+)
+
+// The daemons are built once, on first use, so that the unit tests of
+// this package do not wait for them.
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
+}
+
+func daemonBinaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		binDir, buildErr = os.MkdirTemp("", "tickbox-metrics")
+		if buildErr != nil {
+			return
+		}
+		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
+			"github.com/tickbox-fw/tickbox/services/ptpd/cmd/ptpd",
+			"github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd",
+			"github.com/tickbox-fw/tickbox/services/mdiod/cmd/mdiod")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("build the daemons: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binDir
+}
+
+// startDaemons starts ptpd (one freerun instance on a virtual clock),
+// mctpd (null binding) and mdiod (two simulated PHYs, A with its link up), each serving only
+// its Kea socket in a directory of the test's, waits until each
+// answers, and returns a hub fronting them.
+func startDaemons(t testing.TB) *hub.Hub {
+	t.Helper()
+	bin := daemonBinaries(t)
+	dir := testutil.ShortDir(t)
+	ptpdCfg := filepath.Join(dir, "ptpd.cfg")
+	cfg := strings.ReplaceAll(`[general]
+sync_module freerun fr1
+selection_policy manual fr1
+control_path DIR/ptpd-control.sock
+state_path DIR/ptpd-state
+stats_log DIR/ptpd-stats.log
+json_stats DIR/ptpd-stats.json
+hotplug_detection_mode manual
+`, "DIR", dir)
+	if err := os.WriteFile(ptpdCfg, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	demux := fmt.Sprintf("@tb-metrics-%d-%d", os.Getpid(), time.Now().UnixNano())
+	specs := []struct {
+		name string
+		args []string
+	}{
+		// The virtual clock keeps ptpd off the host clock.
+		{"ptpd", []string{"-f", ptpdCfg, "-virtual-clock", "500us,30"}},
+		{"mctpd", []string{"-e", "8", "-demux", demux, "-tagged-demux", "", "-state", filepath.Join(dir, "mctpd-state"), "null"}},
+		{"mdiod", []string{"-ipc-server", "", "-console", "", "-hotplug", "", "-port", "A=sim:88e1512,link=up", "-port", "B=sim:generic100"}},
+	}
+	hcfg := &hub.Config{Timeout: 10 * time.Second}
+	for _, sp := range specs {
+		sock := filepath.Join(dir, sp.name+".sock")
+		out := &testutil.LockedBuffer{}
+		// Flags first: mctpd takes its bindings as the trailing arguments.
+		cmd := exec.Command(filepath.Join(bin, sp.name), append([]string{"-kea", sock}, sp.args...)...)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatalf("start %s: %v", sp.name, err)
+		}
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		t.Cleanup(func() {
+			cmd.Process.Kill()
+			<-done
+			if t.Failed() {
+				t.Logf("%s output:\n%s", sp.name, out)
+			}
+		})
+		testutil.WaitFor(t, sp.name+" answering on its Kea socket", 30*time.Second, func() bool {
+			select {
+			case <-done:
+				t.Fatalf("%s exited:\n%s", sp.name, out)
+			default:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			_, err := kea.Call(ctx, sock, []byte(`{"command":"list-commands"}`))
+			return err == nil
+		})
+		hcfg.Sockets = append(hcfg.Sockets, hub.Socket{Service: sp.name, Type: "unix", Name: sock})
+	}
+	return hub.New(hcfg, slog.New(slog.DiscardHandler))
+}
