@@ -308,6 +308,8 @@ type Port struct {
 	Duplex  string `json:"duplex,omitempty"`
 	Role    string `json:"role,omitempty"`
 	Autoneg bool   `json:"autoneg,omitempty"`
+	// Changes counts the link's changes since mdiod started (links-get).
+	Changes *int64 `json:"changes,omitempty"`
 	Error   string `json:"error,omitempty"`
 }
 
@@ -327,6 +329,32 @@ func decodePorts(raw json.RawMessage) ([]Port, error) {
 			Name: str(p, "port"), Phy: integer(p, "phy"), Backend: str(p, "backend"),
 			Interface: str(p, "interface"), PHYID: str(p, "phy_id"), Error: str(p, "error"),
 		})
+	}
+	return out, nil
+}
+
+// decodeLinks reads links-get's arguments: each port's link as mdiod's
+// watcher last saw it.
+func decodeLinks(raw json.RawMessage) ([]Port, error) {
+	m, err := object(raw)
+	if err != nil {
+		return nil, err
+	}
+	items, err := list(m, "ports")
+	if err != nil {
+		return nil, err
+	}
+	out := []Port{}
+	for _, o := range items {
+		pt := Port{Name: str(o, "port"), Phy: integer(o, "phy"), Speed: integer(o, "speed"), Duplex: str(o, "duplex")}
+		if link, ok := o["link"].(bool); ok {
+			pt.Link = &link
+		}
+		if _, ok := num(o, "changes"); ok {
+			n := integer(o, "changes")
+			pt.Changes = &n
+		}
+		out = append(out, pt)
 	}
 	return out, nil
 }

@@ -120,6 +120,10 @@ func healthy() *fakeSource {
 		map[string]any{"port": "A", "phy": 1, "backend": "sim:88e1512", "phy_id": "0x01410dd1"},
 		map[string]any{"port": "B", "phy": 2, "backend": "sim:generic100", "phy_id": "0x20005c90"},
 	}})
+	f.set("mdiod", "links-get", map[string]any{"ports": []any{
+		map[string]any{"port": "A", "phy": 1, "link": true, "speed": 1000, "duplex": "full", "changes": 1},
+		map[string]any{"port": "B", "phy": 2, "link": false, "speed": 0, "duplex": "half", "changes": 0},
+	}, "events": 1})
 	f.setFunc("mdiod", "phy_status", func(args map[string]any) (hub.Reply, error) {
 		st := map[string]any{"link": false, "speed": 0, "duplex": "half", "role": ""}
 		if args["phy"] == int64(1) {

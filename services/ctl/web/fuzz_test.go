@@ -35,6 +35,7 @@ func FuzzDecode(f *testing.F) {
 		decodeRoutes(raw)
 		decodeStats(raw)
 		decodePorts(raw)
+		decodeLinks(raw)
 		var pt Port
 		decodePhyStatus(raw, &pt)
 		decodeMDIOEvents(raw)

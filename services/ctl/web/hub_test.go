@@ -98,7 +98,8 @@ func TestHub(t *testing.T) {
 		t.Errorf("mctpd stats %+v", st)
 	}
 	a, b := s.MDIO.Ports[0], s.MDIO.Ports[1]
-	if a.Name != "A" || a.Backend != "sim:88e1512" || a.Link == nil || *a.Link || b.Name != "B" || !*b.Link || b.Speed != 100 || b.PHYID != "0x20005c90" {
+	if a.Name != "A" || a.Backend != "sim:88e1512" || a.Link == nil || *a.Link || b.Name != "B" || !*b.Link || b.Speed != 100 || b.PHYID != "0x20005c90" ||
+		b.Changes == nil || *b.Changes != 1 || a.Changes == nil || *a.Changes != 0 {
 		t.Errorf("ports %+v %+v", a, b)
 	}
 	if len(s.History.T) == 0 {

@@ -184,6 +184,7 @@ type Page struct {
 	pollMu     sync.Mutex
 	mdioSeq    uint64
 	mdioEvents []Event
+	mdioHW     map[string]Port // hw-info-get's ports by name
 	lastErrors map[string]string
 }
 
@@ -289,6 +290,19 @@ func (p *Page) Snapshot(since float64) Snapshot {
 // errEmpty is Kea's result 3: success with nothing to return.
 var errEmpty = errors.New("empty")
 
+// replyError is a reply with a result other than 0 (or 3).
+type replyError struct {
+	Result int
+	Text   string
+}
+
+func (e *replyError) Error() string {
+	if e.Text == "" {
+		return fmt.Sprintf("result %d", e.Result)
+	}
+	return fmt.Sprintf("%s (result %d)", e.Text, e.Result)
+}
+
 // call sends one command and returns the reply's arguments, or an
 // error with the reply's text for a result other than 0.
 func (p *Page) call(ctx context.Context, service, cmd string, args map[string]any) (json.RawMessage, error) {
@@ -299,10 +313,7 @@ func (p *Page) call(ctx context.Context, service, cmd string, args map[string]an
 	case r.Result == 3:
 		return nil, errEmpty
 	case r.Result != 0:
-		if r.Text == "" {
-			return nil, fmt.Errorf("result %d", r.Result)
-		}
-		return nil, fmt.Errorf("%s (result %d)", r.Text, r.Result)
+		return nil, &replyError{Result: r.Result, Text: r.Text}
 	}
 	return r.Arguments, nil
 }
@@ -383,6 +394,72 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 	events := Section{Service: s.Service}
 	wg.Add(1)
 	go func() { defer wg.Done(); s.Events = p.mdioEventsRound(ctx, &events) }()
+	ports := p.mdioLinks(ctx, s)
+	wg.Wait()
+	if ports != nil {
+		s.Ports = ports
+	}
+	s.Errors = append(s.Errors, events.Errors...)
+	return s
+}
+
+// mdioLinks reads the ports' links with links-get, which reads no
+// register (mdiod answers from its own link watcher), and describes the
+// ports from hw-info-get, asked once and again only when the ports
+// change or mdiod failed to answer (hw-info-get reads each PHY's ID).
+// An mdiod without links-get is asked phy_status for each port instead.
+func (p *Page) mdioLinks(ctx context.Context, s *MDIO) []Port {
+	raw, err := p.call(ctx, s.Service, "links-get", nil)
+	var rerr *replyError
+	if errors.As(err, &rerr) && rerr.Result == 2 {
+		return p.mdioStatus(ctx, s)
+	}
+	var ports []Port
+	if err == nil {
+		ports, err = decodeLinks(raw)
+	}
+	if err != nil {
+		if err != errEmpty {
+			s.fail("links-get", err)
+			p.mdioHW = nil
+		}
+		return nil
+	}
+	known := p.mdioHW != nil
+	for _, pt := range ports {
+		if _, ok := p.mdioHW[pt.Name]; !ok {
+			known = false
+		}
+	}
+	if !known {
+		raw, err := p.call(ctx, s.Service, "hw-info-get", nil)
+		var hw []Port
+		if err == nil {
+			hw, err = decodePorts(raw)
+		}
+		if err != nil {
+			if err != errEmpty {
+				s.fail("hw-info-get", err)
+			}
+		} else {
+			p.mdioHW = map[string]Port{}
+			for _, h := range hw {
+				p.mdioHW[h.Name] = h
+			}
+		}
+	}
+	for i := range ports {
+		if h, ok := p.mdioHW[ports[i].Name]; ok {
+			ports[i].Backend, ports[i].Interface, ports[i].PHYID, ports[i].Error = h.Backend, h.Interface, h.PHYID, h.Error
+		}
+	}
+	return ports
+}
+
+// mdioStatus describes the ports with hw-info-get and reads each one's
+// link with phy_status: one call per port, so that a port whose PHY does
+// not answer does not hide the others' links.
+func (p *Page) mdioStatus(ctx context.Context, s *MDIO) []Port {
 	raw, err := p.call(ctx, s.Service, "hw-info-get", nil)
 	var ports []Port
 	if err == nil {
@@ -391,8 +468,7 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 	if err != nil && err != errEmpty {
 		s.fail("hw-info-get", err)
 	}
-	// One phy_status per port, so that a port whose PHY does not answer
-	// does not hide the others' links.
+	var wg sync.WaitGroup
 	for i := range ports {
 		wg.Add(1)
 		go func() {
@@ -411,11 +487,7 @@ func (p *Page) mdio(ctx context.Context) *MDIO {
 		}()
 	}
 	wg.Wait()
-	if ports != nil {
-		s.Ports = ports
-	}
-	s.Errors = append(s.Errors, events.Errors...)
-	return s
+	return ports
 }
 
 // mdioEventsRound asks mdiod for the events after the last one seen

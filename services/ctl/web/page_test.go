@@ -46,8 +46,9 @@ func TestPoll(t *testing.T) {
 			if got := counterString(s.MCTP.Stats.Drops); got != wantDrops {
 				t.Errorf("drops %q, want %q", got, wantDrops)
 			}
-			if len(s.MDIO.Ports) != 2 || !*s.MDIO.Ports[0].Link || s.MDIO.Ports[0].Speed != 1000 || s.MDIO.Ports[0].Role != "master" || *s.MDIO.Ports[1].Link {
-				t.Errorf("ports %+v", s.MDIO.Ports)
+			if pt := s.MDIO.Ports; len(pt) != 2 || !*pt[0].Link || pt[0].Speed != 1000 || pt[0].Duplex != "full" || *pt[0].Changes != 1 ||
+				pt[0].Backend != "sim:88e1512" || pt[0].PHYID != "0x01410dd1" || *pt[1].Link || *pt[1].Changes != 0 || pt[1].Backend != "sim:generic100" {
+				t.Errorf("ports %+v", pt)
 			}
 			if len(s.MDIO.Events) != 1 || s.MDIO.Events[0].Text != "link up 1000MBit (master)" || s.MDIO.Events[0].What != "A" {
 				t.Errorf("mdio events %+v", s.MDIO.Events)
@@ -102,6 +103,7 @@ func TestPoll(t *testing.T) {
 			f.setRaw("ptpd", "instances-get", hub.Reply{Arguments: json.RawMessage(`[1,2]`)})
 			f.setRaw("mctpd", "endpoints-get", hub.Reply{Arguments: json.RawMessage(`{"eid":"eight","bindings":[1,{"name":7,"mtu":64}],"types":[300,-1,"x",5]}`)})
 			f.setRaw("mctpd", "stats-get", hub.Reply{Arguments: json.RawMessage(`{"demux":{}}`)})
+			f.setFunc("mdiod", "links-get", nil)
 			f.setRaw("mdiod", "hw-info-get", hub.Reply{Arguments: json.RawMessage(`{"ports":[{"port":"A","phy":1},{"port":"B","phy":"2"}]}`)})
 			f.setRaw("mdiod", "phy_status", hub.Reply{Arguments: json.RawMessage(`{"link":"up"}`)})
 			f.setRaw("appliance", "events-get", hub.Reply{})
@@ -126,7 +128,29 @@ func TestPoll(t *testing.T) {
 				t.Errorf("events %#v", s.Appliance.Events)
 			}
 		}},
+		{"mdiod without links-get", func(f *fakeSource) { f.setFunc("mdiod", "links-get", nil) }, func(t *testing.T, s Snapshot) {
+			noErrors(t, s)
+			if pt := s.MDIO.Ports; len(pt) != 2 || !*pt[0].Link || pt[0].Speed != 1000 || pt[0].Role != "master" || pt[0].Changes != nil || pt[0].Backend != "sim:88e1512" || *pt[1].Link {
+				t.Errorf("ports %+v", pt)
+			}
+		}},
+		{"links-get fails", func(f *fakeSource) {
+			f.setRaw("mdiod", "links-get", hub.Reply{Result: 1, Text: "mdiod is stopping"})
+		}, func(t *testing.T, s Snapshot) {
+			want(t, s.MDIO.Errors, "links-get: mdiod is stopping (result 1)")
+			if len(s.MDIO.Ports) != 0 || len(s.MDIO.Events) != 1 {
+				t.Errorf("mdio %+v", s.MDIO)
+			}
+		}},
+		{"malformed links-get", func(f *fakeSource) {
+			f.setRaw("mdiod", "links-get", hub.Reply{Arguments: json.RawMessage(`{"ports":[{"port":"A","link":"up","changes":"x","speed":1e300},7]}`)})
+		}, func(t *testing.T, s Snapshot) {
+			if pt := s.MDIO.Ports; len(pt) != 1 || pt[0].Name != "A" || pt[0].Link != nil || pt[0].Changes != nil || pt[0].Speed != 0 || pt[0].Backend != "sim:88e1512" {
+				t.Errorf("ports %+v", pt)
+			}
+		}},
 		{"one port's PHY fails", func(f *fakeSource) {
+			f.setFunc("mdiod", "links-get", nil)
 			f.setFunc("mdiod", "phy_status", func(args map[string]any) (hub.Reply, error) {
 				if args["phy"] == int64(2) {
 					return hub.Reply{Result: 1, Text: "PHY B (sim:generic100): no PHY answered"}, nil
@@ -168,6 +192,53 @@ func TestPoll(t *testing.T) {
 			}
 			renderOK(t, p)
 		})
+	}
+}
+
+// TestMDIOHWInfo: hw-info-get (which reads every PHY's ID) is asked
+// once, and again after mdiod failed to answer or its ports changed;
+// links-get every round.
+func TestMDIOHWInfo(t *testing.T) {
+	t.Parallel()
+	f := healthy()
+	p := New(f, Options{Logger: quiet()})
+	count := func(cmd string) int {
+		n := 0
+		for _, c := range f.Calls() {
+			if strings.HasPrefix(c, "mdiod "+cmd+" ") {
+				n++
+			}
+		}
+		return n
+	}
+	steps := []struct {
+		name       string
+		do         func()
+		links, hw  int
+		backendOfA string
+	}{
+		{"first round", func() {}, 1, 1, "sim:88e1512"},
+		{"second round", func() {}, 2, 1, "sim:88e1512"},
+		{"mdiod down", func() { f.setDown("mdiod", "connect: connection refused") }, 3, 1, ""},
+		{"mdiod back", func() {
+			f.setDown("mdiod", "")
+			f.set("mdiod", "hw-info-get", map[string]any{"ports": []any{map[string]any{"port": "A", "phy": 1, "backend": "ioctl:eth0:1", "phy_id": "0x01410dd1"}}})
+		}, 4, 2, "ioctl:eth0:1"},
+		{"a port added", func() {
+			f.set("mdiod", "links-get", map[string]any{"ports": []any{map[string]any{"port": "A", "link": true}, map[string]any{"port": "C", "link": false}}})
+		}, 5, 3, "ioctl:eth0:1"},
+	}
+	for _, st := range steps {
+		st.do()
+		p.Poll(context.Background())
+		s := p.Snapshot(0)
+		a := ""
+		if len(s.MDIO.Ports) > 0 {
+			a = s.MDIO.Ports[0].Backend
+		}
+		if l, h := count("links-get"), count("hw-info-get"); l != st.links || h != st.hw || a != st.backendOfA {
+			t.Errorf("%s: links-get %d hw-info-get %d, backend of A %q; want %d %d %q", st.name, l, h, a, st.links, st.hw, st.backendOfA)
+		}
 	}
 }
 

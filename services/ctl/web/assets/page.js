@@ -125,8 +125,9 @@
       return {
         data: { port: p.name, link: link },
         cells: [p.name, el("span", link === "true" ? "up" : link === "false" ? "down" : "muted", link === "true" ? "up" : link === "false" ? "down" : "?"),
-          link === "true" && p.speed ? p.speed + " Mbit/s" : "", link === "true" ? p.duplex || "" : "", link === "true" ? p.role || "" : "",
-          p.backend + (p.interface ? " (" + p.interface + ")" : ""), p["phy-id"] || "", p.error || ""],
+          link === "true" && p.speed ? p.speed + " Mbit/s" : "", link === "true" ? (p.duplex || "") + (p.role ? " (" + p.role + ")" : "") : "",
+          typeof p.changes === "number" ? p.changes : "",
+          (p.backend || "") + (p.interface ? " (" + p.interface + ")" : ""), p["phy-id"] || "", p.error || ""],
       };
     }), "no ports", 8);
     events("mdio-events", m.events);
