@@ -8,9 +8,9 @@
 //   - New(Source, Options) returns a Page; Page.Run is its poller, which
 //     asks the hub every Options.Interval (1 s) for services-get, ptpd's
 //     instances-get, mctpd's endpoints-get, routes-get and stats-get,
-//     mdiod's hw-info-get, phy_status (per port) and events-get (with a
-//     since cursor), and the appliance's events-get. Page.Poll is one
-//     such round.
+//     mdiod's links-get, hw-info-get (once; phy_status per port for an
+//     mdiod without links-get) and events-get (with a since cursor), and
+//     the appliance's events-get. Page.Poll is one such round.
 //   - Snapshot is what a round found, as the page and the JSON endpoint
 //     show it. A daemon that is down or answers an error has its error
 //     text in its section; the other sections are unaffected.
