@@ -229,6 +229,8 @@ ptp_domain 0
 	}
 	waitJS(t, b, "the appliance's event for tbwd0", `document.getElementById('appliance-events').textContent.includes('tbwd0')`, 30*time.Second)
 
+	screenshot(t, b, "status-page-up.png")
+
 	// A daemon that stops is shown down within 5 s, with its error.
 	mdiod.stop(t)
 	start := time.Now()
