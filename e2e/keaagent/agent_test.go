@@ -580,9 +580,9 @@ func TestHubBesideAgent(t *testing.T) {
 	// The agent closes the connection after a 400; a connection per
 	// request keeps its closing from failing the next request.
 	oneShot := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
-	send := func(t *testing.T, a *agent, method, ctype, body string) (int, string) {
+	send := func(t *testing.T, a *agent, method, path, ctype, body string) (int, string) {
 		t.Helper()
-		req, err := http.NewRequest(method, a.url, strings.NewReader(body))
+		req, err := http.NewRequest(method, a.url+path, strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,6 +603,8 @@ func TestHubBesideAgent(t *testing.T) {
 	const js = "application/json"
 	for _, tc := range []struct {
 		name, method, ctype, body string
+		// path follows the listener's "/"; empty for "/" itself.
+		path string
 		// own: answered by the agent or the hub itself; only the
 		// status and the result codes must match.
 		own bool
@@ -619,7 +621,11 @@ func TestHubBesideAgent(t *testing.T) {
 		{name: "empty body", method: "POST", ctype: js, body: ``},
 		{name: "bad JSON", method: "POST", ctype: js, body: `{"command":`},
 		{name: "trailing data", method: "POST", ctype: js, body: `{"command":"version-get"} {}`},
-		{name: "GET", method: "GET", ctype: js, body: ``},
+		// GET / itself is the hub's status page (a deliberate
+		// difference); any other path is the Kea channel's, as on the
+		// agent, which answers POST on every path.
+		{name: "GET", method: "GET", path: "kea", ctype: js, body: ``},
+		{name: "POST on another path", method: "POST", path: "any/path", ctype: js, body: `{"command":"version-get","service":["dhcp4"]}`},
 		{name: "PUT", method: "PUT", ctype: js, body: `{"command":"version-get"}`},
 		{name: "no Content-Type", method: "POST", ctype: "", body: `{"command":"version-get"}`},
 		{name: "Content-Type with charset", method: "POST", ctype: js + "; charset=utf-8", body: `{"command":"version-get"}`},
@@ -628,8 +634,8 @@ func TestHubBesideAgent(t *testing.T) {
 		{name: "empty service list", method: "POST", ctype: js, body: `{"command":"version-get","service":[]}`, own: true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			caCode, caBody := send(t, ca, tc.method, tc.ctype, tc.body)
-			hubCode, hubBody := send(t, hubAgent, tc.method, tc.ctype, tc.body)
+			caCode, caBody := send(t, ca, tc.method, tc.path, tc.ctype, tc.body)
+			hubCode, hubBody := send(t, hubAgent, tc.method, tc.path, tc.ctype, tc.body)
 			if caCode != hubCode {
 				t.Fatalf("status: agent %d, hub %d\nagent %s\nhub   %s", caCode, hubCode, caBody, hubBody)
 			}

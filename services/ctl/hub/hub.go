@@ -155,13 +155,13 @@ func (h *Hub) Timeout() time.Duration { return h.cfg.Timeout }
 // Forward sends one raw Kea request to the service's socket and returns
 // the raw reply. Its signature fits kea.Options.Forward.
 //
-// An unknown service is an error wrapping kea.ErrNoService. A daemon
-// that is not there (the socket is missing or refuses: it is
-// restarting), that closes the connection without a reply, or whose
-// kept-open connection turns out dead, is tried once more on a new
-// connection: at once after a dead kept connection, after a short pause
-// otherwise. The whole forward, retry included, is bounded by the
-// configured timeout.
+// An unknown service is an error wrapping kea.ErrNoService. A kept-open
+// connection that turns out dead (the daemon restarted since) is
+// replaced by a new one at once. A daemon that is not there (the socket
+// is missing or refuses: it is restarting) or that closes the
+// connection without a reply is tried once more on a new connection
+// after a short pause. The whole forward, retry included, is bounded by
+// the configured timeout.
 func (h *Hub) Forward(ctx context.Context, service string, req []byte) ([]byte, error) {
 	s, ok := h.sockets[service]
 	if !ok {
@@ -181,16 +181,21 @@ func (h *Hub) Forward(ctx context.Context, service string, req []byte) ([]byte, 
 		return &TimeoutError{Timeout: h.cfg.Timeout, Err: err}
 	}
 	resp, reused, err := h.attempt(ctx, s, p, req, false)
+	if err != nil && reused && retryable(err) && ctx.Err() == nil {
+		// A kept connection to a daemon that has since restarted: the
+		// daemon never had this request, so a new connection is this
+		// forward's first attempt, not its retry.
+		h.log.Debug("kept connection dead; reconnecting", "service", service, "socket", s.Name, "err", err)
+		resp, _, err = h.attempt(ctx, s, p, req, true)
+	}
 	if err == nil || !retryable(err) || ctx.Err() != nil {
 		return resp, forwardErr(err)
 	}
-	h.log.Debug("forward failed; retrying once on a new connection", "service", service, "socket", s.Name, "err", err, "kept-open", reused)
-	if !reused {
-		select {
-		case <-ctx.Done():
-			return nil, forwardErr(err)
-		case <-time.After(retryDelay):
-		}
+	h.log.Debug("forward failed; retrying once on a new connection", "service", service, "socket", s.Name, "err", err)
+	select {
+	case <-ctx.Done():
+		return nil, forwardErr(err)
+	case <-time.After(retryDelay):
 	}
 	resp, _, err = h.attempt(ctx, s, p, req, true)
 	return resp, forwardErr(err)

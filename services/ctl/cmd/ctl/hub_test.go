@@ -298,27 +298,33 @@ func TestHubRetry(t *testing.T) {
 	e.a.cmd.Process.Kill()
 	e.a.cmd.Wait()
 	os.Remove(e.a.kea)
-	// Take the socket path with a listener the test controls: it drops
-	// the first connection without a reply, as a daemon dying under a
-	// request does, and then answers as a Kea daemon would: one request
-	// per connection, the keep-open request unknown.
+	// Take the socket path with a listener the test controls. It
+	// answers as a Kea daemon would (one request per connection, the
+	// keep-open request unknown), except that it drops the first echo
+	// without a reply, as a daemon dying under a request does. Other
+	// requests (the status page's polls) get an empty success.
 	ln, err := net.Listen("unix", e.a.kea)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ln.Close()
 	go func() {
-		for i := 0; ; i++ {
+		echoes := 0
+		for {
 			c, err := ln.Accept()
 			if err != nil {
 				return
 			}
 			buf := make([]byte, 4096)
 			n, _ := c.Read(buf)
+			req := string(buf[:n])
 			switch {
-			case i == 0:
-			case strings.Contains(string(buf[:n]), kea.KeepOpenCommand):
+			case strings.Contains(req, kea.KeepOpenCommand):
 				io.WriteString(c, `{ "result": 2, "text": "'`+kea.KeepOpenCommand+`' command not supported." }`)
+			case !strings.Contains(req, `"echo"`):
+				io.WriteString(c, `{ "result": 0 }`)
+			case echoes == 0:
+				echoes++
 			default:
 				io.WriteString(c, `{ "result": 0, "text": "second attempt" }`)
 			}
@@ -401,6 +407,49 @@ func TestHubHTTP(t *testing.T) {
 			}
 			if ch := hdr.Get("WWW-Authenticate"); (code == 401) != (ch == `Basic realm="tickbox hub"`) {
 				t.Errorf("WWW-Authenticate %q with status %d", ch, code)
+			}
+		})
+	}
+}
+
+// TestHubPages: the status page and its API need the password, as the
+// Kea channel does; /metrics does not by default, and reports the
+// fronted daemons and the hub.
+func TestHubPages(t *testing.T) {
+	dir := testutil.ShortDir(t)
+	pw := filepath.Join(dir, "gokr-pw.txt")
+	if err := os.WriteFile(pw, []byte("hunter2\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	e := startHubEnv(t, "-password-file", pw)
+	good := func(r *http.Request) { r.SetBasicAuth("gokrazy", "hunter2") }
+	for _, tc := range []struct {
+		name, path string
+		auth       func(*http.Request)
+		code       int
+		ctype      string
+		want       []string
+	}{
+		{"page", "", good, 200, "text/html; charset=utf-8", []string{"<html", "uPlot"}},
+		{"page without the password", "", nil, 401, "", nil},
+		{"snapshot", "api/snapshot", good, 200, "application/json", []string{`"services"`}},
+		{"snapshot without the password", "api/snapshot", nil, 401, "", nil},
+		{"metrics without the password", "metrics", nil, 200, "", []string{
+			`tickbox_service_up{service="a"} 1`, `tickbox_service_up{service="gone"} 0`,
+			`tickbox_service_up{service="ctl"} 1`}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, body, hdr := post(t, e.url+tc.path, "", "GET", "", tc.auth)
+			if code != tc.code {
+				t.Fatalf("GET /%s: %d %.300s", tc.path, code, body)
+			}
+			if tc.ctype != "" && hdr.Get("Content-Type") != tc.ctype {
+				t.Errorf("Content-Type %q, want %q", hdr.Get("Content-Type"), tc.ctype)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(body, w) {
+					t.Errorf("GET /%s lacks %s:\n%.2000s", tc.path, w, body)
+				}
 			}
 		})
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ctl/ipc"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 	"github.com/tickbox-fw/tickbox/services/ctl/metrics"
+	"github.com/tickbox-fw/tickbox/services/ctl/web"
 )
 
 type serveConfig struct {
@@ -178,13 +179,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 	if cfg.HTTP != "" {
-		// /metrics reports the fronted daemons and this process; without
-		// -config, only this process.
-		var src metrics.Source = ctlhub.New(&ctlhub.Config{}, log)
-		if h != nil {
-			src = h
+		// The status page and /metrics show the fronted daemons (and
+		// /metrics this process too); without -config, no daemon.
+		src := h
+		if src == nil {
+			src = ctlhub.New(&ctlhub.Config{}, log)
 		}
+		page := web.New(src, web.Options{Logger: log.With("component", "status-page")})
+		go page.Run(ctx)
+		pageHandler := page.Handler()
 		mux := httpMux(kea.HTTPHandler(srv, keaOpts), auth, cfg.MetricsAuth,
+			route{pattern: "GET /{$}", handler: pageHandler},
+			route{pattern: "GET /api/", handler: pageHandler},
 			route{pattern: "GET /metrics", handler: metrics.Handler(metrics.Options{Source: src, Self: d, Logger: log.With("component", "metrics")}), metrics: true})
 		hf, err := serveHTTP(cfg.HTTP, mux, log)
 		if err != nil {
