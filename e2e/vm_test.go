@@ -30,15 +30,19 @@ const vmTimeout = 5 * time.Minute
 
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
-	t         *testing.T
-	web       *gokrazyweb.Client
-	sshPort   int
-	sshKey    string
-	logs      map[string]*testutil.LockedBuffer // service path → stderr seen so far
-	logsMu    sync.Mutex
-	logCtx    context.Context
-	buildDir  string
-	flashLogs *testutil.LockedBuffer
+	t       *testing.T
+	web     *gokrazyweb.Client
+	sshPort int
+	sshKey  string
+	// statusPort is the host port forwarded to the hub's HTTP listener;
+	// password is the web UI's, which the hub shares.
+	statusPort int
+	password   string
+	logs       map[string]*testutil.LockedBuffer // service path → stderr seen so far
+	logsMu     sync.Mutex
+	logCtx     context.Context
+	buildDir   string
+	flashLogs  *testutil.LockedBuffer
 }
 
 // follow streams a service's stderr from the web UI into a buffer until
@@ -232,6 +236,7 @@ func TestVM(t *testing.T) {
 		t:       t,
 		web:     gokrazyweb.New("http://127.0.0.1:"+strconv.Itoa(httpPort), password),
 		sshPort: sshPort, sshKey: strings.TrimSuffix(pub, ".pub"),
+		statusPort: statusPort, password: password,
 		logs:     map[string]*testutil.LockedBuffer{},
 		logCtx:   logCtx,
 		buildDir: buildDir, flashLogs: flashOut,
@@ -377,6 +382,7 @@ func TestVM(t *testing.T) {
 	checkHotplug(t, vctx, v)
 	checkMctp(t, vctx, v)
 	checkMdiod(t, vctx, v)
+	checkHub(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true
