@@ -3,7 +3,12 @@
 // through the hub's Kea socket (the hub forwards it to the same daemon),
 // sequentially and with several clients, in the same run.
 //
-//	go run ./bench/hubbench [-d 2s] [-clients 8] [-json]
+//	go run ./bench/hubbench [-d 2s] [-clients 8] [-render 200] [-fill 15s] [-json]
+//
+// Then it times the hub's HTTP endpoints with the real daemons behind
+// it: the status page, its JSON snapshot and /metrics (which asks every
+// daemon at each scrape), against the hub's own echo over the same
+// listener.
 //
 // The daemon and the hub are ctl serve processes built for the run;
 // clients are kea.Call, one connection per request as the Kea channel
@@ -40,14 +45,16 @@ func main() {
 	dur := flag.Duration("d", 2*time.Second, "duration of each measurement")
 	clients := flag.Int("clients", 8, "concurrent clients of the parallel measurement")
 	asJSON := flag.Bool("json", false, "print results as JSON lines as well")
+	renders := flag.Int("render", 200, "times each HTTP endpoint is fetched in the render measurement (0 skips it)")
+	fill := flag.Duration("fill", 15*time.Second, "how long the status page's poller runs before the render measurement")
 	flag.Parse()
-	if err := run(*dur, *clients, *asJSON); err != nil {
+	if err := run(*dur, *clients, *asJSON, *renders, *fill); err != nil {
 		fmt.Fprintf(os.Stderr, "hubbench: %v\n", err)
 		os.Exit(1)
 	}
 }
 
-func run(dur time.Duration, clients int, asJSON bool) error {
+func run(dur time.Duration, clients int, asJSON bool, renders int, fill time.Duration) error {
 	dir, err := os.MkdirTemp("", "hubbench")
 	if err != nil {
 		return err
@@ -108,6 +115,30 @@ func run(dur time.Duration, clients int, asJSON bool) error {
 	}
 	if asJSON {
 		for _, r := range results {
+			b, _ := json.Marshal(r)
+			fmt.Println(string(b))
+		}
+	}
+	if renders <= 0 {
+		return nil
+	}
+	rows, err := renderBench(dir, ctlBin, renders, fill)
+	if err != nil {
+		return fmt.Errorf("render: %w", err)
+	}
+	fmt.Printf("\nover the hub's HTTP listener, with ptpd, mctpd and mdiod up, %d fetches each, interleaved:\n", renders)
+	fmt.Printf("%-26s %9s %9s %9s %9s %9s\n", "endpoint", "bytes", "p50 ms", "p99 ms", "mean ms", "p50/base")
+	for _, r := range rows {
+		fmt.Printf("%-26s %9d %9.2f %9.2f %9.2f %9.1f\n", r.Name, r.Bytes, r.P50ms, r.P99ms, r.MeanMs, r.P50ms/rows[0].P50ms)
+	}
+	m := rows[len(rows)-1]
+	verdict := "met"
+	if m.P50ms > 5 {
+		verdict = "not met"
+	}
+	fmt.Printf("/metrics p50 %.2f ms (target <= 5 ms with all daemons up): %s\n", m.P50ms, verdict)
+	if asJSON {
+		for _, r := range rows {
 			b, _ := json.Marshal(r)
 			fmt.Println(string(b))
 		}
