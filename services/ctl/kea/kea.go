@@ -524,7 +524,7 @@ func (k *engine) forward(ctx context.Context, name string, m map[string]any, ser
 	body := appendKeaJSON(nil, m)
 	var answers []any
 	for _, svc := range services {
-		k.log.Info("forwarding command", "command", name, "service", svc)
+		k.log.Debug("forwarding command", "command", name, "service", svc)
 		resp, err := k.opts.Forward(ctx, svc, body)
 		if errors.Is(err, ErrNoService) {
 			answers = append(answers, keaResultMap(ctl.Fail("forwarding socket is not configured for the server type %s", svc)))
