@@ -112,11 +112,12 @@ func TestCommittedConfig(t *testing.T) {
 			t.Errorf("Packages lacks %s", p)
 		}
 	}
-	// The hub runs with its defaults; mctpd alone serves the demux names
-	// (mctp-mux, mctp-demux), and ctl serve refuses the -demux flags it
-	// once had.
-	if f := c.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"].CommandLineFlags; !slices.Equal(f, []string{"serve"}) {
-		t.Errorf("ctl flags = %q, want [serve]", f)
+	// The hub fronts the daemons its shipped config names, with gokrazy's
+	// password on its HTTP listener, and nothing else: mctpd alone serves
+	// the demux names (mctp-mux, mctp-demux), and ctl serve refuses the
+	// -demux flags it once had.
+	if f := c.PackageConfig["github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl"].CommandLineFlags; !slices.Equal(f, []string{"serve", "-config=/etc/ctl/hub.json", "-password-file=/etc/gokr-pw.txt"}) {
+		t.Errorf("ctl flags = %q, want [serve -config=/etc/ctl/hub.json -password-file=/etc/gokr-pw.txt]", f)
 	}
 	const mctpd, mctp = "github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd", "github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctp"
 	if !slices.Contains(c.Packages, mctpd) || !slices.Contains(c.Packages, mctp) {
