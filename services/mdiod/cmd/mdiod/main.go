@@ -273,7 +273,11 @@ func (h hooks) run(ctx context.Context, args []string, _, stderr io.Writer) erro
 			connectLoop(ctx, srv, cfg.IPCConnect, delay, log)
 		}()
 	}
-	log.Info("mdiod serving", "ports", strings.Join(cfg.Ports, " "), "ipc", ipc.Addr(cfg.IPCServer), "kea", cfg.Kea)
+	ipcAddr := "" // disabled
+	if cfg.IPCServer != "" {
+		ipcAddr = ipc.Addr(cfg.IPCServer)
+	}
+	log.Info("mdiod serving", "ports", strings.Join(cfg.Ports, " "), "ipc", ipcAddr, "kea", cfg.Kea)
 	if h.ready != nil {
 		h.ready(rn)
 	}
