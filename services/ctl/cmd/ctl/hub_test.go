@@ -473,7 +473,7 @@ func TestHubStartupErrors(t *testing.T) {
 		code int
 		text string
 	}{
-		{"missing password file", []string{"-password-file", filepath.Join(dir, "none")}, 1, "password file: open " + filepath.Join(dir, "none") + ": no such file or directory"},
+		{"missing password file", []string{"-password-file", filepath.Join(dir, "none")}, 1, "password file: open " + filepath.Join(dir, "none") + ": no such file or directory (the HTTP listener 127.0.0.1:0 needs it; -password-file FILE names another, -http \"\" turns the listener off)"},
 		{"missing config", []string{"-password-file", "", "-config", filepath.Join(dir, "none.json")}, 1, "no such file or directory"},
 		{"config without services", []string{"-password-file", "", "-config", bad}, 1, "control-sockets names no service"},
 		{"negative timeout", []string{"-forward-timeout", "-1s"}, 2, "-forward-timeout"},

@@ -97,7 +97,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if cfg.HTTP != "" && *pwFile != "" {
 		a, err := httpauth.Load(authRealm, authUser, *pwFile)
 		if err != nil {
-			return &cli.ExitError{Code: 1, Err: err}
+			return &cli.ExitError{Code: 1, Err: fmt.Errorf("%w (the HTTP listener %s needs it; -password-file FILE names another, -http \"\" turns the listener off)", err, cfg.HTTP)}
 		}
 		auth = a
 		cfg.Auth = true
