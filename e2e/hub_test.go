@@ -119,9 +119,27 @@ func checkHub(t *testing.T, ctx context.Context, v *vm) {
 	if !strings.Contains(out, `"freerun1"`) || !strings.Contains(out, `"result": 0`) {
 		t.Errorf("ctl -s ptpd instances-get:\n%s", out)
 	}
-	// services-get is the hub's own command.
+	// services-get is the hub's own command; every daemon reports the
+	// version the image was built as, and so does the hub.
 	out, err = v.ssh(ctx, "/user/ctl", "kea", "/run/ctl/control.sock", "services-get")
 	if err != nil || !strings.Contains(out, "4 of 4 services up") {
 		t.Errorf("services-get: %v\n%s", err, out)
+	}
+	var sg struct {
+		Arguments struct {
+			Services []struct{ Service, Version string }
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &sg); err != nil || len(sg.Arguments.Services) != 4 {
+		t.Errorf("services-get: %v\n%s", err, out)
+	}
+	for _, s := range sg.Arguments.Services {
+		if s.Version != v.version {
+			t.Errorf("%s reports version %q, want %q", s.Service, s.Version, v.version)
+		}
+	}
+	out, err = v.ssh(ctx, "/user/ctl", "kea", "/run/ctl/control.sock", "version-get")
+	if err != nil || !strings.Contains(out, `"text": "`+v.version+`"`) || !strings.Contains(out, `\nbuilt: 20`) {
+		t.Errorf("the hub's version-get: %v\n%s", err, out)
 	}
 }

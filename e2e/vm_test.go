@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -38,11 +39,13 @@ type vm struct {
 	// password is the web UI's, which the hub shares.
 	statusPort int
 	password   string
-	logs       map[string]*testutil.LockedBuffer // service path → stderr seen so far
-	logsMu     sync.Mutex
-	logCtx     context.Context
-	buildDir   string
-	flashLogs  *testutil.LockedBuffer
+	// version is the TICKBOX_VERSION the image was built with.
+	version   string
+	logs      map[string]*testutil.LockedBuffer // service path → stderr seen so far
+	logsMu    sync.Mutex
+	logCtx    context.Context
+	buildDir  string
+	flashLogs *testutil.LockedBuffer
 }
 
 // follow streams a service's stderr from the web UI into a buffer until
@@ -194,6 +197,9 @@ func TestVM(t *testing.T) {
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
 		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort),
 		"--status-port", strconv.Itoa(statusPort))
+	// The version every tickbox program must report (version-get).
+	version := "e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	cmd.Env = append(os.Environ(), "TICKBOX_VERSION="+version)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
 	cmd.WaitDelay = 20 * time.Second
@@ -236,7 +242,7 @@ func TestVM(t *testing.T) {
 		t:       t,
 		web:     gokrazyweb.New("http://127.0.0.1:"+strconv.Itoa(httpPort), password),
 		sshPort: sshPort, sshKey: strings.TrimSuffix(pub, ".pub"),
-		statusPort: statusPort, password: password,
+		statusPort: statusPort, password: password, version: version,
 		logs:     map[string]*testutil.LockedBuffer{},
 		logCtx:   logCtx,
 		buildDir: buildDir, flashLogs: flashOut,
@@ -378,6 +384,7 @@ func TestVM(t *testing.T) {
 		}
 	}
 
+	checkClockOwner(t, vctx, v)
 	checkPtpd(t, vctx, v)
 	checkHotplug(t, vctx, v)
 	checkMctp(t, vctx, v)
@@ -498,5 +505,41 @@ func checkHotplug(t *testing.T, ctx context.Context, v *vm) {
 	})
 	if err != nil {
 		t.Error(err)
+	}
+}
+
+// checkClockOwner: ptpd is the only thing on the image that adjusts the
+// system clock. gokrazy's own ntp service is left out of the image
+// (GokrazyPackages), so the web UI lists no such service and no NTP
+// daemon runs.
+func checkClockOwner(t *testing.T, ctx context.Context, v *vm) {
+	t.Helper()
+	svcs, err := v.web.Services(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := svcs["/gokrazy/ntp"]; ok {
+		t.Errorf("gokrazy's ntp service runs beside ptpd: %v", slices.Collect(maps.Keys(svcs)))
+	}
+	if _, ok := svcs["/gokrazy/dhcp"]; !ok {
+		t.Errorf("gokrazy's dhcp service is missing: %v", slices.Collect(maps.Keys(svcs)))
+	}
+	out, err := v.ssh(ctx, "ps")
+	if err != nil {
+		t.Fatalf("ps: %v\n%s", err, out)
+	}
+	for _, line := range strings.Split(out, "\n") {
+		// busybox ps: PID USER TIME COMMAND [ARGS...]
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		switch path.Base(f[3]) {
+		case "ntp", "ntpd", "chronyd", "timesyncd", "systemd-timesyncd":
+			t.Errorf("a second clock owner runs: %s", line)
+		}
+	}
+	if !strings.Contains(out, "/user/ptpd") {
+		t.Errorf("ps does not show ptpd:\n%s", out)
 	}
 }

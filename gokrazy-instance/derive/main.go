@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 )
@@ -67,7 +68,23 @@ type Options struct {
 	Target         string
 	AuthorizedKeys string   // contents of the authorized_keys file; empty: leave as is
 	ExtraPackages  []string // appended to Packages
+	// Version and BuildTime, when set, are linked into every tickbox
+	// program (what version-get reports): each tickbox package gets
+	// -ldflags=-X for both in its GoBuildFlags.
+	Version   string
+	BuildTime string
 }
+
+// versionVar and buildTimeVar are the link-time variables of the
+// control plane that Options.Version and Options.BuildTime set.
+const (
+	versionVar   = "github.com/tickbox-fw/tickbox/services/ctl.linkVersion"
+	buildTimeVar = "github.com/tickbox-fw/tickbox/services/ctl.linkBuildTime"
+)
+
+// stampable is what a version or build time may hold: it goes into one
+// -ldflags argument, which go build splits at spaces and quotes.
+var stampable = regexp.MustCompile(`^[A-Za-z0-9._:+-]{1,64}$`)
 
 // Derive returns the config for opts, given the committed config.json bytes.
 // Unknown fields of the source config are preserved.
@@ -116,6 +133,12 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 	}
 	cfg["Packages"] = pkgs
 
+	if opts.Version != "" || opts.BuildTime != "" {
+		if err := stampVersion(cfg, pkgs, opts.Version, opts.BuildTime); err != nil {
+			return nil, err
+		}
+	}
+
 	if opts.AuthorizedKeys != "" {
 		if err := checkKeys(opts.AuthorizedKeys); err != nil {
 			return nil, err
@@ -151,6 +174,45 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 		return nil, fmt.Errorf("config.json: %w", err)
 	}
 	return append(out, '\n'), nil
+}
+
+// stampVersion gives every tickbox package of pkgs the -ldflags that set
+// its version and build time, after any GoBuildFlags it has.
+func stampVersion(cfg map[string]any, pkgs []string, version, buildTime string) error {
+	var ld []string
+	for _, v := range []struct{ name, val, sym string }{{"version", version, versionVar}, {"build time", buildTime, buildTimeVar}} {
+		if v.val == "" {
+			continue
+		}
+		if !stampable.MatchString(v.val) {
+			return fmt.Errorf("invalid %s %q: want 1 to 64 of A-Z a-z 0-9 . _ : + -", v.name, v.val)
+		}
+		ld = append(ld, "-X "+v.sym+"="+v.val)
+	}
+	pc, _ := cfg["PackageConfig"].(map[string]any)
+	if pc == nil {
+		pc = map[string]any{}
+		cfg["PackageConfig"] = pc
+	}
+	for _, p := range pkgs {
+		if !strings.HasPrefix(p, "github.com/tickbox-fw/tickbox/") {
+			continue
+		}
+		c, _ := pc[p].(map[string]any)
+		if c == nil {
+			c = map[string]any{}
+			pc[p] = c
+		}
+		flags, err := stringList(c, "GoBuildFlags")
+		if err != nil {
+			return fmt.Errorf("%s: %w", p, err)
+		}
+		if slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "-ldflags") }) {
+			return fmt.Errorf("%s already has -ldflags in GoBuildFlags; the version stamp would replace them", p)
+		}
+		c["GoBuildFlags"] = append(flags, "-ldflags="+strings.Join(ld, " "))
+	}
+	return nil
 }
 
 // gokShape holds the types gok expects for the fields flash.sh relies on.
@@ -278,6 +340,8 @@ func run(args []string) error {
 	keysFile := fs.String("authorized-keys", "", "file with the ssh public keys for breakglass")
 	var extra listFlag
 	fs.Var(&extra, "extra-package", "extra Go package to add to the image (repeatable)")
+	version := fs.String("version", "", "version linked into every tickbox program (version-get)")
+	buildTime := fs.String("build-time", "", "build time linked into every tickbox program (RFC 3339, UTC)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -288,7 +352,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	opts := Options{Target: *target, ExtraPackages: extra}
+	opts := Options{Target: *target, ExtraPackages: extra, Version: *version, BuildTime: *buildTime}
 	if *keysFile != "" {
 		keys, err := os.ReadFile(*keysFile)
 		if err != nil {

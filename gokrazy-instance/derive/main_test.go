@@ -20,6 +20,7 @@ type derived struct {
 	FirmwarePackage string
 	EEPROMPackage   string
 	SerialConsole   string
+	GokrazyPackages *[]string
 	PackageConfig   map[string]struct {
 		CommandLineFlags  []string
 		ExtraFileContents map[string]string
@@ -132,6 +133,14 @@ func TestCommittedConfig(t *testing.T) {
 	if c.KernelPackage != Targets["amd64"].KernelPackage || c.FirmwarePackage != "" || c.EEPROMPackage != "" {
 		t.Errorf("committed config is not the amd64 target")
 	}
+	// ptpd owns the system clock: gokrazy's own ntp service, one of its
+	// default packages, is left out; the others stay.
+	if c.GokrazyPackages == nil {
+		t.Errorf("GokrazyPackages is not set: gokrazy's default set includes its ntp service")
+	} else if g := *c.GokrazyPackages; slices.Contains(g, "github.com/gokrazy/gokrazy/cmd/ntp") ||
+		!slices.Contains(g, "github.com/gokrazy/gokrazy/cmd/dhcp") {
+		t.Errorf("GokrazyPackages = %q: want dhcp and no ntp", g)
+	}
 	raw := map[string]any{}
 	json.Unmarshal(committed(t), &raw)
 	if u, _ := raw["Update"].(map[string]any); u["HTTPPassword"] != nil {
@@ -153,6 +162,46 @@ func TestCommittedConfig(t *testing.T) {
 	}
 }
 
+// TestDeriveVersion: a version and build time reach every tickbox
+// package as -ldflags, and nothing else.
+func TestDeriveVersion(t *testing.T) {
+	out, err := Derive(committed(t), Options{Target: "amd64", Version: "v1.2.3-4-gabcdef0-dirty", BuildTime: "2026-12-07T13:00:00Z"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Packages      []string
+		PackageConfig map[string]struct{ GoBuildFlags []string }
+	}
+	if err := json.Unmarshal(out, &c); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"-ldflags=-X github.com/tickbox-fw/tickbox/services/ctl.linkVersion=v1.2.3-4-gabcdef0-dirty -X github.com/tickbox-fw/tickbox/services/ctl.linkBuildTime=2026-12-07T13:00:00Z"}
+	n := 0
+	for _, p := range c.Packages {
+		got := c.PackageConfig[p].GoBuildFlags
+		if strings.HasPrefix(p, "github.com/tickbox-fw/tickbox/") {
+			n++
+			if !slices.Equal(got, want) {
+				t.Errorf("%s: GoBuildFlags %q, want %q", p, got, want)
+			}
+		} else if len(got) != 0 {
+			t.Errorf("%s is not tickbox's but got GoBuildFlags %q", p, got)
+		}
+	}
+	if n < 5 {
+		t.Errorf("only %d tickbox packages stamped", n)
+	}
+	// Without them the config is left alone.
+	plain, err := Derive(committed(t), Options{Target: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(plain), "GoBuildFlags") {
+		t.Errorf("GoBuildFlags set without a version")
+	}
+}
+
 func TestDeriveErrors(t *testing.T) {
 	src := committed(t)
 	for _, tc := range []struct {
@@ -171,6 +220,10 @@ func TestDeriveErrors(t *testing.T) {
 		{"huge", src, Options{Target: "amd64", AuthorizedKeys: strings.Repeat(key, 2000)}, "more than"},
 		{"bad package", src, Options{Target: "amd64", ExtraPackages: []string{"a b"}}, "invalid extra package"},
 		{"no breakglass", []byte(`{"Packages":[]}`), Options{Target: "amd64", AuthorizedKeys: key}, "not in Packages"},
+		{"version with a space", src, Options{Target: "amd64", Version: "1.0 beta"}, `invalid version "1.0 beta"`},
+		{"build time with a quote", src, Options{Target: "amd64", BuildTime: `2026"`}, "invalid build time"},
+		{"ldflags already there", []byte(`{"Packages":["github.com/tickbox-fw/tickbox/appliance"],"PackageConfig":{"github.com/tickbox-fw/tickbox/appliance":{"GoBuildFlags":["-ldflags=-s"]}}}`),
+			Options{Target: "amd64", Version: "v1"}, "already has -ldflags"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Derive(tc.src, tc.opts)

@@ -140,9 +140,22 @@ func (r *Registry) RequestShutdown() {
 // ShutdownRequested is closed once shutdown was requested.
 func (r *Registry) ShutdownRequested() <-chan struct{} { return r.shutdown }
 
-// BuildVersion returns the main module's version, or the VCS revision for
-// a development build.
+// The image build sets these at link time (gokrazy-instance/derive gives
+// every tickbox package -ldflags=-X for both): the version it was built
+// as and when, in UTC. A plain go build leaves them empty, and the build
+// information decides. The linker writes them; nothing assigns them at
+// run time.
+var (
+	linkVersion   string
+	linkBuildTime string
+)
+
+// BuildVersion returns the version the image build set, else the main
+// module's version, else the VCS revision of a development build.
 func BuildVersion() string {
+	if linkVersion != "" {
+		return linkVersion
+	}
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
@@ -176,6 +189,9 @@ func BuildVersion() string {
 func BuildReport(name, version string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s %s\n", name, version)
+	if linkBuildTime != "" {
+		fmt.Fprintf(&b, "built: %s\n", linkBuildTime)
+	}
 	fmt.Fprintf(&b, "go: %s %s/%s\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {

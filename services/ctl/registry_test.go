@@ -391,3 +391,23 @@ func TestIgnoreExtraArgs(t *testing.T) {
 		t.Errorf("config-get with extra arguments: %+v", res)
 	}
 }
+
+// TestLinkVersion: the version and build time the image build links in
+// win over the build information.
+func TestLinkVersion(t *testing.T) {
+	defer func(v, b string) { linkVersion, linkBuildTime = v, b }(linkVersion, linkBuildTime)
+	linkVersion, linkBuildTime = "", ""
+	if v := BuildVersion(); v == "" || strings.Contains(BuildReport("x", v), "built:") {
+		t.Fatalf("without a link-time version: %q, report %q", v, BuildReport("x", v))
+	}
+	linkVersion, linkBuildTime = "v1.2.3-4-gabcdef0", "2026-12-07T13:00:00Z"
+	if v := BuildVersion(); v != "v1.2.3-4-gabcdef0" {
+		t.Fatalf("BuildVersion = %q", v)
+	}
+	r := NewRegistry(Options{Name: "x"})
+	res := r.Invoke(context.Background(), "version-get", Input{}, nil)
+	ext, _ := res.Args.(map[string]any)["extended"].(string)
+	if res.Text != "v1.2.3-4-gabcdef0" || !strings.HasPrefix(ext, "x v1.2.3-4-gabcdef0\nbuilt: 2026-12-07T13:00:00Z\n") {
+		t.Fatalf("version-get = %q, extended %q", res.Text, ext)
+	}
+}

@@ -201,6 +201,14 @@ func (e *env) build(ctx context.Context, o *options, out string) (*creds, error)
 	for _, p := range o.extra {
 		derive = append(derive, "-extra-package", p)
 	}
+	version := o.version
+	if version == "" {
+		version = gitVersion(ctx, o.repo)
+	}
+	if version != "" {
+		derive = append(derive, "-version", version)
+	}
+	derive = append(derive, "-build-time", time.Now().UTC().Format(time.RFC3339))
 	cmd := exec.CommandContext(ctx, goBin, derive...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = o.repo, goEnv, e.stderr, e.stderr
 	if err := cmd.Run(); err != nil {
@@ -356,4 +364,18 @@ func (e *env) flash(ctx context.Context, o *options) error {
 		return nil
 	}
 	return e.boot(ctx, o, out, c)
+}
+
+// gitVersion describes the checkout at repo as version-get will report
+// it (git describe: the nearest tag, commits since, the revision, and
+// -dirty for local changes), or "" when it is not a git checkout; the
+// programs then report their build information's version. A checkout
+// owned by another user is described too: only describe runs in it.
+func gitVersion(ctx context.Context, repo string) string {
+	cmd := exec.CommandContext(ctx, "git", "-c", "safe.directory=*", "-C", repo, "describe", "--tags", "--always", "--dirty")
+	out, err := cmd.Output()
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -62,6 +62,7 @@ type options struct {
 	bootTimeout  time.Duration
 	qemu         string
 	extra        []string // TICKBOX_EXTRA_PACKAGES
+	version      string   // TICKBOX_VERSION: what version-get reports; default git describe
 }
 
 // takesValue lists every option and whether a value follows it.
@@ -187,6 +188,7 @@ func (e *env) fill(o *options, vals map[string]string) error {
 	o.accel = get("--accel", "auto")
 	o.qemu = orEnv("TICKBOX_QEMU", "qemu-system-x86_64")
 	o.extra = strings.Fields(e.getenv("TICKBOX_EXTRA_PACKAGES"))
+	o.version = e.getenv("TICKBOX_VERSION")
 
 	switch o.target {
 	case "amd64", "rpi4":
@@ -332,7 +334,8 @@ Build the image. Options:
   --build-dir DIR       working directory for generated files (default ./build, env TICKBOX_BUILD_DIR)
   --size BYTES          image size (default 1258299392)
   --repo DIR            the tickbox checkout to build (default: the one above the working directory)
-Environment: TICKBOX_EXTRA_PACKAGES adds Go packages to the image.
+Environment: TICKBOX_EXTRA_PACKAGES adds Go packages to the image; TICKBOX_VERSION is the
+version every tickbox program reports (default: git describe of the checkout).
 `
 	case "write":
 		return `Usage: tickbox-image write [options] DEVICE
@@ -396,6 +399,8 @@ Options:
 Environment:
   TICKBOX_EXTRA_PACKAGES  space-separated Go packages added to the image. This is also the test
                           hook for a failed build: point it at a package that does not compile.
+  TICKBOX_VERSION         the version every tickbox program reports in version-get (default:
+                          git describe of the checkout; none outside a git checkout)
   TICKBOX_QEMU            qemu binary (default qemu-system-x86_64)
 
 In qemu, the web UI is at http://127.0.0.1:8080/ (user gokrazy) and breakglass at
