@@ -82,7 +82,7 @@ func (f *fakeSource) Command(ctx context.Context, service, command string, args 
 	if isDown {
 		return hub.Reply{}, fmt.Errorf("%s: dial unix /run/%s/control.sock: %s", service, service, why)
 	}
-	if command == "status-get" {
+	if command == "status-get" && fn == nil {
 		return hub.Reply{Arguments: json.RawMessage(`{"pid":100,"uptime":3723}`)}, nil
 	}
 	if fn == nil {

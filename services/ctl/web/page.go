@@ -252,6 +252,7 @@ func (p *Page) Poll(ctx context.Context) {
 		run(func() { snap.Appliance = p.appliance(ctx) })
 	}
 	wg.Wait()
+	dropLiveDataOfDown(&snap)
 	p.logChanges(snap)
 
 	now := p.opts.Now()
@@ -275,6 +276,29 @@ func (p *Page) Poll(ctx context.Context) {
 		}
 	}
 	p.mu.Unlock()
+}
+
+// dropLiveDataOfDown keeps a daemon that services-get found down from
+// showing live data of the same round: its commands run in parallel, so
+// some may have been answered just before it stopped. A down daemon's
+// section keeps its errors and the events seen before (they are
+// history), not its ports, instances, routes or counters.
+func dropLiveDataOfDown(snap *Snapshot) {
+	down := map[string]bool{}
+	for _, s := range snap.Services {
+		if !s.Up {
+			down[s.Service] = true
+		}
+	}
+	if x := snap.PTP; x != nil && down[x.Service] {
+		x.Selected, x.Instances = "", []Instance{}
+	}
+	if x := snap.MCTP; x != nil && down[x.Service] {
+		x.Endpoint, x.Routes, x.Stats = nil, []Route{}, nil
+	}
+	if x := snap.MDIO; x != nil && down[x.Service] {
+		x.Ports = []Port{}
+	}
 }
 
 // Snapshot returns the last round's state with the history after since

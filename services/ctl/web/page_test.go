@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -77,6 +78,27 @@ func TestPoll(t *testing.T) {
 			// The others are unaffected.
 			if len(s.PTP.Errors)+len(s.MCTP.Errors)+len(s.Appliance.Errors) != 0 || s.PTP.Selected != "ptp1" {
 				t.Errorf("other sections %+v %+v %+v", s.PTP, s.MCTP, s.Appliance)
+			}
+		}},
+		{"died during the round", func(f *fakeSource) {
+			// Its commands were answered, but status-get found it gone.
+			f.setFunc("mdiod", "status-get", func(map[string]any) (hub.Reply, error) {
+				return hub.Reply{}, errors.New("kea: dial unix /run/mdiod/control.sock: connect: no such file or directory")
+			})
+		}, func(t *testing.T, s Snapshot) {
+			for _, st := range s.Services {
+				if up := st.Service != "mdiod"; st.Up != up {
+					t.Errorf("%s up %v", st.Service, st.Up)
+				}
+			}
+			if s.MDIO.Ports == nil || len(s.MDIO.Ports) != 0 {
+				t.Errorf("a down mdiod shows ports %+v", s.MDIO.Ports)
+			}
+			if len(s.MDIO.Events) != 1 {
+				t.Errorf("the events seen before are history and stay: %+v", s.MDIO.Events)
+			}
+			if s.PTP.Selected != "ptp1" || len(s.MCTP.Routes) != 2 {
+				t.Errorf("other sections %+v %+v", s.PTP, s.MCTP)
 			}
 		}},
 		{"error replies", func(f *fakeSource) {
