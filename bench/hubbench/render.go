@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testdaemon"
 )
 
 // renderRow is one endpoint's timing over HTTP.
@@ -35,14 +37,9 @@ type renderRow struct {
 // echo over the same HTTP listener, the baseline, n times each,
 // interleaved.
 func renderBench(dir, ctlBin string, n int, fill time.Duration) ([]renderRow, error) {
-	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator),
-		"github.com/tickbox-fw/tickbox/services/ptpd/cmd/ptpd",
-		"github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd",
-		"github.com/tickbox-fw/tickbox/services/mdiod/cmd/mdiod")
-	build.Stderr = os.Stderr
-	if err := build.Run(); err != nil {
-		return nil, fmt.Errorf("build the daemons: %w", err)
+	bins, err := testdaemon.BuildInto(dir, "ptpd", "mctpd", "mdiod")
+	if err != nil {
+		return nil, err
 	}
 	ptpdCfg := filepath.Join(dir, "ptpd.cfg")
 	cfg := strings.ReplaceAll("[general]\nsync_module freerun fr1\nselection_policy manual fr1\n"+
@@ -62,7 +59,7 @@ func renderBench(dir, ctlBin string, n int, fill time.Duration) ([]renderRow, er
 	var sockets []string
 	for _, d := range daemons {
 		sock := filepath.Join(dir, d.name+".sock")
-		p := exec.Command(filepath.Join(bin, d.name), append([]string{"-kea", sock}, d.args...)...)
+		p := exec.Command(bins[d.name], append([]string{"-kea", sock}, d.args...)...)
 		if err := p.Start(); err != nil {
 			return nil, err
 		}

@@ -1,20 +1,18 @@
 package metrics_test
 
 import (
-	"context"
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testdaemon"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ctl/hub"
-	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
 // The daemons are built once, on first use, so that the unit tests of
@@ -40,14 +38,7 @@ func daemonBinaries(t testing.TB) string {
 		if buildErr != nil {
 			return
 		}
-		cmd := exec.Command("go", "build", "-o", binDir+string(filepath.Separator),
-			"github.com/tickbox-fw/tickbox/services/ptpd/cmd/ptpd",
-			"github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd",
-			"github.com/tickbox-fw/tickbox/services/mdiod/cmd/mdiod")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("build the daemons: %w\n%s", err, out)
-		}
+		_, buildErr = testdaemon.BuildInto(binDir, "ptpd", "mctpd", "mdiod")
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
@@ -89,33 +80,9 @@ hotplug_detection_mode manual
 	hcfg := &hub.Config{Timeout: 10 * time.Second}
 	for _, sp := range specs {
 		sock := filepath.Join(dir, sp.name+".sock")
-		out := &testutil.LockedBuffer{}
 		// Flags first: mctpd takes its bindings as the trailing arguments.
-		cmd := exec.Command(filepath.Join(bin, sp.name), append([]string{"-kea", sock}, sp.args...)...)
-		cmd.Stdout, cmd.Stderr = out, out
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", sp.name, err)
-		}
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		t.Cleanup(func() {
-			cmd.Process.Kill()
-			<-done
-			if t.Failed() {
-				t.Logf("%s output:\n%s", sp.name, out)
-			}
-		})
-		testutil.WaitFor(t, sp.name+" answering on its Kea socket", 30*time.Second, func() bool {
-			select {
-			case <-done:
-				t.Fatalf("%s exited:\n%s", sp.name, out)
-			default:
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			defer cancel()
-			_, err := kea.Call(ctx, sock, []byte(`{"command":"list-commands"}`))
-			return err == nil
-		})
+		p := testdaemon.Start(t, sp.name, append([]string{filepath.Join(bin, sp.name), "-kea", sock}, sp.args...)...)
+		testdaemon.WaitKea(t, p, sock)
 		hcfg.Sockets = append(hcfg.Sockets, hub.Socket{Service: sp.name, Type: "unix", Name: sock})
 	}
 	return hub.New(hcfg, slog.New(slog.DiscardHandler))

@@ -14,6 +14,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/tickbox-fw/tickbox/internal/testdaemon"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 	"github.com/tickbox-fw/tickbox/services/ptpd/ptp/ptptest"
 )
@@ -147,7 +148,7 @@ func TestBrowser(t *testing.T) {
 		testutil.Require(t, "network namespaces: "+why)
 	}
 	b := startBrowser(t)
-	bins := buildDaemons(t, "ptpd", "mctpd", "mdiod", "appliance")
+	bins := testdaemon.Build(t, "ptpd", "mctpd", "mdiod", "appliance")
 	dir := testutil.ShortDir(t)
 
 	nsM, err := ptptest.NewNS("tbwm")
@@ -181,14 +182,14 @@ ptp_mode slave
 interface tbws0
 ptp_domain 0
 `, filepath.Join(dir, "ptpd.ctl"), filepath.Join(dir, "state")))
-	ptpd := startProc(t, "ptpd", "ip", "netns", "exec", nsS.Name, bins["ptpd"], "-f", filepath.Join(dir, "ptpd.cfg"), "-kea", ptpSock, "-virtual-clock", "500us,30")
-	waitKea(t, ptpd, ptpSock)
+	ptpd := testdaemon.Start(t, "ptpd", "ip", "netns", "exec", nsS.Name, bins["ptpd"], "-f", filepath.Join(dir, "ptpd.cfg"), "-kea", ptpSock, "-virtual-clock", "500us,30")
+	testdaemon.WaitKea(t, ptpd, ptpSock)
 	_, mctpSock := startMctpd(t, bins["mctpd"], dir)
 	mdioSock := filepath.Join(dir, "mdiod.sock")
 	mdiod := startMdiod(t, bins["mdiod"], mdioSock)
 	applianceSock := filepath.Join(dir, "appliance.sock")
-	appliance := startProc(t, "appliance", "ip", "netns", "exec", nsS.Name, bins["appliance"], "-sfptpd-socket", "", "-kea", applianceSock)
-	waitKea(t, appliance, applianceSock)
+	appliance := testdaemon.Start(t, "appliance", "ip", "netns", "exec", nsS.Name, bins["appliance"], "-sfptpd-socket", "", "-kea", applianceSock)
+	testdaemon.WaitKea(t, appliance, applianceSock)
 
 	h := newHub(t, [][2]string{{"ptpd", ptpSock}, {"mctpd", mctpSock}, {"mdiod", mdioSock}, {"appliance", applianceSock}})
 	p := New(h, Options{Logger: quiet()})
@@ -232,7 +233,7 @@ ptp_domain 0
 	screenshot(t, b, "status-page-up.png")
 
 	// A daemon that stops is shown down within 5 s, with its error.
-	mdiod.stop(t)
+	mdiod.Stop(t)
 	start := time.Now()
 	waitJS(t, b, "mdiod down", `(() => { const r = document.querySelector('#services-body tr[data-service="mdiod"]'); return !!r && r.dataset.up === 'false'; })()`, 5*time.Second)
 	t.Logf("mdiod shown down %v after it stopped", time.Since(start).Round(time.Millisecond))

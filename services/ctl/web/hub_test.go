@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/testdaemon"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
@@ -21,14 +22,14 @@ import (
 // a daemon that stops is shown down with its error and comes back.
 func TestHub(t *testing.T) {
 	t.Parallel()
-	bins := buildDaemons(t, "ptpd", "mctpd", "mdiod")
+	bins := testdaemon.Build(t, "ptpd", "mctpd", "mdiod")
 	dir := testutil.ShortDir(t)
 
 	ptpSock := filepath.Join(dir, "ptpd.sock")
 	writeFile(t, filepath.Join(dir, "ptpd.cfg"), "[general]\nsync_module freerun fr1\ncontrol_path "+filepath.Join(dir, "ptpd.ctl")+
 		"\nstate_path "+filepath.Join(dir, "state")+"\n")
-	ptpd := startProc(t, "ptpd", bins["ptpd"], "-f", filepath.Join(dir, "ptpd.cfg"), "-kea", ptpSock, "-virtual-clock", "500us,30")
-	waitKea(t, ptpd, ptpSock)
+	ptpd := testdaemon.Start(t, "ptpd", bins["ptpd"], "-f", filepath.Join(dir, "ptpd.cfg"), "-kea", ptpSock, "-virtual-clock", "500us,30")
+	testdaemon.WaitKea(t, ptpd, ptpSock)
 	_, mctpSock := startMctpd(t, bins["mctpd"], dir)
 	mdioSock := filepath.Join(dir, "mdiod.sock")
 	mdiod := startMdiod(t, bins["mdiod"], mdioSock)
@@ -119,7 +120,7 @@ func TestHub(t *testing.T) {
 
 	// mdiod stops: it is down, with its error, within 5 s; the others
 	// carry on.
-	mdiod.stop(t)
+	mdiod.Stop(t)
 	start := time.Now()
 	testutil.WaitFor(t, "mdiod down", 5*time.Second, func() bool { s = get(); return !up(s)["mdiod"] })
 	t.Logf("mdiod shown down %v after it stopped", time.Since(start).Round(time.Millisecond))
