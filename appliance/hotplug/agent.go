@@ -52,7 +52,10 @@ type Agent struct {
 	paths   []string
 	events  *EventLog
 
-	// mu guards coal, which Run drives and interfaces-get reads.
+	// mu guards coal, which Run drives and interfaces-get reads. It is
+	// held from a flush until its datagrams are queued, so that a
+	// restarted target's re-send (peerChanged) sees every change either
+	// in what the targets were told or in the queue, never both.
 	mu   sync.Mutex
 	coal *Coalescer
 
@@ -90,6 +93,7 @@ func New(opts Options) *Agent {
 		to := opts.Target
 		to.Logger = opts.Logger
 		to.Report = a.events.SetDelivery
+		to.PeerChanged = a.peerChanged
 		a.targets = append(a.targets, NewTarget(p, to))
 		a.paths = append(a.paths, p)
 	}
@@ -199,16 +203,15 @@ func (a *Agent) Run(ctx context.Context) {
 			a.mu.Lock()
 			due := a.coal.Flush(now)
 			a.coal.Apply(now, u)
+			a.emitLocked(due)
 			a.mu.Unlock()
-			a.emit(due)
 			arm()
 
 		case <-flush.C:
 			armed = false
 			a.mu.Lock()
-			changes := a.coal.Flush(time.Now())
+			a.emitLocked(a.coal.Flush(time.Now()))
 			a.mu.Unlock()
-			a.emit(changes)
 			arm()
 		}
 	}
@@ -251,9 +254,9 @@ func (a *Agent) subscribe() (chan Update, chan struct{}, error) {
 	return ch, done, nil
 }
 
-// emit logs each change, records it and queues its datagram at every
-// target.
-func (a *Agent) emit(changes []Change) {
+// emitLocked logs each change, records it and queues its datagram at
+// every target. a.mu is held.
+func (a *Agent) emitLocked(changes []Change) {
 	for _, c := range changes {
 		l := c.Link
 		e := Event{Time: time.Now(), Kind: c.Kind, Interface: l.Name, Index: l.Index, MAC: l.MAC, State: l.State}
@@ -282,6 +285,27 @@ func (a *Agent) emit(changes []Change) {
 			}
 		}
 	}
+}
+
+// peerChanged is a target's PeerChanged: its daemon restarted, so every
+// interface the targets were told about is sent to it again as an insert
+// (a Resync event each), in place of what was still queued for it. With
+// a.mu held no flush is half queued: a change is either in the told set
+// or still in the coalescer's open window, and is queued after this.
+func (a *Agent) peerChanged(t *Target) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	links := a.coal.ToldLinks()
+	msgs := make([]Datagram, len(links))
+	names := make([]string, len(links))
+	now := time.Now()
+	for i, l := range links {
+		e := Event{Time: now, Kind: Resync, Interface: l.Name, Index: l.Index, MAC: l.MAC, State: l.State}
+		msgs[i] = Datagram{ID: a.events.Add(e, []string{t.Path()}), Msg: "interfaceinsert=" + l.Name}
+		names[i] = l.Name
+	}
+	a.log.Info("target daemon restarted; re-sending the present interfaces", "target", t.Path(), "interfaces", names)
+	t.Resync(msgs)
 }
 
 // Interface is one entry of interfaces-get.

@@ -29,6 +29,11 @@ const (
 	// Logged, not sent: a daemon told about it could only fail to open
 	// it.
 	Transient
+	// Resync: an interface the targets know, re-sent as
+	// "interfaceinsert=IF" to one target whose daemon restarted (its
+	// socket was re-created) and so lost what it was told. Made by the
+	// agent, never by the coalescer.
+	Resync
 )
 
 func (k Kind) String() string {
@@ -41,6 +46,8 @@ func (k Kind) String() string {
 		return "state"
 	case Transient:
 		return "transient"
+	case Resync:
+		return "resync"
 	}
 	return "unknown"
 }
@@ -51,7 +58,7 @@ func (k Kind) MarshalText() ([]byte, error) { return []byte(k.String()), nil }
 // UnmarshalText parses a Kind's name, so that clients can decode
 // events-get replies into Event.
 func (k *Kind) UnmarshalText(b []byte) error {
-	for _, c := range []Kind{Insert, Remove, State, Transient} {
+	for _, c := range []Kind{Insert, Remove, State, Transient, Resync} {
 		if string(b) == c.String() {
 			*k = c
 			return nil
@@ -324,6 +331,23 @@ func (c *Coalescer) Told() []string {
 		out = append(out, n)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// ToldLinks returns the links the targets were told are present, as of
+// the last flush, sorted by index: with their current attributes, or
+// only index and name for one deleted since (its removal is still to
+// be flushed).
+func (c *Coalescer) ToldLinks() []Link {
+	out := make([]Link, 0, len(c.told))
+	for i, n := range c.told {
+		l, ok := c.cur[i]
+		if !ok || l.Name != n {
+			l = Link{Index: i, Name: n}
+		}
+		out = append(out, l)
+	}
+	slices.SortFunc(out, func(a, b Link) int { return a.Index - b.Index })
 	return out
 }
 

@@ -15,6 +15,9 @@ const (
 	DeliveryRetrying = "retrying" // the target was unreachable; retrying
 	DeliverySent     = "sent"     // handed to the target's socket
 	DeliveryDropped  = "dropped"  // pushed out of a full queue
+	// DeliverySuperseded: the target's daemon restarted before it was
+	// sent, and the present interfaces were re-sent instead.
+	DeliverySuperseded = "superseded"
 )
 
 // Event is one entry of the event log: a net change and, for inserts and

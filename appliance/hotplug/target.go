@@ -3,7 +3,9 @@ package hotplug
 import (
 	"context"
 	"log/slog"
+	"os"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
@@ -20,6 +22,11 @@ const (
 	// starting, slow enough to cost nothing while it is not installed.
 	DefaultMinBackoff = 100 * time.Millisecond
 	DefaultMaxBackoff = 5 * time.Second
+	// DefaultWatchInterval is how often a target looks whether its
+	// socket file was re-created (a restarted daemon): one stat, cheap
+	// enough to do often, and short against gokrazy's one second
+	// between a crash and the restart.
+	DefaultWatchInterval = 250 * time.Millisecond
 )
 
 // TargetOptions configures a Target.
@@ -35,10 +42,19 @@ type TargetOptions struct {
 	// client.
 	Send func(path, datagram string) error
 	// Report, if set, is told each datagram's delivery state changes
-	// (DeliveryRetrying, DeliverySent, DeliveryDropped) by the id given
-	// to Enqueue.
+	// (DeliveryRetrying, DeliverySent, DeliveryDropped,
+	// DeliverySuperseded) by the id given to Enqueue.
 	Report func(id uint64, target, state string)
-	Logger *slog.Logger
+	// WatchInterval is how often the target stats its socket file while
+	// idle or backing off (DefaultWatchInterval if not positive).
+	WatchInterval time.Duration
+	// PeerChanged, if set, is called from Run when the socket file is
+	// not the one datagrams were last delivered to: the daemon behind it
+	// was restarted and has lost what it was told. It runs without the
+	// target's lock and is expected to call Resync with what the new
+	// daemon must be told. The agent sets it.
+	PeerChanged func(*Target)
+	Logger      *slog.Logger
 }
 
 // Target delivers datagrams to one sfptpd-style control socket, in order,
@@ -47,6 +63,14 @@ type TargetOptions struct {
 // stays at the head of the queue and is retried with backoff, and a line
 // is logged when the target is back. When the queue is full the oldest
 // waiting datagram is dropped and counted.
+//
+// A datagram socket has no connection that would tell the sender its
+// peer went away, so the target watches the socket file itself: a file
+// with another device, inode or change time than the one the last
+// datagram was delivered to is a restarted daemon (a daemon re-creates
+// its socket at start; one killed leaves a stale file that refuses until
+// then). PeerChanged is then called, and the queue replaced with what
+// the new daemon must be told (Resync).
 type Target struct {
 	path string
 	opts TargetOptions
@@ -68,6 +92,33 @@ type Target struct {
 	// for the "back" and overflow log lines.
 	failedOutage  uint64
 	droppedOutage uint64
+	// peer is the socket file the last datagram was delivered to, once
+	// one was (peerKnown).
+	peer       socketID
+	peerKnown  bool
+	resyncs    uint64
+	superseded uint64
+}
+
+// socketID tells one socket file from another created at the same path
+// later.
+type socketID struct {
+	dev, ino uint64
+	ctime    syscall.Timespec
+}
+
+// statSocket returns the identity of the socket file at path; false when
+// there is none (missing, or an abstract address, which has no file).
+func statSocket(path string) (socketID, bool) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return socketID{}, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return socketID{}, false
+	}
+	return socketID{dev: uint64(st.Dev), ino: st.Ino, ctime: st.Ctim}, true
 }
 
 type queued struct {
@@ -90,6 +141,9 @@ func NewTarget(path string, opts TargetOptions) *Target {
 	}
 	if opts.Send == nil {
 		opts.Send = func(path, msg string) error { return dgram.Send(path, msg) }
+	}
+	if opts.WatchInterval <= 0 {
+		opts.WatchInterval = DefaultWatchInterval
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -150,11 +204,15 @@ func (t *Target) report(id uint64, state string) {
 // Run delivers queued datagrams until ctx is cancelled. Datagrams still
 // queued then are not sent. A send already under way is not interrupted:
 // dgram.Send blocks while the target's queue is full, as sfptpdctl
-// does.
+// does. Before each send, every WatchInterval while idle and while
+// backing off, the socket file is checked for a restarted daemon.
 func (t *Target) Run(ctx context.Context) {
 	var backoff time.Duration
 	var retrying uint64 // id last reported as retrying
+	watch := time.NewTicker(t.opts.WatchInterval)
+	defer watch.Stop()
 	for {
+		t.checkPeer()
 		t.mu.Lock()
 		for len(t.q) == 0 {
 			t.mu.Unlock()
@@ -162,6 +220,8 @@ func (t *Target) Run(ctx context.Context) {
 			case <-ctx.Done():
 				return
 			case <-t.wake:
+			case <-watch.C:
+				t.checkPeer()
 			}
 			t.mu.Lock()
 		}
@@ -169,17 +229,25 @@ func (t *Target) Run(ctx context.Context) {
 		t.sending = true
 		t.mu.Unlock()
 
+		// The socket file this send reaches, unless a restart races it;
+		// then the next check sees a file other than the one recorded
+		// here, and the new daemon is told everything again.
+		peer, havePeer := statSocket(t.path)
 		err := t.opts.Send(t.path, head.msg)
 
 		t.mu.Lock()
 		t.sending = false
 		if err == nil {
-			// The head was protected while sending, so it is still q[0].
+			// The head was protected while sending, and Resync runs
+			// only from this goroutine, so it is still q[0].
 			t.q = t.q[1:]
 			if len(t.q) == 0 {
 				t.q = nil // let the backing array go after a burst
 			}
 			t.sent++
+			if havePeer {
+				t.peer, t.peerKnown = peer, true
+			}
 			wasDown := t.state == "down"
 			failedOutage, droppedOutage := t.failedOutage, t.droppedOutage
 			t.state, t.lastErr = "up", ""
@@ -214,11 +282,80 @@ func (t *Target) Run(ctx context.Context) {
 			retrying = head.id
 			t.report(head.id, DeliveryRetrying)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(backoff):
+		// Wait out the backoff, but retry at once when the socket file
+		// appears or is re-created: a daemon that has just started
+		// should not wait for the next retry.
+		retry := time.NewTimer(backoff)
+	wait:
+		for {
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				return
+			case <-retry.C:
+				break wait
+			case <-watch.C:
+				if now, ok := statSocket(t.path); ok && (!havePeer || now != peer) {
+					retry.Stop()
+					break wait
+				}
+			}
 		}
+	}
+}
+
+// checkPeer compares the socket file with the one the last datagram
+// was delivered to and, when it is another, calls PeerChanged.
+func (t *Target) checkPeer() {
+	now, ok := statSocket(t.path)
+	if !ok {
+		return // missing: sends fail until a daemon creates it
+	}
+	t.mu.Lock()
+	changed := t.peerKnown && now != t.peer
+	t.mu.Unlock()
+	if !changed {
+		return
+	}
+	t.log.Info("target socket re-created: its daemon restarted")
+	if t.opts.PeerChanged != nil {
+		t.opts.PeerChanged(t)
+	}
+	t.mu.Lock()
+	t.peer = now
+	t.mu.Unlock()
+}
+
+// Datagram is one datagram for Resync, with the id Report is given.
+type Datagram struct {
+	ID  uint64
+	Msg string
+}
+
+// Resync replaces the datagrams waiting for the target with msgs, in
+// order: what a restarted daemon must be told, which already includes
+// the effect of every datagram it would otherwise have been sent. The
+// replaced ones are reported DeliverySuperseded. It is called from
+// PeerChanged, which runs on Run's goroutine between sends, so no send
+// is in flight.
+func (t *Target) Resync(msgs []Datagram) {
+	q := make([]queued, len(msgs))
+	for i, m := range msgs {
+		q[i] = queued{id: m.ID, msg: m.Msg}
+	}
+	t.mu.Lock()
+	old := t.q
+	t.q = q
+	t.resyncs++
+	t.superseded += uint64(len(old))
+	t.mu.Unlock()
+	t.log.Info("re-sending the present interfaces to the restarted daemon", "datagrams", len(msgs), "superseded", len(old))
+	for _, o := range old {
+		t.report(o.id, DeliverySuperseded)
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -226,12 +363,17 @@ func (t *Target) Run(ctx context.Context) {
 type TargetStats struct {
 	Path string `json:"path"`
 	// State is "unknown" before the first attempt, then "up" or "down".
-	State     string `json:"state"`
-	Sent      uint64 `json:"sent"`
-	Failed    uint64 `json:"failed"`
-	Dropped   uint64 `json:"dropped"`
-	Pending   int    `json:"pending"`
-	LastError string `json:"last-error,omitempty"`
+	State   string `json:"state"`
+	Sent    uint64 `json:"sent"`
+	Failed  uint64 `json:"failed"`
+	Dropped uint64 `json:"dropped"`
+	Pending int    `json:"pending"`
+	// Resyncs counts the daemon restarts seen (a re-created socket),
+	// each answered by re-sending the present interfaces; Superseded
+	// the queued datagrams such a re-send replaced.
+	Resyncs    uint64 `json:"resyncs"`
+	Superseded uint64 `json:"superseded"`
+	LastError  string `json:"last-error,omitempty"`
 }
 
 // Stats returns the target's counters.
@@ -240,6 +382,7 @@ func (t *Target) Stats() TargetStats {
 	defer t.mu.Unlock()
 	return TargetStats{
 		Path: t.path, State: t.state, Sent: t.sent, Failed: t.failed,
-		Dropped: t.dropped, Pending: len(t.q), LastError: t.lastErr,
+		Dropped: t.dropped, Pending: len(t.q), Resyncs: t.resyncs,
+		Superseded: t.superseded, LastError: t.lastErr,
 	}
 }
