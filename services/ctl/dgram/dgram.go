@@ -41,6 +41,12 @@ type Options struct {
 	// without clients' writes blocking; when it is full the reader waits
 	// (and counts a stall) instead of dropping a command.
 	QueueLen int
+	// Ready, if set, holds the commands read until it is closed: a daemon
+	// binds its socket early (to find another instance still serving it)
+	// but can only carry out commands once it runs, and a datagram has no
+	// reply through which a refused one could be sent again. Commands
+	// still held when the front end closes are dropped and counted.
+	Ready <-chan struct{}
 }
 
 // Stats are the datagram front end's counters.
@@ -72,6 +78,11 @@ type Server struct {
 	sock *unixsock.Socket
 
 	queue chan string
+	// ready holds the executor (Options.Ready); stopping is closed when
+	// Stop begins, so that a front end closed before it was ready drops
+	// what it holds instead of waiting.
+	ready    <-chan struct{}
+	stopping chan struct{}
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -102,6 +113,8 @@ func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) 
 		conn:       conn,
 		sock:       sock,
 		queue:      make(chan string, opts.QueueLen),
+		ready:      opts.Ready,
+		stopping:   make(chan struct{}),
 		readerDone: make(chan struct{}),
 		execDone:   make(chan struct{}),
 	}
@@ -201,6 +214,17 @@ func (d *Server) read() {
 // execute runs queued commands one at a time, in arrival order.
 func (d *Server) execute() {
 	defer close(d.execDone)
+	if d.ready != nil {
+		select {
+		case <-d.ready:
+		case <-d.stopping:
+			for line := range d.queue {
+				d.dropped.Add(1)
+				d.log.Warn("control: front end closing before the daemon was ready; command not run", "line", line)
+			}
+			return
+		}
+	}
 	for line := range d.queue {
 		if d.ctx.Err() != nil {
 			d.dropped.Add(1)
@@ -300,6 +324,7 @@ func (d *Server) runLine(line string) {
 // dropped after it.
 func (d *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	d.closeOnce.Do(func() {
+		close(d.stopping)
 		var hf *unixsock.Files
 		if handoff {
 			f, err := d.conn.File()

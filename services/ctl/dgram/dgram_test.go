@@ -356,6 +356,56 @@ func TestDgramCloseRunsQueued(t *testing.T) {
 	}
 }
 
+// TestDgramReady: commands that arrive before the daemon is ready are
+// held, then run in order once it is; a front end closed before that
+// drops them, counted, without waiting for its deadline.
+func TestDgramReady(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		ready bool // else the front end is closed while holding them
+	}{
+		{"ready", true},
+		{"closed before ready", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ready := make(chan struct{})
+			f := newDGFixture(t, Options{Ready: ready})
+			if err := Send(f.path, "rec=1", "rec=2", "rec=3"); err != nil {
+				t.Fatal(err)
+			}
+			testutil.WaitFor(t, "received", 5*time.Second, func() bool { return f.dg.Stats().Received == 3 })
+			time.Sleep(50 * time.Millisecond) // a command run too early would show by now
+			if got := f.callList(); len(got) != 0 {
+				t.Fatalf("ran before ready: %q", got)
+			}
+			if tc.ready {
+				close(ready)
+				f.waitProcessed(t, 3)
+				if got := strings.Join(f.callList(), "|"); got != "rec:1|rec:2|rec:3" {
+					t.Fatalf("calls = %q", got)
+				}
+				return
+			}
+			start := time.Now()
+			if err := f.dg.Close(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("close took %s", d)
+			}
+			if got := f.callList(); len(got) != 0 {
+				t.Fatalf("ran although never ready: %q", got)
+			}
+			if st := f.dg.Stats(); st.Dropped != 3 || st.Run != 0 {
+				t.Fatalf("stats %+v", st)
+			}
+		})
+	}
+}
+
 // TestDgramHandoff checks that datagrams sent while no process reads the
 // socket wait in the kernel and are run by the front end that adopts it.
 func TestDgramHandoff(t *testing.T) {

@@ -159,7 +159,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	caught := cli.Catch(syscall.SIGHUP, syscall.SIGUSR1)
 	defer caught.Stop()
 	srv := ctl.NewServer(d)
-	if _, err := dgram.Serve(srv, ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, dgram.Options{}); err != nil {
+	// Datagrams that arrive before the engine runs (the hotplug agent
+	// re-sends the interfaces as soon as the socket is re-created) wait
+	// for it: refused, they would be lost.
+	engineUp := make(chan struct{})
+	if _, err := dgram.Serve(srv, ctl.SocketSpec{Addr: cfg.General.ControlPath, Mode: cfg.General.ControlMode}, dgram.Options{Ready: engineUp}); err != nil {
 		log.Error("control socket", "err", err)
 		return fmt.Errorf("control socket: %w", err)
 	}
@@ -178,6 +182,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		srv.Close(context.Background())
 		return err
 	}
+	close(engineUp)
 	log.Info("ptpd started", "config", o.config, "control", cfg.General.ControlPath, "kea", o.kea, "clock", clk.Name(), "instances", len(cfg.Instances))
 
 	go handleSignals(ctx, runCtx, d, caught)
