@@ -390,6 +390,7 @@ func TestVM(t *testing.T) {
 	checkMctp(t, vctx, v)
 	checkMdiod(t, vctx, v)
 	checkHub(t, vctx, v)
+	checkFaults(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true
