@@ -409,8 +409,9 @@ Options:
                         else TCG with -cpu max)
   --boot-timeout SECS   how long to wait for the web UI (default 300)
   --ptp-tap IFNAME      attach a second NIC (eth1 in the VM, where ptpd runs the PTP instance
-                        ptp2) to the host tap IFNAME, for a PTP network of its own; make it
-                        first (ip tuntap add dev IFNAME mode tap) and put a PTP grandmaster on it
+                        ptp2) to the host tap IFNAME, for a PTP network of its own; create it
+                        first (ip tuntap add dev IFNAME mode tap user $USER) and put a PTP
+                        grandmaster on it (see gokrazy-instance/README.md)
   -h, --help            this help
 
 Environment:
