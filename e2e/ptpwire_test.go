@@ -26,6 +26,7 @@ type ptpNet struct {
 	tap string
 	ns  *ptptest.NS
 	dir string
+	ip  string // the ip program
 }
 
 // ptpWireAddr is ptp4l's address on the tap; the guest's eth1 has none
@@ -45,7 +46,7 @@ func newPTPNet(t *testing.T) *ptpNet {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &ptpNet{tap: "tbptp" + ptptest.Suffix(), ns: ns, dir: t.TempDir()}
+	p := &ptpNet{tap: "tbptp" + ptptest.Suffix(), ns: ns, dir: t.TempDir(), ip: ip}
 	t.Cleanup(func() {
 		if err := ns.Close(); err != nil {
 			t.Errorf("removing the PTP namespace: %v", err)
@@ -146,7 +147,7 @@ func checkPTPWire(t *testing.T, ctx context.Context, v *vm, p *ptpNet) {
 	start := time.Now()
 	// qemu holds the tap since the VM is up: it stays attached when the
 	// tap moves into the namespace.
-	if out, err := exec.Command("ip", "link", "set", p.tap, "netns", p.ns.Name).CombinedOutput(); err != nil {
+	if out, err := exec.Command(p.ip, "link", "set", p.tap, "netns", p.ns.Name).CombinedOutput(); err != nil {
 		t.Fatalf("moving the tap into the namespace: %v: %s", err, out)
 	}
 	if err := errors.Join(p.ns.Run("ip", "addr", "add", ptpWireAddr, "dev", p.tap),
