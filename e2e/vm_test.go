@@ -27,7 +27,7 @@ import (
 
 // vmTimeout bounds the whole boot-and-check part of TestVM; the image build
 // before it has its own bound.
-const vmTimeout = 5 * time.Minute
+const vmTimeout = 8 * time.Minute
 
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
@@ -188,6 +188,8 @@ func TestVM(t *testing.T) {
 		statusPort = freePort(t)
 	}
 
+	ptpNet := newPTPNet(t) // the VM's second NIC, for checkPTPWire
+
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
 	// Cancelling ctx stops flash.sh and with it the VM, so it must not
 	// happen before the failure report below has read the service logs:
@@ -197,6 +199,7 @@ func TestVM(t *testing.T) {
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
 		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort),
 		"--status-port", strconv.Itoa(statusPort))
+	cmd.Args = append(cmd.Args, "--ptp-tap", ptpNet.tap)
 	// The version every tickbox program must report (version-get).
 	version := "e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cmd.Env = append(os.Environ(), "TICKBOX_VERSION="+version)
@@ -386,6 +389,7 @@ func TestVM(t *testing.T) {
 
 	checkClockOwner(t, vctx, v)
 	checkPtpd(t, vctx, v)
+	checkPTPWire(t, vctx, v, ptpNet)
 	checkHotplug(t, vctx, v)
 	checkMctp(t, vctx, v)
 	checkMdiod(t, vctx, v)
@@ -435,8 +439,9 @@ func checkPtpd(t *testing.T, ctx context.Context, v *vm) {
 			t.Errorf("freerun1 is not selected with no PTP master on the link: %s", out)
 		}
 	}
-	// No master answers on the VM's link: the PTP instance listens.
-	if got["freerun1"] != "freerun/freerun" || got["ptp1"] != "ptp/listening" {
+	// No master answers on the VM's links: the PTP instances listen
+	// (ptp2's, eth1, gets one in checkPTPWire, which runs after this).
+	if got["freerun1"] != "freerun/freerun" || got["ptp1"] != "ptp/listening" || got["ptp2"] != "ptp/listening" {
 		t.Errorf("instances-get: %v\n%s", got, out)
 	}
 

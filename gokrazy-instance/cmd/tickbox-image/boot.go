@@ -43,6 +43,9 @@ type vmConfig struct {
 	statusPort int
 	serial     string // the console (ttyS0) log file
 	mctpSock   string // ttyS1: mctpd's serial binding, a unix socket qemu listens on
+	// ptpTap, when set, is the host tap of a second NIC (the guest's
+	// eth1), for PTP on a network of its own.
+	ptpTap string
 }
 
 // qemuArgs is the boot's qemu command line, less the binary.
@@ -55,11 +58,18 @@ func qemuArgs(c vmConfig) ([]string, error) {
 	}
 	args := []string{"-name", "tickbox", "-nodefaults", "-m", "1024", "-smp", "2"}
 	args = append(args, accelArgs(c.kvm)...)
-	return append(args,
+	args = append(args,
 		"-drive", "file="+qemuOpt(c.image)+",format=raw",
 		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:8080",
 			c.httpPort, c.sshPort, c.statusPort),
-		"-device", "e1000,netdev=n0",
+		"-device", "e1000,netdev=n0")
+	if c.ptpTap != "" {
+		// After the first NIC, so that the guest names it eth1; no
+		// scripts: the tap is the user's, and qemu leaves it as it is.
+		args = append(args, "-netdev", "tap,id=n1,ifname="+qemuOpt(c.ptpTap)+",script=no,downscript=no",
+			"-device", "e1000,netdev=n1")
+	}
+	return append(args,
 		"-serial", "file:"+c.serial,
 		"-serial", "unix:"+qemuOpt(c.mctpSock)+",server=on,wait=off",
 		"-display", "none", "-monitor", "none",
@@ -224,7 +234,8 @@ func (e *env) boot(ctx context.Context, o *options, img string, c *creds) error 
 		return context.Cause(ctx)
 	}
 	cfg := vmConfig{target: o.target, image: img, kvm: kvm, httpPort: o.httpPort, sshPort: o.sshPort,
-		statusPort: o.statusPort, serial: filepath.Join(o.buildDir, "serial.log"), mctpSock: mctpSock(o.buildDir)}
+		statusPort: o.statusPort, serial: filepath.Join(o.buildDir, "serial.log"), mctpSock: mctpSock(o.buildDir),
+		ptpTap: o.ptpTap}
 	args, err := qemuArgs(cfg)
 	if err != nil {
 		return fail("%w", err)

@@ -42,6 +42,15 @@ func TestQemuArgs(t *testing.T) {
 				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:65535-:22,hostfwd=tcp:127.0.0.1:2-:8080",
 				"-device", "e1000,netdev=n0", "-serial", "file:/a,b/s",
 				"-serial", "unix:/a,,b/m.sock,server=on,wait=off", "-display", "none", "-monitor", "none")},
+		{name: "a second NIC on a PTP tap",
+			cfg: vmConfig{target: "amd64", image: "/i.img", httpPort: 1, sshPort: 2, statusPort: 3, serial: "/s", mctpSock: "/m", ptpTap: "tbptp0"},
+			want: append(base("-accel", "tcg", "-cpu", "max"),
+				"-drive", "file=/i.img,format=raw",
+				"-netdev", "user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:2-:22,hostfwd=tcp:127.0.0.1:3-:8080",
+				"-device", "e1000,netdev=n0",
+				"-netdev", "tap,id=n1,ifname=tbptp0,script=no,downscript=no", "-device", "e1000,netdev=n1",
+				"-serial", "file:/s",
+				"-serial", "unix:/m,server=on,wait=off", "-display", "none", "-monitor", "none")},
 		{name: "rpi4 does not boot in qemu", cfg: vmConfig{target: "rpi4", kvm: true}, err: "only the amd64 image boots in qemu, not rpi4"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

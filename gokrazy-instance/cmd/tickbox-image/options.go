@@ -61,6 +61,7 @@ type options struct {
 	accel        string
 	bootTimeout  time.Duration
 	qemu         string
+	ptpTap       string   // --ptp-tap: host tap the VM's second NIC (eth1) is attached to
 	extra        []string // TICKBOX_EXTRA_PACKAGES
 	version      string   // TICKBOX_VERSION: what version-get reports; default git describe
 }
@@ -71,6 +72,7 @@ var takesValue = map[string]bool{
 	"--repo": true, "--target": true, "--image": true, "--http-port": true,
 	"--ssh-port": true, "--status-port": true, "--ssh-key": true, "--password-file": true,
 	"--build-dir": true, "--size": true, "--accel": true, "--boot-timeout": true,
+	"--ptp-tap": true,
 }
 
 // commandOptions are the options each sub-command accepts besides -h,
@@ -82,9 +84,9 @@ var commandOptions = map[string]struct {
 	"build": {opts: []string{"--target", "--image", "--ssh-key", "--password-file", "--build-dir", "--size"}},
 	"write": {opts: []string{"--target", "--image", "--build-dir", "-y", "--yes"}, device: true},
 	"boot": {opts: []string{"--image", "--http-port", "--ssh-port", "--status-port", "--ssh-key", "--password-file",
-		"--build-dir", "--accel", "--boot-timeout"}},
+		"--build-dir", "--accel", "--boot-timeout", "--ptp-tap"}},
 	"flash": {opts: []string{"--target", "--image", "-y", "--yes", "--http-port", "--ssh-port", "--status-port", "--ssh-key",
-		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout"}, device: true},
+		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout", "--ptp-tap"}, device: true},
 }
 
 // parse reads a sub-command's arguments the way flash.sh always has:
@@ -154,6 +156,10 @@ func (e *env) parse(cmd string, args []string) (*options, error) {
 }
 
 var digits = regexp.MustCompile(`^[0-9]+$`)
+
+// ifName is a Linux interface name that needs no quoting anywhere: at most
+// IFNAMSIZ-1 bytes, none of them '/', ':', white space or a comma.
+var ifName = regexp.MustCompile(`^[A-Za-z0-9._-]{1,15}$`)
 
 // fill applies defaults (some from the environment) and checks values.
 func (e *env) fill(o *options, vals map[string]string) error {
@@ -227,6 +233,12 @@ func (e *env) fill(o *options, vals map[string]string) error {
 		return cli.Usage("invalid --boot-timeout '%s'", bt)
 	}
 	o.bootTimeout = time.Duration(secs) * time.Second
+	if v, ok := vals["--ptp-tap"]; ok {
+		if !ifName.MatchString(v) {
+			return cli.Usage("invalid --ptp-tap '%s' (an interface name: 1 to 15 letters, digits, '.', '_' or '-')", v)
+		}
+		o.ptpTap = v
+	}
 	if o.image != "" && o.device != "" && o.cmd == "flash" {
 		return cli.Usage("give either --image FILE or a DEVICE, not both")
 	}
@@ -362,6 +374,8 @@ Boot a built amd64 image in qemu until Ctrl-C. Options:
                         env TICKBOX_BUILD_DIR)
   --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works)
   --boot-timeout SECS   how long to wait for the web UI (default 300)
+  --ptp-tap IFNAME      attach a second NIC (eth1 in the VM, where ptpd runs the PTP instance
+                        ptp2) to the host tap IFNAME, for a PTP network of its own
   --repo DIR            the tickbox checkout (default: the one above the working directory)
 Environment: TICKBOX_QEMU is the qemu binary (default qemu-system-x86_64).
 `
@@ -394,6 +408,10 @@ Options:
   --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works,
                         else TCG with -cpu max)
   --boot-timeout SECS   how long to wait for the web UI (default 300)
+  --ptp-tap IFNAME      attach a second NIC (eth1 in the VM, where ptpd runs the PTP instance
+                        ptp2) to the host tap IFNAME, for a PTP network of its own; create it
+                        first (ip tuntap add dev IFNAME mode tap user $USER) and put a PTP
+                        grandmaster on it (see gokrazy-instance/README.md)
   -h, --help            this help
 
 Environment:

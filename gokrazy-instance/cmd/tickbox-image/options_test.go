@@ -103,6 +103,25 @@ func TestParse(t *testing.T) {
 			return ""
 		}},
 
+		{name: "no PTP tap by default", cmd: "boot", check: func(o *options) string {
+			if o.ptpTap != "" {
+				return "ptp tap " + o.ptpTap
+			}
+			return ""
+		}},
+		{name: "PTP tap on boot", cmd: "boot", args: []string{"--ptp-tap", "tbptp0"}, check: func(o *options) string {
+			if o.ptpTap != "tbptp0" {
+				return "ptp tap " + o.ptpTap
+			}
+			return ""
+		}},
+		{name: "PTP tap on flash, longest name", cmd: "flash", args: []string{"--ptp-tap=ptp.tap-name_15"}, check: func(o *options) string {
+			if o.ptpTap != "ptp.tap-name_15" {
+				return "ptp tap " + o.ptpTap
+			}
+			return ""
+		}},
+
 		{name: "unknown option", cmd: "flash", args: []string{"--frobnicate"}, err: "unknown option --frobnicate (see --help)", code: 2},
 		{name: "unknown option with a value", cmd: "flash", args: []string{"--frob=1"}, err: "unknown option --frob (see --help)", code: 2},
 		{name: "unknown short option", cmd: "flash", args: []string{"-x"}, err: "unknown option -x (see --help)", code: 2},
@@ -123,6 +142,12 @@ func TestParse(t *testing.T) {
 		{name: "bad boot timeout", cmd: "flash", args: []string{"--boot-timeout", "-1"}, err: "invalid --boot-timeout '-1'", code: 2},
 		{name: "status port not a number", cmd: "boot", args: []string{"--status-port=x"}, err: "invalid port 'x' for --status-port", code: 2},
 		{name: "status port of another command", cmd: "write", args: []string{"--status-port", "1"}, err: "unknown option --status-port", code: 2},
+		{name: "PTP tap name too long", cmd: "boot", args: []string{"--ptp-tap", "ptp.tap-name_16x"}, err: "invalid --ptp-tap 'ptp.tap-name_16x'", code: 2},
+		{name: "PTP tap name empty", cmd: "flash", args: []string{"--ptp-tap="}, err: "invalid --ptp-tap ''", code: 2},
+		{name: "PTP tap name with a comma", cmd: "boot", args: []string{"--ptp-tap", "a,b"}, err: "invalid --ptp-tap 'a,b'", code: 2},
+		{name: "PTP tap name with a slash", cmd: "boot", args: []string{"--ptp-tap", "a/b"}, err: "invalid --ptp-tap 'a/b'", code: 2},
+		{name: "PTP tap of build", cmd: "build", args: []string{"--ptp-tap", "tbptp0"}, err: "unknown option --ptp-tap", code: 2},
+		{name: "PTP tap of write", cmd: "write", args: []string{"--ptp-tap", "tbptp0", "/dev/sdz"}, err: "unknown option --ptp-tap", code: 2},
 		{name: "image and device", cmd: "flash", args: []string{"--image", "x", "/dev/null"}, err: "give either --image FILE or a DEVICE, not both", code: 2},
 		{name: "rpi4 in qemu", cmd: "flash", args: []string{"--target", "rpi4"}, err: "only the amd64 image boots in qemu; use --image FILE or a DEVICE for --target rpi4", code: 2},
 		{name: "write without a device", cmd: "write", err: "write needs a DEVICE", code: 2},
