@@ -102,6 +102,46 @@ func TestParse(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "--update with the default address", cmd: "flash", args: []string{"--update", "--http-port", "9000"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "127.0.0.1:9000" || o.device != "" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update HOST:PORT", cmd: "flash", args: []string{"--update", "box.lan:8080", "--target", "rpi4"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "box.lan:8080" || o.target != "rpi4" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update=HOST", cmd: "flash", args: []string{"--update=tickbox"}, check: func(o *options) string {
+			if !o.update || o.addr != "tickbox" {
+				return "wrong update address"
+			}
+			return ""
+		}},
+		{name: "update command", cmd: "update", args: []string{"--image", "u.img", "10.0.0.2:80"}, check: func(o *options) string {
+			if !o.update || o.addr != "10.0.0.2:80" || o.image != filepath.Join(wd, "u.img") {
+				return "wrong update options"
+			}
+			return ""
+		}},
+		{name: "update command, default address from the environment", cmd: "update", vars: map[string]string{"TICKBOX_HTTP_PORT": "8090"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "127.0.0.1:8090" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update and a device", cmd: "flash", args: []string{"--update", "127.0.0.1:8080", "/dev/sdz"},
+			err: "give either --update or a DEVICE, not both", code: 2},
+		{name: "--update with a path", cmd: "flash", args: []string{"--update", "/dev/sdz"}, err: "invalid address '/dev/sdz'", code: 2},
+		{name: "update address with a bad port", cmd: "update", args: []string{"box:99999"}, err: "invalid address 'box:99999'", code: 2},
+		{name: "update address with a password", cmd: "update", args: []string{"gokrazy:pw@box:80"}, err: "invalid address", code: 2},
+		{name: "two update addresses", cmd: "update", args: []string{"a:1", "b:2"}, err: "more than one address given: a:1 and b:2", code: 2},
+		{name: "--update is flash's", cmd: "build", args: []string{"--update"}, err: "unknown option --update", code: 2},
 
 		{name: "unknown option", cmd: "flash", args: []string{"--frobnicate"}, err: "unknown option --frobnicate (see --help)", code: 2},
 		{name: "unknown option with a value", cmd: "flash", args: []string{"--frob=1"}, err: "unknown option --frob (see --help)", code: 2},
