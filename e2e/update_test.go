@@ -74,21 +74,49 @@ func servicePids(t *testing.T, ctx context.Context, v *vm) map[string]int {
 	return pids
 }
 
+// sshCheck runs a command over ssh until check accepts its output, for
+// at most a minute: under load breakglass has been seen to end a session
+// before all of the output arrived.
+func sshCheck(ctx context.Context, v *vm, check func(string) error, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	var out string
+	err := waitFor(ctx, strings.Join(args, " "), 2*time.Second, func() error {
+		o, err := v.ssh(ctx, args...)
+		if err != nil {
+			return fmt.Errorf("%v: %q", err, o)
+		}
+		if err := check(o); err != nil {
+			return fmt.Errorf("%w: %q", err, o)
+		}
+		out = o
+		return nil
+	})
+	return out, err
+}
+
 // mctpdUUID is mctpd's UUID from endpoints-get, checked against the
 // file it keeps on /perm.
 func mctpdUUID(t *testing.T, ctx context.Context, v *vm) string {
 	t.Helper()
-	out, err := v.ssh(ctx, "/user/ctl", "kea", "/run/mctpd/control.sock", "endpoints-get")
-	if err != nil {
-		t.Fatalf("endpoints-get: %v\n%s", err, out)
-	}
 	var reply struct{ Arguments struct{ UUID string } }
-	if err := json.Unmarshal([]byte(out), &reply); err != nil || reply.Arguments.UUID == "" {
-		t.Fatalf("endpoints-get: %v\n%s", err, out)
+	_, err := sshCheck(ctx, v, func(out string) error {
+		if err := json.Unmarshal([]byte(out), &reply); err != nil || reply.Arguments.UUID == "" {
+			return fmt.Errorf("no UUID (%v)", err)
+		}
+		return nil
+	}, "/user/ctl", "kea", "/run/mctpd/control.sock", "endpoints-get")
+	if err != nil {
+		t.Fatal(err)
 	}
-	file, err := v.ssh(ctx, "cat", "/perm/mctpd/uuid")
-	if err != nil || strings.TrimSpace(file) != reply.Arguments.UUID {
-		t.Fatalf("/perm/mctpd/uuid is %q (%v), endpoints-get says %s", file, err, reply.Arguments.UUID)
+	_, err = sshCheck(ctx, v, func(out string) error {
+		if strings.TrimSpace(out) != reply.Arguments.UUID {
+			return fmt.Errorf("endpoints-get says %s", reply.Arguments.UUID)
+		}
+		return nil
+	}, "cat", "/perm/mctpd/uuid")
+	if err != nil {
+		t.Fatal(err)
 	}
 	return reply.Arguments.UUID
 }
@@ -99,12 +127,16 @@ var rootPartRe = regexp.MustCompile(`root=\S*PARTNROFF=(\d+)`)
 // root A, 2 for root B.
 func rootPartition(t *testing.T, ctx context.Context, v *vm) string {
 	t.Helper()
-	out, err := v.ssh(ctx, "cat", "/proc/cmdline")
-	m := rootPartRe.FindStringSubmatch(out)
-	if err != nil || m == nil {
-		t.Fatalf("/proc/cmdline: %v\n%s", err, out)
+	out, err := sshCheck(ctx, v, func(out string) error {
+		if !rootPartRe.MatchString(out) {
+			return fmt.Errorf("no root=…PARTNROFF=")
+		}
+		return nil
+	}, "cat", "/proc/cmdline")
+	if err != nil {
+		t.Fatal(err)
 	}
-	return m[1]
+	return rootPartRe.FindStringSubmatch(out)[1]
 }
 
 // checkUpdate updates the running VM over the air with flash.sh --update
@@ -124,14 +156,25 @@ func checkUpdate(t *testing.T, ctx context.Context, v *vm) {
 
 	// ptpd created its state_path on /perm; a saved frequency
 	// correction there must outlive the update and be restored.
-	out, err := v.ssh(ctx, "ls", "/perm/ptpd")
-	if err != nil || !strings.Contains(out, "state-freerun1") {
-		t.Fatalf("ptpd's state on /perm: %v\n%s", err, out)
-	}
 	const freq = "12.345678"
-	out, err = v.ssh(ctx, "echo "+freq+" > /perm/ptpd/freq-correction-system && sync && cat /perm/ptpd/freq-correction-system")
-	if err != nil || strings.TrimSpace(out) != freq {
-		t.Fatalf("writing ptpd's frequency correction: %v\n%s", err, out)
+	isFreq := func(out string) error {
+		if strings.TrimSpace(out) != freq {
+			return fmt.Errorf("not %s", freq)
+		}
+		return nil
+	}
+	_, err = sshCheck(ctx, v, func(out string) error {
+		if !strings.Contains(out, "state-freerun1") {
+			return fmt.Errorf("no state-freerun1")
+		}
+		return nil
+	}, "ls", "/perm/ptpd")
+	if err != nil {
+		t.Fatalf("ptpd's state on /perm: %v", err)
+	}
+	_, err = sshCheck(ctx, v, isFreq, "echo "+freq+" > /perm/ptpd/freq-correction-system && sync && cat /perm/ptpd/freq-correction-system")
+	if err != nil {
+		t.Fatalf("writing ptpd's frequency correction: %v", err)
 	}
 
 	// Refusals: one line each, nothing touched.
@@ -215,21 +258,27 @@ func checkUpdate(t *testing.T, ctx context.Context, v *vm) {
 		t.Errorf("the root partition did not switch: PARTNROFF=%s before and after", after)
 	}
 	for _, sock := range controlSockets {
-		out, err := v.ssh(ctx, "/user/ctl", "kea", sock, "version-get")
-		if err != nil || !strings.Contains(out, `"text": "`+versionB+`"`) {
-			t.Errorf("%s version-get after the update: %v\n%s", sock, err, out)
+		_, err := sshCheck(ctx, v, func(out string) error {
+			if !strings.Contains(out, `"text": "`+versionB+`"`) {
+				return fmt.Errorf("not version %s", versionB)
+			}
+			return nil
+		}, "/user/ctl", "kea", sock, "version-get")
+		if err != nil {
+			t.Errorf("%s version-get after the update: %v", sock, err)
 		}
 	}
 	if got := mctpdUUID(t, ctx, v); got != uuid {
 		t.Errorf("mctpd's UUID changed with the update: %s, then %s", uuid, got)
 	}
-	out, err = v.ssh(ctx, "cat", "/perm/ptpd/freq-correction-system")
-	if err != nil || strings.TrimSpace(out) != freq {
-		t.Errorf("ptpd's frequency correction after the update: %v\n%q, want %s", err, out, freq)
+	if _, err := sshCheck(ctx, v, isFreq, "cat", "/perm/ptpd/freq-correction-system"); err != nil {
+		t.Errorf("ptpd's frequency correction after the update: %v", err)
 	}
 	// The new ptpd read it back from /perm at its start.
 	restored := "clock system: restored freq adj 12.346 from file"
-	err = waitFor(ctx, "ptpd restoring its frequency correction", 2*time.Second, func() error {
+	lctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	err = waitFor(lctx, "ptpd restoring its frequency correction", 2*time.Second, func() error {
 		if log := v.logSnapshot("/user/ptpd"); !strings.Contains(log, restored) {
 			return fmt.Errorf("ptpd's log lacks %q", restored)
 		}

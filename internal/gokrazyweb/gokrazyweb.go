@@ -7,8 +7,9 @@
 //   - [Client.Up] asks whether the UI answers GET / with 200.
 //   - [Client.Services] reads the service list (the JSON form of /).
 //   - [Client.Status] reads the box's machine, model and build (the same
-//     JSON), and [Client.Do] sends any request with basic auth, for
-//     gokrazy's update protocol client.
+//     JSON).
+//   - [Client.Features], [Client.Stream], [Client.Switch] and
+//     [Client.Reboot] speak gokrazy's update protocol (update.go).
 //   - [Client.Log] opens a service's log stream (/log).
 //   - [Client.Start] presses a service's "supervise" button: the status
 //     page's xsrf token and cookie, then POST /restart. [Client.StartBreakglass]
@@ -97,14 +98,6 @@ func (c *Client) Get(ctx context.Context, p, accept string) (*http.Response, err
 	if accept != "" {
 		req.Header.Set("Accept", accept)
 	}
-	return c.http.Do(req)
-}
-
-// Do sends req with basic auth, without following redirects. It makes
-// the client an HTTP doer for github.com/gokrazy/updater, so that the
-// password stays out of every URL (and so out of every error message).
-func (c *Client) Do(req *http.Request) (*http.Response, error) {
-	req.SetBasicAuth(User, c.password)
 	return c.http.Do(req)
 }
 

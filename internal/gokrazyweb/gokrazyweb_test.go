@@ -180,7 +180,7 @@ func TestServicesAndLog(t *testing.T) {
 	}
 }
 
-func TestStatusAndDo(t *testing.T) {
+func TestStatus(t *testing.T) {
 	srv := httptest.NewServer(&fakeUI{password: "pw"})
 	defer srv.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -194,25 +194,6 @@ func TestStatusAndDo(t *testing.T) {
 	}
 	if _, err := New(srv.URL, "x").Status(ctx); !errors.Is(err, ErrUnauthorized) {
 		t.Errorf("Status with a wrong password: %v, want ErrUnauthorized", err)
-	}
-
-	// Do adds basic auth to a request made without it.
-	for _, tc := range []struct {
-		password string
-		code     int
-	}{{"pw", http.StatusOK}, {"x", http.StatusUnauthorized}} {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp, err := New(srv.URL, tc.password).Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != tc.code {
-			t.Errorf("Do with password %q: %s, want %d", tc.password, resp.Status, tc.code)
-		}
 	}
 }
 

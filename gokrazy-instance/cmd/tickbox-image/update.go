@@ -12,20 +12,18 @@ import (
 	"strings"
 	"time"
 
-	"github.com/gokrazy/updater"
-
 	"github.com/tickbox-fw/tickbox/internal/gokrazyweb"
 )
 
 // An update pushes a full image to a running box with gokrazy's update
-// protocol, as gok's update does, but from the checked image file:
-// GET /update/features, PUT /update/root (root A's SquashFS goes to the
+// protocol (internal/gokrazyweb speaks it), as gok's update does, but
+// from the checked image file: GET /update/features, PUT /update/root (root A's SquashFS goes to the
 // box's inactive root partition), PUT /update/boot (the FAT file
 // system), PUT /update/mbr (the boot code in the first 446 bytes, which
 // on a PC names the kernel's sectors), POST /update/switch (the boot
 // partition's command line now names the other root partition), then
 // POST /reboot. Each PUT is answered with a hash of what the box wrote,
-// which the updater compares with what it sent. Everything that can
+// which is compared with what was sent. Everything that can
 // refuse the update (the image, the password, the box's machine and
 // partition UUIDs) is checked before the first PUT.
 
@@ -173,12 +171,8 @@ func (e *env) update(ctx context.Context, o *options) error {
 	// The reboot request returns once the box has stopped its services;
 	// the box may also drop the connection as it goes down.
 	e.sayf("sent in %.0f s; rebooting the box into its other root partition", sent.Seconds())
-	target, err := updater.NewTarget(ctx, web.Base()+"/", web)
-	if err != nil {
-		return reachErr(o.addr, err)
-	}
 	rctx, cancel := context.WithTimeout(ctx, rebootTimeout)
-	err = target.Reboot(rctx)
+	err = web.Reboot(rctx)
 	cancel()
 	var op *net.OpError
 	if err != nil && !errors.As(err, &op) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
@@ -230,9 +224,9 @@ func (e *env) update(ctx context.Context, o *options) error {
 // push streams the image's root and boot file systems and boot code to
 // the box and switches its root partition.
 func (e *env) push(ctx context.Context, web *gokrazyweb.Client, addr string, f *os.File, l *imageLayout) error {
-	target, err := updater.NewTarget(ctx, web.Base()+"/", web)
+	features, err := web.Features(ctx)
 	if err != nil {
-		return reachErr(addr, fmt.Errorf("GET /update/features: %w", err))
+		return reachErr(addr, err)
 	}
 	for _, p := range []struct {
 		dest, what string
@@ -244,17 +238,17 @@ func (e *env) push(ctx context.Context, web *gokrazyweb.Client, addr string, f *
 		{"boot", "boot file system", span{l.boot().start, l.bootFS}},
 		{"mbr", "boot code", span{0, mbrBootCode}},
 	} {
-		err := target.StreamTo(ctx, p.dest, io.NewSectionReader(f, p.s.start, p.s.size))
-		if p.dest == "mbr" && errors.Is(err, updater.ErrUpdateHandlerNotImplemented) {
+		err := web.Stream(ctx, features, p.dest, io.NewSectionReader(f, p.s.start, p.s.size))
+		if p.dest == "mbr" && errors.Is(err, gokrazyweb.ErrNotImplemented) {
 			e.sayf("the box cannot update its boot code; left as it is")
 			continue
 		}
 		if err != nil {
-			return reachErr(addr, fmt.Errorf("sending the %s (PUT /update/%s): %w", p.what, p.dest, err))
+			return reachErr(addr, fmt.Errorf("sending the %s: %w", p.what, err))
 		}
 	}
-	if err := target.Switch(ctx); err != nil {
-		return reachErr(addr, fmt.Errorf("switching the root partition (POST /update/switch): %w", err))
+	if err := web.Switch(ctx); err != nil {
+		return reachErr(addr, fmt.Errorf("switching the root partition: %w", err))
 	}
 	return nil
 }
