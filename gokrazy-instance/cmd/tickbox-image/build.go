@@ -338,7 +338,7 @@ func (e *env) write(ctx context.Context, img, device string) error {
 // flash is what flash.sh does: every check first, then build, then keep
 // the image, write it to the device or boot it.
 func (e *env) flash(ctx context.Context, o *options) error {
-	if o.addr != "" {
+	if o.update {
 		return e.updateCmd(ctx, o) // --update
 	}
 	if _, err := exec.LookPath("go"); err != nil {
