@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # flash.sh: build the tickbox gokrazy image, then boot it in qemu (default),
-# leave it in a file (--image), or write it to a card or disk (DEVICE).
+# leave it in a file (--image), write it to a card or disk (DEVICE), or
+# push it to a running box over the air (--update [HOST:PORT]).
 # Run ./flash.sh --help for every option.
 #
 # The work is done by the Go program gokrazy-instance/cmd/tickbox-image

@@ -25,9 +25,10 @@ import (
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
-// vmTimeout bounds the whole boot-and-check part of TestVM; the image build
-// before it has its own bound.
-const vmTimeout = 8 * time.Minute
+// vmTimeout bounds the whole boot-and-check part of TestVM, the update
+// over the air (checkUpdate: a second build, the push and a reboot)
+// included; the image build before it has its own bound.
+const vmTimeout = 9*time.Minute + updateTimeout
 
 // vm is a booted image, driven through the web UI and ssh.
 type vm struct {
@@ -395,6 +396,7 @@ func TestVM(t *testing.T) {
 	checkMdiod(t, vctx, v)
 	checkHub(t, vctx, v)
 	checkFaults(t, vctx, v)
+	checkUpdate(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
 	stopped = true

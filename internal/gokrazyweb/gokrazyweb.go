@@ -6,6 +6,10 @@
 //     request carries basic auth for the user "gokrazy".
 //   - [Client.Up] asks whether the UI answers GET / with 200.
 //   - [Client.Services] reads the service list (the JSON form of /).
+//   - [Client.Status] reads the box's machine, model and build (the same
+//     JSON).
+//   - [Client.Features], [Client.Stream], [Client.Switch] and
+//     [Client.Reboot] speak gokrazy's update protocol (update.go).
 //   - [Client.Log] opens a service's log stream (/log).
 //   - [Client.Start] presses a service's "supervise" button: the status
 //     page's xsrf token and cookie, then POST /restart. [Client.StartBreakglass]
@@ -43,6 +47,9 @@ const maxPage = 1 << 20
 // ErrNoXSRFToken means a status page carried no form token or no xsrf
 // cookie, so its form cannot be submitted.
 var ErrNoXSRFToken = errors.New("no form token")
+
+// ErrUnauthorized means the web UI answered 401: the password is wrong.
+var ErrUnauthorized = errors.New("the web UI refused the password (401)")
 
 // ErrRestart means POST /restart was answered with an error status.
 var ErrRestart = errors.New("POST /restart failed")
@@ -92,6 +99,42 @@ func (c *Client) Get(ctx context.Context, p, accept string) (*http.Response, err
 		req.Header.Set("Accept", accept)
 	}
 	return c.http.Do(req)
+}
+
+// Status is what the web UI's JSON status says about the box.
+type Status struct {
+	Hostname string
+	// Model is the board, e.g. "Raspberry Pi 4 Model B Rev 1.4", or the
+	// PC's DMI vendor ("QEMU").
+	Model string
+	// Kernel is the kernel release and machine, e.g. "Linux 6.12.8
+	// (x86_64)".
+	Kernel string
+	// BuildTimestamp is the image's build time, as gok stamped it.
+	BuildTimestamp string
+	// PermUUID is the partition UUID of /perm, derived (as all of the
+	// box's partition UUIDs) from the hostname the image was built for.
+	PermUUID string
+}
+
+// Status reads GET / as JSON. A wrong password is ErrUnauthorized.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var st Status
+	resp, err := c.Get(ctx, "/", "application/json")
+	if err != nil {
+		return st, err
+	}
+	defer resp.Body.Close()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		return st, ErrUnauthorized
+	case resp.StatusCode != http.StatusOK:
+		return st, fmt.Errorf("GET /: %s", resp.Status)
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPage)).Decode(&st); err != nil {
+		return st, fmt.Errorf("GET / (JSON status): %w", err)
+	}
+	return st, nil
 }
 
 // Up returns nil when GET / answers 200, that is, the UI is serving and

@@ -38,7 +38,7 @@ func (f *fakeUI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case "/":
 		if r.Header.Get("Accept") == "application/json" {
-			fmt.Fprint(w, `{"Services":[{"Path":"/user/ptpd","Pid":42,"StartTime":"2026-01-02T03:04:05Z","Args":["-f","/etc/ptpd.conf"]},{"Path":"/user/breakglass","Stopped":true}]}`)
+			fmt.Fprint(w, `{"Services":[{"Path":"/user/ptpd","Pid":42,"StartTime":"2026-01-02T03:04:05Z","Args":["-f","/etc/ptpd.conf"]},{"Path":"/user/breakglass","Stopped":true}],"Hostname":"tickbox","Model":"QEMU","Kernel":"Linux 6.12.8 (x86_64)","BuildTimestamp":"2026-01-02T03:04:05Z","PermUUID":"60c24cc1-f3f9-427a-8199-e6a8da4d0004"}`)
 			return
 		}
 		fmt.Fprint(w, "<html>status</html>")
@@ -177,6 +177,23 @@ func TestServicesAndLog(t *testing.T) {
 	// A wrong password is an error for the service list too.
 	if _, err := New(srv.URL, "x").Services(ctx); err == nil || !strings.Contains(err.Error(), "401") {
 		t.Errorf("Services with a wrong password: %v", err)
+	}
+}
+
+func TestStatus(t *testing.T) {
+	srv := httptest.NewServer(&fakeUI{password: "pw"})
+	defer srv.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	st, err := New(srv.URL, "pw").Status(ctx)
+	want := Status{Hostname: "tickbox", Model: "QEMU", Kernel: "Linux 6.12.8 (x86_64)", BuildTimestamp: "2026-01-02T03:04:05Z",
+		PermUUID: "60c24cc1-f3f9-427a-8199-e6a8da4d0004"}
+	if err != nil || st != want {
+		t.Errorf("Status = %+v, %v; want %+v", st, err, want)
+	}
+	if _, err := New(srv.URL, "x").Status(ctx); !errors.Is(err, ErrUnauthorized) {
+		t.Errorf("Status with a wrong password: %v, want ErrUnauthorized", err)
 	}
 }
 

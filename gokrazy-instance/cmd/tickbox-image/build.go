@@ -27,6 +27,9 @@ type creds struct {
 	passwordFile string
 	sshIdentity  string   // private key for the printed ssh command, "" when the user's own
 	keys         []string // public key files given to breakglass
+	// buildTimestamp is gok's build timestamp, which the web UI's status
+	// reports once the image runs.
+	buildTimestamp string
 }
 
 // nonEmpty reports whether path is a file with something in it (test -s).
@@ -112,6 +115,9 @@ func (e *env) sshKeys(ctx context.Context, o *options, generate bool) (keys []st
 // permRe finds, in gok's log, the mkfs.ext4 command gok would have run for
 // the /perm partition: its byte offset in the image and its size in blocks.
 var permRe = regexp.MustCompile(`mkfs\.ext4 -F -E offset=([0-9]*) .* ([0-9]*)$`)
+
+// buildTimestampRe finds gok's build timestamp in its log.
+var buildTimestampRe = regexp.MustCompile(`(?m)Build timestamp: (\S+)\r?$`)
 
 // permPartition returns the last /perm offset and block count in log.
 func permPartition(log []byte) (offset, blocks string, ok bool) {
@@ -248,6 +254,9 @@ func (e *env) build(ctx context.Context, o *options, out string) (*creds, error)
 	if err != nil {
 		return nil, fail("reading %s: %w", logPath, err)
 	}
+	if m := buildTimestampRe.FindSubmatch(log); m != nil {
+		c.buildTimestamp = string(m[1])
+	}
 	offset, blocks, ok := permPartition(log)
 	if !ok {
 		return nil, fail("image build log has no /perm partition offset (full log: %s)", logPath)
@@ -329,6 +338,9 @@ func (e *env) write(ctx context.Context, img, device string) error {
 // flash is what flash.sh does: every check first, then build, then keep
 // the image, write it to the device or boot it.
 func (e *env) flash(ctx context.Context, o *options) error {
+	if o.update {
+		return e.updateCmd(ctx, o) // --update
+	}
 	if _, err := exec.LookPath("go"); err != nil {
 		return fail("go not found in PATH (Go >= 1.26 is needed to build the image)")
 	}

@@ -6,12 +6,15 @@
 //	tickbox-image write [options] DEVICE     write a built image to DEVICE, after the safety checks
 //	tickbox-image boot [options]             boot a built amd64 image in qemu
 //	tickbox-image flash [options] [DEVICE]   flash.sh: check, build, then boot, keep or write
+//	tickbox-image update [options] [HOST:PORT]  build (or take --image) and push it to a running box
 //
 // The files: main.go (sub-commands, signals, exit statuses), options.go
 // (the option parser and the checks of option values), build.go (the image
 // build), device.go (the device checks and the write), boot.go (the KVM
 // probe, the qemu command line, waiting for the web UI), host.go (finding
-// tools, busy ports, installing qemu).
+// tools, busy ports, installing qemu), image.go (reading and checking a
+// built image's partitions), update.go (pushing an image to a running box
+// with gokrazy's update protocol).
 //
 // Exit statuses (internal/cli): 0 done, 1 failure, 2 usage error; a signal
 // during a build or boot exits 128+signal, as a shell would. flash keeps
@@ -46,6 +49,9 @@ const topUsage = `Usage:
   tickbox-image boot [options]             boot a built amd64 image in qemu
   tickbox-image flash [options] [DEVICE]   what ./flash.sh does: build, then boot in qemu,
                                            keep the image (--image) or write it to DEVICE
+  tickbox-image update [options] [HOST:PORT]
+                                           build the image, or take a built one (--image), and
+                                           push it to the box whose web UI is HOST:PORT
 Run tickbox-image COMMAND --help for a command's options.
 `
 
@@ -76,7 +82,7 @@ func (e *env) run(ctx context.Context, args []string) error {
 	case "-h", "--help", "help":
 		fmt.Fprint(e.stdout, topUsage)
 		return nil
-	case "build", "write", "boot":
+	case "build", "write", "boot", "update":
 		o, err := e.parse(args[0], args[1:])
 		if err != nil || o.help {
 			return err
@@ -86,6 +92,8 @@ func (e *env) run(ctx context.Context, args []string) error {
 			return e.buildCmd(ctx, o)
 		case "write":
 			return e.writeCmd(ctx, o)
+		case "update":
+			return e.updateCmd(ctx, o)
 		default:
 			return e.bootCmd(ctx, o)
 		}

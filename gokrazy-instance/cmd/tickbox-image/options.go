@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -64,6 +65,10 @@ type options struct {
 	ptpTap       string   // --ptp-tap: host tap the VM's second NIC (eth1) is attached to
 	extra        []string // TICKBOX_EXTRA_PACKAGES
 	version      string   // TICKBOX_VERSION: what version-get reports; default git describe
+	// update is set by flash --update and the update command; addr is
+	// then the box's web UI, HOST:PORT (default 127.0.0.1:httpPort).
+	update bool
+	addr   string
 }
 
 // takesValue lists every option and whether a value follows it.
@@ -73,20 +78,25 @@ var takesValue = map[string]bool{
 	"--ssh-port": true, "--status-port": true, "--ssh-key": true, "--password-file": true,
 	"--build-dir": true, "--size": true, "--accel": true, "--boot-timeout": true,
 	"--ptp-tap": true,
+	"--update": false, // its value, HOST:PORT, is optional: see parse
 }
 
 // commandOptions are the options each sub-command accepts besides -h,
-// --help and --repo, and whether it takes a DEVICE.
+// --help and --repo, and whether it takes a DEVICE or an ADDRESS (the
+// box's web UI, HOST:PORT).
 var commandOptions = map[string]struct {
 	opts   []string
 	device bool
+	addr   bool
 }{
 	"build": {opts: []string{"--target", "--image", "--ssh-key", "--password-file", "--build-dir", "--size"}},
 	"write": {opts: []string{"--target", "--image", "--build-dir", "-y", "--yes"}, device: true},
 	"boot": {opts: []string{"--image", "--http-port", "--ssh-port", "--status-port", "--ssh-key", "--password-file",
 		"--build-dir", "--accel", "--boot-timeout", "--ptp-tap"}},
 	"flash": {opts: []string{"--target", "--image", "-y", "--yes", "--http-port", "--ssh-port", "--status-port", "--ssh-key",
-		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout", "--ptp-tap"}, device: true},
+		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout", "--ptp-tap", "--update"}, device: true},
+	"update": {opts: []string{"--target", "--image", "--ssh-key", "--password-file", "--build-dir", "--size",
+		"--http-port", "--boot-timeout"}, addr: true},
 }
 
 // parse reads a sub-command's arguments the way flash.sh always has:
@@ -95,6 +105,7 @@ var commandOptions = map[string]struct {
 // -h or --help it prints the usage and sets o.help.
 func (e *env) parse(cmd string, args []string) (*options, error) {
 	spec := commandOptions[cmd]
+	positionalOK := spec.device || spec.addr
 	allowed := map[string]bool{"-h": true, "--help": true, "--repo": true}
 	for _, o := range spec.opts {
 		allowed[o] = true
@@ -106,7 +117,7 @@ func (e *env) parse(cmd string, args []string) (*options, error) {
 		a := args[i]
 		if a == "--" {
 			rest := args[i+1:]
-			if len(positional) == 0 && len(rest) == 1 && spec.device {
+			if len(positional) == 0 && len(rest) == 1 && positionalOK {
 				positional = rest
 			} else if len(rest) > 0 {
 				return nil, cli.Usage("unexpected arguments: %s", strings.Join(rest, " "))
@@ -114,8 +125,11 @@ func (e *env) parse(cmd string, args []string) (*options, error) {
 			break
 		}
 		if !strings.HasPrefix(a, "-") {
-			if !spec.device {
+			if !positionalOK {
 				return nil, cli.Usage("unexpected arguments: %s", strings.Join(args[i:], " "))
+			}
+			if len(positional) > 0 && spec.addr {
+				return nil, cli.Usage("more than one address given: %s and %s", positional[0], a)
 			}
 			if len(positional) > 0 {
 				return nil, cli.Usage("more than one device given: %s and %s", positional[0], a)
@@ -136,6 +150,15 @@ func (e *env) parse(cmd string, args []string) (*options, error) {
 			fmt.Fprint(e.stdout, usageText(cmd))
 			o.help = true
 			return o, nil
+		case name == "--update":
+			// --update, --update=HOST:PORT or --update HOST:PORT.
+			o.update = true
+			if hasVal {
+				o.addr = val
+			} else if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+				o.addr = args[i+1]
+				i++
+			}
 		case !needsVal && hasVal:
 			return nil, cli.Usage("%s takes no value (see --help)", name)
 		case !needsVal:
@@ -149,8 +172,13 @@ func (e *env) parse(cmd string, args []string) (*options, error) {
 			return nil, cli.Usage("%s needs a value (see --help)", name)
 		}
 	}
-	if len(positional) > 0 {
+	if len(positional) > 0 && spec.addr {
+		o.addr = positional[0]
+	} else if len(positional) > 0 {
 		o.device = positional[0]
+	}
+	if cmd == "update" {
+		o.update = true
 	}
 	return o, e.fill(o, vals)
 }
@@ -239,6 +267,18 @@ func (e *env) fill(o *options, vals map[string]string) error {
 		}
 		o.ptpTap = v
 	}
+	if o.update {
+		if o.device != "" {
+			return cli.Usage("give either --update or a DEVICE, not both")
+		}
+		if o.addr == "" {
+			o.addr = "127.0.0.1:" + strconv.Itoa(o.httpPort)
+		}
+		if err := checkAddr(o.addr); err != nil {
+			return err
+		}
+		return nil
+	}
 	if o.image != "" && o.device != "" && o.cmd == "flash" {
 		return cli.Usage("give either --image FILE or a DEVICE, not both")
 	}
@@ -247,6 +287,20 @@ func (e *env) fill(o *options, vals map[string]string) error {
 	}
 	if o.target != "amd64" && (o.cmd == "boot" || o.cmd == "flash" && o.image == "" && o.device == "") {
 		return cli.Usage("only the amd64 image boots in qemu; use --image FILE or a DEVICE for --target %s", o.target)
+	}
+	return nil
+}
+
+// checkAddr accepts the address of a box's web UI: HOST:PORT, or HOST
+// for port 80.
+func checkAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		host, port = addr, "80"
+	}
+	n, perr := strconv.Atoi(port)
+	if host == "" || strings.ContainsAny(host, "/@?# ") || !digits.MatchString(port) || perr != nil || n < 1 || n > 65535 {
+		return cli.Usage("invalid address '%s' (want HOST:PORT of the box's web UI)", addr)
 	}
 	return nil
 }
@@ -379,6 +433,27 @@ Boot a built amd64 image in qemu until Ctrl-C. Options:
   --repo DIR            the tickbox checkout (default: the one above the working directory)
 Environment: TICKBOX_QEMU is the qemu binary (default qemu-system-x86_64).
 `
+	case "update":
+		return `Usage: tickbox-image update [options] [HOST:PORT]
+Build the image, or take a built one (--image FILE), and push it to the running box
+whose web UI is at HOST:PORT (default 127.0.0.1:8080, the VM's forwarded port) with
+gokrazy's update protocol: the root file system goes to the box's inactive root
+partition, then the boot file system and boot code; the box reboots into the new root
+partition. Then it waits for the web UI to report the new build and starts breakglass.
+The image (partition table, FAT and SquashFS), the password and the box's machine and
+partition UUIDs are checked before anything is written. /perm is kept. Options:
+  --image FILE          push this built image instead of building one
+                        (built images go to BUILD/tickbox-TARGET-update.img)
+  --target amd64|rpi4   the image's target (default amd64); the box must run the same
+  --password-file FILE  the box's web UI password (default BUILD/http-password.txt)
+  --ssh-key FILE        breakglass keys for the build (as for build)
+  --build-dir DIR       default ./build, env TICKBOX_BUILD_DIR
+  --size BYTES          image size for the build (default 1258299392)
+  --http-port N         the default address's port (default 8080, env TICKBOX_HTTP_PORT)
+  --boot-timeout SECS   how long to wait for the box to come back (default 300)
+  --repo DIR            the tickbox checkout (default: the one above the working directory)
+Environment: TICKBOX_VERSION, TICKBOX_EXTRA_PACKAGES as for build.
+`
 	}
 	return flashUsage
 }
@@ -388,6 +463,7 @@ const flashUsage = `Usage:
   ./flash.sh [options]                         build build/tickbox-amd64.img and boot it in qemu
   ./flash.sh --image FILE [--target T]         build the image into FILE only
   ./flash.sh [--target T] [--yes] DEVICE       build the image and write it to DEVICE (e.g. /dev/sdX)
+  ./flash.sh --update [HOST:PORT]              build the image and update the running box with it
 
 Options:
   --target amd64|rpi4   image target (default amd64). amd64: kernel.amd64, no firmware;
@@ -407,7 +483,13 @@ Options:
                         partitions leave
   --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works,
                         else TCG with -cpu max)
-  --boot-timeout SECS   how long to wait for the web UI (default 300)
+  --boot-timeout SECS   how long to wait for the web UI (default 300), also after an update
+  --update [HOST:PORT]  update a running box over the air: build into --image FILE (default
+                        BUILD/tickbox-TARGET-update.img), check the image, the password (from
+                        --password-file) and the box's machine, then push it with gokrazy's
+                        update protocol; the box reboots into its other root partition and
+                        keeps /perm. Default address 127.0.0.1:8080 (--http-port): the VM's
+                        web UI. flash.sh waits for the new build and starts breakglass.
   --ptp-tap IFNAME      attach a second NIC (eth1 in the VM, where ptpd runs the PTP instance
                         ptp2) to the host tap IFNAME, for a PTP network of its own; create it
                         first (ip tuntap add dev IFNAME mode tap user $USER) and put a PTP
@@ -431,5 +513,5 @@ BUILD/mctp-serial.sock. Attach a host mctpd (EID 9) to it through a pty:
 Ctrl-C shuts the VM down. Writing a device refuses a device that is mounted, holds /,
 is used as swap, is smaller than the image, or is not a block device.
 flash.sh runs "tickbox-image flash" (gokrazy-instance/cmd/tickbox-image), which also
-has build, write and boot commands for each step alone.
+has build, write, boot and update commands for each step alone.
 `

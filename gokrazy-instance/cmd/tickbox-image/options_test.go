@@ -102,6 +102,46 @@ func TestParse(t *testing.T) {
 			}
 			return ""
 		}},
+		{name: "--update with the default address", cmd: "flash", args: []string{"--update", "--http-port", "9000"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "127.0.0.1:9000" || o.device != "" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update HOST:PORT", cmd: "flash", args: []string{"--update", "box.lan:8080", "--target", "rpi4"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "box.lan:8080" || o.target != "rpi4" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update=HOST", cmd: "flash", args: []string{"--update=tickbox"}, check: func(o *options) string {
+			if !o.update || o.addr != "tickbox" {
+				return "wrong update address"
+			}
+			return ""
+		}},
+		{name: "update command", cmd: "update", args: []string{"--image", "u.img", "10.0.0.2:80"}, check: func(o *options) string {
+			if !o.update || o.addr != "10.0.0.2:80" || o.image != filepath.Join(wd, "u.img") {
+				return "wrong update options"
+			}
+			return ""
+		}},
+		{name: "update command, default address from the environment", cmd: "update", vars: map[string]string{"TICKBOX_HTTP_PORT": "8090"},
+			check: func(o *options) string {
+				if !o.update || o.addr != "127.0.0.1:8090" {
+					return "wrong update address"
+				}
+				return ""
+			}},
+		{name: "--update and a device", cmd: "flash", args: []string{"--update", "127.0.0.1:8080", "/dev/sdz"},
+			err: "give either --update or a DEVICE, not both", code: 2},
+		{name: "--update with a path", cmd: "flash", args: []string{"--update", "/dev/sdz"}, err: "invalid address '/dev/sdz'", code: 2},
+		{name: "update address with a bad port", cmd: "update", args: []string{"box:99999"}, err: "invalid address 'box:99999'", code: 2},
+		{name: "update address with a password", cmd: "update", args: []string{"gokrazy:pw@box:80"}, err: "invalid address", code: 2},
+		{name: "two update addresses", cmd: "update", args: []string{"a:1", "b:2"}, err: "more than one address given: a:1 and b:2", code: 2},
+		{name: "--update is flash's", cmd: "build", args: []string{"--update"}, err: "unknown option --update", code: 2},
 
 		{name: "no PTP tap by default", cmd: "boot", check: func(o *options) string {
 			if o.ptpTap != "" {
@@ -190,6 +230,9 @@ func TestRunStatus(t *testing.T) {
 		{args: []string{"build", "-h"}, code: 0, stdout: "tickbox-image build [options]"},
 		{args: []string{"write", "--help"}, code: 0, stdout: "tickbox-image write [options] DEVICE"},
 		{args: []string{"boot", "--help"}, code: 0, stdout: "tickbox-image boot [options]"},
+		{args: []string{"update", "--help"}, code: 0, stdout: "tickbox-image update [options] [HOST:PORT]"},
+		{args: []string{"flash", "--help"}, code: 0, stdout: "./flash.sh --update [HOST:PORT]"},
+		{args: []string{"update", "a:1", "b:2"}, code: 2, wantErrMsg: "more than one address given"},
 		{args: []string{"flash", "--frobnicate"}, code: 1, wantErrMsg: "unknown option --frobnicate"},
 		{args: []string{"build", "--frobnicate"}, code: 2, wantErrMsg: "unknown option --frobnicate"},
 		{args: []string{"flash", "--yes", "/dev/tickbox-no-such-disk", "--target", "rpi4"}, code: 1, wantErrMsg: "/dev/tickbox-no-such-disk: no such device"},
