@@ -78,7 +78,7 @@ var takesValue = map[string]bool{
 	"--ssh-port": true, "--status-port": true, "--ssh-key": true, "--password-file": true,
 	"--build-dir": true, "--size": true, "--accel": true, "--boot-timeout": true,
 	"--ptp-tap": true,
-	"--update": false, // its value, HOST:PORT, is optional: see parse
+	"--update":  false, // its value, HOST:PORT, is optional: see parse
 }
 
 // commandOptions are the options each sub-command accepts besides -h,
