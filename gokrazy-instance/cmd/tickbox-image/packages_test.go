@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -98,15 +99,24 @@ func TestCheckTargetPackages(t *testing.T) {
 }
 
 // TestTargetPackagesOfTheInstance: the kernel, firmware and EEPROM
-// packages of the amd64 and arm64 instances (derived as the build
-// derives them) have build directories that resolve.
+// packages of every target's instance (derived as the build derives
+// them) have build directories that resolve.
 func TestTargetPackagesOfTheInstance(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		t.Fatal(err)
 	}
 	repo := repoRoot(t)
-	for _, target := range []string{"amd64", "arm64"} {
+	for _, tc := range []struct {
+		target string
+		want   []string // field=package
+	}{
+		{"amd64", []string{"KernelPackage=github.com/gokrazy/kernel.amd64"}},
+		{"arm64", []string{"KernelPackage=github.com/gokrazy/kernel.arm64"}},
+		{"rpi4", []string{"KernelPackage=github.com/gokrazy/kernel.rpi", "FirmwarePackage=github.com/gokrazy/firmware",
+			"EEPROMPackage=github.com/gokrazy/rpi-eeprom"}},
+	} {
+		target := tc.target
 		out := filepath.Join(t.TempDir(), "instance")
 		cmd := exec.Command(goBin, "run", "./gokrazy-instance/derive", "-src", "gokrazy-instance", "-out", out, "-target", target)
 		cmd.Dir = repo
@@ -121,8 +131,12 @@ func TestTargetPackagesOfTheInstance(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(pkgs) != 1 || pkgs[0].field != "KernelPackage" || !strings.HasPrefix(pkgs[0].pkg, "github.com/gokrazy/kernel.") {
-			t.Errorf("%s: packages %v, want the kernel only", target, pkgs)
+		var got []string
+		for _, p := range pkgs {
+			got = append(got, p.field+"="+p.pkg)
+		}
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%s: packages %q, want %q", target, got, tc.want)
 		}
 		e, _, _ := testEnv("flash.sh", nil, "")
 		if err := e.checkTargetPackages(context.Background(), goBin, os.Environ(), repo, target, pkgs); err != nil {
