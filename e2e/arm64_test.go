@@ -21,7 +21,6 @@ const noPHY = "no PHY behind the driver: SIOCGMIIPHY: operation not supported"
 // commands, mdiod's port A on the virtio NIC answers "no PHY" at once,
 // and mctpd on its virtio console port exchanges MCTP with a host mctpd.
 func TestVMArm64(t *testing.T) {
-	began := time.Now()
 	b := bootVM(t, vmTarget{name: "arm64",
 		tools: []struct{ name, pkg string }{
 			{"qemu-system-aarch64", "qemu-system-arm"}, {"ssh", "openssh-client"},
@@ -43,7 +42,7 @@ func TestVMArm64(t *testing.T) {
 	checkMctp(t, ctx, v)
 
 	b.shutdown(t)
-	t.Logf("TestVMArm64 took %.1f s in all", time.Since(began).Seconds())
+	t.Logf("TestVMArm64 took %.1f s in all", time.Since(b.started).Seconds())
 }
 
 // checkMdiodNoPHY: on the virtio NIC, mdiod's port A (ioctl:eth0) answers

@@ -187,6 +187,9 @@ type bootedVM struct {
 	stopped   bool
 	flashOut  *testutil.LockedBuffer
 	bootStart time.Time
+	// started is when the test began to run (after waiting as a
+	// parallel test), for its total time.
+	started time.Time
 }
 
 // bootVM runs flash.sh for the target with a throwaway key and password
@@ -208,6 +211,7 @@ func bootVM(t *testing.T, tgt vmTarget) *bootedVM {
 		}
 	}
 	t.Parallel()
+	started := time.Now()
 	dir := t.TempDir()
 	buildDir := filepath.Join(dir, "build")
 	pwFile := filepath.Join(dir, "password")
@@ -248,7 +252,7 @@ func bootVM(t *testing.T, tgt vmTarget) *bootedVM {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	b := &bootedVM{cmd: cmd, exited: make(chan error, 1), flashOut: flashOut}
+	b := &bootedVM{cmd: cmd, exited: make(chan error, 1), flashOut: flashOut, started: started}
 	lines := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(stdout)
