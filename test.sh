@@ -23,6 +23,9 @@ command -v prometheus >/dev/null || need+=(prometheus)
 # The image tests (e2e/): qemu boots the image, ssh reaches breakglass,
 # mkfs.ext4 makes /perm, losetup backs the device-refusal tests.
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+# The arm64 image boots on qemu's virt machine with Debian's UEFI firmware.
+command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
+[ -f /usr/share/qemu-efi-aarch64/QEMU_EFI.fd ] || need+=(qemu-efi-aarch64)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 # services/ctl/web drives the status page in a headless chromium.

@@ -66,7 +66,8 @@ func vmMctpStats(ctx context.Context, v *vm) (mctpStats, error) {
 	return parseMctpStats([]byte(out))
 }
 
-// hostMctpd is mctpd on the host, attached to the VM's ttyS1 through socat.
+// hostMctpd is mctpd on the host, attached to the VM's mctpd line (ttyS1,
+// arm64: hvc0) through socat.
 type hostMctpd struct {
 	bin   string // directory holding the mctpd and mctp programs
 	demux string // its demux name
@@ -190,7 +191,8 @@ func testBody(t *testing.T, n int) []byte {
 	return b
 }
 
-// checkMctp attaches a host mctpd (EID 9) to the VM's second serial port,
+// checkMctp attaches a host mctpd (EID 9) to the VM's mctpd line (amd64:
+// the second serial port ttyS1; arm64: the virtio console port hvc0),
 // where the image's mctpd runs as EID 8, the way the README tells a user
 // to: socat turns flash.sh's unix socket into a pty for the host mctpd.
 // Then Get EID crosses the line, a 200-byte message (four packets) goes
@@ -198,9 +200,10 @@ func testBody(t *testing.T, n int) []byte {
 func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	t.Helper()
 	began := time.Now()
-	// The image's console is ttyS0 alone: nothing but mctpd uses ttyS1.
-	if out, err := v.ssh(ctx, "cat", "/sys/class/tty/console/active"); err != nil || strings.Contains(out, "ttyS1") {
-		t.Fatalf("console devices: %q (%v); ttyS1 must be left to mctpd", out, err)
+	// The image's console is ttyS0 (arm64: ttyAMA0) alone: nothing but
+	// mctpd uses its line.
+	if out, err := v.ssh(ctx, "cat", "/sys/class/tty/console/active"); err != nil || strings.Contains(out, v.mctpTTY) {
+		t.Fatalf("console devices: %q (%v); %s must be left to mctpd", out, err, v.mctpTTY)
 	}
 
 	dir := testutil.ShortDir(t)
@@ -251,7 +254,7 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("mctp: get-eid over the VM's ttyS1 answered after %.1f s", time.Since(start).Seconds())
+	t.Logf("mctp: get-eid over the VM's %s answered after %.1f s", v.mctpTTY, time.Since(start).Seconds())
 
 	// (b) host to VM: /user/mctp recv in the VM, mctp send on the host.
 	body := testBody(t, 200)
@@ -305,9 +308,9 @@ func checkMctp(t *testing.T, ctx context.Context, v *vm) {
 			t.Errorf("VM mctpd %s grew by %d, want at least %d (before %+v, after %+v)", k, got[k], least, before.MCTP, after.MCTP)
 		}
 	}
-	ser, ok := after.MCTP.Bindings["serial:/dev/ttyS1"]
+	ser, ok := after.MCTP.Bindings["serial:/dev/"+v.mctpTTY]
 	if !ok {
-		t.Fatalf("VM mctpd has no serial:/dev/ttyS1 binding: %v", after.MCTP.Bindings)
+		t.Fatalf("VM mctpd has no serial:/dev/%s binding: %v", v.mctpTTY, after.MCTP.Bindings)
 	}
 	for _, k := range []string{"rx_bad_fcs", "rx_bad_escape", "rx_bad_length", "rx_overrun", "open_errors"} {
 		if ser[k] != 0 {

@@ -47,6 +47,9 @@ type vm struct {
 	logCtx    context.Context
 	buildDir  string
 	flashLogs *testutil.LockedBuffer
+	// mctpTTY is the guest tty of mctpd's serial binding, behind
+	// BUILD/mctp-serial.sock: ttyS1 (amd64) or hvc0 (arm64).
+	mctpTTY string
 }
 
 // follow streams a service's stderr from the web UI into a buffer until
@@ -160,19 +163,68 @@ func waitFor(ctx context.Context, what string, every time.Duration, f func() err
 	}
 }
 
-// TestVM builds the image with flash.sh (throwaway key and password), boots
-// it in qemu and checks it the way a user would.
-func TestVM(t *testing.T) {
+// vmOneAtATime serialises the VM tests; see bootVM.
+var vmOneAtATime sync.Mutex
+
+// vmTarget is what bootVM needs to know of a target: its qemu (the tool
+// and the Debian package) and its time bounds.
+type vmTarget struct {
+	name  string
+	tools []struct{ name, pkg string }
+	// files are data files the boot needs, with their Debian package.
+	files []struct{ path, pkg string }
+	// build bounds the image build and the boot up to the web UI; check
+	// bounds the checks once it answered.
+	build, check time.Duration
+	mctpTTY      string
+	// ptp gives the VM a second NIC on a tap of the test's (newPTPNet).
+	ptp bool
+}
+
+// bootedVM is a VM that flash.sh built and booted, with every tickbox
+// service running and breakglass reachable over ssh.
+type bootedVM struct {
+	v *vm
+	// ctx bounds the checks; cancelling the test's context stops
+	// flash.sh and with it the VM.
+	ctx       context.Context
+	cmd       *exec.Cmd
+	exited    chan error
+	stopped   bool
+	flashOut  *testutil.LockedBuffer
+	bootStart time.Time
+	// started is when the test began to run (after waiting as a
+	// parallel test), for its total time.
+	started time.Time
+	// ptp is the network of the VM's second NIC, when vmTarget.ptp.
+	ptp *ptpNet
+}
+
+// bootVM runs flash.sh for the target with a throwaway key and password
+// on free loopback ports, waits until qemu is up and every tickbox
+// service of config.json runs, and starts breakglass. It skips (or, in
+// CI, fails) when a tool is missing, and runs the test in parallel with
+// the rest of the package, but one VM at a time.
+func bootVM(t *testing.T, tgt vmTarget) *bootedVM {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("boots the image in qemu")
 	}
-	for _, tool := range []struct{ name, pkg string }{
-		{"qemu-system-x86_64", "qemu-system-x86"}, {"ssh", "openssh-client"},
-		{"ssh-keygen", "openssh-client"}, {"mkfs.ext4", "e2fsprogs"},
-	} {
+	for _, tool := range tgt.tools {
 		testutil.NeedTool(t, tool.name, tool.pkg)
 	}
+	for _, f := range tgt.files {
+		if _, err := os.Stat(f.path); err != nil {
+			testutil.Require(t, fmt.Sprintf("%s missing (./test.sh installs %s): %v", f.path, f.pkg, err))
+		}
+	}
 	t.Parallel()
+	// One VM at a time: two TCG guests on a 2-core machine stall each
+	// other for seconds, which the PTP offset and the 5 s recovery bound
+	// measure. The rest of the package still runs beside the VM.
+	vmOneAtATime.Lock()
+	t.Cleanup(vmOneAtATime.Unlock)
+	started := time.Now()
 	dir := t.TempDir()
 	buildDir := filepath.Join(dir, "build")
 	pwFile := filepath.Join(dir, "password")
@@ -189,18 +241,20 @@ func TestVM(t *testing.T) {
 		statusPort = freePort(t)
 	}
 
-	ptpNet := newPTPNet(t) // the VM's second NIC, for checkPTPWire
-
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute+vmTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), tgt.build+tgt.check)
 	// Cancelling ctx stops flash.sh and with it the VM, so it must not
 	// happen before the failure report below has read the service logs:
 	// cleanups run after deferred calls, last registered first.
 	t.Cleanup(cancel)
-	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"),
+	cmd := exec.CommandContext(ctx, filepath.Join(repoRoot(t), "flash.sh"), "--target", tgt.name,
 		"--build-dir", buildDir, "--password-file", pwFile, "--ssh-key", pub,
 		"--http-port", strconv.Itoa(httpPort), "--ssh-port", strconv.Itoa(sshPort),
 		"--status-port", strconv.Itoa(statusPort))
-	cmd.Args = append(cmd.Args, "--ptp-tap", ptpNet.tap)
+	var pn *ptpNet
+	if tgt.ptp {
+		pn = newPTPNet(t) // the VM's second NIC, for checkPTPWire
+		cmd.Args = append(cmd.Args, "--ptp-tap", pn.tap)
+	}
 	// The version every tickbox program must report (version-get).
 	version := "e2e-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cmd.Env = append(os.Environ(), "TICKBOX_VERSION="+version)
@@ -216,7 +270,7 @@ func TestVM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	exited := make(chan error, 1)
+	b := &bootedVM{cmd: cmd, exited: make(chan error, 1), flashOut: flashOut, started: started, ptp: pn}
 	lines := make(chan string, 64)
 	go func() {
 		sc := bufio.NewScanner(stdout)
@@ -225,14 +279,13 @@ func TestVM(t *testing.T) {
 			lines <- sc.Text()
 		}
 		close(lines)
-		exited <- cmd.Wait()
+		b.exited <- cmd.Wait()
 	}()
-	stopped := false
 	t.Cleanup(func() {
-		if !stopped {
+		if !b.stopped {
 			cmd.Process.Signal(os.Interrupt)
 			select {
-			case <-exited:
+			case <-b.exited:
 			case <-time.After(30 * time.Second):
 			}
 		}
@@ -241,7 +294,7 @@ func TestVM(t *testing.T) {
 	})
 
 	logCtx, stopLogs := context.WithCancel(context.Background())
-	defer stopLogs()
+	t.Cleanup(stopLogs)
 	v := &vm{
 		t:       t,
 		web:     gokrazyweb.New("http://127.0.0.1:"+strconv.Itoa(httpPort), password),
@@ -250,7 +303,9 @@ func TestVM(t *testing.T) {
 		logs:     map[string]*testutil.LockedBuffer{},
 		logCtx:   logCtx,
 		buildDir: buildDir, flashLogs: flashOut,
+		mctpTTY: tgt.mctpTTY,
 	}
+	b.v = v
 	t.Cleanup(func() {
 		if !t.Failed() {
 			return
@@ -272,17 +327,20 @@ func TestVM(t *testing.T) {
 	})
 
 	// flash.sh: build, then boot; the "booting" line is when qemu starts.
-	var bootStart time.Time
-	var image string
+	var image, built string
 	bootRe := regexp.MustCompile(`^flash\.sh: booting (\S+) in qemu`)
+	builtRe := regexp.MustCompile(`^flash\.sh: built \S+ in ([0-9]+ s)`)
 	for ready := false; !ready; {
 		select {
 		case l, ok := <-lines:
 			if !ok {
-				t.Fatalf("flash.sh ended before the VM was up: %v", <-exited)
+				t.Fatalf("flash.sh ended before the VM was up: %v", <-b.exited)
 			}
 			if m := bootRe.FindStringSubmatch(l); m != nil {
-				bootStart, image = time.Now(), m[1]
+				b.bootStart, image = time.Now(), m[1]
+			}
+			if m := builtRe.FindStringSubmatch(l); m != nil {
+				built = m[1]
 			}
 			if strings.HasPrefix(l, "tickbox is up") {
 				ready = true
@@ -291,23 +349,24 @@ func TestVM(t *testing.T) {
 			t.Fatal("flash.sh did not report the VM up in time")
 		}
 	}
-	if bootStart.IsZero() {
+	if b.bootStart.IsZero() {
 		t.Fatal("flash.sh did not say when qemu started")
 	}
 	go func() { // keep draining flash.sh's output
 		for range lines {
 		}
 	}()
-	webUI := time.Since(bootStart)
+	webUI := time.Since(b.bootStart)
 	var st syscall.Stat_t
 	if err := syscall.Stat(image, &st); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("image %s: %d bytes (%.0f MiB), %d MiB allocated", filepath.Base(image), st.Size, float64(st.Size)/(1<<20), st.Blocks*512>>20)
+	t.Logf("image %s: %d bytes (%.0f MiB), %d MiB allocated, built in %s", filepath.Base(image), st.Size, float64(st.Size)/(1<<20), st.Blocks*512>>20, built)
 	t.Logf("web UI answered %.1f s after qemu started", webUI.Seconds())
 
-	vctx, vcancel := context.WithTimeout(ctx, vmTimeout)
-	defer vcancel()
+	vctx, vcancel := context.WithTimeout(ctx, tgt.check)
+	t.Cleanup(vcancel)
+	b.ctx = vctx
 
 	// Basic auth is enforced.
 	if resp, err := http.Get(v.web.Base() + "/"); err != nil {
@@ -348,7 +407,7 @@ func TestVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("all tickbox services %v running %.1f s after qemu started", want, time.Since(bootStart).Seconds())
+	t.Logf("all tickbox services %v running %.1f s after qemu started", want, time.Since(b.bootStart).Seconds())
 	for _, name := range want {
 		v.follow(name)
 	}
@@ -367,8 +426,31 @@ func TestVM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return b
+}
 
-	out, err := v.ssh(vctx, "/user/ctl", "kea", "/run/ctl/control.sock", "list-commands")
+// shutdown presses Ctrl-C on flash.sh, which shuts the VM down.
+func (b *bootedVM) shutdown(t *testing.T) {
+	t.Helper()
+	b.stopped = true
+	b.cmd.Process.Signal(os.Interrupt)
+	select {
+	case err := <-b.exited:
+		if err != nil {
+			t.Errorf("flash.sh after Ctrl-C: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Error("flash.sh did not stop within 30 s of Ctrl-C")
+	}
+	if !strings.Contains(b.flashOut.String(), "the VM is off") {
+		t.Errorf("flash.sh did not report the VM off:\n%s", b.flashOut.String())
+	}
+}
+
+// checkListCommands asks the hub's own Kea socket for its commands over ssh.
+func checkListCommands(t *testing.T, ctx context.Context, v *vm) {
+	t.Helper()
+	out, err := v.ssh(ctx, "/user/ctl", "kea", "/run/ctl/control.sock", "list-commands")
 	if err != nil {
 		t.Fatalf("ctl kea list-commands: %v\n%s", err, out)
 	}
@@ -387,10 +469,23 @@ func TestVM(t *testing.T) {
 			t.Errorf("list-commands lacks %s: %s", c, out)
 		}
 	}
+}
+
+// TestVM builds the image with flash.sh (throwaway key and password), boots
+// it in qemu and checks it the way a user would.
+func TestVM(t *testing.T) {
+	b := bootVM(t, vmTarget{name: "amd64",
+		tools: []struct{ name, pkg string }{
+			{"qemu-system-x86_64", "qemu-system-x86"}, {"ssh", "openssh-client"},
+			{"ssh-keygen", "openssh-client"}, {"mkfs.ext4", "e2fsprogs"},
+		},
+		build: 3 * time.Minute, check: vmTimeout, mctpTTY: "ttyS1", ptp: true})
+	v, vctx := b.v, b.ctx
+	checkListCommands(t, vctx, v)
 
 	checkClockOwner(t, vctx, v)
 	checkPtpd(t, vctx, v)
-	checkPTPWire(t, vctx, v, ptpNet)
+	checkPTPWire(t, vctx, v, b.ptp)
 	checkHotplug(t, vctx, v)
 	checkMctp(t, vctx, v)
 	checkMdiod(t, vctx, v)
@@ -399,19 +494,7 @@ func TestVM(t *testing.T) {
 	checkUpdate(t, vctx, v)
 
 	// Ctrl-C on flash.sh shuts the VM down.
-	stopped = true
-	cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Errorf("flash.sh after Ctrl-C: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Error("flash.sh did not stop within 30 s of Ctrl-C")
-	}
-	if !strings.Contains(flashOut.String(), "the VM is off") {
-		t.Errorf("flash.sh did not report the VM off:\n%s", flashOut.String())
-	}
+	b.shutdown(t)
 }
 
 // checkPtpd checks ptpd on the image: its instances over the Kea channel,

@@ -21,6 +21,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -45,21 +46,72 @@ type Target struct {
 	KernelPackage   string
 	FirmwarePackage string
 	EEPROMPackage   string
-	// SerialConsole is the kernel console: the PC's first UART is ttyS0,
-	// the Raspberry Pi's firmware names its UART serial0.
+	// SerialConsole is gokrazy's SerialConsole: the kernel console and
+	// gokrazy's serial shell. "disabled" leaves every UART alone (the
+	// console is then the framebuffer's tty1).
 	SerialConsole string
+	// BootloaderExtraLines are appended to the Raspberry Pi firmware's
+	// config.txt; nil leaves the field out.
+	BootloaderExtraLines []string
+	// MCTPBinding is mctpd's binding group, which replaces the one of
+	// the committed config: the serial binding on the UART that is the
+	// target's MCTP line, or "null" where there is none.
+	MCTPBinding []string
+	// MdiodPorts are mdiod's -port= flags, which replace the committed
+	// ones in place.
+	MdiodPorts []string
 }
 
+// mctpdPkg and mdiodPkg are the daemons whose devices differ per target.
+const (
+	mctpdPkg = "github.com/tickbox-fw/tickbox/services/mctpd/cmd/mctpd"
+	mdiodPkg = "github.com/tickbox-fw/tickbox/services/mdiod/cmd/mdiod"
+)
+
+// mdiodPorts are the PHYs every target has: port A is the first Ethernet
+// port through its driver's MII ioctls (e1000 in qemu's amd64 VM,
+// virtio-net in the arm64 VM, which has no PHY and answers with an error,
+// bcmgenet's PHY on the Pi 4), port B a simulated PHY whose link cycles,
+// so that link events show on a board with nothing plugged in.
+var mdiodPorts = []string{"-port=A=ioctl:eth0", "-port=B=sim:generic100,script=up/100@2s;down@12s,cycle=20s"}
+
 // Targets are the supported build targets. amd64 matches the committed
-// config.json; rpi4 is derived from it.
+// config.json; the others are derived from it.
+//
+// mctpd's UART per target: the PC's (and qemu's) second 16550, ttyS1,
+// beside the console on ttyS0. qemu's arm64 virt machine has a single
+// PL011, the console, so the arm64 VM gives mctpd a virtio console port
+// (hvc0: a tty, which the serial binding configures like a UART; a
+// virtserialport's /dev/vportNpM is not a tty and refuses termios). On
+// the Pi 4, mctpd gets the PL011 (ttyAMA0) on GPIO 14/15, which
+// dtoverlay=disable-bt takes back from Bluetooth; serial0 then names the
+// same UART, so the serial console is disabled rather than interleaved
+// with MCTP frames (the console is HDMI's tty1; the web UI and
+// breakglass are the box's usual way in).
 var Targets = map[string]Target{
-	"amd64": {GOARCH: "amd64", KernelPackage: "github.com/gokrazy/kernel.amd64", SerialConsole: "ttyS0,115200"},
+	"amd64": {
+		GOARCH:        "amd64",
+		KernelPackage: "github.com/gokrazy/kernel.amd64",
+		SerialConsole: "ttyS0,115200",
+		MCTPBinding:   []string{"serial", "/dev/ttyS1", "-baud=115200"},
+		MdiodPorts:    mdiodPorts,
+	},
+	"arm64": {
+		GOARCH:        "arm64",
+		KernelPackage: "github.com/gokrazy/kernel.arm64",
+		SerialConsole: "ttyAMA0,115200",
+		MCTPBinding:   []string{"serial", "/dev/hvc0", "-baud=115200"},
+		MdiodPorts:    mdiodPorts,
+	},
 	"rpi4": {
-		GOARCH:          "arm64",
-		KernelPackage:   "github.com/gokrazy/kernel.rpi",
-		FirmwarePackage: "github.com/gokrazy/firmware",
-		EEPROMPackage:   "github.com/gokrazy/rpi-eeprom",
-		SerialConsole:   "serial0,115200",
+		GOARCH:               "arm64",
+		KernelPackage:        "github.com/gokrazy/kernel.rpi",
+		FirmwarePackage:      "github.com/gokrazy/firmware",
+		EEPROMPackage:        "github.com/gokrazy/rpi-eeprom",
+		SerialConsole:        "disabled",
+		BootloaderExtraLines: []string{"dtoverlay=disable-bt"},
+		MCTPBinding:          []string{"serial", "/dev/ttyAMA0", "-baud=115200"},
+		MdiodPorts:           mdiodPorts,
 	},
 }
 
@@ -102,7 +154,6 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 	if cfg == nil {
 		return nil, errors.New("parsing config.json: not a JSON object")
 	}
-
 	env, err := stringList(cfg, "Environment")
 	if err != nil {
 		return nil, err
@@ -115,6 +166,11 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 	cfg["FirmwarePackage"] = tgt.FirmwarePackage
 	cfg["EEPROMPackage"] = tgt.EEPROMPackage
 	cfg["SerialConsole"] = tgt.SerialConsole
+	if tgt.BootloaderExtraLines != nil {
+		cfg["BootloaderExtraLines"] = tgt.BootloaderExtraLines
+	} else {
+		delete(cfg, "BootloaderExtraLines")
+	}
 
 	pkgs, err := stringList(cfg, "Packages")
 	if err != nil {
@@ -132,6 +188,10 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 		pkgs = []string{}
 	}
 	cfg["Packages"] = pkgs
+
+	if err := targetDevices(cfg, pkgs, tgt); err != nil {
+		return nil, err
+	}
 
 	if opts.Version != "" || opts.BuildTime != "" {
 		if err := stampVersion(cfg, pkgs, opts.Version, opts.BuildTime); err != nil {
@@ -162,6 +222,19 @@ func Derive(src []byte, opts Options) ([]byte, error) {
 			bg["ExtraFileContents"] = files
 		}
 		files[authorizedKeysPath] = opts.AuthorizedKeys
+	}
+
+	// gok reads the config with encoding/json, which matches field names
+	// without regard to case: of "Environment" and "environment" it would
+	// take whichever comes last, not necessarily the one derive set. The
+	// keys are compared once derive has set its own.
+	keys := slices.Sorted(maps.Keys(cfg))
+	for i, k := range keys {
+		for _, l := range keys[i+1:] {
+			if strings.EqualFold(k, l) {
+				return nil, fmt.Errorf("config.json: keys %q and %q differ only in case", k, l)
+			}
+		}
 	}
 
 	out, err := json.MarshalIndent(cfg, "", "    ")
@@ -211,6 +284,65 @@ func stampVersion(cfg map[string]any, pkgs []string, version, buildTime string) 
 			return fmt.Errorf("%s already has -ldflags in GoBuildFlags; the version stamp would replace them", p)
 		}
 		c["GoBuildFlags"] = append(flags, "-ldflags="+strings.Join(ld, " "))
+	}
+	return nil
+}
+
+// targetDevices gives mctpd the target's MCTP binding and mdiod the
+// target's ports, in the flags of the committed config (when the package
+// is on the image).
+func targetDevices(cfg map[string]any, pkgs []string, tgt Target) error {
+	pc, _ := cfg["PackageConfig"].(map[string]any)
+	if slices.Contains(pkgs, mctpdPkg) {
+		c, _ := pc[mctpdPkg].(map[string]any)
+		flags, err := stringList(c, "CommandLineFlags")
+		if err != nil {
+			return fmt.Errorf("%s: %w", mctpdPkg, err)
+		}
+		// The binding group starts at the first argument that is not a
+		// flag; the committed flags are all -name=value.
+		i := slices.IndexFunc(flags, func(f string) bool { return !strings.HasPrefix(f, "-") })
+		switch {
+		case i < 0:
+			return fmt.Errorf("%s: no binding in CommandLineFlags %q", mctpdPkg, flags)
+		case slices.Contains(flags[i:], "+"):
+			return fmt.Errorf("%s: more than one binding in CommandLineFlags %q; which is the target's UART is not known", mctpdPkg, flags)
+		case slices.ContainsFunc(flags[:i], func(f string) bool { return !strings.Contains(f, "=") }):
+			return fmt.Errorf("%s: a flag before the binding has no =value in %q; write flags as -name=value", mctpdPkg, flags)
+		}
+		c["CommandLineFlags"] = append(slices.Clone(flags[:i]), tgt.MCTPBinding...)
+	}
+	if slices.Contains(pkgs, mdiodPkg) {
+		c, _ := pc[mdiodPkg].(map[string]any)
+		if c == nil {
+			if pc == nil {
+				pc = map[string]any{}
+				cfg["PackageConfig"] = pc
+			}
+			c = map[string]any{}
+			pc[mdiodPkg] = c
+		}
+		flags, err := stringList(c, "CommandLineFlags")
+		if err != nil {
+			return fmt.Errorf("%s: %w", mdiodPkg, err)
+		}
+		isPort := func(f string) bool { return strings.HasPrefix(f, "-port=") || strings.HasPrefix(f, "--port=") }
+		i := slices.IndexFunc(flags, isPort)
+		if i < 0 {
+			i = len(flags)
+		}
+		kept := slices.DeleteFunc(slices.Clone(flags), isPort)
+		if slices.Contains(kept, "-port") || slices.Contains(kept, "--port") {
+			return fmt.Errorf("%s: write each port as -port=NAME=SPEC in %q", mdiodPkg, flags)
+		}
+		// The target's ports go where the first committed one was.
+		n := 0
+		for _, f := range flags[:i] {
+			if !isPort(f) {
+				n++
+			}
+		}
+		c["CommandLineFlags"] = slices.Concat(kept[:n], tgt.MdiodPorts, kept[n:])
 	}
 	return nil
 }

@@ -20,8 +20,10 @@ type derived struct {
 	FirmwarePackage string
 	EEPROMPackage   string
 	SerialConsole   string
-	GokrazyPackages *[]string
-	PackageConfig   map[string]struct {
+	// BootloaderExtraLines is nil when the field is absent.
+	BootloaderExtraLines []string
+	GokrazyPackages      *[]string
+	PackageConfig        map[string]struct {
 		CommandLineFlags  []string
 		ExtraFileContents map[string]string
 		DontStart         bool
@@ -43,13 +45,25 @@ func TestDeriveTargets(t *testing.T) {
 	if err := json.Unmarshal(src, &orig); err != nil {
 		t.Fatal(err)
 	}
+	const baud = "-baud=115200"
+	mctpdFlags := func(binding ...string) []string {
+		return append([]string{"-e=8", "-kea=/run/mctpd/control.sock", "-state=/perm/mctpd"}, binding...)
+	}
+	mdiodFlags := []string{"--ipc-server=mdiod", "-kea=/run/mdiod/control.sock", "-console=/run/mdiod/console.sock",
+		"-hotplug=/run/mdiod/hotplug.sock", "-port=A=ioctl:eth0", "-port=B=sim:generic100,script=up/100@2s;down@12s,cycle=20s"}
 	for _, tc := range []struct {
 		target                   string
 		goarch, kernel, firmware string
 		eeprom, console          string
+		bootloader               []string
+		mctpd, mdiod             []string
 	}{
-		{"amd64", "amd64", "github.com/gokrazy/kernel.amd64", "", "", "ttyS0,115200"},
-		{"rpi4", "arm64", "github.com/gokrazy/kernel.rpi", "github.com/gokrazy/firmware", "github.com/gokrazy/rpi-eeprom", "serial0,115200"},
+		{"amd64", "amd64", "github.com/gokrazy/kernel.amd64", "", "", "ttyS0,115200", nil,
+			mctpdFlags("serial", "/dev/ttyS1", baud), mdiodFlags},
+		{"arm64", "arm64", "github.com/gokrazy/kernel.arm64", "", "", "ttyAMA0,115200", nil,
+			mctpdFlags("serial", "/dev/hvc0", baud), mdiodFlags},
+		{"rpi4", "arm64", "github.com/gokrazy/kernel.rpi", "github.com/gokrazy/firmware", "github.com/gokrazy/rpi-eeprom", "disabled",
+			[]string{"dtoverlay=disable-bt"}, mctpdFlags("serial", "/dev/ttyAMA0", baud), mdiodFlags},
 	} {
 		t.Run(tc.target, func(t *testing.T) {
 			out, err := Derive(src, Options{Target: tc.target, AuthorizedKeys: key, ExtraPackages: []string{"example.com/x"}})
@@ -77,6 +91,9 @@ func TestDeriveTargets(t *testing.T) {
 			if got.SerialConsole != tc.console {
 				t.Errorf("SerialConsole = %q, want %q", got.SerialConsole, tc.console)
 			}
+			if !slices.Equal(got.BootloaderExtraLines, tc.bootloader) || (tc.bootloader == nil) != (got.BootloaderExtraLines == nil) {
+				t.Errorf("BootloaderExtraLines = %q, want %q", got.BootloaderExtraLines, tc.bootloader)
+			}
 			want := append(slices.Clone(orig.Packages), "example.com/x")
 			if !slices.Equal(got.Packages, want) {
 				t.Errorf("Packages = %q, want %q", got.Packages, want)
@@ -88,11 +105,101 @@ func TestDeriveTargets(t *testing.T) {
 			if !slices.Contains(bg.CommandLineFlags, "-authorized_keys="+authorizedKeysPath) {
 				t.Errorf("breakglass flags = %q", bg.CommandLineFlags)
 			}
+			if f := got.PackageConfig[mctpdPkg].CommandLineFlags; !slices.Equal(f, tc.mctpd) {
+				t.Errorf("mctpd flags = %q, want %q", f, tc.mctpd)
+			}
+			if f := got.PackageConfig[mdiodPkg].CommandLineFlags; !slices.Equal(f, tc.mdiod) {
+				t.Errorf("mdiod flags = %q, want %q", f, tc.mdiod)
+			}
 			// The other package configs pass through unchanged.
 			for pkg, pc := range orig.PackageConfig {
+				if pkg == mctpdPkg || pkg == mdiodPkg {
+					continue
+				}
 				if !slices.Equal(got.PackageConfig[pkg].CommandLineFlags, pc.CommandLineFlags) {
 					t.Errorf("%s flags = %q, want %q", pkg, got.PackageConfig[pkg].CommandLineFlags, pc.CommandLineFlags)
 				}
+			}
+			// Deriving again, for any target, gives the same config.
+			again, err := Derive(out, Options{Target: tc.target})
+			if err != nil || string(again) != string(out) {
+				t.Errorf("deriving twice changed the config: %v", err)
+			}
+		})
+	}
+	// The committed config is the amd64 image: deriving amd64 changes
+	// no flag of the daemons.
+	amd, err := Derive(src, Options{Target: "amd64"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got derived
+	if err := json.Unmarshal(amd, &got); err != nil {
+		t.Fatal(err)
+	}
+	for _, pkg := range []string{mctpdPkg, mdiodPkg} {
+		if !slices.Equal(got.PackageConfig[pkg].CommandLineFlags, orig.PackageConfig[pkg].CommandLineFlags) {
+			t.Errorf("amd64 %s flags %q differ from the committed %q", pkg, got.PackageConfig[pkg].CommandLineFlags, orig.PackageConfig[pkg].CommandLineFlags)
+		}
+	}
+}
+
+// TestDeriveDaemonFlags: the target's devices replace the committed ones
+// wherever they stand, and flags derive cannot read are refused.
+func TestDeriveDaemonFlags(t *testing.T) {
+	cfg := func(mctpd, mdiod []string) []byte {
+		b, err := json.Marshal(map[string]any{
+			"Packages": []string{mctpdPkg, mdiodPkg},
+			"PackageConfig": map[string]any{
+				mctpdPkg: map[string]any{"CommandLineFlags": mctpd},
+				mdiodPkg: map[string]any{"CommandLineFlags": mdiod},
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	for _, tc := range []struct {
+		name         string
+		mctpd, mdiod []string
+		target       string
+		wantMctpd    []string
+		wantMdiod    []string
+		err          string
+	}{
+		{name: "null binding gets the UART", mctpd: []string{"-e=9", "null"}, mdiod: []string{"-kea=/k"}, target: "arm64",
+			wantMctpd: []string{"-e=9", "serial", "/dev/hvc0", "-baud=115200"},
+			wantMdiod: []string{"-kea=/k", "-port=A=ioctl:eth0", "-port=B=sim:generic100,script=up/100@2s;down@12s,cycle=20s"}},
+		{name: "ports in the middle", mctpd: []string{"serial", "/dev/ttyUSB0", "-baud=9600", "-mtu=251"},
+			mdiod: []string{"-a=1", "-port=X=sim:generic100", "-b=2", "--port=Y=ioctl:eth1", "-c=3"}, target: "rpi4",
+			wantMctpd: []string{"serial", "/dev/ttyAMA0", "-baud=115200"},
+			wantMdiod: []string{"-a=1", "-port=A=ioctl:eth0", "-port=B=sim:generic100,script=up/100@2s;down@12s,cycle=20s", "-b=2", "-c=3"}},
+		{name: "no binding", mctpd: []string{"-e=8"}, mdiod: nil, target: "amd64", err: "no binding in CommandLineFlags"},
+		{name: "bridge", mctpd: []string{"serial", "/dev/ttyS1", "+", "null"}, target: "amd64", err: "more than one binding"},
+		{name: "flag value apart", mctpd: []string{"-e", "8", "serial", "/dev/ttyS1"}, target: "amd64", err: "has no =value"},
+		{name: "port value apart", mctpd: []string{"null"}, mdiod: []string{"-port", "A=sim:generic100"}, target: "amd64", err: "write each port as -port=NAME=SPEC"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, err := Derive(cfg(tc.mctpd, tc.mdiod), Options{Target: tc.target})
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got derived
+			if err := json.Unmarshal(out, &got); err != nil {
+				t.Fatal(err)
+			}
+			if f := got.PackageConfig[mctpdPkg].CommandLineFlags; !slices.Equal(f, tc.wantMctpd) {
+				t.Errorf("mctpd flags = %q, want %q", f, tc.wantMctpd)
+			}
+			if f := got.PackageConfig[mdiodPkg].CommandLineFlags; !slices.Equal(f, tc.wantMdiod) {
+				t.Errorf("mdiod flags = %q, want %q", f, tc.wantMdiod)
 			}
 		})
 	}
@@ -148,7 +255,7 @@ func TestCommittedConfig(t *testing.T) {
 	}
 	// Every package has a committed builddir, so gok never runs go get.
 	for _, p := range append(slices.Clone(c.Packages), c.KernelPackage, Targets["rpi4"].KernelPackage,
-		Targets["rpi4"].FirmwarePackage, Targets["rpi4"].EEPROMPackage, "github.com/gokrazy/gokrazy") {
+		Targets["rpi4"].FirmwarePackage, Targets["rpi4"].EEPROMPackage, Targets["arm64"].KernelPackage, "github.com/gokrazy/gokrazy") {
 		found := false
 		for dir := filepath.Join("..", "builddir", p); dir != filepath.Join("..", "builddir"); dir = filepath.Dir(dir) {
 			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
@@ -213,6 +320,7 @@ func TestDeriveErrors(t *testing.T) {
 		{"unknown target", src, Options{Target: "mips"}, "unknown target"},
 		{"bad json", []byte("{"), Options{Target: "amd64"}, "parsing config.json"},
 		{"not an object", []byte("null"), Options{Target: "amd64"}, "not a JSON object"},
+		{"keys differing in case", []byte(`{"Environment":["A=1"],"environment":[]}`), Options{Target: "amd64"}, `keys "Environment" and "environment" differ only in case`},
 		{"packages not a list", []byte(`{"Packages":"x"}`), Options{Target: "amd64"}, "Packages is not a list"},
 		{"private key", src, Options{Target: "amd64", AuthorizedKeys: "-----BEGIN OPENSSH PRIVATE KEY-----\n"}, "private key"},
 		{"not a key", src, Options{Target: "amd64", AuthorizedKeys: "hello world\n"}, "not an ssh public key"},

@@ -31,9 +31,38 @@ func accelArgs(kvm bool) []string {
 	return []string{"-accel", "tcg", "-cpu", "max"}
 }
 
+// bootTarget is how a target's image boots in qemu.
+type bootTarget struct {
+	qemu    string // the default qemu binary
+	qemuPkg string // the Debian package that has it
+	// efi is the UEFI firmware qemu loads with -bios ("" for the PC's
+	// BIOS, which qemu brings), from the Debian package efiPkg.
+	efi, efiPkg string
+	// kvm: the KVM probe may run. Only amd64: an arm64 guest on the x86
+	// hosts this boots on runs under TCG.
+	kvm bool
+	// mctpTTY is the guest's tty behind the mctp socket, where mctpd's
+	// serial binding runs (derive's Targets hold the same devices).
+	mctpTTY string
+}
+
+// bootTargetOf returns how target boots and whether it boots in qemu.
+func bootTargetOf(target string) (bootTarget, bool) {
+	switch target {
+	case "amd64":
+		return bootTarget{qemu: "qemu-system-x86_64", qemuPkg: "qemu-system-x86", kvm: true, mctpTTY: "ttyS1"}, true
+	case "arm64":
+		return bootTarget{qemu: "qemu-system-aarch64", qemuPkg: "qemu-system-arm",
+			efi: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd", efiPkg: "qemu-efi-aarch64", mctpTTY: "hvc0"}, true
+	}
+	// The rest boot on their board only; the qemu binary is the
+	// default's, for the options' sake.
+	return bootTarget{qemu: "qemu-system-x86_64", qemuPkg: "qemu-system-x86"}, false
+}
+
 // vmConfig is what the qemu command line of a boot depends on.
 type vmConfig struct {
-	target   string // only amd64 boots in qemu
+	target   string // amd64 or arm64
 	image    string
 	kvm      bool
 	httpPort int
@@ -41,11 +70,18 @@ type vmConfig struct {
 	// statusPort is forwarded to the hub's HTTP listener (guest :8080):
 	// the status page, /metrics and the Kea channel over HTTP.
 	statusPort int
-	serial     string // the console (ttyS0) log file
-	mctpSock   string // ttyS1: mctpd's serial binding, a unix socket qemu listens on
+	serial     string // the console (ttyS0, arm64: ttyAMA0) log file
+	mctpSock   string // mctpd's serial line (ttyS1, arm64: hvc0), a unix socket qemu listens on
 	// ptpTap, when set, is the host tap of a second NIC (the guest's
 	// eth1), for PTP on a network of its own.
 	ptpTap string
+}
+
+// hostfwd is the user network's restriction and its three forwards: the
+// web UI, ssh and the hub's HTTP listener.
+func hostfwd(c vmConfig) string {
+	return fmt.Sprintf("restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:8080",
+		c.httpPort, c.sshPort, c.statusPort)
 }
 
 // qemuArgs is the boot's qemu command line, less the binary.
@@ -53,15 +89,18 @@ type vmConfig struct {
 // trip on. restrict=on: the guest reaches nothing beyond the three forwarded
 // loopback ports (its NTP and DHCP clients stay inside qemu's user network).
 func qemuArgs(c vmConfig) ([]string, error) {
-	if c.target != "amd64" {
-		return nil, fmt.Errorf("only the amd64 image boots in qemu, not %s", c.target)
+	bt, ok := bootTargetOf(c.target)
+	if !ok {
+		return nil, fmt.Errorf("the %s image does not boot in qemu (amd64 and arm64 do)", c.target)
+	}
+	if c.target == "arm64" {
+		return arm64Args(c, bt), nil
 	}
 	args := []string{"-name", "tickbox", "-nodefaults", "-m", "1024", "-smp", "2"}
 	args = append(args, accelArgs(c.kvm)...)
 	args = append(args,
 		"-drive", "file="+qemuOpt(c.image)+",format=raw",
-		"-netdev", fmt.Sprintf("user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:%d-:80,hostfwd=tcp:127.0.0.1:%d-:22,hostfwd=tcp:127.0.0.1:%d-:8080",
-			c.httpPort, c.sshPort, c.statusPort),
+		"-netdev", "user,id=n0,"+hostfwd(c),
 		"-device", "e1000,netdev=n0")
 	if c.ptpTap != "" {
 		// After the first NIC, so that the guest names it eth1; no
@@ -74,6 +113,33 @@ func qemuArgs(c vmConfig) ([]string, error) {
 		"-serial", "unix:"+qemuOpt(c.mctpSock)+",server=on,wait=off",
 		"-display", "none", "-monitor", "none",
 	), nil
+}
+
+// arm64Args boots the arm64 image on qemu's virt machine the way a board
+// with UEFI boots it: the firmware starts the systemd-boot that gok puts
+// on the boot partition, which loads the kernel and the root partition
+// gokrazy's update last switched to (a -kernel boot would pin them). The
+// disk and the NIC are virtio. virt has a single PL011, the console
+// (ttyAMA0); mctpd's line is a virtio console port (hvc0 in the guest), a
+// tty like a UART, whose host side is the unix socket qemu listens on.
+func arm64Args(c vmConfig, bt bootTarget) []string {
+	args := []string{"-name", "tickbox", "-nodefaults", "-M", "virt", "-m", "1024", "-smp", "2"}
+	args = append(args, accelArgs(false)...)
+	args = append(args,
+		"-bios", qemuOpt(bt.efi),
+		"-drive", "if=virtio,format=raw,file="+qemuOpt(c.image),
+		"-nic", "user,model=virtio-net-pci,"+hostfwd(c))
+	if c.ptpTap != "" {
+		// The second NIC, eth1 in the guest, as on amd64.
+		args = append(args, "-nic", "tap,model=virtio-net-pci,ifname="+qemuOpt(c.ptpTap)+",script=no,downscript=no")
+	}
+	return append(args,
+		"-serial", "file:"+c.serial,
+		"-device", "virtio-serial-pci",
+		"-chardev", "socket,id=mctp,path="+qemuOpt(c.mctpSock)+",server=on,wait=off",
+		"-device", "virtconsole,chardev=mctp",
+		"-display", "none", "-monitor", "none",
+	)
 }
 
 // probeArgs is the KVM probe's qemu command line: a small VM on a
@@ -206,7 +272,7 @@ func oneLine(path string) string {
 func (e *env) bootCmd(ctx context.Context, o *options) error {
 	img := o.image
 	if img == "" {
-		img = filepath.Join(o.buildDir, "tickbox-amd64.img")
+		img = defaultImage(o)
 	}
 	if _, err := os.Stat(img); err != nil {
 		return fail("%s: no image there (build one with tickbox-image build): %w", img, err)
@@ -229,7 +295,8 @@ func (e *env) bootCmd(ctx context.Context, o *options) error {
 // prints how to reach the VM, and then waits: a signal shuts the VM down
 // and ends the boot successfully; qemu ending by itself ends it too.
 func (e *env) boot(ctx context.Context, o *options, img string, c *creds) error {
-	kvm := o.accel == "kvm" || o.accel == "auto" && e.kvmWorks(ctx, o.qemu, img, o.buildDir)
+	bt, _ := bootTargetOf(o.target)
+	kvm := bt.kvm && (o.accel == "kvm" || o.accel == "auto" && e.kvmWorks(ctx, o.qemu, img, o.buildDir))
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
@@ -330,6 +397,7 @@ func upMessage(o *options, c *creds, bootSecs int, breakglass string) string {
 	}
 	ssh += " root@127.0.0.1"
 	sock := mctpSock(o.buildDir)
+	bt, _ := bootTargetOf(o.target)
 	return fmt.Sprintf(`
 tickbox is up: the web UI answered %d s after qemu started.
   web UI:     http://127.0.0.1:%d/  (user gokrazy)
@@ -339,11 +407,11 @@ tickbox is up: the web UI answered %d s after qemu started.
   ssh:        %s
               breakglass %s; try: %s /user/ctl -s ptpd instances-get
   serial log: %s
-  mctp:       %s is the VM's ttyS1 (mctpd, EID 8); attach a host mctpd with
+  mctp:       %s is the VM's %s (mctpd, EID 8); attach a host mctpd with
               socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:%s &
               mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
               mctp -demux mctp-host ctrl get-eid -eid 8
 Press Ctrl-C to shut the VM down.
 `, bootSecs, o.httpPort, o.statusPort, c.password, c.passwordFile, ssh, breakglass, ssh,
-		filepath.Join(o.buildDir, "serial.log"), sock, sock)
+		filepath.Join(o.buildDir, "serial.log"), sock, bt.mctpTTY, sock)
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -51,7 +52,35 @@ func TestQemuArgs(t *testing.T) {
 				"-netdev", "tap,id=n1,ifname=tbptp0,script=no,downscript=no", "-device", "e1000,netdev=n1",
 				"-serial", "file:/s",
 				"-serial", "unix:/m,server=on,wait=off", "-display", "none", "-monitor", "none")},
-		{name: "rpi4 does not boot in qemu", cfg: vmConfig{target: "rpi4", kvm: true}, err: "only the amd64 image boots in qemu, not rpi4"},
+		{name: "arm64 with a second NIC on a PTP tap",
+			cfg: vmConfig{target: "arm64", image: "/i.img", httpPort: 1, sshPort: 2, statusPort: 3, serial: "/s", mctpSock: "/m", ptpTap: "tbptp0"},
+			want: []string{"-name", "tickbox", "-nodefaults", "-M", "virt", "-m", "1024", "-smp", "2", "-accel", "tcg", "-cpu", "max",
+				"-bios", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+				"-drive", "if=virtio,format=raw,file=/i.img",
+				"-nic", "user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:2-:22,hostfwd=tcp:127.0.0.1:3-:8080",
+				"-nic", "tap,model=virtio-net-pci,ifname=tbptp0,script=no,downscript=no",
+				"-serial", "file:/s",
+				"-device", "virtio-serial-pci", "-chardev", "socket,id=mctp,path=/m,server=on,wait=off",
+				"-device", "virtconsole,chardev=mctp", "-display", "none", "-monitor", "none"}},
+		{name: "arm64: virt, UEFI, virtio disk, NIC and console port",
+			cfg: vmConfig{target: "arm64", image: "/b/tickbox-arm64.img", httpPort: 8080, sshPort: 2222, statusPort: 8081, serial: "/b/serial.log", mctpSock: "/b/mctp-serial.sock"},
+			want: []string{"-name", "tickbox", "-nodefaults", "-M", "virt", "-m", "1024", "-smp", "2", "-accel", "tcg", "-cpu", "max",
+				"-bios", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+				"-drive", "if=virtio,format=raw,file=/b/tickbox-arm64.img",
+				"-nic", "user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22,hostfwd=tcp:127.0.0.1:8081-:8080",
+				"-serial", "file:/b/serial.log",
+				"-device", "virtio-serial-pci", "-chardev", "socket,id=mctp,path=/b/mctp-serial.sock,server=on,wait=off",
+				"-device", "virtconsole,chardev=mctp", "-display", "none", "-monitor", "none"}},
+		{name: "arm64 never KVM, commas doubled",
+			cfg: vmConfig{target: "arm64", image: "/a,b/i.img", kvm: true, httpPort: 1, sshPort: 2, statusPort: 3, serial: "/a,b/s", mctpSock: "/a,b/m"},
+			want: []string{"-name", "tickbox", "-nodefaults", "-M", "virt", "-m", "1024", "-smp", "2", "-accel", "tcg", "-cpu", "max",
+				"-bios", "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd",
+				"-drive", "if=virtio,format=raw,file=/a,,b/i.img",
+				"-nic", "user,model=virtio-net-pci,restrict=on,hostfwd=tcp:127.0.0.1:1-:80,hostfwd=tcp:127.0.0.1:2-:22,hostfwd=tcp:127.0.0.1:3-:8080",
+				"-serial", "file:/a,b/s",
+				"-device", "virtio-serial-pci", "-chardev", "socket,id=mctp,path=/a,,b/m,server=on,wait=off",
+				"-device", "virtconsole,chardev=mctp", "-display", "none", "-monitor", "none"}},
+		{name: "rpi4 does not boot in qemu", cfg: vmConfig{target: "rpi4", kvm: true}, err: "the rpi4 image does not boot in qemu (amd64 and arm64 do)"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := qemuArgs(tc.cfg)
@@ -194,14 +223,14 @@ func TestKVMProbeQuietProcess(t *testing.T) {
 }
 
 func TestUpMessage(t *testing.T) {
-	o := &options{httpPort: 18080, sshPort: 12222, statusPort: 18081, buildDir: "/b"}
 	for _, tc := range []struct {
 		name     string
+		target   string
 		identity string
 		status   string
 		want     []string
 	}{
-		{name: "user's key", status: "started", want: []string{
+		{name: "user's key", target: "amd64", status: "started", want: []string{
 			"\ntickbox is up: the web UI answered 34 s after qemu started.\n",
 			"  web UI:     http://127.0.0.1:18080/  (user gokrazy)\n",
 			"  status:     http://127.0.0.1:18081/  (the hub's page, same user and password;\n",
@@ -213,11 +242,15 @@ func TestUpMessage(t *testing.T) {
 			"              socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:/b/mctp-serial.sock &\n",
 			"Press Ctrl-C to shut the VM down.\n",
 		}},
-		{name: "generated key", identity: "/b/id_ed25519", status: "not started (POST /restart failed)", want: []string{
+		{name: "arm64", target: "arm64", status: "started", want: []string{
+			"  mctp:       /b/mctp-serial.sock is the VM's hvc0 (mctpd, EID 8); attach a host mctpd with\n",
+		}},
+		{name: "generated key", target: "amd64", identity: "/b/id_ed25519", status: "not started (POST /restart failed)", want: []string{
 			"  ssh:        ssh -p 12222 -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i /b/id_ed25519 root@127.0.0.1\n",
 			"breakglass not started (POST /restart failed); try:",
 		}},
 	} {
+		o := &options{target: tc.target, httpPort: 18080, sshPort: 12222, statusPort: 18081, buildDir: "/b"}
 		got := upMessage(o, &creds{password: "pw", passwordFile: "/b/http-password.txt", sshIdentity: tc.identity}, 34, tc.status)
 		for _, w := range tc.want {
 			if !strings.Contains(got, w) {
@@ -225,4 +258,68 @@ func TestUpMessage(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestCheckBootHostQemu: the target's qemu and, for arm64, its UEFI
+// firmware must be there; what is missing is named with the package to
+// install (as a user, nothing is installed).
+func TestCheckBootHostQemu(t *testing.T) {
+	dir := t.TempDir()
+	efi := filepath.Join(dir, "with-efi")
+	if err := os.MkdirAll(filepath.Join(efi, "usr/share/qemu-efi-aarch64"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(efi, "usr/share/qemu-efi-aarch64/QEMU_EFI.fd"), []byte("fd"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	present, err := os.Executable() // any program that exists
+	if err != nil {
+		t.Fatal(err)
+	}
+	missing := filepath.Join(dir, "no-such-qemu")
+	for _, tc := range []struct {
+		name, target, qemu, files string
+		err                       string
+	}{
+		{name: "arm64, all there", target: "arm64", qemu: present, files: efi},
+		{name: "arm64 without firmware", target: "arm64", qemu: present, files: filepath.Join(dir, "empty"),
+			err: "/usr/share/qemu-efi-aarch64/QEMU_EFI.fd (UEFI firmware for the arm64 VM) not found; install it with: sudo apt-get install -y qemu-efi-aarch64"},
+		{name: "arm64 without either", target: "arm64", qemu: missing, files: filepath.Join(dir, "empty"),
+			err: missing + " not found; install it with: sudo apt-get install -y qemu-system-arm qemu-efi-aarch64"},
+		{name: "arm64 without qemu", target: "arm64", qemu: missing, files: efi,
+			err: missing + " not found; install it with: sudo apt-get install -y qemu-system-arm"},
+		{name: "amd64 needs no firmware", target: "amd64", qemu: present, files: filepath.Join(dir, "empty")},
+		{name: "amd64 without qemu", target: "amd64", qemu: missing, files: efi,
+			err: missing + " not found; install it with: sudo apt-get install -y qemu-system-x86"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e, _, _ := testEnv("flash.sh", nil, "")
+			e.host.euid, e.host.files = 65534, tc.files
+			o := &options{target: tc.target, qemu: tc.qemu, httpPort: freeTCPPort(t), sshPort: freeTCPPort(t), statusPort: freeTCPPort(t), buildDir: dir}
+			for o.sshPort == o.httpPort || o.statusPort == o.httpPort || o.statusPort == o.sshPort {
+				o.sshPort, o.statusPort = freeTCPPort(t), freeTCPPort(t)
+			}
+			err := e.checkBootHost(context.Background(), o)
+			if tc.err == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tc.err {
+				t.Fatalf("err = %v, want %q", err, tc.err)
+			}
+		})
+	}
+}
+
+// freeTCPPort is a loopback port nothing listens on.
+func freeTCPPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -220,6 +220,17 @@ func (e *env) build(ctx context.Context, o *options, out string) (*creds, error)
 	if err := cmd.Run(); err != nil {
 		return nil, e.stopped(ctx, fail("deriving the %s instance config failed: %w", o.target, err))
 	}
+	derived, err := os.ReadFile(filepath.Join(o.buildDir, "instance", instance, "config.json"))
+	if err != nil {
+		return nil, fail("reading the derived config: %w", err)
+	}
+	pkgs, err := targetPackages(derived)
+	if err != nil {
+		return nil, fail("%w", err)
+	}
+	if err := e.checkTargetPackages(ctx, goBin, goEnv, o.repo, o.target, pkgs); err != nil {
+		return nil, err
+	}
 
 	dir := filepath.Dir(out)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -363,7 +374,7 @@ func (e *env) flash(ctx context.Context, o *options) error {
 		if err := e.checkBootHost(ctx, o); err != nil {
 			return err
 		}
-		out = filepath.Join(o.buildDir, "tickbox-amd64.img")
+		out = defaultImage(o)
 	}
 	c, err := e.build(ctx, o, out)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -21,6 +22,9 @@ type host struct {
 	root   string // the file system whose disk is never written: /
 	kvm    string // /dev/kvm
 	euid   int
+	// files prefixes the paths of installed data files (the arm64 VM's
+	// UEFI firmware): "" on the real host.
+	files string
 }
 
 func realHost() host {
@@ -78,19 +82,33 @@ func (e *env) checkBootHost(ctx context.Context, o *options) error {
 	if sock := mctpSock(o.buildDir); len(sock) > maxSockPath {
 		return fail("%s: longer than a unix socket path may be (%d bytes); use a shorter --build-dir", sock, maxSockPath)
 	}
-	if _, err := exec.LookPath(o.qemu); err == nil {
+	bt, _ := bootTargetOf(o.target)
+	var need []string
+	_, qemuErr := exec.LookPath(o.qemu)
+	if qemuErr != nil {
+		need = append(need, bt.qemuPkg)
+	}
+	efi := bt.efi != "" && !nonEmpty(e.host.files+bt.efi)
+	if efi {
+		need = append(need, bt.efiPkg)
+	}
+	if len(need) == 0 {
 		return nil
 	}
+	pkgs := strings.Join(need, " ")
 	apt, aptErr := exec.LookPath("apt-get")
-	if e.host.euid != 0 || aptErr != nil || o.qemu != "qemu-system-x86_64" {
-		return fail("%s not found; install it with: sudo apt-get install -y qemu-system-x86", o.qemu)
+	if e.host.euid != 0 || aptErr != nil || qemuErr != nil && o.qemu != bt.qemu {
+		if qemuErr != nil {
+			return fail("%s not found; install it with: sudo apt-get install -y %s", o.qemu, pkgs)
+		}
+		return fail("%s (UEFI firmware for the %s VM) not found; install it with: sudo apt-get install -y %s", bt.efi, o.target, pkgs)
 	}
-	e.sayf("installing qemu-system-x86")
+	e.sayf("installing %s", pkgs)
 	if err := e.runQuiet(ctx, apt, "update", "-qq"); err != nil {
 		return fail("apt-get update failed: %w", err)
 	}
-	if err := e.runQuiet(ctx, apt, "install", "-y", "-qq", "qemu-system-x86"); err != nil {
-		return fail("installing qemu-system-x86 failed: %w", err)
+	if err := e.runQuiet(ctx, apt, append([]string{"install", "-y", "-qq"}, need...)...); err != nil {
+		return fail("installing %s failed: %w", pkgs, err)
 	}
 	return nil
 }

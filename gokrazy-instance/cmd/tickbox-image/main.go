@@ -4,17 +4,18 @@
 //
 //	tickbox-image build [options]            build the image into a file
 //	tickbox-image write [options] DEVICE     write a built image to DEVICE, after the safety checks
-//	tickbox-image boot [options]             boot a built amd64 image in qemu
+//	tickbox-image boot [options]             boot a built amd64 or arm64 image in qemu
 //	tickbox-image flash [options] [DEVICE]   flash.sh: check, build, then boot, keep or write
 //	tickbox-image update [options] [HOST:PORT]  build (or take --image) and push it to a running box
 //
 // The files: main.go (sub-commands, signals, exit statuses), options.go
 // (the option parser and the checks of option values), build.go (the image
 // build), device.go (the device checks and the write), boot.go (the KVM
-// probe, the qemu command line, waiting for the web UI), host.go (finding
-// tools, busy ports, installing qemu), image.go (reading and checking a
-// built image's partitions), update.go (pushing an image to a running box
-// with gokrazy's update protocol).
+// probe, the qemu command lines, waiting for the web UI), host.go (finding
+// tools, busy ports, installing qemu), packages.go (the check of the
+// target's kernel, firmware and EEPROM packages before gok runs), image.go
+// (reading and checking a built image's partitions), update.go (pushing an
+// image to a running box with gokrazy's update protocol).
 //
 // Exit statuses (internal/cli): 0 done, 1 failure, 2 usage error; a signal
 // during a build or boot exits 128+signal, as a shell would. flash keeps
@@ -46,7 +47,7 @@ func progName(args []string) string {
 const topUsage = `Usage:
   tickbox-image build [options]            build the image into a file
   tickbox-image write [options] DEVICE     write a built image to DEVICE (e.g. /dev/sdX)
-  tickbox-image boot [options]             boot a built amd64 image in qemu
+  tickbox-image boot [options]             boot a built amd64 or arm64 image in qemu
   tickbox-image flash [options] [DEVICE]   what ./flash.sh does: build, then boot in qemu,
                                            keep the image (--image) or write it to DEVICE
   tickbox-image update [options] [HOST:PORT]

@@ -91,7 +91,7 @@ var commandOptions = map[string]struct {
 }{
 	"build": {opts: []string{"--target", "--image", "--ssh-key", "--password-file", "--build-dir", "--size"}},
 	"write": {opts: []string{"--target", "--image", "--build-dir", "-y", "--yes"}, device: true},
-	"boot": {opts: []string{"--image", "--http-port", "--ssh-port", "--status-port", "--ssh-key", "--password-file",
+	"boot": {opts: []string{"--target", "--image", "--http-port", "--ssh-port", "--status-port", "--ssh-key", "--password-file",
 		"--build-dir", "--accel", "--boot-timeout", "--ptp-tap"}},
 	"flash": {opts: []string{"--target", "--image", "-y", "--yes", "--http-port", "--ssh-port", "--status-port", "--ssh-key",
 		"--password-file", "--build-dir", "--size", "--accel", "--boot-timeout", "--ptp-tap", "--update"}, device: true},
@@ -220,15 +220,16 @@ func (e *env) fill(o *options, vals map[string]string) error {
 	// Without a checkout, the default build directory is ./build.
 	o.buildDir = abs(get("--build-dir", orEnv("TICKBOX_BUILD_DIR", filepath.Join(o.repo, "build"))))
 	o.accel = get("--accel", "auto")
-	o.qemu = orEnv("TICKBOX_QEMU", "qemu-system-x86_64")
 	o.extra = strings.Fields(e.getenv("TICKBOX_EXTRA_PACKAGES"))
 	o.version = e.getenv("TICKBOX_VERSION")
 
 	switch o.target {
-	case "amd64", "rpi4":
+	case "amd64", "arm64", "rpi4":
 	default:
-		return cli.Usage("unknown target '%s' (want amd64 or rpi4)", o.target)
+		return cli.Usage("unknown target '%s' (want amd64, arm64 or rpi4)", o.target)
 	}
+	bt, bootable := bootTargetOf(o.target)
+	o.qemu = orEnv("TICKBOX_QEMU", bt.qemu)
 	switch o.accel {
 	case "auto", "kvm", "tcg":
 	default:
@@ -255,10 +256,10 @@ func (e *env) fill(o *options, vals map[string]string) error {
 		return cli.Usage("invalid --size '%s' (bytes, at least %d)", size, minSize)
 	}
 	o.size = n
-	bt := get("--boot-timeout", "300")
-	secs, err := strconv.ParseInt(bt, 10, 32)
-	if !digits.MatchString(bt) || err != nil {
-		return cli.Usage("invalid --boot-timeout '%s'", bt)
+	timeout := get("--boot-timeout", "300")
+	secs, err := strconv.ParseInt(timeout, 10, 32)
+	if !digits.MatchString(timeout) || err != nil {
+		return cli.Usage("invalid --boot-timeout '%s'", timeout)
 	}
 	o.bootTimeout = time.Duration(secs) * time.Second
 	if v, ok := vals["--ptp-tap"]; ok {
@@ -285,8 +286,12 @@ func (e *env) fill(o *options, vals map[string]string) error {
 	if o.cmd == "write" && o.device == "" {
 		return cli.Usage("write needs a DEVICE (see --help)")
 	}
-	if o.target != "amd64" && (o.cmd == "boot" || o.cmd == "flash" && o.image == "" && o.device == "") {
-		return cli.Usage("only the amd64 image boots in qemu; use --image FILE or a DEVICE for --target %s", o.target)
+	booting := o.cmd == "boot" || o.cmd == "flash" && o.image == "" && o.device == ""
+	if !bootable && booting {
+		return cli.Usage("the %s image does not boot in qemu (amd64 and arm64 do); use --image FILE or a DEVICE for --target %s", o.target, o.target)
+	}
+	if booting && o.accel == "kvm" && !bt.kvm {
+		return cli.Usage("--accel kvm: the %s image boots with TCG only", o.target)
 	}
 	return nil
 }
@@ -392,7 +397,7 @@ func usageText(cmd string) string {
 	case "build":
 		return `Usage: tickbox-image build [options]
 Build the image. Options:
-  --target amd64|rpi4   image target (default amd64)
+  --target T            image target: amd64 (default), arm64 or rpi4
   --image FILE          the image file (default BUILD/tickbox-TARGET.img; replaced only once complete)
   --ssh-key FILE        public key(s) for breakglass (default: ~/.ssh/id_*.pub, or a key
                         generated once as BUILD/id_ed25519)
@@ -409,15 +414,17 @@ Write a built image to DEVICE after the safety checks: DEVICE must be a block
 device that is not mounted, not swap, does not hold / and holds the image.
 Options:
   --image FILE          the image (default BUILD/tickbox-TARGET.img)
-  --target amd64|rpi4   which image (default amd64), for the default --image
+  --target T            which image (amd64, arm64 or rpi4; default amd64), for the default --image
   --yes, -y             write without asking for confirmation
   --build-dir DIR       default ./build, env TICKBOX_BUILD_DIR
   --repo DIR            the tickbox checkout (default: the one above the working directory)
 `
 	case "boot":
 		return `Usage: tickbox-image boot [options]
-Boot a built amd64 image in qemu until Ctrl-C. Options:
-  --image FILE          the image (default BUILD/tickbox-amd64.img)
+Boot a built amd64 or arm64 image in qemu until Ctrl-C. Options:
+  --target amd64|arm64  which image (default amd64): amd64 boots in qemu-system-x86_64,
+                        arm64 in qemu-system-aarch64 (virt machine, UEFI, TCG only)
+  --image FILE          the image (default BUILD/tickbox-TARGET.img)
   --http-port N         host port forwarded to the web UI (default 8080, env TICKBOX_HTTP_PORT)
   --ssh-port N          host port forwarded to breakglass ssh (default 2222, env TICKBOX_SSH_PORT)
   --status-port N       host port forwarded to the hub's status page and /metrics (guest :8080;
@@ -426,12 +433,14 @@ Boot a built amd64 image in qemu until Ctrl-C. Options:
   --password-file FILE  web UI password file (default BUILD/http-password.txt)
   --build-dir DIR       logs, the KVM probe's cache and the mctp socket (default ./build,
                         env TICKBOX_BUILD_DIR)
-  --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works)
+  --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works;
+                        arm64 always TCG)
   --boot-timeout SECS   how long to wait for the web UI (default 300)
   --ptp-tap IFNAME      attach a second NIC (eth1 in the VM, where ptpd runs the PTP instance
                         ptp2) to the host tap IFNAME, for a PTP network of its own
   --repo DIR            the tickbox checkout (default: the one above the working directory)
-Environment: TICKBOX_QEMU is the qemu binary (default qemu-system-x86_64).
+Environment: TICKBOX_QEMU is the qemu binary (default qemu-system-x86_64 for amd64,
+qemu-system-aarch64 for arm64).
 `
 	case "update":
 		return `Usage: tickbox-image update [options] [HOST:PORT]
@@ -444,7 +453,8 @@ The image (partition table, FAT and SquashFS), the password and the box's machin
 partition UUIDs are checked before anything is written. /perm is kept. Options:
   --image FILE          push this built image instead of building one
                         (built images go to BUILD/tickbox-TARGET-update.img)
-  --target amd64|rpi4   the image's target (default amd64); the box must run the same
+  --target T            the image's target, amd64, arm64 or rpi4 (default amd64); the box
+                        must run the same
   --password-file FILE  the box's web UI password (default BUILD/http-password.txt)
   --ssh-key FILE        breakglass keys for the build (as for build)
   --build-dir DIR       default ./build, env TICKBOX_BUILD_DIR
@@ -461,13 +471,17 @@ Environment: TICKBOX_VERSION, TICKBOX_EXTRA_PACKAGES as for build.
 // flashUsage is flash.sh's --help.
 const flashUsage = `Usage:
   ./flash.sh [options]                         build build/tickbox-amd64.img and boot it in qemu
+  ./flash.sh --target arm64 [options]          build build/tickbox-arm64.img and boot it in qemu
   ./flash.sh --image FILE [--target T]         build the image into FILE only
   ./flash.sh [--target T] [--yes] DEVICE       build the image and write it to DEVICE (e.g. /dev/sdX)
   ./flash.sh --update [HOST:PORT]              build the image and update the running box with it
 
 Options:
-  --target amd64|rpi4   image target (default amd64). amd64: kernel.amd64, no firmware;
-                        rpi4: arm64, kernel.rpi, firmware and rpi-eeprom. Only amd64 boots in qemu.
+  --target T            image target (default amd64). amd64: kernel.amd64, no firmware;
+                        arm64 (generic arm64: qemu, BMC-class boards): kernel.arm64, no firmware,
+                        console ttyAMA0; rpi4: arm64, kernel.rpi, firmware and rpi-eeprom, no
+                        serial console (mctpd owns the PL011 UART). amd64 and arm64 boot in qemu
+                        (arm64: qemu-system-aarch64 -M virt with UEFI, TCG only).
   --image FILE          build only: write the image to FILE (replaced only once complete)
   --yes, -y             write DEVICE without asking for confirmation
   --http-port N         host port forwarded to the web UI (default 8080, env TICKBOX_HTTP_PORT)
@@ -482,7 +496,7 @@ Options:
   --size BYTES          image size (default 1258299392); /perm fills what the system
                         partitions leave
   --accel auto|kvm|tcg  qemu accelerator (default auto: KVM only if a boot probe shows it works,
-                        else TCG with -cpu max)
+                        else TCG with -cpu max; arm64 always TCG)
   --boot-timeout SECS   how long to wait for the web UI (default 300), also after an update
   --update [HOST:PORT]  update a running box over the air: build into --image FILE (default
                         BUILD/tickbox-TARGET-update.img), check the image, the password (from
@@ -501,12 +515,13 @@ Environment:
                           hook for a failed build: point it at a package that does not compile.
   TICKBOX_VERSION         the version every tickbox program reports in version-get (default:
                           git describe of the checkout; none outside a git checkout)
-  TICKBOX_QEMU            qemu binary (default qemu-system-x86_64)
+  TICKBOX_QEMU            qemu binary (default qemu-system-x86_64; for arm64 qemu-system-aarch64)
 
 In qemu, the web UI is at http://127.0.0.1:8080/ (user gokrazy) and breakglass at
 ssh -p 2222 root@127.0.0.1; flash.sh starts breakglass through the web UI form.
-The VM's second serial port (ttyS1, where mctpd runs as EID 8) is the unix socket
-BUILD/mctp-serial.sock. Attach a host mctpd (EID 9) to it through a pty:
+mctpd's serial line in the VM (EID 8: amd64's second UART ttyS1, arm64's virtio
+console hvc0) is the unix socket BUILD/mctp-serial.sock. Attach a host mctpd (EID 9)
+to it through a pty:
   socat pty,raw,echo=0,link=/tmp/tb-mctp unix-connect:build/mctp-serial.sock &
   mctpd -e 9 -demux mctp-host -kea '' serial /tmp/tb-mctp &
   mctp -demux mctp-host ctrl get-eid -eid 8

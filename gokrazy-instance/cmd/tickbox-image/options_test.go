@@ -84,6 +84,19 @@ func TestParse(t *testing.T) {
 				}
 				return ""
 			}},
+		{name: "arm64 boots in qemu-system-aarch64", cmd: "flash", args: []string{"--target", "arm64"}, check: func(o *options) string {
+			if o.target != "arm64" || o.qemu != "qemu-system-aarch64" || o.image != "" || o.device != "" {
+				return "wrong options"
+			}
+			return ""
+		}},
+		{name: "TICKBOX_QEMU beats the target's qemu", cmd: "boot", args: []string{"--target=arm64"}, vars: map[string]string{"TICKBOX_QEMU": "/opt/q"},
+			check: func(o *options) string {
+				if o.target != "arm64" || o.qemu != "/opt/q" {
+					return "wrong options"
+				}
+				return ""
+			}},
 		{name: "device after --", cmd: "flash", args: []string{"--yes", "--", "-weird"}, check: func(o *options) string {
 			if o.device != "-weird" {
 				return "device " + o.device
@@ -171,7 +184,7 @@ func TestParse(t *testing.T) {
 		{name: "two devices", cmd: "flash", args: []string{"/dev/a", "/dev/b"}, err: "more than one device given: /dev/a and /dev/b", code: 2},
 		{name: "extra arguments after --", cmd: "flash", args: []string{"/dev/a", "--", "/dev/b"}, err: "unexpected arguments: /dev/b", code: 2},
 		{name: "argument to build", cmd: "build", args: []string{"/dev/a"}, err: "unexpected arguments: /dev/a", code: 2},
-		{name: "unknown target", cmd: "flash", args: []string{"--target", "mips", "--image", "x"}, err: "unknown target 'mips' (want amd64 or rpi4)", code: 2},
+		{name: "unknown target", cmd: "flash", args: []string{"--target", "mips", "--image", "x"}, err: "unknown target 'mips' (want amd64, arm64 or rpi4)", code: 2},
 		{name: "unknown accelerator", cmd: "boot", args: []string{"--accel", "hvf"}, err: "unknown accelerator 'hvf' (want auto, kvm or tcg)", code: 2},
 		{name: "port too big", cmd: "flash", args: []string{"--http-port", "99999"}, err: "invalid port '99999' for --http-port", code: 2},
 		{name: "port zero", cmd: "flash", args: []string{"--ssh-port", "0"}, err: "invalid port '0' for --ssh-port", code: 2},
@@ -189,7 +202,9 @@ func TestParse(t *testing.T) {
 		{name: "PTP tap of build", cmd: "build", args: []string{"--ptp-tap", "tbptp0"}, err: "unknown option --ptp-tap", code: 2},
 		{name: "PTP tap of write", cmd: "write", args: []string{"--ptp-tap", "tbptp0", "/dev/sdz"}, err: "unknown option --ptp-tap", code: 2},
 		{name: "image and device", cmd: "flash", args: []string{"--image", "x", "/dev/null"}, err: "give either --image FILE or a DEVICE, not both", code: 2},
-		{name: "rpi4 in qemu", cmd: "flash", args: []string{"--target", "rpi4"}, err: "only the amd64 image boots in qemu; use --image FILE or a DEVICE for --target rpi4", code: 2},
+		{name: "rpi4 in qemu", cmd: "flash", args: []string{"--target", "rpi4"}, err: "the rpi4 image does not boot in qemu (amd64 and arm64 do); use --image FILE or a DEVICE for --target rpi4", code: 2},
+		{name: "boot rpi4", cmd: "boot", args: []string{"--target", "rpi4"}, err: "the rpi4 image does not boot in qemu", code: 2},
+		{name: "arm64 with KVM", cmd: "boot", args: []string{"--target", "arm64", "--accel", "kvm"}, err: "--accel kvm: the arm64 image boots with TCG only", code: 2},
 		{name: "write without a device", cmd: "write", err: "write needs a DEVICE", code: 2},
 		{name: "not a checkout", cmd: "build", args: []string{"--repo", "/"}, err: "/: not a tickbox checkout", code: 2},
 	} {

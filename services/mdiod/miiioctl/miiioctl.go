@@ -148,7 +148,17 @@ type PHY struct {
 	fd       int // AF_INET datagram socket; -1 once closed
 	addr     uint8
 	detached bool
+	// noPHY is why the last Attach found the interface but no PHY behind
+	// its driver (SIOCGMIIPHY refused, as virtio-net, veth and lo do);
+	// nil otherwise. Requests of the detached PHY then say so rather than
+	// that the interface is gone.
+	noPHY error
 }
+
+// ErrNoPHY is returned (wrapped, with the driver's answer) by requests
+// of a PHY whose interface exists but whose driver gave no PHY address:
+// a NIC without MII access, such as virtio-net.
+var ErrNoPHY = errors.New("no PHY behind the driver")
 
 var (
 	_ mdio.PHY     = (*PHY)(nil)
@@ -206,7 +216,8 @@ func (p *PHY) resolve() (uint8, error) {
 	}
 	r := miiRequest(p.spec.Interface, 0, 0, 0)
 	if err := ioctl(p.fd, unix.SIOCGMIIPHY, &r); err != nil {
-		return 0, fmt.Errorf("%s: SIOCGMIIPHY: %w", p.prefix, err)
+		p.noPHY = fmt.Errorf("SIOCGMIIPHY: %w", err)
+		return 0, fmt.Errorf("%s: %w", p.prefix, p.noPHY)
 	}
 	// The driver answers with a plain Clause 22 address; mask it so that
 	// a driver returning garbage cannot make us send a C45 phy_id.
@@ -235,6 +246,7 @@ func (p *PHY) Attach() error {
 	if p.fd < 0 {
 		return fmt.Errorf("%s: attach: %w", p.prefix, os.ErrClosed)
 	}
+	p.noPHY = nil
 	addr, err := p.resolve()
 	if err != nil {
 		return err
@@ -255,7 +267,7 @@ func (p *PHY) Attached() bool {
 // until Attach succeeds.
 func (p *PHY) Detach() {
 	p.mu.Lock()
-	p.detached = true
+	p.detached, p.noPHY = true, nil
 	p.mu.Unlock()
 }
 
@@ -282,6 +294,8 @@ func (p *PHY) do(req uint, op, what string, c45 bool, devad uint8, reg, val uint
 	switch {
 	case p.fd < 0:
 		return 0, fmt.Errorf("%s: %s %s: %w", p.prefix, op, what, os.ErrClosed)
+	case p.detached && p.noPHY != nil:
+		return 0, fmt.Errorf("%s: %s %s: %w: %w", p.prefix, op, what, ErrNoPHY, p.noPHY)
 	case p.detached:
 		return 0, fmt.Errorf("%s: %s %s: %w", p.prefix, op, what, mdio.ErrDetached)
 	}

@@ -257,6 +257,34 @@ func TestOpenDetachedLate(t *testing.T) {
 	if err := q.Attach(); !errors.Is(err, unix.EOPNOTSUPP) || q.Attached() {
 		t.Errorf("Attach(tbv0) = %v (attached %v), want SIOCGMIIPHY's EOPNOTSUPP and detached", err, q.Attached())
 	}
+	// Its requests then say that the interface has no PHY, with the
+	// driver's answer, not that the interface is gone (as a virtio-net
+	// NIC's do: it has no MII either).
+	for _, tc := range []struct {
+		op   func() error
+		want string
+	}{
+		{func() error { _, err := q.Read(mdio.BMSR); return err }, "ioctl:tbv0: SIOCGMIIREG reg 1: no PHY behind the driver: SIOCGMIIPHY: operation not supported"},
+		{func() error { return q.Write(0, 0x8000) }, "ioctl:tbv0: SIOCSMIIREG reg 0: no PHY behind the driver: SIOCGMIIPHY: operation not supported"},
+		{func() error { _, err := q.ReadC45(1, 7); return err }, "ioctl:tbv0: SIOCGMIIREG devad 1 reg 7: no PHY behind the driver: SIOCGMIIPHY: operation not supported"},
+	} {
+		err := tc.op()
+		if err == nil || err.Error() != tc.want || !errors.Is(err, ErrNoPHY) || !errors.Is(err, unix.EOPNOTSUPP) || errors.Is(err, mdio.ErrDetached) {
+			t.Errorf("got %v, want %q", err, tc.want)
+		}
+	}
+	// Once the interface is gone, that is what requests say.
+	ip(t, "-n", ns, "link", "del", "tbv0")
+	q.Detach()
+	if _, err := q.Read(mdio.BMSR); !errors.Is(err, mdio.ErrDetached) || errors.Is(err, ErrNoPHY) {
+		t.Errorf("Read after the interface went = %v, want ErrDetached", err)
+	}
+	if err := q.Attach(); !errors.Is(err, unix.ENODEV) {
+		t.Errorf("Attach without the interface = %v, want ENODEV", err)
+	}
+	if _, err := q.Read(mdio.BMSR); !errors.Is(err, mdio.ErrDetached) || errors.Is(err, ErrNoPHY) {
+		t.Errorf("Read after a failed Attach without the interface = %v, want ErrDetached", err)
+	}
 }
 
 // newNetns creates a network namespace removed when the test ends.
