@@ -71,4 +71,6 @@ echo "== go test -race"
 # One package at a time (-p 1): the qemu end-to-end test keeps both cores
 # of a CI machine busy, and the linuxptp interop tests measure clock
 # offsets to the microsecond; run side by side, each skews the other.
-go test -race -p 1 -count=1 -timeout 20m "$@" ./...
+# The bound is a safety net: the e2e package boots its VMs one at a
+# time (amd64 with the update over the air, then arm64).
+go test -race -p 1 -count=1 -timeout 40m "$@" ./...
