@@ -14,8 +14,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/tickbox-fw/tickbox/internal/gokrazyweb"
 )
 
 // updateTimeout bounds one flash.sh --update: the image build, the push,
@@ -214,30 +212,7 @@ func checkUpdate(t *testing.T, ctx context.Context, v *vm) {
 	}
 
 	// Every service runs again, as TestVM first saw them.
-	want := tickboxServices(t)
-	var prev map[string]gokrazyweb.Service
-	err = waitFor(ctx, "all services running after the update", 2*time.Second, func() error {
-		cur, err := v.web.Services(ctx)
-		if err != nil {
-			return err
-		}
-		defer func() { prev = cur }()
-		for _, name := range want {
-			s, ok := cur[name]
-			switch {
-			case !ok:
-				return fmt.Errorf("%s is not listed", name)
-			case s.Stopped || s.Pid == 0:
-				return fmt.Errorf("%s is stopped", name)
-			case time.Since(s.StartTime) < 5*time.Second && s.StartTime.Before(time.Now()):
-				return fmt.Errorf("%s is restarting (started %s)", name, s.StartTime)
-			case prev == nil || prev[name].Pid != s.Pid || !prev[name].StartTime.Equal(s.StartTime):
-				return fmt.Errorf("%s was restarted between two looks", name)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := waitServicesRunning(ctx, v, "all services running after the update"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("all tickbox services running %.1f s after flash.sh --update started", time.Since(start).Seconds())

@@ -149,6 +149,36 @@ func tickboxServices(t *testing.T) []string {
 	return out
 }
 
+// waitServicesRunning waits until the web UI lists every tickbox
+// service running: not stopped, started more than 5 s ago (the web UI's
+// "restarting" threshold) and with the same pid and start time on two
+// looks a few seconds apart.
+func waitServicesRunning(ctx context.Context, v *vm, what string) error {
+	want := tickboxServices(v.t)
+	var prev map[string]gokrazyweb.Service
+	return waitFor(ctx, what, 2*time.Second, func() error {
+		cur, err := v.web.Services(ctx)
+		if err != nil {
+			return err
+		}
+		defer func() { prev = cur }()
+		for _, name := range want {
+			s, ok := cur[name]
+			switch {
+			case !ok:
+				return fmt.Errorf("%s is not listed", name)
+			case s.Stopped || s.Pid == 0:
+				return fmt.Errorf("%s is stopped", name)
+			case time.Since(s.StartTime) < 5*time.Second && s.StartTime.Before(time.Now()):
+				return fmt.Errorf("%s is restarting (started %s)", name, s.StartTime)
+			case prev == nil || prev[name].Pid != s.Pid || !prev[name].StartTime.Equal(s.StartTime):
+				return fmt.Errorf("%s was restarted between two looks", name)
+			}
+		}
+		return nil
+	})
+}
+
 func waitFor(ctx context.Context, what string, every time.Duration, f func() error) error {
 	var last error
 	for {
@@ -378,33 +408,8 @@ func bootVM(t *testing.T, tgt vmTarget) *bootedVM {
 		}
 	}
 
-	// Every tickbox service is listed and running: not stopped, started more
-	// than 5 s ago (the web UI's "restarting" threshold) and with the same
-	// pid and start time on two looks a few seconds apart.
 	want := tickboxServices(t)
-	var prev map[string]gokrazyweb.Service
-	err = waitFor(vctx, "all services running", 2*time.Second, func() error {
-		cur, err := v.web.Services(vctx)
-		if err != nil {
-			return err
-		}
-		defer func() { prev = cur }()
-		for _, name := range want {
-			s, ok := cur[name]
-			switch {
-			case !ok:
-				return fmt.Errorf("%s is not listed", name)
-			case s.Stopped || s.Pid == 0:
-				return fmt.Errorf("%s is stopped", name)
-			case time.Since(s.StartTime) < 5*time.Second && s.StartTime.Before(time.Now()):
-				return fmt.Errorf("%s is restarting (started %s)", name, s.StartTime)
-			case prev == nil || prev[name].Pid != s.Pid || !prev[name].StartTime.Equal(s.StartTime):
-				return fmt.Errorf("%s was restarted between two looks", name)
-			}
-		}
-		return nil
-	})
-	if err != nil {
+	if err := waitServicesRunning(vctx, v, "all services running"); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("all tickbox services %v running %.1f s after qemu started", want, time.Since(b.bootStart).Seconds())
