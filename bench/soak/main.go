@@ -50,8 +50,10 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"os/signal"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
@@ -136,7 +138,11 @@ func run(c config) error {
 		return err
 	}
 
-	ctx, cancel := context.WithCancel(context.Background())
+	// SIGINT or SIGTERM ends the load early; the namespaces and the
+	// daemons are still cleaned up.
+	sigCtx, stopSig := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stopSig()
+	ctx, cancel := context.WithCancel(sigCtx)
 	defer cancel()
 	// A daemon that dies ends the run.
 	var died atomic.Pointer[error]
@@ -171,6 +177,21 @@ func run(c config) error {
 	var hp hotplugs
 	wg.Go(func() { s.hotplugLoop(loadCtx, &hp) })
 
+	// Every daemon's RSS, every second, for its peak.
+	peak := map[string]int{}
+	var peakMu sync.Mutex
+	wg.Go(func() {
+		for sleepCtx(loadCtx, time.Second) {
+			for _, n := range daemonOrder {
+				if kib, err := rssKiB(s.daemons[n].pid); err == nil {
+					peakMu.Lock()
+					peak[n] = max(peak[n], kib)
+					peakMu.Unlock()
+				}
+			}
+		}
+	})
+
 	began := time.Now()
 	var pf *ptyFault
 	var sf *stuckFault
@@ -200,6 +221,9 @@ func run(c config) error {
 	if e := died.Load(); e != nil {
 		return fmt.Errorf("a daemon died: %w", *e)
 	}
+	if sigCtx.Err() != nil {
+		return errors.New("interrupted")
+	}
 
 	var fails []error
 	hpErr := s.hotplugCleanup(&hp)
@@ -225,12 +249,12 @@ func run(c config) error {
 	}
 
 	// The report.
-	fmt.Printf("\nsoak: ran %v (load %v, faults included)\n\n", elapsed.Round(time.Second), c.dur)
-	fmt.Printf("%-11s %7s %9s %9s %6s %6s %5s %5s\n", "daemon", "pid", "RSS start", "RSS end", "gor.", "gor.", "fds", "fds")
-	fmt.Printf("%-11s %7s %9s %9s %6s %6s %5s %5s\n", "", "", "MiB", "MiB", "start", "end", "start", "end")
+	fmt.Printf("\nsoak: %v of load, the faults within it\n\n", elapsed.Round(time.Second))
+	fmt.Printf("%-11s %7s %9s %9s %9s %6s %6s %5s %5s\n", "daemon", "pid", "RSS start", "RSS peak", "RSS end", "gor.", "gor.", "fds", "fds")
+	fmt.Printf("%-11s %7s %9s %9s %9s %6s %6s %5s %5s\n", "", "", "MiB", "MiB", "MiB", "start", "end", "start", "end")
 	for _, n := range daemonOrder {
 		a, b := start[n], end[n]
-		fmt.Printf("%-11s %7d %9.1f %9.1f %6d %6d %5d %5d\n", n, s.daemons[n].pid, float64(a.RSSKiB)/1024, float64(b.RSSKiB)/1024, a.Goroutines, b.Goroutines, a.FDs, b.FDs)
+		fmt.Printf("%-11s %7d %9.1f %9.1f %9.1f %6d %6d %5d %5d\n", n, s.daemons[n].pid, float64(a.RSSKiB)/1024, float64(peak[n])/1024, float64(b.RSSKiB)/1024, a.Goroutines, b.Goroutines, a.FDs, b.FDs)
 		if b.Goroutines > a.Goroutines+maxGoroutineGrowth {
 			fails = append(fails, fmt.Errorf("%s: goroutines %d -> %d, more than +%d", n, a.Goroutines, b.Goroutines, maxGoroutineGrowth))
 		}
@@ -283,7 +307,7 @@ func run(c config) error {
 	} else {
 		fmt.Printf("fault: pty pulled mid-frame (%d bytes of a frame's chunk passed on, %d held back), away %v\n", pf.cut.Passed, pf.cut.Held, c.outage)
 		if !pf.recovered.IsZero() {
-			fmt.Printf("  echo traffic back %v after restoring the ptys (%d probes); window from the pull to then: %v\n",
+			fmt.Printf("  echo traffic back %v after restoring the ptys (probes: %d); window from the pull to then: %v\n",
 				pf.recovered.Sub(pf.restored).Round(time.Millisecond), pf.probes, pf.recovered.Sub(pf.from).Round(time.Millisecond))
 			fmt.Printf("  echo requests failed in that window (not counted above): %d malformed, %d lost\n", sum.faultMalformed, sum.faultLost)
 			for _, e := range sum.faultExamples {
@@ -309,6 +333,15 @@ func run(c config) error {
 		if sf.err != nil {
 			fails = append(fails, fmt.Errorf("stuck client: %w", sf.err))
 		}
+	}
+
+	// ptpd's instance is still (or again) what it was at the start.
+	if err := waitCond(c.timeout, func() bool { st, err := s.ptpState(); return err == nil && st.ok() }); err != nil {
+		st, e := s.ptpState()
+		fails = append(fails, fmt.Errorf("ptpd's %s at the end: %+v, %v: %w", s.ptpInstance, st, e, err))
+	} else {
+		st, _ := s.ptpState()
+		fmt.Printf("ptpd: %s %s, selected %v at the end\n", st.Name, st.State, st.Selected)
 	}
 
 	// Every daemon must exit cleanly.

@@ -171,7 +171,10 @@ func newSetup(c config) (*setup, error) {
 	}
 	s.hubConsole = sock("hub-console.sock")
 	if err := start("hub", sock("hub.sock"), bins["ctl"], "serve", "-config", hubCfg, "-kea", sock("hub.sock"),
-		"-dgram", "", "-ipc", "", "-console", s.hubConsole, "-http", "", "-password-file", ""); err != nil {
+		"-dgram", "", "-ipc", "", "-console", s.hubConsole, "-http", "", "-password-file", "",
+		// A slow daemon is then lost, as it would be directly, rather
+		// than answered with the hub's timeout error.
+		"-forward-timeout", s.timeout.String()); err != nil {
 		return s, err
 	}
 
