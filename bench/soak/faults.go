@@ -32,7 +32,7 @@ func (s *setup) mctpdStats(name string) (mctpdStats, error) {
 	defer cancel()
 	r, err := s.daemons[name].call(ctx, `{"command":"stats-get"}`)
 	if err != nil {
-		return mctpdStats{}, err
+		return mctpdStats{}, fmt.Errorf("%s: %w", name, err)
 	}
 	var st mctpdStats
 	if err := json.Unmarshal(r.Arguments, &st); err != nil {

@@ -123,7 +123,10 @@ func run(c config) error {
 		defer s.close()
 	}
 	if err != nil {
-		return err
+		if s != nil {
+			s.keep = true
+		}
+		return fmt.Errorf("setting up: %w", err)
 	}
 	fmt.Printf("soak: %v of mixed load; ptpd: %s; directory %s\n", c.dur, s.ptpMode, s.dir)
 
@@ -135,7 +138,7 @@ func run(c config) error {
 	}
 	base, err := s.counters()
 	if err != nil {
-		return err
+		return fmt.Errorf("datagram counts at the start: %w", err)
 	}
 
 	// SIGINT or SIGTERM ends the load early; the namespaces and the
@@ -245,7 +248,7 @@ func run(c config) error {
 	}
 	last, err := s.counters()
 	if err != nil {
-		return err
+		return fmt.Errorf("datagram counts at the end: %w", err)
 	}
 
 	// The report.

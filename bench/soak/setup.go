@@ -366,7 +366,7 @@ func (s *setup) applianceStatus() (applianceStatus, error) {
 	defer cancel()
 	r, err := s.daemons["appliance"].call(ctx, `{"command":"status-get"}`)
 	if err != nil {
-		return applianceStatus{}, err
+		return applianceStatus{}, fmt.Errorf("appliance: %w", err)
 	}
 	var st applianceStatus
 	if err := json.Unmarshal(r.Arguments, &st); err != nil {
@@ -398,7 +398,7 @@ func (s *setup) dgramRequests(name string) (uint64, error) {
 	defer cancel()
 	r, err := s.daemons[name].call(ctx, `{"command":"status-get"}`)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", name, err)
 	}
 	var st struct {
 		Requests map[string]map[string]uint64
