@@ -171,7 +171,6 @@ func (s *setup) stuckClient(ctx context.Context) *stuckFault {
 	if f.rssBeforeKiB, f.err = rssKiB(a.pid); f.err != nil {
 		return f
 	}
-	f.rssPeakKiB = f.rssBeforeKiB
 	stuck, err := demux.Dial(s.demuxA, stuckType)
 	if err != nil {
 		f.err = err
@@ -210,12 +209,28 @@ func (s *setup) stuckClient(ctx context.Context) *stuckFault {
 			f.sent++
 		}
 	}()
-	// The overflow, with mctpd A's RSS watched meanwhile.
+	// mctpd A's RSS is read every 10 ms until the stuck client has
+	// read its end.
+	stopRSS := make(chan struct{})
+	rssDone := make(chan int)
+	go func() {
+		peak := f.rssBeforeKiB
+		for {
+			if rss, err := rssKiB(a.pid); err == nil {
+				peak = max(peak, rss)
+			}
+			select {
+			case <-stopRSS:
+				rssDone <- peak
+				return
+			case <-time.After(10 * time.Millisecond):
+			}
+		}
+	}()
+	defer func() { close(stopRSS); f.rssPeakKiB = <-rssDone }()
+	// The overflow.
 	deadline := start.Add(2 * s.timeout)
 	for {
-		if rss, err := rssKiB(a.pid); err == nil && rss > f.rssPeakKiB {
-			f.rssPeakKiB = rss
-		}
 		st, err := s.mctpdStats("mctpd")
 		if err == nil && st.Demux.Overflows > f.overflowsFrom {
 			f.overflowsTo = st.Demux.Overflows
@@ -226,7 +241,7 @@ func (s *setup) stuckClient(ctx context.Context) *stuckFault {
 			f.err = fmt.Errorf("mctpd did not disconnect the stuck client within %v (last stats: %+v, %v)", 2*s.timeout, st.Demux, err)
 			break
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(50 * time.Millisecond)
 	}
 	close(stopFlood)
 	flood.Close() // unblocks a Send held back by the line

@@ -327,9 +327,9 @@ func run(c config) error {
 	if sf == nil {
 		fails = append(fails, errors.New("the stuck-client fault did not run"))
 	} else {
-		fmt.Printf("fault: stuck demux client on mctpd: %d messages of 1 KiB sent to it; disconnected after %v (overflows %d -> %d); %d queued messages read after, then EOF\n",
+		fmt.Printf("fault: stuck demux client on mctpd: %d messages of 1 KiB sent towards it; disconnected after %v (overflows %d -> %d); %d queued messages read after, then EOF\n",
 			sf.sent, sf.took.Round(time.Millisecond), sf.overflowsFrom, sf.overflowsTo, sf.drained)
-		fmt.Printf("  mctpd RSS %.1f MiB before, %.1f MiB at most meanwhile (bound: +%d MiB)\n", float64(sf.rssBeforeKiB)/1024, float64(sf.rssPeakKiB)/1024, maxStuckRSSGrowthKiB>>10)
+		fmt.Printf("  mctpd RSS %.1f MiB before, %.1f MiB at most meanwhile, read every 10 ms (bound: +%d MiB)\n", float64(sf.rssBeforeKiB)/1024, float64(sf.rssPeakKiB)/1024, maxStuckRSSGrowthKiB>>10)
 		if sf.rssPeakKiB > sf.rssBeforeKiB+maxStuckRSSGrowthKiB {
 			fails = append(fails, fmt.Errorf("mctpd's RSS grew by %d KiB with a stuck client", sf.rssPeakKiB-sf.rssBeforeKiB))
 		}
