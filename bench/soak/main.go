@@ -219,7 +219,6 @@ func run(c config) error {
 	faults.Wait()
 	stopLoad()
 	wg.Wait()
-	s.stopResponder()
 	elapsed := time.Since(began)
 	if e := died.Load(); e != nil {
 		return fmt.Errorf("a daemon died: %w", *e)
@@ -246,6 +245,8 @@ func run(c config) error {
 			return err
 		}
 	}
+	// The echo responder was connected at the start measurement too.
+	s.stopResponder()
 	last, err := s.counters()
 	if err != nil {
 		return fmt.Errorf("datagram counts at the end: %w", err)
