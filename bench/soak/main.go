@@ -2,7 +2,7 @@
 // and faults, and fails unless every one survives with every reply
 // accounted for:
 //
-//	go run ./bench/soak [-d 60s] [-rotate 3s] [-hotplug 2s] [-pace 2ms] [-timeout 30s] [-keep]
+//	go run ./bench/soak [-d 60s] [-rotate 3s] [-hotplug 2s] [-pace 2ms] [-timeout 30s] [-outage 2s] [-payload 1000] [-keep]
 //
 // It needs root (network namespaces) and ip; linuxptp's ptp4l is used
 // when installed. The daemons, built for the run, talk over unix
