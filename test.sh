@@ -74,3 +74,15 @@ echo "== go test -race"
 # The bound is a safety net: the e2e package boots its VMs one at a
 # time (amd64 with the update over the air, then arm64).
 go test -race -p 1 -count=1 -timeout 40m "$@" ./...
+
+# bench/soak: every daemon at once under mixed load and faults, for 60 s
+# (network namespaces: root, which CI has). A run given go test
+# arguments (a filter) leaves it out.
+if [ $# -eq 0 ]; then
+	echo "== soak (60 s)"
+	if [ "$(id -u)" -eq 0 ] || [ "${CI:-}" = true ]; then
+		go run ./bench/soak -d 60s
+	else
+		echo "test.sh: SKIPPED the soak: bench/soak needs root (network namespaces)" >&2
+	fi
+fi

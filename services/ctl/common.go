@@ -33,7 +33,7 @@ func (r *Registry) registerCommon() {
 		},
 		{
 			Name:    "status-get",
-			Comment: "report pid, uptime, reloads and daemon state",
+			Comment: "report pid, uptime, reloads, goroutines and daemon state",
 			Handler: func(context.Context, *Call) Result {
 				return OK("", r.Status())
 			},
@@ -80,7 +80,8 @@ func (r *Registry) Name() string { return r.opts.Name }
 func (r *Registry) Version() string { return r.opts.Version }
 
 // Status returns what status-get reports: pid, uptime, reload, reloads,
-// the request counts per front end and result ("requests", once there
+// goroutines (the process's count, runtime.NumGoroutine, so that a soak
+// or a supervisor can watch it grow), the request counts per front end and result ("requests", once there
 // is one), the connections per front end being served ("connections")
 // and accepted since start ("connections-accepted") when a Server runs
 // the registry, and the daemon's own keys from Options.Status, which
@@ -89,10 +90,11 @@ func (r *Registry) Status() map[string]any {
 	r.smu.Lock()
 	now := time.Now()
 	st := map[string]any{
-		"pid":     os.Getpid(),
-		"uptime":  int64(now.Sub(r.started) / time.Second),
-		"reload":  int64(now.Sub(r.reloaded) / time.Second),
-		"reloads": r.reloads,
+		"pid":        os.Getpid(),
+		"uptime":     int64(now.Sub(r.started) / time.Second),
+		"reload":     int64(now.Sub(r.reloaded) / time.Second),
+		"reloads":    r.reloads,
+		"goroutines": runtime.NumGoroutine(),
 	}
 	srv := r.srv
 	r.smu.Unlock()

@@ -10,7 +10,9 @@ import (
 	"reflect"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -245,6 +247,35 @@ func TestDaemonCommands(t *testing.T) {
 	st := res.Args.(map[string]any)
 	if st["pid"] != os.Getpid() || st["instances"] != 2 || st["uptime"] == nil || st["reload"] == nil || st["reloads"] != 0 {
 		t.Fatalf("status-get %+v", st)
+	}
+	// goroutines is the process's count: it follows goroutines started
+	// and ended here.
+	g0, ok := st["goroutines"].(int)
+	if !ok || g0 < 1 {
+		t.Fatalf("status-get goroutines %#v", st["goroutines"])
+	}
+	const extra = 20
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range extra {
+		started.Add(1)
+		go func() { started.Done(); <-release }()
+	}
+	started.Wait()
+	goroutines := func() int {
+		return d.Invoke(ctx, "status-get", Input{}, nil).Args.(map[string]any)["goroutines"].(int)
+	}
+	// The extra ones and the test's own are running.
+	if g1 := goroutines(); g1 < extra+1 {
+		t.Errorf("goroutines %d with %d extra running", g1, extra)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for g2 := goroutines(); g2 >= extra; g2 = goroutines() {
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutines still %d after the %d extra ended (%d before)", g2, extra, g0)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 	res = d.Invoke(ctx, "config-get", Input{}, nil)
 	if !reflect.DeepEqual(res.Args, map[string]any{"interface": "eth0"}) {
