@@ -39,6 +39,10 @@ const (
 	DefaultPIDFilterI = 0.09
 	// DefaultEpochGuard is sfptpd's default epoch_guard.
 	DefaultEpochGuard = "correct-clock"
+	// OutlierFilterSizeMin and OutlierFilterSizeMax bound
+	// outlier_filter_size, as in sfptpd.
+	OutlierFilterSizeMin = 5
+	OutlierFilterSizeMax = 60
 )
 
 // Selection policies.
@@ -250,6 +254,11 @@ type Instance struct {
 	Priority2 *int
 	// DelayFilter is mpd_filter_size (0: the ptp package's default).
 	DelayFilter int
+	// OutlierFilterSize is outlier_filter_size (0: the ptp package's
+	// default, sfptpd's 60) and OutlierFilterAdaption
+	// outlier_filter_adaption (nil: the default, sfptpd's 1.0).
+	OutlierFilterSize     int
+	OutlierFilterAdaption *float64
 
 	// NTPServers are the servers of an ntp or crny instance, as
 	// HOST[:PORT]; NTPServersFrom names the file they were taken from

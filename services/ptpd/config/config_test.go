@@ -178,6 +178,38 @@ ptp_network_mode multicast
 			},
 		},
 		{
+			name: "outlier filter: defaults, module section, instance section",
+			text: `sync_module ptp p1 p2 p3
+[ptp]
+interface eth0
+outlier_filter_size 30
+outlier_filter_adaption 0.5
+[p2]
+outlier_filter_size 0x3c
+outlier_filter_adaption 0
+[p3]
+outlier_filter_adaption 1
+`,
+			check: func(t *testing.T, c *Config) {
+				for i, w := range []struct {
+					size     int
+					adaption float64
+				}{{30, 0.5}, {60, 0}, {30, 1}} {
+					in := c.Instances[i]
+					if in.OutlierFilterSize != w.size || in.OutlierFilterAdaption == nil || *in.OutlierFilterAdaption != w.adaption {
+						t.Errorf("%s: size %d adaption %v, want %d %v", in.Name, in.OutlierFilterSize, in.OutlierFilterAdaption, w.size, w.adaption)
+					}
+				}
+				if len(c.Ignored) != 0 {
+					t.Fatalf("ignored = %+v", c.Ignored)
+				}
+				d := parse(t, "sync_module ptp p\n[p]\ninterface eth0\n").Instances[0]
+				if d.OutlierFilterSize != 0 || d.OutlierFilterAdaption != nil {
+					t.Fatalf("unset: size %d adaption %v, want the ptp package's defaults", d.OutlierFilterSize, d.OutlierFilterAdaption)
+				}
+			},
+		},
+		{
 			name: "quoting, escapes, dashes in keywords and re-entered sections",
 			text: "[general]\nsync_module freerun fr1\nmessage-log \"/var/log/a b.log\" # comment\n[fr1]\npriority 3\n[general]\nstats_log 'x#y'\njson_stats a\\ b\n",
 			check: func(t *testing.T, c *Config) {
@@ -283,6 +315,16 @@ func TestParseErrors(t *testing.T) {
 		{pt + "sync_threshold -1\n", "f.cfg:4: sync_threshold: bad value '-1' (want nanoseconds, e.g. 1000)"},
 		{pt + "ptp_utc_valid_handling override\n", "f.cfg:4: ptp_utc_valid_handling: override expects the offset in seconds"},
 		{pt + "mpd_filter_size 26\n", "f.cfg:4: mpd_filter_size: bad value '26' (want an integer 1..25)"},
+		{pt + "outlier_filter_size 4\n", "f.cfg:4: outlier_filter_size: bad value '4' (PTP outlier filter size outside allowed range [5,60])"},
+		{pt + "outlier_filter_size 61\n", "f.cfg:4: outlier_filter_size: bad value '61' (PTP outlier filter size outside allowed range [5,60])"},
+		{pt + "outlier_filter_size 3.5\n", "f.cfg:4: outlier_filter_size: bad value '3.5' (want an integer 5..60)"},
+		{pt + "[p1]\noutlier_filter_size 0x3d\n", "f.cfg:5: outlier_filter_size: bad value '0x3d' (PTP outlier filter size outside allowed range [5,60])"},
+		{pt + "outlier_filter_adaption 1.01\n", "f.cfg:4: outlier_filter_adaption: bad value '1.01' (PTP outlier filter adaption outside allowed range of [0,1])"},
+		{pt + "outlier_filter_adaption -0.5\n", "f.cfg:4: outlier_filter_adaption: bad value '-0.5' (PTP outlier filter adaption outside allowed range of [0,1])"},
+		{pt + "outlier_filter_adaption half\n", "f.cfg:4: outlier_filter_adaption: bad value 'half' (want a number 0..1)"},
+		{pt + "outlier_filter_adaption nan\n", "f.cfg:4: outlier_filter_adaption: bad value 'nan' (want a number 0..1)"},
+		{pt + "outlier_filter_size 30 40\n", "f.cfg:4: outlier_filter_size: expects 1 value(s), got 2"},
+		{fr + "[ptp]\noutlier_filter_type std-dev\n", "f.cfg:3: outlier_filter_type: not an option of [ptp]"},
 		{pt + "timestamping both\n", "f.cfg:4: timestamping: bad value 'both' (want hw, sw, auto)"},
 		{"sync_module ntp n\n[n]\nntp_poll_interval 0\n", "f.cfg:3: ntp_poll_interval: bad value '0' (want whole seconds, at least 1)"},
 		{"sync_module ntp n\n[n]\nntp_key 0 abc\n", "f.cfg:3: ntp_key: bad key id '0' (want a non-zero number)"},

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"math"
+	"strconv"
 	"time"
 )
 
@@ -519,8 +521,30 @@ var table = []keyword{
 	ign("ptp", "ptp_delay_resp_ignore_port_id", false, 1, 1, "ptpd always checks the port identity in Delay_Resp", chkOnOff),
 	withInst(sup("ptp", "pid_filter_p", false, 1, 1, "servo proportional coefficient for this instance (ptpd's unit)"), instPID(true)),
 	withInst(sup("ptp", "pid_filter_i", false, 1, 1, "servo integral coefficient for this instance (ptpd's unit)"), instPID(false)),
-	ign("ptp", "outlier_filter_size", false, 1, 1, rsFilter, chkInt(5, 60)),
-	ign("ptp", "outlier_filter_adaption", false, 1, 1, rsFilter, chkFloat(0, 1)),
+	withInst(sup("ptp", "outlier_filter_size", false, 1, 1, "offsets (5..60) the outlier filter judges each new offset against"),
+		func(in *Instance, a []string) (string, error) {
+			n, err := parseCInt(a[0])
+			if err != nil {
+				return "", fmt.Errorf("bad value '%s' (want an integer %d..%d)", a[0], OutlierFilterSizeMin, OutlierFilterSizeMax)
+			}
+			if n < OutlierFilterSizeMin || n > OutlierFilterSizeMax {
+				return "", fmt.Errorf("bad value '%s' (PTP outlier filter size outside allowed range [%d,%d])", a[0], OutlierFilterSizeMin, OutlierFilterSizeMax)
+			}
+			in.OutlierFilterSize = int(n)
+			return "", nil
+		}),
+	withInst(sup("ptp", "outlier_filter_adaption", false, 1, 1, "weight (0..1) with which an outlier still enters the filter's window, so that it adapts"),
+		func(in *Instance, a []string) (string, error) {
+			f, err := strconv.ParseFloat(a[0], 64)
+			if err != nil || math.IsNaN(f) {
+				return "", fmt.Errorf("bad value '%s' (want a number 0..1)", a[0])
+			}
+			if f < 0 || f > 1 {
+				return "", fmt.Errorf("bad value '%s' (PTP outlier filter adaption outside allowed range of [0,1])", a[0])
+			}
+			in.OutlierFilterAdaption = &f
+			return "", nil
+		}),
 	withInst(sup("ptp", "mpd_filter_size", false, 1, 1, "samples in the path delay filter (1..25)"),
 		func(in *Instance, a []string) (string, error) {
 			n, err := intIn(a[0], 1, 25)

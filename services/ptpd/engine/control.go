@@ -364,6 +364,12 @@ type InstanceInfo struct {
 	PathDelayNS float64  `json:"path-delay-ns"`
 	Master      string   `json:"master"`
 	Alarms      []string `json:"alarms"`
+	// OutlierDiscards and OutlierThresholdNS are set for instances
+	// with sfptpd's outlier filter (ptp): the offsets it discarded
+	// (sfptpd's adaptive-outlier-filter-discards statistic) and its
+	// current threshold (sfptpd's outlier-threshold).
+	OutlierDiscards    *uint64  `json:"adaptive-outlier-filter-discards,omitempty"`
+	OutlierThresholdNS *float64 `json:"outlier-threshold-ns,omitempty"`
 }
 
 // Instances returns every configured instance, in configuration order.
@@ -377,11 +383,16 @@ func (e *Engine) Instances() []InstanceInfo {
 		if alarms == nil {
 			alarms = []string{}
 		}
-		out = append(out, InstanceInfo{
+		info := InstanceInfo{
 			Name: r.cfg.Name, Module: r.cfg.Module, State: st.State.String(), Selected: r == e.selected,
 			OffsetNS: finite(st.OffsetNS), FreqAdjPPB: finite(st.FreqAdjPPB), PathDelayNS: finite(st.PathDelayNS),
 			Master: st.ParentID, Alarms: alarms,
-		})
+		}
+		if st.OutlierFilter {
+			n, th := st.Outliers, finite(st.OutlierThresholdNS)
+			info.OutlierDiscards, info.OutlierThresholdNS = &n, &th
+		}
+		out = append(out, info)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -412,5 +413,41 @@ func TestClockReadonly(t *testing.T) {
 				t.Fatalf("stepclocks: stepped %v, err %v", stepped, err)
 			}
 		})
+	}
+}
+
+// TestInstancesOutlierStats: instances-get carries sfptpd's
+// adaptive-outlier-filter-discards count and outlier threshold for the
+// instances that have the filter (ptp), and leaves them out for those
+// that have none.
+func TestInstancesOutlierStats(t *testing.T) {
+	h := newHarness(t, twoPTP, nil)
+	h.fakes["p1"].set(func(st *instance.Status) {
+		st.OutlierFilter, st.Outliers, st.OutlierSamples, st.OutlierThresholdNS = true, 7, 800, 113.5
+	})
+	h.fakes["p2"].set(func(st *instance.Status) { st.OutlierFilter = true })
+	raw, err := json.Marshal(h.e.Instances())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal(raw, &rows); err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 3 {
+		t.Fatalf("rows %s", raw)
+	}
+	for i, want := range []map[string]any{
+		{"adaptive-outlier-filter-discards": 7.0, "outlier-threshold-ns": 113.5},
+		{"adaptive-outlier-filter-discards": 0.0, "outlier-threshold-ns": 0.0},
+		{},
+	} {
+		for _, k := range []string{"adaptive-outlier-filter-discards", "outlier-threshold-ns"} {
+			got, ok := rows[i][k]
+			w, wok := want[k]
+			if ok != wok || got != w {
+				t.Errorf("row %d (%v) %s = %v (present %v), want %v (present %v)", i, rows[i]["name"], k, got, ok, w, wok)
+			}
+		}
 	}
 }

@@ -79,6 +79,18 @@ type Status struct {
 	LastUpdate   time.Time
 	Steps        int // clock steps so far
 
+	// OutlierFilter says the module passes its offsets through sfptpd's
+	// outlier filter (a PTP port does); the fields after it are valid
+	// only then. Outliers is how many offsets the filter discarded
+	// (sfptpd's adaptive-outlier-filter-discards) of OutlierSamples
+	// judged, and OutlierThresholdNS the distance from the recent
+	// mean beyond which the next offset is discarded (sfptpd's
+	// outlier-threshold; 0 until the filter holds enough offsets).
+	OutlierFilter      bool
+	Outliers           uint64
+	OutlierSamples     uint64
+	OutlierThresholdNS float64
+
 	// The fields below feed the sfptpd-format outputs (json_stats, the
 	// text stats line, the state files). Zero values mean "not
 	// measured", and the writers then leave the key out as sfptpd does.

@@ -133,6 +133,14 @@ type Config struct {
 
 	// DelayFilter is the path-delay moving-median window.
 	DelayFilter int
+	// OutlierFilterSize and OutlierFilterAdaption are sfptpd's
+	// outlier_filter_size and outlier_filter_adaption: every offset
+	// goes through a Peirce's-criterion filter over that many recent
+	// offsets (servo.Peirce), and one it calls an outlier is counted
+	// and dropped, as sfptpd's PTP servo does: it is neither reported
+	// nor fed to the servo. sfptpd's PTP module always runs the filter.
+	OutlierFilterSize     int
+	OutlierFilterAdaption float64
 	// SyncThreshold is the |offset| under which the port reports in-sync;
 	// 0 picks 1 µs with hardware timestamps, 10 µs with software.
 	SyncThreshold time.Duration
@@ -175,6 +183,8 @@ func DefaultConfig() Config {
 		AnnounceReceiptTimeout: 3,
 		Timestamping:           TimestampingAuto,
 		DelayFilter:            7,
+		OutlierFilterSize:      servo.DefaultPeirceSize,
+		OutlierFilterAdaption:  servo.DefaultPeirceAdaption,
 		Discipline:             true,
 	}
 }
@@ -210,6 +220,9 @@ func (c Config) Validate() error {
 	}
 	if c.DelayFilter < 1 || c.DelayFilter > 1024 {
 		errs = append(errs, fmt.Errorf("delay filter window %d out of range 1..1024", c.DelayFilter))
+	}
+	if _, err := servo.NewPeirce(c.OutlierFilterSize, c.OutlierFilterAdaption); err != nil {
+		errs = append(errs, err)
 	}
 	for _, l := range []struct {
 		name string

@@ -31,6 +31,11 @@ func (p *Port) Status() instance.Status {
 		AccuracyNS:   math.Inf(1),
 		LastUpdate:   p.disc.lastUpdate,
 		Steps:        p.disc.steps,
+
+		OutlierFilter:      true,
+		Outliers:           p.disc.outliers,
+		OutlierSamples:     p.disc.filtered,
+		OutlierThresholdNS: p.disc.filter.Threshold(),
 	}
 	if d, ok := p.meas.delay.Value(); ok {
 		st.PathDelayNS = d

@@ -162,8 +162,8 @@ func TestInteropSlave(t *testing.T) {
 	_, pp, start := slaveOfPtp4l(t, "tbp", 10)
 	w := window()
 	res := measureSlave(t, pp, start, 15*time.Second, w)
-	t.Logf("locked after %v; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm; steps %d",
-		res.lockedAfter.Round(time.Millisecond), w, res.rms, res.max, res.freqPPB/1000, res.steps)
+	t.Logf("locked after %v; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm; steps %d; outliers discarded %d",
+		res.lockedAfter.Round(time.Millisecond), w, res.rms, res.max, res.freqPPB/1000, res.steps, res.outliers)
 	checkSlave(t, pp, res, w)
 	if d := res.freqPPB/1000 + 30; d < -2 || d > 2 {
 		t.Errorf("final frequency %.3f ppm, want -30 ± 2", res.freqPPB/1000)
@@ -229,8 +229,8 @@ func TestInteropSlaveStalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	holdovers := strings.Count(pp.Log(), ": failed to receive Sync for sequence number ")
-	t.Logf("%d stalls of the master, %d holdovers; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm",
-		stalls, holdovers, w, res.rms, res.max, res.freqPPB/1000)
+	t.Logf("%d stalls of the master, %d holdovers; last %v: true error RMS %.0f ns, max %.0f ns; freq %.3f ppm; outliers discarded %d",
+		stalls, holdovers, w, res.rms, res.max, res.freqPPB/1000, res.outliers)
 	if stalls < 4 || holdovers < stalls {
 		t.Errorf("%d stalls made %d holdovers: the test did not do what it is for", stalls, holdovers)
 	}
@@ -270,6 +270,7 @@ type slaveResult struct {
 	rms, max    float64
 	freqPPB     float64
 	steps       int
+	outliers    uint64
 }
 
 // measureSlave finds when the port locked (in slave state with |true
@@ -302,6 +303,7 @@ func measureSlave(t *testing.T, pp *ptptest.PortProc, start time.Time, lockBy, w
 	last := rs[len(rs)-1]
 	res.freqPPB = last.Freq
 	res.steps = last.Steps
+	res.outliers = last.Outliers
 	return res
 }
 

@@ -283,6 +283,7 @@ func (p *Port) start(tr transport, hw bool, id protocol.ClockIdentity, now time.
 	p.foreign = newForeignTable()
 	p.parent = nil
 	p.meas.restart(now)
+	p.disc.newMaster()
 	p.meas.dreqIvl = logInterval(p.cfg.DelayReqInterval)
 	p.meas.syncIvl = logInterval(p.cfg.SyncInterval)
 	p.master.nextSync, p.master.nextAnnounce = now, now
@@ -361,6 +362,7 @@ func (p *Port) decide(now time.Time) {
 			p.parent = best
 			p.parentAnn = *best.last
 			p.meas.restart(now)
+			p.disc.newMaster()
 			p.log.Info("new master", "from", old, "to", best.id.String(),
 				"grandmaster", sfptpdID(best.ds.GM), "priority1", best.ds.Priority1, "class", best.ds.ClockClass)
 			p.setState(instance.Uncalibrated, "new master")
@@ -716,7 +718,7 @@ func (p *Port) onDelayResp(m *protocol.DelayResp) {
 // what it did; p.mu held.
 func (p *Port) sample(offset float64, now time.Time) {
 	switch p.disc.sample(offset, now) {
-	case sampleFailed:
+	case sampleFailed, sampleOutlier:
 		return
 	case sampleRecorded:
 		if p.state == instance.Uncalibrated {

@@ -9,10 +9,11 @@ import (
 	"github.com/tickbox-fw/tickbox/services/ptpd/servo"
 )
 
-// discipline is what a port does to its clock: it owns the PI servo, the
-// frequency last set, the steps made, the last offset from the master,
-// the run of offsets within the sync threshold that makes the port in
-// sync, and holdover when the master goes away. It is apart from Port
+// discipline is what a port does to its clock: it owns the outlier
+// filter and the PI servo, the frequency last set, the steps made, the
+// last offset from the master, the run of offsets within the sync
+// threshold that makes the port in sync, and holdover when the master
+// goes away. It is apart from Port
 // so that every change to the clock goes through one place, which also
 // knows when the clock must be left alone: discipline switched off
 // (SetDiscipline), clock_control no-adjust, or a master-only port. Then
@@ -22,6 +23,13 @@ type discipline struct {
 	clk   clock.Clock
 	log   *slog.Logger
 	servo *servo.Servo
+	// filter is sfptpd's outlier filter, which every offset passes
+	// before anything else sees it; outliers and filtered count what
+	// it rejected and what it judged (sfptpd's outliers and
+	// outliers_num_samples).
+	filter   *servo.Peirce
+	outliers uint64
+	filtered uint64
 	// threshold is the |offset| in ns within which a sample counts
 	// towards being in sync.
 	threshold float64
@@ -48,10 +56,18 @@ func newDiscipline(cfg Config, clk clock.Clock, log *slog.Logger) discipline {
 	if err != nil {
 		f = 0
 	}
+	filter, err := servo.NewPeirce(cfg.OutlierFilterSize, cfg.OutlierFilterAdaption)
+	if err != nil {
+		// Config.Validate refuses this; a port built without it
+		// gets sfptpd's defaults.
+		log.Warn("outlier filter: using the defaults", "err", err)
+		filter, _ = servo.NewPeirce(servo.DefaultPeirceSize, servo.DefaultPeirceAdaption)
+	}
 	return discipline{
 		clk:       clk,
 		log:       log,
 		servo:     servo.New(cfg.servoConfig(), f),
+		filter:    filter,
 		threshold: float64(cfg.SyncThreshold),
 		mayAdjust: cfg.ClockControl != servo.NoAdjust && cfg.Mode == ModeSlave,
 		on:        cfg.Discipline,
@@ -80,11 +96,23 @@ const (
 	sampleStepped
 	// sampleFailed: the step the servo asked for failed (logged).
 	sampleFailed
+	// sampleOutlier: the outlier filter rejected the offset; it was
+	// counted and dropped, and nothing else changed.
+	sampleOutlier
 )
 
-// sample records an offset (ns) from the master and, when adjusting,
-// feeds it to the servo and applies what the servo says.
+// sample passes an offset (ns) from the master through the outlier
+// filter and, if it is kept, records it and, when adjusting, feeds it to
+// the servo and applies what the servo says. An outlier changes nothing
+// but the filter and its count: as in sfptpd, the offset reported stays
+// the last one kept, and the servo does not see it.
 func (d *discipline) sample(offset float64, now time.Time) sampleResult {
+	d.filtered++
+	if d.filter.Sample(offset) {
+		d.outliers++
+		d.log.Debug("outlier discarded", "offset_ns", offset, "threshold_ns", d.filter.Threshold())
+		return sampleOutlier
+	}
 	d.offset = offset
 	d.haveOffset = true
 	d.lastUpdate = time.Now()
@@ -106,6 +134,7 @@ func (d *discipline) sample(offset float64, now time.Time) sampleResult {
 			return sampleFailed
 		}
 		d.log.Info("clock stepped", "by", r.Step, "offset_ns", offset)
+		d.filter.Reset()
 		d.applyFreq(r.FreqPPB)
 		d.inSyncRun = 0
 		return sampleStepped
@@ -144,7 +173,14 @@ func (d *discipline) stepOffset() (time.Duration, error) {
 		return 0, err
 	}
 	d.offset = 0
+	d.filter.Reset()
 	return by, nil
+}
+
+// newMaster forgets the offsets of the master before: the outlier
+// filter judges the new one's from scratch.
+func (d *discipline) newMaster() {
+	d.filter.Reset()
 }
 
 // setFreq sets the clock's frequency (ppb) and records it.

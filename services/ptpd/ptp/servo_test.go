@@ -110,10 +110,25 @@ func TestDisciplineRecordsOnly(t *testing.T) {
 	if !d.inSync {
 		t.Fatalf("not in sync after %d good offsets", d.inSyncRun)
 	}
-	// An offset beyond the threshold ends in-sync at once.
-	d.sample(20000, now)
-	if d.inSync || d.inSyncRun != 0 {
-		t.Fatalf("in sync %v run %d after a bad offset", d.inSync, d.inSyncRun)
+	// 20 µs after those is an outlier: it is discarded and changes
+	// nothing. Repeated, it becomes the new level the outlier filter
+	// keeps, and the first kept offset beyond the threshold ends
+	// in-sync at once.
+	kept := false
+	for i := range 20 {
+		if r := d.sample(20000, now); r != sampleOutlier {
+			if r != sampleRecorded || i == 0 {
+				t.Fatalf("20 µs offset %d: result %d", i, r)
+			}
+			kept = true
+			break
+		}
+		if !d.inSync || d.inSyncRun != 4 || d.offset != 3 {
+			t.Fatalf("outlier %d changed the discipline: in sync %v run %d offset %v", i, d.inSync, d.inSyncRun, d.offset)
+		}
+	}
+	if !kept || d.inSync || d.inSyncRun != 0 || d.offset != 20000 {
+		t.Fatalf("kept %v in sync %v run %d offset %v after a bad offset", kept, d.inSync, d.inSyncRun, d.offset)
 	}
 	if len(clk.steps) != 0 || clk.freq != 0 || d.steps != 0 {
 		t.Fatalf("a no-adjust discipline changed the clock: steps %v freq %v", clk.steps, clk.freq)

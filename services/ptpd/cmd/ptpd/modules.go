@@ -124,6 +124,12 @@ func applyPTPOptions(cfg *ptp.Config, sec config.Instance) error {
 	if sec.DelayFilter > 0 {
 		cfg.DelayFilter = sec.DelayFilter
 	}
+	if sec.OutlierFilterSize > 0 {
+		cfg.OutlierFilterSize = sec.OutlierFilterSize
+	}
+	if sec.OutlierFilterAdaption != nil {
+		cfg.OutlierFilterAdaption = *sec.OutlierFilterAdaption
+	}
 	set8 := func(dst *int8, v *int) {
 		if v != nil {
 			*dst = int8(*v)

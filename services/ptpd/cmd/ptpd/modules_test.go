@@ -21,7 +21,7 @@ func TestApplyPTPOptions(t *testing.T) {
 			if c.AnnounceInterval != d.AnnounceInterval || c.SyncInterval != d.SyncInterval || c.DelayReqInterval != d.DelayReqInterval ||
 				c.AnnounceReceiptTimeout != d.AnnounceReceiptTimeout || c.Priority1 != d.Priority1 || c.Priority2 != d.Priority2 ||
 				c.DelayFilter != d.DelayFilter || c.MaxFreqPPB != d.MaxFreqPPB || c.Timestamping != ptp.TimestampingAuto || c.SyncThreshold != 0 ||
-				c.TxLatency != 0 || c.RxLatency != 0 {
+				c.TxLatency != 0 || c.RxLatency != 0 || c.OutlierFilterSize != 60 || c.OutlierFilterAdaption != 1 {
 				t.Fatalf("config = %+v", c)
 			}
 		}},
@@ -40,6 +40,8 @@ ptp_delayreq_interval 3
 ptp_bmc_priority1 10
 ptp_bmc_priority2 20
 mpd_filter_size 5
+outlier_filter_size 12
+outlier_filter_adaption 0
 ptp_tx_latency 120
 ptp_rx_latency -35
 `, func(t *testing.T, c ptp.Config) {
@@ -48,7 +50,7 @@ ptp_rx_latency -35
 			}
 			if c.Timestamping != ptp.TimestampingSoftware || c.SyncThreshold != 2*time.Microsecond || c.AnnounceInterval != -2 ||
 				c.AnnounceReceiptTimeout != 4 || c.SyncInterval != -4 || c.DelayReqInterval != 3 || c.Priority1 != 10 ||
-				c.Priority2 != 20 || c.DelayFilter != 5 || c.MaxFreqPPB != 1000 {
+				c.Priority2 != 20 || c.DelayFilter != 5 || c.MaxFreqPPB != 1000 || c.OutlierFilterSize != 12 || c.OutlierFilterAdaption != 0 {
 				t.Fatalf("config = %+v", c)
 			}
 			if err := c.Validate(); err != nil {

@@ -41,13 +41,15 @@ type Report struct {
 	Freq    float64   `json:"freq_ppb"`
 	Delay   float64   `json:"delay_ns"`
 	Steps   int       `json:"steps"`
-	Parent  string    `json:"parent"`
-	GM      string    `json:"gm"`
-	Self    string    `json:"self"`
-	InSync  bool      `json:"in_sync"`
-	Alarms  []string  `json:"alarms"`
-	RSSKiB  int       `json:"rss_kib"`
-	Bad     uint64    `json:"malformed"`
+	// Outliers is how many offsets the outlier filter discarded.
+	Outliers uint64   `json:"outliers"`
+	Parent   string   `json:"parent"`
+	GM       string   `json:"gm"`
+	Self     string   `json:"self"`
+	InSync   bool     `json:"in_sync"`
+	Alarms   []string `json:"alarms"`
+	RSSKiB   int      `json:"rss_kib"`
+	Bad      uint64   `json:"malformed"`
 }
 
 // IsHelper reports whether this process was started as a helper.
@@ -106,7 +108,7 @@ func HelperMain() int {
 			st := port.Status()
 			_ = enc.Encode(Report{
 				At: time.Now(), State: st.State.String(), TrueErr: float64(vc.TrueError()),
-				Offset: st.OffsetNS, Freq: st.FreqAdjPPB, Delay: st.PathDelayNS, Steps: vc.Steps(),
+				Offset: st.OffsetNS, Freq: st.FreqAdjPPB, Delay: st.PathDelayNS, Steps: vc.Steps(), Outliers: st.Outliers,
 				Parent: st.ParentID, GM: st.GrandmasterID, Self: port.ClockIdentity(), InSync: st.InSync,
 				Alarms: st.Alarms, RSSKiB: rssKiB(), Bad: port.Malformed(),
 			})
