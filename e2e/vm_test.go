@@ -489,6 +489,7 @@ func TestVM(t *testing.T) {
 	checkListCommands(t, vctx, v)
 
 	checkClockOwner(t, vctx, v)
+	checkModuleVersion(t, vctx, v)
 	checkPtpd(t, vctx, v)
 	checkPTPWire(t, vctx, v, b.ptp)
 	checkHotplug(t, vctx, v)
@@ -647,6 +648,37 @@ func checkClockOwner(t *testing.T, ctx context.Context, v *vm) {
 		switch path.Base(f[3]) {
 		case "ntp", "ntpd", "chronyd", "timesyncd", "systemd-timesyncd":
 			t.Errorf("a second clock owner runs: %s", line)
+		}
+	}
+}
+
+// checkModuleVersion: gokrazy's web UI shows each tickbox program's
+// module version from its build information; the image tool gives it the
+// pseudo-version of the checkout's HEAD commit rather than go.mod's
+// placeholder v0.0.0-00010101000000-000000000000.
+func checkModuleVersion(t *testing.T, ctx context.Context, v *vm) {
+	t.Helper()
+	rev, err := exec.Command("git", "-c", "safe.directory=*", "-C", repoRoot(t), "log", "-1", "--format=%H").Output()
+	if err != nil || len(rev) < 12 {
+		testutil.Require(t, fmt.Sprintf("the checkout's revision (git log): %v", err))
+		return
+	}
+	for _, svc := range tickboxServices(t) {
+		resp, err := v.web.Get(ctx, "/status?path="+svc, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		page := string(b)
+		if !strings.Contains(page, "github.com/tickbox-fw/tickbox") || !strings.Contains(page, "-"+string(rev[:12])) {
+			t.Errorf("web UI status of %s does not show the module at the checkout's revision %s:\n%.2000s", svc, rev[:12], page)
+		}
+		if strings.Contains(page, "v0.0.0-00010101000000-000000000000") {
+			t.Errorf("web UI status of %s shows the placeholder module version", svc)
 		}
 	}
 }

@@ -11,7 +11,10 @@
 //
 // The derived instance directory gets config.json and a builddir symlink to
 // the committed builddir. gok runs go in the resolved directory, so the
-// committed relative replace directives keep working.
+// committed relative replace directives keep working. With -module-version,
+// the builddir is a directory of links instead, but for tickbox's entry,
+// whose go.mod requires the tickbox module at that version (see
+// writeInstance).
 package main
 
 import (
@@ -425,9 +428,28 @@ func isKeyType(s string) bool {
 		strings.HasPrefix(s, "sk-ssh-") || strings.HasPrefix(s, "sk-ecdsa-")
 }
 
-// writeInstance writes dir/config.json (atomically) and points dir/builddir
-// at the committed builddir.
-func writeInstance(srcDir, dir string, cfg []byte) error {
+// tickboxModule is the module the image's tickbox packages come from; its
+// builddir entry replaces it with the checkout.
+const tickboxModule = "github.com/tickbox-fw/tickbox"
+
+// moduleVersionRe is what -module-version may be: a module version
+// without build metadata (a pseudo-version such as
+// v0.0.0-20261207164300-0123456789ab, or a release tag).
+var moduleVersionRe = regexp.MustCompile(`^v(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)(-[0-9A-Za-z-]+(\.[0-9A-Za-z-]+)*)?$`)
+
+// writeInstance writes dir/config.json (atomically) and the builddir gok
+// builds in. Without a module version, dir/builddir is a symlink to the
+// committed builddir. With one, dir/builddir is a directory of its own:
+// every entry links to the committed one, except tickbox's, whose go.mod
+// requires the tickbox module at that version (still replaced by the
+// checkout). The version is what the Go build information records for
+// the tickbox programs, and so what gokrazy's web UI shows for each of
+// them, instead of the committed go.mod's placeholder
+// v0.0.0-00010101000000-000000000000.
+func writeInstance(srcDir, dir string, cfg []byte, moduleVersion string) error {
+	if moduleVersion != "" && !moduleVersionRe.MatchString(moduleVersion) {
+		return fmt.Errorf("invalid module version %q: want a module version such as v0.0.0-20261207164300-0123456789ab", moduleVersion)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -439,24 +461,122 @@ func writeInstance(srcDir, dir string, cfg []byte) error {
 	if err != nil {
 		return err
 	}
-	rel, err := filepath.Rel(absDir, absSrc)
-	if err != nil {
+	link := filepath.Join(absDir, "builddir")
+	if moduleVersion == "" {
+		if err := linkTo(absSrc, link); err != nil {
+			return err
+		}
+	} else if err := versionedBuilddir(absSrc, link, moduleVersion); err != nil {
 		return err
-	}
-	link := filepath.Join(dir, "builddir")
-	if cur, err := os.Readlink(link); err != nil || cur != rel {
-		if err := os.RemoveAll(link); err != nil {
-			return err
-		}
-		if err := os.Symlink(rel, link); err != nil {
-			return err
-		}
 	}
 	tmp := filepath.Join(dir, ".config.json.tmp")
 	if err := os.WriteFile(tmp, cfg, 0o644); err != nil {
 		return err
 	}
 	return os.Rename(tmp, filepath.Join(dir, "config.json"))
+}
+
+// linkTo makes link a relative symlink to target, replacing whatever is
+// at link (a symlink or a directory this program made earlier).
+func linkTo(target, link string) error {
+	rel, err := filepath.Rel(filepath.Dir(link), target)
+	if err != nil {
+		return err
+	}
+	if cur, err := os.Readlink(link); err == nil && cur == rel {
+		return nil
+	}
+	if err := os.RemoveAll(link); err != nil {
+		return err
+	}
+	return os.Symlink(rel, link)
+}
+
+// versionedBuilddir writes dst as a copy of the committed builddir src in
+// links, with tickbox's go.mod requiring version; see writeInstance.
+func versionedBuilddir(src, dst, version string) error {
+	if fi, err := os.Lstat(dst); err == nil && fi.Mode()&os.ModeSymlink != 0 {
+		if err := os.Remove(dst); err != nil {
+			return err
+		}
+	}
+	own := filepath.Join(filepath.FromSlash(tickboxModule))
+	err := filepath.WalkDir(src, func(path string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		switch {
+		case rel == ".":
+			return os.MkdirAll(dst, 0o755)
+		case rel == own:
+			return filepath.SkipDir
+		case d.IsDir() && strings.HasPrefix(own, rel+string(filepath.Separator)):
+			// On the way to tickbox's entry: a directory of its own.
+			return os.MkdirAll(filepath.Join(dst, rel), 0o755)
+		}
+		if err := linkTo(path, filepath.Join(dst, rel)); err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return filepath.SkipDir
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("builddir: %w", err)
+	}
+	srcMod := filepath.Join(src, own)
+	dstMod := filepath.Join(dst, own)
+	if err := os.MkdirAll(dstMod, 0o755); err != nil {
+		return err
+	}
+	mod, err := os.ReadFile(filepath.Join(srcMod, "go.mod"))
+	if err != nil {
+		return fmt.Errorf("builddir: %w", err)
+	}
+	mod, err = versionedGoMod(mod, version, srcMod, dstMod)
+	if err != nil {
+		return fmt.Errorf("builddir %s/go.mod: %w", tickboxModule, err)
+	}
+	if err := os.WriteFile(filepath.Join(dstMod, "go.mod"), mod, 0o644); err != nil {
+		return err
+	}
+	return linkTo(filepath.Join(srcMod, "go.sum"), filepath.Join(dstMod, "go.sum"))
+}
+
+// versionedGoMod rewrites tickbox's builddir go.mod, which sits in
+// srcDir, for dstDir: the require line names version, and the replace
+// line's relative path still reaches the checkout from dstDir.
+func versionedGoMod(mod []byte, version, srcDir, dstDir string) ([]byte, error) {
+	lines := strings.Split(string(mod), "\n")
+	var required, replaced bool
+	for i, l := range lines {
+		f := strings.Fields(l)
+		switch {
+		case len(f) == 3 && f[0] == "require" && f[1] == tickboxModule:
+			lines[i] = "require " + tickboxModule + " " + version
+			required = true
+		case len(f) == 4 && f[0] == "replace" && f[1] == tickboxModule && f[2] == "=>":
+			target := f[3]
+			if !filepath.IsAbs(target) {
+				target = filepath.Join(srcDir, target)
+			}
+			rel, err := filepath.Rel(dstDir, target)
+			if err != nil {
+				return nil, err
+			}
+			lines[i] = "replace " + tickboxModule + " => " + filepath.ToSlash(rel)
+			replaced = true
+		}
+	}
+	if !required || !replaced {
+		return nil, fmt.Errorf("want one-line \"require %s VERSION\" and \"replace %s => DIR\"", tickboxModule, tickboxModule)
+	}
+	return []byte(strings.Join(lines, "\n")), nil
 }
 
 type listFlag []string
@@ -474,6 +594,7 @@ func run(args []string) error {
 	fs.Var(&extra, "extra-package", "extra Go package to add to the image (repeatable)")
 	version := fs.String("version", "", "version linked into every tickbox program (version-get)")
 	buildTime := fs.String("build-time", "", "build time linked into every tickbox program (RFC 3339, UTC)")
+	moduleVersion := fs.String("module-version", "", "the tickbox module's version in the programs' build information (the web UI's version)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -496,7 +617,7 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
-	return writeInstance(*src, *out, cfg)
+	return writeInstance(*src, *out, cfg, *moduleVersion)
 }
 
 func main() {

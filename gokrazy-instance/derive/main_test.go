@@ -396,3 +396,85 @@ func FuzzDerive(f *testing.F) {
 		}
 	})
 }
+
+// TestModuleVersion: with -module-version the derived builddir requires
+// the tickbox module at that version, still replaced by the checkout (so
+// that go builds it from there), and links every other entry; without
+// it the builddir is the committed one again. Bad versions are refused.
+func TestModuleVersion(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "instance", "tickbox-amd64")
+	mod := filepath.Join(out, "builddir", "github.com", "tickbox-fw", "tickbox", "go.mod")
+	const version = "v0.0.0-20261207164300-0123456789ab"
+	for _, tc := range []struct {
+		name, version string
+		err           string
+	}{
+		{name: "versioned", version: version},
+		{name: "versioned again", version: version},
+		{name: "a release tag", version: "v1.2.3"},
+		{name: "build metadata", version: "v1.2.3+dirty", err: "invalid module version"},
+		{name: "not a version", version: "e2e-abc", err: "invalid module version"},
+		{name: "back to the committed builddir"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := []string{"-src", "..", "-out", out, "-target", "amd64"}
+			if tc.version != "" {
+				args = append(args, "-module-version", tc.version)
+			}
+			err := run(args)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("run: %v, want %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(mod)
+			if err != nil {
+				t.Fatal(err)
+			}
+			fi, err := os.Lstat(filepath.Join(out, "builddir"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.version == "" {
+				committed, err := os.ReadFile(filepath.Join("..", "builddir", "github.com", "tickbox-fw", "tickbox", "go.mod"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if fi.Mode()&os.ModeSymlink == 0 || string(b) != string(committed) {
+					t.Errorf("builddir is not the committed one (mode %v):\n%s", fi.Mode(), b)
+				}
+				return
+			}
+			if fi.Mode()&os.ModeSymlink != 0 {
+				t.Fatal("builddir is still the committed one")
+			}
+			if !strings.Contains(string(b), "\nrequire github.com/tickbox-fw/tickbox "+tc.version+"\n") {
+				t.Errorf("go.mod does not require %s:\n%s", tc.version, b)
+			}
+			// The replace still reaches the checkout.
+			var target string
+			for _, l := range strings.Split(string(b), "\n") {
+				if f := strings.Fields(l); len(f) == 4 && f[0] == "replace" {
+					target = f[3]
+				}
+			}
+			repo, err := os.ReadFile(filepath.Join(filepath.Dir(mod), filepath.FromSlash(target), "go.mod"))
+			if err != nil || !strings.HasPrefix(string(repo), "module github.com/tickbox-fw/tickbox\n") {
+				t.Errorf("replace %q does not reach the checkout: %v", target, err)
+			}
+			// Every other entry is the committed one.
+			for _, p := range []string{"github.com/gokrazy/kernel.amd64/go.mod", "github.com/tickbox-fw/tickbox/go.sum"} {
+				got, err1 := os.ReadFile(filepath.Join(out, "builddir", filepath.FromSlash(p)))
+				want, err2 := os.ReadFile(filepath.Join("..", "builddir", filepath.FromSlash(p)))
+				if err1 != nil || err2 != nil || string(got) != string(want) {
+					t.Errorf("%s differs from the committed one: %v %v", p, err1, err2)
+				}
+			}
+		})
+	}
+}

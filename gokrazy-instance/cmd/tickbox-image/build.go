@@ -215,6 +215,9 @@ func (e *env) build(ctx context.Context, o *options, out string) (*creds, error)
 		derive = append(derive, "-version", version)
 	}
 	derive = append(derive, "-build-time", time.Now().UTC().Format(time.RFC3339))
+	if mv := gitModuleVersion(ctx, o.repo); mv != "" {
+		derive = append(derive, "-module-version", mv)
+	}
 	cmd := exec.CommandContext(ctx, goBin, derive...)
 	cmd.Dir, cmd.Env, cmd.Stdout, cmd.Stderr = o.repo, goEnv, e.stderr, e.stderr
 	if err := cmd.Run(); err != nil {
@@ -401,4 +404,28 @@ func gitVersion(ctx context.Context, repo string) string {
 		return ""
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// gitModuleVersion is the Go pseudo-version of the checkout's HEAD
+// commit (v0.0.0-TIME-REVISION, the commit time in UTC and the first 12
+// hex digits of the revision), which the image's tickbox programs record
+// as their module's version, so that gokrazy's web UI shows it; "" when
+// repo is not a git checkout. Local changes are not in it (module
+// versions carry no "-dirty"); version-get's version (gitVersion) says so.
+func gitModuleVersion(ctx context.Context, repo string) string {
+	out, err := exec.CommandContext(ctx, "git", "-c", "safe.directory=*", "-C", repo, "log", "-1", "--format=%H %ct").Output()
+	if err != nil {
+		return ""
+	}
+	return pseudoVersion(strings.TrimSpace(string(out)))
+}
+
+// pseudoVersion makes the pseudo-version from git's "REVISION UNIXTIME".
+func pseudoVersion(log string) string {
+	rev, ct, ok := strings.Cut(log, " ")
+	secs, err := strconv.ParseInt(ct, 10, 64)
+	if !ok || err != nil || len(rev) < 12 || strings.Trim(rev, "0123456789abcdef") != "" {
+		return ""
+	}
+	return "v0.0.0-" + time.Unix(secs, 0).UTC().Format("20060102150405") + "-" + rev[:12]
 }

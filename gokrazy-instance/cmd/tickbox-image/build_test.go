@@ -3,10 +3,13 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 func TestPermPartition(t *testing.T) {
@@ -147,5 +150,49 @@ func TestSSHKeys(t *testing.T) {
 				t.Errorf("got %q %q %v, want %q %q", keys, identity, err, tc.keys, tc.identity)
 			}
 		})
+	}
+}
+
+func TestPseudoVersion(t *testing.T) {
+	for _, tc := range []struct{ log, want string }{
+		{"0123456789abcdef0123456789abcdef01234567 1796661780", "v0.0.0-20261207164300-0123456789ab"},
+		{"0123456789abcdef0123456789abcdef01234567 0", "v0.0.0-19700101000000-0123456789ab"},
+		{"0123456789ab 1796661780", "v0.0.0-20261207164300-0123456789ab"},
+		{"0123456789a 1796661780", ""},     // too short
+		{"0123456789AB 1796661780", ""},    // git prints lower case
+		{"0123456789abcdef 17966605x", ""}, // not a time
+		{"0123456789abcdef", ""},
+		{"", ""},
+	} {
+		if got := pseudoVersion(tc.log); got != tc.want {
+			t.Errorf("pseudoVersion(%q) = %q, want %q", tc.log, got, tc.want)
+		}
+	}
+}
+
+// TestGitModuleVersion reads the pseudo-version of a real git checkout.
+func TestGitModuleVersion(t *testing.T) {
+	git := testutil.NeedTool(t, "git", "git")
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"init", "-q"},
+		{"-c", "user.name=t", "-c", "user.email=t@example.invalid", "commit", "-q", "--allow-empty", "-m", "x"},
+	} {
+		cmd := exec.Command(git, append([]string{"-C", dir}, args...)...)
+		cmd.Env = append(os.Environ(), "GIT_COMMITTER_DATE=2026-12-07T16:43:00Z", "GIT_AUTHOR_DATE=2026-12-07T16:43:00Z")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+	}
+	rev, err := exec.Command(git, "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "v0.0.0-20261207164300-" + string(rev[:12])
+	if got := gitModuleVersion(context.Background(), dir); got != want {
+		t.Errorf("gitModuleVersion = %q, want %q", got, want)
+	}
+	if got := gitModuleVersion(context.Background(), t.TempDir()); got != "" {
+		t.Errorf("gitModuleVersion outside a checkout = %q, want \"\"", got)
 	}
 }
