@@ -31,17 +31,6 @@ func repoRoot(t *testing.T) string {
 	return root
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 type flashResult struct {
 	code   int
 	stdout string
@@ -95,9 +84,9 @@ func TestFlashRefusals(t *testing.T) {
 	}
 	t.Cleanup(func() { busy.Close() }) // after the parallel subtests
 	busyPort := strconv.Itoa(busy.Addr().(*net.TCPAddr).Port)
-	free, free2 := strconv.Itoa(freePort(t)), strconv.Itoa(freePort(t))
+	free, free2 := strconv.Itoa(testutil.FreePort(t)), strconv.Itoa(testutil.FreePort(t))
 	for free2 == free {
-		free2 = strconv.Itoa(freePort(t))
+		free2 = strconv.Itoa(testutil.FreePort(t))
 	}
 	regular := filepath.Join(t.TempDir(), "not-a-device")
 	if err := os.WriteFile(regular, []byte("x"), 0o644); err != nil {
@@ -276,7 +265,7 @@ func TestFlashQemuMissingWithoutRoot(t *testing.T) {
 	r := runFlash(t, ctx, &syscall.Credential{Uid: 65534, Gid: 65534},
 		[]string{"PATH=" + bin, "HOME=" + dir,
 			"XDG_CACHE_HOME=" + filepath.Join(cache, "cache"), "XDG_CONFIG_HOME=" + filepath.Join(cache, "config")},
-		"--build-dir", filepath.Join(dir, "build"), "--http-port", strconv.Itoa(freePort(t)), "--ssh-port", strconv.Itoa(freePort(t)))
+		"--build-dir", filepath.Join(dir, "build"), "--http-port", strconv.Itoa(testutil.FreePort(t)), "--ssh-port", strconv.Itoa(testutil.FreePort(t)))
 	checkRefusal(t, r, "qemu-system-x86_64 not found; install it with: sudo apt-get install -y qemu-system-x86")
 	noFilesUnder(t, dir)
 }

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 // updateTimeout bounds one flash.sh --update: the image build, the push,
@@ -177,7 +179,7 @@ func checkUpdate(t *testing.T, ctx context.Context, v *vm) {
 
 	// Refusals: one line each, nothing touched.
 	pids := servicePids(t, ctx, v)
-	closed := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	closed := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	for _, tc := range []struct {
 		name, addr, password, want string
 	}{

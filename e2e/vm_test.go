@@ -266,12 +266,12 @@ func bootVM(t *testing.T, tgt vmTarget) *bootedVM {
 		t.Fatal(err)
 	}
 	pub := writeTestKey(t, dir)
-	httpPort, sshPort, statusPort := freePort(t), freePort(t), freePort(t)
+	httpPort, sshPort, statusPort := testutil.FreePort(t), testutil.FreePort(t), testutil.FreePort(t)
 	for sshPort == httpPort {
-		sshPort = freePort(t)
+		sshPort = testutil.FreePort(t)
 	}
 	for statusPort == httpPort || statusPort == sshPort {
-		statusPort = freePort(t)
+		statusPort = testutil.FreePort(t)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), tgt.build+tgt.check)

@@ -1,12 +1,13 @@
 // Package testutil holds the small helpers tickbox's tests share:
 // goroutine-safe output capture, socket-friendly temporary directories,
-// polling for a condition, hex fixtures, a Kea control channel client and
+// polling for a condition, a free loopback port, hex fixtures, a Kea control channel client and
 // the rule for a test that cannot run here (Require).
 package testutil
 
 import (
 	"bytes"
 	"encoding/hex"
+	"net"
 	"os"
 	"strings"
 	"sync"
@@ -78,4 +79,15 @@ func Unhex(t testing.TB, s string) []byte {
 		t.Fatalf("bad hex %q: %v", s, err)
 	}
 	return b
+}
+
+// FreePort returns a loopback TCP port nothing listens on right now.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -10,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
 func TestQemuArgs(t *testing.T) {
@@ -295,9 +296,9 @@ func TestCheckBootHostQemu(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e, _, _ := testEnv("flash.sh", nil, "")
 			e.host.euid, e.host.files = 65534, tc.files
-			o := &options{target: tc.target, qemu: tc.qemu, httpPort: freeTCPPort(t), sshPort: freeTCPPort(t), statusPort: freeTCPPort(t), buildDir: dir}
+			o := &options{target: tc.target, qemu: tc.qemu, httpPort: testutil.FreePort(t), sshPort: testutil.FreePort(t), statusPort: testutil.FreePort(t), buildDir: dir}
 			for o.sshPort == o.httpPort || o.statusPort == o.httpPort || o.statusPort == o.sshPort {
-				o.sshPort, o.statusPort = freeTCPPort(t), freeTCPPort(t)
+				o.sshPort, o.statusPort = testutil.FreePort(t), testutil.FreePort(t)
 			}
 			err := e.checkBootHost(context.Background(), o)
 			if tc.err == "" {
@@ -311,15 +312,4 @@ func TestCheckBootHostQemu(t *testing.T) {
 			}
 		})
 	}
-}
-
-// freeTCPPort is a loopback port nothing listens on.
-func freeTCPPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
