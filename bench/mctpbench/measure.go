@@ -32,6 +32,8 @@ type sample struct {
 	elapsed time.Duration
 	lat     []time.Duration
 	lost    int
+	// perLane counts the messages each lane received (pipelined).
+	perLane []int
 }
 
 func (s sample) rate() float64 {
@@ -55,6 +57,22 @@ func (s *sample) add(o sample) {
 	s.elapsed += o.elapsed
 	s.lat = append(s.lat, o.lat...)
 	s.lost += o.lost
+	if s.perLane == nil {
+		s.perLane = make([]int, len(o.perLane))
+	}
+	for i, n := range o.perLane {
+		s.perLane[i] += n
+	}
+}
+
+// shares returns the smallest and largest lane's share of the messages
+// received, each relative to an equal share (1 is exactly fair).
+func (s sample) shares() (lo, hi float64) {
+	if len(s.perLane) == 0 || s.msgs == 0 {
+		return 0, 0
+	}
+	fair := float64(s.msgs) / float64(len(s.perLane))
+	return float64(slices.Min(s.perLane)) / fair, float64(slices.Max(s.perLane)) / fair
 }
 
 // percentile returns the p-th percentile latency in µs (0 without
@@ -179,12 +197,13 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 		}()
 	}
 	wg.Wait()
-	var s sample
+	s := sample{perLane: make([]int, len(results))}
 	var last time.Time
-	for _, r := range results {
+	for i, r := range results {
 		if err := errors.Join(r.txErr, r.rxErr); err != nil {
 			return sample{}, err
 		}
+		s.perLane[i] = r.recvd
 		s.msgs += r.recvd
 		s.lost += r.lost
 		if r.last.After(last) {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -66,10 +67,24 @@ func floorEcho(c *net.UnixConn) {
 // its test binary) into the demux alone on the abstract name it holds.
 const demuxEnv = "MCTPBENCH_DEMUX"
 
+// demuxProfileEnv, when set, names the file the demux-alone process
+// writes its CPU profile to (-demuxprofile).
+const demuxProfileEnv = "MCTPBENCH_DEMUX_CPUPROFILE"
+
 // demuxMain serves the demux (services/mctpd/demux) with its loopback
 // sender at localEID: what mctpd's demux costs without the MCTP router.
 // It runs until SIGTERM and returns the exit status.
 func demuxMain(name string) int {
+	if path := os.Getenv(demuxProfileEnv); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "demux:", err)
+			return 1
+		}
+		defer f.Close()
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	dm, err := demux.New([]string{name}, demux.Options{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demux:", err)
