@@ -1,7 +1,6 @@
 package demux
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -53,9 +52,10 @@ type Message = mctp.ClientMessage
 // meanwhile, unread in its socket, which pushes back on the client
 // (other clients do not wait); this is the demux's flow control, and
 // mctpd's router uses it instead of dropping. It should return once ctx
-// ends. m.Body is freshly allocated for each call and owned by the
-// sender from then on: it may keep or modify it. An error drops the
-// message; the demux counts and logs it.
+// ends. m.Body stays the demux's: it aliases the connection's read buffer and is valid only
+// until Send returns, so a sender that keeps it must copy it (mctpd's
+// router lays out a message of its own; Loopback delivers at once). An
+// error drops the message; the demux counts and logs it.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }
@@ -353,7 +353,8 @@ func (d *Server) Deliver(addr, typ byte, body []byte) int {
 // are [addr][tag][typ][body]; on a plain one the tag is not part of the
 // frame and is ignored.
 func (d *Server) DeliverTag(addr, tag, typ byte, body []byte) int {
-	return d.deliver(d.frame(addr, tag, typ, body))
+	m := d.outMsg(addr, tag, typ, body)
+	return d.deliver(&m)
 }
 
 // DeliverTo queues [addr][tag][typ][body] (the tag only on a tagged
@@ -364,22 +365,23 @@ func (d *Server) DeliverTo(id mctp.ClientID, addr, tag, typ byte, body []byte) b
 	d.mu.RLock()
 	c := d.byID[id]
 	d.mu.RUnlock()
-	if c == nil || !c.enqueue(d.frame(addr, tag, typ, body)) {
+	m := d.outMsg(addr, tag, typ, body)
+	if c == nil || !c.enqueue(&m) {
 		return false
 	}
 	d.delivered.Add(1)
 	return true
 }
 
-// frame lays a message out for clients in one fresh slice.
-func (d *Server) frame(addr, tag, typ byte, body []byte) []byte {
-	frame := make([]byte, d.hdr+len(body))
-	frame[0], frame[d.hdr-1] = addr, typ
+// outMsg makes the message for clients: the header this demux's frames
+// carry, and body, which stays the caller's.
+func (d *Server) outMsg(addr, tag, typ byte, body []byte) outMsg {
+	m := outMsg{hlen: d.hdr, body: body}
+	m.hdr[0], m.hdr[d.hdr-1] = addr, typ
 	if d.hdr == 3 {
-		frame[1] = tag
+		m.hdr[1] = tag
 	}
-	copy(frame[d.hdr:], body)
-	return frame
+	return m
 }
 
 // DeliverFrame is Deliver for a message already laid out as
@@ -391,23 +393,26 @@ func (d *Server) DeliverFrame(b []byte) int {
 		d.dropLog.log(d.log, d.shortMsg[1], "len", len(b))
 		return 0
 	}
-	return d.deliver(bytes.Clone(b))
+	m := outMsg{hlen: d.hdr, body: b[d.hdr:]}
+	copy(m.hdr[:], b[:d.hdr])
+	return d.deliver(&m)
 }
 
-// deliver fans frame out. frame is shared, read-only, by every queue.
-func (d *Server) deliver(frame []byte) int {
+// deliver fans m out to the clients of its type. Each takes it at once
+// or queues the one copy they all share (outMsg).
+func (d *Server) deliver(m *outMsg) int {
 	n := 0
-	typ := frame[d.hdr-1]
+	typ := m.typ()
 	d.mu.RLock()
 	for _, c := range d.clients[typ] {
-		if c.enqueue(frame) {
+		if c.enqueue(m) {
 			n++
 		}
 	}
 	d.mu.RUnlock()
 	if n == 0 {
 		d.dropNoClient.Add(1)
-		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", typ, "addr", frame[0], "len", len(frame)-d.hdr)
+		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", typ, "addr", m.hdr[0], "len", len(m.body))
 		return 0
 	}
 	d.delivered.Add(1)
@@ -455,12 +460,7 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
 		return
 	}
-	c := &client{
-		d: d, conn: conn, typ: typ, pid: cred.PID, rc: rc,
-		id:   mctp.ClientID(d.lastID.Add(1)),
-		wake: make(chan struct{}, 1),
-		dead: make(chan struct{}),
-	}
+	c := newClient(d, conn, rc, typ, cred.PID)
 	d.register(c)
 	d.log.Info("demux: client registered", "type", typ, "pid", cred.PID, "uid", cred.UID)
 	writerDone := make(chan struct{})
@@ -514,10 +514,6 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 			continue
 		}
 		d.in.Add(1)
-		m.Body = bytes.Clone(m.Body)
-		if m.Body == nil {
-			m.Body = []byte{}
-		}
 		m.Client = c.id
 		if err := d.sender.Send(ctx, m); err != nil {
 			d.dropRoute.Add(1)
@@ -552,203 +548,6 @@ func (d *Server) unregister(c *client) {
 			}
 			return
 		}
-	}
-}
-
-// client is one registered connection and its outgoing queue.
-type client struct {
-	d    *Server
-	conn *net.UnixConn
-	typ  byte
-	pid  int32
-	id   mctp.ClientID
-
-	mu      sync.Mutex
-	q       [][]byte
-	spare   [][]byte // writer-owned, reused as the next queue
-	msgs    int      // queued plus being written by the writer
-	bytes   int
-	writing bool // enqueue or the writer is writing to conn
-	closed  bool
-	rc      syscall.RawConn
-
-	wake     chan struct{}
-	dead     chan struct{}
-	killOnce sync.Once
-}
-
-// enqueue hands frame to the client without blocking. When nothing is
-// queued or being written it tries one non-blocking write straight away,
-// which saves a goroutine wake-up per message on an idle client; on
-// EAGAIN, or when messages are already waiting, the frame is queued for
-// the writer. On overflow the client is disconnected and its queue
-// discarded.
-func (c *client) enqueue(frame []byte) bool {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
-		return false
-	}
-	if !c.writing && len(c.q) == 0 {
-		c.writing = true
-		c.mu.Unlock()
-		done, err := c.tryWrite(frame)
-		c.mu.Lock()
-		c.writing = false
-		switch {
-		case err != nil:
-			c.mu.Unlock()
-			c.writeFailed(err)
-			return false
-		case done:
-			more := len(c.q) > 0
-			c.mu.Unlock()
-			c.d.out.Add(1)
-			if more {
-				c.signal()
-			}
-			return true
-		case c.closed:
-			c.mu.Unlock()
-			return false
-		}
-		// EAGAIN: queue it, ahead of anything queued meanwhile.
-		c.q = append(c.q, nil)
-		copy(c.q[1:], c.q)
-		c.q[0] = frame
-		c.msgs++
-		c.bytes += len(frame)
-		c.mu.Unlock()
-		c.signal()
-		return true
-	}
-	if c.msgs+1 > c.d.opts.QueueMsgs || c.bytes+len(frame) > c.d.opts.QueueBytes {
-		lost := c.msgs + 1
-		c.closed = true
-		c.q = nil
-		c.mu.Unlock()
-		c.d.overflows.Add(1)
-		c.d.dropQ.Add(uint64(lost))
-		c.d.log.Warn("demux: client queue overflow; disconnecting it",
-			"type", c.typ, "pid", c.pid, "lost", lost,
-			"max_msgs", c.d.opts.QueueMsgs, "max_bytes", c.d.opts.QueueBytes)
-		c.kill()
-		return false
-	}
-	c.q = append(c.q, frame)
-	c.msgs++
-	c.bytes += len(frame)
-	c.mu.Unlock()
-	c.signal()
-	return true
-}
-
-func (c *client) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// tryWrite makes one non-blocking write attempt. done is false when the
-// socket buffer is full.
-func (c *client) tryWrite(frame []byte) (done bool, err error) {
-	var werr error
-	if cerr := c.rc.Write(func(fd uintptr) bool {
-		for {
-			_, werr = syscall.Write(int(fd), frame)
-			if werr != syscall.EINTR {
-				break
-			}
-		}
-		return true // never wait: the caller must not block
-	}); cerr != nil {
-		return false, cerr
-	}
-	if werr == syscall.EAGAIN {
-		return false, nil
-	}
-	if werr != nil {
-		return false, fmt.Errorf("write: %w", werr)
-	}
-	return true, nil
-}
-
-func (c *client) writeFailed(err error) {
-	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-		// The client closed its end. Stop writing to it but leave the
-		// connection to the reader: what the client sent before closing
-		// is still queued for us, and the reader ends at its EOF.
-		c.mu.Lock()
-		c.closed = true
-		c.q = nil
-		c.mu.Unlock()
-		return
-	}
-	if !c.killed() {
-		c.d.log.Info("demux: write to client failed; disconnecting", "type", c.typ, "pid", c.pid, "err", err)
-	}
-	c.kill()
-}
-
-// write drains the queue to the socket until the client dies. It holds
-// the writing token while it writes, so that enqueue's direct writes
-// never overtake queued messages.
-func (c *client) write() {
-	for {
-		select {
-		case <-c.wake:
-		case <-c.dead:
-			return
-		}
-		for {
-			c.mu.Lock()
-			if c.closed || c.writing || len(c.q) == 0 {
-				c.mu.Unlock()
-				break
-			}
-			batch := c.q
-			c.q = c.spare[:0]
-			c.writing = true
-			c.mu.Unlock()
-			for i, m := range batch {
-				if _, err := c.conn.Write(m); err != nil {
-					c.writeFailed(err)
-					return
-				}
-				c.d.out.Add(1)
-				batch[i] = nil
-				c.mu.Lock()
-				c.msgs--
-				c.bytes -= len(m)
-				c.mu.Unlock()
-			}
-			c.mu.Lock()
-			c.writing = false
-			c.mu.Unlock()
-			c.spare = batch
-		}
-	}
-}
-
-// kill closes the connection once; the reader and writer then end.
-func (c *client) kill() {
-	c.killOnce.Do(func() {
-		c.mu.Lock()
-		c.closed = true
-		c.q = nil
-		c.mu.Unlock()
-		close(c.dead)
-		c.conn.Close()
-	})
-}
-
-func (c *client) killed() bool {
-	select {
-	case <-c.dead:
-		return true
-	default:
-		return false
 	}
 }
 
