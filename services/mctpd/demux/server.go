@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -443,21 +442,30 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	defer stop()
 	defer conn.Close()
 	cred, _ := unixsock.PeerCred(conn)
-	buf := make([]byte, d.opts.MaxMessage)
-
-	n, _, _, _, err := conn.ReadMsgUnix(buf, nil)
-	if err != nil || n == 0 {
-		d.log.Debug("demux: client left before registering", "pid", cred.PID, "err", err)
-		return
-	}
-	typ := buf[0]
-	if typ == 0 {
-		d.log.Info("demux: client registered type 0; closing it", "pid", cred.PID, "uid", cred.UID)
-		return
-	}
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
+		return
+	}
+	rd, err := newReader(rc, d.opts.MaxMessage)
+	if err != nil {
+		d.log.Error("demux: client not served", "pid", cred.PID, "err", err)
+		return
+	}
+	defer rd.close()
+
+	n, err := rd.read()
+	var reg []byte
+	if err == nil {
+		reg, _ = rd.msg(0)
+	}
+	if len(reg) == 0 {
+		d.log.Debug("demux: client left before registering", "pid", cred.PID, "err", err)
+		return
+	}
+	typ := reg[0]
+	if typ == 0 {
+		d.log.Info("demux: client registered type 0; closing it", "pid", cred.PID, "uid", cred.UID)
 		return
 	}
 	c := newClient(d, conn, rc, typ, cred.PID)
@@ -475,42 +483,50 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	}()
 
 	reset := false
+	// next is the batch's next datagram: those after the registration
+	// may have come in its batch.
+	next := 1
 	for {
-		n, _, flags, _, err := conn.ReadMsgUnix(buf, nil)
-		if err != nil {
-			if errors.Is(err, syscall.ECONNRESET) && !reset {
-				// The client closed with messages to it still unread.
-				// Linux reports that once, ahead of the messages the
-				// client sent before closing: read those before leaving.
-				reset = true
-				continue
+		if next == n {
+			next = 0
+			if n, err = rd.read(); err != nil {
+				if errors.Is(err, syscall.ECONNRESET) && !reset {
+					// The client closed with messages to it still
+					// unread. Linux reports that once, ahead of the
+					// messages the client sent before closing: read
+					// those before leaving.
+					reset = true
+					continue
+				}
+				switch {
+				case errors.Is(err, net.ErrClosed) || c.killed():
+					// We closed it: overflow, shutdown, a failed write.
+				case errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
+					// A client closing is no failure.
+					d.log.Debug("demux: client disconnected", "type", typ, "pid", cred.PID, "err", err)
+				default:
+					d.log.Info("demux: client read failed; disconnecting", "type", typ, "pid", cred.PID, "err", err)
+				}
+				return
 			}
-			switch {
-			case errors.Is(err, net.ErrClosed) || c.killed():
-				// We closed it: overflow, shutdown, a failed write.
-			case errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE):
-				// A client closing is no failure.
-				d.log.Debug("demux: client disconnected", "type", typ, "pid", cred.PID, "err", err)
-			default:
-				d.log.Info("demux: client read failed; disconnecting", "type", typ, "pid", cred.PID, "err", err)
-			}
-			return
 		}
-		if n == 0 {
+		b, truncated := rd.msg(next)
+		next++
+		if len(b) == 0 {
 			// libmctp treats a zero-length datagram (or EOF) as a
 			// disconnect; it is how a client closes normally.
 			d.log.Debug("demux: client disconnected", "type", typ, "pid", cred.PID)
 			return
 		}
-		if flags&syscall.MSG_TRUNC != 0 {
+		if truncated {
 			d.dropTooBig.Add(1)
 			d.dropLog.log(d.log, "demux: client message too big; dropped", "type", typ, "pid", cred.PID, "max", d.opts.MaxMessage)
 			continue
 		}
-		m, perr := ParseFrame(buf[:n], d.Tagged())
+		m, perr := ParseFrame(b, d.Tagged())
 		if perr != nil {
 			d.dropShort.Add(1)
-			d.dropLog.log(d.log, d.shortMsg[0], "type", typ, "pid", cred.PID, "len", n)
+			d.dropLog.log(d.log, d.shortMsg[0], "type", typ, "pid", cred.PID, "len", len(b))
 			continue
 		}
 		d.in.Add(1)
