@@ -63,8 +63,8 @@ var fcsTables = func() (t [16][256]uint16) {
 const fcsInit = 0xffff
 
 // fcsUpdate continues fcs over p: by folding with carry-less
-// multiplication where the CPU has it and p is long enough (see
-// fcsfold.go), otherwise by table.
+// multiplication (PCLMULQDQ on amd64, PMULL on arm64) where the CPU has
+// it and p is long enough (see fcsfold.go), otherwise by table.
 func fcsUpdate(fcs uint16, p ...byte) uint16 {
 	if canFold && len(p) >= foldMin {
 		return fcsFolded(fcs, p)
