@@ -107,6 +107,10 @@ func Encode(pkt []byte) []byte {
 	return appendFrame(out, pkt)
 }
 
+// AppendFrame is Encode appending the frame to dst, as SendBatch frames
+// a message's packets into one buffer; the same length limit applies.
+func AppendFrame(dst, pkt []byte) []byte { return appendFrame(dst, pkt) }
+
 func appendFrame(out, pkt []byte) []byte {
 	n := byte(len(pkt))
 	out = append(out, flagByte, revision, n)
