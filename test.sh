@@ -26,6 +26,8 @@ command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 # The arm64 image boots on qemu's virt machine with Debian's UEFI firmware.
 command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
 [ -f /usr/share/qemu-efi-aarch64/QEMU_EFI.fd ] || need+=(qemu-efi-aarch64)
+# services/mctpd/serial runs its arm64 FCS tests (PMULL) under qemu-aarch64.
+command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
 command -v ssh >/dev/null && command -v ssh-keygen >/dev/null || need+=(openssh-client)
 command -v mkfs.ext4 >/dev/null || [ -x /usr/sbin/mkfs.ext4 ] || [ -x /sbin/mkfs.ext4 ] || need+=(e2fsprogs)
 # services/ctl/web drives the status page in a headless chromium.

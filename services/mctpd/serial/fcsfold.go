@@ -55,3 +55,17 @@ func fcsFolded(fcs uint16, p []byte) uint16 {
 	binary.LittleEndian.PutUint64(b[8:], hi)
 	return fcsTable(fcsTable(0, b[:]), p[n:])
 }
+
+// FCSPath names how FCS computes on this CPU: the carry-less multiply
+// instruction that folds it ("PCLMULQDQ" on amd64, "PMULL" on arm64) or
+// "table" where there is none. For benchmarks and reports.
+func FCSPath() string {
+	if canFold {
+		return foldPath
+	}
+	return "table"
+}
+
+// FCSByTable is FCS by table alone, whatever the CPU can do: the
+// baseline benchmarks compare the folded path with.
+func FCSByTable(p []byte) uint16 { return fcsTable(fcsInit, p) }

@@ -63,8 +63,8 @@ var fcsTables = func() (t [16][256]uint16) {
 const fcsInit = 0xffff
 
 // fcsUpdate continues fcs over p: by folding with carry-less
-// multiplication where the CPU has it and p is long enough (see
-// fcsfold.go), otherwise by table.
+// multiplication (PCLMULQDQ on amd64, PMULL on arm64) where the CPU has
+// it and p is long enough (see fcsfold.go), otherwise by table.
 func fcsUpdate(fcs uint16, p ...byte) uint16 {
 	if canFold && len(p) >= foldMin {
 		return fcsFolded(fcs, p)
@@ -106,6 +106,10 @@ func Encode(pkt []byte) []byte {
 	out := make([]byte, 0, len(pkt)+len(pkt)/8+7)
 	return appendFrame(out, pkt)
 }
+
+// AppendFrame is Encode appending the frame to dst, as SendBatch frames
+// a message's packets into one buffer; the same length limit applies.
+func AppendFrame(dst, pkt []byte) []byte { return appendFrame(dst, pkt) }
 
 func appendFrame(out, pkt []byte) []byte {
 	n := byte(len(pkt))
