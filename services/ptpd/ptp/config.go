@@ -141,6 +141,10 @@ type Config struct {
 	// nor fed to the servo. sfptpd's PTP module always runs the filter.
 	OutlierFilterSize     int
 	OutlierFilterAdaption float64
+	// NoOutlierFilter passes every offset on unfiltered. No sfptpd
+	// keyword sets it (sfptpd's PTP module has no switch for its
+	// filter); ptpbench sets it to measure what the filter does.
+	NoOutlierFilter bool
 	// SyncThreshold is the |offset| under which the port reports in-sync;
 	// 0 picks 1 µs with hardware timestamps, 10 µs with software.
 	SyncThreshold time.Duration
