@@ -67,6 +67,7 @@ func newDiscipline(cfg Config, clk clock.Clock, log *slog.Logger) discipline {
 		log.Warn("outlier filter: using the defaults", "err", err)
 		filter, _ = servo.NewPeirce(servo.DefaultPeirceSize, servo.DefaultPeirceAdaption)
 	}
+	filter.SetHoldLone(!cfg.OutlierFilterPlain)
 	return discipline{
 		clk:       clk,
 		log:       log,
