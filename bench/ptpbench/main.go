@@ -77,13 +77,25 @@ type row struct {
 	s    summary
 }
 
+// loopFilters are the closed-loop slaves' outlier filters: none,
+// sfptpd's (every outlier enters the window with the adaption weight),
+// and ptpd's (a lone outlier enters no further out than the threshold).
+var loopFilters = []struct {
+	name       string
+	off, plain bool
+}{
+	{"ptpd slave, no outlier filter", true, false},
+	{"ptpd slave, sfptpd's outlier filter", false, true},
+	{"ptpd slave, ptpd's outlier filter (lone outliers held)", false, false},
+}
+
 // loop is a closed-loop ptpd slave's figures.
 type loop struct {
 	name     string
-	filter   bool
 	err      summary
 	events   []lateEvent
 	resp     summary // responses to the late-stamped Syncs
+	base     summary // the same measure from every second of the window
 	outliers uint64  // offsets the filter discarded in the window
 	freqPPM  float64
 	steps    int
@@ -229,13 +241,14 @@ func sameStream(c *cleanup, exe string, o options, res *results) error {
 		return err
 	}
 	var loops []*ptptest.PortProc
-	for i, filter := range []bool{false, true} {
+	for i, f := range loopFilters {
 		ns, err := slave(2 + i)
 		if err != nil {
 			return err
 		}
 		cfg := ptptest.PortConfig("mv", ptp.ModeSlave)
-		cfg.NoOutlierFilter = !filter
+		cfg.NoOutlierFilter = f.off
+		cfg.OutlierFilterPlain = f.plain
 		pp, err := c.port(ns, exe, ptptest.HelperSpec{
 			Config: cfg, VirtualOffset: 500 * time.Microsecond, VirtualPPM: 30,
 			Samples: true, Report: 100 * time.Millisecond,
@@ -257,14 +270,11 @@ func sameStream(c *cleanup, exe string, o options, res *results) error {
 	res.ptpdKept = row{"ptpd slave (no-adjust), offsets the outlier filter kept", summarize(samplesIn(mr, start, true, 1))}
 	for i, pp := range loops {
 		rs := pp.Reports()
-		l := loop{filter: i == 1, reports: rs}
-		l.name = "ptpd slave, outlier filter off"
-		if l.filter {
-			l.name = "ptpd slave, outlier filter on"
-		}
+		l := loop{name: loopFilters[i].name, reports: rs}
 		l.err = summarize(trueErrors(rs, start))
 		l.events = lateEvents(rs, start)
 		l.resp = summarize(responses(rs, start, l.events))
+		l.base = summarize(responses(rs, start, everySecond(start, o.window)))
 		if n := len(rs); n > 0 {
 			last := rs[n-1]
 			l.freqPPM, l.steps = last.Freq/1000, last.Steps
@@ -274,7 +284,7 @@ func sameStream(c *cleanup, exe string, o options, res *results) error {
 					break
 				}
 			}
-			if l.filter {
+			if i == len(loops)-1 {
 				res.rssSlaveKiB = last.RSSKiB
 			}
 		}
@@ -393,8 +403,8 @@ func (r *results) print(w io.Writer) {
 		line(w, row{l.name, l.err})
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "| late-stamped Syncs (≥ %d ns off) | seen | rejected | median move | max move | final freq | steps | discarded |\n", lateThreshold)
-	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintf(w, "| late-stamped Syncs (≥ %d ns off) | seen | rejected | median move | max move | any 2 s: median move | max move | final freq | steps | discarded |\n", lateThreshold)
+	fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, l := range r.loops {
 		rej := 0
 		for _, e := range l.events {
@@ -402,10 +412,10 @@ func (r *results) print(w io.Writer) {
 				rej++
 			}
 		}
-		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.0f | %.3f ppm | %d | %d |\n",
-			l.name, len(l.events), rej, l.resp.Center, l.resp.MaxAbs, l.freqPPM, l.steps, l.outliers)
+		fmt.Fprintf(w, "| %s | %d | %d | %.0f | %.0f | %.0f | %.0f | %.3f ppm | %d | %d |\n",
+			l.name, len(l.events), rej, l.resp.Center, l.resp.MaxAbs, l.base.Center, l.base.MaxAbs, l.freqPPM, l.steps, l.outliers)
 	}
-	fmt.Fprintf(w, "\n(move: the largest |true error − its median| within %v after each late-stamped Sync)\n\n", responseWindow)
+	fmt.Fprintf(w, "\n(move: the largest |true error − its median| within %v after each late-stamped Sync; \"any 2 s\": the same from each whole second of the window, for comparison)\n\n", responseWindow)
 	fmt.Fprintln(w, "Master quality, a free-running ptp4l slave of each master (two veth pairs, at the same time):")
 	fmt.Fprintln(w)
 	header(w, "master (slave's offset)")

@@ -165,3 +165,14 @@ func responses(rs []ptptest.Report, start time.Time, evs []lateEvent) []float64 
 	}
 	return out
 }
+
+// everySecond returns an event at each whole second of the window that
+// starts at start, for the move a closed loop makes without a
+// late-stamped Sync to blame.
+func everySecond(start time.Time, window time.Duration) []lateEvent {
+	var out []lateEvent
+	for t := start; t.Add(responseWindow).Before(start.Add(window)); t = t.Add(time.Second) {
+		out = append(out, lateEvent{At: t})
+	}
+	return out
+}
