@@ -366,7 +366,7 @@ func run(o options, log io.Writer) (*results, error) {
 func (r *results) rows() []row {
 	rs := []row{r.p4Slave, r.ptpdAll, r.ptpdEvery16, r.ptpdKept}
 	for _, l := range r.loops {
-		rs = append(rs, row{l.name + ": true error", l.err})
+		rs = append(rs, row{l.name, l.err})
 	}
 	return append(rs, r.ofP4, r.ofPtpd)
 }
