@@ -141,6 +141,16 @@ type Config struct {
 	// nor fed to the servo. sfptpd's PTP module always runs the filter.
 	OutlierFilterSize     int
 	OutlierFilterAdaption float64
+	// OutlierFilterPlain lets every outlier into the filter's window
+	// as sfptpd does; by default a lone outlier enters no further out
+	// than the threshold (servo.Peirce.SetHoldLone), so that one Sync
+	// stamped far too late does not let the next moderately late ones
+	// through. No sfptpd keyword sets it; ptpbench compares the two.
+	OutlierFilterPlain bool
+	// NoOutlierFilter passes every offset on unfiltered. No sfptpd
+	// keyword sets it (sfptpd's PTP module has no switch for its
+	// filter); ptpbench sets it to measure what the filter does.
+	NoOutlierFilter bool
 	// SyncThreshold is the |offset| under which the port reports in-sync;
 	// 0 picks 1 µs with hardware timestamps, 10 µs with software.
 	SyncThreshold time.Duration

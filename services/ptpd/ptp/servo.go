@@ -28,8 +28,12 @@ type discipline struct {
 	// it rejected and what it judged (sfptpd's outliers and
 	// outliers_num_samples).
 	filter   *servo.Peirce
+	noFilter bool
 	outliers uint64
 	filtered uint64
+	// observe, when set, sees every offset and whether the filter
+	// rejected it (Port.ObserveSamples).
+	observe func(Sample)
 	// threshold is the |offset| in ns within which a sample counts
 	// towards being in sync.
 	threshold float64
@@ -63,11 +67,13 @@ func newDiscipline(cfg Config, clk clock.Clock, log *slog.Logger) discipline {
 		log.Warn("outlier filter: using the defaults", "err", err)
 		filter, _ = servo.NewPeirce(servo.DefaultPeirceSize, servo.DefaultPeirceAdaption)
 	}
+	filter.SetHoldLone(!cfg.OutlierFilterPlain)
 	return discipline{
 		clk:       clk,
 		log:       log,
 		servo:     servo.New(cfg.servoConfig(), f),
 		filter:    filter,
+		noFilter:  cfg.NoOutlierFilter,
 		threshold: float64(cfg.SyncThreshold),
 		mayAdjust: cfg.ClockControl != servo.NoAdjust && cfg.Mode == ModeSlave,
 		on:        cfg.Discipline,
@@ -108,7 +114,11 @@ const (
 // the last one kept, and the servo does not see it.
 func (d *discipline) sample(offset float64, now time.Time) sampleResult {
 	d.filtered++
-	if d.filter.Sample(offset) {
+	outlier := !d.noFilter && d.filter.Sample(offset)
+	if d.observe != nil {
+		d.observe(Sample{At: now, OffsetNS: offset, Outlier: outlier})
+	}
+	if outlier {
 		d.outliers++
 		d.log.Debug("outlier discarded", "offset_ns", offset, "threshold_ns", d.filter.Threshold())
 		return sampleOutlier
@@ -245,4 +255,22 @@ func (d *discipline) piTerms() (pTerm, iTerm float64, ok bool) {
 	}
 	pTerm = -d.servo.Config().Kp * d.offset
 	return pTerm, d.freq - pTerm, true
+}
+
+// Sample is one offset from the master as the port measured it, before
+// the outlier filter, and the filter's verdict.
+type Sample struct {
+	At       time.Time
+	OffsetNS float64
+	Outlier  bool
+}
+
+// ObserveSamples has f called with every offset the port measures, from
+// the port's event loop with its lock held: f must return quickly and
+// must not call the port. Benchmarks use it to see the measurement
+// noise and the filter's decisions sample by sample. nil stops it.
+func (p *Port) ObserveSamples(f func(Sample)) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.disc.observe = f
 }

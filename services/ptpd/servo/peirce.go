@@ -94,7 +94,25 @@ type Peirce struct {
 	adaption float64
 	buf      []float64 // a ring of the last len(buf) samples
 	pos, n   int
+	// holdLone: a lone outlier enters the window no further from the
+	// mean than the threshold (SetHoldLone); lastSide is the side
+	// (+1, -1) of the previous sample if it was an outlier, else 0.
+	holdLone bool
+	lastSide int
 }
+
+// SetHoldLone changes how a lone outlier enters the window. sfptpd
+// (and the filter by default) lets every outlier in as mean +
+// adaption × (sample − mean): with adaption 1, one Sync stamped 100 µs
+// late widens the window's spread for the next Size samples, and
+// moderately late Syncs among them are kept. With hold on, an outlier
+// whose predecessor was not an outlier on the same side enters as
+// mean ± min(adaption × |sample − mean|, threshold): it cannot widen
+// the window by more than a sample at the threshold would. The second
+// and later outliers of a run on one side enter as sfptpd has them, so
+// a lasting change of the offset is followed one sample later than
+// without hold.
+func (f *Peirce) SetHoldLone(on bool) { f.holdLone = on }
 
 // NewPeirce returns a filter over the last size samples
 // (PeirceMinSamples..PeirceMaxSamples) that lets outliers into the
@@ -119,7 +137,7 @@ func (f *Peirce) Adaption() float64 { return f.adaption }
 func (f *Peirce) Len() int { return f.n }
 
 // Reset forgets every sample.
-func (f *Peirce) Reset() { f.pos, f.n = 0, 0 }
+func (f *Peirce) Reset() { f.pos, f.n, f.lastSide = 0, 0, 0 }
 
 // Stats returns the mean and population standard deviation of the
 // samples held; ok is false when there are none.
@@ -156,14 +174,24 @@ func (f *Peirce) Sample(x float64) (outlier bool) {
 	if math.IsNaN(x) || math.IsInf(x, 0) {
 		return true
 	}
+	side := 0
 	if f.n >= PeirceMinSamples {
 		mean, sd, _ := f.Stats()
 		dev := x - mean
-		if math.Abs(dev) > PeirceRatio(f.n)*sd {
+		if th := PeirceRatio(f.n) * sd; math.Abs(dev) > th {
 			outlier = true
-			x = mean + f.adaption*dev
+			side = 1
+			if dev < 0 {
+				side = -1
+			}
+			enter := f.adaption * dev
+			if f.holdLone && side != f.lastSide && math.Abs(enter) > th {
+				enter = float64(side) * th
+			}
+			x = mean + enter
 		}
 	}
+	f.lastSide = side
 	f.buf[f.pos] = x
 	f.pos = (f.pos + 1) % len(f.buf)
 	if f.n < len(f.buf) {

@@ -455,3 +455,53 @@ func equalInts(a, b []int) bool {
 }
 
 func near(a, b, tol float64) bool { return math.Abs(a-b) <= tol*max(1, math.Abs(b)) }
+
+// TestPeirceHoldLone: with hold, a lone late Sync cannot open the window
+// for the moderately late ones after it, as it does in sfptpd's filter,
+// and a lasting step is still followed, one sample later.
+func TestPeirceHoldLone(t *testing.T) {
+	for _, c := range []struct {
+		name     string
+		hold     bool
+		secondOK bool // the 4 µs late Sync ten samples after a 144 µs one is kept
+		stepRun  int  // rejections in a row of a lasting 1000σ step
+	}{
+		{"sfptpd", false, true, 8},
+		{"hold", true, false, 9},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f, _ := NewPeirce(60, 1)
+			f.SetHoldLone(c.hold)
+			rng := rand.New(rand.NewPCG(5, 6))
+			for range 60 {
+				f.Sample(300 * rng.NormFloat64())
+			}
+			if !f.Sample(144000) {
+				t.Fatal("144 µs late Sync kept")
+			}
+			for range 10 {
+				f.Sample(300 * rng.NormFloat64())
+			}
+			if kept := !f.Sample(4000); kept != c.secondOK {
+				t.Errorf("4 µs late Sync after the 144 µs one: kept %v, want %v (threshold %.0f ns)", kept, c.secondOK, f.Threshold())
+			}
+
+			f.Reset()
+			for range 60 {
+				f.Sample(rng.NormFloat64())
+			}
+			n, run := 0, 0
+			for range 300 {
+				if f.Sample(1000 + rng.NormFloat64()) {
+					n++
+					run = max(run, n)
+				} else {
+					n = 0
+				}
+			}
+			if run != c.stepRun || n != 0 {
+				t.Errorf("step: %d rejected in a row, want %d; still rejecting %d", run, c.stepRun, n)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package ptptest
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/tickbox-fw/tickbox/services/ptpd/clock"
 	"github.com/tickbox-fw/tickbox/services/ptpd/ptp"
+	"github.com/tickbox-fw/tickbox/services/ptpd/servo"
 )
 
 // HelperEnv carries a HelperSpec (JSON) to a helper process.
@@ -28,8 +30,13 @@ type HelperSpec struct {
 	VirtualPPM    float64
 	Report        time.Duration
 	// SystemClock runs the port on the system clock instead of a
-	// virtual one: only for masters, which never adjust their clock.
+	// virtual one: only for masters, which never adjust their clock,
+	// and for slaves under clock_control no-adjust, which only
+	// measure. The clock is read-only either way: an adjustment fails.
 	SystemClock bool
+	// Samples adds every offset the port measured since the last
+	// report, with the outlier filter's verdict, to each Report.
+	Samples bool
 }
 
 // Report is one status line of the helper.
@@ -50,6 +57,9 @@ type Report struct {
 	Alarms   []string `json:"alarms"`
 	RSSKiB   int      `json:"rss_kib"`
 	Bad      uint64   `json:"malformed"`
+	// Samples are the offsets measured since the previous report
+	// (HelperSpec.Samples).
+	Samples []ptp.Sample `json:"samples,omitempty"`
 }
 
 // IsHelper reports whether this process was started as a helper.
@@ -74,20 +84,33 @@ func HelperMain() int {
 	}
 	var clk clock.Clock = vc
 	if spec.SystemClock {
-		if spec.Config.Mode != ptp.ModeMaster {
-			fmt.Fprintln(os.Stderr, "the system clock is only for masters here")
+		if spec.Config.Mode != ptp.ModeMaster && spec.Config.ClockControl != servo.NoAdjust {
+			fmt.Fprintln(os.Stderr, "the system clock is only for masters and no-adjust slaves here")
 			return 2
 		}
-		if clk, err = clock.NewSystem(); err != nil {
+		sys, err := clock.NewSystem()
+		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 2
 		}
+		clk = readOnly{sys}
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	port, err := ptp.New(spec.Config, clk, log)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	var (
+		smu     sync.Mutex
+		samples []ptp.Sample
+	)
+	if spec.Samples {
+		port.ObserveSamples(func(s ptp.Sample) {
+			smu.Lock()
+			samples = append(samples, s)
+			smu.Unlock()
+		})
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -106,15 +129,28 @@ func HelperMain() int {
 			return 1
 		case <-t.C:
 			st := port.Status()
+			smu.Lock()
+			batch := samples
+			samples = nil
+			smu.Unlock()
 			_ = enc.Encode(Report{
 				At: time.Now(), State: st.State.String(), TrueErr: float64(vc.TrueError()),
 				Offset: st.OffsetNS, Freq: st.FreqAdjPPB, Delay: st.PathDelayNS, Steps: vc.Steps(), Outliers: st.Outliers,
 				Parent: st.ParentID, GM: st.GrandmasterID, Self: port.ClockIdentity(), InSync: st.InSync,
-				Alarms: st.Alarms, RSSKiB: rssKiB(), Bad: port.Malformed(),
+				Alarms: st.Alarms, RSSKiB: rssKiB(), Bad: port.Malformed(), Samples: batch,
 			})
 		}
 	}
 }
+
+// readOnly is a clock that refuses every adjustment: the host clock a
+// helper runs on is never stepped or slewed, whatever the port asks.
+type readOnly struct{ clock.Clock }
+
+var errReadOnly = errors.New("read-only clock: the host clock is never adjusted here")
+
+func (readOnly) AdjFreqPPB(float64) error { return errReadOnly }
+func (readOnly) Step(time.Duration) error { return errReadOnly }
 
 // rssKiB reads this process's resident set size.
 func rssKiB() int {

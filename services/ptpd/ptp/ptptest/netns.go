@@ -131,3 +131,23 @@ func Bridge(hub *NS, subnet int, ifName string, members ...*NS) error {
 	}
 	return nil
 }
+
+// Macvlan makes a bridge-mode macvlan on hub's interface lower, moves it
+// into namespace into as interface name with address addr (CIDR) and
+// brings it up. Bridge-mode macvlans on one lower link hear the same
+// frames: every multicast message that arrives on lower reaches each of
+// them, with the receive timestamp lower's receive path gave it.
+func Macvlan(hub *NS, lower string, into *NS, name, addr string) error {
+	tmp := "mv" + Suffix()
+	if err := hub.Run("ip", "link", "add", "link", lower, "name", tmp, "type", "macvlan", "mode", "bridge"); err != nil {
+		return err
+	}
+	if err := hub.Run("ip", "link", "set", tmp, "netns", into.Name, "name", name); err != nil {
+		_ = hub.Run("ip", "link", "delete", tmp)
+		return err
+	}
+	return errors.Join(
+		into.Run("ip", "addr", "add", addr, "dev", name),
+		into.Run("ip", "link", "set", name, "up"),
+	)
+}
