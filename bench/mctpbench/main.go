@@ -222,6 +222,18 @@ type demuxKey struct {
 type demuxResult struct {
 	pipe, pong sample
 	pipeRates  []float64
+	// cpu is the server process's CPU time (user and system) over the
+	// streams: a cost per message that noise on a shared machine moves
+	// far less than it moves the rates.
+	cpu time.Duration
+}
+
+// cpuPerMsg is the server's CPU time per streamed message in µs.
+func (r *demuxResult) cpuPerMsg() float64 {
+	if r.pipe.msgs == 0 {
+		return 0
+	}
+	return float64(r.cpu) / 1e3 / float64(r.pipe.msgs)
 }
 
 type serialKey struct{ size, mtu int }
@@ -283,6 +295,11 @@ type env struct {
 	framing    map[int]*framingPair
 	rawW, rawR *os.File
 	conns      []*demux.Conn
+}
+
+// server returns the process of a demux loopback server.
+func (e *env) server(name string) *proc {
+	return map[string]*proc{mctpdServer: e.null, demuxServer: e.demuxOnly, floorServer: e.floor, pollServer: e.poll}[name]
 }
 
 func (e *env) close() {
@@ -404,7 +421,7 @@ func setup(progress io.Writer, demuxOnly bool) (*env, error) {
 		return conn, nil
 	}
 	for _, srv := range demuxServers {
-		p := map[string]*proc{mctpdServer: e.null, demuxServer: e.demuxOnly, floorServer: e.floor, pollServer: e.poll}[srv]
+		p := e.server(srv)
 		for i := range slices.Max(clientCount) {
 			conn, err := dial(names[srv], byte(baseType+i), p)
 			if err != nil {
@@ -641,12 +658,21 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 			for _, n := range clientCount {
 				for _, srv := range servers {
 					lanes := e.lanes[srv][:n]
-					pipe, err := pipelined(lanes, size, demuxWindow, cfg.duration, cfg.stall)
+					p := e.server(srv)
+					cpu0, err := p.cpuTime()
+					if err != nil {
+						return nil, err
+					}
+					pipe, err := stream(lanes, size, demuxWindow, cfg.duration, cfg.stall)
 					if err != nil {
 						return nil, fmt.Errorf("demux %s %d B %d clients pipelined: %w", srv, size, n, err)
 					}
 					if pipe.lost > 0 {
 						return nil, fmt.Errorf("demux %s %d B %d clients: %d messages lost", srv, size, n, pipe.lost)
+					}
+					cpu1, err := p.cpuTime()
+					if err != nil {
+						return nil, err
 					}
 					pong, err := pingPong(lanes, size, cfg.duration, cfg.stall)
 					if err != nil {
@@ -660,6 +686,7 @@ func run(ctx context.Context, cfg config, progress io.Writer) (*report, error) {
 					}
 					r.pipe.add(pipe)
 					r.pong.add(pong)
+					r.cpu += cpu1 - cpu0
 					r.pipeRates = append(r.pipeRates, pipe.rate())
 					fmt.Fprintf(progress, "  round %d demux %-5s %4d B %d clients: %8.0f msgs/s pipelined, %7.0f ping-pong/s\n",
 						round+1, srv, size, n, pipe.rate(), pong.rate())
@@ -958,8 +985,8 @@ func (r *report) printDemux(w io.Writer) {
 	fmt.Fprintln(w, "against two floors: echo (a bare Go seqpacket echo, a goroutine per client) and libmctp-shaped (one thread, poll, read one")
 	fmt.Fprintln(w, "datagram, write it to each client of its type; raw system calls)")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| message | clients | server | pipelined msgs/s | MB/s | per round | client share min–max | ping-pong/s | p50 µs | p99 µs |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---|---|---:|---:|---:|")
+	fmt.Fprintln(w, "| message | clients | server | pipelined msgs/s | MB/s | per round | client share min–max | server CPU µs/msg | ping-pong/s | p50 µs | p99 µs |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---|---|---:|---:|---:|---:|")
 	for _, size := range sizes {
 		for _, n := range clientCount {
 			for _, srv := range demuxServers {
@@ -969,22 +996,22 @@ func (r *report) printDemux(w io.Writer) {
 					lo, hi := d.pipe.shares()
 					share = fmt.Sprintf("%.2f–%.2f", lo, hi)
 				}
-				fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.1f | %s | %s | %.0f | %.1f | %.1f |\n",
+				fmt.Fprintf(w, "| %s | %d | %s | %.0f | %.1f | %s | %s | %.2f | %.0f | %.1f | %.1f |\n",
 					sizeName(size), n, srv, d.pipe.rate(), d.pipe.mbps(), span(d.pipeRates, kilo), share,
-					d.pong.rate(), d.pong.percentile(50), d.pong.percentile(99))
+					d.cpuPerMsg(), d.pong.rate(), d.pong.percentile(50), d.pong.percentile(99))
 			}
 		}
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| message | clients | server | pipelined / echo | pipelined / libmctp-shaped | ping-pong / echo | ping-pong / libmctp-shaped | p99 / libmctp-shaped |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| message | clients | server | pipelined / echo | pipelined / libmctp-shaped | CPU per msg / libmctp-shaped | ping-pong / echo | ping-pong / libmctp-shaped | p99 / libmctp-shaped |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|")
 	for _, size := range sizes {
 		for _, n := range clientCount {
 			e, l := r.demux[demuxKey{size, n, floorServer}], r.demux[demuxKey{size, n, pollServer}]
 			for _, srv := range []string{mctpdServer, demuxServer} {
 				m := r.demux[demuxKey{size, n, srv}]
-				fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s |\n", sizeName(size), n, srv,
-					ratio(m.pipe.rate(), e.pipe.rate()), ratio(m.pipe.rate(), l.pipe.rate()),
+				fmt.Fprintf(w, "| %s | %d | %s | %s | %s | %s | %s | %s | %s |\n", sizeName(size), n, srv,
+					ratio(m.pipe.rate(), e.pipe.rate()), ratio(m.pipe.rate(), l.pipe.rate()), ratio(m.cpuPerMsg(), l.cpuPerMsg()),
 					ratio(m.pong.rate(), e.pong.rate()), ratio(m.pong.rate(), l.pong.rate()),
 					ratio(m.pong.percentile(99), l.pong.percentile(99)))
 			}

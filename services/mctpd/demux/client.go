@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -140,6 +141,11 @@ func (c *Conn) recv() (Message, error) {
 		return m, nil
 	}
 }
+
+// SyscallConn returns the connection's raw socket, for a client that
+// batches its own system calls (mctpbench's streams). Frames read or
+// written through it bypass Send and Recv and their checks.
+func (c *Conn) SyscallConn() (syscall.RawConn, error) { return c.conn.SyscallConn() }
 
 // SetDeadline sets the read and write deadline.
 func (c *Conn) SetDeadline(t time.Time) error { return c.conn.SetDeadline(t) }

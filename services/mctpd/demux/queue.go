@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/tickbox-fw/tickbox/internal/mmsg"
 	"github.com/tickbox-fw/tickbox/services/mctpd/mctp"
 )
 
@@ -24,8 +25,6 @@ import (
 
 // maxBatch is the most queued messages one sendmmsg call writes.
 const maxBatch = 64
-
-const sysSENDMMSG = unix.SYS_SENDMMSG
 
 // outMsg is one message on its way to clients.
 type outMsg struct {
@@ -54,12 +53,6 @@ func (o *outMsg) owned() []byte {
 	return o.frame
 }
 
-// mmsghdr is the kernel's struct mmsghdr.
-type mmsghdr struct {
-	hdr unix.Msghdr
-	len uint32
-}
-
 // client is one registered connection and its outgoing queue.
 type client struct {
 	d    *Server
@@ -83,8 +76,7 @@ type client struct {
 	hdr     [3]byte
 	iov     [2]unix.Iovec
 	niov    int
-	mm      []mmsghdr
-	mmIov   []unix.Iovec
+	mm      *mmsg.Vec
 	nmm     int
 	sent    int
 	errno   syscall.Errno
@@ -184,14 +176,14 @@ func (c *client) signal() {
 // The caller holds the writing token.
 func (c *client) writeNow(m *outMsg) (done bool, err error) {
 	if m.frame != nil {
-		c.iov[0] = iovec(m.frame)
+		c.iov[0] = mmsg.Iovec(m.frame)
 		c.niov = 1
 	} else {
 		copy(c.hdr[:], m.hdr[:m.hlen])
-		c.iov[0] = iovec(c.hdr[:m.hlen])
+		c.iov[0] = mmsg.Iovec(c.hdr[:m.hlen])
 		c.niov = 1
 		if len(m.body) > 0 {
-			c.iov[1] = iovec(m.body)
+			c.iov[1] = mmsg.Iovec(m.body)
 			c.niov = 2
 		}
 	}
@@ -223,26 +215,16 @@ func (c *client) writev(fd uintptr) bool {
 	}
 }
 
-// sendmmsg is the writer's raw call: it sends c.mm[:c.nmm], or waits
-// for room when the socket buffer is full (by returning false).
+// sendmmsg is the writer's raw call: it sends the first c.nmm messages
+// of c.mm, or waits for room when the socket buffer is full (by
+// returning false).
 func (c *client) sendmmsg(fd uintptr) bool {
-	for {
-		n, _, e := syscall.Syscall6(sysSENDMMSG, fd, uintptr(unsafe.Pointer(&c.mm[0])), uintptr(c.nmm), 0, 0, 0)
-		switch e {
-		case syscall.EINTR:
-			continue
-		case syscall.EAGAIN:
-			return false
-		}
-		c.errno, c.sent = e, int(n)
-		return true
+	n, e := mmsg.Send(fd, c.mm, c.nmm)
+	if e == syscall.EAGAIN {
+		return false
 	}
-}
-
-func iovec(b []byte) unix.Iovec {
-	v := unix.Iovec{Base: unsafe.SliceData(b)}
-	v.SetLen(len(b))
-	return v
+	c.errno, c.sent = e, n
+	return true
 }
 
 func (c *client) writeFailed(err error) {
@@ -299,19 +281,16 @@ func (c *client) write() {
 // waiting while the socket buffer is full.
 func (c *client) writeBatch(frames [][]byte) error {
 	if c.mm == nil {
-		c.mm = make([]mmsghdr, maxBatch)
-		c.mmIov = make([]unix.Iovec, maxBatch)
+		c.mm = mmsg.NewVec(maxBatch)
 	}
 	for len(frames) > 0 {
 		n := min(len(frames), maxBatch)
 		for i, f := range frames[:n] {
-			c.mmIov[i] = iovec(f)
-			c.mm[i] = mmsghdr{hdr: unix.Msghdr{Iov: &c.mmIov[i]}}
-			c.mm[i].hdr.SetIovlen(1)
+			c.mm.Set(i, f)
 		}
 		c.nmm, c.sent = n, 0
 		err := c.rc.Write(c.mmsgF)
-		clear(c.mmIov[:n])
+		c.mm.Clear()
 		if err != nil {
 			return err
 		}

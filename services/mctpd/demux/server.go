@@ -32,6 +32,14 @@ const (
 	// 64 KiB, the most libmctp and mctpd reassemble, so that nothing a
 	// client sends is put on the wire only to be dropped by the far side.
 	DefaultMaxMessage = 64<<10 + 1
+	// DefaultSendBuffer is the SO_SNDBUF asked for each client's
+	// socket (the kernel doubles it, and caps it at net.core.wmem_max
+	// first). The kernel's default, about 208 KiB, holds some 24
+	// messages of 4 KiB (each takes over 8 KiB of buffer): a client
+	// with 32 in flight then overflows it, and every further message
+	// takes the queue's path, a copy and a hand-off to the writer. In
+	// the socket a message costs neither.
+	DefaultSendBuffer = 256 << 10
 )
 
 // Message is one typed message: mctp.ClientMessage, whose Client is the
@@ -105,9 +113,15 @@ type Options struct {
 	QueueMsgs  int
 	QueueBytes int
 	// MaxMessage is the largest client datagram accepted; 0 means
-	// DefaultMaxMessage. Each connection holds a read buffer of this
-	// size.
+	// DefaultMaxMessage. Each connection maps read slots of this size
+	// (see reader).
 	MaxMessage int
+	// SendBuffer is the SO_SNDBUF set on each client's socket; 0 means
+	// DefaultSendBuffer, negative leaves the kernel's default. What the
+	// socket holds comes before the queue bounds (QueueMsgs,
+	// QueueBytes): a client that stops reading holds at most twice
+	// this in the kernel besides its queue.
+	SendBuffer int
 	// Tagged makes every frame after registration, both ways, carry one
 	// more byte between the address and the type:
 	// [addr][tag][type][body]. It is for a separate name (mctpd serves
@@ -209,6 +223,9 @@ func New(names []string, opts Options) (*Server, error) {
 	}
 	if opts.MaxMessage <= 0 {
 		opts.MaxMessage = DefaultMaxMessage + hdr - 2
+	}
+	if opts.SendBuffer == 0 {
+		opts.SendBuffer = DefaultSendBuffer
 	}
 	d := &Server{
 		log:     opts.Log.With("frontend", "demux"),
@@ -446,6 +463,15 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	if err != nil {
 		d.log.Error("demux: client socket unusable", "pid", cred.PID, "err", err)
 		return
+	}
+	if d.opts.SendBuffer > 0 {
+		var serr error
+		if err := rc.Control(func(fd uintptr) {
+			serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_SNDBUF, d.opts.SendBuffer)
+		}); err != nil || serr != nil {
+			// The kernel's default buffer only costs speed.
+			d.log.Debug("demux: client send buffer left as is", "pid", cred.PID, "err", errors.Join(err, serr))
+		}
 	}
 	rd, err := newReader(rc, d.opts.MaxMessage)
 	if err != nil {
