@@ -61,6 +61,9 @@ type client struct {
 	typ  byte
 	pid  int32
 	id   mctp.ClientID
+	// counts are this client's Stats: messages it sent, copies written
+	// to it, deliveries it was the first to take.
+	counts clientCounts
 
 	mu      sync.Mutex
 	q       [][]byte
@@ -124,7 +127,7 @@ func (c *client) enqueue(m *outMsg) bool {
 		case done:
 			more := len(c.q) > 0
 			c.mu.Unlock()
-			c.d.out.Add(1)
+			c.counts.out.Add(1)
 			if more {
 				c.signal()
 			}
@@ -301,7 +304,7 @@ func (c *client) writeBatch(frames [][]byte) error {
 		for _, f := range frames[:c.sent] {
 			size += len(f)
 		}
-		c.d.out.Add(uint64(c.sent))
+		c.counts.out.Add(uint64(c.sent))
 		c.mu.Lock()
 		c.msgs -= c.sent
 		c.bytes -= size

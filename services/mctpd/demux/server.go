@@ -188,14 +188,21 @@ type Server struct {
 	// frames shorter than hdr.
 	shortMsg [2]string
 
-	mu      sync.RWMutex
-	clients map[byte][]*client
-	byID    map[mctp.ClientID]*client
-	lastID  atomic.Uint64
+	// mu guards byID, gone and changes to byType. Delivery reads
+	// byType without a lock: register and unregister replace the table
+	// rather than change it.
+	mu     sync.RWMutex
+	byType atomic.Pointer[clientTable]
+	byID   map[mctp.ClientID]*client
+	lastID atomic.Uint64
+	// gone holds the counters of clients that have left; live clients
+	// count on their own, so that clients on different cores do not
+	// contend for one counter per message.
+	gone countSums
 
 	dropLog logThrottle
 
-	registrations, in, out, delivered                     atomic.Uint64
+	registrations                                         atomic.Uint64
 	dropShort, dropTooBig, dropRoute, dropNoClient, dropQ atomic.Uint64
 	overflows                                             atomic.Uint64
 }
@@ -228,13 +235,13 @@ func New(names []string, opts Options) (*Server, error) {
 		opts.SendBuffer = DefaultSendBuffer
 	}
 	d := &Server{
-		log:     opts.Log.With("frontend", "demux"),
-		names:   slices.Clone(names),
-		opts:    opts,
-		hdr:     hdr,
-		clients: make(map[byte][]*client),
-		byID:    make(map[mctp.ClientID]*client),
+		log:   opts.Log.With("frontend", "demux"),
+		names: slices.Clone(names),
+		opts:  opts,
+		hdr:   hdr,
+		byID:  make(map[mctp.ClientID]*client),
 	}
+	d.byType.Store(&clientTable{})
 	d.dropLog.every = time.Second
 	d.shortMsg = [2]string{
 		fmt.Sprintf("demux: client message under %d bytes; dropped", hdr),
@@ -313,22 +320,17 @@ func (d *Server) Tagged() bool { return d.hdr == 3 }
 
 // Registered returns the number of clients registered for exactly typ.
 func (d *Server) Registered(typ byte) int {
-	d.mu.RLock()
-	defer d.mu.RUnlock()
-	return len(d.clients[typ])
+	return len(d.byType.Load()[typ])
 }
 
 // Types returns the types at least one client registered, sorted.
 func (d *Server) Types() []byte {
-	d.mu.RLock()
-	ts := make([]byte, 0, len(d.clients))
-	for t, cs := range d.clients {
+	var ts []byte
+	for t, cs := range d.byType.Load() {
 		if len(cs) > 0 {
-			ts = append(ts, t)
+			ts = append(ts, byte(t))
 		}
 	}
-	d.mu.RUnlock()
-	slices.Sort(ts)
 	return ts
 }
 
@@ -336,9 +338,6 @@ func (d *Server) Types() []byte {
 func (d *Server) Stats() Stats {
 	st := Stats{
 		Registrations: d.registrations.Load(),
-		In:            d.in.Load(),
-		Out:           d.out.Load(),
-		Delivered:     d.delivered.Load(),
 		DropShort:     d.dropShort.Load(),
 		DropTooBig:    d.dropTooBig.Load(),
 		DropRoute:     d.dropRoute.Load(),
@@ -348,12 +347,17 @@ func (d *Server) Stats() Stats {
 		Clients:       map[byte]int{},
 	}
 	d.mu.RLock()
-	for t, cs := range d.clients {
-		if len(cs) > 0 {
-			st.Clients[t] = len(cs)
-		}
+	n := d.gone
+	for _, c := range d.byID {
+		n.add(&c.counts)
 	}
 	d.mu.RUnlock()
+	st.In, st.Out, st.Delivered = n.in, n.out, n.delivered
+	for t, cs := range d.byType.Load() {
+		if len(cs) > 0 {
+			st.Clients[byte(t)] = len(cs)
+		}
+	}
 	return st
 }
 
@@ -385,7 +389,7 @@ func (d *Server) DeliverTo(id mctp.ClientID, addr, tag, typ byte, body []byte) b
 	if c == nil || !c.enqueue(&m) {
 		return false
 	}
-	d.delivered.Add(1)
+	c.counts.delivered.Add(1)
 	return true
 }
 
@@ -419,19 +423,22 @@ func (d *Server) DeliverFrame(b []byte) int {
 func (d *Server) deliver(m *outMsg) int {
 	n := 0
 	typ := m.typ()
-	d.mu.RLock()
-	for _, c := range d.clients[typ] {
+	var first *client
+	for _, c := range d.byType.Load()[typ] {
 		if c.enqueue(m) {
+			if n == 0 {
+				first = c
+			}
 			n++
 		}
 	}
-	d.mu.RUnlock()
 	if n == 0 {
 		d.dropNoClient.Add(1)
 		d.dropLog.log(d.log, "demux: no client for message type; dropped", "type", typ, "addr", m.hdr[0], "len", len(m.body))
 		return 0
 	}
-	d.delivered.Add(1)
+	// The first client that took it counts the delivery.
+	first.counts.delivered.Add(1)
 	return n
 }
 
@@ -555,7 +562,7 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 			d.dropLog.log(d.log, d.shortMsg[0], "type", typ, "pid", cred.PID, "len", len(b))
 			continue
 		}
-		d.in.Add(1)
+		c.counts.in.Add(1)
 		m.Client = c.id
 		if err := d.sender.Send(ctx, m); err != nil {
 			d.dropRoute.Add(1)
@@ -564,33 +571,47 @@ func (d *Server) serve(ctx context.Context, conn *net.UnixConn) {
 	}
 }
 
+// clientTable is the registered clients by type. A table is never
+// changed once published: register and unregister publish a new one.
+type clientTable [256][]*client
+
+// clientCounts are one client's share of the demux's counters (Stats).
+type clientCounts struct {
+	in, out, delivered atomic.Uint64
+}
+
+// countSums add clientCounts up.
+type countSums struct{ in, out, delivered uint64 }
+
+func (s *countSums) add(c *clientCounts) {
+	s.in += c.in.Load()
+	s.out += c.out.Load()
+	s.delivered += c.delivered.Load()
+}
+
 func (d *Server) register(c *client) {
 	d.mu.Lock()
-	d.clients[c.typ] = append(d.clients[c.typ], c)
+	t := *d.byType.Load()
+	t[c.typ] = append(slices.Clip(t[c.typ]), c)
+	d.byType.Store(&t)
 	d.byID[c.id] = c
 	d.mu.Unlock()
 	d.registrations.Add(1)
 }
 
+// unregister stops deliveries to c. One that read the table before may
+// still reach c; c.kill, which follows, makes it fail.
 func (d *Server) unregister(c *client) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.byID, c.id)
-	cs := d.clients[c.typ]
-	for i, x := range cs {
-		if x == c {
-			// A fresh slice, so that a type that once had many clients
-			// does not keep a large backing array.
-			n := make([]*client, 0, len(cs)-1)
-			n = append(append(n, cs[:i]...), cs[i+1:]...)
-			if len(n) == 0 {
-				delete(d.clients, c.typ)
-			} else {
-				d.clients[c.typ] = n
-			}
-			return
-		}
+	d.gone.add(&c.counts)
+	t := *d.byType.Load()
+	t[c.typ] = slices.DeleteFunc(slices.Clone(t[c.typ]), func(x *client) bool { return x == c })
+	if len(t[c.typ]) == 0 {
+		t[c.typ] = nil
 	}
+	d.byType.Store(&t)
 }
 
 // logThrottle limits each hot-path log message to one line per period,
