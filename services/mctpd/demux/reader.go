@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -33,6 +34,7 @@ type reader struct {
 	rc    syscall.RawConn
 	slab  []byte
 	slot  int
+	max   int // a slot's room
 	mm    *mmsg.Vec
 	vlen  int // datagrams the next call asks for
 	n     int
@@ -47,12 +49,38 @@ func newReader(rc syscall.RawConn, max int) (*reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("map read buffers: %w", err)
 	}
-	r := &reader{rc: rc, slab: slab, slot: slot, mm: mmsg.NewVec(readBatch), vlen: 1}
+	r := &reader{rc: rc, slab: slab, slot: slot, max: max, mm: mmsg.NewVec(readBatch), vlen: 1}
 	for i := range readBatch {
 		r.mm.Set(i, slab[i*slot:i*slot+max])
 	}
 	r.readF = r.recvmmsg
 	return r, nil
+}
+
+// recv1 reads one datagram with recvfrom, a lighter call than
+// recvmmsg (no message header to copy in and out). MSG_TRUNC makes it
+// return the datagram's whole length, which tells a datagram cut short.
+func (r *reader) recv1(fd uintptr) bool {
+	for {
+		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.slab[0])), uintptr(r.max),
+			syscall.MSG_DONTWAIT|syscall.MSG_TRUNC, 0, 0)
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false
+		case 0:
+			h := &r.mm.Hdrs[0]
+			h.Len, h.Flags = uint32(min(int(n), r.max)), 0
+			if int(n) > r.max {
+				h.Flags = unix.MSG_TRUNC
+			}
+			r.n, r.errno = 1, 0
+		default:
+			r.n, r.errno = 0, e
+		}
+		return true
+	}
 }
 
 // close unmaps the slots; the reader must not be used afterwards.
@@ -89,6 +117,9 @@ func (r *reader) msg(i int) (b []byte, truncated bool) {
 
 // recvmmsg is read's raw call: false (wait until readable) on EAGAIN.
 func (r *reader) recvmmsg(fd uintptr) bool {
+	if r.vlen == 1 {
+		return r.recv1(fd)
+	}
 	n, e := mmsg.Recv(fd, r.mm, r.vlen)
 	if e == syscall.EAGAIN {
 		return false
