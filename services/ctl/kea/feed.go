@@ -115,6 +115,11 @@ func (f *keaFeed) fail(format string, a ...any) {
 // of p (trailing bytes) is not consumed. Once complete or failed it
 // consumes nothing.
 func (f *keaFeed) Write(p []byte) int {
+	if f.out == nil && len(p) > 0 {
+		// Most requests arrive in one read: room for it at once, rather
+		// than growing the buffer a few times.
+		f.out = make([]byte, 0, min(len(p), f.max))
+	}
 	i := 0
 	for i < len(p) && f.st != fsDone && f.st != fsFailed {
 		if f.n >= f.max {
