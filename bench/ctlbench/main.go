@@ -76,7 +76,10 @@ type result struct {
 	OpsPerS  float64 `json:"ops_per_s"`
 	P50us    float64 `json:"p50_us"`
 	P99us    float64 `json:"p99_us"`
-	Note     string  `json:"note,omitempty"`
+	// CPUus is the server process's CPU time per operation (every thread
+	// of it, from /proc), where the server is a process of its own.
+	CPUus float64 `json:"server_cpu_us,omitempty"`
+	Note  string  `json:"note,omitempty"`
 	// Lost counts the datagrams sent but not run.
 	Lost int64 `json:"lost,omitempty"`
 }
@@ -303,6 +306,7 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) (*report, err
 	if keaBin == "" {
 		keaBin = findKea()
 	}
+	keaPid := 0
 	if keaBin != "" {
 		keaProc, version, err := startKea(keaBin, dir, paths.keaRef)
 		if err != nil {
@@ -310,26 +314,32 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) (*report, err
 		}
 		defer stopProc(keaProc)
 		rep.keaVersion = version
+		keaPid = keaProc.Process.Pid
 	}
 
 	add := func(r result) {
 		rep.results = append(rep.results, r)
-		fmt.Fprintf(progress, "  %-12s %-26s %10.0f ops/s  p50 %7.1fµs  p99 %7.1fµs %s\n", r.Frontend, r.Mode, r.OpsPerS, r.P50us, r.P99us, r.Note)
+		fmt.Fprintf(progress, "  %-12s %-26s %10.0f ops/s  p50 %7.1fµs  p99 %7.1fµs  server CPU %5.1fµs/op %s\n", r.Frontend, r.Mode, r.OpsPerS, r.P50us, r.P99us, r.CPUus, r.Note)
 	}
 	fmt.Fprintf(progress, "ctlbench: %s, %d CPUs, %v per measurement, %s for each Kea-channel server\n",
 		runtime.Version(), runtime.NumCPU(), cfg.dur, keaCommand)
 
-	type keaServer struct{ name, path string }
-	servers := []keaServer{{serverKea, paths.kea}, {serverFloor, paths.floor}}
+	type keaServer struct {
+		name, path string
+		pid        int
+	}
+	servers := []keaServer{{serverKea, paths.kea, tb.Process.Pid}, {serverFloor, paths.floor, floor.Process.Pid}}
 	if rep.keaVersion != "" {
-		servers = append(servers, keaServer{rep.keaServer(), paths.keaRef})
+		servers = append(servers, keaServer{rep.keaServer(), paths.keaRef, keaPid})
 	}
 	for _, n := range cfg.clients {
 		ops := make([]func() error, len(servers))
+		pids := make([]int, len(servers))
 		for i, s := range servers {
 			ops[i] = func() error { return keaOnce(s.path, keaCommand) }
+			pids[i] = s.pid
 		}
-		rs, err := measureInterleaved(ctx, cfg.dur, n, ops)
+		rs, err := measureInterleaved(ctx, cfg.dur, n, ops, pids)
 		if err != nil {
 			return nil, fmt.Errorf("kea channel, %s: %w", modeName(n), err)
 		}
@@ -390,6 +400,9 @@ func (r *report) judge(cfg config) {
 		p := kc.P99us / fl.P99us
 		target("kea channel p99 / floor p99", p, "x", fmt.Sprintf("<= %.2fx", targetP99Ratio), p <= targetP99Ratio)
 	}
+	if okK && okF {
+		add("kea channel sequential server CPU / floor's", kc.CPUus/fl.CPUus, "x")
+	}
 	for _, n := range cfg.clients {
 		if n == 1 {
 			continue
@@ -397,6 +410,7 @@ func (r *report) judge(cfg config) {
 		kc, fl := r.kea[keaKey{serverKea, n}], r.kea[keaKey{serverFloor, n}]
 		add(fmt.Sprintf("kea channel %s / floor", modeName(n)), kc.OpsPerS/fl.OpsPerS, "x")
 		add(fmt.Sprintf("kea channel %s p99 / floor p99", modeName(n)), kc.P99us/fl.P99us, "x")
+		add(fmt.Sprintf("kea channel %s server CPU / floor's", modeName(n)), kc.CPUus/fl.CPUus, "x")
 	}
 	if r.keaVersion != "" {
 		ref := r.keaServer()
@@ -421,15 +435,18 @@ func (r *report) judge(cfg config) {
 
 // print writes the table and the verdict.
 func (r *report) print(out io.Writer, asJSON bool) {
-	fmt.Fprintln(out, "| front end | mode | ops/s | p50 µs | p99 µs | note |")
-	fmt.Fprintln(out, "|---|---|---:|---:|---:|---|")
+	fmt.Fprintln(out, "| front end | mode | ops/s | p50 µs | p99 µs | server CPU µs/op | note |")
+	fmt.Fprintln(out, "|---|---|---:|---:|---:|---:|---|")
 	for _, res := range r.results {
 		// Pipelined IPC and datagrams have no per-operation latency.
-		p50, p99 := "–", "–"
+		p50, p99, cpu := "–", "–", "–"
 		if res.P50us > 0 {
 			p50, p99 = fmt.Sprintf("%.1f", res.P50us), fmt.Sprintf("%.1f", res.P99us)
 		}
-		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s |\n", res.Frontend, res.Mode, res.OpsPerS, p50, p99, res.Note)
+		if res.CPUus > 0 {
+			cpu = fmt.Sprintf("%.1f", res.CPUus)
+		}
+		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s |\n", res.Frontend, res.Mode, res.OpsPerS, p50, p99, cpu, res.Note)
 	}
 	fmt.Fprintln(out)
 	for _, v := range r.ratios {
@@ -449,33 +466,85 @@ func (r *report) print(out io.Writer, asJSON bool) {
 	}
 }
 
-// interleaveRounds is how many slices each server's measurement is cut
-// into when servers are compared: alternating them spreads the noise of
-// a shared machine over all of them instead of favouring one.
-const interleaveRounds = 10
+// interleaveSlice is how long one server is measured before the next
+// takes its turn, when servers are compared: alternating them in short
+// slices spreads the noise of a shared machine over all of them instead
+// of favouring one. A measurement has at least minRounds slices.
+const (
+	interleaveSlice = 50 * time.Millisecond
+	minRounds       = 10
+)
 
 // measureInterleaved measures each op for about d in total, alternating
 // between them in short rounds (each round starting with the next op, so
 // that none always follows the same one), and returns one result per op.
-func measureInterleaved(ctx context.Context, d time.Duration, conc int, ops []func() error) ([]result, error) {
+// pids[i] is the process serving ops[i]: the CPU time it spends while its
+// op is measured is reported per operation.
+func measureInterleaved(ctx context.Context, d time.Duration, conc int, ops []func() error, pids []int) ([]result, error) {
 	lat := make([][]time.Duration, len(ops))
 	busy := make([]time.Duration, len(ops))
-	for round := 0; round < interleaveRounds; round++ {
+	cpu := make([]time.Duration, len(ops))
+	rounds := max(minRounds, int(d/interleaveSlice))
+	for round := 0; round < rounds; round++ {
 		for k := range ops {
 			i := (round + k) % len(ops)
-			l, el, err := run1(ctx, d/interleaveRounds, conc, ops[i], round == 0)
+			c0, err := procCPU(pids[i])
+			if err != nil {
+				return nil, err
+			}
+			l, el, err := run1(ctx, d/time.Duration(rounds), conc, ops[i], round == 0)
+			if err != nil {
+				return nil, err
+			}
+			c1, err := procCPU(pids[i])
 			if err != nil {
 				return nil, err
 			}
 			lat[i] = append(lat[i], l...)
 			busy[i] += el
+			cpu[i] += c1 - c0
 		}
 	}
 	out := make([]result, len(ops))
 	for i := range ops {
 		out[i] = summarize(lat[i], busy[i])
+		if out[i].Ops > 0 {
+			out[i].CPUus = float64(cpu[i]) / 1e3 / float64(out[i].Ops)
+		}
 	}
 	return out, nil
+}
+
+// procCPU is the CPU time every thread of process pid has run, from the
+// scheduler's statistics (nanoseconds, unlike the clock ticks of
+// /proc/PID/stat). The warm-up's share is counted too, a few hundred
+// operations in many thousands.
+func procCPU(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("server CPU time: %w", err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread ended
+			}
+			return 0, fmt.Errorf("server CPU time: %w", err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("server CPU time: %s: %q", t.Name(), b)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("server CPU time: %s: %w", t.Name(), err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
 }
 
 // measure runs op from conc goroutines for about d and returns the
