@@ -245,9 +245,8 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) (*report, err
 	if ctlBin == "" {
 		ctlBin = filepath.Join(dir, "ctl")
 		build := exec.CommandContext(ctx, "go", "build", "-o", ctlBin, "github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl")
-		build.Stdout, build.Stderr = progress, progress
-		if err := build.Run(); err != nil {
-			return nil, fmt.Errorf("build ctl: %w", err)
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build ctl: %w\n%s", err, out)
 		}
 	}
 
@@ -291,13 +290,14 @@ func run(ctx context.Context, cfg config, out, progress io.Writer) (*report, err
 	}
 	floor := exec.Command(self)
 	floor.Env = append(os.Environ(), floorEnv+"="+paths.floor, floorReplyEnv+"="+paths.floorReply)
-	floor.Stderr = progress
+	var floorLog lockedBuffer
+	floor.Stderr = &floorLog
 	if err := floor.Start(); err != nil {
 		return nil, fmt.Errorf("start floor server: %w", err)
 	}
 	defer stopProc(floor)
 	if err := waitSocket(paths.floor, 10*time.Second); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w\nfloor server log:\n%s", err, floorLog.String())
 	}
 
 	rep := &report{kea: map[keaKey]result{}}
