@@ -14,6 +14,7 @@ import (
 	"net"
 	"os"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -81,6 +82,8 @@ type Server struct {
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 	closing  atomic.Bool
+	// states holds finished connections' connState for new ones.
+	states sync.Pool
 }
 
 // Serve starts a Kea control channel on spec and adds it to srv.
@@ -181,7 +184,10 @@ func appendKeaResult(b []byte, r ctl.Result) []byte {
 
 func (k *Server) reject(c *net.UnixConn) {
 	if rc, err := c.SyscallConn(); err == nil {
-		k.write(newConnIO(c, rc, k.opts.IdleTimeout, &k.closing), keaReply(ctl.Fail("too many connections (limit %d)", k.maxConns)))
+		var cio connIO
+		cio.init()
+		cio.start(c, rc, k.opts.IdleTimeout, &k.closing)
+		k.write(&cio, keaReply(ctl.Fail("too many connections (limit %d)", k.maxConns)))
 	}
 	lingerClose(c, rejectLinger)
 }
@@ -220,24 +226,24 @@ var okKeptOpen = ctl.OK("connection kept open", nil)
 // client leaves.
 func (k *Server) serve(_ context.Context, c *net.UnixConn) {
 	defer c.Close()
-	// On close, Stop wakes a blocked read (wakeReads); the loop then sees
-	// closing and drops the connection without a reply.
+	// On close, Stop wakes a blocked read; the loop then sees closing and
+	// drops the connection without a reply.
 	rc, err := c.SyscallConn()
 	if err != nil {
 		k.log.Info("read failed", "err", err)
 		return
 	}
-	cio := newConnIO(c, rc, k.opts.IdleTimeout, &k.closing)
-
-	// Start small: an idle connection holds only this buffer, so that
-	// thousands of them stay cheap.
-	buf := make([]byte, 512)
+	st := k.getConnState(c, rc)
+	defer k.putConnState(st)
+	cio := &st.cio
+	buf := st.buf
 	// pending holds bytes read past a request: the next request's start
 	// on a kept-open connection.
 	var pending []byte
 	keepOpen := false
 	for {
-		feed := newKeaFeed(k.opts.MaxRequest)
+		feed := &st.feed
+		feed.reset(k.opts.MaxRequest)
 		// trailing is set when bytes followed the request in what was
 		// read: more may still be queued, and closing a unix socket with
 		// unread input resets the peer instead of giving it EOF.
@@ -265,6 +271,7 @@ func (k *Server) serve(_ context.Context, c *net.UnixConn) {
 				}
 				if n == len(buf) && len(buf) < 64<<10 {
 					buf = make([]byte, 4*len(buf))
+					st.buf = buf
 				}
 				continue
 			}
@@ -328,6 +335,45 @@ func (k *Server) serve(_ context.Context, c *net.UnixConn) {
 		}
 		return
 	}
+}
+
+// connBuf is the read buffer a connection starts with: an idle
+// connection holds only this, so that thousands of them stay cheap.
+const connBuf = 512
+
+// connPooledMax bounds the feed buffer a connection's state keeps for
+// the next connection; a larger one (a large request) is dropped.
+const connPooledMax = 4 << 10
+
+// connState is what serving a connection needs beyond net's own. It is
+// pooled per server: a connection reuses a finished one's buffers
+// rather than allocating and zeroing them.
+type connState struct {
+	cio  connIO
+	buf  []byte
+	feed keaFeed
+}
+
+func (k *Server) getConnState(c *net.UnixConn, rc syscall.RawConn) *connState {
+	st, _ := k.states.Get().(*connState)
+	if st == nil {
+		st = &connState{buf: make([]byte, connBuf)}
+		st.cio.init()
+	}
+	st.cio.start(c, rc, k.opts.IdleTimeout, &k.closing)
+	return st
+}
+
+func (k *Server) putConnState(st *connState) {
+	st.cio.start(nil, nil, 0, nil)
+	if len(st.buf) != connBuf {
+		st.buf = make([]byte, connBuf)
+	}
+	st.feed.reset(0)
+	if cap(st.feed.out) > connPooledMax {
+		st.feed.out = nil
+	}
+	k.states.Put(st)
 }
 
 // isKeepOpen reports whether a framed request is exactly

@@ -42,8 +42,9 @@ type connIO struct {
 	read, write func(fd uintptr) bool
 }
 
-func newConnIO(c *net.UnixConn, rc syscall.RawConn, idle time.Duration, closing *atomic.Bool) *connIO {
-	cio := &connIO{c: c, rc: rc, idle: idle, closing: closing}
+// init makes the callbacks; a connIO is then started for each
+// connection it serves.
+func (cio *connIO) init() {
 	cio.read = func(fd uintptr) bool {
 		cio.n, cio.err = ignoringEINTR(syscall.Read, int(fd), cio.p)
 		if cio.err != syscall.EAGAIN {
@@ -66,7 +67,13 @@ func newConnIO(c *net.UnixConn, rc syscall.RawConn, idle time.Duration, closing 
 		cio.n, cio.err = ignoringEINTR(syscall.Write, int(fd), cio.p)
 		return true
 	}
-	return cio
+}
+
+// start points an initialised connIO at a connection (nil to let it go).
+func (cio *connIO) start(c *net.UnixConn, rc syscall.RawConn, idle time.Duration, closing *atomic.Bool) {
+	cio.c, cio.rc, cio.idle, cio.closing = c, rc, idle, closing
+	cio.deadline, cio.waited = false, false
+	cio.p, cio.n, cio.err = nil, 0, nil
 }
 
 func ignoringEINTR(op func(int, []byte) (int, error), fd int, p []byte) (int, error) {
