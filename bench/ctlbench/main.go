@@ -222,6 +222,14 @@ func parseFlags(args []string) (config, error) {
 	default:
 		return cfg, fmt.Errorf("-only %q: the only choice is kea", *only)
 	}
+	if cfg.ctlBin != "" {
+		// A file name, not a command to look up in PATH.
+		p, err := filepath.Abs(cfg.ctlBin)
+		if err != nil {
+			return cfg, fmt.Errorf("-ctl-bin: %w", err)
+		}
+		cfg.ctlBin = p
+	}
 	if cfg.cpuProfile != "" {
 		p, err := filepath.Abs(cfg.cpuProfile)
 		if err != nil {
