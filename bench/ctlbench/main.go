@@ -1,18 +1,31 @@
-// Command ctlbench measures tickbox's control front ends and compares the
-// Kea channel with Debian's kea-dhcp4-server and with a bare Go
-// accept-read-write-close server (the floor), all in the same run.
+// Command ctlbench measures tickbox's control front ends. The Kea channel
+// is compared, in the same run, with a bare Go accept-read-write-close
+// server (the floor) and with Debian's kea-dhcp4 (2.2.0):
 //
-//	go run ./bench/ctlbench [-d 2s] [-kea-bin PATH] [-json]
+//	go run ./bench/ctlbench [-d 2s] [-clients 1,8,64] [-strict] [-json]
+//	    [-kea-bin PATH] [-ctl-bin PATH] [-only kea] [-cpuprofile FILE]
+//
+// All three are sent the same command, list-commands, one connection per
+// command as the Kea protocol has it (connect, write the command, read
+// the reply until the server closes, close): sequentially, one connection
+// at a time, and pipelined, N client workers each running that loop so
+// that N connections are in flight at once (-clients; 1 is the sequential
+// mode). The floor answers with the very bytes tickbox's channel answers,
+// so the two differ only in the work between the read and the write.
+// Then the IPC, the console and the datagram front end are measured.
 //
 // Every server runs as its own process; clients use raw sockets, so the
-// figures include the full syscall path a real client pays. Because the
-// machines are shared and noisy, read the ratios, not the absolute
-// numbers.
+// figures include the full syscall path a real client pays. The servers
+// are measured in interleaved rounds so that the noise of a shared machine
+// falls on all alike: read the ratios, not the absolute figures. Targets
+// print PASS or FAIL; the exit status is 0 unless a measurement fails, or
+// -strict is given and a target is missed.
 package main
 
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -21,13 +34,39 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
-	"sort"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+)
+
+// Environment variables that turn this program (or its test binary) into
+// the floor server: the socket path, and the file holding its reply.
+const (
+	floorEnv      = "CTLBENCH_FLOOR"
+	floorReplyEnv = "CTLBENCH_FLOOR_REPLY"
+)
+
+// keaCommand is the request every Kea-channel server is sent. Both tickbox
+// and Kea answer list-commands from a fixed list, without touching any
+// other state.
+var keaCommand = []byte(`{"command":"list-commands"}`)
+
+// Targets of the Kea channel against the floor, sequentially.
+const (
+	targetSeqRatio = 0.90 // ops/s at least this share of the floor's
+	targetP99Ratio = 1.20 // p99 at most this multiple of the floor's
+)
+
+// Names of the Kea-channel servers in the table.
+const (
+	serverKea   = "kea channel"
+	serverFloor = "floor"
 )
 
 type result struct {
@@ -37,220 +76,489 @@ type result struct {
 	OpsPerS  float64 `json:"ops_per_s"`
 	P50us    float64 `json:"p50_us"`
 	P99us    float64 `json:"p99_us"`
-	Note     string  `json:"note,omitempty"`
+	// CPUus is the server process's CPU time per operation (every thread
+	// of it, from /proc), where the server is a process of its own.
+	CPUus float64 `json:"server_cpu_us,omitempty"`
+	Note  string  `json:"note,omitempty"`
+	// Lost counts the datagrams sent but not run.
+	Lost int64 `json:"lost,omitempty"`
+}
+
+// ratio is one line of the verdict: a ratio or figure, with its target
+// when it has one.
+type ratio struct {
+	Name   string  `json:"ratio"`
+	Value  float64 `json:"value"`
+	Unit   string  `json:"unit"`
+	Target string  `json:"target,omitempty"`
+	// Pass is set for a line with a target.
+	Pass *bool `json:"pass,omitempty"`
+}
+
+func (r ratio) String() string {
+	s := fmt.Sprintf("%s: %.2f%s", r.Name, r.Value, r.Unit)
+	if r.Unit == "/s" {
+		s = fmt.Sprintf("%s: %.0f%s", r.Name, r.Value, r.Unit)
+	}
+	if r.Target != "" {
+		s += " (target " + r.Target + ")"
+	}
+	if r.Pass != nil {
+		if *r.Pass {
+			s += " PASS"
+		} else {
+			s += " FAIL"
+		}
+	}
+	return s
+}
+
+type config struct {
+	dur        time.Duration
+	keaBin     string
+	ctlBin     string
+	asJSON     bool
+	strict     bool
+	clients    []int
+	onlyKea    bool
+	cpuProfile string
+}
+
+// keaKey names one Kea-channel measurement: a server and its number of
+// concurrent clients.
+type keaKey struct {
+	server  string
+	clients int
+}
+
+// report is what a run measured.
+type report struct {
+	results []result
+	// keaVersion is kea-dhcp4's version, empty when it is not installed.
+	keaVersion string
+	kea        map[keaKey]result
+	ratios     []ratio
+}
+
+// keaServer is the table name of Kea's own daemon.
+func (r *report) keaServer() string { return "Kea " + r.keaVersion }
+
+// missed counts the targets not met.
+func (r *report) missed() int {
+	n := 0
+	for _, v := range r.ratios {
+		if v.Pass != nil && !*v.Pass {
+			n++
+		}
+	}
+	return n
+}
+
+func modeName(clients int) string {
+	if clients == 1 {
+		return "sequential"
+	}
+	return fmt.Sprintf("pipelined(%d)", clients)
 }
 
 func main() {
-	dur := flag.Duration("d", 2*time.Second, "duration of each measurement")
-	keaBin := flag.String("kea-bin", "", "kea-dhcp4 binary (default: search PATH and /usr/sbin)")
-	asJSON := flag.Bool("json", false, "print results as JSON lines as well")
-	role := flag.String("role", "", "internal: run as the floor server on -sock")
-	sock := flag.String("sock", "", "internal: socket path for -role")
-	flag.Parse()
-	if *role == "floor" {
-		floorServer(*sock)
-		return
+	if path := os.Getenv(floorEnv); path != "" {
+		os.Exit(floorMain(path, os.Getenv(floorReplyEnv)))
 	}
-	if err := run(*dur, *keaBin, *asJSON); err != nil {
+	cfg, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
 		fmt.Fprintf(os.Stderr, "ctlbench: %v\n", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, cfg, os.Stdout, os.Stderr)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "ctlbench: %v\n", err)
+		os.Exit(1)
+	}
+	if n := rep.missed(); n > 0 && cfg.strict {
+		fmt.Fprintf(os.Stderr, "ctlbench: %d target(s) missed\n", n)
 		os.Exit(1)
 	}
 }
 
-func run(dur time.Duration, keaBin string, asJSON bool) error {
+func parseFlags(args []string) (config, error) {
+	cfg := config{}
+	fs := flag.NewFlagSet("ctlbench", flag.ContinueOnError)
+	fs.DurationVar(&cfg.dur, "d", 2*time.Second, "duration of each measurement")
+	fs.StringVar(&cfg.keaBin, "kea-bin", "", "kea-dhcp4 binary (default: search PATH and /usr/sbin)")
+	fs.StringVar(&cfg.ctlBin, "ctl-bin", "", "a ctl binary to measure instead of building this checkout's")
+	fs.BoolVar(&cfg.asJSON, "json", false, "print results and ratios as JSON lines as well")
+	fs.BoolVar(&cfg.strict, "strict", false, "exit with status 1 when a target is missed")
+	clients := fs.String("clients", "1,8,64", "Kea-channel modes: concurrent client connections (1 is the sequential mode)")
+	only := fs.String("only", "", "measure only the `kea` channel rows (the IPC, console and datagram rows are left out)")
+	fs.StringVar(&cfg.cpuProfile, "cpuprofile", "", "have ctl serve write a CPU profile of itself to `FILE` (go tool pprof)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if cfg.dur <= 0 {
+		return cfg, fmt.Errorf("-d %v: want a positive duration", cfg.dur)
+	}
+	for _, f := range strings.Split(*clients, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return cfg, fmt.Errorf("-clients %q: want positive counts separated by commas", *clients)
+		}
+		if !slices.Contains(cfg.clients, n) {
+			cfg.clients = append(cfg.clients, n)
+		}
+	}
+	switch *only {
+	case "":
+	case "kea":
+		cfg.onlyKea = true
+	default:
+		return cfg, fmt.Errorf("-only %q: the only choice is kea", *only)
+	}
+	if cfg.ctlBin != "" {
+		// A file name, not a command to look up in PATH.
+		p, err := filepath.Abs(cfg.ctlBin)
+		if err != nil {
+			return cfg, fmt.Errorf("-ctl-bin: %w", err)
+		}
+		cfg.ctlBin = p
+	}
+	if cfg.cpuProfile != "" {
+		p, err := filepath.Abs(cfg.cpuProfile)
+		if err != nil {
+			return cfg, fmt.Errorf("-cpuprofile: %w", err)
+		}
+		cfg.cpuProfile = p
+	}
+	return cfg, nil
+}
+
+// run starts the servers, measures them, and prints the table and the
+// verdict to out and its progress to progress.
+func run(ctx context.Context, cfg config, out, progress io.Writer) (*report, error) {
 	dir, err := os.MkdirTemp("", "ctlbench")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.RemoveAll(dir)
 
-	ctlBin := filepath.Join(dir, "ctl")
-	build := exec.Command("go", "build", "-o", ctlBin, "github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("build ctl: %w", err)
-	}
-
-	paths := struct{ kea, dgram, ipc, console, floor, keaRef string }{
-		filepath.Join(dir, "kea.sock"), filepath.Join(dir, "dgram.sock"), filepath.Join(dir, "ipc.socket"),
-		filepath.Join(dir, "console.sock"), filepath.Join(dir, "floor.sock"), filepath.Join(dir, "kea-ref.sock"),
-	}
-
-	// tickbox's ctl hub.
-	tb := exec.Command(ctlBin, "serve", "-kea", paths.kea, "-dgram", paths.dgram, "-ipc", paths.ipc,
-		"-console", paths.console, "-max-conns", "4096", "-http", "")
-	var tbLog bytes.Buffer
-	tb.Stderr = &tbLog
-	if err := tb.Start(); err != nil {
-		return fmt.Errorf("start ctl serve: %w", err)
-	}
-	defer stopProc(tb)
-
-	// The floor: the least a Go server can do per connection.
-	self, _ := os.Executable()
-	floor := exec.Command(self, "-role", "floor", "-sock", paths.floor)
-	floor.Stderr = os.Stderr
-	if err := floor.Start(); err != nil {
-		return fmt.Errorf("start floor server: %w", err)
-	}
-	defer stopProc(floor)
-
-	for _, p := range []string{paths.kea, paths.dgram, paths.ipc, paths.console, paths.floor} {
-		if err := waitSocket(p, 10*time.Second); err != nil {
-			return fmt.Errorf("%w\nctl serve log:\n%s", err, tbLog.String())
+	ctlBin := cfg.ctlBin
+	if ctlBin == "" {
+		ctlBin = filepath.Join(dir, "ctl")
+		build := exec.CommandContext(ctx, "go", "build", "-o", ctlBin, "github.com/tickbox-fw/tickbox/services/ctl/cmd/ctl")
+		if out, err := build.CombinedOutput(); err != nil {
+			return nil, fmt.Errorf("build ctl: %w\n%s", err, out)
 		}
 	}
 
+	paths := struct{ kea, dgram, ipc, console, floor, floorReply, keaRef string }{
+		filepath.Join(dir, "kea.sock"), filepath.Join(dir, "dgram.sock"), filepath.Join(dir, "ipc.socket"),
+		filepath.Join(dir, "console.sock"), filepath.Join(dir, "floor.sock"), filepath.Join(dir, "floor.reply"),
+		filepath.Join(dir, "kea-ref.sock"),
+	}
+
+	// tickbox's ctl, serving every front end.
+	args := []string{"serve", "-kea", paths.kea, "-dgram", paths.dgram, "-ipc", paths.ipc,
+		"-console", paths.console, "-max-conns", "4096", "-http", ""}
+	if cfg.cpuProfile != "" {
+		args = append(args, "-cpuprofile", cfg.cpuProfile)
+	}
+	tb := exec.Command(ctlBin, args...)
+	var tbLog lockedBuffer
+	tb.Stderr = &tbLog
+	if err := tb.Start(); err != nil {
+		return nil, fmt.Errorf("start ctl serve: %w", err)
+	}
+	defer stopProc(tb)
+	for _, p := range []string{paths.kea, paths.dgram, paths.ipc, paths.console} {
+		if err := waitSocket(p, 10*time.Second); err != nil {
+			return nil, fmt.Errorf("%w\nctl serve log:\n%s", err, tbLog.String())
+		}
+	}
+
+	// The floor: the least a Go server can do per connection, answering
+	// with ctl's own reply.
+	reply, err := keaExchange(paths.kea, keaCommand)
+	if err != nil {
+		return nil, fmt.Errorf("kea channel: %w", err)
+	}
+	if err := os.WriteFile(paths.floorReply, reply, 0o644); err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find this program for the floor: %w", err)
+	}
+	floor := exec.Command(self)
+	floor.Env = append(os.Environ(), floorEnv+"="+paths.floor, floorReplyEnv+"="+paths.floorReply)
+	var floorLog lockedBuffer
+	floor.Stderr = &floorLog
+	if err := floor.Start(); err != nil {
+		return nil, fmt.Errorf("start floor server: %w", err)
+	}
+	defer stopProc(floor)
+	if err := waitSocket(paths.floor, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("%w\nfloor server log:\n%s", err, floorLog.String())
+	}
+
+	rep := &report{kea: map[keaKey]result{}}
 	// Kea itself, when installed.
-	keaVersion := ""
+	keaBin := cfg.keaBin
 	if keaBin == "" {
 		keaBin = findKea()
 	}
-	var keaProc *exec.Cmd
+	keaPid := 0
 	if keaBin != "" {
-		keaProc, keaVersion, err = startKea(keaBin, dir, paths.keaRef)
+		keaProc, version, err := startKea(keaBin, dir, paths.keaRef)
 		if err != nil {
-			return fmt.Errorf("start Kea: %w", err)
+			return nil, fmt.Errorf("start Kea: %w", err)
 		}
 		defer stopProc(keaProc)
+		rep.keaVersion = version
+		keaPid = keaProc.Process.Pid
 	}
 
-	var results []result
 	add := func(r result) {
-		results = append(results, r)
-		fmt.Fprintf(os.Stderr, "  %-8s %-26s %10.0f ops/s  p50 %7.1fµs  p99 %7.1fµs %s\n", r.Frontend, r.Mode, r.OpsPerS, r.P50us, r.P99us, r.Note)
+		rep.results = append(rep.results, r)
+		fmt.Fprintf(progress, "  %-12s %-26s %10.0f ops/s  p50 %7.1fµs  p99 %7.1fµs  server CPU %5.1fµs/op %s\n", r.Frontend, r.Mode, r.OpsPerS, r.P50us, r.P99us, r.CPUus, r.Note)
 	}
-	keaReq := []byte(`{"command":"list-commands"}`)
-	fmt.Fprintf(os.Stderr, "ctlbench: %s, %d CPUs, %v per measurement\n", runtime.Version(), runtime.NumCPU(), dur)
+	fmt.Fprintf(progress, "ctlbench: %s, %d CPUs, %v per measurement, %s for each Kea-channel server\n",
+		runtime.Version(), runtime.NumCPU(), cfg.dur, keaCommand)
 
-	type keaCase struct {
+	type keaServer struct {
 		name, path string
+		pid        int
 	}
-	cases := []keaCase{{"kea", paths.kea}, {"floor", paths.floor}}
-	if keaProc != nil {
-		cases = append(cases, keaCase{"Kea " + keaVersion, paths.keaRef})
+	servers := []keaServer{{serverKea, paths.kea, tb.Process.Pid}, {serverFloor, paths.floor, floor.Process.Pid}}
+	if rep.keaVersion != "" {
+		servers = append(servers, keaServer{rep.keaServer(), paths.keaRef, keaPid})
 	}
-	keaRes := map[string]result{}
-	keaRes8 := map[string]result{}
-	for _, conc := range []int{1, 8} {
-		ops := make([]func() error, len(cases))
-		for i, c := range cases {
-			ops[i] = func() error { return keaOnce(c.path, keaReq) }
+	for _, n := range cfg.clients {
+		ops := make([]func() error, len(servers))
+		pids := make([]int, len(servers))
+		for i, s := range servers {
+			ops[i] = func() error { return keaOnce(s.path, keaCommand) }
+			pids[i] = s.pid
 		}
-		rs, err := measureInterleaved(dur, conc, ops)
+		rs, err := measureInterleaved(ctx, cfg.dur, n, ops, pids)
 		if err != nil {
-			return fmt.Errorf("kea channel: %w", err)
+			return nil, fmt.Errorf("kea channel, %s: %w", modeName(n), err)
 		}
-		for i, c := range cases {
+		for i, s := range servers {
 			r := rs[i]
-			r.Frontend, r.Mode = c.name, "sequential"
-			if conc > 1 {
-				r.Mode = fmt.Sprintf("%d clients", conc)
-				keaRes8[c.name] = r
-			} else {
-				keaRes[c.name] = r
-			}
+			r.Frontend, r.Mode = s.name, modeName(n)
+			rep.kea[keaKey{s.name, n}] = r
 			add(r)
 		}
 	}
 
-	// IPC: request/reply on one connection, 8 connections, and pipelined.
-	ipcRes, err := benchIPC(paths.ipc, dur)
-	if err != nil {
-		return fmt.Errorf("ipc: %w", err)
-	}
-	for _, r := range ipcRes {
-		add(r)
-	}
-	// Console: a line in, its output out.
-	conRes, err := benchConsole(paths.console, dur)
-	if err != nil {
-		return fmt.Errorf("console: %w", err)
-	}
-	for _, r := range conRes {
-		add(r)
-	}
-	// Datagram: blocking sends from one client, then count what ran.
-	dgRes, err := benchDgram(paths.dgram, paths.kea, dur)
-	if err != nil {
-		return fmt.Errorf("dgram: %w", err)
-	}
-	for _, r := range dgRes {
-		add(r)
+	if !cfg.onlyKea {
+		// IPC: request/reply on one connection, 8 connections, and
+		// pipelined.
+		ipcRes, err := benchIPC(ctx, paths.ipc, cfg.dur)
+		if err != nil {
+			return nil, fmt.Errorf("ipc: %w", err)
+		}
+		for _, r := range ipcRes {
+			add(r)
+		}
+		// Console: a line in, its output out.
+		conRes, err := benchConsole(ctx, paths.console, cfg.dur)
+		if err != nil {
+			return nil, fmt.Errorf("console: %w", err)
+		}
+		for _, r := range conRes {
+			add(r)
+		}
+		// Datagram: blocking sends from one client, then count what ran.
+		dgRes, err := benchDgram(ctx, paths.dgram, paths.kea, cfg.dur)
+		if err != nil {
+			return nil, fmt.Errorf("dgram: %w", err)
+		}
+		for _, r := range dgRes {
+			add(r)
+		}
 	}
 
-	// The table and the ratios.
-	fmt.Println("| front end | mode | ops/s | p50 µs | p99 µs | note |")
-	fmt.Println("|---|---|---:|---:|---:|---|")
-	for _, r := range results {
-		// Pipelined modes have no per-operation latency.
-		p50, p99 := "–", "–"
-		if r.P50us > 0 {
-			p50, p99 = fmt.Sprintf("%.1f", r.P50us), fmt.Sprintf("%.1f", r.P99us)
-		}
-		fmt.Printf("| %s | %s | %.0f | %s | %s | %s |\n", r.Frontend, r.Mode, r.OpsPerS, p50, p99, r.Note)
-	}
-	fmt.Println()
-	tk := keaRes["kea"]
-	fl := keaRes["floor"]
-	fmt.Printf("Kea channel / floor, sequential: %.2f (target >= 0.80)\n", tk.OpsPerS/fl.OpsPerS)
-	fmt.Printf("Kea channel / floor, 8 clients:  %.2f\n", keaRes8["kea"].OpsPerS/keaRes8["floor"].OpsPerS)
-	if keaProc != nil {
-		ref := keaRes["Kea "+keaVersion]
-		fmt.Printf("Kea channel / Kea %s, sequential: %.1fx (target >= 5x)\n", keaVersion, tk.OpsPerS/ref.OpsPerS)
-		fmt.Printf("Kea channel / Kea %s, 8 clients:  %.1fx\n", keaVersion, keaRes8["kea"].OpsPerS/keaRes8["Kea "+keaVersion].OpsPerS)
-	} else {
-		fmt.Println("Kea not installed (apt-get install kea-dhcp4-server): no Kea ratio")
-	}
-	fmt.Printf("Kea channel p99, sequential: %.1f µs (target <= 60)\n", tk.P99us)
-	for _, r := range results {
-		switch {
-		case r.Frontend == "ipc" && r.Mode == "pipelined echo":
-			fmt.Printf("IPC pipelined echo: %.0f/s (target >= 200000)\n", r.OpsPerS)
-		case r.Frontend == "dgram":
-			fmt.Printf("datagram: %.0f/s, %s (target >= 100000, none lost)\n", r.OpsPerS, r.Note)
-		}
-	}
-	if asJSON {
-		enc := json.NewEncoder(os.Stdout)
-		for _, r := range results {
-			enc.Encode(r)
-		}
-	}
-	return nil
+	rep.judge(cfg)
+	rep.print(out, cfg.asJSON)
+	return rep, nil
 }
 
-// interleaveRounds is how many slices each server's measurement is cut
-// into when servers are compared: alternating them spreads the noise of
-// a shared machine over all of them instead of favouring one.
-const interleaveRounds = 10
+// judge computes the ratios and checks the targets.
+func (r *report) judge(cfg config) {
+	add := func(name string, v float64, unit string) {
+		r.ratios = append(r.ratios, ratio{Name: name, Value: v, Unit: unit})
+	}
+	target := func(name string, v float64, unit, target string, pass bool) {
+		r.ratios = append(r.ratios, ratio{Name: name, Value: v, Unit: unit, Target: target, Pass: &pass})
+	}
+	kc, okK := r.kea[keaKey{serverKea, 1}]
+	fl, okF := r.kea[keaKey{serverFloor, 1}]
+	if okK && okF {
+		v := kc.OpsPerS / fl.OpsPerS
+		target("kea channel sequential / floor", v, "x", fmt.Sprintf(">= %.2fx", targetSeqRatio), v >= targetSeqRatio)
+		p := kc.P99us / fl.P99us
+		target("kea channel p99 / floor p99", p, "x", fmt.Sprintf("<= %.2fx", targetP99Ratio), p <= targetP99Ratio)
+	}
+	if okK && okF {
+		add("kea channel sequential server CPU / floor's", kc.CPUus/fl.CPUus, "x")
+	}
+	for _, n := range cfg.clients {
+		if n == 1 {
+			continue
+		}
+		kc, fl := r.kea[keaKey{serverKea, n}], r.kea[keaKey{serverFloor, n}]
+		add(fmt.Sprintf("kea channel %s / floor", modeName(n)), kc.OpsPerS/fl.OpsPerS, "x")
+		add(fmt.Sprintf("kea channel %s p99 / floor p99", modeName(n)), kc.P99us/fl.P99us, "x")
+		add(fmt.Sprintf("kea channel %s server CPU / floor's", modeName(n)), kc.CPUus/fl.CPUus, "x")
+	}
+	if r.keaVersion != "" {
+		ref := r.keaServer()
+		for _, n := range cfg.clients {
+			k := r.kea[keaKey{ref, n}]
+			add(fmt.Sprintf("kea channel %s / %s", modeName(n), ref), r.kea[keaKey{serverKea, n}].OpsPerS/k.OpsPerS, "x")
+		}
+		for _, n := range cfg.clients {
+			k := r.kea[keaKey{ref, n}]
+			add(fmt.Sprintf("floor %s / %s", modeName(n), ref), r.kea[keaKey{serverFloor, n}].OpsPerS/k.OpsPerS, "x")
+		}
+	}
+	for _, res := range r.results {
+		switch {
+		case res.Frontend == "ipc" && res.Mode == "pipelined echo":
+			target("IPC pipelined echo", res.OpsPerS, "/s", ">= 200000/s", res.OpsPerS >= 200000)
+		case res.Frontend == "dgram":
+			target("datagram ("+res.Note+")", res.OpsPerS, "/s", ">= 100000/s, none lost", res.OpsPerS >= 100000 && res.Lost == 0)
+		}
+	}
+}
+
+// print writes the table and the verdict.
+func (r *report) print(out io.Writer, asJSON bool) {
+	fmt.Fprintln(out, "| front end | mode | ops/s | p50 µs | p99 µs | server CPU µs/op | note |")
+	fmt.Fprintln(out, "|---|---|---:|---:|---:|---:|---|")
+	for _, res := range r.results {
+		// Pipelined IPC and datagrams have no per-operation latency.
+		p50, p99, cpu := "–", "–", "–"
+		if res.P50us > 0 {
+			p50, p99 = fmt.Sprintf("%.1f", res.P50us), fmt.Sprintf("%.1f", res.P99us)
+		}
+		if res.CPUus > 0 {
+			cpu = fmt.Sprintf("%.1f", res.CPUus)
+		}
+		fmt.Fprintf(out, "| %s | %s | %.0f | %s | %s | %s | %s |\n", res.Frontend, res.Mode, res.OpsPerS, p50, p99, cpu, res.Note)
+	}
+	fmt.Fprintln(out)
+	for _, v := range r.ratios {
+		fmt.Fprintln(out, v)
+	}
+	if r.keaVersion == "" {
+		fmt.Fprintln(out, "Kea not installed (apt-get install kea-dhcp4-server): no Kea rows or ratios")
+	}
+	if asJSON {
+		enc := json.NewEncoder(out)
+		for _, res := range r.results {
+			enc.Encode(res)
+		}
+		for _, v := range r.ratios {
+			enc.Encode(v)
+		}
+	}
+}
+
+// interleaveSlice is how long one server is measured before the next
+// takes its turn, when servers are compared: alternating them in short
+// slices spreads the noise of a shared machine over all of them instead
+// of favouring one. A measurement has at least minRounds slices.
+const (
+	interleaveSlice = 50 * time.Millisecond
+	minRounds       = 10
+)
 
 // measureInterleaved measures each op for about d in total, alternating
-// between them in short rounds, and returns one result per op.
-func measureInterleaved(d time.Duration, conc int, ops []func() error) ([]result, error) {
+// between them in short rounds (each round starting with the next op, so
+// that none always follows the same one), and returns one result per op.
+// pids[i] is the process serving ops[i]: the CPU time it spends while its
+// op is measured is reported per operation.
+func measureInterleaved(ctx context.Context, d time.Duration, conc int, ops []func() error, pids []int) ([]result, error) {
 	lat := make([][]time.Duration, len(ops))
 	busy := make([]time.Duration, len(ops))
-	for round := 0; round < interleaveRounds; round++ {
-		for i, op := range ops {
-			l, el, err := run1(d/interleaveRounds, conc, op, round == 0)
+	cpu := make([]time.Duration, len(ops))
+	rounds := max(minRounds, int(d/interleaveSlice))
+	for round := 0; round < rounds; round++ {
+		for k := range ops {
+			i := (round + k) % len(ops)
+			c0, err := procCPU(pids[i])
+			if err != nil {
+				return nil, err
+			}
+			l, el, err := run1(ctx, d/time.Duration(rounds), conc, ops[i], round == 0)
+			if err != nil {
+				return nil, err
+			}
+			c1, err := procCPU(pids[i])
 			if err != nil {
 				return nil, err
 			}
 			lat[i] = append(lat[i], l...)
 			busy[i] += el
+			cpu[i] += c1 - c0
 		}
 	}
 	out := make([]result, len(ops))
 	for i := range ops {
 		out[i] = summarize(lat[i], busy[i])
+		if out[i].Ops > 0 {
+			out[i].CPUus = float64(cpu[i]) / 1e3 / float64(out[i].Ops)
+		}
 	}
 	return out, nil
 }
 
+// procCPU is the CPU time every thread of process pid has run, from the
+// scheduler's statistics (nanoseconds, unlike the clock ticks of
+// /proc/PID/stat). The warm-up's share is counted too, a few hundred
+// operations in many thousands.
+func procCPU(pid int) (time.Duration, error) {
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, fmt.Errorf("server CPU time: %w", err)
+	}
+	var sum time.Duration
+	for _, t := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // the thread ended
+			}
+			return 0, fmt.Errorf("server CPU time: %w", err)
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 1 {
+			return 0, fmt.Errorf("server CPU time: %s: %q", t.Name(), b)
+		}
+		ns, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("server CPU time: %s: %w", t.Name(), err)
+		}
+		sum += time.Duration(ns)
+	}
+	return sum, nil
+}
+
 // measure runs op from conc goroutines for about d and returns the
 // throughput and latency percentiles.
-func measure(d time.Duration, conc int, op func() error) (result, error) {
-	lat, el, err := run1(d, conc, op, true)
+func measure(ctx context.Context, d time.Duration, conc int, op func() error) (result, error) {
+	lat, el, err := run1(ctx, d, conc, op, true)
 	if err != nil {
 		return result{}, err
 	}
@@ -259,7 +567,7 @@ func measure(d time.Duration, conc int, op func() error) (result, error) {
 
 // run1 runs op from conc goroutines for about d, after a warm-up when
 // asked, and returns every latency and the elapsed time.
-func run1(d time.Duration, conc int, op func() error, warm bool) ([]time.Duration, time.Duration, error) {
+func run1(ctx context.Context, d time.Duration, conc int, op func() error, warm bool) ([]time.Duration, time.Duration, error) {
 	// Warm up: connections, caches, goroutine pools.
 	for i := 0; warm && i < 200; i++ {
 		if err := op(); err != nil {
@@ -276,8 +584,8 @@ func run1(d time.Duration, conc int, op func() error, warm bool) ([]time.Duratio
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := make([]time.Duration, 0, 1<<16)
-			for time.Now().Before(deadline) {
+			local := make([]time.Duration, 0, 4096)
+			for time.Now().Before(deadline) && ctx.Err() == nil {
 				t0 := time.Now()
 				if err := op(); err != nil {
 					mu.Lock()
@@ -299,11 +607,14 @@ func run1(d time.Duration, conc int, op func() error, warm bool) ([]time.Duratio
 	if firstErr != nil {
 		return nil, 0, firstErr
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, 0, err
+	}
 	return lat, elapsed, nil
 }
 
 func summarize(lat []time.Duration, elapsed time.Duration) result {
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	slices.Sort(lat)
 	r := result{Ops: len(lat), OpsPerS: float64(len(lat)) / elapsed.Seconds()}
 	if len(lat) > 0 {
 		r.P50us = float64(lat[len(lat)/2]) / 1e3
@@ -312,7 +623,11 @@ func summarize(lat []time.Duration, elapsed time.Duration) result {
 	return r
 }
 
-// keaOnce is one Kea-channel exchange: connect, send, read to EOF.
+// keaSuccess is in every successful Kea-channel reply.
+var keaSuccess = []byte(`"result": 0`)
+
+// keaOnce is one Kea-channel exchange: connect, send, read to EOF; the
+// reply must report success.
 func keaOnce(path string, req []byte) error {
 	c, err := net.DialUnix("unix", nil, &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
@@ -322,10 +637,10 @@ func keaOnce(path string, req []byte) error {
 	if _, err := c.Write(req); err != nil {
 		return err
 	}
-	var buf [4096]byte
+	var buf [8192]byte
 	total := 0
 	for {
-		n, err := c.Read(buf[:])
+		n, err := c.Read(buf[total:])
 		total += n
 		if err == io.EOF {
 			break
@@ -333,22 +648,53 @@ func keaOnce(path string, req []byte) error {
 		if err != nil {
 			return err
 		}
+		if total == len(buf) {
+			return fmt.Errorf("%s: reply longer than %d bytes", path, len(buf))
+		}
 	}
-	if total == 0 {
-		return errors.New("empty reply")
+	if !bytes.Contains(buf[:total], keaSuccess) {
+		return fmt.Errorf("%s: reply without %s: %q", path, keaSuccess, buf[:total])
 	}
 	return nil
 }
 
-// floorServer is the baseline: accept, read one request, write a fixed
-// reply, close. No framing, no parsing, no command.
-func floorServer(path string) {
+// keaExchange sends req on a connection of its own and returns the whole
+// reply.
+func keaExchange(path string, req []byte) ([]byte, error) {
+	c, err := net.Dial("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c.Write(req); err != nil {
+		return nil, err
+	}
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return nil, err
+	}
+	if !bytes.Contains(b, keaSuccess) {
+		return nil, fmt.Errorf("%s: reply without %s: %q", path, keaSuccess, b)
+	}
+	return b, nil
+}
+
+// floorMain is the baseline server: accept, read once, write a fixed
+// reply, close; a goroutine per connection, as any Go server has. No
+// framing, no parsing, no command, no deadline. It returns the exit
+// status.
+func floorMain(path, replyFile string) int {
+	reply, err := os.ReadFile(replyFile)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "floor:", err)
+		return 1
+	}
 	l, err := net.Listen("unix", path)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "floor:", err)
-		os.Exit(1)
+		return 1
 	}
-	reply := []byte(`{ "arguments": [ "list-commands" ], "result": 0 }`)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -377,7 +723,10 @@ func findKea() string {
 // startKea runs kea-dhcp4 with no interfaces and only a control socket.
 // Like ctl serve, it logs at its default severity (INFO), to a file.
 func startKea(bin, dir, sock string) (*exec.Cmd, string, error) {
-	out, _ := exec.Command(bin, "-v").Output()
+	out, err := exec.Command(bin, "-v").Output()
+	if err != nil {
+		return nil, "", fmt.Errorf("%s -v: %w", bin, err)
+	}
 	version := strings.TrimSpace(string(out))
 	cfg := fmt.Sprintf(`{"Dhcp4":{
   "interfaces-config":{"interfaces":[]},
@@ -391,7 +740,7 @@ func startKea(bin, dir, sock string) (*exec.Cmd, string, error) {
 	}
 	cmd := exec.Command(bin, "-c", cfgPath)
 	cmd.Env = append(os.Environ(), "KEA_PIDFILE_DIR="+dir, "KEA_LOCKFILE_DIR="+dir, "KEA_LOG_CHECK_VERBOSE=0")
-	var logb bytes.Buffer
+	var logb lockedBuffer
 	cmd.Stdout, cmd.Stderr = &logb, &logb
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
@@ -400,7 +749,31 @@ func startKea(bin, dir, sock string) (*exec.Cmd, string, error) {
 		stopProc(cmd)
 		return nil, "", fmt.Errorf("%w\nKea log:\n%s", err, logb.String())
 	}
+	// The control socket must answer the benchmark's command.
+	if _, err := keaExchange(sock, keaCommand); err != nil {
+		stopProc(cmd)
+		return nil, "", fmt.Errorf("kea-dhcp4 control socket: %w\nKea log:\n%s", err, logb.String())
+	}
 	return cmd, version, nil
+}
+
+// lockedBuffer is a bytes.Buffer a child process may write while the
+// benchmark reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func waitSocket(path string, d time.Duration) error {
@@ -460,7 +833,7 @@ func (l *lineConn) ipcReply() ([]byte, error) {
 	}
 }
 
-func benchIPC(path string, d time.Duration) ([]result, error) {
+func benchIPC(ctx context.Context, path string, d time.Duration) ([]result, error) {
 	var out []result
 	req := []byte(`{"command":"echo","id":1,"x":"y"}` + "\n")
 	for _, conc := range []int{1, 8} {
@@ -482,7 +855,7 @@ func benchIPC(path string, d time.Duration) ([]result, error) {
 			_, err := lc.ipcReply()
 			return err
 		}
-		r, err := measure(d, conc, op)
+		r, err := measure(ctx, d, conc, op)
 		if err != nil {
 			return nil, err
 		}
@@ -509,7 +882,7 @@ func benchIPC(path string, d time.Duration) ([]result, error) {
 	start := time.Now()
 	deadline := start.Add(d)
 	n := 0
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		if _, err := lc.c.Write(batch.Bytes()); err != nil {
 			return nil, err
 		}
@@ -525,7 +898,7 @@ func benchIPC(path string, d time.Duration) ([]result, error) {
 	return out, nil
 }
 
-func benchConsole(path string, d time.Duration) ([]result, error) {
+func benchConsole(ctx context.Context, path string, d time.Duration) ([]result, error) {
 	lc, err := dialLines(path)
 	if err != nil {
 		return nil, err
@@ -546,7 +919,7 @@ func benchConsole(path string, d time.Duration) ([]result, error) {
 			}
 		}
 	}
-	r, err := measure(d, 1, op)
+	r, err := measure(ctx, d, 1, op)
 	if err != nil {
 		return nil, err
 	}
@@ -556,7 +929,7 @@ func benchConsole(path string, d time.Duration) ([]result, error) {
 
 // benchDgram sends datagrams as fast as blocking writes allow, then asks
 // status-get over the Kea channel how many ran.
-func benchDgram(path, keaPath string, d time.Duration) ([]result, error) {
+func benchDgram(ctx context.Context, path, keaPath string, d time.Duration) ([]result, error) {
 	before, err := dgramRun(keaPath)
 	if err != nil {
 		return nil, err
@@ -570,7 +943,7 @@ func benchDgram(path, keaPath string, d time.Duration) ([]result, error) {
 	start := time.Now()
 	deadline := start.Add(d)
 	sent := 0
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && ctx.Err() == nil {
 		for i := 0; i < 64; i++ {
 			if _, err := c.Write(msg); err != nil {
 				return nil, err
@@ -589,12 +962,15 @@ func benchDgram(path, keaPath string, d time.Duration) ([]result, error) {
 		if after-before >= int64(sent) || time.Now().After(waitUntil) {
 			break
 		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	el := time.Since(start)
 	ran := after - before
 	note := fmt.Sprintf("sent %d, ran %d, lost %d", sent, ran, int64(sent)-ran)
-	return []result{{Frontend: "dgram", Mode: "blocking sends, 1 client", Ops: int(ran), OpsPerS: float64(ran) / el.Seconds(), Note: note}}, nil
+	return []result{{Frontend: "dgram", Mode: "blocking sends, 1 client", Ops: int(ran), OpsPerS: float64(ran) / el.Seconds(), Note: note, Lost: int64(sent) - ran}}, nil
 }
 
 // dgramRun reads the datagram front end's "run" counter from status-get.

@@ -50,6 +50,9 @@ type Acceptor struct {
 	// reject answers a connection over the limit with the framing's
 	// error. It runs with a write deadline set.
 	reject func(c *net.UnixConn)
+	// inline: the accepting goroutine serves the connection and a new
+	// one accepts (AcceptInline).
+	inline bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -58,7 +61,8 @@ type Acceptor struct {
 	// served (not those refused or adopted).
 	accepted atomic.Uint64
 	wg       sync.WaitGroup
-	done     chan struct{}
+	// done is closed when the accept loop ends.
+	done chan struct{}
 
 	mu    sync.Mutex
 	conns map[*net.UnixConn]struct{}
@@ -70,6 +74,23 @@ type Acceptor struct {
 // limit with the framing's error; it runs with a write deadline set.
 func Accept(in *Inheritance, log *slog.Logger, kind, network string, spec Spec, opts StreamOptions,
 	handle func(context.Context, *net.UnixConn), reject func(*net.UnixConn)) (*Acceptor, error) {
+	return accept(in, log, kind, network, spec, opts, handle, reject, false)
+}
+
+// AcceptInline is Accept for a protocol of one short exchange per
+// connection, such as Kea's: the goroutine that accepts a connection
+// serves it, and a new goroutine takes over accepting. The connection is
+// served at once, while the next accept (which usually finds nothing and
+// waits) runs beside it; with Accept the connection's goroutine is
+// scheduled only after that accept. Handlers run exactly as with Accept,
+// one goroutine per connection, with the same limits and shutdown.
+func AcceptInline(in *Inheritance, log *slog.Logger, kind, network string, spec Spec, opts StreamOptions,
+	handle func(context.Context, *net.UnixConn), reject func(*net.UnixConn)) (*Acceptor, error) {
+	return accept(in, log, kind, network, spec, opts, handle, reject, true)
+}
+
+func accept(in *Inheritance, log *slog.Logger, kind, network string, spec Spec, opts StreamOptions,
+	handle func(context.Context, *net.UnixConn), reject func(*net.UnixConn), inline bool) (*Acceptor, error) {
 	ln, sock, err := ListenStream(in, log, network, spec)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", kind, err)
@@ -79,7 +100,7 @@ func Accept(in *Inheritance, log *slog.Logger, kind, network string, spec Spec, 
 	}
 	a := &Acceptor{
 		log: log, kind: kind, ln: ln, sock: sock, opts: opts,
-		handle: handle, reject: reject,
+		handle: handle, reject: reject, inline: inline,
 		done:  make(chan struct{}),
 		conns: make(map[*net.UnixConn]struct{}),
 	}
@@ -102,13 +123,18 @@ func (a *Acceptor) Active() int { return int(a.active.Load()) }
 // the listener started (refused ones and adopted ones not included).
 func (a *Acceptor) Accepted() uint64 { return a.accepted.Load() }
 
-func (a *Acceptor) loop() {
-	defer close(a.done)
-	var backoff time.Duration
+// loop accepts connections until the listener is closed; exactly one
+// goroutine runs it at a time. With inline set, the goroutine that
+// accepts a connection to serve starts the next accepting goroutine and
+// serves the connection itself.
+func (a *Acceptor) loop() { a.acceptLoop(0) }
+
+func (a *Acceptor) acceptLoop(backoff time.Duration) {
 	for {
 		c, err := a.ln.AcceptUnix()
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
+				close(a.done)
 				return
 			}
 			// EMFILE and friends: keep the listener, back off, as
@@ -144,27 +170,42 @@ func (a *Acceptor) loop() {
 			continue
 		}
 		a.accepted.Add(1)
-		a.track(c, a.handle)
+		if !a.inline {
+			a.track(c, a.handle)
+			continue
+		}
+		a.register(c)
+		go a.acceptLoop(0)
+		a.serveRegistered(c, a.handle)
+		return
 	}
 }
 
 // track serves c with serve on its own goroutine, counted as active
 // (the caller has added it) and known for Finish to force-close.
 func (a *Acceptor) track(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
+	a.register(c)
+	go a.serveRegistered(c, serve)
+}
+
+// register makes c known for Finish to wait for and force-close.
+func (a *Acceptor) register(c *net.UnixConn) {
 	a.mu.Lock()
 	a.conns[c] = struct{}{}
 	a.mu.Unlock()
 	a.wg.Add(1)
-	go func() {
-		defer a.wg.Done()
-		defer a.active.Add(-1)
-		defer func() {
-			a.mu.Lock()
-			delete(a.conns, c)
-			a.mu.Unlock()
-		}()
-		serve(a.ctx, c)
+}
+
+// serveRegistered serves a registered connection, then forgets it.
+func (a *Acceptor) serveRegistered(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
+	defer a.wg.Done()
+	defer a.active.Add(-1)
+	defer func() {
+		a.mu.Lock()
+		delete(a.conns, c)
+		a.mu.Unlock()
 	}()
+	serve(a.ctx, c)
 }
 
 // Adopt serves a connection that did not come from this listener (one
@@ -173,6 +214,17 @@ func (a *Acceptor) track(c *net.UnixConn, serve func(ctx context.Context, c *net
 func (a *Acceptor) Adopt(c *net.UnixConn, serve func(ctx context.Context, c *net.UnixConn)) {
 	a.active.Add(1)
 	a.track(c, serve)
+}
+
+// EachConn calls f for every connection being served (accepted or
+// adopted and not yet done). A connection whose handler starts after
+// EachConn has returned is not among them.
+func (a *Acceptor) EachConn(f func(c *net.UnixConn)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for c := range a.conns {
+		f(c)
+	}
 }
 
 // CancelConns cancels the context every connection's handler runs with.

@@ -83,6 +83,15 @@ func newKeaFeed(max int) *keaFeed {
 	return &keaFeed{max: max}
 }
 
+// reset makes f a new feed bounded by max (0 for DefaultMaxRequest),
+// keeping its buffer for the output.
+func (f *keaFeed) reset(max int) {
+	if max <= 0 {
+		max = DefaultMaxRequest
+	}
+	*f = keaFeed{max: max, out: f.out[:0]}
+}
+
 // Status reports whether the feed needs more input, holds a complete
 // value or failed.
 func (f *keaFeed) Status() feedStatus {
@@ -115,6 +124,11 @@ func (f *keaFeed) fail(format string, a ...any) {
 // of p (trailing bytes) is not consumed. Once complete or failed it
 // consumes nothing.
 func (f *keaFeed) Write(p []byte) int {
+	if cap(f.out) == 0 && len(p) > 0 {
+		// Most requests arrive in one read: room for it at once, rather
+		// than growing the buffer a few times.
+		f.out = make([]byte, 0, min(len(p), f.max))
+	}
 	i := 0
 	for i < len(p) && f.st != fsDone && f.st != fsFailed {
 		if f.n >= f.max {

@@ -76,7 +76,11 @@ func TestKeaFeedLimit(t *testing.T) {
 // feedResult runs data through a feed in pieces of the given sizes
 // (cycled; 0 means all at once).
 func feedResult(data []byte, sizes []int) (feedStatus, []byte, string, int) {
-	f := newKeaFeed(1 << 12)
+	return feedResultWith(newKeaFeed(1<<12), data, sizes)
+}
+
+// feedResultWith is feedResult with a given feed.
+func feedResultWith(f *keaFeed, data []byte, sizes []int) (feedStatus, []byte, string, int) {
 	total := 0
 	for i, k := 0, 0; i < len(data); k++ {
 		n := len(data) - i
@@ -119,6 +123,15 @@ func FuzzKeaFeed(f *testing.F) {
 			if st2 != st || !bytes.Equal(out, out2) || err2 != errText || n2 != n {
 				t.Fatalf("split %v differs: %v %q %q %d vs whole %v %q %q %d", sizes, st2, out2, err2, n2, st, out, errText, n)
 			}
+		}
+		// A feed reset after another request (as a pooled connection's
+		// is) frames the same way as a new one.
+		used := newKeaFeed(1 << 12)
+		used.Write([]byte(`/* an earlier request */ {"command": "x", "arguments": {"a": [1, "}"]}}`))
+		used.reset(1 << 12)
+		st3, out3, err3, n3 := feedResultWith(used, data, []int{int(step)})
+		if st3 != st || !bytes.Equal(out, out3) || err3 != errText || n3 != n {
+			t.Fatalf("reset feed differs: %v %q %q %d vs new %v %q %q %d", st3, out3, err3, n3, st, out, errText, n)
 		}
 		switch st {
 		case feedComplete:

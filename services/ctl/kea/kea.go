@@ -13,8 +13,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -82,6 +82,8 @@ type Server struct {
 	hardCtx  context.Context
 	hardStop context.CancelFunc
 	closing  atomic.Bool
+	// states holds finished connections' connState for new ones.
+	states sync.Pool
 }
 
 // Serve starts a Kea control channel on spec and adds it to srv.
@@ -97,7 +99,7 @@ func Serve(srv *ctl.Server, spec ctl.SocketSpec, opts Options) (*Server, error) 
 	}
 	k := &Server{engine: engine{front: ctl.FrontKea, opts: opts, log: srv.Logger().With("frontend", "kea"), r: srv.Registry()}, maxConns: opts.MaxConns}
 	k.hardCtx, k.hardStop = context.WithCancel(context.Background())
-	a, err := unixsock.Accept(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
+	a, err := unixsock.AcceptInline(srv.Inheritance(), srv.Logger(), "kea", "unix", spec, opts.StreamOptions, k.serve, k.reject)
 	if err != nil {
 		return nil, err
 	}
@@ -145,6 +147,10 @@ type engine struct {
 // running commands only when ctx runs out, not at once.
 func (k *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error) {
 	k.closing.Store(true)
+	// Wake the reads that wait for a request: each sees closing and
+	// drops its connection without a reply. A connection served from
+	// now on sees closing before it reads.
+	k.a.EachConn(func(c *net.UnixConn) { c.SetReadDeadline(time.Unix(1, 0)) })
 	stop := context.AfterFunc(ctx, k.hardStop)
 	defer stop()
 	defer k.hardStop()
@@ -155,7 +161,8 @@ func (k *Server) Stop(ctx context.Context, handoff bool) (*unixsock.Files, error
 // in the order arguments, result, text; empty text and nil arguments
 // left out.
 func keaReply(r ctl.Result) []byte {
-	b := make([]byte, 0, 64)
+	// Room for most answers without growing.
+	b := make([]byte, 0, 256)
 	return appendKeaResult(b, r)
 }
 
@@ -176,7 +183,12 @@ func appendKeaResult(b []byte, r ctl.Result) []byte {
 }
 
 func (k *Server) reject(c *net.UnixConn) {
-	k.write(c, keaReply(ctl.Fail("too many connections (limit %d)", k.maxConns)))
+	if rc, err := c.SyscallConn(); err == nil {
+		var cio connIO
+		cio.init()
+		cio.start(c, rc, k.opts.IdleTimeout, &k.closing)
+		k.write(&cio, keaReply(ctl.Fail("too many connections (limit %d)", k.maxConns)))
+	}
 	lingerClose(c, rejectLinger)
 }
 
@@ -212,22 +224,26 @@ var okKeptOpen = ctl.OK("connection kept open", nil)
 // serve runs one connection: frame, run, reply, close; or, once the
 // client asked for KeepOpenCommand, frame, run and reply until the
 // client leaves.
-func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
+func (k *Server) serve(_ context.Context, c *net.UnixConn) {
 	defer c.Close()
-	// On close, wake a blocked read; the loop then sees closing and
+	// On close, Stop wakes a blocked read; the loop then sees closing and
 	// drops the connection without a reply.
-	wake := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Unix(1, 0)) })
-	defer wake()
-
-	// Start small: an idle connection holds only this buffer, so that
-	// thousands of them stay cheap.
-	buf := make([]byte, 512)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		k.log.Info("read failed", "err", err)
+		return
+	}
+	st := k.getConnState(c, rc)
+	defer k.putConnState(st)
+	cio := &st.cio
+	buf := st.buf
 	// pending holds bytes read past a request: the next request's start
 	// on a kept-open connection.
 	var pending []byte
 	keepOpen := false
 	for {
-		feed := newKeaFeed(k.opts.MaxRequest)
+		feed := &st.feed
+		feed.reset(k.opts.MaxRequest)
 		// trailing is set when bytes followed the request in what was
 		// read: more may still be queued, and closing a unix socket with
 		// unread input resets the peer instead of giving it EOF.
@@ -238,15 +254,16 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 			trailing = len(pending) > 0
 		}
 		for feed.Status() == feedNeedMore {
-			c.SetReadDeadline(time.Now().Add(k.opts.IdleTimeout))
-			// Checked after setting the deadline: closing is set before
-			// the wake-up runs, so either we see it here or the wake-up's
-			// past deadline overrides ours.
 			if k.closing.Load() {
 				k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
 				return
 			}
-			n, err := c.Read(buf)
+			// The idle deadline is set only if the read has to wait.
+			n, err := cio.readWait(buf)
+			if err == errClosingConn {
+				k.log.Debug("closing idle connection on shutdown", "partial", len(feed.Output()))
+				return
+			}
 			if n > 0 {
 				if used := feed.Write(buf[:n]); used < n {
 					trailing = true
@@ -254,6 +271,7 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 				}
 				if n == len(buf) && len(buf) < 64<<10 {
 					buf = make([]byte, 4*len(buf))
+					st.buf = buf
 				}
 				continue
 			}
@@ -274,7 +292,7 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 					text += fmt.Sprintf(", discarded partial command of %d bytes", partial)
 				}
 				k.log.Info("connection timed out", "partial", partial)
-				k.write(c, keaReply(ctl.Fail("%s", text)))
+				k.write(cio, keaReply(ctl.Fail("%s", text)))
 				finishConn(c)
 				return
 			case errors.Is(err, io.EOF):
@@ -289,7 +307,7 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 				return
 			}
 		}
-		c.SetReadDeadline(time.Time{})
+		cio.clearDeadline()
 
 		var reply []byte
 		switch {
@@ -304,7 +322,7 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 		default:
 			reply = k.handleRequest(k.hardCtx, feed.Output())
 		}
-		if err := k.write(c, reply); err != nil {
+		if err := k.write(cio, reply); err != nil {
 			return
 		}
 		if keepOpen && feed.Status() != feedFailed {
@@ -317,6 +335,45 @@ func (k *Server) serve(ctx context.Context, c *net.UnixConn) {
 		}
 		return
 	}
+}
+
+// connBuf is the read buffer a connection starts with: an idle
+// connection holds only this, so that thousands of them stay cheap.
+const connBuf = 512
+
+// connPooledMax bounds the feed buffer a connection's state keeps for
+// the next connection; a larger one (a large request) is dropped.
+const connPooledMax = 4 << 10
+
+// connState is what serving a connection needs beyond net's own. It is
+// pooled per server: a connection reuses a finished one's buffers
+// rather than allocating and zeroing them.
+type connState struct {
+	cio  connIO
+	buf  []byte
+	feed keaFeed
+}
+
+func (k *Server) getConnState(c *net.UnixConn, rc syscall.RawConn) *connState {
+	st, _ := k.states.Get().(*connState)
+	if st == nil {
+		st = &connState{buf: make([]byte, connBuf)}
+		st.cio.init()
+	}
+	st.cio.start(c, rc, k.opts.IdleTimeout, &k.closing)
+	return st
+}
+
+func (k *Server) putConnState(st *connState) {
+	st.cio.start(nil, nil, 0, nil)
+	if len(st.buf) != connBuf {
+		st.buf = make([]byte, connBuf)
+	}
+	st.feed.reset(0)
+	if cap(st.feed.out) > connPooledMax {
+		st.feed.out = nil
+	}
+	k.states.Put(st)
 }
 
 // isKeepOpen reports whether a framed request is exactly
@@ -334,25 +391,37 @@ func isKeepOpen(req []byte) bool {
 	return ok && len(m) == 1 && m["command"] == KeepOpenCommand
 }
 
-// write sends all of b, restarting the idle deadline per chunk.
-func (k *Server) write(c *net.UnixConn, b []byte) error {
+// write sends all of b. What the socket takes at once needs no timer;
+// the rest is written with the idle deadline, restarted per chunk.
+func (k *Server) write(cio *connIO, b []byte) error {
+	n, err := cio.tryWrite(b)
+	b = b[n:]
+	if err != nil && !errors.Is(err, errWouldBlock) {
+		k.writeFailed(err, len(b))
+		return err
+	}
 	for len(b) > 0 {
 		n := min(len(b), keaWriteChunk)
-		c.SetWriteDeadline(time.Now().Add(k.opts.IdleTimeout))
-		w, err := c.Write(b[:n])
+		cio.c.SetWriteDeadline(time.Now().Add(k.opts.IdleTimeout))
+		w, err := cio.c.Write(b[:n])
 		b = b[w:]
 		if err != nil {
-			// A client that leaves before reading its reply is not
-			// the server's problem; say so quietly.
-			if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-				k.log.Debug("client left before reading the reply", "err", err, "unsent", len(b))
-			} else {
-				k.log.Info("reply write failed", "err", err, "unsent", len(b))
-			}
+			k.writeFailed(err, len(b))
 			return err
 		}
 	}
 	return nil
+}
+
+// writeFailed logs a reply that could not be written whole.
+func (k *Server) writeFailed(err error, unsent int) {
+	// A client that leaves before reading its reply is not the server's
+	// problem; say so quietly.
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		k.log.Debug("client left before reading the reply", "err", err, "unsent", unsent)
+	} else {
+		k.log.Info("reply write failed", "err", err, "unsent", unsent)
+	}
 }
 
 // finishConn half-closes after a reply and discards input still queued,
@@ -420,15 +489,15 @@ func (k *engine) dispatch(ctx context.Context, v any) []byte {
 	if _, ok := m["command"]; !ok {
 		return k.refuse(keaCommandError("does not contain mandatory 'command'"))
 	}
-	keys := make([]string, 0, len(m))
+	// Kea names the first unsupported key in sorted order: the least.
+	bad, found := "", false
 	for key := range m {
-		keys = append(keys, key)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		if !keaRequestKey(key) {
-			return k.refuse(keaCommandError("unsupported parameter '%s'", key))
+		if !keaRequestKey(key) && (!found || key < bad) {
+			bad, found = key, true
 		}
+	}
+	if found {
+		return k.refuse(keaCommandError("unsupported parameter '%s'", bad))
 	}
 	name, ok := m["command"].(string)
 	if !ok {
@@ -508,7 +577,11 @@ func (k *engine) run(ctx context.Context, name string, args any) ctl.Result {
 		in.Raw = func() json.RawMessage { return appendKeaJSON(nil, named) }
 	}
 	out := ctl.OutputBuffer{Max: keaMaxOutput}
-	k.log.Debug("command received", "command", name)
+	// Guarded: the arguments of a disabled Debug call still cost an
+	// allocation, and its frame a stack growth, on every request.
+	if k.log.Enabled(ctx, slog.LevelDebug) {
+		k.log.Debug("command received", "command", name)
+	}
 	r := k.r.Run(ctx, cmd, in, &out)
 	if r.Text == "" && out.Len() > 0 {
 		r.Text = strings.TrimRight(out.String(), "\n")

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -59,6 +60,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.IntVar(&cfg.MaxConns, "max-conns", ctl.DefaultMaxConns, "concurrent connections per front end")
 	fs.StringVar(&cfg.Mode, "socket-mode", "0660", "mode of socket files (octal)")
 	fs.IntVar(&cfg.AllowGID, "allow-gid", -1, "group allowed on abstract sockets besides root and the daemon's user")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of this process to `FILE` until it stops (for go tool pprof)")
 	logging := cli.LogFlags(fs, "v")
 	if err := cli.ParseFlags(fs, args, -1); err != nil {
 		return err
@@ -75,6 +77,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		return cli.Usage("serve: -socket-mode %q: want an octal mode such as 0660", cfg.Mode)
 	}
 	log := logging.Logger(stderr)
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return &cli.ExitError{Code: 1, Err: err}
+		}
+		defer stop()
+	}
 
 	// The hub: the daemons this process forwards to, and the password
 	// of the HTTP listener. Both are read before anything listens, so
@@ -227,6 +236,23 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("ctl stopped")
 	return nil
+}
+
+// startCPUProfile writes a CPU profile of the process to path until
+// the returned function is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpuprofile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpuprofile %s: %w", path, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // keep stores a started front end under mu, for status-get.
