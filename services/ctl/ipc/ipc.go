@@ -262,6 +262,26 @@ func (h *hub) serveConn(ctx context.Context, nc net.Conn, opts Options) {
 	if werr := <-wdone; werr != nil && !errors.Is(werr, net.ErrClosed) {
 		log.Info("connection write failed", "err", werr)
 	}
+	drainClose(nc)
+}
+
+// Bounds of drainClose's wait for the peer.
+const (
+	drainTimeout = 200 * time.Millisecond
+	drainMax     = 1 << 20
+)
+
+// drainClose closes nc so that the peer reads every reply and then end
+// of file. Closing a socket with input unread (the lines a client sent
+// after exit) makes the peer's next read fail with a reset instead: so
+// the write side is shut first, which the peer reads as end of file,
+// and what is left to read is discarded, within bounds, before the
+// close.
+func drainClose(nc net.Conn) {
+	if cw, ok := nc.(interface{ CloseWrite() error }); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(drainTimeout))
+		io.Copy(io.Discard, io.LimitReader(nc, drainMax))
+	}
 	nc.Close()
 }
 
