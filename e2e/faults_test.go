@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/procstat"
 	"github.com/tickbox-fw/tickbox/internal/testutil"
 )
 
@@ -99,22 +100,14 @@ func parseFaultLog(out string) (rs []faultResult, ended int, err error) {
 	return rs, ended, nil
 }
 
-// procStart is the start of a process in VM uptime seconds, from field
-// 22 of /proc/PID/stat (clock ticks; USER_HZ is 100 on Linux).
+// procStart is the start of a process in VM uptime seconds, from its
+// /proc/PID/stat line.
 func procStart(stat string) (float64, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc stat %q", stat)
-	}
-	f := strings.Fields(stat[i+1:])
-	if len(f) < 20 {
-		return 0, fmt.Errorf("/proc stat %q", stat)
-	}
-	ticks, err := strconv.ParseUint(f[19], 10, 64)
+	ticks, err := procstat.Ticks(stat, procstat.StartTime)
 	if err != nil {
-		return 0, fmt.Errorf("/proc stat starttime: %w", err)
+		return 0, err
 	}
-	return float64(ticks) / 100, nil
+	return float64(ticks) / procstat.TicksPerSecond, nil
 }
 
 // faultKill is one kill and what it took to recover from it.

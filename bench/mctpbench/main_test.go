@@ -394,38 +394,3 @@ func FuzzVmRSS(f *testing.F) {
 		}
 	})
 }
-
-func TestParseStatCPU(t *testing.T) {
-	for _, tc := range []struct {
-		name, in string
-		want     time.Duration
-		ok       bool
-	}{
-		{"stat line", "4242 (mctpd) S 1 4242 4242 0 -1 4194560 300 0 0 0 150 37 0 0 20 0 7 0 100 0 0\n", 1870 * time.Millisecond, true},
-		{"name with spaces and parens", "7 (a) b) (c) R 1 7 7 0 -1 0 0 0 0 0 2 3 0 0\n", 50 * time.Millisecond, true},
-		{"zero", "1 (x) S 0 0 0 0 0 0 0 0 0 0 0 0 0 0", 0, true},
-		{"no name", "4242 mctpd S 1 2 3", 0, false},
-		{"short", "1 (x) S 0 0 0", 0, false},
-		{"negative", "1 (x) S 0 0 0 0 0 0 0 0 0 0 -1 0 0 0", 0, false},
-		{"not a number", "1 (x) S 0 0 0 0 0 0 0 0 0 0 a 0 0 0", 0, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := parseStatCPU(tc.in)
-			if (err == nil) != tc.ok || got != tc.want {
-				t.Errorf("parseStatCPU(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
-			}
-		})
-	}
-}
-
-func FuzzStatCPU(f *testing.F) {
-	f.Add("4242 (mctpd) S 1 4242 4242 0 -1 4194560 300 0 0 0 150 37 0 0 20 0 7 0 100 0 0\n")
-	f.Add("1 ()) R")
-	f.Add("1 (x) S 0 0 0 0 0 0 0 0 0 0 99999999999999999999 0")
-	f.Fuzz(func(t *testing.T, in string) {
-		d, err := parseStatCPU(in)
-		if d < 0 || (err != nil && d != 0) {
-			t.Fatalf("parseStatCPU(%q) = %v, %v", in, d, err)
-		}
-	})
-}

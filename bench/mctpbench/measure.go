@@ -113,12 +113,12 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 	payload := body(size)
 	// Each field is written by one goroutine only: the receiver sets
 	// last and rxErr, the sender the rest once the receiver is done.
-	type laneResult struct {
+	type laneState struct {
 		recvd, lost  int
 		last         time.Time
 		txErr, rxErr error
 	}
-	results := make([]laneResult, len(lanes))
+	results := make([]laneState, len(lanes))
 	start := time.Now()
 	deadline := start.Add(d)
 	var wg sync.WaitGroup
@@ -197,11 +197,29 @@ func pipelined(lanes []lane, size, window int, d, stall time.Duration) (sample, 
 		}()
 	}
 	wg.Wait()
-	s := sample{perLane: make([]int, len(results))}
-	var last time.Time
+	lanesDone := make([]laneResult, len(results))
 	for i, r := range results {
-		if err := errors.Join(r.txErr, r.rxErr); err != nil {
-			return sample{}, err
+		lanesDone[i] = laneResult{recvd: r.recvd, lost: r.lost, last: r.last, err: errors.Join(r.txErr, r.rxErr)}
+	}
+	return collect(lanesDone, size, start)
+}
+
+// laneResult is what one lane of a pipelined or stream measurement
+// received and lost, and when its last message arrived.
+type laneResult struct {
+	recvd, lost int
+	last        time.Time
+	err         error
+}
+
+// collect adds the lanes of a measurement started at start up into one
+// sample, which ends with the last message any lane received.
+func collect(lanes []laneResult, size int, start time.Time) (sample, error) {
+	s := sample{perLane: make([]int, len(lanes))}
+	var last time.Time
+	for i, r := range lanes {
+		if r.err != nil {
+			return sample{}, r.err
 		}
 		s.perLane[i] = r.recvd
 		s.msgs += r.recvd

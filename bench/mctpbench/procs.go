@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/procstat"
 	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
 )
 
@@ -171,41 +172,11 @@ func (p *proc) cpuTime() (time.Duration, error) {
 	if err != nil {
 		return 0, err
 	}
-	d, err := parseStatCPU(string(b))
+	d, err := procstat.CPU(string(b))
 	if err != nil {
 		return 0, fmt.Errorf("%s: %w", p.name, err)
 	}
 	return d, nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc/PID/stat's times: 100 on
-// every Linux architecture Go supports.
-const clockTicks = 100
-
-// parseStatCPU returns utime + stime from a /proc/PID/stat line. The
-// command name, in parentheses, may hold spaces: fields count from the
-// last ')'.
-func parseStatCPU(stat string) (time.Duration, error) {
-	i := strings.LastIndexByte(stat, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("odd stat line %q", stat)
-	}
-	f := strings.Fields(stat[i+1:])
-	// After the name: state is field 3, utime 14 and stime 15.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("odd stat line %q", stat)
-	}
-	var ticks int64
-	for _, s := range f[11:13] {
-		n, err := strconv.ParseInt(s, 10, 64)
-		// 1e11 ticks is over thirty years of CPU time: anything more is
-		// no real figure, and would overflow a Duration.
-		if err != nil || n < 0 || n > 1e11 {
-			return 0, fmt.Errorf("odd stat line %q", stat)
-		}
-		ticks += n
-	}
-	return time.Duration(ticks) * (time.Second / clockTicks), nil
 }
 
 // rssKiB reads VmRSS from /proc/PID/status.

@@ -21,11 +21,6 @@ import (
 // checked. A lane that makes no progress for stall counts what is missing
 // as lost and ends.
 func stream(lanes []lane, size, window int, d, stall time.Duration) (sample, error) {
-	type laneResult struct {
-		recvd, lost int
-		last        time.Time
-		err         error
-	}
 	results := make([]laneResult, len(lanes))
 	start := time.Now()
 	deadline := start.Add(d)
@@ -42,24 +37,7 @@ func stream(lanes []lane, size, window int, d, stall time.Duration) (sample, err
 		}()
 	}
 	wg.Wait()
-	s := sample{perLane: make([]int, len(results))}
-	var last time.Time
-	for i, r := range results {
-		if r.err != nil {
-			return sample{}, r.err
-		}
-		s.perLane[i] = r.recvd
-		s.msgs += r.recvd
-		s.lost += r.lost
-		if r.last.After(last) {
-			last = r.last
-		}
-	}
-	s.bytes = int64(s.msgs) * int64(size)
-	if s.msgs > 0 {
-		s.elapsed = last.Sub(start)
-	}
-	return s, nil
+	return collect(results, size, start)
 }
 
 // streamLane is one lane of stream.
