@@ -408,6 +408,64 @@ func TestSlowClient(t *testing.T) {
 	}
 }
 
+// TestQueueDrainsInOrder holds a client's reads while messages pile up
+// beyond its socket's buffer, then reads: what the direct writes could
+// not place was queued and sent by the writer in sendmmsg batches (more
+// than one batch's worth), and the client gets every message, byte for
+// byte, in order, with nothing dropped.
+func TestQueueDrainsInOrder(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name string
+		body int
+		n    int
+	}{
+		{name: "type byte and body of 0", body: 0, n: 400},
+		{name: "64 B", body: 64, n: 480},
+		{name: "4 KiB", body: 4 << 10, n: 300},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			// The smallest send buffer the kernel allows, so that the
+			// queue takes most of the messages.
+			f := newDMFixture(t, Options{SendBuffer: 1}, nil)
+			c := f.dial(t, f.names[0], 0x7e)
+			body := make([]byte, tc.body)
+			for i := range body {
+				body[i] = byte(i * 7)
+			}
+			for i := 0; i < tc.n; i++ {
+				b := body
+				if len(b) >= 2 {
+					b[0], b[1] = byte(i>>8), byte(i)
+				}
+				if r := f.dm.Deliver(dmLocal, 0x7e, b); r != 1 {
+					t.Fatalf("message %d reached %d clients", i, r)
+				}
+			}
+			for i := 0; i < tc.n; i++ {
+				c.SetDeadline(time.Now().Add(5 * time.Second))
+				addr, typ, b, err := c.Recv()
+				if err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				want := body
+				if len(want) >= 2 {
+					want[0], want[1] = byte(i>>8), byte(i)
+				}
+				if addr != dmLocal || typ != 0x7e || !bytes.Equal(b, want) {
+					t.Fatalf("message %d: addr %d type %#x, %d bytes; want %d bytes in order", i, addr, typ, len(b), len(want))
+				}
+			}
+			st := f.dm.Stats()
+			if st.Out != uint64(tc.n) || st.Delivered != uint64(tc.n) || st.Overflows != 0 || st.DropOverflow != 0 {
+				t.Fatalf("stats = %+v; want %d out and delivered, no overflow", st, tc.n)
+			}
+		})
+	}
+}
+
 // TestPeerRefused connects as uid 65534 from a child process.
 func TestPeerRefused(t *testing.T) {
 	t.Parallel()
