@@ -3,6 +3,9 @@
 // and reuses, so that a batch allocates nothing. The calls never wait:
 // they are meant for syscall.RawConn's Read and Write, whose functions
 // report EAGAIN by returning false and so park on the runtime's poller.
+// Because they cannot block, they are made without telling the
+// scheduler (syscall.RawSyscall6), which saves its bookkeeping on each
+// call.
 package mmsg
 
 import (
@@ -74,7 +77,7 @@ func Recv(fd uintptr, v *Vec, n int) (int, syscall.Errno) {
 
 func call(trap, fd uintptr, v *Vec, n, flags int) (int, syscall.Errno) {
 	for {
-		r, _, e := syscall.Syscall6(trap, fd, uintptr(unsafe.Pointer(&v.Hdrs[0])), uintptr(n), uintptr(flags), 0, 0)
+		r, _, e := syscall.RawSyscall6(trap, fd, uintptr(unsafe.Pointer(&v.Hdrs[0])), uintptr(n), uintptr(flags), 0, 0)
 		switch e {
 		case 0:
 			return int(r), 0

@@ -207,10 +207,10 @@ func (c *client) writeNow(m *outMsg) (done bool, err error) {
 }
 
 // writev is writeNow's raw call: it never waits, because the caller
-// must not block.
+// must not block; so it is made without telling the scheduler.
 func (c *client) writev(fd uintptr) bool {
 	for {
-		_, _, e := syscall.Syscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
+		_, _, e := syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&c.iov[0])), uintptr(c.niov))
 		if e != syscall.EINTR {
 			c.errno = e
 			return true

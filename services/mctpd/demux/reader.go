@@ -60,9 +60,10 @@ func newReader(rc syscall.RawConn, max int) (*reader, error) {
 // recv1 reads one datagram with recvfrom, a lighter call than
 // recvmmsg (no message header to copy in and out). MSG_TRUNC makes it
 // return the datagram's whole length, which tells a datagram cut short.
+// It never waits, so it is made without telling the scheduler.
 func (r *reader) recv1(fd uintptr) bool {
 	for {
-		n, _, e := syscall.Syscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.slab[0])), uintptr(r.max),
+		n, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, fd, uintptr(unsafe.Pointer(&r.slab[0])), uintptr(r.max),
 			syscall.MSG_DONTWAIT|syscall.MSG_TRUNC, 0, 0)
 		switch e {
 		case syscall.EINTR:
