@@ -147,6 +147,55 @@ func TestQuickFramingOnly(t *testing.T) {
 	}
 }
 
+// TestQuickDemuxOnly runs the demux rows alone (-only demux): every
+// server and client count is measured with the shares and CPU figures,
+// no serial daemon or pty pair is set up, and the report prints the
+// headline ratio lines and judges the demux targets.
+func TestQuickDemuxOnly(t *testing.T) {
+	if _, err := exec.LookPath("go"); err != nil {
+		testutil.Require(t, fmt.Sprintf("no go on PATH to build the daemons: %v", err))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cfg := quickConfig(false)
+	cfg.demuxOnly = true
+	var progress bytes.Buffer
+	rep, err := run(ctx, cfg, &progress)
+	if err != nil {
+		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
+	}
+	if len(rep.serial) != 0 || len(rep.framing) != 0 || len(rep.rss) != 1 {
+		t.Errorf("demux-only run measured more: serial %d, framing %d, rss rows %d", len(rep.serial), len(rep.framing), len(rep.rss))
+	}
+	for _, size := range sizes {
+		for _, n := range clientCount {
+			for _, srv := range demuxServers {
+				d := rep.demux[demuxKey{size, n, srv}]
+				if d == nil || d.pipe.msgs == 0 || d.pipe.lost != 0 || len(d.pipe.perLane) != n || d.cpu < 0 {
+					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
+				}
+			}
+		}
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	text := out.String()
+	for _, want := range []string{
+		"mctpd 64 B stream / libmctp-shaped floor: ", "demux 64 B stream / libmctp-shaped floor: ",
+		"mctpd 4 KiB stream / echo floor: ", "| 64 B | 8 | libmctp-shaped |", "server CPU µs/msg",
+		"libmctp-shaped floor >= 1.0x", "echo floor >= 0.9x", "no client under 0.5 of an equal share",
+	} {
+		if !strings.Contains(text, want) {
+			t.Errorf("report lacks %q:\n%s", want, text)
+		}
+	}
+	for _, unwanted := range []string{"| end to end |", "| framing only |"} {
+		if strings.Contains(text, unwanted) {
+			t.Errorf("report has %q:\n%s", unwanted, text)
+		}
+	}
+}
+
 func TestPercentile(t *testing.T) {
 	ms := func(v ...int) []time.Duration {
 		var out []time.Duration
