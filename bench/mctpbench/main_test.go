@@ -47,19 +47,8 @@ func TestQuick(t *testing.T) {
 	if err != nil {
 		t.Fatalf("run: %v\nprogress:\n%s", err, progress.String())
 	}
+	checkDemuxRows(t, rep)
 	for _, size := range sizes {
-		for _, n := range clientCount {
-			for _, srv := range demuxServers {
-				d := rep.demux[demuxKey{size, n, srv}]
-				if d == nil || d.pipe.msgs == 0 || d.pipe.rate() <= 0 || d.pong.msgs == 0 || len(d.pong.lat) != d.pong.msgs {
-					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
-					continue
-				}
-				if d.pipe.lost != 0 || d.pipe.bytes != int64(d.pipe.msgs)*int64(size) {
-					t.Errorf("demux %s %d B %d clients: lost %d, %d bytes for %d messages", srv, size, n, d.pipe.lost, d.pipe.bytes, d.pipe.msgs)
-				}
-			}
-		}
 		for _, mtu := range serialMTUs {
 			s := rep.serial[serialKey{size, mtu}]
 			if s == nil || s.serial.msgs == 0 || s.serial.lost != 0 {
@@ -147,6 +136,28 @@ func TestQuickFramingOnly(t *testing.T) {
 	}
 }
 
+// checkDemuxRows checks every demux row of a report: each server and
+// client count moved messages, lost none, counted every lane and timed
+// its ping-pongs.
+func checkDemuxRows(t *testing.T, rep *report) {
+	t.Helper()
+	for _, size := range sizes {
+		for _, n := range clientCount {
+			for _, srv := range demuxServers {
+				d := rep.demux[demuxKey{size, n, srv}]
+				if d == nil || d.pipe.msgs == 0 || d.pipe.rate() <= 0 || d.pong.msgs == 0 || len(d.pong.lat) != d.pong.msgs ||
+					len(d.pipe.perLane) != n || d.cpu < 0 {
+					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
+					continue
+				}
+				if d.pipe.lost != 0 || d.pipe.bytes != int64(d.pipe.msgs)*int64(size) {
+					t.Errorf("demux %s %d B %d clients: lost %d, %d bytes for %d messages", srv, size, n, d.pipe.lost, d.pipe.bytes, d.pipe.msgs)
+				}
+			}
+		}
+	}
+}
+
 // TestQuickDemuxOnly runs the demux rows alone (-only demux): every
 // server and client count is measured with the shares and CPU figures,
 // no serial daemon or pty pair is set up, and the report prints the
@@ -167,16 +178,7 @@ func TestQuickDemuxOnly(t *testing.T) {
 	if len(rep.serial) != 0 || len(rep.framing) != 0 || len(rep.rss) != 1 {
 		t.Errorf("demux-only run measured more: serial %d, framing %d, rss rows %d", len(rep.serial), len(rep.framing), len(rep.rss))
 	}
-	for _, size := range sizes {
-		for _, n := range clientCount {
-			for _, srv := range demuxServers {
-				d := rep.demux[demuxKey{size, n, srv}]
-				if d == nil || d.pipe.msgs == 0 || d.pipe.lost != 0 || len(d.pipe.perLane) != n || d.cpu < 0 {
-					t.Errorf("demux %s %d B %d clients: %+v", srv, size, n, d)
-				}
-			}
-		}
-	}
+	checkDemuxRows(t, rep)
 	var out bytes.Buffer
 	rep.print(&out)
 	text := out.String()
