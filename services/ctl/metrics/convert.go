@@ -18,7 +18,7 @@ type descs struct {
 
 	requests, connections, accepted *prometheus.Desc
 
-	ptpOffset, ptpFreq, ptpDelay, ptpState, ptpSelected *prometheus.Desc
+	ptpOffset, ptpFreq, ptpDelay, ptpState, ptpSelected, ptpOutliers *prometheus.Desc
 
 	mctpPackets, mctpMessages, mctpForwarded, mctpDrops, mctpSendWaits *prometheus.Desc
 	mctpReassembly, mctpTags, mctpBinding, mctpForwardedPair           *prometheus.Desc
@@ -47,6 +47,7 @@ func newDescs() *descs {
 		ptpDelay:    d("ptpd_path_delay_seconds", "Mean path delay to the sync instance's master, in seconds.", "service", "sync_instance"),
 		ptpState:    d("ptpd_instance_state", "The sync instance's state: 1 for the state it is in (one series per instance).", "service", "sync_instance", "state"),
 		ptpSelected: d("ptpd_instance_selected", "Whether the sync instance is the selected one (1) or not (0).", "service", "sync_instance"),
+		ptpOutliers: d("ptpd_outlier_discards_total", "Offsets the sync instance's outlier filter discarded (sfptpd's adaptive-outlier-filter-discards).", "service", "sync_instance"),
 
 		mctpPackets:        d("mctp_packets_total", "MCTP packets received (in) and sent (out) on every binding; forwarded packets count as received.", "service", "direction"),
 		mctpMessages:       d("mctp_messages_total", "Reassembled MCTP messages received (in) and messages sent (out).", "service", "direction"),
@@ -74,7 +75,7 @@ func (d *descs) all() []*prometheus.Desc {
 	return []*prometheus.Desc{
 		d.up, d.uptime, d.info, d.scrapeDuration,
 		d.requests, d.connections, d.accepted,
-		d.ptpOffset, d.ptpFreq, d.ptpDelay, d.ptpState, d.ptpSelected,
+		d.ptpOffset, d.ptpFreq, d.ptpDelay, d.ptpState, d.ptpSelected, d.ptpOutliers,
 		d.mctpPackets, d.mctpMessages, d.mctpForwarded, d.mctpForwardedPair, d.mctpDrops, d.mctpSendWaits,
 		d.mctpReassembly, d.mctpTags, d.mctpBinding,
 		d.demuxMessages, d.demuxDrops, d.demuxRegistrations, d.demuxOverflows, d.demuxClients,
@@ -254,6 +255,8 @@ type ptpInstance struct {
 	OffsetNS    *float64 `json:"offset-ns"`
 	FreqAdjPPB  *float64 `json:"freq-adj-ppb"`
 	PathDelayNS *float64 `json:"path-delay-ns"`
+	// Outliers is only reported by instances with an outlier filter.
+	Outliers *uint64 `json:"adaptive-outlier-filter-discards"`
 }
 
 // convertPTPD sends ptpd's per-instance series from instances-get.
@@ -285,6 +288,9 @@ func convertPTPD(e *emitter, service string, args json.RawMessage) error {
 		}
 		if in.State != "" {
 			e.gauge(e.d.ptpState, 1, service, name, in.State)
+		}
+		if in.Outliers != nil {
+			e.counter(e.d.ptpOutliers, float64(*in.Outliers), service, name)
 		}
 		e.gauge(e.d.ptpSelected, boolValue(in.Selected), service, name)
 	}

@@ -92,7 +92,7 @@ func status(t *testing.T, raw string) map[string]any {
 
 const (
 	ptpdReply = `{"result":0,"arguments":{"instances":[
-		{"name":"ptp1","module":"ptp","state":"slave","selected":true,"offset-ns":-1500,"freq-adj-ppb":12.5,"path-delay-ns":250000,"master":"gm","alarms":[]},
+		{"name":"ptp1","module":"ptp","state":"slave","selected":true,"offset-ns":-1500,"freq-adj-ppb":12.5,"path-delay-ns":250000,"master":"gm","alarms":[],"adaptive-outlier-filter-discards":3},
 		{"name":"free","module":"freerun","state":"freerun","selected":false,"offset-ns":0,"freq-adj-ppb":0,"path-delay-ns":0,"master":"","alarms":[]}]}}`
 	mctpdReply = `{"result":0,"arguments":{"mctp":{"packets-in":10,"send-waits":1,"packets-out":7,"messages-in":4,"messages-out":3,
 		"drops":{"sequence":2,"short":1},"reassembly-pending":1,"tags-outstanding":0,
@@ -127,7 +127,7 @@ func TestCollect(t *testing.T) {
 			metrics: []string{"tickbox_service_up", "tickbox_service_uptime_seconds", "tickbox_service_info",
 				"tickbox_ctl_requests_total", "tickbox_ctl_connections", "tickbox_ctl_connections_accepted_total",
 				"tickbox_ptpd_offset_seconds", "tickbox_ptpd_frequency_adjustment_ppb", "tickbox_ptpd_path_delay_seconds",
-				"tickbox_ptpd_instance_state", "tickbox_ptpd_instance_selected",
+				"tickbox_ptpd_instance_state", "tickbox_ptpd_instance_selected", "tickbox_ptpd_outlier_discards_total",
 				"tickbox_mctp_packets_total", "tickbox_mctp_messages_total", "tickbox_mctp_drops_total", "tickbox_mctp_binding_events_total",
 				"tickbox_mctp_reassembly_pending", "tickbox_mctp_demux_drops_total", "tickbox_mctp_demux_clients",
 				"tickbox_mdio_link_up", "tickbox_mdio_link_speed_bytes_per_second", "tickbox_mdio_link_changes_total", "tickbox_mdio_link_events_total"},
@@ -185,6 +185,9 @@ tickbox_ptpd_instance_state{service="ptpd",state="slave",sync_instance="ptp1"} 1
 # TYPE tickbox_ptpd_instance_selected gauge
 tickbox_ptpd_instance_selected{service="ptpd",sync_instance="free"} 0
 tickbox_ptpd_instance_selected{service="ptpd",sync_instance="ptp1"} 1
+# HELP tickbox_ptpd_outlier_discards_total Offsets the sync instance's outlier filter discarded (sfptpd's adaptive-outlier-filter-discards).
+# TYPE tickbox_ptpd_outlier_discards_total counter
+tickbox_ptpd_outlier_discards_total{service="ptpd",sync_instance="ptp1"} 3
 # HELP tickbox_mctp_packets_total MCTP packets received (in) and sent (out) on every binding; forwarded packets count as received.
 # TYPE tickbox_mctp_packets_total counter
 tickbox_mctp_packets_total{direction="in",service="mctpd"} 10
