@@ -4,8 +4,11 @@
 //   - demux loopback: mctpd with the null binding, clients sending to its
 //     own EID, and the demux alone (services/mctpd/demux with its
 //     loopback sender in a process of its own, no MCTP router), against
-//     the floor, a bare seqpacket echo process (64 B and 4 KiB messages,
-//     1 and 8 clients; pipelined throughput and ping-pong latency);
+//     two floors, a bare seqpacket echo process and a relay shaped like
+//     libmctp's demux daemon (pollfloor.go), with 64 B and 4 KiB
+//     messages and 1 and 8 clients: streams of 32 in flight per client
+//     (stream.go), with each server's CPU time per message and each
+//     client's share, and ping-pong latency;
 //   - serial: two mctpd (EIDs 8 and 9) on a socat pty pair, client to
 //     client, at the baseline MTU and at -mtu 251 on both ends, against
 //     raw bytes through another socat pair;
