@@ -59,10 +59,11 @@ type Message = mctp.ClientMessage
 // meanwhile, unread in its socket, which pushes back on the client
 // (other clients do not wait); this is the demux's flow control, and
 // mctpd's router uses it instead of dropping. It should return once ctx
-// ends. m.Body stays the demux's: it aliases the connection's read buffer and is valid only
-// until Send returns, so a sender that keeps it must copy it (mctpd's
-// router lays out a message of its own; Loopback delivers at once). An
-// error drops the message; the demux counts and logs it.
+// ends. m.Body stays the demux's: it aliases the connection's read
+// buffer and is valid only until Send returns, so a sender that keeps it
+// must copy it (mctpd's router lays out a message of its own; Loopback
+// delivers at once). An error drops the message; the demux counts and
+// logs it.
 type Sender interface {
 	Send(ctx context.Context, m Message) error
 }

@@ -275,7 +275,8 @@ var ErrShortMessage = errors.New("mctp: message of a type byte only is not deliv
 // sender): to the local EID it is looped back (control requests to the
 // responder), to any other it goes out on the routed binding, waiting
 // while that binding is busy (see the back-pressure note above). It is
-// safe for concurrent use; it keeps m.Body.
+// safe for concurrent use; it does not keep m.Body, which the demux
+// reuses once Send returns.
 func (r *Router) Send(ctx context.Context, m ClientMessage) error {
 	own := r.EID()
 	if m.Addr == own && len(m.Body) == 0 {

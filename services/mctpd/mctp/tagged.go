@@ -24,8 +24,8 @@ func (r *Router) ClientGone(id ClientID) {
 // sender): a request (TagRequest) with a tag allocated for its
 // destination, or a response (0..7) with exactly that tag. Failures are
 // answered with a TagError frame to the client, and returned for the
-// demux to count and log. It is safe for concurrent use; it keeps
-// m.Body.
+// demux to count and log. It is safe for concurrent use; it does not
+// keep m.Body.
 func (r *Router) SendTagged(ctx context.Context, m ClientMessage) error {
 	alloc, tag, err := ParseClientTag(m.Tag)
 	if err != nil {
