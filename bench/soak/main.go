@@ -56,6 +56,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/ctxtime"
 	"github.com/tickbox-fw/tickbox/services/ctl/kea"
 )
 
@@ -184,7 +185,7 @@ func run(c config) error {
 	peak := map[string]int{}
 	var peakMu sync.Mutex
 	wg.Go(func() {
-		for sleepCtx(loadCtx, time.Second) {
+		for ctxtime.Sleep(loadCtx, time.Second) {
 			for _, n := range daemonOrder {
 				if kib, err := rssKiB(s.daemons[n].pid); err == nil {
 					peakMu.Lock()
@@ -200,20 +201,20 @@ func run(c config) error {
 	var sf *stuckFault
 	var faults sync.WaitGroup
 	faults.Go(func() {
-		if !sleepCtx(loadCtx, c.dur/3) {
+		if !ctxtime.Sleep(loadCtx, c.dur/3) {
 			return
 		}
 		fmt.Printf("soak: +%v pulling the pty between the mctpds mid-frame\n", time.Since(began).Round(time.Second))
 		pf = s.pullPTY(c.outage)
 	})
 	faults.Go(func() {
-		if !sleepCtx(loadCtx, c.dur/2) {
+		if !ctxtime.Sleep(loadCtx, c.dur/2) {
 			return
 		}
 		fmt.Printf("soak: +%v a demux client stops reading\n", time.Since(began).Round(time.Second))
 		sf = s.stuckClient(loadCtx)
 	})
-	sleepCtx(loadCtx, c.dur)
+	ctxtime.Sleep(loadCtx, c.dur)
 	// The faults run to their end (each is bounded), so that the load
 	// goes on around them.
 	faults.Wait()
@@ -373,15 +374,4 @@ func counterDelta(a, b map[string]uint64, keys ...string) string {
 		return "no change"
 	}
 	return out
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

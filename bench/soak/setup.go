@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/ctxtime"
 	"github.com/tickbox-fw/tickbox/internal/testdaemon"
 	"github.com/tickbox-fw/tickbox/services/ctl/dgram"
 	"github.com/tickbox-fw/tickbox/services/mctpd/demux"
@@ -276,7 +277,7 @@ type rotations struct {
 // says the logs were reopened.
 func (s *setup) rotateLoop(ctx context.Context, r *rotations) {
 	prev := s.msgLog + ".1"
-	for sleepCtx(ctx, s.cfg.rotate) {
+	for ctxtime.Sleep(ctx, s.cfg.rotate) {
 		if err := os.Rename(s.msgLog, prev); err != nil {
 			r.failed++
 			r.errs = append(r.errs, err.Error())
@@ -317,7 +318,7 @@ const hpA, hpB = "soakhp0", "soakhp1"
 // hotplugLoop creates a veth pair in the appliance's namespace, deletes
 // it at the next tick, and so on.
 func (s *setup) hotplugLoop(ctx context.Context, h *hotplugs) {
-	for sleepCtx(ctx, s.cfg.hotplug) {
+	for ctxtime.Sleep(ctx, s.cfg.hotplug) {
 		var err error
 		if h.present {
 			if err = ipCmd("-n", s.nsS.Name, "link", "del", hpA); err == nil {

@@ -16,6 +16,7 @@ import (
 	goserial "github.com/jacobsa/go-serial/serial"
 	"golang.org/x/sys/unix"
 
+	"github.com/tickbox-fw/tickbox/internal/ctxtime"
 	"github.com/tickbox-fw/tickbox/services/mctpd/binding"
 )
 
@@ -359,7 +360,7 @@ func (b *Binding) RunBatches(ctx context.Context, deliver func(pkts [][]byte)) e
 				b.outages.Add(1)
 				b.log.Warn("serial device unavailable, retrying", "err", err)
 			}
-			if !sleepCtx(ctx, retry) {
+			if !ctxtime.Sleep(ctx, retry) {
 				break
 			}
 			retry = min(retry*2, b.maxRetry)
@@ -549,16 +550,5 @@ func (b *Binding) Stats() map[string]uint64 {
 		"reconnects":       b.reconnects.Load(),
 		"open_errors":      b.openErrors.Load(),
 		"read_errors":      b.readErrors.Load(),
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

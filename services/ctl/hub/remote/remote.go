@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tickbox-fw/tickbox/internal/ctxtime"
 	"github.com/tickbox-fw/tickbox/services/ctl"
 	"github.com/tickbox-fw/tickbox/services/ctl/hub"
 )
@@ -237,16 +238,7 @@ func writeLine(call *ctl.Call, format string, a ...any) error {
 }
 
 // wait sleeps one poll period; false when ctx ended.
-func (r *Remote) wait(ctx context.Context) bool {
-	t := time.NewTimer(r.opts.Poll)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
+func (r *Remote) wait(ctx context.Context) bool { return ctxtime.Sleep(ctx, r.opts.Poll) }
 
 func (r *Remote) logCommand() *ctl.Command {
 	return &ctl.Command{
